@@ -1,0 +1,864 @@
+//! The App: one server app, its users on this device, and the operations across them.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::clock::{Clock, SystemClock};
+use crate::config::{AppConfig, StorageConfig};
+use crate::credentials::Credentials;
+use crate::email_password::EmailPasswordAuth;
+use crate::error::{AppError, Result};
+use crate::events::{
+    AuthEvent, AuthEventKind, AuthEventListener, EventHub, SessionErrorHandler, Subscription,
+};
+use crate::log::{Log, LogLevel};
+use crate::refresh::Backoff;
+use crate::storage::{
+    FileStore, InMemoryStore, SCHEMA_VERSION, SessionStore, StoreError, StoredIdentity,
+    StoredState, StoredUser,
+};
+use crate::transport::{ApiResponse, Route, Transport, required_str};
+use crate::user::{AccessToken, User, UserData, UserIdentity, UserInner, UserState};
+
+/// The users on this device, in the order they first logged in.
+#[derive(Default)]
+pub(crate) struct Registry {
+    pub users: Vec<Arc<UserInner>>,
+    /// The user the app chose last; only ever a logged-in user.
+    current: Option<String>,
+    /// Most recently used first: who becomes current when the current user goes.
+    recent: Vec<String>,
+}
+
+impl Registry {
+    fn find(&self, id: &str) -> Option<&Arc<UserInner>> {
+        self.users.iter().find(|u| u.id == id)
+    }
+
+    /// The current user: the chosen one if still logged in, else the most recently used
+    /// logged-in user, else the first logged-in user.
+    fn current(&self) -> Option<Arc<UserInner>> {
+        let logged_in = |id: &str| {
+            self.find(id)
+                .filter(|u| u.data().state == UserState::LoggedIn)
+                .cloned()
+        };
+        self.current
+            .as_deref()
+            .and_then(logged_in)
+            .or_else(|| self.recent.iter().find_map(|id| logged_in(id)))
+            .or_else(|| {
+                self.users
+                    .iter()
+                    .find(|u| u.data().state == UserState::LoggedIn)
+                    .cloned()
+            })
+    }
+
+    fn make_current(&mut self, id: &str) {
+        self.current = Some(id.to_string());
+        self.recent.retain(|r| r != id);
+        self.recent.insert(0, id.to_string());
+    }
+
+    fn forget(&mut self, id: &str) {
+        self.users.retain(|u| u.id != id);
+        self.recent.retain(|r| r != id);
+    }
+
+    /// Re-picks the current user after a change; the event to send if it changed.
+    fn settle_current(&mut self, before: Option<String>) -> Option<AuthEvent> {
+        let after = self.current().map(|u| u.id.clone());
+        self.current = after.clone();
+        (before != after)
+            .then(|| AuthEvent::new(AuthEventKind::CurrentUserChanged, after.as_deref(), false))
+    }
+}
+
+pub(crate) struct AppInner {
+    pub app_id: String,
+    pub transport: Transport,
+    pub clock: Arc<dyn Clock>,
+    pub log: Log,
+    pub margin: Duration,
+    pub device: crate::config::DeviceInfo,
+    store: Arc<dyn SessionStore>,
+    registry: Mutex<Registry>,
+    /// Serialises saves so a later snapshot is never overwritten by an earlier one.
+    persist_lock: Mutex<()>,
+    pub events: Arc<EventHub>,
+    error_handler: RwLock<Option<Arc<dyn SessionErrorHandler>>>,
+    pub auto_refresh: AtomicBool,
+    pub background: AtomicBool,
+    pub scheduler_wake: Arc<tokio::sync::Notify>,
+    /// Bumped each time a scheduler starts; an older loop that sees a newer one ends.
+    pub scheduler_generation: std::sync::atomic::AtomicU64,
+}
+
+/// An App Services app, as seen from this device.
+///
+/// ```no_run
+/// # async fn demo() -> sessionkit::Result<()> {
+/// use sessionkit::{App, AppConfig, Credentials};
+/// let app = App::new(AppConfig::new("sessionkit-dev", "http://127.0.0.1:9090"))?;
+/// let user = app.log_in(Credentials::email_password("ada@example.com", "s3cret-pw")).await?;
+/// assert_eq!(app.current_user(), Some(user));
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct App {
+    inner: Arc<AppInner>,
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App")
+            .field("app_id", &self.inner.app_id)
+            .field("base_url", &self.base_url())
+            .finish()
+    }
+}
+
+impl App {
+    /// Checks the config, opens the session store and restores its users. No network.
+    pub fn new(config: AppConfig) -> Result<Self> {
+        config.validate()?;
+        let log = Log::new(config.logger.clone());
+        let clock = config
+            .clock
+            .clone()
+            .unwrap_or_else(|| Arc::new(SystemClock::new()));
+        let store: Arc<dyn SessionStore> = match &config.storage {
+            StorageConfig::InMemory => Arc::new(InMemoryStore::new()),
+            StorageConfig::Custom(store) => Arc::clone(store),
+            StorageConfig::File {
+                dir,
+                encryption_key,
+            } => {
+                if encryption_key.is_some() {
+                    return Err(AppError::invalid(
+                        "storage.encryption_key: encrypted file storage is not available in this version; \
+                         leave it unset or supply your own SessionStore",
+                    ));
+                }
+                Arc::new(
+                    FileStore::new(dir, &config.app_id).map_err(|e| AppError::Storage {
+                        message: e.to_string(),
+                    })?,
+                )
+            }
+        };
+        let transport = Transport::new(
+            &config.app_id,
+            &config.base_url,
+            Duration::from_millis(config.request_timeout_ms),
+            config.allow_insecure_http,
+            log.clone(),
+        )?;
+        let inner = Arc::new(AppInner {
+            app_id: config.app_id.clone(),
+            transport,
+            clock,
+            log,
+            margin: Duration::from_secs(config.refresh_margin_secs.into()),
+            device: config.device.clone(),
+            store,
+            registry: Mutex::new(Registry::default()),
+            persist_lock: Mutex::new(()),
+            events: Arc::new(EventHub::default()),
+            error_handler: RwLock::new(None),
+            auto_refresh: AtomicBool::new(false),
+            background: AtomicBool::new(false),
+            scheduler_wake: Arc::new(tokio::sync::Notify::new()),
+            scheduler_generation: std::sync::atomic::AtomicU64::new(0),
+        });
+        inner.restore()?;
+        let app = Self { inner };
+        if config.auto_refresh {
+            app.set_auto_refresh(true);
+        }
+        Ok(app)
+    }
+
+    pub fn app_id(&self) -> String {
+        self.inner.app_id.clone()
+    }
+    pub fn base_url(&self) -> String {
+        self.inner.transport.base_url()
+    }
+
+    /// Logs in; the user becomes current. Anonymous credentials with `reuse` hand back the
+    /// logged-in anonymous user, if there is one, without a network call.
+    pub async fn log_in(&self, credentials: Credentials) -> Result<User> {
+        let user = self.inner.log_in(credentials).await?;
+        Ok(User::new(Arc::clone(&self.inner), user))
+    }
+
+    /// The current user: always a logged-in user, or none.
+    pub fn current_user(&self) -> Option<User> {
+        let current = self.inner.registry().current();
+        current.map(|u| User::new(Arc::clone(&self.inner), u))
+    }
+
+    /// Every user on this device that was not removed, logged in or not.
+    pub fn all_users(&self) -> Vec<User> {
+        let users = self.inner.registry().users.clone();
+        users
+            .into_iter()
+            .map(|u| User::new(Arc::clone(&self.inner), u))
+            .collect()
+    }
+
+    /// Makes a logged-in user the current one.
+    pub fn switch_user(&self, user: &User) -> Result<()> {
+        self.inner.check_same_app(user)?;
+        self.inner.switch_user(&user.inner)
+    }
+
+    /// Logs the user out if needed and forgets them on this device.
+    pub async fn remove_user(&self, user: &User) -> Result<()> {
+        self.inner.check_same_app(user)?;
+        self.inner.remove_user(&user.inner).await
+    }
+
+    /// Deletes the user's account on the server, then on this device.
+    pub async fn delete_user(&self, user: &User) -> Result<()> {
+        self.inner.check_same_app(user)?;
+        self.inner.delete_user(&user.inner).await
+    }
+
+    /// Registration, confirmation and password resets for email/password users.
+    pub fn email_password_auth(&self) -> EmailPasswordAuth {
+        EmailPasswordAuth::new(Arc::clone(&self.inner))
+    }
+
+    /// Delivers every auth event of this app (an `InitialState` first) until the subscription
+    /// is dropped.
+    pub fn subscribe(&self, listener: Arc<dyn AuthEventListener>) -> Subscription {
+        let current = self.current_user().map(|u| u.id());
+        self.inner.events.subscribe(None, current, listener)
+    }
+
+    /// Sets (or clears) the callback told when a user's session ends for good.
+    pub fn set_session_error_handler(&self, handler: Option<Arc<dyn SessionErrorHandler>>) {
+        *self
+            .inner
+            .error_handler
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = handler;
+    }
+
+    /// Turns the proactive refresh of logged-in users' access tokens on or off.
+    pub fn set_auto_refresh(&self, on: bool) {
+        let was = self.inner.auto_refresh.swap(on, Ordering::SeqCst);
+        if on && !was {
+            crate::refresh::start_scheduler(&self.inner);
+        }
+        self.inner.scheduler_wake.notify_one();
+    }
+
+    /// Pauses proactive refresh (the app went to the background).
+    pub fn enter_background(&self) {
+        self.inner.background.store(true, Ordering::SeqCst);
+        self.inner.scheduler_wake.notify_one();
+    }
+
+    /// Resumes proactive refresh, refreshing at once whatever expired meanwhile.
+    pub fn enter_foreground(&self) {
+        self.inner.background.store(false, Ordering::SeqCst);
+        self.inner.scheduler_wake.notify_one();
+    }
+
+    /// Points the app at another server; location is looked up there first, and on failure the
+    /// old URL stays.
+    pub async fn update_base_url(&self, base_url: &str) -> Result<()> {
+        self.inner.transport.update_base_url(base_url).await
+    }
+}
+
+impl AppInner {
+    pub(crate) fn registry(&self) -> MutexGuard<'_, Registry> {
+        self.registry.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn check_same_app(self: &Arc<Self>, user: &User) -> Result<()> {
+        if Arc::ptr_eq(self, &user.app) {
+            Ok(())
+        } else {
+            Err(AppError::not_found("the user belongs to another App"))
+        }
+    }
+
+    /// The user must still be on this device.
+    pub(crate) fn ensure_known(&self, user: &Arc<UserInner>) -> Result<()> {
+        match self.registry().find(&user.id) {
+            Some(u) if Arc::ptr_eq(u, user) => Ok(()),
+            _ => Err(AppError::not_found(format!(
+                "user {} is no longer on this device",
+                user.id
+            ))),
+        }
+    }
+
+    fn handler(&self) -> Option<Arc<dyn SessionErrorHandler>> {
+        self.error_handler
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub(crate) fn session_error_handler(&self) -> Option<Arc<dyn SessionErrorHandler>> {
+        self.handler()
+    }
+
+    // ---- persistence -------------------------------------------------------------------
+
+    fn restore(self: &Arc<Self>) -> Result<()> {
+        let bytes = match self.store.load() {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => return Ok(()),
+            Err(StoreError::Unavailable { message }) => {
+                return Err(AppError::Storage {
+                    message: format!(
+                        "{message}; nothing was changed, try again when the store is available"
+                    ),
+                });
+            }
+            Err(e @ StoreError::Corrupt { .. }) => {
+                self.log.log(LogLevel::Warn, "sessionkit::storage", || {
+                    format!("{e}; starting with no users")
+                });
+                return Ok(());
+            }
+        };
+        let state = match StoredState::decode(&bytes) {
+            Ok(s) => s,
+            Err(e) => {
+                self.log.log(LogLevel::Warn, "sessionkit::storage", || {
+                    format!("{e}; starting with no users")
+                });
+                return Ok(());
+            }
+        };
+        let mut reg = self.registry();
+        for stored in state.users {
+            let Some(state) = UserState::parse(&stored.state) else {
+                continue;
+            };
+            if state == UserState::Removed {
+                continue; // purged at start, as realm-core does
+            }
+            let access = stored
+                .access_token
+                .and_then(|t| AccessToken::restored(t, self.clock.as_ref()).ok());
+            // A user whose tokens cannot be read is logged out, not lost.
+            let logged_in =
+                state == UserState::LoggedIn && access.is_some() && stored.refresh_token.is_some();
+            let data = UserData {
+                state: if logged_in {
+                    UserState::LoggedIn
+                } else {
+                    UserState::LoggedOut
+                },
+                access: if logged_in { access } else { None },
+                refresh: if logged_in {
+                    stored.refresh_token
+                } else {
+                    None
+                },
+                device_id: stored.device_id,
+                provider_type: stored.provider_type,
+                identities: stored
+                    .identities
+                    .into_iter()
+                    .map(|i| UserIdentity {
+                        id: i.id,
+                        provider_type: i.provider_type,
+                    })
+                    .collect(),
+                profile: stored.profile,
+                session: 0,
+                backoff: Backoff::default(),
+            };
+            reg.users.push(Arc::new(UserInner::new(stored.id, data)));
+        }
+        reg.recent = state.recent_user_ids;
+        reg.current = state.current_user_id;
+        reg.settle_current(None);
+        Ok(())
+    }
+
+    /// Saves the whole state. A failing store is logged and retried with the next change; the
+    /// sessions in memory are kept either way.
+    pub(crate) fn persist(&self) {
+        let _serial = self.persist_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let state = {
+            let reg = self.registry();
+            StoredState {
+                schema_version: SCHEMA_VERSION,
+                current_user_id: reg.current().map(|u| u.id.clone()),
+                recent_user_ids: reg.recent.clone(),
+                users: reg
+                    .users
+                    .iter()
+                    .map(|u| {
+                        let d = u.data();
+                        StoredUser {
+                            id: u.id.clone(),
+                            state: d.state.as_str().into(),
+                            access_token: d.access.as_ref().map(|t| t.raw.clone()),
+                            refresh_token: d.refresh.clone(),
+                            device_id: d.device_id.clone(),
+                            provider_type: d.provider_type.clone(),
+                            identities: d
+                                .identities
+                                .iter()
+                                .map(|i| StoredIdentity {
+                                    id: i.id.clone(),
+                                    provider_type: i.provider_type.clone(),
+                                })
+                                .collect(),
+                            profile: d.profile.clone(),
+                        }
+                    })
+                    .collect(),
+            }
+        };
+        if let Err(e) = self.store.save(&state.encode()) {
+            self.log.log(LogLevel::Warn, "sessionkit::storage", || {
+                format!("{e}; will retry with the next change")
+            });
+        }
+    }
+
+    // ---- login, link, profile ------------------------------------------------------------
+
+    fn login_body(&self, credentials: &Credentials) -> Result<Value> {
+        let mut body = credentials.body()?;
+        let d = &self.device;
+        let mut device = json!({
+            "appId": self.app_id,
+            "platform": d.platform,
+            "platformVersion": d.platform_version,
+            "sdk": d.sdk,
+            "sdkVersion": d.sdk_version,
+            "cpuArch": d.cpu_arch,
+        });
+        for (key, value) in [
+            ("deviceName", &d.device_name),
+            ("deviceVersion", &d.device_version),
+            ("frameworkName", &d.framework_name),
+            ("frameworkVersion", &d.framework_version),
+            ("bundleId", &d.bundle_id),
+        ] {
+            if let Some(v) = value {
+                device[key] = json!(v);
+            }
+        }
+        body.insert("options".into(), json!({ "device": device }));
+        Ok(Value::Object(body))
+    }
+
+    async fn log_in(self: &Arc<Self>, credentials: Credentials) -> Result<Arc<UserInner>> {
+        if let Credentials::Anonymous { reuse: true } = credentials
+            && let Some(user) = self.logged_in_anonymous()
+        {
+            self.switch_user(&user)?;
+            return Ok(user);
+        }
+        let body = self.login_body(&credentials)?;
+        let route = Route::App(format!("auth/providers/{}/login", credentials.provider()));
+        let doc = self
+            .transport
+            .send(Method::POST, &route, None, Some(&body))
+            .await?
+            .into_json()?;
+        let user_id = required_str(&doc, "user_id", "login")?;
+        let access = required_str(&doc, "access_token", "login")?;
+        let refresh = required_str(&doc, "refresh_token", "login")?;
+        let device_id = required_str(&doc, "device_id", "login")?;
+        let access =
+            AccessToken::received(access, self.clock.as_ref()).map_err(|e| AppError::BadToken {
+                message: format!(
+                    "could not log in: the server sent a malformed access token ({e})"
+                ),
+            })?;
+        let user = self.upsert_user(user_id, access, refresh, device_id, credentials.provider());
+        self.persist();
+        self.events.emit(AuthEvent::new(
+            AuthEventKind::SignedIn,
+            Some(&user.id),
+            true,
+        ));
+        // realm-core: login, then profile; only then does the user become current.
+        self.fetch_profile(&user).await?;
+        self.switch_user(&user)?;
+        Ok(user)
+    }
+
+    fn logged_in_anonymous(&self) -> Option<Arc<UserInner>> {
+        let reg = self.registry();
+        let found = reg.users.iter().find(|u| {
+            let d = u.data();
+            d.state == UserState::LoggedIn && d.is_anonymous()
+        });
+        found.cloned()
+    }
+
+    /// Creates the user, or gives an existing one (even logged out) its new session.
+    fn upsert_user(
+        &self,
+        id: String,
+        access: AccessToken,
+        refresh: String,
+        device_id: String,
+        provider: &str,
+    ) -> Arc<UserInner> {
+        let mut reg = self.registry();
+        if let Some(user) = reg.find(&id).cloned() {
+            let mut d = user.data();
+            d.state = UserState::LoggedIn;
+            d.access = Some(access);
+            d.refresh = Some(refresh);
+            d.device_id = device_id;
+            d.session += 1;
+            d.backoff = Backoff::default();
+            drop(d);
+            return user;
+        }
+        let user = Arc::new(UserInner::new(
+            id,
+            UserData {
+                state: UserState::LoggedIn,
+                access: Some(access),
+                refresh: Some(refresh),
+                device_id,
+                provider_type: provider.to_string(),
+                identities: Vec::new(),
+                profile: json!({}),
+                session: 0,
+                backoff: Backoff::default(),
+            },
+        ));
+        reg.users.push(Arc::clone(&user));
+        user
+    }
+
+    /// GET the profile and keep its identities and data.
+    pub(crate) async fn fetch_profile(self: &Arc<Self>, user: &Arc<UserInner>) -> Result<()> {
+        let doc = self
+            .authed(user, Method::GET, Route::Base("auth/profile".into()), None)
+            .await?
+            .into_json()?;
+        let identities = doc
+            .get("identities")
+            .and_then(Value::as_array)
+            .ok_or_else(|| AppError::malformed("profile: missing array field \"identities\""))?
+            .iter()
+            .map(|i| {
+                Ok(UserIdentity {
+                    id: required_str(i, "id", "profile identity")?,
+                    provider_type: required_str(i, "provider_type", "profile identity")?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let data = doc
+            .get("data")
+            .filter(|d| d.is_object())
+            .cloned()
+            .ok_or_else(|| AppError::malformed("profile: missing object field \"data\""))?;
+        {
+            let mut d = user.data();
+            d.identities = identities;
+            d.profile = data;
+        }
+        self.persist();
+        Ok(())
+    }
+
+    pub(crate) fn emit_profile_updated(&self, user: &Arc<UserInner>) {
+        self.events.emit(AuthEvent::new(
+            AuthEventKind::ProfileUpdated,
+            Some(&user.id),
+            true,
+        ));
+    }
+
+    pub(crate) async fn link(
+        self: &Arc<Self>,
+        user: &Arc<UserInner>,
+        credentials: Credentials,
+    ) -> Result<()> {
+        self.ensure_known(user)?;
+        let session = {
+            let d = user.data();
+            if d.state != UserState::LoggedIn {
+                return Err(AppError::not_logged_in(
+                    "the user must be logged in to link credentials",
+                ));
+            }
+            d.session
+        };
+        if let Credentials::Anonymous { .. } = credentials {
+            return Err(AppError::ClientUserAlreadyNamed {
+                message: "cannot add anonymous credentials to an existing user".into(),
+            });
+        }
+        let body = self.login_body(&credentials)?;
+        let route = Route::App(format!(
+            "auth/providers/{}/login?link=true",
+            credentials.provider()
+        ));
+        let doc = self
+            .authed(user, Method::POST, route, Some(&body))
+            .await?
+            .into_json()?;
+        if let Some(linked) = doc.get("user_id").and_then(Value::as_str)
+            && linked != user.id
+        {
+            return Err(AppError::malformed(format!(
+                "link: the server linked user {linked}, not {}",
+                user.id
+            )));
+        }
+        let access = AccessToken::received(
+            required_str(&doc, "access_token", "link")?,
+            self.clock.as_ref(),
+        )?;
+        {
+            let mut d = user.data();
+            if d.session != session || d.state != UserState::LoggedIn {
+                return Err(AppError::not_logged_in("the user logged out while linking"));
+            }
+            d.access = Some(access);
+        }
+        self.persist();
+        self.fetch_profile(user).await?;
+        self.emit_profile_updated(user);
+        self.switch_user(user)
+    }
+
+    // ---- switching, logging out, removing, deleting ---------------------------------------
+
+    fn switch_user(&self, user: &Arc<UserInner>) -> Result<()> {
+        if user.data().state != UserState::LoggedIn {
+            return Err(AppError::not_logged_in(
+                "the user is logged out or removed; log in again first",
+            ));
+        }
+        let event = {
+            let mut reg = self.registry();
+            if !reg.find(&user.id).is_some_and(|u| Arc::ptr_eq(u, user)) {
+                return Err(AppError::not_found("the user is not on this device"));
+            }
+            let before = reg.current().map(|u| u.id.clone());
+            reg.make_current(&user.id);
+            reg.settle_current(before)
+        };
+        self.persist();
+        if let Some(mut e) = event {
+            e.user_initiated = true;
+            self.events.emit(e);
+        }
+        Ok(())
+    }
+
+    /// Ends a user's session locally: tokens cleared, state set, current user re-picked, the
+    /// change saved. Returns the refresh token it held and the events to send.
+    pub(crate) fn end_locally(
+        &self,
+        user: &Arc<UserInner>,
+        state: UserState,
+        only_session: Option<u64>,
+    ) -> Option<(Option<String>, Option<AuthEvent>)> {
+        let mut reg = self.registry();
+        let before = reg.current().map(|u| u.id.clone());
+        let refresh = {
+            let mut d = user.data();
+            if only_session.is_some_and(|s| s != d.session) || d.state == UserState::Removed {
+                return None;
+            }
+            d.end(state)
+        };
+        if state == UserState::Removed {
+            reg.forget(&user.id);
+        }
+        let event = reg.settle_current(before);
+        drop(reg);
+        self.persist();
+        Some((refresh, event))
+    }
+
+    pub(crate) async fn log_out(self: &Arc<Self>, user: &Arc<UserInner>) -> Result<()> {
+        let target = {
+            let d = user.data();
+            let target = if d.is_anonymous() {
+                UserState::Removed
+            } else {
+                UserState::LoggedOut
+            };
+            if d.state == UserState::Removed || d.state == target {
+                return Ok(());
+            }
+            target
+        };
+        let Some((refresh, current_changed)) = self.end_locally(user, target, None) else {
+            return Ok(());
+        };
+        let mut events = vec![AuthEvent::new(
+            AuthEventKind::SignedOut,
+            Some(&user.id),
+            true,
+        )];
+        if target == UserState::Removed {
+            events.push(AuthEvent::new(
+                AuthEventKind::UserRemoved,
+                Some(&user.id),
+                true,
+            ));
+        }
+        events.extend(current_changed);
+        self.events.emit_all(events);
+        match refresh {
+            Some(token) => self.revoke(&token).await,
+            None => Ok(()),
+        }
+    }
+
+    /// DELETE the session on the server. A token the server already forgot is fine.
+    async fn revoke(&self, refresh_token: &str) -> Result<()> {
+        let response = self
+            .transport
+            .send(
+                Method::DELETE,
+                &Route::Base("auth/session".into()),
+                Some(refresh_token),
+                None,
+            )
+            .await?;
+        if response.status == 401 {
+            return Ok(());
+        }
+        response.into_json().map(drop)
+    }
+
+    async fn remove_user(self: &Arc<Self>, user: &Arc<UserInner>) -> Result<()> {
+        if user.data().state == UserState::Removed {
+            return Err(AppError::not_found("the user has already been removed"));
+        }
+        self.ensure_known(user)?;
+        let was_logged_in = user.data().state == UserState::LoggedIn;
+        let Some((refresh, current_changed)) = self.end_locally(user, UserState::Removed, None)
+        else {
+            return Err(AppError::not_found("the user has already been removed"));
+        };
+        let mut events = Vec::new();
+        if was_logged_in {
+            events.push(AuthEvent::new(
+                AuthEventKind::SignedOut,
+                Some(&user.id),
+                true,
+            ));
+        }
+        events.push(AuthEvent::new(
+            AuthEventKind::UserRemoved,
+            Some(&user.id),
+            true,
+        ));
+        events.extend(current_changed);
+        self.events.emit_all(events);
+        match refresh {
+            Some(token) => self.revoke(&token).await,
+            None => Ok(()),
+        }
+    }
+
+    async fn delete_user(self: &Arc<Self>, user: &Arc<UserInner>) -> Result<()> {
+        self.ensure_known(user)?;
+        if user.data().state != UserState::LoggedIn {
+            return Err(AppError::not_logged_in(
+                "the user must be logged in to be deleted",
+            ));
+        }
+        self.authed(
+            user,
+            Method::DELETE,
+            Route::Base("auth/delete".into()),
+            None,
+        )
+        .await?
+        .into_json()?;
+        let current_changed = self
+            .end_locally(user, UserState::Removed, None)
+            .and_then(|(_, e)| e);
+        let mut events = vec![AuthEvent::new(
+            AuthEventKind::UserDeleted,
+            Some(&user.id),
+            true,
+        )];
+        events.extend(current_changed);
+        self.events.emit_all(events);
+        Ok(())
+    }
+
+    // ---- authenticated requests -----------------------------------------------------------
+
+    /// A request with the user's access token: a fresh token first, and on 401 one refresh and
+    /// one replay. A second 401 is returned as it came.
+    pub(crate) async fn authed(
+        self: &Arc<Self>,
+        user: &Arc<UserInner>,
+        method: Method,
+        route: Route,
+        body: Option<&Value>,
+    ) -> Result<ApiResponse> {
+        let token = self.valid_access_token(user, None).await?;
+        let response = self
+            .transport
+            .send(method.clone(), &route, Some(&token), body)
+            .await?;
+        if response.status != 401 {
+            return Ok(response);
+        }
+        match self.refresh_after_401(user, &token).await {
+            Ok(fresh) => {
+                self.transport
+                    .send(method, &route, Some(&fresh), body)
+                    .await
+            }
+            Err(e @ AppError::SessionExpired { .. }) => Err(e),
+            Err(_) => Ok(response),
+        }
+    }
+
+    /// A request with the user's refresh token (the API key endpoints). A 401 means the refresh
+    /// token is dead: the session ends as it would on a failed refresh.
+    pub(crate) async fn refresh_authed(
+        self: &Arc<Self>,
+        user: &Arc<UserInner>,
+        method: Method,
+        route: Route,
+        body: Option<&Value>,
+    ) -> Result<Value> {
+        self.ensure_known(user)?;
+        let (token, session) = {
+            let d = user.data();
+            match (&d.refresh, d.state) {
+                (Some(t), UserState::LoggedIn) => (t.clone(), d.session),
+                _ => return Err(AppError::not_logged_in("the user must be logged in")),
+            }
+        };
+        let response = self
+            .transport
+            .send(method, &route, Some(&token), body)
+            .await?;
+        if response.status == 401 {
+            return Err(self.session_rejected(user, session, &response));
+        }
+        response.into_json()
+    }
+}

@@ -1,0 +1,211 @@
+//! Auth events: what happened to which user, delivered in order to every subscriber.
+//!
+//! Delivery never happens under the SDK's locks. Events go into a queue; whichever thread finds
+//! nobody delivering becomes the deliverer until the queue is empty. A listener that calls back
+//! into the SDK (even one that emits more events) therefore neither deadlocks nor reorders.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::sync::{Arc, Mutex, Weak};
+
+use crate::error::SessionError;
+use crate::user::User;
+
+/// What happened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum AuthEventKind {
+    /// First event to every new subscriber: the state at the time of subscribing.
+    InitialState,
+    SignedIn,
+    TokenRefreshed,
+    /// Logged out by the app (`log_out`, `remove_user`).
+    SignedOut,
+    /// The refresh token was rejected; the user must log in again.
+    SessionExpired,
+    /// A refresh failed for a transient reason; tokens were kept.
+    RefreshFailed,
+    UserRemoved,
+    UserDeleted,
+    CurrentUserChanged,
+    ProfileUpdated,
+}
+
+/// One auth event. `error` is the failure as text, never with a token in it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuthEvent {
+    pub kind: AuthEventKind,
+    pub user_id: Option<String>,
+    /// True when the app asked for this (log in, log out, switch); false for the SDK's own work.
+    pub user_initiated: bool,
+    pub error: Option<String>,
+    /// For `RefreshFailed`: whether the SDK will try again by itself.
+    pub will_retry: bool,
+}
+
+impl AuthEvent {
+    pub(crate) fn new(kind: AuthEventKind, user_id: Option<&str>, user_initiated: bool) -> Self {
+        Self {
+            kind,
+            user_id: user_id.map(str::to_string),
+            user_initiated,
+            error: None,
+            will_retry: false,
+        }
+    }
+}
+
+/// Receives auth events. Called on whichever thread delivers; keep it quick.
+pub trait AuthEventListener: Send + Sync {
+    fn on_event(&self, event: AuthEvent);
+}
+
+impl<F: Fn(AuthEvent) + Send + Sync> AuthEventListener for F {
+    fn on_event(&self, event: AuthEvent) {
+        self(event)
+    }
+}
+
+/// The token-expiry callback: called exactly once each time a user's session ends for good, so
+/// the app can send that user to the login screen.
+pub trait SessionErrorHandler: Send + Sync {
+    fn on_session_error(&self, user: User, error: SessionError);
+}
+
+impl<F: Fn(User, SessionError) + Send + Sync> SessionErrorHandler for F {
+    fn on_session_error(&self, user: User, error: SessionError) {
+        self(user, error)
+    }
+}
+
+struct Listener {
+    id: u64,
+    user_filter: Option<String>,
+    listener: Arc<dyn AuthEventListener>,
+}
+
+#[derive(Default)]
+struct HubState {
+    listeners: Vec<Listener>,
+    next_id: u64,
+    /// Events waiting, each for everyone (`None`) or for one new subscriber.
+    queue: VecDeque<(AuthEvent, Option<u64>)>,
+    delivering: bool,
+}
+
+/// The App's event fan-out.
+#[derive(Default)]
+pub(crate) struct EventHub {
+    state: Mutex<HubState>,
+}
+
+impl EventHub {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HubState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Registers a listener and queues its `InitialState` ahead of anything emitted later.
+    pub(crate) fn subscribe(
+        self: &Arc<Self>,
+        user_filter: Option<String>,
+        initial_user: Option<String>,
+        listener: Arc<dyn AuthEventListener>,
+    ) -> Subscription {
+        let id = {
+            let mut st = self.lock();
+            st.next_id += 1;
+            let id = st.next_id;
+            st.listeners.push(Listener {
+                id,
+                user_filter,
+                listener,
+            });
+            let initial =
+                AuthEvent::new(AuthEventKind::InitialState, initial_user.as_deref(), false);
+            st.queue.push_back((initial, Some(id)));
+            id
+        };
+        self.deliver();
+        Subscription {
+            hub: Arc::downgrade(self),
+            id,
+        }
+    }
+
+    pub(crate) fn emit(&self, event: AuthEvent) {
+        self.lock().queue.push_back((event, None));
+        self.deliver();
+    }
+
+    pub(crate) fn emit_all(&self, events: impl IntoIterator<Item = AuthEvent>) {
+        self.lock()
+            .queue
+            .extend(events.into_iter().map(|e| (e, None)));
+        self.deliver();
+    }
+
+    fn deliver(&self) {
+        let mut st = self.lock();
+        if st.delivering {
+            return; // the thread already delivering will reach our events
+        }
+        st.delivering = true;
+        while let Some((event, target)) = st.queue.pop_front() {
+            let targets: Vec<Arc<dyn AuthEventListener>> = st
+                .listeners
+                .iter()
+                .filter(|l| match target {
+                    Some(id) => l.id == id,
+                    None => match &l.user_filter {
+                        None => true,
+                        Some(uid) => event.user_id.as_deref() == Some(uid.as_str()),
+                    },
+                })
+                .map(|l| Arc::clone(&l.listener))
+                .collect();
+            drop(st);
+            for listener in targets {
+                // A panicking listener must not wedge delivery for everyone else.
+                let ev = event.clone();
+                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    listener.on_event(ev)
+                }));
+            }
+            st = self.lock();
+        }
+        st.delivering = false;
+    }
+
+    fn unsubscribe(&self, id: u64) {
+        self.lock().listeners.retain(|l| l.id != id);
+    }
+}
+
+/// Keeps a listener subscribed; dropping it (or calling [`cancel`](Self::cancel)) unsubscribes.
+#[must_use = "dropping the Subscription unsubscribes at once"]
+pub struct Subscription {
+    hub: Weak<EventHub>,
+    id: u64,
+}
+
+impl Subscription {
+    /// Stops delivery to this listener.
+    pub fn cancel(&self) {
+        if let Some(hub) = self.hub.upgrade() {
+            hub.unsubscribe(self.id);
+        }
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.cancel();
+    }
+}
+
+impl fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Subscription")
+            .field("id", &self.id)
+            .finish()
+    }
+}

@@ -1,0 +1,406 @@
+//! The refresh engine: fresh access tokens on demand, one refresh per user however many callers,
+//! the line between "the session is over" and "try again later", and the proactive scheduler.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::Value;
+use tokio::sync::watch;
+
+use crate::app::AppInner;
+use crate::error::{AppError, Result, SessionError, SessionErrorKind};
+use crate::events::{AuthEvent, AuthEventKind};
+use crate::log::LogLevel;
+use crate::transport::{ApiResponse, Route, required_str};
+use crate::user::{AccessToken, User, UserInner, UserState};
+
+/// A refresh in flight: the result every waiting caller receives.
+pub(crate) type Flight = watch::Receiver<Option<Result<String>>>;
+
+/// Callers are held off this long at most after a transient failure, so they don't hammer a
+/// struggling server while the scheduler backs off further.
+const CALLER_COOLDOWN_CAP: Duration = Duration::from_secs(5);
+const BACKOFF_START: Duration = Duration::from_secs(1);
+const BACKOFF_CAP: Duration = Duration::from_secs(300);
+
+/// Transient refresh failures of one user, for backoff.
+#[derive(Clone, Default)]
+pub(crate) struct Backoff {
+    failures: u32,
+    /// Monotonic time before which callers get `last_error` instead of a new request.
+    callers_wait_until: Duration,
+    /// Monotonic time of the scheduler's next try.
+    scheduler_wait_until: Duration,
+    last_error: Option<AppError>,
+}
+
+impl Backoff {
+    fn record_failure(&mut self, now: Duration, error: AppError) {
+        self.failures = self.failures.saturating_add(1);
+        let exp = BACKOFF_START.saturating_mul(1 << self.failures.saturating_sub(1).min(16));
+        let delay = jitter(exp.min(BACKOFF_CAP));
+        self.callers_wait_until = now + delay.min(CALLER_COOLDOWN_CAP);
+        self.scheduler_wait_until = now + delay;
+        self.last_error = Some(error);
+    }
+}
+
+/// Takes up to a quarter off, so many devices failing together don't retry together.
+fn jitter(d: Duration) -> Duration {
+    use std::hash::{BuildHasher, RandomState};
+    let r = RandomState::new().hash_one(std::time::SystemTime::now()) % 1000;
+    d - d.mul_f64(0.25 * r as f64 / 1000.0)
+}
+
+impl AppInner {
+    pub(crate) async fn valid_access_token(
+        self: &Arc<Self>,
+        user: &Arc<UserInner>,
+        min_ttl_secs: Option<u32>,
+    ) -> Result<String> {
+        let min_ttl = min_ttl_secs.map_or(self.margin, |s| Duration::from_secs(s.into()));
+        // A refresh discarded because the session changed under it is followed by one more look.
+        for _ in 0..3 {
+            let seen = {
+                let d = user.data();
+                if d.state != UserState::LoggedIn {
+                    return Err(AppError::not_logged_in(
+                        "the user is logged out; log in again",
+                    ));
+                }
+                match &d.access {
+                    Some(t) if !t.needs_refresh(self.clock.as_ref(), min_ttl) => {
+                        return Ok(t.raw.clone());
+                    }
+                    other => other.clone(),
+                }
+            };
+            match self
+                .refresh(user, seen.as_ref().map(|t| t.raw.as_str()), false)
+                .await
+            {
+                Ok(token) => return Ok(token),
+                Err(AppError::ClientUserNotLoggedIn { .. }) => continue,
+                Err(e) if e.is_transient() => {
+                    // Still usable, if not for as long as asked: better than nothing.
+                    return match seen {
+                        Some(t) if !t.remaining(self.clock.as_ref()).is_zero() => Ok(t.raw),
+                        _ => Err(e),
+                    };
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(AppError::not_logged_in(
+            "the user's session kept changing; log in again",
+        ))
+    }
+
+    pub(crate) async fn forced_refresh(self: &Arc<Self>, user: &Arc<UserInner>) -> Result<String> {
+        self.ensure_known(user)?;
+        let seen = user.data().access.as_ref().map(|t| t.raw.clone());
+        self.refresh(user, seen.as_deref(), true).await
+    }
+
+    /// After a 401 to `stale`: refresh, unless another caller already replaced that token.
+    pub(crate) async fn refresh_after_401(
+        self: &Arc<Self>,
+        user: &Arc<UserInner>,
+        stale: &str,
+    ) -> Result<String> {
+        self.refresh(user, Some(stale), true).await
+    }
+
+    /// Joins the refresh in flight or starts one. `seen` is the token the caller found wanting:
+    /// if the user holds another one by now, that one is the answer and no request is made.
+    async fn refresh(
+        self: &Arc<Self>,
+        user: &Arc<UserInner>,
+        seen: Option<&str>,
+        forced: bool,
+    ) -> Result<String> {
+        let mut flight = {
+            let mut slot = user.flight.lock().unwrap_or_else(|e| e.into_inner());
+            match slot.as_ref() {
+                Some(f) => f.clone(),
+                None => {
+                    let (refresh_token, session) = {
+                        let d = user.data();
+                        let Some(refresh_token) =
+                            d.refresh.clone().filter(|_| d.state == UserState::LoggedIn)
+                        else {
+                            return Err(AppError::not_logged_in(
+                                "the user is logged out; log in again",
+                            ));
+                        };
+                        if let Some(current) = &d.access
+                            && Some(current.raw.as_str()) != seen
+                        {
+                            return Ok(current.raw.clone());
+                        }
+                        if !forced
+                            && self.clock.monotonic() < d.backoff.callers_wait_until
+                            && let Some(e) = &d.backoff.last_error
+                        {
+                            return Err(e.clone());
+                        }
+                        (refresh_token, d.session)
+                    };
+                    let (tx, rx) = watch::channel(None);
+                    *slot = Some(rx.clone());
+                    let task = run_refresh(
+                        Arc::clone(self),
+                        Arc::clone(user),
+                        refresh_token,
+                        session,
+                        tx,
+                    );
+                    // Spawned so a caller that gives up does not cancel everyone's refresh.
+                    match tokio::runtime::Handle::try_current() {
+                        Ok(rt) => drop(rt.spawn(task)),
+                        Err(_) => {
+                            *slot = None;
+                            return Err(AppError::invalid(
+                                "SDK calls must run inside a tokio runtime",
+                            ));
+                        }
+                    }
+                    rx
+                }
+            }
+        };
+        match flight.wait_for(Option::is_some).await {
+            Ok(result) => result.clone().expect("wait_for saw Some"),
+            Err(_) => Err(AppError::Network {
+                message: "the refresh was interrupted; try again".into(),
+            }),
+        }
+    }
+
+    /// The server rejected the refresh token: the session is over. Tokens are cleared, the user
+    /// logged out (anonymous: removed), the app told once. Returns the error for callers.
+    pub(crate) fn session_rejected(
+        self: &Arc<Self>,
+        user: &Arc<UserInner>,
+        session: u64,
+        response: &ApiResponse,
+    ) -> AppError {
+        let doc = response.json().unwrap_or(Value::Null);
+        let code = doc
+            .get("error_code")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        let server_message = doc
+            .get("error")
+            .and_then(Value::as_str)
+            .unwrap_or("refresh token rejected");
+        let kind = SessionErrorKind::from_reason(response.reason().as_deref(), code.as_deref());
+        let message = format!("{kind}: {server_message}");
+        let target = if user.data().is_anonymous() {
+            UserState::Removed
+        } else {
+            UserState::LoggedOut
+        };
+        let Some((_, current_changed)) = self.end_locally(user, target, Some(session)) else {
+            // Already ended or replaced by a newer login: nothing to end, nothing to report.
+            return AppError::not_logged_in("the session ended while the request was in flight");
+        };
+        self.log.log(LogLevel::Info, "sessionkit::refresh", || {
+            format!("session of user {} ended: {message}", user.id)
+        });
+        let mut expired = AuthEvent::new(AuthEventKind::SessionExpired, Some(&user.id), false);
+        expired.error = Some(message.clone());
+        let mut events = vec![expired];
+        if target == UserState::Removed {
+            events.push(AuthEvent::new(
+                AuthEventKind::UserRemoved,
+                Some(&user.id),
+                false,
+            ));
+        }
+        events.extend(current_changed);
+        self.events.emit_all(events);
+        if let Some(handler) = self.session_error_handler() {
+            let error = SessionError {
+                user_id: user.id.clone(),
+                kind,
+                message: message.clone(),
+                server_code: code,
+            };
+            let user = User::new(Arc::clone(self), Arc::clone(user));
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                handler.on_session_error(user, error)
+            }));
+        }
+        AppError::SessionExpired { kind, message }
+    }
+
+    fn refresh_failed(&self, user: &Arc<UserInner>, error: &AppError) {
+        user.data()
+            .backoff
+            .record_failure(self.clock.monotonic(), error.clone());
+        self.log.log(LogLevel::Warn, "sessionkit::refresh", || {
+            format!("refresh of user {} failed: {error}", user.id)
+        });
+        let mut event = AuthEvent::new(AuthEventKind::RefreshFailed, Some(&user.id), false);
+        event.error = Some(error.to_string());
+        event.will_retry = self.auto_refresh.load(Ordering::SeqCst);
+        self.events.emit(event);
+    }
+
+    /// Stores a refreshed token unless the session it belongs to is gone.
+    fn commit_refresh(
+        &self,
+        user: &Arc<UserInner>,
+        session: u64,
+        access: AccessToken,
+        rotated: Option<String>,
+    ) -> Result<String> {
+        {
+            let mut d = user.data();
+            if d.session != session || d.state != UserState::LoggedIn {
+                return Err(AppError::not_logged_in(
+                    "the user logged out during the refresh; its result was discarded",
+                ));
+            }
+            d.access = Some(access.clone());
+            if let Some(r) = rotated {
+                d.refresh = Some(r);
+            }
+            d.backoff = Backoff::default();
+        }
+        // Saved before anyone is told, so a rotated refresh token is never lost.
+        self.persist();
+        self.events.emit(AuthEvent::new(
+            AuthEventKind::TokenRefreshed,
+            Some(&user.id),
+            false,
+        ));
+        Ok(access.raw)
+    }
+}
+
+async fn run_refresh(
+    app: Arc<AppInner>,
+    user: Arc<UserInner>,
+    refresh_token: String,
+    session: u64,
+    tx: watch::Sender<Option<Result<String>>>,
+) {
+    let sent = app
+        .transport
+        .send(
+            Method::POST,
+            &Route::Base("auth/session".into()),
+            Some(&refresh_token),
+            None,
+        )
+        .await;
+    let outcome = match sent {
+        Ok(response) if response.status == 401 => {
+            Err(app.session_rejected(&user, session, &response))
+        }
+        Ok(response) => {
+            let parsed = response.into_json().and_then(|doc| {
+                let access = AccessToken::received(
+                    required_str(&doc, "access_token", "refresh")?,
+                    app.clock.as_ref(),
+                )?;
+                let rotated = doc
+                    .get("refresh_token")
+                    .and_then(Value::as_str)
+                    .map(str::to_string);
+                Ok((access, rotated))
+            });
+            match parsed {
+                Ok((access, rotated)) => app.commit_refresh(&user, session, access, rotated),
+                Err(e) => {
+                    app.refresh_failed(&user, &e);
+                    Err(e)
+                }
+            }
+        }
+        Err(e) => {
+            app.refresh_failed(&user, &e);
+            Err(e)
+        }
+    };
+    *user.flight.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    let _ = tx.send(Some(outcome));
+}
+
+/// Starts the proactive refresh loop. It holds the App only weakly and ends when the App is
+/// dropped or auto refresh is turned off.
+pub(crate) fn start_scheduler(app: &Arc<AppInner>) {
+    let Ok(rt) = tokio::runtime::Handle::try_current() else {
+        app.log.log(LogLevel::Warn, "sessionkit::refresh", || {
+            "auto refresh needs a tokio runtime; it stays off".to_string()
+        });
+        app.auto_refresh.store(false, Ordering::SeqCst);
+        return;
+    };
+    let weak = Arc::downgrade(app);
+    let wake = Arc::clone(&app.scheduler_wake);
+    let generation = app.scheduler_generation.fetch_add(1, Ordering::SeqCst) + 1;
+    rt.spawn(async move {
+        loop {
+            let woken = wake.notified();
+            tokio::pin!(woken);
+            woken.as_mut().enable();
+            let wait = {
+                let Some(app) = weak.upgrade() else { return };
+                if !app.auto_refresh.load(Ordering::SeqCst)
+                    || app.scheduler_generation.load(Ordering::SeqCst) != generation
+                {
+                    return;
+                }
+                if app.background.load(Ordering::SeqCst) {
+                    Duration::from_secs(300)
+                } else {
+                    app.refresh_due_users()
+                }
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = woken => {}
+            }
+        }
+    });
+}
+
+impl AppInner {
+    /// Starts a refresh for every logged-in user whose token is due (at the margin, or at 80 %
+    /// of its lifetime if that is earlier); returns how long until the next one is due.
+    fn refresh_due_users(self: &Arc<Self>) -> Duration {
+        let now = self.clock.monotonic();
+        let mut next = Duration::from_secs(300);
+        let users = self.registry().users.clone();
+        for user in users {
+            let (due_in, seen) = {
+                let d = user.data();
+                let Some(t) = d.access.as_ref().filter(|_| d.state == UserState::LoggedIn) else {
+                    continue;
+                };
+                let lead = self.margin.max(t.lifetime / 5).min(t.lifetime / 2);
+                let due_at = t
+                    .expires_at
+                    .saturating_sub(lead)
+                    .max(d.backoff.scheduler_wait_until);
+                (due_at.saturating_sub(now), t.raw.clone())
+            };
+            if due_in.is_zero() {
+                let app = Arc::clone(self);
+                tokio::spawn(async move {
+                    // Failures are reported as events and retried with backoff by the next round.
+                    let _ = app.refresh(&user, Some(&seen), true).await;
+                    app.scheduler_wake.notify_one();
+                });
+            } else {
+                next = next.min(due_in);
+            }
+        }
+        next
+    }
+}

@@ -1,0 +1,383 @@
+//! HTTP to the server: URL routes, the lazy location lookup, and turning answers into errors.
+
+use std::net::IpAddr;
+use std::sync::RwLock;
+use std::time::Duration;
+
+use reqwest::{Method, header};
+use serde_json::Value;
+use url::{Host, Url};
+
+use crate::error::{AppError, Result};
+use crate::log::{Log, LogLevel};
+
+/// Refuses plain http except to loopback, unless the app allowed it.
+pub(crate) fn check_base_url(raw: &str, allow_insecure_http: bool) -> Result<()> {
+    let url = Url::parse(raw)
+        .map_err(|e| AppError::invalid(format!("base_url: {raw:?} is not a URL ({e})")))?;
+    if url.host().is_none() {
+        return Err(AppError::invalid(format!("base_url: {raw:?} has no host")));
+    }
+    match url.scheme() {
+        "https" => Ok(()),
+        "http" if allow_insecure_http || is_loopback(&url) => Ok(()),
+        "http" => Err(AppError::InsecureUrl {
+            url: raw.to_string(),
+        }),
+        other => Err(AppError::invalid(format!(
+            "base_url: scheme {other:?} is not supported; use https (or http to loopback)"
+        ))),
+    }
+}
+
+fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
+        Some(Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
+        None => false,
+    }
+}
+
+/// Where a request goes, before the location lookup says which host serves the app.
+#[derive(Clone, Debug)]
+pub(crate) enum Route {
+    /// Under `H/api/client/v2.0/app/<id>/`: login, providers, functions.
+    App(String),
+    /// Under `H/api/client/v2.0/`: session, profile, delete, api keys.
+    Base(String),
+    /// A path on `H` itself, for `User::request`.
+    Host(String),
+}
+
+/// The host the location lookup returned.
+#[derive(Clone, Debug)]
+struct Location {
+    hostname: String,
+}
+
+/// An answer from the server, whatever its status.
+#[derive(Clone, Debug)]
+pub(crate) struct ApiResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+    json_content: bool,
+}
+
+impl ApiResponse {
+    /// The body as JSON, if it is JSON.
+    pub(crate) fn json(&self) -> Option<Value> {
+        serde_json::from_str(&self.body).ok()
+    }
+
+    /// The server's error, if the answer is one: a JSON body with `error` whatever the status
+    /// (as realm-core), else any status outside 2xx.
+    pub(crate) fn error(&self) -> Option<AppError> {
+        if self.json_content
+            && let Some(Value::Object(doc)) = self.json()
+            && (doc.contains_key("error") || doc.contains_key("error_code"))
+        {
+            let text = |k: &str| doc.get(k).and_then(Value::as_str).map(str::to_string);
+            return Some(AppError::Service {
+                code: text("error_code")
+                    .filter(|c| !c.is_empty())
+                    .unwrap_or_else(|| "AppUnknownError".into()),
+                message: text("error").unwrap_or_else(|| "no error message".into()),
+                http_status: self.status,
+                link: text("link"),
+            });
+        }
+        if !(200..300).contains(&self.status) {
+            let mut message = format!("HTTP status {}", self.status);
+            if !self.body.is_empty() {
+                message.push_str(": ");
+                message.extend(self.body.chars().take(200));
+            }
+            return Some(AppError::Service {
+                code: "HTTPError".into(),
+                message,
+                http_status: self.status,
+                link: None,
+            });
+        }
+        None
+    }
+
+    /// Ok with the parsed JSON body (Null when empty), or the server's error.
+    pub(crate) fn into_json(self) -> Result<Value> {
+        if let Some(e) = self.error() {
+            return Err(e);
+        }
+        if self.body.trim().is_empty() {
+            return Ok(Value::Null);
+        }
+        serde_json::from_str(&self.body)
+            .map_err(|e| AppError::malformed(format!("body is not JSON ({e})")))
+    }
+
+    /// The `reason` sessionkit-server puts on a 401 for a refresh token.
+    pub(crate) fn reason(&self) -> Option<String> {
+        self.json()?.get("reason")?.as_str().map(str::to_string)
+    }
+}
+
+/// Reads a required string field of a JSON answer.
+pub(crate) fn required_str(doc: &Value, key: &str, what: &str) -> Result<String> {
+    doc.get(key)
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .ok_or_else(|| AppError::malformed(format!("{what}: missing string field {key:?}")))
+}
+
+pub(crate) struct Transport {
+    client: reqwest::Client,
+    app_id: String,
+    allow_insecure_http: bool,
+    base_url: RwLock<String>,
+    /// Fetched once, before the first request; cleared after a failure so the next one retries.
+    location: tokio::sync::Mutex<Option<Location>>,
+    log: Log,
+}
+
+impl Transport {
+    pub(crate) fn new(
+        app_id: &str,
+        base_url: &str,
+        timeout: Duration,
+        allow_insecure_http: bool,
+        log: Log,
+    ) -> Result<Self> {
+        let redirect = reqwest::redirect::Policy::custom(move |attempt| {
+            if attempt.previous().len() >= 10 {
+                attempt.error("too many redirects")
+            } else if check_base_url(attempt.url().as_str(), allow_insecure_http).is_err() {
+                attempt.error("redirect to plain http refused")
+            } else {
+                attempt.follow()
+            }
+        });
+        let client = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout.min(Duration::from_secs(30)))
+            .redirect(redirect)
+            .user_agent(concat!("sessionkit/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| AppError::invalid(format!("could not build the HTTP client: {e}")))?;
+        Ok(Self {
+            client,
+            app_id: app_id.to_string(),
+            allow_insecure_http,
+            base_url: RwLock::new(trim_url(base_url)),
+            location: tokio::sync::Mutex::new(None),
+            log,
+        })
+    }
+
+    pub(crate) fn base_url(&self) -> String {
+        self.base_url
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Points the app at another server: location is re-run there first, and on failure the
+    /// old URL stays.
+    pub(crate) async fn update_base_url(&self, new_url: &str) -> Result<()> {
+        check_base_url(new_url, self.allow_insecure_http)?;
+        let new_url = trim_url(new_url);
+        let mut location = self.location.lock().await;
+        let found = self.fetch_location(&new_url).await?;
+        *self.base_url.write().unwrap_or_else(|e| e.into_inner()) = new_url;
+        *location = Some(found);
+        Ok(())
+    }
+
+    async fn hostname(&self) -> Result<String> {
+        let mut location = self.location.lock().await;
+        if let Some(l) = location.as_ref() {
+            return Ok(l.hostname.clone());
+        }
+        let found = self.fetch_location(&self.base_url()).await?;
+        let host = found.hostname.clone();
+        *location = Some(found);
+        Ok(host)
+    }
+
+    async fn fetch_location(&self, base: &str) -> Result<Location> {
+        let url = format!("{base}/api/client/v2.0/app/{}/location", self.app_id);
+        let response = self.execute(Method::GET, &url, None, None).await?;
+        let doc = response.into_json()?;
+        let hostname = trim_url(&required_str(&doc, "hostname", "location")?);
+        required_str(&doc, "ws_hostname", "location")?;
+        // The server picks the host for every later request, so it gets the same scrutiny.
+        check_base_url(&hostname, self.allow_insecure_http).map_err(|e| match e {
+            AppError::InsecureUrl { url } => AppError::InsecureUrl { url },
+            other => AppError::malformed(format!("location: hostname unusable: {other}")),
+        })?;
+        Ok(Location { hostname })
+    }
+
+    /// Sends one request to a route; any HTTP answer is Ok, so callers can look at 401s.
+    pub(crate) async fn send(
+        &self,
+        method: Method,
+        route: &Route,
+        bearer: Option<&str>,
+        body: Option<&Value>,
+    ) -> Result<ApiResponse> {
+        let host = self.hostname().await?;
+        let url = match route {
+            Route::App(p) => format!("{host}/api/client/v2.0/app/{}/{p}", self.app_id),
+            Route::Base(p) => format!("{host}/api/client/v2.0/{p}"),
+            Route::Host(p) => format!("{host}{p}"),
+        };
+        self.execute(method, &url, bearer, body).await
+    }
+
+    async fn execute(
+        &self,
+        method: Method,
+        url: &str,
+        bearer: Option<&str>,
+        body: Option<&Value>,
+    ) -> Result<ApiResponse> {
+        let mut request = self.client.request(method.clone(), url);
+        if bearer.is_some() || body.is_some() || method != Method::GET {
+            request = request.header(header::ACCEPT, "application/json");
+        }
+        if let Some(token) = bearer {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(body.to_string());
+        }
+        let path = url.split('?').next().unwrap_or(url).to_string();
+        let response = request
+            .send()
+            .await
+            .map_err(|e| self.http_error(&method, &path, e))?;
+        let status = response.status().as_u16();
+        let headers: Vec<(String, String)> = response
+            .headers()
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect();
+        let json_content = response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| {
+                v.trim_start()
+                    .to_ascii_lowercase()
+                    .starts_with("application/json")
+            });
+        let body = response
+            .text()
+            .await
+            .map_err(|e| self.http_error(&method, &path, e))?;
+        self.log.log(LogLevel::Debug, "sessionkit::http", || {
+            format!("{method} {path} -> {status}")
+        });
+        Ok(ApiResponse {
+            status,
+            headers,
+            body,
+            json_content,
+        })
+    }
+
+    fn http_error(&self, method: &Method, path: &str, e: reqwest::Error) -> AppError {
+        // reqwest's text names the URL, never headers, so no token can leak through it.
+        let message = format!("{method} {path}: {}", error_chain(&e));
+        self.log
+            .log(LogLevel::Warn, "sessionkit::http", || message.clone());
+        if e.is_timeout() {
+            AppError::Timeout { message }
+        } else {
+            AppError::Network { message }
+        }
+    }
+}
+
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+fn trim_url(url: &str) -> String {
+    url.trim().trim_end_matches('/').to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn http_only_to_loopback() {
+        assert!(check_base_url("https://example.com", false).is_ok());
+        assert!(check_base_url("http://127.0.0.1:9090", false).is_ok());
+        assert!(check_base_url("http://127.8.0.1", false).is_ok());
+        assert!(check_base_url("http://[::1]:80", false).is_ok());
+        assert!(check_base_url("http://localhost:1", false).is_ok());
+        assert!(matches!(
+            check_base_url("http://example.com", false),
+            Err(AppError::InsecureUrl { .. })
+        ));
+        assert!(check_base_url("http://example.com", true).is_ok());
+        assert!(matches!(
+            check_base_url("ftp://x", false),
+            Err(AppError::InvalidArgument { .. })
+        ));
+        assert!(matches!(
+            check_base_url("nonsense", false),
+            Err(AppError::InvalidArgument { .. })
+        ));
+    }
+
+    fn response(status: u16, json: bool, body: &str) -> ApiResponse {
+        ApiResponse {
+            status,
+            headers: vec![],
+            body: body.into(),
+            json_content: json,
+        }
+    }
+
+    #[test]
+    fn errors_from_answers() {
+        let e = response(
+            200,
+            true,
+            r#"{"error":"m","error_code":"Custom","link":"l"}"#,
+        )
+        .error();
+        assert_eq!(
+            e,
+            Some(AppError::Service {
+                code: "Custom".into(),
+                message: "m".into(),
+                http_status: 200,
+                link: Some("l".into())
+            })
+        );
+        let e = response(502, false, "<html>").error().unwrap();
+        assert_eq!(e.server_code(), Some("HTTPError"));
+        assert!(e.is_transient());
+        assert!(response(204, false, "").error().is_none());
+        assert!(response(200, true, r#"{"a":1}"#).error().is_none());
+    }
+}

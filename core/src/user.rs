@@ -1,0 +1,416 @@
+//! A user of the App: identity, tokens and the operations that act on one user.
+
+use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::api_keys::ApiKeyAuth;
+use crate::app::AppInner;
+use crate::clock::Clock;
+use crate::credentials::Credentials;
+use crate::error::{AppError, Result};
+use crate::events::{AuthEventListener, Subscription};
+use crate::jwt::{self, Claims};
+use crate::refresh::Backoff;
+use crate::transport::Route;
+
+/// Where a user stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum UserState {
+    LoggedIn,
+    LoggedOut,
+    Removed,
+}
+
+impl UserState {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::LoggedIn => "LoggedIn",
+            Self::LoggedOut => "LoggedOut",
+            Self::Removed => "Removed",
+        }
+    }
+    pub(crate) fn parse(s: &str) -> Option<Self> {
+        match s {
+            "LoggedIn" => Some(Self::LoggedIn),
+            "LoggedOut" => Some(Self::LoggedOut),
+            "Removed" => Some(Self::Removed),
+            _ => None,
+        }
+    }
+}
+
+/// One way the user can log in: a provider and the id the provider knows them by.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct UserIdentity {
+    pub id: String,
+    pub provider_type: String,
+}
+
+/// The profile from the last profile fetch. The well-known fields are read out of `data_json`.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct UserProfile {
+    pub name: Option<String>,
+    pub email: Option<String>,
+    pub picture_url: Option<String>,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub gender: Option<String>,
+    pub birthday: Option<String>,
+    pub min_age: Option<String>,
+    pub max_age: Option<String>,
+    /// The whole `data` document as JSON.
+    pub data_json: String,
+}
+
+impl UserProfile {
+    pub(crate) fn from_data(data: &Value) -> Self {
+        let field = |k: &str| match data.get(k) {
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(Value::Number(n)) => Some(n.to_string()),
+            _ => None,
+        };
+        Self {
+            name: field("name"),
+            email: field("email"),
+            picture_url: field("picture_url").or_else(|| field("picture")),
+            first_name: field("first_name"),
+            last_name: field("last_name"),
+            gender: field("gender"),
+            birthday: field("birthday"),
+            min_age: field("min_age"),
+            max_age: field("max_age"),
+            data_json: if data.is_null() {
+                "{}".into()
+            } else {
+                data.to_string()
+            },
+        }
+    }
+}
+
+/// An HTTP answer from [`User::request`], as it came.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+/// An access token with its lifetime measured on the monotonic clock.
+#[derive(Clone)]
+pub(crate) struct AccessToken {
+    pub raw: String,
+    pub claims: Claims,
+    /// Monotonic time at which it expires.
+    pub expires_at: Duration,
+    pub lifetime: Duration,
+}
+
+impl AccessToken {
+    /// A token just received: it lives `exp - iat` from now, whatever the device clock says.
+    pub(crate) fn received(raw: String, clock: &dyn Clock) -> Result<Self> {
+        let claims = jwt::decode(&raw)?;
+        let lifetime_secs = match claims.iat {
+            Some(iat) => claims.exp - iat,
+            None => claims.exp - clock.unix_now(),
+        };
+        let lifetime = Duration::from_secs(lifetime_secs.max(0) as u64);
+        Ok(Self {
+            raw,
+            claims,
+            expires_at: clock.monotonic() + lifetime,
+            lifetime,
+        })
+    }
+
+    /// A token read back from storage: only the wall clock can say how much of it is left.
+    pub(crate) fn restored(raw: String, clock: &dyn Clock) -> Result<Self> {
+        let claims = jwt::decode(&raw)?;
+        let lifetime =
+            Duration::from_secs(claims.iat.map_or(0, |iat| (claims.exp - iat).max(0)) as u64);
+        let left = Duration::from_secs((claims.exp - clock.unix_now()).max(0) as u64);
+        Ok(Self {
+            raw,
+            claims,
+            expires_at: clock.monotonic() + left,
+            lifetime,
+        })
+    }
+
+    pub(crate) fn remaining(&self, clock: &dyn Clock) -> Duration {
+        self.expires_at.saturating_sub(clock.monotonic())
+    }
+
+    /// Needs a refresh when it has less than `min_ttl` to live. The threshold never exceeds half
+    /// the token's lifetime, so a server issuing tokens shorter than the margin does not cause a
+    /// refresh on every call.
+    pub(crate) fn needs_refresh(&self, clock: &dyn Clock, min_ttl: Duration) -> bool {
+        self.remaining(clock) < min_ttl.min(self.lifetime / 2)
+    }
+}
+
+/// The mutable state of one user.
+pub(crate) struct UserData {
+    pub state: UserState,
+    pub access: Option<AccessToken>,
+    pub refresh: Option<String>,
+    pub device_id: String,
+    pub provider_type: String,
+    pub identities: Vec<UserIdentity>,
+    pub profile: Value,
+    /// Bumped by every login and logout, so a refresh that started in an older session is
+    /// discarded instead of reviving it.
+    pub session: u64,
+    pub backoff: Backoff,
+}
+
+impl UserData {
+    pub(crate) fn is_anonymous(&self) -> bool {
+        self.provider_type == "anon-user"
+            && self
+                .identities
+                .iter()
+                .all(|i| i.provider_type == "anon-user")
+    }
+    /// Forgets the tokens and moves to `state`; returns the refresh token it held.
+    pub(crate) fn end(&mut self, state: UserState) -> Option<String> {
+        self.state = state;
+        self.access = None;
+        self.session += 1;
+        self.backoff = Backoff::default();
+        self.refresh.take()
+    }
+}
+
+/// The App-side record of a user, shared by every `User` handle.
+pub(crate) struct UserInner {
+    pub id: String,
+    data: Mutex<UserData>,
+    /// The refresh in flight, if any: every caller waits on the same result.
+    pub(crate) flight: Mutex<Option<crate::refresh::Flight>>,
+}
+
+impl UserInner {
+    pub(crate) fn new(id: String, data: UserData) -> Self {
+        Self {
+            id,
+            data: Mutex::new(data),
+            flight: Mutex::new(None),
+        }
+    }
+    pub(crate) fn data(&self) -> MutexGuard<'_, UserData> {
+        self.data.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// A user of an [`App`](crate::App). Cheap to clone; all clones see the same user.
+///
+/// ```no_run
+/// # async fn demo(app: sessionkit::App) -> sessionkit::Result<()> {
+/// use sessionkit::Credentials;
+/// let user = app.log_in(Credentials::anonymous()).await?;
+/// let token = user.valid_access_token(None).await?; // refreshed first if about to expire
+/// # let _ = token;
+/// user.log_out().await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct User {
+    pub(crate) app: Arc<AppInner>,
+    pub(crate) inner: Arc<UserInner>,
+}
+
+impl PartialEq for User {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.app, &other.app) && self.inner.id == other.inner.id
+    }
+}
+impl Eq for User {}
+
+impl fmt::Debug for User {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("User")
+            .field("id", &self.inner.id)
+            .field("state", &self.state())
+            .finish()
+    }
+}
+
+impl User {
+    pub(crate) fn new(app: Arc<AppInner>, inner: Arc<UserInner>) -> Self {
+        Self { app, inner }
+    }
+
+    /// The server's id for this user.
+    pub fn id(&self) -> String {
+        self.inner.id.clone()
+    }
+    pub fn state(&self) -> UserState {
+        self.inner.data().state
+    }
+    /// The provider of the login that first created this user on the device.
+    pub fn provider_type(&self) -> String {
+        self.inner.data().provider_type.clone()
+    }
+    pub fn device_id(&self) -> String {
+        self.inner.data().device_id.clone()
+    }
+    pub fn identities(&self) -> Vec<UserIdentity> {
+        self.inner.data().identities.clone()
+    }
+    pub fn profile(&self) -> UserProfile {
+        UserProfile::from_data(&self.inner.data().profile)
+    }
+    /// The `user_data` claim of the current access token, as JSON.
+    pub fn custom_data_json(&self) -> Option<String> {
+        let d = self.inner.data();
+        d.access
+            .as_ref()?
+            .claims
+            .user_data
+            .as_ref()
+            .map(Value::to_string)
+    }
+    /// The access token as stored; it may be stale. Prefer [`valid_access_token`](Self::valid_access_token).
+    pub fn access_token(&self) -> Option<String> {
+        self.inner.data().access.as_ref().map(|t| t.raw.clone())
+    }
+    pub fn refresh_token(&self) -> Option<String> {
+        self.inner.data().refresh.clone()
+    }
+
+    /// An access token with at least `min_ttl_secs` to live (default: the config's
+    /// `refresh_margin_secs`), refreshing first when needed. However many callers ask at once,
+    /// one refresh request is made. When a refresh fails for a transient reason and the current
+    /// token has not expired yet, the current token is returned.
+    pub async fn valid_access_token(&self, min_ttl_secs: Option<u32>) -> Result<String> {
+        self.app.valid_access_token(&self.inner, min_ttl_secs).await
+    }
+
+    /// Refreshes the access token now (joining a refresh already in flight).
+    pub async fn refresh_access_token(&self) -> Result<()> {
+        self.app.forced_refresh(&self.inner).await.map(drop)
+    }
+
+    /// Refreshes the access token and returns the new custom data.
+    pub async fn refresh_custom_data(&self) -> Result<Option<String>> {
+        self.refresh_access_token().await?;
+        Ok(self.custom_data_json())
+    }
+
+    /// Fetches the profile and identities again.
+    pub async fn refresh_profile(&self) -> Result<UserProfile> {
+        self.app.ensure_known(&self.inner)?;
+        self.app.fetch_profile(&self.inner).await?;
+        self.app.emit_profile_updated(&self.inner);
+        Ok(self.profile())
+    }
+
+    /// Adds another way to log in to this user. Anonymous credentials are refused.
+    pub async fn link_credentials(&self, credentials: Credentials) -> Result<()> {
+        self.app.link(&self.inner, credentials).await
+    }
+
+    /// Logs the user out: tokens are cleared locally first, then the session is revoked on the
+    /// server. An anonymous user becomes `Removed`. The local logout stands even if the server
+    /// could not be reached (the error is returned).
+    pub async fn log_out(&self) -> Result<()> {
+        self.app.log_out(&self.inner).await
+    }
+
+    /// Calls a server function with a JSON array of arguments; returns its JSON result.
+    ///
+    /// ```no_run
+    /// # async fn demo(user: sessionkit::User) -> sessionkit::Result<()> {
+    /// let sum = user.call_function("sum", "[1, 2, 3]").await?;
+    /// assert_eq!(sum, "6");
+    /// # Ok(()) }
+    /// ```
+    pub async fn call_function(&self, name: &str, args_json: &str) -> Result<String> {
+        if name.is_empty() {
+            return Err(AppError::invalid("function name: must not be empty"));
+        }
+        let args: Value = serde_json::from_str(args_json)
+            .map_err(|e| AppError::invalid(format!("args_json: not valid JSON ({e})")))?;
+        if !args.is_array() {
+            return Err(AppError::invalid(
+                "args_json: must be a JSON array of arguments",
+            ));
+        }
+        let body = json!({ "name": name, "arguments": args });
+        let response = self
+            .app
+            .authed(
+                &self.inner,
+                Method::POST,
+                Route::App("functions/call".into()),
+                Some(&body),
+            )
+            .await?;
+        if let Some(e) = response.error() {
+            return Err(e);
+        }
+        Ok(response.body)
+    }
+
+    /// Any authenticated request to the app's server (`path` starts with `/`), with the same
+    /// refresh rules as every SDK call. The answer comes back whatever its status.
+    pub async fn request(
+        &self,
+        method: &str,
+        path: &str,
+        body_json: Option<&str>,
+    ) -> Result<HttpResponse> {
+        let method = match method.to_ascii_uppercase().as_str() {
+            "GET" => Method::GET,
+            "POST" => Method::POST,
+            "PUT" => Method::PUT,
+            "PATCH" => Method::PATCH,
+            "DELETE" => Method::DELETE,
+            other => {
+                return Err(AppError::invalid(format!(
+                    "method: {other:?} is not one of GET, POST, PUT, PATCH, DELETE"
+                )));
+            }
+        };
+        // Only paths on the app's own host: the token must never go anywhere else.
+        if !path.starts_with('/') || path.starts_with("//") {
+            return Err(AppError::invalid(format!(
+                "path: {path:?} must be an absolute path such as /api/..."
+            )));
+        }
+        let body = body_json
+            .map(|b| {
+                serde_json::from_str::<Value>(b)
+                    .map_err(|e| AppError::invalid(format!("body_json: not valid JSON ({e})")))
+            })
+            .transpose()?;
+        let r = self
+            .app
+            .authed(&self.inner, method, Route::Host(path.into()), body.as_ref())
+            .await?;
+        Ok(HttpResponse {
+            status: r.status,
+            headers: r.headers,
+            body: r.body,
+        })
+    }
+
+    /// This user's API keys.
+    pub fn api_keys(&self) -> ApiKeyAuth {
+        ApiKeyAuth::new(self.clone())
+    }
+
+    /// Delivers this user's events (an `InitialState` first) until the subscription is dropped.
+    pub fn subscribe(&self, listener: Arc<dyn AuthEventListener>) -> Subscription {
+        self.app.events.subscribe(
+            Some(self.inner.id.clone()),
+            Some(self.inner.id.clone()),
+            listener,
+        )
+    }
+}
