@@ -1,0 +1,456 @@
+//! Server configuration: the TOML file of SERVER.md plus the documented extensions.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// The fixed, documented HS256 key of the dev app's custom-token provider. Not a secret.
+pub const DEV_CUSTOM_TOKEN_KEY: &str = "sessionkit-dev-custom-token-key";
+/// The id of the single app served by `--dev`.
+pub const DEV_APP_ID: &str = "sessionkit-dev";
+/// Default listen address.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:9090";
+/// Default data directory.
+pub const DEFAULT_DATA_DIR: &str = "sessionkit-data";
+
+const DAY: u64 = 24 * 3600;
+
+/// A configuration problem: which key, and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// A key has a bad or missing value.
+    #[error("{key}: {problem}")]
+    Invalid {
+        /// Dotted path of the key, e.g. `app[0].providers.custom-token.key`.
+        key: String,
+        /// What is wrong.
+        problem: String,
+    },
+    /// The file is not valid TOML or has unknown keys / wrong types (the parser's message names the key).
+    #[error("{0}")]
+    Parse(String),
+    /// The file could not be read.
+    #[error("cannot read {path}: {problem}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The OS error.
+        problem: String,
+    },
+}
+
+fn invalid(key: impl Into<String>, problem: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.into(),
+        problem: problem.into(),
+    }
+}
+
+/// The whole server configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Address to bind (`127.0.0.1:0` picks a free port).
+    pub listen: SocketAddr,
+    /// Directory of the SQLite database.
+    pub data_dir: PathBuf,
+    /// Hostname returned by location; `None` derives it from the request's Host header.
+    pub public_url: Option<String>,
+    /// Admin key pair; `None` disables the admin API unless `dev_admin` is set.
+    pub admin: Option<AdminConfig>,
+    /// Generate (once, persisted in the database) an admin key pair: what `--dev` does.
+    pub dev_admin: bool,
+    /// Enables `POST /api/admin/v3.0/test/clock`.
+    pub test_clock: bool,
+    /// The apps served.
+    pub apps: Vec<AppConfig>,
+}
+
+/// The admin API key pair.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Sent as `username` at admin login.
+    pub public_key: String,
+    /// Sent as `apiKey` at admin login.
+    pub private_key: String,
+}
+
+/// One app.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppConfig {
+    /// The client app id.
+    pub id: String,
+    /// Access token lifetime in seconds.
+    #[serde(default = "default_access")]
+    pub access_token_lifetime_secs: u64,
+    /// Refresh token lifetime in seconds (non-anonymous users).
+    #[serde(default = "default_refresh")]
+    pub refresh_token_lifetime_secs: u64,
+    /// Refresh token lifetime of anonymous users (extension).
+    #[serde(default = "default_anon_refresh")]
+    pub anon_refresh_token_lifetime_secs: u64,
+    /// Rotate the refresh token on every refresh.
+    #[serde(default)]
+    pub refresh_token_rotation: bool,
+    /// A refresh token unused this long expires; 0 = off.
+    #[serde(default)]
+    pub inactivity_timeout_secs: u64,
+    /// Enabled providers.
+    #[serde(default)]
+    pub providers: Providers,
+}
+
+fn default_access() -> u64 {
+    1800
+}
+fn default_refresh() -> u64 {
+    60 * DAY
+}
+fn default_anon_refresh() -> u64 {
+    90 * DAY
+}
+
+/// The provider tables; a provider is on when its table is present.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Providers {
+    /// `anon-user`.
+    #[serde(rename = "anon-user")]
+    pub anon_user: Option<AnonConfig>,
+    /// `local-userpass`.
+    #[serde(rename = "local-userpass")]
+    pub local_userpass: Option<UserpassConfig>,
+    /// `api-key`.
+    #[serde(rename = "api-key")]
+    pub api_key: Option<ApiKeyConfig>,
+    /// `custom-token`.
+    #[serde(rename = "custom-token")]
+    pub custom_token: Option<CustomTokenConfig>,
+    /// `custom-function`.
+    #[serde(rename = "custom-function")]
+    pub custom_function: Option<CustomFunctionConfig>,
+}
+
+impl Providers {
+    /// Whether the named provider is enabled.
+    pub fn enabled(&self, provider: &str) -> bool {
+        match provider {
+            "anon-user" => self.anon_user.is_some(),
+            "local-userpass" => self.local_userpass.is_some(),
+            "api-key" => self.api_key.is_some(),
+            "custom-token" => self.custom_token.is_some(),
+            "custom-function" => self.custom_function.is_some(),
+            _ => false,
+        }
+    }
+}
+
+/// `anon-user` has no settings.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnonConfig {}
+
+/// `api-key` has no settings.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeyConfig {}
+
+/// What `local-userpass/reset/call` does (extension: there is no function runtime).
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ResetFunction {
+    /// A reset token goes to the outbox; the password in the call is discarded.
+    #[default]
+    Pending,
+    /// The password is reset at once.
+    Success,
+    /// The call is refused with 400 BadRequest.
+    Fail,
+}
+
+/// `local-userpass` settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserpassConfig {
+    /// Confirm new users at once; otherwise confirmation tokens go to the outbox.
+    #[serde(default = "yes")]
+    pub auto_confirm: bool,
+    /// Behaviour of `reset/call`.
+    #[serde(default)]
+    pub reset_function: ResetFunction,
+}
+
+impl Default for UserpassConfig {
+    fn default() -> Self {
+        UserpassConfig {
+            auto_confirm: true,
+            reset_function: ResetFunction::Pending,
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Signature algorithm of custom JWTs.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+pub enum JwtAlgorithm {
+    /// HMAC-SHA256 with `key`.
+    #[default]
+    HS256,
+    /// RSA with `public_key_pem`.
+    RS256,
+    /// ECDSA P-256 with `public_key_pem`.
+    ES256,
+}
+
+/// `custom-token` settings.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CustomTokenConfig {
+    /// Signature algorithm.
+    #[serde(default)]
+    pub algorithm: JwtAlgorithm,
+    /// Shared secret (HS256).
+    pub key: Option<String>,
+    /// Public key (RS256 / ES256).
+    pub public_key_pem: Option<String>,
+    /// Required `aud` claim.
+    pub audience: Option<String>,
+    /// Claims copied into the profile `data` at login (extension).
+    pub metadata_fields: Option<Vec<String>>,
+}
+
+/// Claims copied into the profile when `metadata_fields` is not set.
+pub const DEFAULT_METADATA_FIELDS: &[&str] = &[
+    "name",
+    "email",
+    "picture_url",
+    "first_name",
+    "last_name",
+    "gender",
+    "birthday",
+    "min_age",
+    "max_age",
+];
+
+/// `custom-function` settings: exactly one of `id_field` and `webhook_url`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CustomFunctionConfig {
+    /// Payload field naming the external user.
+    pub id_field: Option<String>,
+    /// URL the payload is POSTed to; it answers `{"id": "..."}`.
+    pub webhook_url: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<String>,
+    data_dir: Option<PathBuf>,
+    public_url: Option<String>,
+    admin: Option<AdminConfig>,
+    #[serde(default)]
+    test_clock: bool,
+    #[serde(default)]
+    app: Vec<AppConfig>,
+}
+
+impl Config {
+    /// Parses and validates a TOML configuration.
+    pub fn from_toml_str(s: &str) -> Result<Config, ConfigError> {
+        let file: FileConfig =
+            toml::from_str(s).map_err(|e| ConfigError::Parse(e.to_string().trim().to_string()))?;
+        let listen = match file.listen {
+            Some(l) => l
+                .parse()
+                .map_err(|_| invalid("listen", format!("not an IP:PORT address: {l:?}")))?,
+            None => DEFAULT_LISTEN.parse().expect("valid default"),
+        };
+        let config = Config {
+            listen,
+            data_dir: file
+                .data_dir
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
+            public_url: file.public_url,
+            admin: file.admin,
+            dev_admin: false,
+            test_clock: file.test_clock,
+            apps: file.app,
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Reads, parses and validates a TOML configuration file.
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Io {
+            path: path.display().to_string(),
+            problem: e.to_string(),
+        })?;
+        Config::from_toml_str(&text)
+    }
+
+    /// What `--dev` serves: app `sessionkit-dev` with every provider on.
+    pub fn dev() -> Config {
+        Config {
+            listen: DEFAULT_LISTEN.parse().expect("valid default"),
+            data_dir: PathBuf::from(DEFAULT_DATA_DIR),
+            public_url: None,
+            admin: None,
+            dev_admin: true,
+            test_clock: false,
+            apps: vec![AppConfig {
+                id: DEV_APP_ID.to_string(),
+                access_token_lifetime_secs: default_access(),
+                refresh_token_lifetime_secs: default_refresh(),
+                anon_refresh_token_lifetime_secs: default_anon_refresh(),
+                refresh_token_rotation: false,
+                inactivity_timeout_secs: 0,
+                providers: Providers {
+                    anon_user: Some(AnonConfig {}),
+                    local_userpass: Some(UserpassConfig::default()),
+                    api_key: Some(ApiKeyConfig {}),
+                    custom_token: Some(CustomTokenConfig {
+                        algorithm: JwtAlgorithm::HS256,
+                        key: Some(DEV_CUSTOM_TOKEN_KEY.to_string()),
+                        ..Default::default()
+                    }),
+                    custom_function: Some(CustomFunctionConfig {
+                        id_field: Some("username".to_string()),
+                        webhook_url: None,
+                    }),
+                },
+            }],
+        }
+    }
+
+    /// Checks the semantic rules the TOML parser cannot.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(url) = &self.public_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return Err(invalid("public_url", "must start with http:// or https://"));
+        }
+        if let Some(admin) = &self.admin {
+            if admin.public_key.is_empty() {
+                return Err(invalid("admin.public_key", "must not be empty"));
+            }
+            if admin.private_key.is_empty() {
+                return Err(invalid("admin.private_key", "must not be empty"));
+            }
+        }
+        if self.apps.is_empty() {
+            return Err(invalid("app", "at least one [[app]] table is required"));
+        }
+        let mut ids = HashSet::new();
+        for (i, app) in self.apps.iter().enumerate() {
+            let k = |name: &str| format!("app[{i}].{name}");
+            if app.id.is_empty() {
+                return Err(invalid(k("id"), "must not be empty"));
+            }
+            if !app
+                .id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+            {
+                return Err(invalid(k("id"), "only letters, digits, '-', '_' and '.'"));
+            }
+            if !ids.insert(app.id.clone()) {
+                return Err(invalid(k("id"), format!("duplicate app id {:?}", app.id)));
+            }
+            for (name, v) in [
+                ("access_token_lifetime_secs", app.access_token_lifetime_secs),
+                (
+                    "refresh_token_lifetime_secs",
+                    app.refresh_token_lifetime_secs,
+                ),
+                (
+                    "anon_refresh_token_lifetime_secs",
+                    app.anon_refresh_token_lifetime_secs,
+                ),
+            ] {
+                if v == 0 || v > i64::MAX as u64 / 4 {
+                    return Err(invalid(k(name), "must be a positive number of seconds"));
+                }
+            }
+            if app.inactivity_timeout_secs > i64::MAX as u64 / 4 {
+                return Err(invalid(k("inactivity_timeout_secs"), "too large"));
+            }
+            if let Some(ct) = &app.providers.custom_token {
+                let pk = |name: &str| format!("app[{i}].providers.custom-token.{name}");
+                match ct.algorithm {
+                    JwtAlgorithm::HS256 => match &ct.key {
+                        None => return Err(invalid(pk("key"), "missing (required for HS256)")),
+                        Some(key) if key.is_empty() => {
+                            return Err(invalid(pk("key"), "must not be empty"));
+                        }
+                        Some(_) => {}
+                    },
+                    alg => {
+                        let Some(pem) = &ct.public_key_pem else {
+                            return Err(invalid(
+                                pk("public_key_pem"),
+                                format!("missing (required for {alg:?})"),
+                            ));
+                        };
+                        let parsed = if alg == JwtAlgorithm::RS256 {
+                            jsonwebtoken::DecodingKey::from_rsa_pem(pem.as_bytes())
+                        } else {
+                            jsonwebtoken::DecodingKey::from_ec_pem(pem.as_bytes())
+                        };
+                        if let Err(e) = parsed {
+                            return Err(invalid(
+                                pk("public_key_pem"),
+                                format!("not a {alg:?} public key: {e}"),
+                            ));
+                        }
+                    }
+                }
+                if let Some(aud) = &ct.audience
+                    && aud.is_empty()
+                {
+                    return Err(invalid(pk("audience"), "must not be empty"));
+                }
+            }
+            if let Some(cf) = &app.providers.custom_function {
+                let pk = |name: &str| format!("app[{i}].providers.custom-function.{name}");
+                match (&cf.id_field, &cf.webhook_url) {
+                    (Some(_), Some(_)) => {
+                        return Err(invalid(
+                            pk("webhook_url"),
+                            "set either id_field or webhook_url, not both",
+                        ));
+                    }
+                    (None, None) => {
+                        return Err(invalid(
+                            pk("id_field"),
+                            "missing (set id_field or webhook_url)",
+                        ));
+                    }
+                    (Some(f), None) if f.is_empty() => {
+                        return Err(invalid(pk("id_field"), "must not be empty"));
+                    }
+                    (None, Some(u)) if !(u.starts_with("http://") || u.starts_with("https://")) => {
+                        return Err(invalid(
+                            pk("webhook_url"),
+                            "must start with http:// or https://",
+                        ));
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The app with this id.
+    pub fn app(&self, id: &str) -> Option<&AppConfig> {
+        self.apps.iter().find(|a| a.id == id)
+    }
+}

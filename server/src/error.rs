@@ -1,0 +1,145 @@
+//! Protocol errors: `{"error","error_code","link"}` (+ `"reason"` on refresh-token 401s).
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+
+/// Why a refresh token no longer works (sent as `"reason"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    /// Past its expiry or inactivity timeout.
+    Expired,
+    /// Logged out, revoked by the admin, or reused after rotation.
+    Revoked,
+    /// The user is disabled.
+    Disabled,
+    /// The user was deleted.
+    Deleted,
+}
+
+impl Reason {
+    /// The wire string.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Expired => "expired",
+            Reason::Revoked => "revoked",
+            Reason::Disabled => "disabled",
+            Reason::Deleted => "deleted",
+        }
+    }
+}
+
+/// An error answer. Rendered to JSON by the response middleware, which knows the base URL for `link`.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// `error_code`.
+    pub code: &'static str,
+    /// `error`.
+    pub message: String,
+    /// `reason`, for refresh-token 401s.
+    pub reason: Option<Reason>,
+}
+
+impl ApiError {
+    /// A new error.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            reason: None,
+        }
+    }
+    /// Adds a `reason`.
+    pub fn with_reason(mut self, reason: Reason) -> Self {
+        self.reason = Some(reason);
+        self
+    }
+    /// 400 BadRequest.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "BadRequest", message)
+    }
+    /// 401 InvalidSession.
+    pub fn invalid_session(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "InvalidSession", message)
+    }
+    /// 401 InvalidSession for a refresh token that no longer works, with its reason.
+    pub fn session_ended(reason: Reason) -> Self {
+        let (code, msg) = match reason {
+            Reason::Expired => ("InvalidSession", "refresh token expired"),
+            Reason::Revoked => ("InvalidSession", "invalid session: session revoked"),
+            Reason::Disabled => ("UserDisabled", "user disabled"),
+            Reason::Deleted => ("InvalidSession", "invalid session: user deleted"),
+        };
+        Self::new(StatusCode::UNAUTHORIZED, code, msg).with_reason(reason)
+    }
+    /// 401 AuthError.
+    pub fn auth(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "AuthError", message)
+    }
+    /// 404 AuthProviderNotFound.
+    pub fn provider_not_found(provider: &str) -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "AuthProviderNotFound",
+            format!("auth provider not found: '{provider}'"),
+        )
+    }
+    /// 404 InvalidParameter for an unknown app id (the hosted service's wording).
+    pub fn app_not_found(id: &str) -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "InvalidParameter",
+            format!("cannot find app using Client App ID '{id}'"),
+        )
+    }
+    /// 404 UserNotFound.
+    pub fn user_not_found() -> Self {
+        Self::new(StatusCode::NOT_FOUND, "UserNotFound", "user not found")
+    }
+    /// 404 APIKeyNotFound.
+    pub fn api_key_not_found() -> Self {
+        Self::new(StatusCode::NOT_FOUND, "APIKeyNotFound", "API key not found")
+    }
+    /// 500 InternalServerError (details are logged, not sent).
+    pub fn internal() -> Self {
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "InternalServerError",
+            "internal server error",
+        )
+    }
+}
+
+impl From<rusqlite::Error> for ApiError {
+    fn from(e: rusqlite::Error) -> Self {
+        tracing::error!("database error: {e}");
+        ApiError::internal()
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        // The body is written by `routes::render_errors`, which adds the `link`.
+        let mut resp = self.status.into_response();
+        resp.extensions_mut().insert(self);
+        resp
+    }
+}
+
+impl ApiError {
+    /// The JSON body, with `link` pointing at `base`.
+    pub fn body(&self, base: &str) -> serde_json::Value {
+        let co_id = crate::tokens::new_object_id();
+        let mut body = serde_json::json!({
+            "error": self.message,
+            "error_code": self.code,
+            "link": format!("{base}/logs?co_id={co_id}"),
+        });
+        if let Some(r) = self.reason {
+            body["reason"] = serde_json::Value::from(r.as_str());
+        }
+        body
+    }
+}

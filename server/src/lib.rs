@@ -1,0 +1,265 @@
+//! sessionkit-server: a self-hostable server for the App Services client API v2.0 (and an admin
+//! subset), storing users, identities, sessions and API keys in SQLite.
+//!
+//! Start it in-process with [`RunningServer::start`], or run the `sessionkit-server` binary.
+
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod functions;
+pub mod providers;
+pub mod routes;
+pub mod sessions;
+pub mod state;
+pub mod tokens;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::AtomicI64;
+use std::time::Duration;
+
+use tokio::sync::{Notify, oneshot};
+use tokio::task::JoinHandle;
+
+pub use config::{AdminConfig, AppConfig, Config, ConfigError};
+pub use error::ApiError;
+
+use state::{AppRuntime, AppState, Clock, Counters, Inner};
+
+/// Anonymous users are deleted this long after creation.
+pub const ANON_USER_MAX_AGE_SECS: i64 = 90 * 24 * 3600;
+/// How often the sweeper runs (it also runs when the test clock moves).
+const SWEEP_INTERVAL: Duration = Duration::from_secs(3600);
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The configuration is invalid.
+    #[error("config error: {0}")]
+    Config(#[from] ConfigError),
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The database could not be opened or initialised.
+    #[error("storage error: {0}")]
+    Storage(String),
+}
+
+/// A server serving on the current tokio runtime.
+pub struct RunningServer {
+    addr: SocketAddr,
+    state: AppState,
+    stop: Option<oneshot::Sender<()>>,
+    serve: Option<JoinHandle<()>>,
+    sweeper: JoinHandle<()>,
+}
+
+fn storage(e: impl std::fmt::Display) -> ServerError {
+    ServerError::Storage(e.to_string())
+}
+
+impl RunningServer {
+    /// Validates the config, opens (or creates) the database, binds `config.listen` and
+    /// starts serving on the current tokio runtime.
+    pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
+        config.validate()?;
+        let data_dir = config.data_dir.clone();
+        let db = tokio::task::spawn_blocking(move || db::Db::open(&data_dir))
+            .await
+            .map_err(storage)?
+            .map_err(ServerError::Storage)?;
+        let cfg = config.clone();
+        let loaded = db
+            .call(move |conn| {
+                let mut apps = HashMap::new();
+                for app in &cfg.apps {
+                    let id = &app.id;
+                    let secret = db::meta_get_or_insert(
+                        conn,
+                        &format!("app_secret:{id}"),
+                        tokens::new_secret,
+                    )?;
+                    let domain = db::meta_get_or_insert(
+                        conn,
+                        &format!("domain_id:{id}"),
+                        tokens::new_object_id,
+                    )?;
+                    let lifetime = db::meta_get(conn, &format!("refresh_lifetime:{id}"))?
+                        .and_then(|v| v.parse::<i64>().ok())
+                        .unwrap_or(app.refresh_token_lifetime_secs as i64);
+                    apps.insert(
+                        id.clone(),
+                        Arc::new(AppRuntime {
+                            config: app.clone(),
+                            secret: hex::decode(secret).unwrap_or_default(),
+                            domain_id: domain,
+                            refresh_lifetime: AtomicI64::new(lifetime),
+                        }),
+                    );
+                }
+                let admin_secret =
+                    db::meta_get_or_insert(conn, "admin_secret", tokens::new_secret)?;
+                let admin = match (&cfg.admin, cfg.dev_admin) {
+                    (Some(a), _) => Some(a.clone()),
+                    (None, true) => Some(AdminConfig {
+                        public_key: db::meta_get_or_insert(conn, "dev_admin_public_key", || {
+                            tokens::random_alnum(8).to_ascii_lowercase()
+                        })?,
+                        private_key: db::meta_get_or_insert(conn, "dev_admin_private_key", || {
+                            tokens::random_alnum(36)
+                        })?,
+                    }),
+                    (None, false) => None,
+                };
+                Ok((apps, hex::decode(admin_secret).unwrap_or_default(), admin))
+            })
+            .await
+            .map_err(|e| storage(e.message))?;
+        let (apps, admin_secret, admin) = loaded;
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| ServerError::Bind {
+                addr: config.listen,
+                source,
+            })?;
+        let addr = listener.local_addr().map_err(|source| ServerError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+        let http = reqwest::Client::builder()
+            .timeout(providers::WEBHOOK_TIMEOUT)
+            .build()
+            .map_err(storage)?;
+        let state: AppState = Arc::new(Inner {
+            config,
+            apps,
+            admin,
+            admin_secret,
+            clock: Clock::default(),
+            counters: Counters::default(),
+            db,
+            http,
+            sweep_now: Notify::new(),
+        });
+        let router = routes::router(state.clone());
+        let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        let serve = tokio::spawn(async move {
+            let result = axum::serve(listener, router)
+                .with_graceful_shutdown(async {
+                    let _ = stop_rx.await;
+                })
+                .await;
+            if let Err(e) = result {
+                tracing::error!("server error: {e}");
+            }
+        });
+        let sweeper = tokio::spawn(sweep_loop(state.clone()));
+        Ok(RunningServer {
+            addr,
+            state,
+            stop: Some(stop_tx),
+            serve: Some(serve),
+            sweeper,
+        })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://IP:PORT` of the bound address.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// How many requests of kind `op` were served (all apps), e.g. "refresh", "login",
+    /// "profile", "logout", "location".
+    pub fn request_count(&self, op: &str) -> u64 {
+        self.state.counters.get(op)
+    }
+
+    /// Moves the server clock forward by `secs` (tokens expire without sleeping) and runs
+    /// the sweeper.
+    pub fn advance_clock(&self, secs: i64) {
+        self.state.clock.advance(secs);
+        self.state.sweep_now.notify_one();
+    }
+
+    /// The server clock's now (unix seconds).
+    pub fn now(&self) -> i64 {
+        self.state.now()
+    }
+
+    /// The admin key pair, when the admin API is on (in dev mode: the generated pair).
+    pub fn admin_keys(&self) -> Option<AdminConfig> {
+        self.state.admin.clone()
+    }
+
+    /// The configuration served.
+    pub fn config(&self) -> &Config {
+        &self.state.config
+    }
+
+    /// Deletes expired anonymous users and dead sessions now.
+    pub async fn sweep(&self) -> Result<usize, ApiError> {
+        sweep(&self.state).await
+    }
+
+    /// Stops accepting, finishes in-flight requests, then checkpoints and closes the database.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(serve) = self.serve.take() {
+            let _ = serve.await;
+        }
+        self.sweeper.abort();
+        let db = self.state.db.clone();
+        let _ = tokio::task::spawn_blocking(move || db.close()).await;
+    }
+}
+
+impl Drop for RunningServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.sweeper.abort();
+    }
+}
+
+async fn sweep(st: &AppState) -> Result<usize, ApiError> {
+    let now = st.now();
+    st.db
+        .call(move |conn| {
+            Ok(db::sweep(
+                conn,
+                now - ANON_USER_MAX_AGE_SECS,
+                now - 24 * 3600,
+                now,
+            )?)
+        })
+        .await
+}
+
+async fn sweep_loop(st: AppState) {
+    let mut tick = tokio::time::interval(SWEEP_INTERVAL);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = st.sweep_now.notified() => {}
+        }
+        match sweep(&st).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!("deleted {n} expired anonymous users"),
+            Err(e) => tracing::warn!("sweep failed: {}", e.message),
+        }
+    }
+}

@@ -1,0 +1,126 @@
+//! The `sessionkit-server` binary: see SERVER.md and the crate README.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use sessionkit_server::config::DEV_CUSTOM_TOKEN_KEY;
+use sessionkit_server::{Config, RunningServer};
+
+/// Self-hostable App Services client API server (users and sessions in SQLite).
+#[derive(Debug, Parser)]
+#[command(name = "sessionkit-server", version, about)]
+struct Cli {
+    /// TOML configuration file.
+    #[arg(
+        long,
+        value_name = "FILE",
+        conflicts_with = "dev",
+        required_unless_present = "dev"
+    )]
+    config: Option<PathBuf>,
+    /// Development mode: one app `sessionkit-dev` with every provider on; no file needed.
+    #[arg(long)]
+    dev: bool,
+    /// Address to listen on, e.g. 127.0.0.1:9090 (port 0 picks a free port).
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<String>,
+    /// Directory of the database.
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+}
+
+fn load(cli: &Cli) -> Result<Config, String> {
+    let mut config = match &cli.config {
+        Some(path) => Config::from_file(path).map_err(|e| format!("config error: {e}"))?,
+        None => Config::dev(),
+    };
+    if let Some(listen) = &cli.listen {
+        config.listen = listen
+            .parse()
+            .map_err(|_| format!("argument error: --listen: not an IP:PORT address: {listen:?}"))?;
+    }
+    if let Some(dir) = &cli.data_dir {
+        config.data_dir = dir.clone();
+    }
+    Ok(config)
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // Logs go to stderr: stdout's first line is the listening line, which tools wait for.
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let config = match load(&cli) {
+        Ok(c) => c,
+        Err(msg) => {
+            eprintln!("{msg}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("cannot start runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        let server = match RunningServer::start(config).await {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("{e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        {
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "listening on {}", server.base_url());
+            if cli.dev {
+                if let Some(admin) = server.admin_keys() {
+                    let _ = writeln!(out, "admin public key: {}", admin.public_key);
+                    let _ = writeln!(out, "admin private key: {}", admin.private_key);
+                }
+                let _ = writeln!(out, "app id: {}", sessionkit_server::config::DEV_APP_ID);
+                let _ = writeln!(out, "custom-token HS256 key: {DEV_CUSTOM_TOKEN_KEY}");
+            }
+            let _ = out.flush();
+        }
+        wait_for_signal().await;
+        tracing::info!("shutting down");
+        server.shutdown().await;
+        ExitCode::SUCCESS
+    })
+}

@@ -1,0 +1,297 @@
+//! Authentication providers: turning a login body into an external identity.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use rusqlite::OptionalExtension;
+use serde_json::{Map, Value};
+
+use crate::config::{
+    AppConfig, CustomFunctionConfig, CustomTokenConfig, DEFAULT_METADATA_FIELDS, JwtAlgorithm,
+};
+use crate::db;
+use crate::error::ApiError;
+use crate::state::Inner;
+use crate::tokens;
+
+/// Timeout of a custom-function webhook call.
+pub const WEBHOOK_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A proven external identity.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    /// Provider type.
+    pub provider_type: &'static str,
+    /// Id within the provider.
+    pub external_id: String,
+    /// Profile data contributed by this identity.
+    pub data: Map<String, Value>,
+    /// For API keys: the user owning the key.
+    pub owner: Option<String>,
+}
+
+/// A required string field of a JSON object (400 BadRequest naming the field otherwise).
+pub fn req_str<'a>(body: &'a Map<String, Value>, field: &str) -> Result<&'a str, ApiError> {
+    match body.get(field) {
+        Some(Value::String(s)) => Ok(s),
+        Some(_) => Err(ApiError::bad_request(format!(
+            "field '{field}' must be a string"
+        ))),
+        None => Err(ApiError::bad_request(format!("missing field '{field}'"))),
+    }
+}
+
+/// Proves the credentials of a non-anonymous login.
+pub async fn authenticate(
+    st: &Inner,
+    app: &AppConfig,
+    provider: &str,
+    body: &Map<String, Value>,
+) -> Result<Identity, ApiError> {
+    match provider {
+        "local-userpass" => userpass(st, app, body).await,
+        "api-key" => api_key(st, app, body).await,
+        "custom-token" => {
+            let cfg = app
+                .providers
+                .custom_token
+                .as_ref()
+                .ok_or_else(|| ApiError::provider_not_found(provider))?;
+            custom_token(cfg, req_str(body, "token")?, st.now())
+        }
+        "custom-function" => {
+            let cfg = app
+                .providers
+                .custom_function
+                .as_ref()
+                .ok_or_else(|| ApiError::provider_not_found(provider))?;
+            custom_function(st, cfg, body).await
+        }
+        _ => Err(ApiError::provider_not_found(provider)),
+    }
+}
+
+async fn userpass(
+    st: &Inner,
+    app: &AppConfig,
+    body: &Map<String, Value>,
+) -> Result<Identity, ApiError> {
+    let email = req_str(body, "username")?.to_string();
+    let password = req_str(body, "password")?.to_string();
+    let app_id = app.id.clone();
+    let lookup = email.clone();
+    let row = st
+        .db
+        .call(move |conn| Ok(db::userpass(conn, &app_id, &lookup)?))
+        .await?;
+    let wrong = || {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "InvalidPassword",
+            "invalid username/password",
+        )
+    };
+    let Some(row) = row else {
+        return Err(wrong());
+    };
+    let hash = row.password_hash.clone();
+    let ok = tokio::task::spawn_blocking(move || tokens::verify_password(&password, &hash))
+        .await
+        .map_err(|_| ApiError::internal())?;
+    if !ok {
+        return Err(wrong());
+    }
+    if !row.confirmed {
+        return Err(ApiError::auth("confirmation required"));
+    }
+    let mut data = Map::new();
+    data.insert("email".into(), Value::String(row.email));
+    Ok(Identity {
+        provider_type: "local-userpass",
+        external_id: row.identity_id,
+        data,
+        owner: None,
+    })
+}
+
+async fn api_key(
+    st: &Inner,
+    app: &AppConfig,
+    body: &Map<String, Value>,
+) -> Result<Identity, ApiError> {
+    let hash = tokens::sha256_hex(req_str(body, "key")?);
+    let app_id = app.id.clone();
+    let row: Option<(String, String, bool, String)> = st
+        .db
+        .call(move |conn| {
+            Ok(conn
+                .query_row(
+                    "SELECT id, user_id, disabled, name FROM api_keys WHERE key_hash = ?1 AND app_id = ?2",
+                    [&hash, &app_id],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                )
+                .optional()?)
+        })
+        .await?;
+    match row {
+        Some((id, user, false, name)) => {
+            let mut data = Map::new();
+            data.insert("name".into(), Value::String(name));
+            Ok(Identity {
+                provider_type: "api-key",
+                external_id: id,
+                data,
+                owner: Some(user),
+            })
+        }
+        Some(_) => Err(ApiError::auth("API key is disabled")),
+        None => Err(ApiError::auth("invalid API key")),
+    }
+}
+
+/// Verifies a custom JWT and returns its identity (`sub`) with the configured metadata fields.
+pub fn custom_token(cfg: &CustomTokenConfig, token: &str, now: i64) -> Result<Identity, ApiError> {
+    let header = jsonwebtoken::decode_header(token).map_err(|_| {
+        ApiError::auth("invalid custom auth token: malformed or unsupported algorithm")
+    })?;
+    let (alg, key) = match cfg.algorithm {
+        JwtAlgorithm::HS256 => (
+            Algorithm::HS256,
+            DecodingKey::from_secret(cfg.key.as_deref().unwrap_or_default().as_bytes()),
+        ),
+        JwtAlgorithm::RS256 => (
+            Algorithm::RS256,
+            DecodingKey::from_rsa_pem(cfg.public_key_pem.as_deref().unwrap_or_default().as_bytes())
+                .map_err(|_| ApiError::internal())?,
+        ),
+        JwtAlgorithm::ES256 => (
+            Algorithm::ES256,
+            DecodingKey::from_ec_pem(cfg.public_key_pem.as_deref().unwrap_or_default().as_bytes())
+                .map_err(|_| ApiError::internal())?,
+        ),
+    };
+    if header.alg != alg {
+        return Err(ApiError::auth(format!(
+            "invalid custom auth token: expected algorithm {alg:?}"
+        )));
+    }
+    let mut v = Validation::new(alg);
+    // Expiry is judged below against the server clock (so the test clock applies).
+    v.validate_exp = false;
+    v.required_spec_claims = HashSet::new();
+    match &cfg.audience {
+        Some(aud) => {
+            v.set_audience(&[aud]);
+            v.required_spec_claims.insert("aud".to_string());
+        }
+        None => v.validate_aud = false,
+    }
+    let data = jsonwebtoken::decode::<Map<String, Value>>(token, &key, &v).map_err(|e| {
+        ApiError::auth(match e.kind() {
+            jsonwebtoken::errors::ErrorKind::InvalidAudience
+            | jsonwebtoken::errors::ErrorKind::MissingRequiredClaim(_) => {
+                "invalid custom auth token: wrong or missing audience".to_string()
+            }
+            _ => "invalid custom auth token: signature is invalid".to_string(),
+        })
+    })?;
+    let claims = data.claims;
+    match claims.get("exp") {
+        Some(exp) => match exp.as_f64() {
+            Some(exp) if exp > now as f64 => {}
+            Some(_) => return Err(ApiError::auth("invalid custom auth token: token expired")),
+            None => return Err(ApiError::auth("invalid custom auth token: bad exp claim")),
+        },
+        None => {
+            return Err(ApiError::auth(
+                "invalid custom auth token: missing exp claim",
+            ));
+        }
+    }
+    let sub = match claims.get("sub") {
+        Some(Value::String(s)) if !s.is_empty() => s.clone(),
+        _ => {
+            return Err(ApiError::auth(
+                "invalid custom auth token: missing sub claim",
+            ));
+        }
+    };
+    let mut profile = Map::new();
+    let fields: Vec<&str> = match &cfg.metadata_fields {
+        Some(f) => f.iter().map(String::as_str).collect(),
+        None => DEFAULT_METADATA_FIELDS.to_vec(),
+    };
+    for f in fields {
+        if let Some(v) = claims.get(f) {
+            profile.insert(f.to_string(), v.clone());
+        }
+    }
+    Ok(Identity {
+        provider_type: "custom-token",
+        external_id: sub,
+        data: profile,
+        owner: None,
+    })
+}
+
+async fn custom_function(
+    st: &Inner,
+    cfg: &CustomFunctionConfig,
+    body: &Map<String, Value>,
+) -> Result<Identity, ApiError> {
+    // The function sees the caller's document, without what SDKs add.
+    let mut payload = body.clone();
+    payload.remove("options");
+    let id = if let Some(field) = &cfg.id_field {
+        match payload.get(field) {
+            Some(Value::String(s)) if !s.is_empty() => s.clone(),
+            _ => {
+                return Err(ApiError::auth(format!(
+                    "custom function refused: payload field '{field}' must be a non-empty string"
+                )));
+            }
+        }
+    } else {
+        let url = cfg.webhook_url.as_deref().unwrap_or_default();
+        let exec_err =
+            |m: String| ApiError::new(StatusCode::BAD_GATEWAY, "FunctionExecutionError", m);
+        let resp = st
+            .http
+            .post(url)
+            .timeout(WEBHOOK_TIMEOUT)
+            .json(&Value::Object(payload))
+            .send()
+            .await
+            .map_err(|e| {
+                exec_err(format!(
+                    "custom function webhook unreachable: {}",
+                    e.without_url()
+                ))
+            })?;
+        let status = resp.status();
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|_| exec_err("custom function webhook answer could not be read".into()))?;
+        if !status.is_success() {
+            return Err(ApiError::auth(format!(
+                "custom function refused the login (status {})",
+                status.as_u16()
+            )));
+        }
+        let v: Value = serde_json::from_slice(&bytes)
+            .map_err(|_| exec_err("custom function webhook answered garbage".into()))?;
+        match v.get("id") {
+            Some(Value::String(s)) if !s.is_empty() => s.clone(),
+            _ => return Err(ApiError::auth("custom function refused the login (no id)")),
+        }
+    };
+    Ok(Identity {
+        provider_type: "custom-function",
+        external_id: id,
+        data: Map::new(),
+        owner: None,
+    })
+}

@@ -1,0 +1,489 @@
+//! The admin API subset (`/api/admin/v3.0`) plus the outbox, metrics and test-clock extensions.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use rusqlite::params;
+use serde_json::{Value, json};
+
+use super::{RawBody, json_object, json_response, path_error};
+use crate::db;
+use crate::error::ApiError;
+use crate::providers::req_str;
+use crate::sessions::bearer;
+use crate::state::{AppRuntime, AppState};
+use crate::tokens::{self, Claims, TYP_ACCESS, TYP_REFRESH, VerifyError};
+
+/// `iss` of admin tokens.
+const ADMIN_ISSUER: &str = "sessionkit-admin";
+/// Admin access token lifetime.
+const ADMIN_ACCESS_SECS: i64 = 1800;
+/// Admin refresh token lifetime (stateless: not revocable).
+const ADMIN_REFRESH_SECS: i64 = 24 * 3600;
+
+fn admin_off() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "NotFound", "no such route")
+}
+
+fn admin_token(st: &AppState, typ: &str, lifetime: i64) -> String {
+    let now = st.now();
+    let claims = Claims {
+        exp: now + lifetime,
+        iat: now,
+        sub: st
+            .admin
+            .as_ref()
+            .map(|a| a.public_key.clone())
+            .unwrap_or_default(),
+        typ: typ.to_string(),
+        baas_device_id: String::new(),
+        domain_id: None,
+        iss: ADMIN_ISSUER.to_string(),
+        user_data: None,
+        sid: None,
+        jti: Some(tokens::new_object_id()),
+    };
+    tokens::sign(&claims, &st.admin_secret)
+}
+
+/// Checks the admin bearer token of type `typ`.
+fn check_admin(st: &AppState, headers: &HeaderMap, typ: &str) -> Result<(), ApiError> {
+    if st.admin.is_none() {
+        return Err(admin_off());
+    }
+    let token = bearer(headers)?;
+    match tokens::verify(&token, &st.admin_secret, st.now()) {
+        Ok(c) if c.typ == typ && c.iss == ADMIN_ISSUER => Ok(()),
+        Ok(_) => Err(ApiError::invalid_session(
+            "invalid session: not an admin token of that type",
+        )),
+        Err(VerifyError::Expired) => {
+            Err(ApiError::invalid_session("invalid session: token expired"))
+        }
+        Err(VerifyError::Invalid) => Err(ApiError::invalid_session("invalid session")),
+    }
+}
+
+/// Admin auth plus the app of the path.
+fn admin_app(
+    st: &AppState,
+    headers: &HeaderMap,
+    app_id: &str,
+) -> Result<Arc<AppRuntime>, ApiError> {
+    check_admin(st, headers, TYP_ACCESS)?;
+    st.app(app_id)
+}
+
+/// POST auth/providers/mongodb-cloud/login.
+pub async fn login(
+    State(st): State<AppState>,
+    RawBody(body): RawBody,
+) -> Result<Response, ApiError> {
+    let Some(admin) = st.admin.clone() else {
+        return Err(admin_off());
+    };
+    let body = json_object(&body)?;
+    let user = req_str(&body, "username")?;
+    let key = req_str(&body, "apiKey")?;
+    // Compare digests so the comparison time does not depend on where the keys differ.
+    let ok = tokens::sha256_hex(user) == tokens::sha256_hex(&admin.public_key)
+        && tokens::sha256_hex(key) == tokens::sha256_hex(&admin.private_key);
+    if !ok {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "InvalidPassword",
+            "invalid username/password",
+        ));
+    }
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({
+            "access_token": admin_token(&st, TYP_ACCESS, ADMIN_ACCESS_SECS),
+            "refresh_token": admin_token(&st, TYP_REFRESH, ADMIN_REFRESH_SECS),
+            "user_id": admin.public_key,
+        }),
+    ))
+}
+
+/// POST auth/session (extension): a new admin access token from the admin refresh token.
+pub async fn refresh(State(st): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    check_admin(&st, &headers, TYP_REFRESH)?;
+    Ok(json_response(
+        StatusCode::CREATED,
+        &json!({ "access_token": admin_token(&st, TYP_ACCESS, ADMIN_ACCESS_SECS) }),
+    ))
+}
+
+/// POST test/clock (extension, only with `test_clock = true`): moves the server clock forward.
+pub async fn test_clock(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    RawBody(body): RawBody,
+) -> Result<Response, ApiError> {
+    if !st.config.test_clock {
+        return Err(admin_off());
+    }
+    check_admin(&st, &headers, TYP_ACCESS)?;
+    let body = json_object(&body)?;
+    let secs = match body.get("advance_secs") {
+        Some(v) => v
+            .as_i64()
+            .filter(|n| (0..=100 * 365 * 24 * 3600).contains(n))
+            .ok_or_else(|| {
+                ApiError::bad_request("field 'advance_secs' must be a non-negative integer")
+            })?,
+        None => return Err(ApiError::bad_request("missing field 'advance_secs'")),
+    };
+    st.clock.advance(secs);
+    st.sweep_now.notify_one();
+    Ok(json_response(StatusCode::OK, &json!({ "now": st.now() })))
+}
+
+type AppPath = Result<Path<(String, String)>, PathRejection>;
+type UserPath = Result<Path<(String, String, String)>, PathRejection>;
+
+/// PUT security/refresh_token_expiration.
+pub async fn refresh_token_expiration(
+    State(st): State<AppState>,
+    path: AppPath,
+    headers: HeaderMap,
+    RawBody(body): RawBody,
+) -> Result<Response, ApiError> {
+    let Path((_, app_id)) = path.map_err(path_error)?;
+    let app = admin_app(&st, &headers, &app_id)?;
+    let body = json_object(&body)?;
+    let secs = match body.get("expiration_time_seconds") {
+        Some(v) => v
+            .as_i64()
+            .filter(|n| *n > 0 && *n <= i64::MAX / 4)
+            .ok_or_else(|| {
+                ApiError::bad_request("field 'expiration_time_seconds' must be a positive integer")
+            })?,
+        None => {
+            return Err(ApiError::bad_request(
+                "missing field 'expiration_time_seconds'",
+            ));
+        }
+    };
+    st.db
+        .call(move |conn| {
+            Ok(db::meta_set(
+                conn,
+                &format!("refresh_lifetime:{app_id}"),
+                &secs.to_string(),
+            )?)
+        })
+        .await?;
+    app.refresh_lifetime.store(secs, Ordering::SeqCst);
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// POST users/verify_token.
+pub async fn verify_token(
+    State(st): State<AppState>,
+    path: AppPath,
+    headers: HeaderMap,
+    RawBody(body): RawBody,
+) -> Result<Response, ApiError> {
+    let Path((_, app_id)) = path.map_err(path_error)?;
+    let app = admin_app(&st, &headers, &app_id)?;
+    let body = json_object(&body)?;
+    let token = req_str(&body, "token")?;
+    match tokens::verify(token, &app.secret, st.now()) {
+        Ok(c) => Ok(json_response(
+            StatusCode::OK,
+            &json!({
+                "sub": c.sub,
+                "exp": c.exp,
+                "iat": c.iat,
+                "iss": c.iss,
+                "domain_id": app.domain_id,
+                "device_id": c.baas_device_id,
+            }),
+        )),
+        Err(VerifyError::Expired) => Ok(json_response(StatusCode::OK, &json!("token expired"))),
+        Err(VerifyError::Invalid) => Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "InvalidSession",
+            "signature is invalid",
+        )),
+    }
+}
+
+/// GET users.
+pub async fn list_users(
+    State(st): State<AppState>,
+    path: AppPath,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let Path((_, app_id)) = path.map_err(path_error)?;
+    admin_app(&st, &headers, &app_id)?;
+    let list = st
+        .db
+        .call(move |conn| {
+            let ids: Vec<String> = {
+                let mut stmt = conn
+                    .prepare("SELECT id FROM users WHERE app_id = ?1 ORDER BY created_at, rowid")?;
+                stmt.query_map([&app_id], |r| r.get(0))?
+                    .collect::<Result<_, _>>()?
+            };
+            let mut out = Vec::with_capacity(ids.len());
+            for id in ids {
+                if let Some(u) = db::user(conn, &app_id, &id)? {
+                    out.push(db::admin_user_json(conn, &u)?);
+                }
+            }
+            Ok(out)
+        })
+        .await?;
+    Ok(json_response(StatusCode::OK, &Value::Array(list)))
+}
+
+/// POST users: creates a confirmed email/password user.
+pub async fn create_user(
+    State(st): State<AppState>,
+    path: AppPath,
+    headers: HeaderMap,
+    RawBody(body): RawBody,
+) -> Result<Response, ApiError> {
+    let Path((_, app_id)) = path.map_err(path_error)?;
+    admin_app(&st, &headers, &app_id)?;
+    let body = json_object(&body)?;
+    let email = req_str(&body, "email")?.to_string();
+    let password = req_str(&body, "password")?.to_string();
+    if email.trim().is_empty() {
+        return Err(ApiError::bad_request("field 'email' must not be empty"));
+    }
+    let n = password.chars().count();
+    if !(6..=128).contains(&n) {
+        return Err(ApiError::bad_request(
+            "password must be between 6 and 128 characters",
+        ));
+    }
+    let hash = tokio::task::spawn_blocking(move || tokens::hash_password(&password))
+        .await
+        .map_err(|_| ApiError::internal())?;
+    let now = st.now();
+    let doc = st
+        .db
+        .call(move |conn| {
+            let tx = conn.transaction()?;
+            if db::userpass(&tx, &app_id, &email)?.is_some() {
+                return Err(ApiError::new(StatusCode::CONFLICT, "AccountNameInUse", "name already in use"));
+            }
+            let identity = tokens::new_object_id();
+            tx.execute(
+                "INSERT INTO userpass (app_id, email, identity_id, password_hash, confirmed, created_at) VALUES (?1, ?2, ?3, ?4, 1, ?5)",
+                params![app_id, email, identity, hash, now],
+            )?;
+            let user_id = db::create_user(&tx, &app_id, now, false)?;
+            let mut data = serde_json::Map::new();
+            data.insert("email".into(), Value::String(email));
+            db::upsert_identity(&tx, &app_id, "local-userpass", &identity, &user_id, &data, now)?;
+            let user = db::user(&tx, &app_id, &user_id)?.ok_or_else(ApiError::internal)?;
+            let doc = db::admin_user_json(&tx, &user)?;
+            tx.commit()?;
+            Ok(doc)
+        })
+        .await?;
+    Ok(json_response(StatusCode::CREATED, &doc))
+}
+
+/// GET users/{id}.
+pub async fn get_user(
+    State(st): State<AppState>,
+    path: UserPath,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let Path((_, app_id, user_id)) = path.map_err(path_error)?;
+    admin_app(&st, &headers, &app_id)?;
+    let doc = st
+        .db
+        .call(move |conn| {
+            let user = db::user(conn, &app_id, &user_id)?.ok_or_else(ApiError::user_not_found)?;
+            Ok(db::admin_user_json(conn, &user)?)
+        })
+        .await?;
+    Ok(json_response(StatusCode::OK, &doc))
+}
+
+/// DELETE users/{id}.
+pub async fn delete_user(
+    State(st): State<AppState>,
+    path: UserPath,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let Path((_, app_id, user_id)) = path.map_err(path_error)?;
+    admin_app(&st, &headers, &app_id)?;
+    st.db
+        .call(move |conn| {
+            let tx = conn.transaction()?;
+            if !db::delete_user(&tx, &app_id, &user_id)? {
+                return Err(ApiError::user_not_found());
+            }
+            tx.commit()?;
+            Ok(())
+        })
+        .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// Runs `f` on an existing user of the path's app; 204 on success.
+async fn with_user(
+    st: AppState,
+    path: UserPath,
+    headers: HeaderMap,
+    f: impl FnOnce(&rusqlite::Connection, &str) -> rusqlite::Result<()> + Send + 'static,
+) -> Result<Response, ApiError> {
+    let Path((_, app_id, user_id)) = path.map_err(path_error)?;
+    admin_app(&st, &headers, &app_id)?;
+    st.db
+        .call(move |conn| {
+            let tx = conn.transaction()?;
+            db::user(&tx, &app_id, &user_id)?.ok_or_else(ApiError::user_not_found)?;
+            f(&tx, &user_id)?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// PUT users/{id}/logout: revokes every session of the user.
+pub async fn logout_user(
+    State(st): State<AppState>,
+    path: UserPath,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    with_user(st, path, headers, |c, id| {
+        db::revoke_user_sessions(c, id).map(|_| ())
+    })
+    .await
+}
+
+/// PUT users/{id}/disable: disables the user and ends its sessions.
+pub async fn disable_user(
+    State(st): State<AppState>,
+    path: UserPath,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    with_user(st, path, headers, |c, id| {
+        c.execute("UPDATE users SET disabled = 1 WHERE id = ?1", [id])?;
+        db::revoke_user_sessions(c, id).map(|_| ())
+    })
+    .await
+}
+
+/// PUT users/{id}/enable.
+pub async fn enable_user(
+    State(st): State<AppState>,
+    path: UserPath,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    with_user(st, path, headers, |c, id| {
+        c.execute("UPDATE users SET disabled = 0 WHERE id = ?1", [id])
+            .map(|_| ())
+    })
+    .await
+}
+
+/// PUT users/{id}/custom_data: the `user_data` claim of the user's next access tokens.
+pub async fn set_custom_data(
+    State(st): State<AppState>,
+    path: UserPath,
+    headers: HeaderMap,
+    RawBody(body): RawBody,
+) -> Result<Response, ApiError> {
+    let doc = match serde_json::from_slice::<Value>(&body) {
+        Ok(v @ Value::Object(_)) => v.to_string(),
+        Ok(_) => return Err(ApiError::bad_request("custom data must be a JSON object")),
+        Err(e) => return Err(ApiError::bad_request(format!("malformed JSON body: {e}"))),
+    };
+    with_user(st, path, headers, move |c, id| {
+        c.execute(
+            "UPDATE users SET custom_data = ?1 WHERE id = ?2",
+            params![doc, id],
+        )
+        .map(|_| ())
+    })
+    .await
+}
+
+/// GET outbox?email=...: confirmation and reset tokens that would have been mailed.
+pub async fn outbox(
+    State(st): State<AppState>,
+    path: AppPath,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let Path((_, app_id)) = path.map_err(path_error)?;
+    admin_app(&st, &headers, &app_id)?;
+    let email = query.as_deref().and_then(|q| {
+        q.split('&')
+            .filter_map(|p| p.split_once('='))
+            .find(|(k, _)| *k == "email")
+            .map(|(_, v)| percent_decode(v))
+    });
+    let list = st
+        .db
+        .call(move |conn| {
+            let mut stmt = conn.prepare(
+                "SELECT kind, email, token, token_id FROM outbox WHERE app_id = ?1 AND (?2 IS NULL OR email = ?2) ORDER BY seq",
+            )?;
+            let rows = stmt.query_map(params![app_id, email], |r| {
+                Ok(json!({
+                    "kind": r.get::<_, String>(0)?,
+                    "email": r.get::<_, String>(1)?,
+                    "token": r.get::<_, String>(2)?,
+                    "tokenId": r.get::<_, String>(3)?,
+                }))
+            })?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await?;
+    Ok(json_response(StatusCode::OK, &Value::Array(list)))
+}
+
+/// Decodes `%XX` escapes and `+` of a query value.
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => out.push(b' '),
+            b'%' => match s
+                .get(i + 1..i + 3)
+                .filter(|h| h.bytes().all(|c| c.is_ascii_hexdigit()))
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+            {
+                Some(v) => {
+                    out.push(v);
+                    i += 2;
+                }
+                None => out.push(b'%'),
+            },
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// GET metrics (extension): request counters of this app.
+pub async fn metrics(
+    State(st): State<AppState>,
+    path: AppPath,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let Path((_, app_id)) = path.map_err(path_error)?;
+    admin_app(&st, &headers, &app_id)?;
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({ "requests": st.counters.for_app(&app_id) }),
+    ))
+}

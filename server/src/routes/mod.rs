@@ -1,0 +1,226 @@
+//! HTTP routing, body extraction and error rendering.
+
+pub mod admin;
+pub mod auth;
+pub mod userpass;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post, put};
+use serde_json::{Map, Value};
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Largest accepted request body.
+pub const MAX_BODY: usize = 1 << 20;
+
+/// The raw request body, at most [`MAX_BODY`] bytes (413 with a protocol error body otherwise).
+pub struct RawBody(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for RawBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, _state: &S) -> Result<Self, ApiError> {
+        let too_large = || {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "BadRequest",
+                format!("request body larger than {MAX_BODY} bytes"),
+            )
+        };
+        if let Some(len) = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+            && len > MAX_BODY as u64
+        {
+            return Err(too_large());
+        }
+        axum::body::to_bytes(req.into_body(), MAX_BODY)
+            .await
+            .map(RawBody)
+            .map_err(|_| too_large())
+    }
+}
+
+/// Parses a body that must be a JSON object; an empty body counts as `{}`.
+pub fn json_object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Map::new());
+    }
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(m)) => Ok(m),
+        Ok(_) => Err(ApiError::bad_request("request body must be a JSON object")),
+        Err(e) => Err(ApiError::bad_request(format!("malformed JSON body: {e}"))),
+    }
+}
+
+/// Maps a path extraction failure to a protocol error.
+pub fn path_error(e: axum::extract::rejection::PathRejection) -> ApiError {
+    ApiError::bad_request(format!("bad path: {e}"))
+}
+
+/// A JSON response with a status.
+pub fn json_response(status: StatusCode, v: &Value) -> Response {
+    (
+        status,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        v.to_string(),
+    )
+        .into_response()
+}
+
+/// The base URL a client reached us at: `public_url`, else `http://<Host>`.
+pub fn base_url(st: &AppState, headers: &axum::http::HeaderMap) -> String {
+    if let Some(u) = &st.config.public_url {
+        return u.trim_end_matches('/').to_string();
+    }
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| !h.is_empty() && h.chars().all(|c| c.is_ascii_graphic()))
+        .map(str::to_string)
+        .unwrap_or_else(|| st.config.listen.to_string());
+    format!("http://{host}")
+}
+
+/// Builds the router.
+pub fn router(state: AppState) -> Router {
+    const AR: &str = "/api/client/v2.0/app/{app_id}";
+    const UP: &str = "/api/client/v2.0/app/{app_id}/auth/providers/local-userpass";
+    const ADM: &str = "/api/admin/v3.0/groups/{group_id}/apps/{app_id}";
+    let r = |p: &str, s: &str| format!("{p}{s}");
+    Router::new()
+        .route(&r(AR, "/location"), get(auth::location))
+        .route(
+            &r(AR, "/auth/providers/{provider}/login"),
+            post(auth::login),
+        )
+        .route(&r(AR, "/functions/call"), post(auth::call_function))
+        .route(&r(UP, "/register"), post(userpass::register))
+        .route(&r(UP, "/confirm"), post(userpass::confirm))
+        .route(&r(UP, "/confirm/send"), post(userpass::confirm_send))
+        .route(&r(UP, "/confirm/call"), post(userpass::confirm_call))
+        .route(&r(UP, "/reset/send"), post(userpass::reset_send))
+        .route(&r(UP, "/reset"), post(userpass::reset))
+        .route(&r(UP, "/reset/call"), post(userpass::reset_call))
+        .route("/api/client/v2.0/auth/profile", get(auth::profile))
+        .route(
+            "/api/client/v2.0/auth/session",
+            post(auth::refresh).delete(auth::logout),
+        )
+        .route("/api/client/v2.0/auth/delete", delete(auth::delete_user))
+        .route(
+            "/api/client/v2.0/auth/api_keys",
+            post(auth::create_api_key).get(auth::list_api_keys),
+        )
+        .route(
+            "/api/client/v2.0/auth/api_keys/{key_id}",
+            get(auth::fetch_api_key).delete(auth::delete_api_key),
+        )
+        .route(
+            "/api/client/v2.0/auth/api_keys/{key_id}/enable",
+            put(auth::enable_api_key),
+        )
+        .route(
+            "/api/client/v2.0/auth/api_keys/{key_id}/disable",
+            put(auth::disable_api_key),
+        )
+        .route(
+            "/api/admin/v3.0/auth/providers/mongodb-cloud/login",
+            post(admin::login),
+        )
+        .route("/api/admin/v3.0/auth/session", post(admin::refresh))
+        .route("/api/admin/v3.0/test/clock", post(admin::test_clock))
+        .route(
+            &r(ADM, "/security/refresh_token_expiration"),
+            put(admin::refresh_token_expiration),
+        )
+        .route(&r(ADM, "/users/verify_token"), post(admin::verify_token))
+        .route(
+            &r(ADM, "/users"),
+            get(admin::list_users).post(admin::create_user),
+        )
+        .route(
+            &r(ADM, "/users/{user_id}"),
+            get(admin::get_user).delete(admin::delete_user),
+        )
+        .route(&r(ADM, "/users/{user_id}/logout"), put(admin::logout_user))
+        .route(
+            &r(ADM, "/users/{user_id}/disable"),
+            put(admin::disable_user),
+        )
+        .route(&r(ADM, "/users/{user_id}/enable"), put(admin::enable_user))
+        .route(
+            &r(ADM, "/users/{user_id}/custom_data"),
+            put(admin::set_custom_data),
+        )
+        .route(&r(ADM, "/outbox"), get(admin::outbox))
+        .route(&r(ADM, "/metrics"), get(admin::metrics))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            render_errors,
+        ))
+        .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "NotFound", "no such route")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "BadRequest",
+        "method not allowed on this route",
+    )
+}
+
+/// Logs each request (method, path without the query, status) and writes error bodies,
+/// whose `link` needs the base URL the client used.
+async fn render_errors(State(st): State<AppState>, req: Request, next: Next) -> Response {
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let base = base_url(&st, req.headers());
+    let mut resp = next.run(req).await;
+    tracing::info!(%method, %path, status = resp.status().as_u16(), "request");
+    if let Some(err) = resp.extensions_mut().remove::<ApiError>() {
+        let body = err.body(&base);
+        let mut out = json_response(err.status, &body);
+        for (k, v) in resp.headers() {
+            if k != header::CONTENT_TYPE && k != header::CONTENT_LENGTH {
+                out.headers_mut().insert(k.clone(), v.clone());
+            }
+        }
+        return out;
+    }
+    // Rejections from axum itself (there should be none left) must not leak plain-text bodies.
+    if resp.status().is_client_error() || resp.status().is_server_error() {
+        let is_json = resp
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+        if !is_json {
+            let status = resp.status();
+            let code = if status.is_server_error() {
+                "InternalServerError"
+            } else {
+                "BadRequest"
+            };
+            let err = ApiError::new(status, code, status.canonical_reason().unwrap_or("error"));
+            return json_response(status, &err.body(&base));
+        }
+    }
+    resp
+}

@@ -1,0 +1,117 @@
+//! Shared server state: apps with their secrets, the clock, counters, the database.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use tokio::sync::Notify;
+
+use crate::config::{AdminConfig, AppConfig, Config};
+use crate::db::Db;
+use crate::error::ApiError;
+
+/// The server's notion of now: system time plus a test offset.
+#[derive(Debug, Default)]
+pub struct Clock {
+    offset: AtomicI64,
+}
+
+impl Clock {
+    /// Unix seconds, shifted by every `advance`.
+    pub fn now(&self) -> i64 {
+        let sys = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
+        sys + self.offset.load(Ordering::SeqCst)
+    }
+    /// Moves now forward by `secs`.
+    pub fn advance(&self, secs: i64) {
+        self.offset.fetch_add(secs, Ordering::SeqCst);
+    }
+}
+
+/// Per-request-kind counters, server-wide and per app.
+#[derive(Debug, Default)]
+pub struct Counters {
+    map: Mutex<HashMap<(Option<String>, String), u64>>,
+}
+
+impl Counters {
+    /// Counts one request of `op`, for `app` when known.
+    pub fn bump(&self, app: Option<&str>, op: &str) {
+        let mut m = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        *m.entry((None, op.to_string())).or_default() += 1;
+        if let Some(app) = app {
+            *m.entry((Some(app.to_string()), op.to_string()))
+                .or_default() += 1;
+        }
+    }
+    /// Server-wide count of `op`.
+    pub fn get(&self, op: &str) -> u64 {
+        let m = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        m.get(&(None, op.to_string())).copied().unwrap_or(0)
+    }
+    /// All counts of one app.
+    pub fn for_app(&self, app: &str) -> serde_json::Map<String, serde_json::Value> {
+        let m = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        m.iter()
+            .filter(|((a, _), _)| a.as_deref() == Some(app))
+            .map(|((_, op), n)| (op.clone(), serde_json::Value::from(*n)))
+            .collect()
+    }
+}
+
+/// One app at run time.
+#[derive(Debug)]
+pub struct AppRuntime {
+    /// Its configuration.
+    pub config: AppConfig,
+    /// HS256 secret of its tokens.
+    pub secret: Vec<u8>,
+    /// Its domain id (`domain_id` claim and profile field).
+    pub domain_id: String,
+    /// Refresh token lifetime; changed at run time by the admin API.
+    pub refresh_lifetime: AtomicI64,
+}
+
+/// Everything handlers share.
+pub struct Inner {
+    /// The configuration.
+    pub config: Config,
+    /// Apps by id.
+    pub apps: HashMap<String, Arc<AppRuntime>>,
+    /// Admin key pair, when the admin API is on.
+    pub admin: Option<AdminConfig>,
+    /// HS256 secret of admin tokens.
+    pub admin_secret: Vec<u8>,
+    /// The clock.
+    pub clock: Clock,
+    /// Request counters.
+    pub counters: Counters,
+    /// The database.
+    pub db: Db,
+    /// HTTP client for custom-function webhooks.
+    pub http: reqwest::Client,
+    /// Wakes the sweeper (after the test clock moves).
+    pub sweep_now: Notify,
+}
+
+/// Cheap-to-clone handle on the shared state.
+pub type AppState = Arc<Inner>;
+
+impl Inner {
+    /// The app with this id, or the protocol's unknown-app error.
+    pub fn app(&self, id: &str) -> Result<Arc<AppRuntime>, ApiError> {
+        self.apps
+            .get(id)
+            .cloned()
+            .ok_or_else(|| ApiError::app_not_found(id))
+    }
+    /// Now, on the server clock.
+    pub fn now(&self) -> i64 {
+        self.clock.now()
+    }
+}

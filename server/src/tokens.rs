@@ -1,0 +1,140 @@
+//! Ids, secrets, hashes and the server's own JWTs (HS256).
+
+use base64::Engine;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use rand::Rng;
+use rand::distr::Alphanumeric;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+/// A random 24-lowercase-hex id, shaped like a BSON ObjectId.
+pub fn new_object_id() -> String {
+    hex::encode(rand::rng().random::<[u8; 12]>())
+}
+
+/// Whether `s` is a 24-hex-character id.
+pub fn is_object_id(s: &str) -> bool {
+    s.len() == 24 && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// `n` random alphanumeric characters.
+pub fn random_alnum(n: usize) -> String {
+    rand::rng()
+        .sample_iter(&Alphanumeric)
+        .take(n)
+        .map(char::from)
+        .collect()
+}
+
+/// A random 32-byte secret, hex encoded.
+pub fn new_secret() -> String {
+    hex::encode(rand::rng().random::<[u8; 32]>())
+}
+
+/// SHA-256 of a bearer secret (refresh tokens, API keys, userpass tokens), hex encoded.
+/// A fast hash is enough: these are 256-bit random values, not passwords.
+pub fn sha256_hex(s: &str) -> String {
+    hex::encode(Sha256::digest(s.as_bytes()))
+}
+
+/// Hashes a password with argon2id (default parameters). Slow: call from a blocking thread.
+pub fn hash_password(password: &str) -> String {
+    use argon2::PasswordHasher;
+    let salt_bytes: [u8; 16] = rand::rng().random();
+    let salt = argon2::password_hash::SaltString::encode_b64(&salt_bytes).expect("16-byte salt");
+    argon2::Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .expect("argon2 with default params")
+        .to_string()
+}
+
+/// Checks a password against an argon2 PHC string. Slow: call from a blocking thread.
+pub fn verify_password(password: &str, phc: &str) -> bool {
+    use argon2::PasswordVerifier;
+    match argon2::password_hash::PasswordHash::new(phc) {
+        Ok(h) => argon2::Argon2::default()
+            .verify_password(password.as_bytes(), &h)
+            .is_ok(),
+        Err(_) => false,
+    }
+}
+
+/// Token type claim values.
+pub const TYP_ACCESS: &str = "access";
+/// Token type claim values.
+pub const TYP_REFRESH: &str = "refresh";
+
+/// Claims of the tokens this server issues (app and admin tokens alike).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Claims {
+    /// Expiry (unix seconds, server clock).
+    pub exp: i64,
+    /// Issued at.
+    pub iat: i64,
+    /// User id (or the admin public key).
+    pub sub: String,
+    /// "access" or "refresh".
+    pub typ: String,
+    /// Device id of the login.
+    #[serde(default)]
+    pub baas_device_id: String,
+    /// The app's domain id (access tokens).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain_id: Option<String>,
+    /// The app id.
+    pub iss: String,
+    /// Custom user data (access tokens, when set).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_data: Option<Value>,
+    /// Session id (refresh tokens).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
+    /// Unique token id, so each refresh token's hash is distinct.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jti: Option<String>,
+}
+
+/// Signs claims with HS256.
+pub fn sign(claims: &Claims, secret: &[u8]) -> String {
+    jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        claims,
+        &EncodingKey::from_secret(secret),
+    )
+    .expect("HS256 signing cannot fail")
+}
+
+/// Why one of our tokens failed verification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VerifyError {
+    /// Not a JWT, bad signature, wrong algorithm or claims missing.
+    Invalid,
+    /// Valid signature but past `exp`.
+    Expired,
+}
+
+/// Verifies an HS256 token's signature and judges `exp` against `now` (the server clock, not
+/// the system clock, so the test clock works).
+pub fn verify(token: &str, secret: &[u8], now: i64) -> Result<Claims, VerifyError> {
+    let mut v = Validation::new(Algorithm::HS256);
+    v.validate_exp = false;
+    v.validate_aud = false;
+    v.required_spec_claims.clear();
+    let data = jsonwebtoken::decode::<Claims>(token, &DecodingKey::from_secret(secret), &v)
+        .map_err(|_| VerifyError::Invalid)?;
+    if data.claims.exp <= now {
+        return Err(VerifyError::Expired);
+    }
+    Ok(data.claims)
+}
+
+/// Reads the `iss` claim without verifying, to pick the app whose secret verifies the token.
+pub fn peek_issuer(token: &str) -> Option<String> {
+    let payload = token.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .ok()?;
+    let v: Value = serde_json::from_slice(&bytes).ok()?;
+    v.get("iss")?.as_str().map(str::to_string)
+}
