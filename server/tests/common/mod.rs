@@ -1,0 +1,310 @@
+//! Shared helpers: a real server on 127.0.0.1:0 with a fresh data dir, and a small JSON client.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use reqwest::Method;
+use serde_json::{Value, json};
+use sessionkit_server::{Config, RunningServer};
+
+/// The standard test configuration (one app per concern).
+pub const CONFIG: &str = r#"
+listen = "127.0.0.1:0"
+test_clock = true
+
+[admin]
+public_key = "admin-pub"
+private_key = "admin-priv"
+
+[[app]]
+id = "test-app"
+refresh_token_lifetime_secs = 3600
+[app.providers.anon-user]
+[app.providers.local-userpass]
+auto_confirm = false
+[app.providers.api-key]
+[app.providers.custom-token]
+key = "custom-secret"
+audience = "test-app"
+[app.providers.custom-function]
+id_field = "username"
+
+[[app]]
+id = "auto-app"
+[app.providers.local-userpass]
+reset_function = "success"
+[app.providers.custom-token]
+key = "custom-secret"
+metadata_fields = ["name", "team"]
+
+[[app]]
+id = "fail-app"
+[app.providers.local-userpass]
+reset_function = "fail"
+
+[[app]]
+id = "rot-app"
+refresh_token_rotation = true
+inactivity_timeout_secs = 600
+anon_refresh_token_lifetime_secs = 7200
+[app.providers.anon-user]
+
+[[app]]
+id = "bare-app"
+"#;
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// A unique, empty data directory.
+pub fn temp_dir(tag: &str) -> PathBuf {
+    let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+    let dir = std::env::temp_dir().join(format!(
+        "sessionkit-server-test-{tag}-{}-{n}",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+/// A server under test and a client.
+pub struct T {
+    pub srv: RunningServer,
+    pub http: reqwest::Client,
+    pub base: String,
+}
+
+/// A response: status and parsed JSON body (Null when empty).
+#[derive(Debug)]
+pub struct Resp {
+    pub status: u16,
+    pub body: Value,
+    pub content_type: Option<String>,
+}
+
+impl Resp {
+    /// Asserts an error answer with this status and code, JSON typed, with error and link.
+    #[track_caller]
+    pub fn err(&self, status: u16, code: &str) -> &Self {
+        assert_eq!(self.status, status, "status, body: {}", self.body);
+        assert_eq!(self.body["error_code"], code, "body: {}", self.body);
+        assert!(self.body["error"].is_string(), "body: {}", self.body);
+        assert!(
+            self.body["link"]
+                .as_str()
+                .is_some_and(|l| l.contains("/logs?co_id=")),
+            "body: {}",
+            self.body
+        );
+        assert_eq!(self.content_type.as_deref(), Some("application/json"));
+        self
+    }
+    /// Asserts a refresh-token 401 with this reason.
+    #[track_caller]
+    pub fn reason(&self, code: &str, reason: &str) -> &Self {
+        self.err(401, code);
+        assert_eq!(self.body["reason"], reason, "body: {}", self.body);
+        self
+    }
+    /// Asserts a success status.
+    #[track_caller]
+    pub fn ok(&self, status: u16) -> &Value {
+        assert_eq!(self.status, status, "body: {}", self.body);
+        &self.body
+    }
+    /// A string field.
+    #[track_caller]
+    pub fn s(&self, key: &str) -> String {
+        self.body[key]
+            .as_str()
+            .unwrap_or_else(|| panic!("no string {key} in {}", self.body))
+            .to_string()
+    }
+}
+
+/// Starts a server on a fresh data dir.
+pub async fn start_with(toml: &str) -> T {
+    let mut config = Config::from_toml_str(toml).expect("test config");
+    config.data_dir = temp_dir("srv");
+    start_config(config).await
+}
+
+/// Starts a server with the standard config.
+pub async fn start() -> T {
+    start_with(CONFIG).await
+}
+
+/// Starts a server with a ready config.
+pub async fn start_config(config: Config) -> T {
+    let srv = RunningServer::start(config).await.expect("server starts");
+    let base = srv.base_url();
+    T {
+        srv,
+        http: reqwest::Client::new(),
+        base,
+    }
+}
+
+pub const BR: &str = "/api/client/v2.0";
+
+/// `AR` of an app.
+pub fn ar(app: &str) -> String {
+    format!("/api/client/v2.0/app/{app}")
+}
+
+/// The admin path prefix of an app.
+pub fn adm(app: &str) -> String {
+    format!("/api/admin/v3.0/groups/g1/apps/{app}")
+}
+
+impl T {
+    /// Any request with a raw body.
+    pub async fn raw(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+        bearer: Option<&str>,
+    ) -> Resp {
+        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(b) = body {
+            req = req.header("content-type", "application/json").body(b);
+        }
+        if let Some(t) = bearer {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await.expect("request sent");
+        let status = resp.status().as_u16();
+        let content_type = resp
+            .headers()
+            .get("content-type")
+            .map(|v| v.to_str().unwrap().to_string());
+        let bytes = resp.bytes().await.unwrap();
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap_or_else(|_| {
+                panic!(
+                    "non-JSON body ({status}): {}",
+                    String::from_utf8_lossy(&bytes)
+                )
+            })
+        };
+        Resp {
+            status,
+            body,
+            content_type,
+        }
+    }
+    pub async fn post(&self, path: &str, body: Value, bearer: Option<&str>) -> Resp {
+        self.raw(
+            Method::POST,
+            path,
+            Some(body.to_string().into_bytes()),
+            bearer,
+        )
+        .await
+    }
+    pub async fn put(&self, path: &str, body: Option<Value>, bearer: Option<&str>) -> Resp {
+        self.raw(
+            Method::PUT,
+            path,
+            body.map(|b| b.to_string().into_bytes()),
+            bearer,
+        )
+        .await
+    }
+    pub async fn get(&self, path: &str, bearer: Option<&str>) -> Resp {
+        self.raw(Method::GET, path, None, bearer).await
+    }
+    pub async fn delete(&self, path: &str, bearer: Option<&str>) -> Resp {
+        self.raw(Method::DELETE, path, None, bearer).await
+    }
+    /// Logs in; asserts success and returns the response body.
+    pub async fn login(&self, app: &str, provider: &str, body: Value) -> Value {
+        let r = self
+            .post(
+                &format!("{}/auth/providers/{provider}/login", ar(app)),
+                body,
+                None,
+            )
+            .await;
+        r.ok(200).clone()
+    }
+    pub async fn anon(&self, app: &str) -> Value {
+        self.login(app, "anon-user", json!({})).await
+    }
+    /// POST session with a refresh token.
+    pub async fn refresh(&self, refresh: &str) -> Resp {
+        self.raw(
+            Method::POST,
+            &format!("{BR}/auth/session"),
+            None,
+            Some(refresh),
+        )
+        .await
+    }
+    /// An admin access token.
+    pub async fn admin(&self) -> String {
+        let r = self
+            .post(
+                "/api/admin/v3.0/auth/providers/mongodb-cloud/login",
+                json!({"username": "admin-pub", "apiKey": "admin-priv"}),
+                None,
+            )
+            .await;
+        r.ok(200);
+        r.s("access_token")
+    }
+    /// Registers and confirms (through the outbox) an email user of `test-app`.
+    pub async fn confirmed_user(&self, email: &str, password: &str) {
+        let app = "test-app";
+        self.post(
+            &format!("{}/auth/providers/local-userpass/register", ar(app)),
+            json!({"email": email, "password": password}),
+            None,
+        )
+        .await
+        .ok(201);
+        let admin = self.admin().await;
+        let mail = self.outbox(&admin, app, email).await;
+        let last = mail.last().expect("a confirmation mail").clone();
+        assert_eq!(last["kind"], "confirm");
+        self.post(
+            &format!("{}/auth/providers/local-userpass/confirm", ar(app)),
+            json!({"token": last["token"], "tokenId": last["tokenId"]}),
+            None,
+        )
+        .await
+        .ok(204);
+    }
+    pub async fn outbox(&self, admin: &str, app: &str, email: &str) -> Vec<Value> {
+        let r = self
+            .get(
+                &format!("{}/outbox?email={}", adm(app), email.replace('@', "%40")),
+                Some(admin),
+            )
+            .await;
+        r.ok(200).as_array().unwrap().clone()
+    }
+}
+
+/// Decodes a JWT's claims without verifying.
+pub fn claims(token: &str) -> Value {
+    use base64::Engine;
+    let part = token.split('.').nth(1).expect("a JWT");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(part)
+        .unwrap();
+    serde_json::from_slice(&bytes).unwrap()
+}
+
+/// Signs a custom JWT with HS256.
+pub fn custom_jwt(key: &str, claims: Value) -> String {
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(key.as_bytes()),
+    )
+    .unwrap()
+}
