@@ -487,14 +487,20 @@ impl AppInner {
                     "could not log in: the server sent a malformed access token ({e})"
                 ),
             })?;
-        let user = self.upsert_user(user_id, access, refresh, device_id, credentials.provider());
+        let (user, current_changed) =
+            self.upsert_user(user_id, access, refresh, device_id, credentials.provider());
         self.persist();
-        self.events.emit(AuthEvent::new(
+        let mut events = vec![AuthEvent::new(
             AuthEventKind::SignedIn,
             Some(&user.id),
             true,
-        ));
-        // realm-core: login, then profile; only then does the user become current.
+        )];
+        events.extend(current_changed.map(|mut e| {
+            e.user_initiated = true;
+            e
+        }));
+        self.events.emit_all(events);
+        // realm-core: login, then profile, then the user is made current.
         self.fetch_profile(&user).await?;
         self.switch_user(&user)?;
         Ok(user)
@@ -509,7 +515,8 @@ impl AppInner {
         found.cloned()
     }
 
-    /// Creates the user, or gives an existing one (even logged out) its new session.
+    /// Creates the user, or gives an existing one (even logged out) its new session. Returns
+    /// the event to send if that changed who is current (a first user becomes current at once).
     fn upsert_user(
         &self,
         id: String,
@@ -517,8 +524,23 @@ impl AppInner {
         refresh: String,
         device_id: String,
         provider: &str,
-    ) -> Arc<UserInner> {
+    ) -> (Arc<UserInner>, Option<AuthEvent>) {
         let mut reg = self.registry();
+        let before = reg.current().map(|u| u.id.clone());
+        let user = self.upsert_in(&mut reg, id, access, refresh, device_id, provider);
+        let event = reg.settle_current(before);
+        (user, event)
+    }
+
+    fn upsert_in(
+        &self,
+        reg: &mut Registry,
+        id: String,
+        access: AccessToken,
+        refresh: String,
+        device_id: String,
+        provider: &str,
+    ) -> Arc<UserInner> {
         if let Some(user) = reg.find(&id).cloned() {
             let mut d = user.data();
             d.state = UserState::LoggedIn;

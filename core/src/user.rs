@@ -145,11 +145,16 @@ impl AccessToken {
         self.expires_at.saturating_sub(clock.monotonic())
     }
 
-    /// Needs a refresh when it has less than `min_ttl` to live. The threshold never exceeds half
-    /// the token's lifetime, so a server issuing tokens shorter than the margin does not cause a
-    /// refresh on every call.
+    /// Needs a refresh when it has less than `min_ttl` to live. A `min_ttl` that even a new
+    /// token could not meet (a server issuing tokens shorter than the margin) becomes half the
+    /// token's lifetime, so such a server does not cause a refresh on every call.
     pub(crate) fn needs_refresh(&self, clock: &dyn Clock, min_ttl: Duration) -> bool {
-        self.remaining(clock) < min_ttl.min(self.lifetime / 2)
+        let threshold = if min_ttl < self.lifetime {
+            min_ttl
+        } else {
+            self.lifetime / 2
+        };
+        self.remaining(clock) < threshold
     }
 }
 
