@@ -281,7 +281,11 @@ impl T {
     pub async fn outbox(&self, admin: &str, app: &str, email: &str) -> Vec<Value> {
         let r = self
             .get(
-                &format!("{}/outbox?email={}", adm(app), email.replace('@', "%40")),
+                &format!(
+                    "{}/outbox?email={}",
+                    adm(app),
+                    email.replace('+', "%2B").replace('@', "%40")
+                ),
                 Some(admin),
             )
             .await;

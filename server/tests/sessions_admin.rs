@@ -1,0 +1,541 @@
+//! Tokens and sessions (expiry, logout, rotation, inactivity, reasons) and the admin API.
+
+mod common;
+
+use common::*;
+use reqwest::Method;
+use serde_json::{Value, json};
+
+fn s(v: &Value, k: &str) -> String {
+    v[k].as_str()
+        .unwrap_or_else(|| panic!("no {k} in {v}"))
+        .to_string()
+}
+
+#[tokio::test]
+async fn refresh_and_wrong_tokens() {
+    let t = start().await;
+    let u = t
+        .login("test-app", "custom-function", json!({"username": "r"}))
+        .await;
+    let (at, rt) = (s(&u, "access_token"), s(&u, "refresh_token"));
+    let r = t.refresh(&rt).await;
+    let new_at = r.ok(201)["access_token"].as_str().unwrap().to_string();
+    assert!(
+        r.body.get("refresh_token").is_none(),
+        "no rotation by default"
+    );
+    let c = claims(&new_at);
+    assert_eq!(c["sub"], u["user_id"]);
+    assert_eq!(c["baas_device_id"], u["device_id"]);
+    assert_eq!(t.srv.request_count("refresh"), 1);
+    // An access token is not a refresh token, and vice versa.
+    t.refresh(&at).await.err(401, "InvalidSession");
+    t.get(&format!("{BR}/auth/profile"), Some(&rt))
+        .await
+        .err(401, "InvalidSession");
+    // Forged: right shape, wrong signature.
+    let mut parts: Vec<&str> = rt.split('.').collect();
+    let forged_sig = "AAAA".repeat(10);
+    parts[2] = &forged_sig;
+    t.refresh(&parts.join(".")).await.err(401, "InvalidSession");
+    let forged_at = custom_jwt("guess", claims(&at));
+    t.get(&format!("{BR}/auth/profile"), Some(&forged_at))
+        .await
+        .err(401, "InvalidSession");
+    t.refresh("garbage").await.err(401, "InvalidSession");
+    t.raw(Method::POST, &format!("{BR}/auth/session"), None, None)
+        .await
+        .err(401, "InvalidSession");
+    let r = t
+        .http
+        .post(format!("{}{BR}/auth/session", t.base))
+        .header("authorization", format!("Basic {rt}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+}
+
+#[tokio::test]
+async fn access_and_refresh_expiry_follow_the_server_clock() {
+    let t = start().await;
+    let u = t
+        .login("test-app", "custom-function", json!({"username": "e"}))
+        .await;
+    let (at, rt) = (s(&u, "access_token"), s(&u, "refresh_token"));
+    let rc = claims(&rt);
+    assert_eq!(
+        rc["exp"].as_i64().unwrap() - rc["iat"].as_i64().unwrap(),
+        3600
+    );
+    t.srv.advance_clock(1801);
+    t.get(&format!("{BR}/auth/profile"), Some(&at))
+        .await
+        .err(401, "InvalidSession");
+    let fresh = t.refresh(&rt).await.s("access_token");
+    t.get(&format!("{BR}/auth/profile"), Some(&fresh))
+        .await
+        .ok(200);
+    t.srv.advance_clock(1800);
+    t.refresh(&rt).await.reason("InvalidSession", "expired");
+    t.delete(&format!("{BR}/auth/session"), Some(&rt))
+        .await
+        .reason("InvalidSession", "expired");
+}
+
+#[tokio::test]
+async fn logout_revokes_only_that_session() {
+    let t = start().await;
+    let a = t
+        .login("test-app", "custom-function", json!({"username": "lo"}))
+        .await;
+    let b = t
+        .login("test-app", "custom-function", json!({"username": "lo"}))
+        .await;
+    t.delete(&format!("{BR}/auth/session"), Some(&s(&a, "refresh_token")))
+        .await
+        .ok(204);
+    assert_eq!(t.srv.request_count("logout"), 1);
+    t.refresh(&s(&a, "refresh_token"))
+        .await
+        .reason("InvalidSession", "revoked");
+    t.delete(&format!("{BR}/auth/session"), Some(&s(&a, "refresh_token")))
+        .await
+        .reason("InvalidSession", "revoked");
+    t.refresh(&s(&b, "refresh_token")).await.ok(201);
+    // Access tokens already issued stay valid until they expire.
+    t.get(&format!("{BR}/auth/profile"), Some(&s(&a, "access_token")))
+        .await
+        .ok(200);
+}
+
+#[tokio::test]
+async fn rotation_grace_window_and_reuse_detection() {
+    let t = start().await;
+    let u = t.anon("rot-app").await;
+    let rt0 = s(&u, "refresh_token");
+    let rc = claims(&rt0);
+    assert_eq!(
+        rc["exp"].as_i64().unwrap() - rc["iat"].as_i64().unwrap(),
+        7200
+    );
+    let r1 = t.refresh(&rt0).await;
+    let rt1 = r1.s("refresh_token");
+    assert_ne!(rt1, rt0);
+    assert!(r1.body["access_token"].is_string());
+    // Within 10 s the old token still works (a lost response) and rotates again.
+    t.srv.advance_clock(5);
+    let rt2 = t.refresh(&rt0).await.s("refresh_token");
+    assert_ne!(rt2, rt1);
+    let rt3 = t.refresh(&rt2).await.s("refresh_token");
+    // After the window, presenting a rotated-out token revokes the whole family.
+    t.srv.advance_clock(11);
+    t.refresh(&rt0).await.reason("InvalidSession", "revoked");
+    t.refresh(&rt3).await.reason("InvalidSession", "revoked");
+    // Other sessions of the same app are untouched.
+    let v = t.anon("rot-app").await;
+    t.refresh(&s(&v, "refresh_token")).await.ok(201);
+}
+
+#[tokio::test]
+async fn inactivity_timeout() {
+    let t = start().await;
+    let u = t.anon("rot-app").await;
+    let mut rt = s(&u, "refresh_token");
+    for _ in 0..3 {
+        t.srv.advance_clock(500);
+        rt = t.refresh(&rt).await.s("refresh_token");
+    }
+    t.srv.advance_clock(601);
+    t.refresh(&rt).await.reason("InvalidSession", "expired");
+}
+
+#[tokio::test]
+async fn admin_login_and_auth() {
+    let t = start().await;
+    let login = "/api/admin/v3.0/auth/providers/mongodb-cloud/login";
+    t.post(
+        login,
+        json!({"username": "admin-pub", "apiKey": "wrong"}),
+        None,
+    )
+    .await
+    .err(401, "InvalidPassword");
+    t.post(login, json!({"username": "admin-pub"}), None)
+        .await
+        .err(400, "BadRequest");
+    let r = t
+        .post(
+            login,
+            json!({"username": "admin-pub", "apiKey": "admin-priv"}),
+            None,
+        )
+        .await;
+    let (at, rt) = (r.s("access_token"), r.s("refresh_token"));
+    t.get(&format!("{}/users", adm("test-app")), None)
+        .await
+        .err(401, "InvalidSession");
+    t.get(&format!("{}/users", adm("test-app")), Some(&rt))
+        .await
+        .err(401, "InvalidSession");
+    // A user's token is no admin token.
+    let u = t.anon("test-app").await;
+    t.get(
+        &format!("{}/users", adm("test-app")),
+        Some(&s(&u, "access_token")),
+    )
+    .await
+    .err(401, "InvalidSession");
+    t.get(&format!("{}/users", adm("nope")), Some(&at))
+        .await
+        .err(404, "InvalidParameter");
+    let again = t
+        .post("/api/admin/v3.0/auth/session", json!({}), Some(&rt))
+        .await
+        .s("access_token");
+    t.get(&format!("{}/users", adm("test-app")), Some(&again))
+        .await
+        .ok(200);
+    // Admin tokens expire on the server clock too.
+    t.srv.advance_clock(1801);
+    t.get(&format!("{}/users", adm("test-app")), Some(&at))
+        .await
+        .err(401, "InvalidSession");
+}
+
+#[tokio::test]
+async fn admin_api_disabled_without_keys() {
+    let t = start_with("[[app]]\nid = \"a\"\n[app.providers.anon-user]\n").await;
+    t.post(
+        "/api/admin/v3.0/auth/providers/mongodb-cloud/login",
+        json!({"username": "x", "apiKey": "y"}),
+        None,
+    )
+    .await
+    .err(404, "NotFound");
+    t.post(
+        "/api/admin/v3.0/test/clock",
+        json!({"advance_secs": 1}),
+        None,
+    )
+    .await
+    .err(404, "NotFound");
+}
+
+#[tokio::test]
+async fn admin_verify_token() {
+    let t = start().await;
+    let admin = t.admin().await;
+    let u = t.anon("test-app").await;
+    let at = s(&u, "access_token");
+    let path = format!("{}/users/verify_token", adm("test-app"));
+    let r = t.post(&path, json!({"token": at}), Some(&admin)).await;
+    let c = r.ok(200);
+    assert_eq!(c["sub"], u["user_id"]);
+    assert_eq!(c["iss"], "test-app");
+    assert_eq!(c["device_id"], u["device_id"]);
+    assert_eq!(c["domain_id"], claims(&at)["domain_id"]);
+    assert!(c["exp"].as_i64().unwrap() > c["iat"].as_i64().unwrap());
+    let forged = custom_jwt("nope", claims(&at));
+    let r = t.post(&path, json!({"token": forged}), Some(&admin)).await;
+    assert_eq!(r.status, 401);
+    assert_eq!(r.body["error"], "signature is invalid");
+    t.post(&path, json!({}), Some(&admin))
+        .await
+        .err(400, "BadRequest");
+    t.srv.advance_clock(1801);
+    let admin = t.admin().await;
+    let r = t.post(&path, json!({"token": at}), Some(&admin)).await;
+    assert_eq!(r.ok(200), &json!("token expired"));
+}
+
+#[tokio::test]
+async fn admin_revoke_disable_enable() {
+    let t = start().await;
+    let admin = t.admin().await;
+    let u = t
+        .login("test-app", "custom-function", json!({"username": "adm"}))
+        .await;
+    let uid = s(&u, "user_id");
+    let base = format!("{}/users/{uid}", adm("test-app"));
+    t.put(&format!("{base}/logout"), None, Some(&admin))
+        .await
+        .ok(204);
+    t.refresh(&s(&u, "refresh_token"))
+        .await
+        .reason("InvalidSession", "revoked");
+    t.get(&format!("{BR}/auth/profile"), Some(&s(&u, "access_token")))
+        .await
+        .ok(200);
+
+    let v = t
+        .login("test-app", "custom-function", json!({"username": "adm"}))
+        .await;
+    t.put(&format!("{base}/disable"), None, Some(&admin))
+        .await
+        .ok(204);
+    assert_eq!(t.get(&base, Some(&admin)).await.ok(200)["disabled"], true);
+    t.refresh(&s(&v, "refresh_token"))
+        .await
+        .reason("UserDisabled", "disabled");
+    t.post(
+        &format!("{}/auth/providers/custom-function/login", ar("test-app")),
+        json!({"username": "adm"}),
+        None,
+    )
+    .await
+    .err(401, "UserDisabled");
+    t.put(&format!("{base}/enable"), None, Some(&admin))
+        .await
+        .ok(204);
+    // Enabling does not revive the sessions the disable ended.
+    t.refresh(&s(&v, "refresh_token"))
+        .await
+        .reason("InvalidSession", "revoked");
+    let w = t
+        .login("test-app", "custom-function", json!({"username": "adm"}))
+        .await;
+    t.refresh(&s(&w, "refresh_token")).await.ok(201);
+    let ghost = format!("{}/users/0123456789abcdef01234567", adm("test-app"));
+    for op in ["logout", "disable", "enable"] {
+        t.put(&format!("{ghost}/{op}"), None, Some(&admin))
+            .await
+            .err(404, "UserNotFound");
+    }
+}
+
+#[tokio::test]
+async fn admin_custom_data_becomes_user_data_claim() {
+    let t = start().await;
+    let admin = t.admin().await;
+    let u = t.anon("test-app").await;
+    let uid = s(&u, "user_id");
+    let path = format!("{}/users/{uid}/custom_data", adm("test-app"));
+    t.put(&path, Some(json!({"plan": "pro", "n": 2})), Some(&admin))
+        .await
+        .ok(204);
+    t.put(&path, Some(json!([1])), Some(&admin))
+        .await
+        .err(400, "BadRequest");
+    t.raw(Method::PUT, &path, Some(b"{oops".to_vec()), Some(&admin))
+        .await
+        .err(400, "BadRequest");
+    assert!(claims(&s(&u, "access_token")).get("user_data").is_none());
+    let at = t.refresh(&s(&u, "refresh_token")).await.s("access_token");
+    assert_eq!(claims(&at)["user_data"], json!({"plan": "pro", "n": 2}));
+    let who = t
+        .post(
+            &format!("{}/functions/call", ar("test-app")),
+            json!({"name": "whoami", "arguments": []}),
+            Some(&at),
+        )
+        .await;
+    assert_eq!(who.ok(200)["custom_data"], json!({"plan": "pro", "n": 2}));
+}
+
+#[tokio::test]
+async fn admin_refresh_token_expiration_persists() {
+    let mut config = sessionkit_server::Config::from_toml_str(CONFIG).unwrap();
+    let dir = temp_dir("rte");
+    config.data_dir = dir.clone();
+    let t = start_config(config.clone()).await;
+    let admin = t.admin().await;
+    let path = format!("{}/security/refresh_token_expiration", adm("test-app"));
+    t.put(
+        &path,
+        Some(json!({"expiration_time_seconds": 120})),
+        Some(&admin),
+    )
+    .await
+    .ok(204);
+    t.put(
+        &path,
+        Some(json!({"expiration_time_seconds": "x"})),
+        Some(&admin),
+    )
+    .await
+    .err(400, "BadRequest");
+    t.put(
+        &path,
+        Some(json!({"expiration_time_seconds": 0})),
+        Some(&admin),
+    )
+    .await
+    .err(400, "BadRequest");
+    let u = t
+        .login("test-app", "custom-function", json!({"username": "x"}))
+        .await;
+    let rc = claims(&s(&u, "refresh_token"));
+    assert_eq!(
+        rc["exp"].as_i64().unwrap() - rc["iat"].as_i64().unwrap(),
+        120
+    );
+    t.srv.shutdown().await;
+    // After a restart on the same data dir: same lifetime, and the old tokens still verify.
+    let t = start_config(config).await;
+    t.refresh(&s(&u, "refresh_token")).await.ok(201);
+    let v = t
+        .login("test-app", "custom-function", json!({"username": "x"}))
+        .await;
+    assert_eq!(v["user_id"], u["user_id"]);
+    let rc = claims(&s(&v, "refresh_token"));
+    assert_eq!(
+        rc["exp"].as_i64().unwrap() - rc["iat"].as_i64().unwrap(),
+        120
+    );
+}
+
+#[tokio::test]
+async fn admin_users_crud_outbox_and_metrics() {
+    let t = start().await;
+    let admin = t.admin().await;
+    let users = format!("{}/users", adm("test-app"));
+    let r = t
+        .post(
+            &users,
+            json!({"email": "c@x.io", "password": "secret1"}),
+            Some(&admin),
+        )
+        .await;
+    let doc = r.ok(201).clone();
+    let uid = s(&doc, "_id");
+    assert_eq!(doc["data"]["email"], "c@x.io");
+    assert_eq!(doc["identities"][0]["provider_type"], "local-userpass");
+    t.post(
+        &users,
+        json!({"email": "c@x.io", "password": "secret1"}),
+        Some(&admin),
+    )
+    .await
+    .err(409, "AccountNameInUse");
+    t.post(
+        &users,
+        json!({"email": "d@x.io", "password": "123"}),
+        Some(&admin),
+    )
+    .await
+    .err(400, "BadRequest");
+    t.post(&users, json!({"email": "d@x.io"}), Some(&admin))
+        .await
+        .err(400, "BadRequest");
+    // The created user is confirmed and logs in as that user.
+    let u = t
+        .login(
+            "test-app",
+            "local-userpass",
+            json!({"username": "c@x.io", "password": "secret1"}),
+        )
+        .await;
+    assert_eq!(u["user_id"], uid.as_str());
+    t.anon("test-app").await;
+    let list = t.get(&users, Some(&admin)).await;
+    assert_eq!(list.ok(200).as_array().unwrap().len(), 2);
+    assert_eq!(
+        t.get(&format!("{users}/{uid}"), Some(&admin)).await.ok(200)["_id"],
+        uid.as_str()
+    );
+    t.get(&format!("{users}/0123456789abcdef01234567"), Some(&admin))
+        .await
+        .err(404, "UserNotFound");
+    t.delete(&format!("{users}/{uid}"), Some(&admin))
+        .await
+        .ok(204);
+    t.delete(&format!("{users}/{uid}"), Some(&admin))
+        .await
+        .err(404, "UserNotFound");
+    t.get(&format!("{users}/{uid}"), Some(&admin))
+        .await
+        .err(404, "UserNotFound");
+    t.refresh(&s(&u, "refresh_token"))
+        .await
+        .reason("InvalidSession", "deleted");
+
+    // Outbox: filtered by email, for the app asked.
+    t.post(
+        &format!("{}/auth/providers/local-userpass/register", ar("test-app")),
+        json!({"email": "o+1@x.io", "password": "secret1"}),
+        None,
+    )
+    .await
+    .ok(201);
+    let mail = t.outbox(&admin, "test-app", "o+1@x.io").await;
+    assert_eq!(mail.len(), 1);
+    assert_eq!(mail[0]["email"], "o+1@x.io");
+    assert_eq!(mail[0]["kind"], "confirm");
+    assert!(mail[0]["token"].is_string() && mail[0]["tokenId"].is_string());
+    assert!(t.outbox(&admin, "test-app", "nobody@x.io").await.is_empty());
+    assert!(t.outbox(&admin, "auto-app", "o+1@x.io").await.is_empty());
+
+    // Metrics count per app.
+    let v = t.anon("rot-app").await;
+    t.refresh(&s(&v, "refresh_token")).await.ok(201);
+    t.refresh(&s(&v, "refresh_token")).await;
+    let m = t
+        .get(&format!("{}/metrics", adm("rot-app")), Some(&admin))
+        .await;
+    assert_eq!(m.ok(200)["requests"]["refresh"], 2);
+    assert_eq!(m.body["requests"]["login"], 1);
+    let m = t
+        .get(&format!("{}/metrics", adm("test-app")), Some(&admin))
+        .await;
+    assert_eq!(m.ok(200)["requests"]["refresh"], 1);
+    assert_eq!(t.srv.request_count("refresh"), 3);
+}
+
+#[tokio::test]
+async fn test_clock_endpoint_expires_tokens() {
+    let t = start().await;
+    let admin = t.admin().await;
+    let u = t.anon("test-app").await;
+    let clock = "/api/admin/v3.0/test/clock";
+    t.post(clock, json!({"advance_secs": -5}), Some(&admin))
+        .await
+        .err(400, "BadRequest");
+    t.post(clock, json!({"advance_secs": "x"}), Some(&admin))
+        .await
+        .err(400, "BadRequest");
+    t.post(clock, json!({"advance_secs": 5}), None)
+        .await
+        .err(401, "InvalidSession");
+    let before = t.srv.now();
+    let r = t
+        .post(clock, json!({"advance_secs": 1801}), Some(&admin))
+        .await;
+    assert!(r.ok(200)["now"].as_i64().unwrap() >= before + 1801);
+    t.get(&format!("{BR}/auth/profile"), Some(&s(&u, "access_token")))
+        .await
+        .err(401, "InvalidSession");
+
+    // Without test_clock = true the endpoint does not exist.
+    let t2 = start_with(&CONFIG.replace("test_clock = true", "")).await;
+    let admin2 = t2.admin().await;
+    t2.post(clock, json!({"advance_secs": 1}), Some(&admin2))
+        .await
+        .err(404, "NotFound");
+}
+
+#[tokio::test]
+async fn anonymous_users_are_swept_after_90_days() {
+    let t = start().await;
+    let anon = t.anon("test-app").await;
+    let named = t
+        .login("test-app", "custom-function", json!({"username": "stays"}))
+        .await;
+    t.srv.advance_clock(89 * 24 * 3600);
+    t.srv.sweep().await.unwrap();
+    let users = format!("{}/users", adm("test-app"));
+    let admin = t.admin().await;
+    t.get(&format!("{users}/{}", s(&anon, "user_id")), Some(&admin))
+        .await
+        .ok(200);
+    t.srv.advance_clock(2 * 24 * 3600);
+    t.srv.sweep().await.unwrap();
+    let admin = t.admin().await;
+    t.get(&format!("{users}/{}", s(&anon, "user_id")), Some(&admin))
+        .await
+        .err(404, "UserNotFound");
+    t.get(&format!("{users}/{}", s(&named, "user_id")), Some(&admin))
+        .await
+        .ok(200);
+}
