@@ -102,7 +102,7 @@ pub fn bearer(headers: &HeaderMap) -> Result<String, ApiError> {
 }
 
 /// Verifies a token of ours of type `typ`, finding its app from the (then verified) `iss`.
-/// Counts the request as `op` for that app.
+/// Counts the request as `op` for that app (not at all when `op` is empty).
 pub fn verify_bearer(
     st: &Inner,
     headers: &HeaderMap,

@@ -90,7 +90,7 @@ pub async fn login(
     }
     let body = json_object(&body)?;
     let caller = if link {
-        let (tok_app, _, user) = access_user(&st, &headers, "link_auth").await?;
+        let (tok_app, _, user) = access_user(&st, &headers, "").await?;
         if tok_app.config.id != app.config.id {
             return Err(ApiError::invalid_session(
                 "invalid session: token of another app",
