@@ -7,7 +7,9 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use sessionkit::{App, AppConfig, AuthEvent, AuthEventKind, AuthEventListener, ManualClock, StorageConfig};
+use sessionkit::{
+    App, AppConfig, AuthEvent, AuthEventKind, AuthEventListener, ManualClock, StorageConfig,
+};
 use sessionkit_server::{Config, RunningServer};
 
 pub const APP_ID: &str = "sk-test";
@@ -43,6 +45,8 @@ impl Default for ServerOptions {
 pub struct TestServer {
     pub server: RunningServer,
     pub data_dir: PathBuf,
+    pub app_id: String,
+    admin_keys: (String, String),
     http: reqwest::Client,
     admin_token: tokio::sync::Mutex<Option<String>>,
 }
@@ -104,8 +108,34 @@ key = "{JWT_KEY}"
                 .unwrap_or_default(),
         );
         let config = Config::from_toml_str(&toml).expect("test server config");
-        let server = RunningServer::start(config).await.expect("start test server");
-        Self { server, data_dir, http: reqwest::Client::new(), admin_token: tokio::sync::Mutex::new(None) }
+        Self::from_config(config, data_dir).await
+    }
+
+    /// What `sessionkit-server --dev` serves, on a free loopback port with a fresh data dir,
+    /// plus the test clock so the demo can show an expired session without waiting 60 days.
+    pub async fn dev() -> Self {
+        let data_dir = temp_dir("dev");
+        let mut config = Config::dev();
+        config.listen = "127.0.0.1:0".parse().expect("loopback address");
+        config.data_dir = data_dir.clone();
+        config.test_clock = true;
+        Self::from_config(config, data_dir).await
+    }
+
+    async fn from_config(config: Config, data_dir: PathBuf) -> Self {
+        let app_id = config.apps[0].id.clone();
+        let server = RunningServer::start(config)
+            .await
+            .expect("start test server");
+        let admin = server.admin_keys().expect("the test server has admin keys");
+        Self {
+            server,
+            data_dir,
+            app_id,
+            admin_keys: (admin.public_key, admin.private_key),
+            http: reqwest::Client::new(),
+            admin_token: tokio::sync::Mutex::new(None),
+        }
     }
 
     pub fn base_url(&self) -> String {
@@ -115,7 +145,7 @@ key = "{JWT_KEY}"
     /// A client config for this server: in-memory sessions, a manual clock.
     pub fn config(&self) -> (AppConfig, Arc<ManualClock>) {
         let clock = Arc::new(ManualClock::new());
-        let mut config = AppConfig::new(APP_ID, self.base_url());
+        let mut config = AppConfig::new(&self.app_id, self.base_url());
         config.storage = StorageConfig::InMemory;
         config.request_timeout_ms = 10_000;
         config.clock = Some(clock.clone());
@@ -143,26 +173,44 @@ key = "{JWT_KEY}"
         if let Some(t) = cached.as_ref() {
             return t.clone();
         }
-        let url = format!("{}/api/admin/v3.0/auth/providers/mongodb-cloud/login", self.base_url());
+        let url = format!(
+            "{}/api/admin/v3.0/auth/providers/mongodb-cloud/login",
+            self.base_url()
+        );
         let doc: Value = self
             .http
             .post(url)
-            .json(&json!({"username": ADMIN_PUBLIC, "apiKey": ADMIN_PRIVATE}))
+            .json(&json!({"username": self.admin_keys.0, "apiKey": self.admin_keys.1}))
             .send()
             .await
             .expect("admin login")
             .json()
             .await
             .expect("admin login body");
-        let token = doc["access_token"].as_str().expect("admin access token").to_string();
+        let token = doc["access_token"]
+            .as_str()
+            .expect("admin access token")
+            .to_string();
         *cached = Some(token.clone());
         token
     }
 
     /// An admin API call under `/groups/g/apps/<APP_ID>`; returns status and JSON body.
-    pub async fn admin(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
-        let url = format!("{}/api/admin/v3.0/groups/test-group/apps/{APP_ID}{path}", self.base_url());
-        let mut request = self.http.request(method, url).bearer_auth(self.admin_token().await);
+    pub async fn admin(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let url = format!(
+            "{}/api/admin/v3.0/groups/test-group/apps/{}{path}",
+            self.base_url(),
+            self.app_id
+        );
+        let mut request = self
+            .http
+            .request(method, url)
+            .bearer_auth(self.admin_token().await);
         if let Some(body) = body {
             request = request.json(&body);
         }
@@ -174,34 +222,68 @@ key = "{JWT_KEY}"
 
     /// Revokes every session of the user (admin "log out").
     pub async fn revoke_sessions(&self, user_id: &str) {
-        let (status, body) = self.admin(reqwest::Method::PUT, &format!("/users/{user_id}/logout"), None).await;
+        let (status, body) = self
+            .admin(
+                reqwest::Method::PUT,
+                &format!("/users/{user_id}/logout"),
+                None,
+            )
+            .await;
         assert_eq!(status, 204, "admin logout: {body}");
     }
 
     pub async fn disable_user(&self, user_id: &str) {
-        let (status, body) = self.admin(reqwest::Method::PUT, &format!("/users/{user_id}/disable"), None).await;
+        let (status, body) = self
+            .admin(
+                reqwest::Method::PUT,
+                &format!("/users/{user_id}/disable"),
+                None,
+            )
+            .await;
         assert_eq!(status, 204, "admin disable: {body}");
     }
 
     pub async fn delete_user_on_server(&self, user_id: &str) {
-        let (status, body) = self.admin(reqwest::Method::DELETE, &format!("/users/{user_id}"), None).await;
-        assert!(status == 204 || status == 200, "admin delete: {status} {body}");
+        let (status, body) = self
+            .admin(reqwest::Method::DELETE, &format!("/users/{user_id}"), None)
+            .await;
+        assert!(
+            status == 204 || status == 200,
+            "admin delete: {status} {body}"
+        );
     }
 
     pub async fn set_custom_data(&self, user_id: &str, data: Value) {
-        let (status, body) = self.admin(reqwest::Method::PUT, &format!("/users/{user_id}/custom_data"), Some(data)).await;
+        let (status, body) = self
+            .admin(
+                reqwest::Method::PUT,
+                &format!("/users/{user_id}/custom_data"),
+                Some(data),
+            )
+            .await;
         assert_eq!(status, 204, "admin custom_data: {body}");
     }
 
     /// The confirmation/reset tokens the server would have mailed to `email`.
     pub async fn outbox(&self, email: &str) -> Vec<Value> {
-        let (status, body) = self.admin(reqwest::Method::GET, &format!("/outbox?email={email}"), None).await;
+        let (status, body) = self
+            .admin(
+                reqwest::Method::GET,
+                &format!("/outbox?email={email}"),
+                None,
+            )
+            .await;
         assert_eq!(status, 200, "outbox: {body}");
         body.as_array().cloned().unwrap_or_default()
     }
 
     /// Raw POST to a client endpoint (for checks the SDK would refuse to make).
-    pub async fn post_raw(&self, path: &str, bearer: Option<&str>, body: Option<Value>) -> (u16, Value) {
+    pub async fn post_raw(
+        &self,
+        path: &str,
+        bearer: Option<&str>,
+        body: Option<Value>,
+    ) -> (u16, Value) {
         let mut request = self.http.post(format!("{}{path}", self.base_url()));
         if let Some(token) = bearer {
             request = request.bearer_auth(token);
@@ -223,7 +305,10 @@ key = "{JWT_KEY}"
 
 /// A custom JWT signed with [`JWT_KEY`], valid for an hour, for user `sub`.
 pub fn custom_jwt(sub: &str, extra: Value) -> String {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
     let mut claims = json!({"sub": sub, "iat": now, "exp": now + 3600, "aud": APP_ID});
     if let (Some(c), Some(e)) = (claims.as_object_mut(), extra.as_object()) {
         c.extend(e.clone());
@@ -238,7 +323,11 @@ pub fn custom_jwt(sub: &str, extra: Value) -> String {
 
 /// A unique email address for a test.
 pub fn unique_email(tag: &str) -> String {
-    format!("{tag}-{}-{}@example.com", std::process::id(), NEXT_DIR.fetch_add(1, Ordering::SeqCst))
+    format!(
+        "{tag}-{}-{}@example.com",
+        std::process::id(),
+        NEXT_DIR.fetch_add(1, Ordering::SeqCst)
+    )
 }
 
 /// Records events; tests wait for the ones they expect.
@@ -274,7 +363,11 @@ impl Recorder {
                 return e.clone();
             }
             let left = deadline.saturating_duration_since(std::time::Instant::now());
-            assert!(!left.is_zero(), "no {kind:?} event; got {:?}", events.iter().map(|e| e.kind).collect::<Vec<_>>());
+            assert!(
+                !left.is_zero(),
+                "no {kind:?} event; got {:?}",
+                events.iter().map(|e| e.kind).collect::<Vec<_>>()
+            );
             events = self.changed.wait_timeout(events, left).unwrap().0;
         }
     }

@@ -7,13 +7,20 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use sessionkit::{App, AppError, AuthEventKind, Credentials, SessionError, SessionErrorKind, User, UserState};
+use sessionkit::{
+    App, AppError, AuthEventKind, Credentials, SessionError, SessionErrorKind, User, UserState,
+};
 use sessionkit_tests::{Recorder, ServerOptions, TestServer, unique_email};
 
 async fn email_user(app: &App) -> User {
     let email = unique_email("refresh");
-    app.email_password_auth().register_user(&email, "password-123").await.unwrap();
-    app.log_in(Credentials::email_password(&email, "password-123")).await.unwrap()
+    app.email_password_auth()
+        .register_user(&email, "password-123")
+        .await
+        .unwrap();
+    app.log_in(Credentials::email_password(&email, "password-123"))
+        .await
+        .unwrap()
 }
 
 /// Counts session-error callbacks and keeps the last one.
@@ -33,7 +40,11 @@ async fn a_token_near_expiry_is_refreshed_before_it_is_handed_out() {
     let user = email_user(&app).await;
     let before = server.refresh_count();
     user.valid_access_token(None).await.unwrap();
-    assert_eq!(server.refresh_count(), before, "a fresh token is handed out as is");
+    assert_eq!(
+        server.refresh_count(),
+        before,
+        "a fresh token is handed out as is"
+    );
 
     clock.advance(Duration::from_secs(1800 - 30)); // inside the 60 s margin
     let recorder = Recorder::new();
@@ -44,7 +55,11 @@ async fn a_token_near_expiry_is_refreshed_before_it_is_handed_out() {
 
     // A caller may ask for more time to live than the margin.
     user.valid_access_token(Some(1500)).await.unwrap();
-    assert_eq!(server.refresh_count(), before + 1, "a just-refreshed token has 1800 s");
+    assert_eq!(
+        server.refresh_count(),
+        before + 1,
+        "a just-refreshed token has 1800 s"
+    );
     clock.advance(Duration::from_secs(400));
     user.valid_access_token(Some(1500)).await.unwrap();
     assert_eq!(server.refresh_count(), before + 2);
@@ -59,8 +74,15 @@ async fn a_401_is_refreshed_and_replayed_once() {
     let before = server.refresh_count();
     // The server thinks the access token expired; the client does not know yet.
     server.advance_server_clock(1801);
-    assert_eq!(user.call_function("sum", "[1, 2, 3.5]").await.unwrap(), "6.5");
-    assert_eq!(server.refresh_count(), before + 1, "one refresh, then the replay");
+    assert_eq!(
+        user.call_function("sum", "[1, 2, 3.5]").await.unwrap(),
+        "6.5"
+    );
+    assert_eq!(
+        server.refresh_count(),
+        before + 1,
+        "one refresh, then the replay"
+    );
     let profile = user.refresh_profile().await.unwrap();
     assert!(profile.email.is_some());
     assert_eq!(server.refresh_count(), before + 1, "the new token is good");
@@ -84,7 +106,11 @@ async fn a_thousand_callers_share_one_refresh() {
     for task in tasks {
         tokens.insert(task.await.unwrap().unwrap());
     }
-    assert_eq!(server.refresh_count(), before + 1, "exactly one POST /auth/session");
+    assert_eq!(
+        server.refresh_count(),
+        before + 1,
+        "exactly one POST /auth/session"
+    );
     assert_eq!(tokens.len(), 1, "every caller got the same token");
     server.stop().await;
 }
@@ -99,15 +125,21 @@ async fn session_end(kind: SessionErrorKind, end: impl AsyncFnOnce(&TestServer, 
     end(&server, &user).await;
     clock.advance(Duration::from_secs(1800));
     let err = user.valid_access_token(None).await.unwrap_err();
-    assert!(matches!(err, AppError::SessionExpired { kind: k, .. } if k == kind), "{err:?}");
+    assert!(
+        matches!(err, AppError::SessionExpired { kind: k, .. } if k == kind),
+        "{err:?}"
+    );
     assert_eq!(user.state(), UserState::LoggedOut);
     assert_eq!((user.access_token(), user.refresh_token()), (None, None));
     assert_eq!(app.current_user(), None);
     assert!(app.all_users().contains(&user), "logged out, not forgotten");
     recorder.wait_for(AuthEventKind::SessionExpired);
     // Further calls fail fast and do not call back again.
-    assert!(matches!(user.valid_access_token(None).await, Err(AppError::ClientUserNotLoggedIn { .. })));
-    let calls = calls.lock().unwrap();
+    assert!(matches!(
+        user.valid_access_token(None).await,
+        Err(AppError::ClientUserNotLoggedIn { .. })
+    ));
+    let calls = calls.lock().unwrap().clone();
     assert_eq!(calls.len(), 1, "exactly one callback");
     assert_eq!(calls[0].0, user.id());
     assert_eq!(calls[0].1.kind, kind);
@@ -116,23 +148,34 @@ async fn session_end(kind: SessionErrorKind, end: impl AsyncFnOnce(&TestServer, 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expired_refresh_token_ends_the_session_with_one_callback() {
-    session_end(SessionErrorKind::TokenExpired, async |server, _| server.advance_server_clock(3601)).await;
+    session_end(SessionErrorKind::TokenExpired, async |server, _| {
+        server.advance_server_clock(3601)
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revoked_session_is_reported_as_revoked() {
-    session_end(SessionErrorKind::SessionRevoked, async |server, user| server.revoke_sessions(&user.id()).await).await;
+    session_end(SessionErrorKind::SessionRevoked, async |server, user| {
+        server.revoke_sessions(&user.id()).await
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_disabled_user_is_reported_as_disabled() {
-    session_end(SessionErrorKind::UserDisabled, async |server, user| server.disable_user(&user.id()).await).await;
+    session_end(SessionErrorKind::UserDisabled, async |server, user| {
+        server.disable_user(&user.id()).await
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_user_deleted_on_the_server_is_reported_as_deleted() {
-    session_end(SessionErrorKind::UserDeleted, async |server, user| server.delete_user_on_server(&user.id()).await)
-        .await;
+    session_end(SessionErrorKind::UserDeleted, async |server, user| {
+        server.delete_user_on_server(&user.id()).await
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -143,7 +186,10 @@ async fn an_anonymous_user_whose_session_ends_is_removed() {
     let user = app.log_in(Credentials::anonymous()).await.unwrap();
     server.revoke_sessions(&user.id()).await;
     clock.advance(Duration::from_secs(1800));
-    assert!(matches!(user.valid_access_token(None).await, Err(AppError::SessionExpired { .. })));
+    assert!(matches!(
+        user.valid_access_token(None).await,
+        Err(AppError::SessionExpired { .. })
+    ));
     assert_eq!(user.state(), UserState::Removed);
     assert!(app.all_users().is_empty());
     assert_eq!(calls.lock().unwrap().len(), 1);
@@ -165,10 +211,17 @@ async fn a_refresh_that_loses_a_race_with_logout_is_discarded() {
         tokio::task::yield_now().await;
         user.log_out().await.unwrap();
         let _ = racing.await.unwrap();
-        assert_eq!(user.state(), UserState::LoggedOut, "never logged in again by a late refresh");
+        assert_eq!(
+            user.state(),
+            UserState::LoggedOut,
+            "never logged in again by a late refresh"
+        );
         assert_eq!((user.access_token(), user.refresh_token()), (None, None));
     }
-    assert!(calls.lock().unwrap().is_empty(), "a logout is not a session error");
+    assert!(
+        calls.lock().unwrap().is_empty(),
+        "a logout is not a session error"
+    );
     server.stop().await;
 }
 
@@ -192,7 +245,11 @@ async fn a_server_that_is_down_ends_nothing() {
     clock.advance(Duration::from_secs(60));
     let err = user.valid_access_token(None).await.unwrap_err();
     assert!(err.is_transient(), "{err:?}");
-    assert_eq!(user.state(), UserState::LoggedIn, "tokens kept for when the server is back");
+    assert_eq!(
+        user.state(),
+        UserState::LoggedIn,
+        "tokens kept for when the server is back"
+    );
     assert!(user.refresh_token().is_some());
     assert_eq!(app.current_user(), Some(user));
     assert!(calls.lock().unwrap().is_empty());
@@ -209,17 +266,29 @@ async fn a_device_clock_hours_off_causes_no_refresh() {
         for _ in 0..10 {
             user.valid_access_token(None).await.unwrap();
         }
-        assert_eq!(server.refresh_count(), before, "skew {skew}: no refresh loop");
+        assert_eq!(
+            server.refresh_count(),
+            before,
+            "skew {skew}: no refresh loop"
+        );
         clock.advance(Duration::from_secs(1790));
         user.valid_access_token(None).await.unwrap();
-        assert_eq!(server.refresh_count(), before + 1, "skew {skew}: refreshed when due");
+        assert_eq!(
+            server.refresh_count(),
+            before + 1,
+            "skew {skew}: refreshed when due"
+        );
     }
     server.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_shorter_than_the_margin_do_not_refresh_on_every_call() {
-    let server = TestServer::with(ServerOptions { access_token_lifetime_secs: 20, ..Default::default() }).await;
+    let server = TestServer::with(ServerOptions {
+        access_token_lifetime_secs: 20,
+        ..Default::default()
+    })
+    .await;
     let (app, _) = server.app();
     let user = email_user(&app).await;
     let before = server.refresh_count();

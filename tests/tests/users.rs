@@ -7,8 +7,14 @@ use sessionkit_tests::{Recorder, TestServer, custom_jwt, unique_email};
 
 async fn email_user(app: &sessionkit::App, tag: &str) -> (sessionkit::User, String) {
     let email = unique_email(tag);
-    app.email_password_auth().register_user(&email, "password-123").await.unwrap();
-    let user = app.log_in(Credentials::email_password(&email, "password-123")).await.unwrap();
+    app.email_password_auth()
+        .register_user(&email, "password-123")
+        .await
+        .unwrap();
+    let user = app
+        .log_in(Credentials::email_password(&email, "password-123"))
+        .await
+        .unwrap();
     (user, email)
 }
 
@@ -17,7 +23,10 @@ async fn every_provider_logs_in_and_becomes_current() {
     let server = TestServer::start().await;
     let (app, _) = server.app();
 
-    let anon = app.log_in(Credentials::Anonymous { reuse: false }).await.unwrap();
+    let anon = app
+        .log_in(Credentials::Anonymous { reuse: false })
+        .await
+        .unwrap();
     assert_eq!(anon.state(), UserState::LoggedIn);
     assert_eq!(anon.provider_type(), "anon-user");
     assert_eq!(app.current_user(), Some(anon.clone()));
@@ -28,20 +37,39 @@ async fn every_provider_logs_in_and_becomes_current() {
     assert_eq!(app.current_user(), Some(email.clone()));
 
     let key = email.api_keys().create("laptop").await.unwrap();
-    let via_key = app.log_in(Credentials::api_key(key.key.clone().unwrap())).await.unwrap();
+    let via_key = app
+        .log_in(Credentials::api_key(key.key.clone().unwrap()))
+        .await
+        .unwrap();
     assert_eq!(via_key.id(), email.id(), "an API key logs in as its owner");
 
-    let jwt = app.log_in(Credentials::jwt(custom_jwt("ext-42", json!({"name": "Ada"})))).await.unwrap();
+    let jwt = app
+        .log_in(Credentials::jwt(custom_jwt(
+            "ext-42",
+            json!({"name": "Ada"}),
+        )))
+        .await
+        .unwrap();
     assert_eq!(jwt.provider_type(), "custom-token");
     assert_eq!(jwt.profile().name.as_deref(), Some("Ada"));
 
-    let func = app.log_in(Credentials::function(r#"{"username": "grace"}"#)).await.unwrap();
+    let func = app
+        .log_in(Credentials::function(r#"{"username": "grace"}"#))
+        .await
+        .unwrap();
     assert_eq!(func.provider_type(), "custom-function");
-    let again = app.log_in(Credentials::function(r#"{"username": "grace"}"#)).await.unwrap();
+    let again = app
+        .log_in(Credentials::function(r#"{"username": "grace"}"#))
+        .await
+        .unwrap();
     assert_eq!(func.id(), again.id(), "same external id, same user");
 
     let ids: Vec<String> = app.all_users().iter().map(|u| u.id()).collect();
-    assert_eq!(ids.len(), 4, "anon, email (also via key), jwt, function: {ids:?}");
+    assert_eq!(
+        ids.len(),
+        4,
+        "anon, email (also via key), jwt, function: {ids:?}"
+    );
     for user in app.all_users() {
         assert!(!user.device_id().is_empty());
         assert!(!user.identities().is_empty());
@@ -58,9 +86,16 @@ async fn anonymous_reuse_returns_the_logged_in_anonymous_user_without_a_request(
     let logins = server.server.request_count("login");
     let reused = app.log_in(Credentials::anonymous()).await.unwrap();
     assert_eq!(first, reused);
-    assert_eq!(server.server.request_count("login"), logins, "reuse makes no request");
+    assert_eq!(
+        server.server.request_count("login"),
+        logins,
+        "reuse makes no request"
+    );
 
-    let fresh = app.log_in(Credentials::Anonymous { reuse: false }).await.unwrap();
+    let fresh = app
+        .log_in(Credentials::Anonymous { reuse: false })
+        .await
+        .unwrap();
     assert_ne!(fresh.id(), first.id());
     assert_eq!(app.current_user(), Some(fresh.clone()));
 
@@ -87,14 +122,25 @@ async fn current_user_follows_the_most_recently_used_logged_in_user() {
 
     a.log_out().await.unwrap();
     assert_eq!(a.state(), UserState::LoggedOut);
-    assert_eq!(app.current_user(), Some(c.clone()), "the last used user before a");
-    assert!(matches!(app.switch_user(&a), Err(AppError::ClientUserNotLoggedIn { .. })));
+    assert_eq!(
+        app.current_user(),
+        Some(c.clone()),
+        "the last used user before a"
+    );
+    assert!(matches!(
+        app.switch_user(&a),
+        Err(AppError::ClientUserNotLoggedIn { .. })
+    ));
 
     c.log_out().await.unwrap();
     assert_eq!(app.current_user(), Some(b.clone()));
     b.log_out().await.unwrap();
     assert_eq!(app.current_user(), None, "never a logged-out user");
-    assert_eq!(app.all_users().len(), 3, "logged-out users are still listed");
+    assert_eq!(
+        app.all_users().len(),
+        3,
+        "logged-out users are still listed"
+    );
 
     // Logging out twice is a no-op.
     b.log_out().await.unwrap();
@@ -109,16 +155,24 @@ async fn log_out_revokes_on_the_server_and_anonymous_users_are_removed() {
     let refresh = user.refresh_token().unwrap();
     user.log_out().await.unwrap();
     assert_eq!((user.access_token(), user.refresh_token()), (None, None));
-    let (status, body) = server.post_raw("/api/client/v2.0/auth/session", Some(&refresh), None).await;
+    let (status, body) = server
+        .post_raw("/api/client/v2.0/auth/session", Some(&refresh), None)
+        .await;
     assert_eq!(status, 401, "the old refresh token is dead: {body}");
     assert_eq!(body["error_code"], "InvalidSession");
 
     // The same user comes back on the next login.
-    let again = app.log_in(Credentials::email_password(&email, "password-123")).await.unwrap();
+    let again = app
+        .log_in(Credentials::email_password(&email, "password-123"))
+        .await
+        .unwrap();
     assert_eq!(again, user);
     assert_eq!(user.state(), UserState::LoggedIn);
 
-    let anon = app.log_in(Credentials::Anonymous { reuse: false }).await.unwrap();
+    let anon = app
+        .log_in(Credentials::Anonymous { reuse: false })
+        .await
+        .unwrap();
     anon.log_out().await.unwrap();
     assert_eq!(anon.state(), UserState::Removed);
     assert!(!app.all_users().contains(&anon));
@@ -136,8 +190,17 @@ async fn remove_forgets_locally_and_delete_removes_the_account() {
     assert_eq!(removed.state(), UserState::Removed);
     assert!(!app.all_users().contains(&removed));
     assert_eq!(app.current_user(), Some(kept.clone()));
-    assert_eq!(server.post_raw("/api/client/v2.0/auth/session", Some(&refresh), None).await.0, 401);
-    assert!(matches!(app.remove_user(&removed).await, Err(AppError::ClientUserNotFound { .. })));
+    assert_eq!(
+        server
+            .post_raw("/api/client/v2.0/auth/session", Some(&refresh), None)
+            .await
+            .0,
+        401
+    );
+    assert!(matches!(
+        app.remove_user(&removed).await,
+        Err(AppError::ClientUserNotFound { .. })
+    ));
 
     // A logged-out user can be removed without a request.
     kept.log_out().await.unwrap();
@@ -148,12 +211,18 @@ async fn remove_forgets_locally_and_delete_removes_the_account() {
     app.delete_user(&doomed).await.unwrap();
     assert_eq!(doomed.state(), UserState::Removed);
     assert_eq!(app.current_user(), None);
-    let err = app.log_in(Credentials::email_password(&email, "password-123")).await.unwrap_err();
+    let err = app
+        .log_in(Credentials::email_password(&email, "password-123"))
+        .await
+        .unwrap_err();
     assert_eq!(err.server_code(), Some("InvalidPassword"), "{err}");
 
     let (out, _) = email_user(&app, "out").await;
     out.log_out().await.unwrap();
-    assert!(matches!(app.delete_user(&out).await, Err(AppError::ClientUserNotLoggedIn { .. })));
+    assert!(matches!(
+        app.delete_user(&out).await,
+        Err(AppError::ClientUserNotLoggedIn { .. })
+    ));
     server.stop().await;
 }
 
@@ -163,19 +232,40 @@ async fn linking_adds_an_identity_to_the_same_user() {
     let (app, _) = server.app();
     let anon = app.log_in(Credentials::anonymous()).await.unwrap();
     let email = unique_email("link");
-    app.email_password_auth().register_user(&email, "password-123").await.unwrap();
-    anon.link_credentials(Credentials::email_password(&email, "password-123")).await.unwrap();
-    let providers: Vec<String> = anon.identities().into_iter().map(|i| i.provider_type).collect();
-    assert!(providers.contains(&"anon-user".into()) && providers.contains(&"local-userpass".into()), "{providers:?}");
+    app.email_password_auth()
+        .register_user(&email, "password-123")
+        .await
+        .unwrap();
+    anon.link_credentials(Credentials::email_password(&email, "password-123"))
+        .await
+        .unwrap();
+    let providers: Vec<String> = anon
+        .identities()
+        .into_iter()
+        .map(|i| i.provider_type)
+        .collect();
+    assert!(
+        providers.contains(&"anon-user".into()) && providers.contains(&"local-userpass".into()),
+        "{providers:?}"
+    );
 
     // The linked user is no longer anonymous: logging out keeps it, and the email logs into it.
     anon.log_out().await.unwrap();
     assert_eq!(anon.state(), UserState::LoggedOut);
-    let same = app.log_in(Credentials::email_password(&email, "password-123")).await.unwrap();
+    let same = app
+        .log_in(Credentials::email_password(&email, "password-123"))
+        .await
+        .unwrap();
     assert_eq!(same.id(), anon.id());
 
-    let err = same.link_credentials(Credentials::anonymous()).await.unwrap_err();
-    assert!(matches!(err, AppError::ClientUserAlreadyNamed { .. }), "{err}");
+    let err = same
+        .link_credentials(Credentials::anonymous())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, AppError::ClientUserAlreadyNamed { .. }),
+        "{err}"
+    );
     server.stop().await;
 }
 
@@ -191,15 +281,23 @@ async fn events_arrive_in_order_and_listeners_may_call_back() {
     let seen = seen_current.clone();
     let _reentrant = app.subscribe(std::sync::Arc::new(move |e: sessionkit::AuthEvent| {
         if e.kind == AuthEventKind::CurrentUserChanged {
-            seen.lock().unwrap().push(app2.current_user().map(|u| u.id()));
+            seen.lock()
+                .unwrap()
+                .push(app2.current_user().map(|u| u.id()));
         }
     }));
     let (user, _) = email_user(&app, "events").await;
     user.log_out().await.unwrap();
     let kinds = recorder.kinds();
     assert_eq!(kinds[0], AuthEventKind::InitialState);
-    let signed_in = kinds.iter().position(|k| *k == AuthEventKind::SignedIn).expect("SignedIn");
-    let signed_out = kinds.iter().position(|k| *k == AuthEventKind::SignedOut).expect("SignedOut");
+    let signed_in = kinds
+        .iter()
+        .position(|k| *k == AuthEventKind::SignedIn)
+        .expect("SignedIn");
+    let signed_out = kinds
+        .iter()
+        .position(|k| *k == AuthEventKind::SignedOut)
+        .expect("SignedOut");
     assert!(signed_in < signed_out, "{kinds:?}");
     assert_eq!(*seen_current.lock().unwrap(), vec![Some(user.id()), None]);
 
@@ -207,7 +305,14 @@ async fn events_arrive_in_order_and_listeners_may_call_back() {
     let sub = user.subscribe(user_rec.clone());
     assert_eq!(user_rec.kinds(), vec![AuthEventKind::InitialState]);
     drop(sub);
-    let _other = app.log_in(sessionkit::Credentials::Anonymous { reuse: false }).await.unwrap();
-    assert_eq!(user_rec.kinds(), vec![AuthEventKind::InitialState], "dropped, and another user's events anyway");
+    let _other = app
+        .log_in(sessionkit::Credentials::Anonymous { reuse: false })
+        .await
+        .unwrap();
+    assert_eq!(
+        user_rec.kinds(),
+        vec![AuthEventKind::InitialState],
+        "dropped, and another user's events anyway"
+    );
     server.stop().await;
 }

@@ -1,0 +1,15 @@
+# The two commands of the quick start, plus the pieces they are made of.
+.PHONY: demo test test-rust lint bench
+
+demo:  ## starts a local sessionkit-server and walks through the SDK's life cycle
+	cargo run -q -p sessionkit-tests --bin demo
+
+test:  ## every test in every language, each printing "LANG: N passed, N failed"
+	bash scripts/test-all
+
+test-rust:
+	bash scripts/test-all rust
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
