@@ -25,6 +25,8 @@ pub struct ServerOptions {
     pub refresh_token_lifetime_secs: u64,
     pub refresh_token_rotation: bool,
     pub auto_confirm: bool,
+    /// What `reset/call` does: "success", "pending" or "fail".
+    pub reset_function: String,
     /// The custom-function provider's TOML body (`id_field` or `webhook_url`); `None`: off.
     pub custom_function: Option<String>,
 }
@@ -36,6 +38,7 @@ impl Default for ServerOptions {
             refresh_token_lifetime_secs: 3600,
             refresh_token_rotation: false,
             auto_confirm: true,
+            reset_function: "pending".into(),
             custom_function: Some("id_field = \"username\"".into()),
         }
     }
@@ -91,6 +94,7 @@ refresh_token_rotation = {rotation}
 [app.providers.anon-user]
 [app.providers.local-userpass]
 auto_confirm = {confirm}
+reset_function = "{reset}"
 [app.providers.api-key]
 [app.providers.custom-token]
 algorithm = "HS256"
@@ -102,6 +106,7 @@ key = "{JWT_KEY}"
             refresh = o.refresh_token_lifetime_secs,
             rotation = o.refresh_token_rotation,
             confirm = o.auto_confirm,
+            reset = o.reset_function,
             function = o
                 .custom_function
                 .map(|body| format!("[app.providers.custom-function]\n{body}"))
