@@ -15,12 +15,10 @@ use crate::error::{AppError, Result};
 use crate::events::{
     AuthEvent, AuthEventKind, AuthEventListener, EventHub, SessionErrorHandler, Subscription,
 };
-use crate::log::{Log, LogLevel};
+use crate::log::Log;
+use crate::persist::Synced;
 use crate::refresh::Backoff;
-use crate::storage::{
-    FileStore, InMemoryStore, SCHEMA_VERSION, SessionStore, StoreError, StoredIdentity,
-    StoredState, StoredUser,
-};
+use crate::storage::{FileStore, InMemoryStore, SessionStore};
 use crate::transport::{ApiResponse, Route, Transport, required_str};
 use crate::user::{AccessToken, User, UserData, UserIdentity, UserInner, UserState};
 
@@ -29,19 +27,19 @@ use crate::user::{AccessToken, User, UserData, UserIdentity, UserInner, UserStat
 pub(crate) struct Registry {
     pub users: Vec<Arc<UserInner>>,
     /// The user the app chose last; only ever a logged-in user.
-    current: Option<String>,
+    pub current: Option<String>,
     /// Most recently used first: who becomes current when the current user goes.
-    recent: Vec<String>,
+    pub recent: Vec<String>,
 }
 
 impl Registry {
-    fn find(&self, id: &str) -> Option<&Arc<UserInner>> {
+    pub(crate) fn find(&self, id: &str) -> Option<&Arc<UserInner>> {
         self.users.iter().find(|u| u.id == id)
     }
 
     /// The current user: the chosen one if still logged in, else the most recently used
     /// logged-in user, else the first logged-in user.
-    fn current(&self) -> Option<Arc<UserInner>> {
+    pub(crate) fn current(&self) -> Option<Arc<UserInner>> {
         let logged_in = |id: &str| {
             self.find(id)
                 .filter(|u| u.data().state == UserState::LoggedIn)
@@ -65,13 +63,13 @@ impl Registry {
         self.recent.insert(0, id.to_string());
     }
 
-    fn forget(&mut self, id: &str) {
+    pub(crate) fn forget(&mut self, id: &str) {
         self.users.retain(|u| u.id != id);
         self.recent.retain(|r| r != id);
     }
 
     /// Re-picks the current user after a change; the event to send if it changed.
-    fn settle_current(&mut self, before: Option<String>) -> Option<AuthEvent> {
+    pub(crate) fn settle_current(&mut self, before: Option<String>) -> Option<AuthEvent> {
         let after = self.current().map(|u| u.id.clone());
         self.current = after.clone();
         (before != after)
@@ -86,10 +84,13 @@ pub(crate) struct AppInner {
     pub log: Log,
     pub margin: Duration,
     pub device: crate::config::DeviceInfo,
-    store: Arc<dyn SessionStore>,
+    pub(crate) store: Arc<dyn SessionStore>,
     registry: Mutex<Registry>,
-    /// Serialises saves so a later snapshot is never overwritten by an earlier one.
-    persist_lock: Mutex<()>,
+    /// What was last saved; its lock also serialises saves, so a later snapshot is never
+    /// overwritten by an earlier one.
+    synced: Mutex<Synced>,
+    /// Why the store was reset at start, if it was: told to every new subscriber.
+    storage_warning: Mutex<Option<String>>,
     pub events: Arc<EventHub>,
     error_handler: RwLock<Option<Arc<dyn SessionErrorHandler>>>,
     pub auto_refresh: AtomicBool,
@@ -139,17 +140,14 @@ impl App {
                 dir,
                 encryption_key,
             } => {
-                if encryption_key.is_some() {
-                    return Err(AppError::invalid(
-                        "storage.encryption_key: encrypted file storage is not available in this version; \
-                         leave it unset or supply your own SessionStore",
-                    ));
-                }
-                Arc::new(
-                    FileStore::new(dir, &config.app_id).map_err(|e| AppError::Storage {
+                let key = encryption_key
+                    .as_deref()
+                    .map(|k| <[u8; 32]>::try_from(k).expect("validate() checked the key length"));
+                Arc::new(FileStore::new(dir, &config.app_id, key).map_err(|e| {
+                    AppError::Storage {
                         message: e.to_string(),
-                    })?,
-                )
+                    }
+                })?)
             }
         };
         let transport = Transport::new(
@@ -168,7 +166,8 @@ impl App {
             device: config.device.clone(),
             store,
             registry: Mutex::new(Registry::default()),
-            persist_lock: Mutex::new(()),
+            synced: Mutex::new(Synced::default()),
+            storage_warning: Mutex::new(None),
             events: Arc::new(EventHub::default()),
             error_handler: RwLock::new(None),
             auto_refresh: AtomicBool::new(false),
@@ -176,7 +175,11 @@ impl App {
             scheduler_wake: Arc::new(tokio::sync::Notify::new()),
             scheduler_generation: std::sync::atomic::AtomicU64::new(0),
         });
-        inner.restore()?;
+        let warning = inner.restore()?;
+        *inner
+            .storage_warning
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = warning;
         let app = Self { inner };
         if config.auto_refresh {
             app.set_auto_refresh(true);
@@ -240,7 +243,21 @@ impl App {
     /// is dropped.
     pub fn subscribe(&self, listener: Arc<dyn AuthEventListener>) -> Subscription {
         let current = self.current_user().map(|u| u.id());
-        self.inner.events.subscribe(None, current, listener)
+        let warning = self.storage_warning();
+        self.inner
+            .events
+            .subscribe(None, current, warning, listener)
+    }
+
+    /// Why the session store was reset when the App started, if it was: the stored document
+    /// could not be read (corrupt, wrong key, unknown version) and was set aside. The same
+    /// text is the `error` of every subscriber's `InitialState` event.
+    pub fn storage_warning(&self) -> Option<String> {
+        self.inner
+            .storage_warning
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Sets (or clears) the callback told when a user's session ends for good.
@@ -285,6 +302,10 @@ impl AppInner {
         self.registry.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    pub(crate) fn synced(&self) -> MutexGuard<'_, Synced> {
+        self.synced.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     fn check_same_app(self: &Arc<Self>, user: &User) -> Result<()> {
         if Arc::ptr_eq(self, &user.app) {
             Ok(())
@@ -313,126 +334,6 @@ impl AppInner {
 
     pub(crate) fn session_error_handler(&self) -> Option<Arc<dyn SessionErrorHandler>> {
         self.handler()
-    }
-
-    // ---- persistence -------------------------------------------------------------------
-
-    fn restore(self: &Arc<Self>) -> Result<()> {
-        let bytes = match self.store.load() {
-            Ok(Some(bytes)) => bytes,
-            Ok(None) => return Ok(()),
-            Err(StoreError::Unavailable { message }) => {
-                return Err(AppError::Storage {
-                    message: format!(
-                        "{message}; nothing was changed, try again when the store is available"
-                    ),
-                });
-            }
-            Err(e @ StoreError::Corrupt { .. }) => {
-                self.log.log(LogLevel::Warn, "sessionkit::storage", || {
-                    format!("{e}; starting with no users")
-                });
-                return Ok(());
-            }
-        };
-        let state = match StoredState::decode(&bytes) {
-            Ok(s) => s,
-            Err(e) => {
-                self.log.log(LogLevel::Warn, "sessionkit::storage", || {
-                    format!("{e}; starting with no users")
-                });
-                return Ok(());
-            }
-        };
-        let mut reg = self.registry();
-        for stored in state.users {
-            let Some(state) = UserState::parse(&stored.state) else {
-                continue;
-            };
-            if state == UserState::Removed {
-                continue; // purged at start, as realm-core does
-            }
-            let access = stored
-                .access_token
-                .and_then(|t| AccessToken::restored(t, self.clock.as_ref()).ok());
-            // A user whose tokens cannot be read is logged out, not lost.
-            let logged_in =
-                state == UserState::LoggedIn && access.is_some() && stored.refresh_token.is_some();
-            let data = UserData {
-                state: if logged_in {
-                    UserState::LoggedIn
-                } else {
-                    UserState::LoggedOut
-                },
-                access: if logged_in { access } else { None },
-                refresh: if logged_in {
-                    stored.refresh_token
-                } else {
-                    None
-                },
-                device_id: stored.device_id,
-                provider_type: stored.provider_type,
-                identities: stored
-                    .identities
-                    .into_iter()
-                    .map(|i| UserIdentity {
-                        id: i.id,
-                        provider_type: i.provider_type,
-                    })
-                    .collect(),
-                profile: stored.profile,
-                session: 0,
-                backoff: Backoff::default(),
-            };
-            reg.users.push(Arc::new(UserInner::new(stored.id, data)));
-        }
-        reg.recent = state.recent_user_ids;
-        reg.current = state.current_user_id;
-        reg.settle_current(None);
-        Ok(())
-    }
-
-    /// Saves the whole state. A failing store is logged and retried with the next change; the
-    /// sessions in memory are kept either way.
-    pub(crate) fn persist(&self) {
-        let _serial = self.persist_lock.lock().unwrap_or_else(|e| e.into_inner());
-        let state = {
-            let reg = self.registry();
-            StoredState {
-                schema_version: SCHEMA_VERSION,
-                current_user_id: reg.current().map(|u| u.id.clone()),
-                recent_user_ids: reg.recent.clone(),
-                users: reg
-                    .users
-                    .iter()
-                    .map(|u| {
-                        let d = u.data();
-                        StoredUser {
-                            id: u.id.clone(),
-                            state: d.state.as_str().into(),
-                            access_token: d.access.as_ref().map(|t| t.raw.clone()),
-                            refresh_token: d.refresh.clone(),
-                            device_id: d.device_id.clone(),
-                            provider_type: d.provider_type.clone(),
-                            identities: d
-                                .identities
-                                .iter()
-                                .map(|i| StoredIdentity {
-                                    id: i.id.clone(),
-                                    provider_type: i.provider_type.clone(),
-                                })
-                                .collect(),
-                            profile: d.profile.clone(),
-                        }
-                    })
-                    .collect(),
-            }
-        };
-        if let Err(e) = self.store.save(&state.encode()) {
-            self.log.log(LogLevel::Warn, "sessionkit::storage", || {
-                format!("{e}; will retry with the next change")
-            });
-        }
     }
 
     // ---- login, link, profile ------------------------------------------------------------

@@ -108,6 +108,7 @@ impl EventHub {
         self: &Arc<Self>,
         user_filter: Option<String>,
         initial_user: Option<String>,
+        initial_error: Option<String>,
         listener: Arc<dyn AuthEventListener>,
     ) -> Subscription {
         let id = {
@@ -119,8 +120,9 @@ impl EventHub {
                 user_filter,
                 listener,
             });
-            let initial =
+            let mut initial =
                 AuthEvent::new(AuthEventKind::InitialState, initial_user.as_deref(), false);
+            initial.error = initial_error;
             st.queue.push_back((initial, Some(id)));
             id
         };

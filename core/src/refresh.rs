@@ -155,6 +155,7 @@ impl AppInner {
                         Arc::clone(user),
                         refresh_token,
                         session,
+                        seen.map(str::to_string),
                         tx,
                     );
                     // Spawned so a caller that gives up does not cancel everyone's refresh.
@@ -287,48 +288,106 @@ async fn run_refresh(
     user: Arc<UserInner>,
     refresh_token: String,
     session: u64,
+    seen_access: Option<String>,
     tx: watch::Sender<Option<Result<String>>>,
 ) {
+    // Held until the result is saved, so another process sharing the store waits for it.
+    let lock = lock_refresh(&app, &user).await;
+    let adopted = if lock.is_some() {
+        adopt_from_store(&app, &user, session, seen_access)
+    } else {
+        None
+    };
+    let outcome = match adopted {
+        Some(outcome) => outcome,
+        None => refresh_over_network(&app, &user, &refresh_token, session).await,
+    };
+    drop(lock);
+    *user.flight.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    let _ = tx.send(Some(outcome));
+}
+
+/// Takes the store's per-user refresh lock (waiting while another process refreshes).
+async fn lock_refresh(
+    app: &Arc<AppInner>,
+    user: &Arc<UserInner>,
+) -> Option<crate::storage::StoreGuard> {
+    let (store, id) = (Arc::clone(&app.store), user.id.clone());
+    match tokio::task::spawn_blocking(move || store.lock_refresh(&id)).await {
+        Ok(Ok(lock)) => lock,
+        Ok(Err(e)) => {
+            app.log.log(LogLevel::Warn, "sessionkit::refresh", || {
+                format!("{e}; refreshing without the lock")
+            });
+            None
+        }
+        Err(_) => None,
+    }
+}
+
+/// Another process sharing the store may already have refreshed (or rotated, or logged out)
+/// this user: then its result is taken instead of spending our copy of the refresh token.
+fn adopt_from_store(
+    app: &Arc<AppInner>,
+    user: &Arc<UserInner>,
+    session: u64,
+    seen: Option<String>,
+) -> Option<Result<String>> {
+    app.persist();
+    let d = user.data();
+    if d.state != UserState::LoggedIn {
+        return Some(Err(AppError::not_logged_in(
+            "the user was logged out by another process",
+        )));
+    }
+    let token = d.access.as_ref()?;
+    let newer = d.session != session || Some(&token.raw) != seen.as_ref();
+    (newer && !token.needs_refresh(app.clock.as_ref(), app.margin)).then(|| Ok(token.raw.clone()))
+}
+
+async fn refresh_over_network(
+    app: &Arc<AppInner>,
+    user: &Arc<UserInner>,
+    refresh_token: &str,
+    session: u64,
+) -> Result<String> {
     let sent = app
         .transport
         .send(
             Method::POST,
             &Route::Base("auth/session".into()),
-            Some(&refresh_token),
+            Some(refresh_token),
             None,
         )
         .await;
-    let outcome = match sent {
+    let response = match sent {
         Ok(response) if response.status == 401 => {
-            Err(app.session_rejected(&user, session, &response))
+            return Err(app.session_rejected(user, session, &response));
         }
-        Ok(response) => {
-            let parsed = response.into_json().and_then(|doc| {
-                let access = AccessToken::received(
-                    required_str(&doc, "access_token", "refresh")?,
-                    app.clock.as_ref(),
-                )?;
-                let rotated = doc
-                    .get("refresh_token")
-                    .and_then(Value::as_str)
-                    .map(str::to_string);
-                Ok((access, rotated))
-            });
-            match parsed {
-                Ok((access, rotated)) => app.commit_refresh(&user, session, access, rotated),
-                Err(e) => {
-                    app.refresh_failed(&user, &e);
-                    Err(e)
-                }
-            }
-        }
+        Ok(response) => response,
         Err(e) => {
-            app.refresh_failed(&user, &e);
-            Err(e)
+            app.refresh_failed(user, &e);
+            return Err(e);
         }
     };
-    *user.flight.lock().unwrap_or_else(|e| e.into_inner()) = None;
-    let _ = tx.send(Some(outcome));
+    let parsed = response.into_json().and_then(|doc| {
+        let access = AccessToken::received(
+            required_str(&doc, "access_token", "refresh")?,
+            app.clock.as_ref(),
+        )?;
+        let rotated = doc
+            .get("refresh_token")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        Ok((access, rotated))
+    });
+    match parsed {
+        Ok((access, rotated)) => app.commit_refresh(user, session, access, rotated),
+        Err(e) => {
+            app.refresh_failed(user, &e);
+            Err(e)
+        }
+    }
 }
 
 /// Starts the proactive refresh loop. It holds the App only weakly and ends when the App is

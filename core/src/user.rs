@@ -415,6 +415,7 @@ impl User {
         self.app.events.subscribe(
             Some(self.inner.id.clone()),
             Some(self.inner.id.clone()),
+            None,
             listener,
         )
     }

@@ -1,6 +1,7 @@
-//! Where sessions live between runs: the [`SessionStore`] interface, the document the App keeps
-//! in it, and the built-in stores.
+//! Where sessions live between runs: the [`SessionStore`] interface, the versioned document the
+//! App keeps in it, and the built-in stores.
 
+mod encryption;
 mod file;
 mod memory;
 
@@ -22,25 +23,50 @@ pub enum StoreError {
     Corrupt { message: String },
 }
 
-/// Keeps the App's session document. An app implements it to use the Keychain or
-/// Keystore-backed storage; `save` must replace the whole document atomically.
+/// Held while a store is locked; dropping it unlocks.
+pub type StoreGuard = Box<dyn Send>;
+
+/// Keeps the App's session document. An app implements `load` and `save` to use the Keychain
+/// or Keystore-backed storage; `save` must replace the whole document atomically.
+///
+/// The other methods have defaults that suit a store used by one App at a time. A store shared
+/// by several processes (like [`FileStore`]) implements the locks, and the App then merges its
+/// changes with theirs instead of overwriting them.
 pub trait SessionStore: Send + Sync {
     /// The last saved document, or `None` if nothing was ever saved.
     fn load(&self) -> Result<Option<Vec<u8>>, StoreError>;
     /// Replaces the document atomically.
     fn save(&self, bytes: &[u8]) -> Result<(), StoreError>;
+    /// Locks the document against other processes for one read-merge-write. Short.
+    fn lock_exclusive(&self) -> Result<Option<StoreGuard>, StoreError> {
+        Ok(None)
+    }
+    /// Locks one user's refresh against other processes; may wait while another process
+    /// refreshes that user. Called off the async runtime.
+    fn lock_refresh(&self, _user_id: &str) -> Result<Option<StoreGuard>, StoreError> {
+        Ok(None)
+    }
+    /// Moves an unreadable document out of the way and says where it went (`None`: it stays
+    /// where it is and will be replaced by the next save).
+    fn set_aside(&self) -> Result<Option<String>, StoreError> {
+        Ok(None)
+    }
 }
 
-/// The version of [`StoredState`] this build writes.
-pub(crate) const SCHEMA_VERSION: u32 = 1;
+/// The version of [`StoredState`] this build writes. Version 1 (no app id, no revisions) is
+/// migrated on read.
+pub(crate) const SCHEMA_VERSION: u32 = 2;
 
 /// Everything persisted for one App.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub(crate) struct StoredState {
     pub schema_version: u32,
+    /// The app the document belongs to: a document copied from another app is refused.
+    pub app_id: String,
+    /// Revision of the app-level fields below; bumped by whichever process changes them.
+    pub rev: u64,
     pub current_user_id: Option<String>,
     /// Most recently used first; the current user is re-picked from here.
-    #[serde(default)]
     pub recent_user_ids: Vec<String>,
     pub users: Vec<StoredUser>,
 }
@@ -49,6 +75,9 @@ pub(crate) struct StoredState {
 #[derive(Clone, Default, Serialize, Deserialize, PartialEq)]
 pub(crate) struct StoredUser {
     pub id: String,
+    /// Bumped by whichever process changes this user; the higher one wins a merge.
+    #[serde(default)]
+    pub rev: u64,
     pub state: String,
     pub access_token: Option<String>,
     pub refresh_token: Option<String>,
@@ -59,10 +88,24 @@ pub(crate) struct StoredUser {
     pub profile: serde_json::Value,
 }
 
+impl StoredUser {
+    /// Equal apart from the revision: did anything the user sees change?
+    pub(crate) fn same_content(&self, other: &StoredUser) -> bool {
+        StoredUser {
+            rev: 0,
+            ..self.clone()
+        } == StoredUser {
+            rev: 0,
+            ..other.clone()
+        }
+    }
+}
+
 impl fmt::Debug for StoredUser {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("StoredUser")
             .field("id", &self.id)
+            .field("rev", &self.rev)
             .field("state", &self.state)
             .finish_non_exhaustive()
     }
@@ -74,12 +117,20 @@ pub(crate) struct StoredIdentity {
     pub provider_type: String,
 }
 
+/// Version 1: what the first release wrote.
+#[derive(Deserialize)]
+struct StoredStateV1 {
+    current_user_id: Option<String>,
+    users: Vec<StoredUser>,
+}
+
 impl StoredState {
     pub(crate) fn encode(&self) -> Vec<u8> {
         serde_json::to_vec(self).expect("a StoredState always serialises")
     }
 
-    pub(crate) fn decode(bytes: &[u8]) -> Result<Self, StoreError> {
+    /// Reads a document of any known version for `app_id`.
+    pub(crate) fn decode(bytes: &[u8], app_id: &str) -> Result<Self, StoreError> {
         #[derive(Deserialize)]
         struct Version {
             schema_version: u32,
@@ -87,14 +138,62 @@ impl StoredState {
         let corrupt = |m: String| StoreError::Corrupt { message: m };
         let v: Version = serde_json::from_slice(bytes)
             .map_err(|e| corrupt(format!("not a session document ({e})")))?;
-        if v.schema_version != SCHEMA_VERSION {
+        let state = match v.schema_version {
+            1 => {
+                let old: StoredStateV1 = serde_json::from_slice(bytes)
+                    .map_err(|e| corrupt(format!("unreadable version 1 document ({e})")))?;
+                StoredState {
+                    schema_version: SCHEMA_VERSION,
+                    app_id: app_id.to_string(),
+                    rev: 0,
+                    recent_user_ids: old.current_user_id.iter().cloned().collect(),
+                    current_user_id: old.current_user_id,
+                    users: old.users,
+                }
+            }
+            SCHEMA_VERSION => serde_json::from_slice(bytes)
+                .map_err(|e| corrupt(format!("unreadable session document ({e})")))?,
+            other => {
+                return Err(corrupt(format!(
+                    "schema_version {other} is not one this SDK reads (it reads 1 to \
+                     {SCHEMA_VERSION}); was it written by a newer version?"
+                )));
+            }
+        };
+        if state.app_id != app_id {
             return Err(corrupt(format!(
-                "schema_version {} is not one this SDK reads (it reads {SCHEMA_VERSION}); \
-                 was it written by a newer version?",
-                v.schema_version
+                "the document belongs to app {:?}, not {app_id:?}",
+                state.app_id
             )));
         }
-        serde_json::from_slice(bytes)
-            .map_err(|e| corrupt(format!("unreadable session document ({e})")))
+        Ok(state)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_version_1_and_refuses_unknown_versions_and_other_apps() {
+        let v1 =
+            br#"{"schema_version":1,"current_user_id":"u1","users":[{"id":"u1","state":"LoggedIn",
+            "access_token":null,"refresh_token":null,"device_id":"d","provider_type":"anon-user",
+            "identities":[],"profile":{}}]}"#;
+        let state = StoredState::decode(v1, "app").unwrap();
+        assert_eq!(state.schema_version, SCHEMA_VERSION);
+        assert_eq!(state.recent_user_ids, vec!["u1".to_string()]);
+        assert_eq!(state.users[0].rev, 0);
+
+        let again = StoredState::decode(&state.encode(), "app").unwrap();
+        assert_eq!(again, state);
+        assert!(matches!(
+            StoredState::decode(&state.encode(), "other"),
+            Err(StoreError::Corrupt { .. })
+        ));
+        let future = br#"{"schema_version":99}"#;
+        let err = StoredState::decode(future, "app").unwrap_err();
+        assert!(err.to_string().contains("newer"), "{err}");
+        assert!(StoredState::decode(b"\x00garbage", "app").is_err());
     }
 }

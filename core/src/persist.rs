@@ -1,0 +1,279 @@
+//! Keeping the App's users and the session store in step: restore at start, and a
+//! read-merge-write on every change, so processes sharing a store adopt each other's changes
+//! (a rotated refresh token, a logout, a new user) instead of overwriting them.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::app::{AppInner, Registry};
+use crate::error::{AppError, Result};
+use crate::log::LogLevel;
+use crate::refresh::Backoff;
+use crate::storage::{SCHEMA_VERSION, StoreError, StoredIdentity, StoredState, StoredUser};
+use crate::user::{AccessToken, UserData, UserIdentity, UserInner, UserState};
+
+/// What this App last wrote to (or read from) the store: the base a merge compares against.
+#[derive(Default)]
+pub(crate) struct Synced {
+    users: HashMap<String, StoredUser>,
+    rev: u64,
+    current: Option<String>,
+    recent: Vec<String>,
+}
+
+fn snapshot(id: &str, d: &UserData) -> StoredUser {
+    StoredUser {
+        id: id.to_string(),
+        rev: 0,
+        state: d.state.as_str().into(),
+        access_token: d.access.as_ref().map(|t| t.raw.clone()),
+        refresh_token: d.refresh.clone(),
+        device_id: d.device_id.clone(),
+        provider_type: d.provider_type.clone(),
+        identities: d
+            .identities
+            .iter()
+            .map(|i| StoredIdentity {
+                id: i.id.clone(),
+                provider_type: i.provider_type.clone(),
+            })
+            .collect(),
+        profile: d.profile.clone(),
+    }
+}
+
+impl AppInner {
+    /// A user as stored, or `None` if it is removed. Tokens that cannot be read leave the user
+    /// logged out rather than lost.
+    fn user_from_store(&self, stored: &StoredUser) -> Option<UserData> {
+        let state = UserState::parse(&stored.state)?;
+        if state == UserState::Removed {
+            return None;
+        }
+        let access = stored
+            .access_token
+            .clone()
+            .and_then(|t| AccessToken::restored(t, self.clock.as_ref()).ok());
+        let logged_in =
+            state == UserState::LoggedIn && access.is_some() && stored.refresh_token.is_some();
+        Some(UserData {
+            state: if logged_in {
+                UserState::LoggedIn
+            } else {
+                UserState::LoggedOut
+            },
+            access: if logged_in { access } else { None },
+            refresh: if logged_in {
+                stored.refresh_token.clone()
+            } else {
+                None
+            },
+            device_id: stored.device_id.clone(),
+            provider_type: stored.provider_type.clone(),
+            identities: stored
+                .identities
+                .iter()
+                .map(|i| UserIdentity {
+                    id: i.id.clone(),
+                    provider_type: i.provider_type.clone(),
+                })
+                .collect(),
+            profile: stored.profile.clone(),
+            session: 0,
+            backoff: Backoff::default(),
+        })
+    }
+
+    /// Takes another process's version of a user. A changed refresh token or state starts a new
+    /// session, so a refresh of ours still in flight is discarded.
+    fn adopt(&self, user: &UserInner, stored: &StoredUser) -> bool {
+        let Some(theirs) = self.user_from_store(stored) else {
+            return false;
+        };
+        let mut d = user.data();
+        if d.refresh != theirs.refresh || d.state != theirs.state {
+            d.session += 1;
+            d.backoff = Backoff::default();
+        }
+        // Keep our own copy of an unchanged access token: its expiry is measured more exactly.
+        if d.access.as_ref().map(|t| &t.raw) != theirs.access.as_ref().map(|t| &t.raw) {
+            d.access = theirs.access;
+        }
+        d.state = theirs.state;
+        d.refresh = theirs.refresh;
+        d.device_id = theirs.device_id;
+        d.provider_type = theirs.provider_type;
+        d.identities = theirs.identities;
+        d.profile = theirs.profile;
+        true
+    }
+
+    /// Reads the store once at start. An unreadable document is set aside (never deleted) and
+    /// the app starts with no users; the returned warning says where the document was kept.
+    pub(crate) fn restore(self: &Arc<Self>) -> Result<Option<String>> {
+        let mut synced = self.synced();
+        let (state, warning) = match self.load_state() {
+            Ok(state) => (state, None),
+            Err(StoreError::Unavailable { message }) => {
+                return Err(AppError::Storage {
+                    message: format!(
+                        "{message}; nothing was changed, create the App again once the store is available"
+                    ),
+                });
+            }
+            Err(e @ StoreError::Corrupt { .. }) => (None, Some(self.set_aside(&e))),
+        };
+        let Some(state) = state else {
+            return Ok(warning);
+        };
+        let mut reg = self.registry();
+        for stored in &state.users {
+            synced.users.insert(stored.id.clone(), stored.clone());
+            if let Some(data) = self.user_from_store(stored) {
+                reg.users
+                    .push(Arc::new(UserInner::new(stored.id.clone(), data)));
+            }
+        }
+        reg.recent = state.recent_user_ids.clone();
+        reg.current = state.current_user_id.clone();
+        reg.settle_current(None);
+        synced.rev = state.rev;
+        synced.current = state.current_user_id;
+        synced.recent = state.recent_user_ids;
+        Ok(warning)
+    }
+
+    fn load_state(&self) -> std::result::Result<Option<StoredState>, StoreError> {
+        match self.store.load()? {
+            Some(bytes) => StoredState::decode(&bytes, &self.app_id).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn set_aside(&self, error: &StoreError) -> String {
+        let warning = match self.store.set_aside() {
+            Ok(Some(kept)) => {
+                format!("{error}; it was kept as {kept} and the app starts with no users")
+            }
+            Ok(None) => {
+                format!("{error}; the app starts with no users and the next save replaces it")
+            }
+            Err(e) => format!("{error}; it could not be moved aside ({e}) and stays where it is"),
+        };
+        self.log
+            .log(LogLevel::Warn, "sessionkit::storage", || warning.clone());
+        warning
+    }
+
+    /// Saves the App's state, merged with whatever other processes saved since we last looked.
+    /// A failing store is logged and retried with the next change; the sessions in memory are
+    /// kept either way.
+    pub(crate) fn persist(&self) {
+        let mut synced = self.synced();
+        let _lock = match self.store.lock_exclusive() {
+            Ok(lock) => lock,
+            Err(e) => return self.save_failed(&e),
+        };
+        let disk = match self.load_state() {
+            Ok(state) => state.unwrap_or_default(),
+            Err(e @ StoreError::Unavailable { .. }) => return self.save_failed(&e),
+            Err(e @ StoreError::Corrupt { .. }) => {
+                self.set_aside(&e);
+                StoredState::default()
+            }
+        };
+        let (state, events) = {
+            let mut reg = self.registry();
+            let before = reg.current().map(|u| u.id.clone());
+            let state = self.merge(&mut reg, &synced, disk);
+            (state, reg.settle_current(before))
+        };
+        match self.store.save(&state.encode()) {
+            Ok(()) => {
+                synced.users = state.users.into_iter().map(|u| (u.id.clone(), u)).collect();
+                synced.rev = state.rev;
+                synced.current = state.current_user_id;
+                synced.recent = state.recent_user_ids;
+            }
+            Err(e) => self.save_failed(&e),
+        }
+        drop(synced);
+        self.events.emit_all(events);
+    }
+
+    fn save_failed(&self, e: &StoreError) {
+        self.log.log(LogLevel::Warn, "sessionkit::storage", || {
+            format!("{e}; the change is kept in memory and saved with the next one")
+        });
+    }
+
+    /// The document to write: our changes since the last sync win; other processes' newer
+    /// changes are adopted into memory.
+    fn merge(&self, reg: &mut Registry, synced: &Synced, disk: StoredState) -> StoredState {
+        let mut on_disk: HashMap<String, StoredUser> =
+            disk.users.into_iter().map(|u| (u.id.clone(), u)).collect();
+        let mut users = Vec::new();
+        let mut gone = Vec::new();
+        for user in reg.users.clone() {
+            let mine = snapshot(&user.id, &user.data());
+            let last = synced.users.get(&user.id);
+            let theirs = on_disk.remove(&user.id);
+            let base_rev = last.map_or(0, |l| l.rev);
+            match (last, theirs) {
+                // Changed here: ours wins, above every revision seen.
+                (last, theirs) if last.is_none_or(|l| !l.same_content(&mine)) => {
+                    let rev = base_rev.max(theirs.map_or(0, |t| t.rev)) + 1;
+                    users.push(StoredUser { rev, ..mine });
+                }
+                // Unchanged here, changed there: take theirs.
+                (_, Some(theirs)) if theirs.rev > base_rev => {
+                    if !self.adopt(&user, &theirs) {
+                        gone.push(user.id.clone());
+                    }
+                    users.push(theirs);
+                }
+                (_, Some(theirs)) => users.push(theirs),
+                // Unchanged here and gone from the store: another process removed it.
+                (_, None) => gone.push(user.id.clone()),
+            }
+        }
+        for id in &gone {
+            if let Some(user) = reg.find(id).cloned() {
+                user.data().end(UserState::Removed);
+            }
+            reg.forget(id);
+        }
+        // Users another process added; ones we removed since the last sync stay removed.
+        let mut added: Vec<StoredUser> = on_disk
+            .into_values()
+            .filter(|u| !synced.users.contains_key(&u.id))
+            .collect();
+        added.sort_by(|a, b| a.id.cmp(&b.id));
+        for stored in added {
+            if let Some(data) = self.user_from_store(&stored) {
+                reg.users
+                    .push(Arc::new(UserInner::new(stored.id.clone(), data)));
+                users.push(stored);
+            }
+        }
+        let current = reg.current().map(|u| u.id.clone());
+        let changed_here = current != synced.current || reg.recent != synced.recent;
+        let rev = if changed_here {
+            synced.rev.max(disk.rev) + 1
+        } else {
+            if disk.rev > synced.rev {
+                reg.current = disk.current_user_id.clone();
+                reg.recent = disk.recent_user_ids.clone();
+            }
+            disk.rev.max(synced.rev)
+        };
+        StoredState {
+            schema_version: SCHEMA_VERSION,
+            app_id: self.app_id.clone(),
+            rev,
+            current_user_id: reg.current().map(|u| u.id.clone()),
+            recent_user_ids: reg.recent.clone(),
+            users,
+        }
+    }
+}
