@@ -12,6 +12,8 @@ use sessionkit::{
 };
 use sessionkit_server::{Config, RunningServer};
 
+pub mod proxy;
+
 pub const APP_ID: &str = "sk-test";
 pub const ADMIN_PUBLIC: &str = "test-admin-public";
 pub const ADMIN_PRIVATE: &str = "test-admin-private";
