@@ -447,6 +447,7 @@ impl AppInner {
             d.state = UserState::LoggedIn;
             d.access = Some(access);
             d.refresh = Some(refresh);
+            d.token_gen += 1;
             d.device_id = device_id;
             d.session += 1;
             d.backoff = Backoff::default();
@@ -464,6 +465,7 @@ impl AppInner {
                 identities: Vec::new(),
                 profile: json!({}),
                 session: 0,
+                token_gen: 0,
                 backoff: Backoff::default(),
             },
         ));
@@ -558,6 +560,7 @@ impl AppInner {
                 return Err(AppError::not_logged_in("the user logged out while linking"));
             }
             d.access = Some(access);
+            d.token_gen += 1;
         }
         self.persist();
         self.fetch_profile(user).await?;

@@ -80,6 +80,7 @@ impl AppInner {
                 .collect(),
             profile: stored.profile.clone(),
             session: 0,
+            token_gen: 0,
             backoff: Backoff::default(),
         })
     }
@@ -95,6 +96,7 @@ impl AppInner {
             d.session += 1;
             d.backoff = Backoff::default();
         }
+        d.token_gen += 1;
         // Keep our own copy of an unchanged access token: its expiry is measured more exactly.
         if d.access.as_ref().map(|t| &t.raw) != theirs.access.as_ref().map(|t| &t.raw) {
             d.access = theirs.access;

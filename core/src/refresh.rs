@@ -126,7 +126,7 @@ impl AppInner {
             match slot.as_ref() {
                 Some(f) => f.clone(),
                 None => {
-                    let (refresh_token, session) = {
+                    let (refresh_token, session, token_gen) = {
                         let d = user.data();
                         let Some(refresh_token) =
                             d.refresh.clone().filter(|_| d.state == UserState::LoggedIn)
@@ -146,7 +146,7 @@ impl AppInner {
                         {
                             return Err(e.clone());
                         }
-                        (refresh_token, d.session)
+                        (refresh_token, d.session, d.token_gen)
                     };
                     let (tx, rx) = watch::channel(None);
                     *slot = Some(rx.clone());
@@ -155,7 +155,7 @@ impl AppInner {
                         Arc::clone(user),
                         refresh_token,
                         session,
-                        seen.map(str::to_string),
+                        token_gen,
                         tx,
                     );
                     // Spawned so a caller that gives up does not cancel everyone's refresh.
@@ -267,6 +267,7 @@ impl AppInner {
                 ));
             }
             d.access = Some(access.clone());
+            d.token_gen += 1;
             if let Some(r) = rotated {
                 d.refresh = Some(r);
             }
@@ -288,13 +289,13 @@ async fn run_refresh(
     user: Arc<UserInner>,
     refresh_token: String,
     session: u64,
-    seen_access: Option<String>,
+    token_gen: u64,
     tx: watch::Sender<Option<Result<String>>>,
 ) {
     // Held until the result is saved, so another process sharing the store waits for it.
     let lock = lock_refresh(&app, &user).await;
     let adopted = if lock.is_some() {
-        adopt_from_store(&app, &user, session, seen_access)
+        adopt_from_store(&app, &user, session, token_gen)
     } else {
         None
     };
@@ -331,7 +332,7 @@ fn adopt_from_store(
     app: &Arc<AppInner>,
     user: &Arc<UserInner>,
     session: u64,
-    seen: Option<String>,
+    token_gen: u64,
 ) -> Option<Result<String>> {
     app.persist();
     let d = user.data();
@@ -341,7 +342,7 @@ fn adopt_from_store(
         )));
     }
     let token = d.access.as_ref()?;
-    let newer = d.session != session || Some(&token.raw) != seen.as_ref();
+    let newer = d.session != session || d.token_gen != token_gen;
     (newer && !token.needs_refresh(app.clock.as_ref(), app.margin)).then(|| Ok(token.raw.clone()))
 }
 

@@ -170,6 +170,9 @@ pub(crate) struct UserData {
     /// Bumped by every login and logout, so a refresh that started in an older session is
     /// discarded instead of reviving it.
     pub session: u64,
+    /// Bumped whenever the tokens are replaced (login, refresh, link, another process's save),
+    /// even by an identical token: how a refresh learns that someone else already did it.
+    pub token_gen: u64,
     pub backoff: Backoff,
 }
 

@@ -26,7 +26,9 @@ pub fn access_token(app: &AppRuntime, user: &UserRow, device_id: &str, now: i64)
         iss: app.config.id.clone(),
         user_data: user.custom_data.clone(),
         sid: None,
-        jti: None,
+        // Unique per token: two tokens issued in the same second must still differ, so a
+        // client can tell a refreshed token from the one it had.
+        jti: Some(tokens::new_object_id()),
     };
     tokens::sign(&claims, &app.secret)
 }

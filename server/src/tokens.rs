@@ -90,7 +90,7 @@ pub struct Claims {
     /// Session id (refresh tokens).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sid: Option<String>,
-    /// Unique token id, so each refresh token's hash is distinct.
+    /// Unique token id: each token differs from every other, even within one second.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jti: Option<String>,
 }
