@@ -1,0 +1,177 @@
+//! The App, and the email/password flows it offers.
+
+use std::sync::Arc;
+
+use sessionkit as sk;
+
+use crate::config::{AppConfig, Credentials};
+use crate::errors::AppError;
+use crate::events::{
+    AuthEventListener, HandlerAdapter, ListenerAdapter, SessionErrorHandler, Subscription,
+};
+use crate::runtime::{enter, guard, run};
+use crate::user::User;
+
+/// An App Services app, as seen from this device.
+#[derive(uniffi::Object)]
+pub struct App {
+    inner: sk::App,
+}
+
+#[uniffi::export]
+impl App {
+    /// Validates the config, opens the session store and restores its users; no network.
+    #[uniffi::constructor]
+    pub fn new(config: AppConfig) -> Result<Arc<Self>, AppError> {
+        // In the runtime's context: with auto_refresh on, the scheduler starts here.
+        enter(|| {
+            let inner = sk::App::new(config.into())?;
+            Ok(Arc::new(Self { inner }))
+        })
+    }
+
+    pub fn app_id(&self) -> String {
+        self.inner.app_id()
+    }
+
+    pub fn base_url(&self) -> String {
+        self.inner.base_url()
+    }
+
+    /// Logs in; the user becomes current.
+    pub async fn log_in(&self, credentials: Credentials) -> Result<Arc<User>, AppError> {
+        let app = self.inner.clone();
+        let user = run(async move { app.log_in(credentials.into()).await }).await?;
+        Ok(Arc::new(user.into()))
+    }
+
+    /// Always a logged-in user, or none.
+    pub fn current_user(&self) -> Option<Arc<User>> {
+        self.inner.current_user().map(|u| Arc::new(u.into()))
+    }
+
+    /// Every user not removed, logged in or out.
+    pub fn all_users(&self) -> Vec<Arc<User>> {
+        self.inner
+            .all_users()
+            .into_iter()
+            .map(|u| Arc::new(u.into()))
+            .collect()
+    }
+
+    /// Makes a logged-in user the current one.
+    pub fn switch_user(&self, user: Arc<User>) -> Result<(), AppError> {
+        guard(|| Ok(self.inner.switch_user(&user.inner)?))
+    }
+
+    /// Logs the user out if needed and forgets them on this device.
+    pub async fn remove_user(&self, user: Arc<User>) -> Result<(), AppError> {
+        let app = self.inner.clone();
+        let user = user.inner.clone();
+        run(async move { app.remove_user(&user).await }).await
+    }
+
+    /// Deletes the account on the server, then on this device.
+    pub async fn delete_user(&self, user: Arc<User>) -> Result<(), AppError> {
+        let app = self.inner.clone();
+        let user = user.inner.clone();
+        run(async move { app.delete_user(&user).await }).await
+    }
+
+    pub fn email_password_auth(&self) -> Arc<EmailPasswordAuth> {
+        Arc::new(EmailPasswordAuth {
+            inner: Arc::new(self.inner.email_password_auth()),
+        })
+    }
+
+    /// Every auth event of this app, an `InitialState` first, until the subscription is
+    /// cancelled or dropped.
+    pub fn subscribe(&self, listener: Arc<dyn AuthEventListener>) -> Arc<Subscription> {
+        Subscription::new(self.inner.subscribe(Arc::new(ListenerAdapter(listener))))
+    }
+
+    /// Sets (or clears) the token-expiry callback.
+    pub fn set_session_error_handler(&self, handler: Option<Arc<dyn SessionErrorHandler>>) {
+        self.inner.set_session_error_handler(
+            handler.map(|h| Arc::new(HandlerAdapter(h)) as Arc<dyn sk::SessionErrorHandler>),
+        );
+    }
+
+    /// Proactive refresh of logged-in users' access tokens before they expire.
+    pub fn set_auto_refresh(&self, on: bool) {
+        // Only fails if the runtime cannot start; the core then leaves auto refresh off and
+        // logs why.
+        let _ = enter(|| {
+            self.inner.set_auto_refresh(on);
+            Ok(())
+        });
+    }
+
+    /// Pauses the refresh scheduler.
+    pub fn enter_background(&self) {
+        self.inner.enter_background();
+    }
+
+    /// Resumes the scheduler, refreshing what expired meanwhile.
+    pub fn enter_foreground(&self) {
+        self.inner.enter_foreground();
+    }
+
+    /// Re-runs location against the new URL; on failure the old one stays.
+    pub async fn update_base_url(&self, base_url: String) -> Result<(), AppError> {
+        let app = self.inner.clone();
+        run(async move { app.update_base_url(&base_url).await }).await
+    }
+}
+
+/// The email/password provider's flows; none of them logs anyone in.
+#[derive(uniffi::Object)]
+pub struct EmailPasswordAuth {
+    inner: Arc<sk::EmailPasswordAuth>,
+}
+
+#[uniffi::export]
+impl EmailPasswordAuth {
+    pub async fn register_user(&self, email: String, password: String) -> Result<(), AppError> {
+        let auth = Arc::clone(&self.inner);
+        run(async move { auth.register_user(&email, &password).await }).await
+    }
+    pub async fn confirm_user(&self, token: String, token_id: String) -> Result<(), AppError> {
+        let auth = Arc::clone(&self.inner);
+        run(async move { auth.confirm_user(&token, &token_id).await }).await
+    }
+    pub async fn resend_confirmation_email(&self, email: String) -> Result<(), AppError> {
+        let auth = Arc::clone(&self.inner);
+        run(async move { auth.resend_confirmation_email(&email).await }).await
+    }
+    pub async fn retry_custom_confirmation(&self, email: String) -> Result<(), AppError> {
+        let auth = Arc::clone(&self.inner);
+        run(async move { auth.retry_custom_confirmation(&email).await }).await
+    }
+    pub async fn send_reset_password_email(&self, email: String) -> Result<(), AppError> {
+        let auth = Arc::clone(&self.inner);
+        run(async move { auth.send_reset_password_email(&email).await }).await
+    }
+    pub async fn reset_password(
+        &self,
+        token: String,
+        token_id: String,
+        password: String,
+    ) -> Result<(), AppError> {
+        let auth = Arc::clone(&self.inner);
+        run(async move { auth.reset_password(&token, &token_id, &password).await }).await
+    }
+    pub async fn call_reset_password_function(
+        &self,
+        email: String,
+        password: String,
+        args_json: String,
+    ) -> Result<(), AppError> {
+        let auth = Arc::clone(&self.inner);
+        run(async move {
+            auth.call_reset_password_function(&email, &password, &args_json)
+                .await
+        })
+        .await
+    }
+}

@@ -1,0 +1,165 @@
+//! The values that configure an App and log users in.
+
+use std::sync::Arc;
+
+use sessionkit as sk;
+
+use crate::logger::{Logger, LoggerAdapter};
+use crate::storage::{SessionStore, StoreAdapter};
+
+/// How a user proves who they are.
+#[derive(Clone, uniffi::Enum)]
+pub enum Credentials {
+    /// `reuse`: hand back the logged-in anonymous user if there is one.
+    Anonymous {
+        reuse: bool,
+    },
+    EmailPassword {
+        email: String,
+        password: String,
+    },
+    ApiKey {
+        key: String,
+    },
+    Jwt {
+        token: String,
+    },
+    Function {
+        payload_json: String,
+    },
+}
+
+// Secrets stay out of debug output on this side of the boundary too.
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&sk::Credentials::from(self.clone()), f)
+    }
+}
+
+impl From<Credentials> for sk::Credentials {
+    fn from(c: Credentials) -> Self {
+        match c {
+            Credentials::Anonymous { reuse } => Self::Anonymous { reuse },
+            Credentials::EmailPassword { email, password } => {
+                Self::EmailPassword { email, password }
+            }
+            Credentials::ApiKey { key } => Self::ApiKey { key },
+            Credentials::Jwt { token } => Self::Jwt { token },
+            Credentials::Function { payload_json } => Self::Function { payload_json },
+        }
+    }
+}
+
+/// Where the App keeps its users' sessions.
+#[derive(Clone, uniffi::Enum)]
+pub enum StorageConfig {
+    /// One file per app in `dir`.
+    File {
+        dir: String,
+        encryption_key: Option<Vec<u8>>,
+    },
+    /// Nothing survives the App.
+    InMemory,
+    /// The app's own store (Keychain, Keystore-backed preferences, ...).
+    Custom { store: Arc<dyn SessionStore> },
+}
+
+impl From<StorageConfig> for sk::StorageConfig {
+    fn from(s: StorageConfig) -> Self {
+        match s {
+            StorageConfig::File {
+                dir,
+                encryption_key,
+            } => Self::File {
+                dir: dir.into(),
+                encryption_key,
+            },
+            StorageConfig::InMemory => Self::InMemory,
+            StorageConfig::Custom { store } => Self::Custom(Arc::new(StoreAdapter(store))),
+        }
+    }
+}
+
+/// The device and SDK, as sent at login. Empty strings (the defaults) are filled in with what
+/// the SDK detects.
+#[derive(Clone, Debug, Default, PartialEq, Eq, uniffi::Record)]
+pub struct DeviceInfo {
+    #[uniffi(default)]
+    pub platform: String,
+    #[uniffi(default)]
+    pub platform_version: String,
+    #[uniffi(default)]
+    pub sdk: String,
+    #[uniffi(default)]
+    pub sdk_version: String,
+    #[uniffi(default)]
+    pub cpu_arch: String,
+    #[uniffi(default)]
+    pub device_name: Option<String>,
+    #[uniffi(default)]
+    pub device_version: Option<String>,
+    #[uniffi(default)]
+    pub framework_name: Option<String>,
+    #[uniffi(default)]
+    pub framework_version: Option<String>,
+    #[uniffi(default)]
+    pub bundle_id: Option<String>,
+}
+
+impl From<DeviceInfo> for sk::DeviceInfo {
+    fn from(d: DeviceInfo) -> Self {
+        let detected = sk::DeviceInfo::default();
+        let or = |given: String, default: String| if given.is_empty() { default } else { given };
+        Self {
+            platform: or(d.platform, detected.platform),
+            platform_version: or(d.platform_version, detected.platform_version),
+            sdk: or(d.sdk, "sessionkit-ffi".to_string()),
+            sdk_version: or(d.sdk_version, detected.sdk_version),
+            cpu_arch: or(d.cpu_arch, detected.cpu_arch),
+            device_name: d.device_name,
+            device_version: d.device_version,
+            framework_name: d.framework_name,
+            framework_version: d.framework_version,
+            bundle_id: d.bundle_id,
+        }
+    }
+}
+
+/// Everything `App::new` needs; only `app_id`, `base_url` and `storage` have no default.
+#[derive(Clone, uniffi::Record)]
+pub struct AppConfig {
+    pub app_id: String,
+    pub base_url: String,
+    /// Required: where sessions live is a choice every app should make on purpose (the
+    /// generators cannot render an enum variant as a default either).
+    pub storage: StorageConfig,
+    #[uniffi(default = 60000)]
+    pub request_timeout_ms: u64,
+    #[uniffi(default = 60)]
+    pub refresh_margin_secs: u32,
+    #[uniffi(default = false)]
+    pub auto_refresh: bool,
+    #[uniffi(default)]
+    pub device: DeviceInfo,
+    #[uniffi(default = false)]
+    pub allow_insecure_http: bool,
+    /// Receives the SDK's log lines, tokens redacted.
+    #[uniffi(default = None)]
+    pub logger: Option<Arc<dyn Logger>>,
+}
+
+impl From<AppConfig> for sk::AppConfig {
+    fn from(c: AppConfig) -> Self {
+        let mut config = sk::AppConfig::new(c.app_id, c.base_url);
+        config.storage = c.storage.into();
+        config.request_timeout_ms = c.request_timeout_ms;
+        config.refresh_margin_secs = c.refresh_margin_secs;
+        config.auto_refresh = c.auto_refresh;
+        config.device = c.device.into();
+        config.allow_insecure_http = c.allow_insecure_http;
+        config.logger = c
+            .logger
+            .map(|l| Arc::new(LoggerAdapter(l)) as Arc<dyn sk::Logger>);
+        config
+    }
+}

@@ -1,0 +1,122 @@
+//! Auth events, the token-expiry callback, and subscriptions.
+
+use std::sync::{Arc, Mutex};
+
+use sessionkit as sk;
+
+use crate::errors::{AppError, SessionError};
+use crate::user::User;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, uniffi::Enum)]
+pub enum AuthEventKind {
+    /// First event to every new subscriber: the state at the time of subscribing.
+    InitialState,
+    SignedIn,
+    TokenRefreshed,
+    SignedOut,
+    /// The refresh token was rejected; the user must log in again.
+    SessionExpired,
+    /// A refresh failed for a transient reason; tokens were kept.
+    RefreshFailed,
+    UserRemoved,
+    UserDeleted,
+    CurrentUserChanged,
+    ProfileUpdated,
+}
+
+impl From<sk::AuthEventKind> for AuthEventKind {
+    fn from(k: sk::AuthEventKind) -> Self {
+        use sk::AuthEventKind as K;
+        match k {
+            K::InitialState => Self::InitialState,
+            K::SignedIn => Self::SignedIn,
+            K::TokenRefreshed => Self::TokenRefreshed,
+            K::SignedOut => Self::SignedOut,
+            K::SessionExpired => Self::SessionExpired,
+            K::RefreshFailed => Self::RefreshFailed,
+            K::UserRemoved => Self::UserRemoved,
+            K::UserDeleted => Self::UserDeleted,
+            K::CurrentUserChanged => Self::CurrentUserChanged,
+            K::ProfileUpdated => Self::ProfileUpdated,
+        }
+    }
+}
+
+/// One auth event. `error` is the failure as text, never with a token in it.
+#[derive(Clone, Debug, PartialEq, Eq, uniffi::Record)]
+pub struct AuthEvent {
+    pub kind: AuthEventKind,
+    pub user_id: Option<String>,
+    pub user_initiated: bool,
+    pub error: Option<String>,
+    pub will_retry: bool,
+}
+
+impl From<sk::AuthEvent> for AuthEvent {
+    fn from(e: sk::AuthEvent) -> Self {
+        Self {
+            kind: e.kind.into(),
+            user_id: e.user_id,
+            user_initiated: e.user_initiated,
+            error: e.error,
+            will_retry: e.will_retry,
+        }
+    }
+}
+
+/// Receives auth events, on an SDK thread; keep it quick.
+#[uniffi::export(foreign)]
+pub trait AuthEventListener: Send + Sync {
+    fn on_event(&self, event: AuthEvent) -> Result<(), AppError>;
+}
+
+/// The token-expiry callback: called once each time a user's session ends for good.
+#[uniffi::export(foreign)]
+pub trait SessionErrorHandler: Send + Sync {
+    fn on_session_error(&self, user: Arc<User>, error: SessionError) -> Result<(), AppError>;
+}
+
+pub(crate) struct ListenerAdapter(pub(crate) Arc<dyn AuthEventListener>);
+
+impl sk::AuthEventListener for ListenerAdapter {
+    fn on_event(&self, event: sk::AuthEvent) {
+        // A listener that raises must not stop delivery to the others.
+        let _ = self.0.on_event(event.into());
+    }
+}
+
+pub(crate) struct HandlerAdapter(pub(crate) Arc<dyn SessionErrorHandler>);
+
+impl sk::SessionErrorHandler for HandlerAdapter {
+    fn on_session_error(&self, user: sk::User, error: sk::SessionError) {
+        let _ = self
+            .0
+            .on_session_error(Arc::new(User::from(user)), error.into());
+    }
+}
+
+/// Keeps a listener subscribed until `cancel()` or until it is dropped.
+#[derive(uniffi::Object)]
+pub struct Subscription {
+    // Taken on cancel, so the listener (and what it holds) is released at once.
+    inner: Mutex<Option<sk::Subscription>>,
+}
+
+impl Subscription {
+    pub(crate) fn new(inner: sk::Subscription) -> Arc<Self> {
+        Arc::new(Self {
+            inner: Mutex::new(Some(inner)),
+        })
+    }
+}
+
+#[uniffi::export]
+impl Subscription {
+    /// Stops delivery to this listener; calling it again does nothing.
+    pub fn cancel(&self) {
+        let taken = self.inner.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(sub) = taken {
+            sub.cancel();
+        }
+    }
+}

@@ -1,0 +1,28 @@
+//! UniFFI bindings of the `sessionkit` SDK: the App/User API of `/work/shared/API.md` for Kotlin,
+//! Swift and Python.
+//!
+//! Every type here wraps its core counterpart. Async functions run their core future on the
+//! SDK's own multi-thread tokio runtime ([`runtime`]) and hand the foreign executor a join handle
+//! to poll, so the refresh scheduler and single-flight refreshes outlive any one caller. Every
+//! export that can fail returns `Result<_, AppError>`; nothing unwraps foreign input.
+
+mod app;
+mod config;
+mod errors;
+mod events;
+mod logger;
+mod runtime;
+mod storage;
+mod user;
+
+pub use app::{App, EmailPasswordAuth};
+pub use config::{AppConfig, Credentials, DeviceInfo, StorageConfig};
+pub use errors::{AppError, SessionError, SessionErrorKind};
+pub use events::{AuthEvent, AuthEventKind, AuthEventListener, SessionErrorHandler, Subscription};
+pub use logger::{LogLevel, Logger};
+pub use storage::{SessionStore, StoreError};
+pub use user::{
+    ApiKey, ApiKeyAuth, HttpHeader, HttpResponse, User, UserIdentity, UserProfile, UserState,
+};
+
+uniffi::setup_scaffolding!();

@@ -1,0 +1,64 @@
+//! The SDK's own tokio runtime. Foreign executors (asyncio, coroutines, Swift tasks) poll our
+//! futures but are no tokio reactor, and the refresh scheduler must keep running between calls,
+//! so every core future is spawned here and the foreign side awaits its join handle.
+
+use std::future::Future;
+use std::sync::LazyLock;
+
+use tokio::runtime::{Builder, Runtime};
+
+use crate::errors::AppError;
+
+/// Built on first use. Building can fail (no threads left); that becomes an error, not a panic.
+static RUNTIME: LazyLock<Result<Runtime, String>> = LazyLock::new(|| {
+    Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("sessionkit-rt")
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())
+});
+
+pub(crate) fn runtime() -> Result<&'static Runtime, AppError> {
+    RUNTIME.as_ref().map_err(|e| AppError::Internal {
+        message: format!("the SDK could not start its runtime: {e}"),
+    })
+}
+
+/// Runs a core future on the SDK runtime. The returned future only awaits the join handle, so
+/// any executor can poll it. If the caller drops it (cancellation), the core operation still
+/// completes: a half-done login or refresh is never left behind.
+pub(crate) async fn run<T, F>(fut: F) -> Result<T, AppError>
+where
+    T: Send + 'static,
+    F: Future<Output = Result<T, sessionkit::AppError>> + Send + 'static,
+{
+    let handle = runtime()?.spawn(fut);
+    match handle.await {
+        Ok(result) => result.map_err(AppError::from),
+        Err(e) => Err(AppError::Internal {
+            message: if e.is_panic() {
+                "an SDK task panicked; please report this".to_string()
+            } else {
+                "an SDK task was cancelled".to_string()
+            },
+        }),
+    }
+}
+
+/// Runs synchronous core code that may start background work (the refresh scheduler) inside
+/// the SDK runtime's context, and turns a panic into an error instead of unwinding into the
+/// foreign caller.
+pub(crate) fn enter<T>(f: impl FnOnce() -> Result<T, AppError>) -> Result<T, AppError> {
+    let _guard = runtime()?.enter();
+    guard(f)
+}
+
+/// Turns a panic in core code into `AppError::Internal`.
+pub(crate) fn guard<T>(f: impl FnOnce() -> Result<T, AppError>) -> Result<T, AppError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|_| {
+        Err(AppError::Internal {
+            message: "the SDK panicked; please report this".to_string(),
+        })
+    })
+}
