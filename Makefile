@@ -13,3 +13,6 @@ test-rust:
 lint:
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
+
+bench:  ## criterion benchmarks of the token paths; figures in BENCHMARKS.md
+	cargo bench -p sessionkit-tests
