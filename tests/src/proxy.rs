@@ -55,7 +55,7 @@ impl Endpoint {
     }
 
     fn matches(&self, method: &Method, path: &str) -> bool {
-        &self.method == method && path.ends_with(&self.path_suffix)
+        self.method == *method && path.ends_with(&self.path_suffix)
     }
 }
 
