@@ -1,0 +1,230 @@
+"""Fixtures: a real sessionkit-server per test (the binary is built by scripts/test-all, not
+here), admin helpers over urllib, and a polling helper for callbacks that arrive on SDK
+threads."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import json
+import os
+import pathlib
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from typing import Any, Callable, Optional
+
+import pytest
+
+import sessionkit
+from sessionkit import AppConfig, StorageConfig
+
+REPO = pathlib.Path(__file__).resolve().parents[3]
+APP_ID = "pytest-app"
+JWT_KEY = "pytest-custom-token-key"
+ADMIN_PUBLIC = "pytest-admin-public"
+ADMIN_PRIVATE = "pytest-admin-private"
+
+CONFIG = """
+listen = "127.0.0.1:0"
+data_dir = "{data_dir}"
+test_clock = true
+
+[admin]
+public_key = "{admin_public}"
+private_key = "{admin_private}"
+
+[[app]]
+id = "{app_id}"
+access_token_lifetime_secs = {access}
+refresh_token_lifetime_secs = {refresh}
+
+[app.providers.anon-user]
+[app.providers.local-userpass]
+auto_confirm = true
+reset_function = "success"
+[app.providers.api-key]
+[app.providers.custom-token]
+algorithm = "HS256"
+key = "{jwt_key}"
+[app.providers.custom-function]
+id_field = "username"
+"""
+
+
+class Server:
+    """One running sessionkit-server and its admin API."""
+
+    def __init__(self, base_url: str) -> None:
+        self.base_url = base_url
+        self._admin_token: Optional[str] = None
+
+    def _http(self, method: str, url: str, body: Any = None, token: Optional[str] = None):
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(url, data=data, method=method)
+        if data is not None:
+            req.add_header("Content-Type", "application/json")
+        if token:
+            req.add_header("Authorization", f"Bearer {token}")
+        try:
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                text = resp.read().decode()
+                return resp.status, (json.loads(text) if text else None)
+        except urllib.error.HTTPError as e:
+            text = e.read().decode()
+            return e.code, (json.loads(text) if text else None)
+
+    def admin_token(self) -> str:
+        if self._admin_token is None:
+            status, doc = self._http(
+                "POST",
+                f"{self.base_url}/api/admin/v3.0/auth/providers/mongodb-cloud/login",
+                {"username": ADMIN_PUBLIC, "apiKey": ADMIN_PRIVATE},
+            )
+            assert status == 200, doc
+            self._admin_token = doc["access_token"]
+        return self._admin_token
+
+    def admin(self, method: str, path: str, body: Any = None):
+        url = f"{self.base_url}/api/admin/v3.0/groups/pytest-group/apps/{APP_ID}{path}"
+        return self._http(method, url, body, self.admin_token())
+
+    def refresh_count(self) -> int:
+        status, doc = self.admin("GET", "/metrics")
+        assert status == 200, doc
+        return int(doc["requests"].get("refresh", 0))
+
+    def revoke_sessions(self, user_id: str) -> None:
+        status, doc = self.admin("PUT", f"/users/{user_id}/logout")
+        assert status == 204, doc
+
+    def disable_user(self, user_id: str) -> None:
+        status, doc = self.admin("PUT", f"/users/{user_id}/disable")
+        assert status == 204, doc
+
+    def advance_clock(self, secs: int) -> None:
+        status, doc = self._http(
+            "POST",
+            f"{self.base_url}/api/admin/v3.0/test/clock",
+            {"advance_secs": secs},
+            self.admin_token(),
+        )
+        assert status == 200, doc
+
+    def config(self, storage: Optional[StorageConfig] = None, **kw: Any) -> AppConfig:
+        kw.setdefault("request_timeout_ms", 10_000)
+        return AppConfig(
+            app_id=APP_ID,
+            base_url=self.base_url,
+            storage=storage if storage is not None else StorageConfig.IN_MEMORY(),
+            **kw,
+        )
+
+    def app(self, **kw: Any) -> sessionkit.App:
+        return sessionkit.App(self.config(**kw))
+
+
+def _server_bin() -> pathlib.Path:
+    path = pathlib.Path(
+        os.environ.get("SESSIONKIT_SERVER_BIN", REPO / "target" / "debug" / "sessionkit-server")
+    )
+    if not path.is_absolute():
+        path = REPO / path
+    if not path.exists():
+        raise RuntimeError(f"{path} not found: run `cargo build -p sessionkit-server` first")
+    return path
+
+
+@pytest.fixture
+def server(request: pytest.FixtureRequest):
+    """A fresh server; `@pytest.mark.lifetimes(access=..., refresh=...)` sets token lifetimes."""
+    marker = request.node.get_closest_marker("lifetimes")
+    lifetimes = {"access": 1800, "refresh": 86400}
+    if marker:
+        lifetimes.update(marker.kwargs)
+    with tempfile.TemporaryDirectory(prefix="sessionkit-pytest-") as tmp:
+        config = pathlib.Path(tmp) / "server.toml"
+        config.write_text(
+            CONFIG.format(
+                data_dir=pathlib.Path(tmp, "data").as_posix(),
+                admin_public=ADMIN_PUBLIC,
+                admin_private=ADMIN_PRIVATE,
+                app_id=APP_ID,
+                jwt_key=JWT_KEY,
+                **lifetimes,
+            )
+        )
+        proc = subprocess.Popen(
+            [str(_server_bin()), "--config", str(config), "--listen", "127.0.0.1:0"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        try:
+            line = proc.stdout.readline().strip()
+            prefix = "listening on "
+            if not line.startswith(prefix):
+                proc.kill()
+                raise RuntimeError(f"server did not start (first line: {line!r})")
+            yield Server(line[len(prefix):])
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "lifetimes(access, refresh): server token lifetimes")
+
+
+async def wait_for(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
+    """Callbacks run on SDK threads; poll briefly instead of sleeping a fixed time."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting for a callback")
+        await asyncio.sleep(0.005)
+
+
+def sign_jwt(claims: dict, key: str = JWT_KEY) -> str:
+    """An HS256 JWT, as the app's own identity provider would issue it."""
+
+    def b64(raw: bytes) -> str:
+        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+    header = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+    payload = b64(json.dumps(claims).encode())
+    signing_input = f"{header}.{payload}".encode()
+    sig = hmac.new(key.encode(), signing_input, hashlib.sha256).digest()
+    return f"{header}.{payload}.{b64(sig)}"
+
+
+def aio(fn):
+    """Runs an async test on a fresh event loop (no pytest-asyncio dependency)."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        return asyncio.run(fn(*args, **kwargs))
+
+    return wrapper
+
+
+class Recorder(sessionkit.AuthEventListener):
+    """Records every event it is given (on whatever SDK thread delivers it)."""
+
+    def __init__(self) -> None:
+        self.events: list = []
+
+    def on_event(self, event) -> None:
+        self.events.append(event)
+
+    def kinds(self) -> list:
+        return [e.kind for e in self.events]

@@ -1,0 +1,74 @@
+"""A SessionStore written in Python, and the blocking facade."""
+
+import json
+
+import pytest
+
+import sessionkit
+from sessionkit import Credentials, SessionStore, StorageConfig, StoreError, UserState, blocking
+
+from conftest import aio
+
+
+class DictStore(SessionStore):
+    """Keeps the session document in a dict, as an app might keep it in the Keychain."""
+
+    def __init__(self):
+        self.data = {}
+        self.saves = 0
+
+    def load(self):
+        return self.data.get("doc")
+
+    def save(self, bytes):
+        self.data["doc"] = bytes
+        self.saves += 1
+
+
+@aio
+async def test_python_store_restores_users_in_a_second_app(server):
+    store = DictStore()
+    app = server.app(storage=StorageConfig.CUSTOM(store=store))
+    await app.email_password_auth().register_user("keep@example.com", "correct-horse")
+    kept = await app.log_in(Credentials.EMAIL_PASSWORD(email="keep@example.com", password="correct-horse"))
+    anon = await app.log_in(Credentials.ANONYMOUS(reuse=True))
+    app.switch_user(kept)
+    assert store.saves > 0 and isinstance(store.data["doc"], bytes)
+
+    again = server.app(storage=StorageConfig.CUSTOM(store=store))
+    assert {u.id() for u in again.all_users()} == {kept.id(), anon.id()}
+    assert again.current_user().id() == kept.id()
+    restored = again.current_user()
+    assert restored.state() == UserState.LOGGED_IN
+    assert restored.refresh_token() == kept.refresh_token()
+    await restored.refresh_access_token()  # the restored session works on the server
+    assert json.loads(await restored.call_function("sum", "[2, 2]")) == 4
+
+
+@aio
+async def test_store_errors_reach_the_app(server):
+    class Locked(SessionStore):
+        def load(self):
+            raise StoreError.Unavailable("device locked")
+
+        def save(self, bytes):
+            raise StoreError.Unavailable("device locked")
+
+    with pytest.raises(sessionkit.AppError.Storage) as err:
+        server.app(storage=StorageConfig.CUSTOM(store=Locked()))
+    assert "device locked" in str(err.value)
+
+
+def test_blocking_facade(server):
+    app = blocking.App(server.config())
+    user = app.log_in(Credentials.ANONYMOUS(reuse=True))
+    assert isinstance(user, blocking.User)
+    assert app.current_user() == user
+    token = user.valid_access_token()
+    assert token == user.access_token()
+    user.refresh_access_token()
+    assert user.valid_access_token() != token
+    assert json.loads(user.call_function("sum", "[1, 2]")) == 3
+    user.log_out()
+    assert user.state() == UserState.REMOVED
+    assert app.current_user() is None
