@@ -21,6 +21,40 @@ pub(crate) struct Synced {
     recent: Vec<String>,
 }
 
+impl Synced {
+    fn remember(&mut self, state: StoredState) {
+        self.users = state.users.into_iter().map(|u| (u.id.clone(), u)).collect();
+        self.rev = state.rev;
+        self.current = state.current_user_id;
+        self.recent = state.recent_user_ids;
+    }
+
+    /// The document as last written.
+    fn as_state(&self, app_id: &str) -> StoredState {
+        StoredState {
+            schema_version: SCHEMA_VERSION,
+            app_id: app_id.to_string(),
+            rev: self.rev,
+            current_user_id: self.current.clone(),
+            recent_user_ids: self.recent.clone(),
+            users: self.users.values().cloned().collect(),
+        }
+    }
+}
+
+/// Equal documents, whatever the order of their users.
+fn same_document(a: &StoredState, b: &StoredState) -> bool {
+    fn users(s: &StoredState) -> HashMap<&str, &StoredUser> {
+        s.users.iter().map(|u| (u.id.as_str(), u)).collect()
+    }
+    a.schema_version == b.schema_version
+        && a.app_id == b.app_id
+        && a.rev == b.rev
+        && a.current_user_id == b.current_user_id
+        && a.recent_user_ids == b.recent_user_ids
+        && users(a) == users(b)
+}
+
 fn snapshot(id: &str, d: &UserData) -> StoredUser {
     StoredUser {
         id: id.to_string(),
@@ -172,33 +206,42 @@ impl AppInner {
     /// kept either way.
     pub(crate) fn persist(&self) {
         let mut synced = self.synced();
-        let _lock = match self.store.lock_exclusive() {
+        let lock = match self.store.lock_exclusive() {
             Ok(lock) => lock,
             Err(e) => return self.save_failed(&e),
         };
-        let disk = match self.load_state() {
-            Ok(state) => state.unwrap_or_default(),
-            Err(e @ StoreError::Unavailable { .. }) => return self.save_failed(&e),
-            Err(e @ StoreError::Corrupt { .. }) => {
-                self.set_aside(&e);
-                StoredState::default()
+        // Only a store other processes write to needs reading back; for the others, what we
+        // last wrote is what is there.
+        let disk = if lock.is_some() {
+            match self.load_state() {
+                Ok(state) => state.unwrap_or_default(),
+                Err(e @ StoreError::Unavailable { .. }) => return self.save_failed(&e),
+                Err(e @ StoreError::Corrupt { .. }) => {
+                    self.set_aside(&e);
+                    StoredState::default()
+                }
             }
+        } else {
+            synced.as_state(&self.app_id)
         };
         let (state, events) = {
             let mut reg = self.registry();
             let before = reg.current().map(|u| u.id.clone());
-            let state = self.merge(&mut reg, &synced, disk);
+            let state = self.merge(&mut reg, &synced, disk.clone());
             (state, reg.settle_current(before))
         };
-        match self.store.save(&state.encode()) {
-            Ok(()) => {
-                synced.users = state.users.into_iter().map(|u| (u.id.clone(), u)).collect();
-                synced.rev = state.rev;
-                synced.current = state.current_user_id;
-                synced.recent = state.recent_user_ids;
-            }
+        // Nothing changed on either side (a refresh checking for another process's token):
+        // no write, no fsync.
+        let unchanged = same_document(&state, &disk);
+        match if unchanged {
+            Ok(())
+        } else {
+            self.store.save(&state.encode())
+        } {
+            Ok(()) => synced.remember(state),
             Err(e) => self.save_failed(&e),
         }
+        drop(lock);
         drop(synced);
         self.events.emit_all(events);
     }
