@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import hmac
 import json
@@ -139,13 +140,9 @@ def _server_bin() -> pathlib.Path:
     return path
 
 
-@pytest.fixture
-def server(request: pytest.FixtureRequest):
-    """A fresh server; `@pytest.mark.lifetimes(access=..., refresh=...)` sets token lifetimes."""
-    marker = request.node.get_closest_marker("lifetimes")
-    lifetimes = {"access": 1800, "refresh": 86400}
-    if marker:
-        lifetimes.update(marker.kwargs)
+@contextlib.contextmanager
+def start_server(access: int = 1800, refresh: int = 86400):
+    """Runs sessionkit-server on a free loopback port with a fresh data dir until exit."""
     with tempfile.TemporaryDirectory(prefix="sessionkit-pytest-") as tmp:
         config = pathlib.Path(tmp) / "server.toml"
         config.write_text(
@@ -155,7 +152,8 @@ def server(request: pytest.FixtureRequest):
                 admin_private=ADMIN_PRIVATE,
                 app_id=APP_ID,
                 jwt_key=JWT_KEY,
-                **lifetimes,
+                access=access,
+                refresh=refresh,
             )
         )
         proc = subprocess.Popen(
@@ -168,7 +166,6 @@ def server(request: pytest.FixtureRequest):
             line = proc.stdout.readline().strip()
             prefix = "listening on "
             if not line.startswith(prefix):
-                proc.kill()
                 raise RuntimeError(f"server did not start (first line: {line!r})")
             yield Server(line[len(prefix):])
         finally:
@@ -178,6 +175,14 @@ def server(request: pytest.FixtureRequest):
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+@pytest.fixture
+def server(request: pytest.FixtureRequest):
+    """A fresh server; `@pytest.mark.lifetimes(access=..., refresh=...)` sets token lifetimes."""
+    marker = request.node.get_closest_marker("lifetimes")
+    with start_server(**(marker.kwargs if marker else {})) as s:
+        yield s
 
 
 def pytest_configure(config: pytest.Config) -> None:

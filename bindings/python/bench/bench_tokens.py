@@ -1,0 +1,76 @@
+#!/usr/bin/env python3
+"""Median cost of token getters from Python, through the real bindings, against a real server.
+
+    python bindings/python/bench/bench_tokens.py [--server-bin PATH] [--iterations N]
+
+Starts sessionkit-server (the same way the pytest fixture does), logs in anonymously, then
+times `user.access_token()` (a synchronous getter) and `await user.valid_access_token(None)`
+on a valid token (no refresh: the server's refresh counter is checked before and after).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import pathlib
+import statistics
+import sys
+import time
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "tests"))
+import conftest  # noqa: E402  (reuses the server fixture's config and admin helpers)
+
+import sessionkit  # noqa: E402
+from sessionkit import Credentials  # noqa: E402
+
+
+def median_ns(samples: list) -> float:
+    return statistics.median(samples)
+
+
+async def bench(server: conftest.Server, iterations: int) -> dict:
+    app = server.app()
+    user = await app.log_in(Credentials.ANONYMOUS(reuse=True))
+    before = server.refresh_count()
+    clock = time.perf_counter_ns
+
+    for _ in range(1000):  # warm up
+        user.access_token()
+        await user.valid_access_token(None)
+
+    getter = []
+    for _ in range(iterations):
+        t0 = clock()
+        user.access_token()
+        getter.append(clock() - t0)
+
+    valid = []
+    for _ in range(iterations):
+        t0 = clock()
+        await user.valid_access_token(None)
+        valid.append(clock() - t0)
+
+    assert server.refresh_count() == before, "a refresh happened: the token was not valid"
+    return {"access_token": median_ns(getter), "valid_access_token": median_ns(valid)}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--server-bin", default=None)
+    ap.add_argument("--iterations", type=int, default=20000)
+    args = ap.parse_args()
+    if args.server_bin:
+        os.environ["SESSIONKIT_SERVER_BIN"] = args.server_bin
+
+    with conftest.start_server() as server:
+        result = asyncio.run(bench(server, args.iterations))
+    print(f"sessionkit {pathlib.Path(sessionkit.__file__).parent}")
+    print(f"iterations: {args.iterations} each, median of per-call perf_counter_ns")
+    print(f"user.access_token():                 {result['access_token'] / 1000:.2f} us")
+    print(f"await user.valid_access_token(None): {result['valid_access_token'] / 1000:.2f} us")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
