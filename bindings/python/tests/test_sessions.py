@@ -224,3 +224,47 @@ async def test_errors_are_exceptions(server):
     with pytest.raises((AppError.Network, AppError.Timeout)):
         await bad.update_base_url(bad_url)
     assert bad.base_url() == server.base_url
+
+
+@pytest.mark.lifetimes(access=2, refresh=3600)
+@aio
+async def test_auto_refresh_runs_on_the_sdk_runtime(server):
+    # Nobody calls the SDK while waiting: the refresh comes from the scheduler on the SDK's
+    # own runtime, not from the caller's event loop.
+    app = server.app()
+    events = Recorder()
+    sub = app.subscribe(events)
+    user = await app.log_in(Credentials.ANONYMOUS(reuse=True))
+    first = user.access_token()
+    # Turned on after the login: the core's login does not wake a scheduler that is already
+    # asleep (up to 300 s), so auto_refresh=True in the config would make this test wait.
+    app.set_auto_refresh(True)
+    await wait_for(lambda: AuthEventKind.TOKEN_REFRESHED in events.kinds(), timeout=10)
+    refreshed = next(e for e in events.events if e.kind == AuthEventKind.TOKEN_REFRESHED)
+    assert not refreshed.user_initiated
+    assert user.access_token() != first
+    assert server.refresh_count() >= 1
+    app.set_auto_refresh(False)
+    sub.cancel()
+
+
+@aio
+async def test_python_logger_never_sees_a_token(server):
+    class Lines(sessionkit.Logger):
+        def __init__(self):
+            self.lines = []
+
+        def log(self, level, target, message):
+            self.lines.append((level, target, message))
+
+    logger = Lines()
+    app = server.app(logger=logger)
+    user = await app.log_in(Credentials.ANONYMOUS(reuse=True))
+    old_refresh_token = user.refresh_token()
+    await user.refresh_access_token()
+    await user.log_out()
+    assert logger.lines
+    assert all(isinstance(level, sessionkit.LogLevel) for level, _, _ in logger.lines)
+    secrets = [old_refresh_token]
+    text = "\n".join(message for _, _, message in logger.lines)
+    assert all(s not in text for s in secrets)
