@@ -454,7 +454,8 @@ impl AppInner {
                 let app = Arc::clone(self);
                 tokio::spawn(async move {
                     // Failures are reported as events and retried with backoff by the next round.
-                    let _ = app.refresh(&user, Some(&seen), true).await;
+                    // Not forced: a caller's refresh that just failed holds this one off too.
+                    let _ = app.refresh(&user, Some(&seen), false).await;
                     app.scheduler_wake.notify_one();
                 });
             } else {

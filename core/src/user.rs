@@ -362,6 +362,12 @@ impl User {
         if let Some(e) = response.error() {
             return Err(e);
         }
+        // The result is handed on as the server wrote it, but only if it is JSON at all.
+        if let Err(e) = serde_json::from_str::<Value>(&response.body) {
+            return Err(AppError::malformed(format!(
+                "function {name}: result is not JSON ({e})"
+            )));
+        }
         Ok(response.body)
     }
 

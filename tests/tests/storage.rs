@@ -379,7 +379,7 @@ async fn two_processes_refreshing_one_user_with_rotation_never_log_it_out() {
     }
     let refreshes = server.refresh_count();
     assert!(
-        refreshes >= 250 && refreshes <= 500,
+        (250..=500).contains(&refreshes),
         "500 cycles, {refreshes} network refreshes"
     );
 
