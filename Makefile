@@ -1,5 +1,5 @@
 # The two commands of the quick start, plus the pieces they are made of.
-.PHONY: demo test test-rust lint bench
+.PHONY: demo test test-rust lint bench conformance
 
 demo:  ## starts a local sessionkit-server and walks through the SDK's life cycle
 	cargo run -q -p sessionkit-tests --bin demo
@@ -16,3 +16,6 @@ lint:
 
 bench:  ## criterion benchmarks of the token paths; figures in BENCHMARKS.md
 	cargo bench -p sessionkit-tests
+
+conformance:  ## every language's conformance runner, then the cross-language report
+	bash scripts/conformance

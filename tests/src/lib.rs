@@ -12,6 +12,7 @@ use sessionkit::{
 };
 use sessionkit_server::{Config, RunningServer};
 
+pub mod conformance;
 pub mod proxy;
 
 pub const APP_ID: &str = "sk-test";

@@ -1,0 +1,38 @@
+//! Runs every conformance scenario through the Rust API against fresh servers, and writes the
+//! transcript (target/conformance/rust.json) that the cross-language report compares.
+
+use sessionkit_tests::conformance::{Options, run_file, scenario_files, transcript_json};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_scenario_passes_in_rust() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let files = scenario_files(&root.join("conformance/scenarios"), None);
+    assert!(
+        files.len() >= 40,
+        "the suite has at least 40 scenarios, found {}",
+        files.len()
+    );
+    let mut outcomes = Vec::new();
+    for file in &files {
+        outcomes.push(run_file(file, &Options::default()).await);
+    }
+    let out = root.join("../target/conformance");
+    std::fs::create_dir_all(&out).unwrap();
+    let doc = transcript_json("rust", &outcomes);
+    std::fs::write(
+        out.join("rust.json"),
+        serde_json::to_string_pretty(&doc).unwrap(),
+    )
+    .unwrap();
+    let failed: Vec<String> = outcomes
+        .iter()
+        .filter(|o| !o.failures.is_empty())
+        .map(|o| format!("{}:\n  {}", o.name, o.failures.join("\n  ")))
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "{} scenario(s) failed:\n{}",
+        failed.len(),
+        failed.join("\n")
+    );
+}
