@@ -1,0 +1,566 @@
+#!/usr/bin/env python3
+"""The Python conformance runner: every scenario through the `sessionkit` Python package.
+
+Usage: python_runner.py [--scenarios DIR] [--out FILE] [--base-url URL --app-id ID]
+                        [--admin PUBLIC:PRIVATE] [--jwt-key KEY] [--filter TEXT] [--server-bin PATH]
+
+Without --base-url, each scenario gets a fresh sessionkit-server (the binary from --server-bin,
+env SESSIONKIT_SERVER_BIN, or target/debug/sessionkit-server). Writes the transcript that
+tests/conformance/report.py lines up with the other languages', and prints
+`python: N passed, N failed`. The format is in tests/conformance/README.md.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import hashlib
+import hmac
+import json
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from typing import Any, Optional
+
+import sessionkit
+from sessionkit import AppConfig, AppError, Credentials, StorageConfig
+
+REPO = pathlib.Path(__file__).resolve().parents[3]
+APP_ID = "sk-test"
+JWT_KEY = "test-jwt-signing-key-0123456789"
+ADMIN = ("test-admin-public", "test-admin-private")
+
+SERVER_CONFIG = """
+listen = "127.0.0.1:0"
+data_dir = "{data_dir}"
+test_clock = true
+
+[admin]
+public_key = "{admin_public}"
+private_key = "{admin_private}"
+
+[[app]]
+id = "{app_id}"
+access_token_lifetime_secs = {access}
+refresh_token_lifetime_secs = {refresh}
+refresh_token_rotation = {rotation}
+
+[app.providers.anon-user]
+[app.providers.local-userpass]
+auto_confirm = {auto_confirm}
+reset_function = "{reset_function}"
+[app.providers.api-key]
+[app.providers.custom-token]
+algorithm = "HS256"
+key = "{jwt_key}"
+[app.providers.custom-function]
+id_field = "username"
+"""
+
+
+class Script(Exception):
+    """The scenario is wrong (unknown label, bad step): the scenario fails."""
+
+
+def pascal(name: str) -> str:
+    """UniFFI's Python enums are UPPER_SNAKE; transcripts use the Rust names."""
+    return "".join(part.capitalize() for part in name.split("_"))
+
+
+def normalise_error(e: Exception) -> dict:
+    kind = type(e).__name__
+    out: dict = {"type": kind}
+    if isinstance(e, AppError.Service):
+        out["code"] = e.code
+    if isinstance(e, AppError.SessionExpired):
+        out["kind"] = pascal(e.kind.name)
+    return out
+
+
+class LocalServer:
+    """A sessionkit-server process for one scenario."""
+
+    def __init__(self, binary: str, server_opts: dict) -> None:
+        self.dir = tempfile.mkdtemp(prefix="sk-conformance-")
+        config = SERVER_CONFIG.format(
+            data_dir=self.dir,
+            admin_public=ADMIN[0],
+            admin_private=ADMIN[1],
+            app_id=APP_ID,
+            access=server_opts.get("access_token_lifetime_secs", 1800),
+            refresh=server_opts.get("refresh_token_lifetime_secs", 3600),
+            rotation=str(server_opts.get("refresh_token_rotation", False)).lower(),
+            auto_confirm=str(server_opts.get("auto_confirm", True)).lower(),
+            reset_function=server_opts.get("reset_function", "pending"),
+            jwt_key=JWT_KEY,
+        )
+        path = os.path.join(self.dir, "server.toml")
+        with open(path, "w") as f:
+            f.write(config)
+        self.proc = subprocess.Popen(
+            [binary, "--config", path, "--listen", "127.0.0.1:0"],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        )
+        line = self.proc.stdout.readline().strip()
+        if not line.startswith("listening on "):
+            self.stop()
+            raise RuntimeError(f"the server did not start: {line!r}")
+        self.base_url = line.removeprefix("listening on ")
+        # Keep draining stdout so the server never blocks on a full pipe.
+        threading.Thread(target=self.proc.stdout.read, daemon=True).start()
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class Recorder(sessionkit.AuthEventListener):
+    def __init__(self) -> None:
+        self.events: list = []
+        self.lock = threading.Lock()
+
+    def on_event(self, event) -> None:
+        with self.lock:
+            self.events.append(event)
+
+
+class ErrorHandler(sessionkit.SessionErrorHandler):
+    def __init__(self, sink: list) -> None:
+        self.sink = sink
+
+    def on_session_error(self, user, error) -> None:
+        self.sink.append((user.id(), pascal(error.kind.name)))
+
+
+class Runner:
+    counter = 0
+
+    def __init__(self, base_url: str, app_id: str, admin: Optional[tuple], jwt_key: str, file_storage: bool):
+        self.base_url, self.app_id, self.admin, self.jwt_key = base_url, app_id, admin, jwt_key
+        self.admin_token: Optional[str] = None
+        self.storage_dir = tempfile.mkdtemp(prefix="sk-conformance-client-") if file_storage else None
+        self.session_errors: list = []
+        self.app = self.new_app()
+        self.users: dict = {}
+        self.labels: dict = {}
+        self.emails: dict = {}
+        self.keys: dict = {}
+        self.listeners: dict = {}
+        self.refresh_base = self.refresh_count() if admin else 0
+
+    def new_app(self):
+        storage = StorageConfig.FILE(dir=self.storage_dir, encryption_key=None) if self.storage_dir else StorageConfig.IN_MEMORY()
+        app = sessionkit.App(AppConfig(app_id=self.app_id, base_url=self.base_url, storage=storage, request_timeout_ms=10_000))
+        app.set_session_error_handler(ErrorHandler(self.session_errors))
+        return app
+
+    # ---- helpers ---------------------------------------------------------------------------
+    def user(self, step: dict, key: str = "user"):
+        label = step.get(key)
+        if label not in self.users:
+            raise Script(f"unknown user label {label!r}")
+        return self.users[label]
+
+    def label(self, user, as_name: Optional[str]) -> str:
+        label = self.labels.get(user.id())
+        if label is None:
+            label = as_name or f"user{len(self.labels) + 1}"
+            self.labels[user.id()] = label
+        self.users[label] = user
+        if as_name:
+            self.users[as_name] = user
+        return label
+
+    def label_of_id(self, user_id: Optional[str]):
+        if user_id is None:
+            return None
+        return self.labels.get(user_id, "?")
+
+    def email(self, name: str) -> str:
+        if name not in self.emails:
+            Runner.counter += 1
+            self.emails[name] = f"{name}-{os.getpid()}-{Runner.counter}@example.com"
+        return self.emails[name]
+
+    def text(self, v) -> str:
+        s = v if isinstance(v, str) else ""
+        return self.email(s[len("$email:"):]) if s.startswith("$email:") else s
+
+    def placeholders(self, value):
+        if isinstance(value, str):
+            for name, email in self.emails.items():
+                if email == value:
+                    return f"$email:{name}"
+            return value
+        if isinstance(value, list):
+            return [self.placeholders(v) for v in value]
+        if isinstance(value, dict):
+            return {k: self.placeholders(v) for k, v in value.items()}
+        return value
+
+    def credentials(self, c: dict):
+        if "anonymous" in c:
+            return Credentials.ANONYMOUS(reuse=c["anonymous"].get("reuse", True))
+        if "email_password" in c:
+            e = c["email_password"]
+            return Credentials.EMAIL_PASSWORD(email=self.text(e["email"]), password=self.text(e["password"]))
+        if "api_key" in c:
+            key = self.keys.get(c["api_key"], (None, None))[1]
+            return Credentials.API_KEY(key=key or c["api_key"])
+        if "jwt" in c:
+            return Credentials.JWT(token=sign_jwt(c["jwt"], self.jwt_key, self.app_id))
+        if "function" in c:
+            return Credentials.FUNCTION(payload_json=json.dumps(c["function"]))
+        raise Script(f"unknown credentials {c}")
+
+    def http(self, method: str, url: str, body: Any = None, token: Optional[str] = None):
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(url, data=data, method=method)
+        if data is not None:
+            req.add_header("Content-Type", "application/json")
+        if token:
+            req.add_header("Authorization", f"Bearer {token}")
+        try:
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                text = resp.read().decode()
+                return resp.status, (json.loads(text) if text else None)
+        except urllib.error.HTTPError as e:
+            text = e.read().decode()
+            try:
+                return e.code, json.loads(text)
+            except ValueError:
+                return e.code, None
+
+    def admin_login(self) -> str:
+        if not self.admin:
+            raise Script("this step needs the admin API (--admin)")
+        url = f"{self.base_url}/api/admin/v3.0/auth/providers/mongodb-cloud/login"
+        status, doc = self.http("POST", url, {"username": self.admin[0], "apiKey": self.admin[1]})
+        if status != 200:
+            raise Script(f"admin login: {status} {doc}")
+        self.admin_token = doc["access_token"]
+        return self.admin_token
+
+    def admin_call(self, method: str, path: str, body: Any = None):
+        url = f"{self.base_url}{path}" if path.startswith("/api/") else \
+            f"{self.base_url}/api/admin/v3.0/groups/conformance/apps/{self.app_id}{path}"
+        # A cached admin token expires when a scenario moves the server clock: log in again.
+        for fresh in (False, True):
+            token = self.admin_token if (self.admin_token and not fresh) else self.admin_login()
+            status, doc = self.http(method, url, body, token)
+            if status != 401 or fresh:
+                return status, doc
+
+    def admin_ok(self, method: str, path: str, body: Any = None):
+        status, doc = self.admin_call(method, path, body)
+        if not 200 <= status < 300:
+            raise Script(f"admin {path}: {status} {doc}")
+
+    def refresh_count(self) -> int:
+        _, doc = self.admin_call("GET", "/metrics")
+        return (doc or {}).get("requests", {}).get("refresh", 0)
+
+    def outbox_token(self, email: str, kind: str):
+        _, doc = self.admin_call("GET", f"/outbox?email={email}")
+        items = [i for i in (doc or []) if i.get("kind") == kind]
+        if not items:
+            raise Script(f"no {kind} token in the outbox for {email}")
+        return items[-1]["token"], items[-1]["tokenId"]
+
+    @staticmethod
+    def key_view(k) -> dict:
+        return {"name": k.name, "disabled": k.disabled, "has_key": k.key is not None}
+
+    # ---- steps -----------------------------------------------------------------------------
+    async def step(self, step: dict):
+        op = step.get("do")
+        as_name = step.get("as")
+        epa = self.app.email_password_auth()
+        if op == "log_in":
+            user = await self.app.log_in(self.credentials(step["credentials"]))
+            return self.label(user, as_name)
+        if op == "register":
+            await epa.register_user(self.text(step["email"]), self.text(step["password"]))
+            return None
+        if op == "confirm_from_outbox":
+            token, token_id = self.outbox_token(self.text(step["email"]), "confirm")
+            await epa.confirm_user(token, token_id)
+            return None
+        if op == "confirm":
+            await epa.confirm_user(self.text(step["token"]), self.text(step["token_id"]))
+            return None
+        if op == "resend_confirmation":
+            await epa.resend_confirmation_email(self.text(step["email"]))
+            return None
+        if op == "retry_custom_confirmation":
+            await epa.retry_custom_confirmation(self.text(step["email"]))
+            return None
+        if op == "send_reset_email":
+            await epa.send_reset_password_email(self.text(step["email"]))
+            return None
+        if op == "reset_from_outbox":
+            token, token_id = self.outbox_token(self.text(step["email"]), "reset")
+            await epa.reset_password(token, token_id, self.text(step["password"]))
+            return None
+        if op == "call_reset_function":
+            await epa.call_reset_password_function(
+                self.text(step["email"]), self.text(step["password"]), json.dumps(step.get("args", [])))
+            return None
+        if op == "current_user":
+            u = self.app.current_user()
+            return self.label_of_id(u.id() if u else None)
+        if op == "all_users":
+            return [self.label_of_id(u.id()) for u in self.app.all_users()]
+        if op == "state":
+            return pascal(self.user(step).state().name)
+        if op == "provider_type":
+            return self.user(step).provider_type()
+        if op == "identities":
+            return sorted(i.provider_type for i in self.user(step).identities())
+        if op == "profile":
+            p = self.user(step).profile()
+            return {"name": p.name, "email": p.email}
+        if op == "has_tokens":
+            u = self.user(step)
+            return {"access": u.access_token() is not None, "refresh": u.refresh_token() is not None}
+        if op == "switch_user":
+            self.app.switch_user(self.user(step))
+            return None
+        if op == "log_out":
+            await self.user(step).log_out()
+            return None
+        if op == "remove_user":
+            await self.app.remove_user(self.user(step))
+            return None
+        if op == "delete_user":
+            await self.app.delete_user(self.user(step))
+            return None
+        if op == "link":
+            await self.user(step).link_credentials(self.credentials(step["credentials"]))
+            return None
+        if op == "refresh":
+            await self.user(step).refresh_access_token()
+            return None
+        if op == "valid_access_token":
+            await self.user(step).valid_access_token(step.get("min_ttl_secs"))
+            return None
+        if op == "custom_data":
+            data = self.user(step).custom_data_json()
+            return json.loads(data) if data else None
+        if op == "refresh_custom_data":
+            data = await self.user(step).refresh_custom_data()
+            return json.loads(data) if data else None
+        if op == "refresh_profile":
+            p = await self.user(step).refresh_profile()
+            return {"name": p.name, "email": p.email}
+        if op == "call_function":
+            args = step.get("args")
+            raw = args if isinstance(args, str) else json.dumps(args)
+            result = await self.user(step).call_function(step.get("name", ""), raw)
+            try:
+                return json.loads(result)
+            except ValueError:
+                return result
+        if op == "request":
+            path = self.text(step["path"]).replace("$app_id", self.app_id)
+            body = json.dumps(step["body"]) if "body" in step else None
+            response = await self.user(step).request(step.get("method", "GET"), path, body)
+            return {"status": response.status}
+        if op == "api_key_create":
+            k = await self.user(step).api_keys().create(step.get("name", ""))
+            self.keys[as_name or k.name] = (k.id, k.key)
+            return self.key_view(k)
+        if op == "api_key_list":
+            keys = await self.user(step).api_keys().fetch_all()
+            return sorted((self.key_view(k) for k in keys), key=lambda k: k["name"])
+        if op in ("api_key_fetch", "api_key_enable", "api_key_disable", "api_key_delete"):
+            label = step.get("key", "")
+            key_id = self.keys.get(label, (label, None))[0]
+            keys = self.user(step).api_keys()
+            if op == "api_key_fetch":
+                return self.key_view(await keys.fetch(key_id))
+            await {"api_key_enable": keys.enable, "api_key_disable": keys.disable,
+                   "api_key_delete": keys.delete}[op](key_id)
+            return None
+        if op == "subscribe":
+            if not as_name:
+                raise Script("subscribe needs \"as\"")
+            recorder = Recorder()
+            target = self.user(step) if "user" in step else self.app
+            self.listeners[as_name] = (recorder, target.subscribe(recorder))
+            return None
+        if op == "unsubscribe":
+            label = step.get("listener")
+            if label not in self.listeners:
+                raise Script(f"unknown listener {label!r}")
+            self.listeners.pop(label)[1].cancel()
+            return None
+        if op == "events":
+            label = step.get("listener")
+            if label not in self.listeners:
+                raise Script(f"unknown listener {label!r}")
+            recorder = self.listeners[label][0]
+            with recorder.lock:
+                events, recorder.events = recorder.events, []
+            return [f"{pascal(e.kind.name)}:{self.label_of_id(e.user_id) or '-'}" for e in events]
+        if op == "session_errors":
+            errors = list(self.session_errors)
+            self.session_errors.clear()
+            return [f"{self.label_of_id(uid)}:{kind}" for uid, kind in errors]
+        if op == "refresh_count":
+            return self.refresh_count() - self.refresh_base
+        if op == "restart_app":
+            if not self.storage_dir:
+                raise Script("restart_app needs \"client\": {\"storage\": \"file\"}")
+            for _, sub in self.listeners.values():
+                sub.cancel()
+            self.listeners.clear()
+            self.app = self.new_app()
+            fresh = {u.id(): u for u in self.app.all_users()}
+            self.users = {label: fresh[u.id()] for label, u in self.users.items() if u.id() in fresh}
+            return None
+        if op in ("admin_revoke", "admin_disable", "admin_enable", "admin_delete"):
+            uid = self.user(step).id()
+            method, path = {
+                "admin_revoke": ("PUT", f"/users/{uid}/logout"),
+                "admin_disable": ("PUT", f"/users/{uid}/disable"),
+                "admin_enable": ("PUT", f"/users/{uid}/enable"),
+                "admin_delete": ("DELETE", f"/users/{uid}"),
+            }[op]
+            self.admin_ok(method, path)
+            return None
+        if op == "admin_set_custom_data":
+            self.admin_ok("PUT", f"/users/{self.user(step).id()}/custom_data", step.get("data"))
+            return None
+        if op == "advance_server_clock":
+            self.admin_ok("POST", "/api/admin/v3.0/test/clock", {"advance_secs": step["secs"]})
+            return None
+        raise Script(f"unknown operation {op!r}")
+
+    def close(self) -> None:
+        for _, sub in self.listeners.values():
+            sub.cancel()
+        if self.storage_dir:
+            shutil.rmtree(self.storage_dir, ignore_errors=True)
+
+
+def sign_jwt(spec: dict, key: str, app_id: str) -> str:
+    def b64(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+    now = int(time.time())
+    claims = {"sub": spec["sub"], "aud": app_id, "iat": now - 120,
+              "exp": now - 60 if spec.get("expired") else now + 3600}
+    claims.update(spec.get("claims", {}))
+    payload = b64(json.dumps(claims).encode())
+    if spec.get("signature") == "none":
+        return f"{b64(json.dumps({'alg': 'none', 'typ': 'JWT'}).encode())}.{payload}."
+    header = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+    secret = "not-the-server-key" if spec.get("signature") == "wrong_key" else key
+    sig = hmac.new(secret.encode(), f"{header}.{payload}".encode(), hashlib.sha256).digest()
+    return f"{header}.{payload}.{b64(sig)}"
+
+
+def check(expect: Optional[dict], outcome: dict) -> Optional[str]:
+    if expect is None:
+        return f"expected success, got error {outcome['error']}" if "error" in outcome else None
+    if "error" in expect:
+        got = outcome.get("error")
+        if got is None:
+            return f"expected error {expect}, got {outcome}"
+        if got["type"] != expect["error"] or any(k in expect and got.get(k) != expect[k] for k in ("code", "kind")):
+            return f"expected error {expect}, got {got}"
+        return None
+    if "value" in expect:
+        if "ok" not in outcome or outcome["ok"] != expect["value"]:
+            return f"expected value {json.dumps(expect['value'])}, got {json.dumps(outcome)}"
+        return None
+    return f"expected success, got error {outcome['error']}" if "error" in outcome else None
+
+
+async def run_scenario(path: pathlib.Path, args) -> dict:
+    name = path.stem
+    scenario = json.loads(path.read_text())
+    server_opts = scenario.get("server", {})
+    if args.base_url and server_opts:
+        return {"name": name, "skipped": "needs its own server configuration", "passed": False,
+                "failures": [], "transcript": []}
+    server = None
+    if args.base_url:
+        base_url, app_id, admin = args.base_url, args.app_id, args.admin
+    else:
+        server = LocalServer(args.server_bin, server_opts)
+        base_url, app_id, admin = server.base_url, APP_ID, ADMIN
+    failures, transcript = [], []
+    runner = Runner(base_url, app_id, admin, args.jwt_key or JWT_KEY,
+                    scenario.get("client", {}).get("storage") == "file")
+    try:
+        for i, step in enumerate(scenario.get("steps", [])):
+            op = step.get("do", "?")
+            try:
+                outcome = {"ok": runner.placeholders(await runner.step(step))}
+            except Script as e:
+                failures.append(f"step {i} ({op}): {e}")
+                break
+            except AppError as e:
+                outcome = {"error": normalise_error(e)}
+            problem = check(step.get("expect"), outcome)
+            if problem:
+                failures.append(f"step {i} ({op}): {problem}")
+            transcript.append({"step": i, "do": op, "outcome": outcome})
+    finally:
+        runner.close()
+        if server:
+            server.stop()
+    return {"name": name, "skipped": None, "passed": not failures, "failures": failures, "transcript": transcript}
+
+
+async def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--scenarios", default=str(REPO / "tests/conformance/scenarios"))
+    p.add_argument("--out", default=str(REPO / "target/conformance/python.json"))
+    p.add_argument("--base-url")
+    p.add_argument("--app-id")
+    p.add_argument("--admin", type=lambda v: tuple(v.split(":", 1)))
+    p.add_argument("--jwt-key")
+    p.add_argument("--filter")
+    p.add_argument("--server-bin", default=os.environ.get(
+        "SESSIONKIT_SERVER_BIN", str(REPO / "target/debug/sessionkit-server")))
+    args = p.parse_args()
+    if bool(args.base_url) != bool(args.app_id):
+        p.error("--base-url and --app-id go together")
+    files = sorted(pathlib.Path(args.scenarios).glob("*.json"))
+    if args.filter:
+        files = [f for f in files if args.filter in f.name]
+    results = []
+    for f in files:
+        r = await run_scenario(f, args)
+        if r["skipped"]:
+            print(f"SKIP {r['name']} ({r['skipped']})")
+        elif r["passed"]:
+            print(f"PASS {r['name']}")
+        else:
+            print(f"FAIL {r['name']}\n  " + "\n  ".join(r["failures"]))
+        results.append(r)
+    out = pathlib.Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"language": "python", "scenarios": results}, indent=2))
+    ran = [r for r in results if not r["skipped"]]
+    failed = sum(1 for r in ran if not r["passed"])
+    skipped = len(results) - len(ran)
+    print(f"python: {len(ran) - failed} passed, {failed} failed" + (f", {skipped} skipped" if skipped else ""))
+    return 1 if failed or not ran else 0
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))
