@@ -1,0 +1,75 @@
+// The thin idiomatic layer over the UniFFI-generated bindings (sessionkit_ffi.kt, generated at
+// build time): auth events as a Flow, lambdas for the callbacks, credential shorthands.
+// Every generated object (App, User, Subscription, ...) is already AutoCloseable: `.use { }`.
+
+package io.sessionkit
+
+import kotlinx.coroutines.channels.Channel
+import kotlinx.coroutines.channels.awaitClose
+import kotlinx.coroutines.flow.Flow
+import kotlinx.coroutines.flow.buffer
+import kotlinx.coroutines.flow.callbackFlow
+
+/**
+ * Every auth event of this app, an [AuthEventKind.INITIAL_STATE] first, for as long as the flow
+ * is collected. The subscription is made when collection starts and cancelled (and its native
+ * handle released) when the collector stops or is cancelled. Events are buffered without bound,
+ * so the SDK thread that delivers them never waits for a slow collector.
+ */
+fun App.authEvents(): Flow<AuthEvent> = eventFlow { listener -> subscribe(listener) }
+
+/** This user's events only, an [AuthEventKind.INITIAL_STATE] first; see [App.authEvents]. */
+fun User.authEvents(): Flow<AuthEvent> = eventFlow { listener -> subscribe(listener) }
+
+private fun eventFlow(subscribe: (AuthEventListener) -> Subscription): Flow<AuthEvent> =
+    callbackFlow {
+        val subscription = subscribe(object : AuthEventListener {
+            override fun onEvent(event: AuthEvent) {
+                // Unlimited buffer: this only fails once the flow is closed, and then the event
+                // has nobody left to go to.
+                trySend(event)
+            }
+        })
+        awaitClose { subscription.use { it.cancel() } }
+    }.buffer(Channel.UNLIMITED)
+
+/** [App.subscribe] with a lambda; close (or cancel) the returned subscription to stop. */
+fun App.subscribe(block: (AuthEvent) -> Unit): Subscription = subscribe(listenerOf(block))
+
+/** [User.subscribe] with a lambda; close (or cancel) the returned subscription to stop. */
+fun User.subscribe(block: (AuthEvent) -> Unit): Subscription = subscribe(listenerOf(block))
+
+private fun listenerOf(block: (AuthEvent) -> Unit) = object : AuthEventListener {
+    override fun onEvent(event: AuthEvent) = block(event)
+}
+
+/**
+ * Sets the token-expiry callback: called once, on an SDK thread, each time a user's refresh
+ * token is rejected (expired, revoked, user disabled or deleted). The user is already logged
+ * out when it runs; send them to the login screen.
+ */
+fun App.onSessionError(handler: (user: User, error: SessionError) -> Unit) =
+    setSessionErrorHandler(object : SessionErrorHandler {
+        override fun onSessionError(user: User, error: SessionError) = handler(user, error)
+    })
+
+/** An access token with at least [minTtlSecs] to live, refreshed first when needed. */
+suspend fun User.freshAccessToken(minTtlSecs: Int? = null): String =
+    validAccessToken(minTtlSecs?.also { require(it >= 0) { "minTtlSecs < 0" } }?.toUInt())
+
+/** Shorthands for the five providers' credentials. */
+object Creds {
+    fun anonymous(reuse: Boolean = true): Credentials = Credentials.Anonymous(reuse)
+    fun emailPassword(email: String, password: String): Credentials =
+        Credentials.EmailPassword(email, password)
+    fun apiKey(key: String): Credentials = Credentials.ApiKey(key)
+    fun jwt(token: String): Credentials = Credentials.Jwt(token)
+    fun function(payloadJson: String): Credentials = Credentials.Function(payloadJson)
+}
+
+/** A [SessionStore] from two lambdas (say, over Android's EncryptedSharedPreferences). */
+fun sessionStore(loader: () -> ByteArray?, saver: (ByteArray) -> Unit): SessionStore =
+    object : SessionStore {
+        override fun load(): ByteArray? = loader()
+        override fun save(bytes: ByteArray) = saver(bytes)
+    }
