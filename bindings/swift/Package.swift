@@ -1,0 +1,21 @@
+// swift-tools-version:5.9
+// SessionKit for Swift: the UniFFI-generated bindings plus an AsyncSequence of auth events.
+// `scripts/test-swift` generates Sources/SessionKit/SessionKit.swift and, in
+// Sources/SessionKitFFI, SessionKitFFI.h and module.modulemap (none of them is committed), then
+// runs `swift test` with the linker pointed at the cargo build of libsessionkit_ffi.
+import PackageDescription
+
+let package = Package(
+    name: "SessionKit",
+    platforms: [.macOS(.v12), .iOS(.v15)],
+    products: [
+        .library(name: "SessionKit", targets: ["SessionKit"]),
+    ],
+    targets: [
+        // The C side of the FFI: the generated header and module map (module name = the
+        // `ffi_module_name` of uniffi.toml). The map links libsessionkit_ffi.
+        .systemLibrary(name: "SessionKitFFI", path: "Sources/SessionKitFFI"),
+        .target(name: "SessionKit", dependencies: ["SessionKitFFI"], path: "Sources/SessionKit"),
+        .testTarget(name: "SessionKitTests", dependencies: ["SessionKit"], path: "Tests/SessionKitTests"),
+    ]
+)
