@@ -25,6 +25,26 @@ const CALLER_COOLDOWN_CAP: Duration = Duration::from_secs(5);
 const BACKOFF_START: Duration = Duration::from_secs(1);
 const BACKOFF_CAP: Duration = Duration::from_secs(300);
 
+/// Why a refresh is wanted: it decides whether the cooldown applies and whether the app asked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Trigger {
+    /// A caller found the token too close to expiry.
+    Lazy,
+    /// The server answered 401 to the access token.
+    Unauthorized,
+    /// The app called `refresh_access_token` / `refresh_custom_data`.
+    App,
+    /// The proactive scheduler.
+    Scheduler,
+}
+
+impl Trigger {
+    /// Forced refreshes skip the cooldown after a transient failure.
+    fn forced(self) -> bool {
+        matches!(self, Self::Unauthorized | Self::App)
+    }
+}
+
 /// Transient refresh failures of one user, for backoff.
 #[derive(Clone, Default)]
 pub(crate) struct Backoff {
@@ -78,7 +98,7 @@ impl AppInner {
                 }
             };
             match self
-                .refresh(user, seen.as_ref().map(|t| t.raw.as_str()), false)
+                .refresh(user, seen.as_ref().map(|t| t.raw.as_str()), Trigger::Lazy)
                 .await
             {
                 Ok(token) => return Ok(token),
@@ -101,7 +121,7 @@ impl AppInner {
     pub(crate) async fn forced_refresh(self: &Arc<Self>, user: &Arc<UserInner>) -> Result<String> {
         self.ensure_known(user)?;
         let seen = user.data().access.as_ref().map(|t| t.raw.clone());
-        self.refresh(user, seen.as_deref(), true).await
+        self.refresh(user, seen.as_deref(), Trigger::App).await
     }
 
     /// After a 401 to `stale`: refresh, unless another caller already replaced that token.
@@ -110,7 +130,7 @@ impl AppInner {
         user: &Arc<UserInner>,
         stale: &str,
     ) -> Result<String> {
-        self.refresh(user, Some(stale), true).await
+        self.refresh(user, Some(stale), Trigger::Unauthorized).await
     }
 
     /// Joins the refresh in flight or starts one. `seen` is the token the caller found wanting:
@@ -119,7 +139,7 @@ impl AppInner {
         self: &Arc<Self>,
         user: &Arc<UserInner>,
         seen: Option<&str>,
-        forced: bool,
+        trigger: Trigger,
     ) -> Result<String> {
         let mut flight = {
             let mut slot = user.flight.lock().unwrap_or_else(|e| e.into_inner());
@@ -140,7 +160,7 @@ impl AppInner {
                         {
                             return Ok(current.raw.clone());
                         }
-                        if !forced
+                        if !trigger.forced()
                             && self.clock.monotonic() < d.backoff.callers_wait_until
                             && let Some(e) = &d.backoff.last_error
                         {
@@ -156,6 +176,7 @@ impl AppInner {
                         refresh_token,
                         session,
                         token_gen,
+                        trigger,
                         tx,
                     );
                     // Spawned so a caller that gives up does not cancel everyone's refresh.
@@ -258,6 +279,7 @@ impl AppInner {
         session: u64,
         access: AccessToken,
         rotated: Option<String>,
+        trigger: Trigger,
     ) -> Result<String> {
         {
             let mut d = user.data();
@@ -278,7 +300,7 @@ impl AppInner {
         self.events.emit(AuthEvent::new(
             AuthEventKind::TokenRefreshed,
             Some(&user.id),
-            false,
+            trigger == Trigger::App,
         ));
         Ok(access.raw)
     }
@@ -290,6 +312,7 @@ async fn run_refresh(
     refresh_token: String,
     session: u64,
     token_gen: u64,
+    trigger: Trigger,
     tx: watch::Sender<Option<Result<String>>>,
 ) {
     // Held until the result is saved, so another process sharing the store waits for it.
@@ -301,7 +324,7 @@ async fn run_refresh(
     };
     let outcome = match adopted {
         Some(outcome) => outcome,
-        None => refresh_over_network(&app, &user, &refresh_token, session).await,
+        None => refresh_over_network(&app, &user, &refresh_token, session, trigger).await,
     };
     drop(lock);
     *user.flight.lock().unwrap_or_else(|e| e.into_inner()) = None;
@@ -351,6 +374,7 @@ async fn refresh_over_network(
     user: &Arc<UserInner>,
     refresh_token: &str,
     session: u64,
+    trigger: Trigger,
 ) -> Result<String> {
     let sent = app
         .transport
@@ -383,7 +407,7 @@ async fn refresh_over_network(
         Ok((access, rotated))
     });
     match parsed {
-        Ok((access, rotated)) => app.commit_refresh(user, session, access, rotated),
+        Ok((access, rotated)) => app.commit_refresh(user, session, access, rotated, trigger),
         Err(e) => {
             app.refresh_failed(user, &e);
             Err(e)
@@ -455,7 +479,7 @@ impl AppInner {
                 tokio::spawn(async move {
                     // Failures are reported as events and retried with backoff by the next round.
                     // Not forced: a caller's refresh that just failed holds this one off too.
-                    let _ = app.refresh(&user, Some(&seen), false).await;
+                    let _ = app.refresh(&user, Some(&seen), Trigger::Scheduler).await;
                     app.scheduler_wake.notify_one();
                 });
             } else {

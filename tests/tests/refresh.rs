@@ -51,18 +51,30 @@ async fn a_token_near_expiry_is_refreshed_before_it_is_handed_out() {
     let _sub = user.subscribe(recorder.clone());
     user.valid_access_token(None).await.unwrap();
     assert_eq!(server.refresh_count(), before + 1);
-    recorder.wait_for(AuthEventKind::TokenRefreshed);
+    let refreshed = recorder.wait_for(AuthEventKind::TokenRefreshed);
+    assert!(!refreshed.user_initiated, "the SDK refreshed on its own");
+    user.refresh_access_token().await.unwrap();
+    let forced = recorder
+        .events()
+        .into_iter()
+        .filter(|e| e.kind == AuthEventKind::TokenRefreshed)
+        .nth(1);
+    assert!(
+        forced.expect("a second TokenRefreshed").user_initiated,
+        "the app asked for this one"
+    );
+    let before = server.refresh_count();
 
     // A caller may ask for more time to live than the margin.
     user.valid_access_token(Some(1500)).await.unwrap();
     assert_eq!(
         server.refresh_count(),
-        before + 1,
+        before,
         "a just-refreshed token has 1800 s"
     );
     clock.advance(Duration::from_secs(400));
     user.valid_access_token(Some(1500)).await.unwrap();
-    assert_eq!(server.refresh_count(), before + 2);
+    assert_eq!(server.refresh_count(), before + 1);
     server.stop().await;
 }
 
