@@ -1,0 +1,724 @@
+// The Kotlin conformance runner: every scenario of tests/conformance/scenarios through the Kotlin
+// binding, each against a fresh sessionkit-server (or a server given with --base-url), written
+// as target/conformance/kotlin.json for tests/conformance/report.py. A faithful translation of
+// tests/conformance/runners/python_runner.py; the scenario format is in tests/conformance/README.md.
+//
+// Two entry points: the JUnit test below (run by `mvn test`, so scripts/test-kotlin counts it)
+// and `main` for the command line, with the same options as the other runners:
+//   --base-url URL --app-id ID --admin PUBLIC:PRIVATE --jwt-key KEY --filter TEXT
+//   --scenarios DIR --out FILE [--server-bin PATH]
+
+package io.sessionkit.conformance
+
+import io.sessionkit.App
+import io.sessionkit.AppConfig
+import io.sessionkit.AppException
+import io.sessionkit.ApiKey
+import io.sessionkit.AuthEvent
+import io.sessionkit.AuthEventListener
+import io.sessionkit.Credentials
+import io.sessionkit.SessionError
+import io.sessionkit.SessionErrorHandler
+import io.sessionkit.StorageConfig
+import io.sessionkit.Subscription
+import io.sessionkit.User
+import java.io.File
+import java.math.BigDecimal
+import java.net.URI
+import java.net.http.HttpClient
+import java.net.http.HttpRequest
+import java.net.http.HttpResponse
+import java.nio.file.Files
+import java.time.Duration
+import java.util.Base64
+import java.util.Collections
+import java.util.concurrent.TimeUnit
+import javax.crypto.Mac
+import javax.crypto.spec.SecretKeySpec
+import kotlin.system.exitProcess
+import kotlinx.coroutines.runBlocking
+import kotlinx.serialization.json.Json
+import kotlinx.serialization.json.JsonArray
+import kotlinx.serialization.json.JsonElement
+import kotlinx.serialization.json.JsonNull
+import kotlinx.serialization.json.JsonObject
+import kotlinx.serialization.json.JsonPrimitive
+import kotlinx.serialization.json.booleanOrNull
+import kotlinx.serialization.json.intOrNull
+import kotlinx.serialization.json.jsonArray
+import kotlinx.serialization.json.jsonObject
+import kotlinx.serialization.json.jsonPrimitive
+import kotlinx.serialization.json.longOrNull
+import org.junit.jupiter.api.Assertions.assertTrue
+import org.junit.jupiter.api.Test
+
+const val APP_ID = "sk-test"
+const val JWT_KEY = "test-jwt-signing-key-0123456789"
+val ADMIN = "test-admin-public" to "test-admin-private"
+
+/** The repository root: the first directory up from here that holds the scenarios. */
+val REPO: File = generateSequence(File(System.getProperty("user.dir")).canonicalFile) { it.parentFile }
+    .firstOrNull { File(it, "tests/conformance/scenarios").isDirectory }
+    ?: File(System.getProperty("user.dir")).resolve("../..").canonicalFile
+
+/** Cargo's target dir, as scripts/test-all and scripts/test-kotlin see it. */
+fun targetDir(): File {
+    val t = System.getenv("CARGO_TARGET_DIR")?.takeIf { it.isNotEmpty() } ?: "target"
+    return File(t).let { if (it.isAbsolute) it else REPO.resolve(t) }
+}
+
+private fun serverConfig(
+    dataDir: String, access: String, refresh: String, rotation: String,
+    autoConfirm: String, resetFunction: String, jwtKey: String,
+) = """
+listen = "127.0.0.1:0"
+data_dir = "$dataDir"
+test_clock = true
+
+[admin]
+public_key = "${ADMIN.first}"
+private_key = "${ADMIN.second}"
+
+[[app]]
+id = "$APP_ID"
+access_token_lifetime_secs = $access
+refresh_token_lifetime_secs = $refresh
+refresh_token_rotation = $rotation
+
+[app.providers.anon-user]
+[app.providers.local-userpass]
+auto_confirm = $autoConfirm
+reset_function = "$resetFunction"
+[app.providers.api-key]
+[app.providers.custom-token]
+algorithm = "HS256"
+key = "$jwtKey"
+[app.providers.custom-function]
+id_field = "username"
+"""
+
+/** The scenario is wrong (unknown label, bad step): the scenario fails. */
+class Script(message: String) : Exception(message)
+
+/** UniFFI's Kotlin enums are UPPER_SNAKE; transcripts use the Rust names. */
+fun pascal(name: String): String =
+    name.split("_").joinToString("") { part -> part.lowercase().replaceFirstChar { it.uppercase() } }
+
+fun normaliseError(e: AppException): JsonObject {
+    val out = linkedMapOf<String, JsonElement>("type" to JsonPrimitive(e::class.simpleName ?: "?"))
+    if (e is AppException.Service) out["code"] = JsonPrimitive(e.code)
+    if (e is AppException.SessionExpired) out["kind"] = JsonPrimitive(pascal(e.kind.name))
+    return JsonObject(out)
+}
+
+// ---- JSON helpers -----------------------------------------------------------------------------
+
+private fun obj(vararg pairs: Pair<String, JsonElement>) = JsonObject(linkedMapOf(*pairs))
+private fun str(s: String?): JsonElement = if (s == null) JsonNull else JsonPrimitive(s)
+
+/** A string field of a step, or null when absent or not a string. */
+private fun JsonObject.string(key: String): String? =
+    (this[key] as? JsonPrimitive)?.takeIf { it.isString }?.content
+
+private fun parseOrNull(text: String): JsonElement? =
+    try { Json.parseToJsonElement(text) } catch (e: Exception) { null }
+
+/**
+ * JSON equality as the Python runner's `==` sees it: numbers by value (1 == 1.0), object keys in
+ * any order. Booleans are not numbers here.
+ */
+fun jsonEquals(a: JsonElement, b: JsonElement): Boolean = when {
+    a is JsonNull || b is JsonNull -> a is JsonNull && b is JsonNull
+    a is JsonObject && b is JsonObject ->
+        a.keys == b.keys && a.all { (k, v) -> jsonEquals(v, b.getValue(k)) }
+    a is JsonArray && b is JsonArray -> a.size == b.size && a.indices.all { jsonEquals(a[it], b[it]) }
+    a is JsonPrimitive && b is JsonPrimitive -> when {
+        a.isString || b.isString -> a.isString && b.isString && a.content == b.content
+        a.booleanOrNull != null || b.booleanOrNull != null -> a.booleanOrNull == b.booleanOrNull
+        else -> {
+            val x = a.content.toBigDecimalOrNull()
+            val y = b.content.toBigDecimalOrNull()
+            if (x != null && y != null) x.compareTo(y) == 0 else a.content == b.content
+        }
+    }
+    else -> false
+}
+
+// ---- the local server -------------------------------------------------------------------------
+
+/** A sessionkit-server process for one scenario. */
+class LocalServer(binary: String, opts: JsonObject) : AutoCloseable {
+    private val dir = Files.createTempDirectory("sk-conformance-").toFile()
+    private val process: Process
+    val baseUrl: String
+
+    init {
+        fun opt(key: String, default: String) = (opts[key] as? JsonPrimitive)?.content ?: default
+        val config = serverConfig(
+            dataDir = dir.path,
+            access = opt("access_token_lifetime_secs", "1800"),
+            refresh = opt("refresh_token_lifetime_secs", "3600"),
+            rotation = opt("refresh_token_rotation", "false").lowercase(),
+            autoConfirm = opt("auto_confirm", "true").lowercase(),
+            resetFunction = opt("reset_function", "pending"),
+            jwtKey = JWT_KEY,
+        )
+        val path = File(dir, "server.toml")
+        path.writeText(config)
+        process = ProcessBuilder(binary, "--config", path.path, "--listen", "127.0.0.1:0")
+            .redirectError(ProcessBuilder.Redirect.DISCARD)
+            .start()
+        val stdout = process.inputStream.bufferedReader()
+        val line = stdout.readLine()?.trim()
+        val prefix = "listening on "
+        if (line == null || !line.startsWith(prefix)) {
+            close()
+            throw IllegalStateException("the server did not start: $line")
+        }
+        baseUrl = line.removePrefix(prefix)
+        // Keep draining stdout so the server never blocks on a full pipe.
+        Thread { runCatching { stdout.readText() } }.apply { isDaemon = true }.start()
+    }
+
+    override fun close() {
+        process.destroy()
+        if (!process.waitFor(10, TimeUnit.SECONDS)) process.destroyForcibly().waitFor()
+        dir.deleteRecursively()
+    }
+}
+
+fun serverBin(): String {
+    val path = System.getenv("SESSIONKIT_SERVER_BIN")?.takeIf { it.isNotEmpty() }
+        ?: System.getProperty("sessionkit.server.bin")?.takeIf { it.isNotEmpty() }
+        ?: targetDir().resolve("debug/sessionkit-server").path
+    return File(path).let { if (it.isAbsolute) it else REPO.resolve(path) }.path
+}
+
+// ---- the runner -------------------------------------------------------------------------------
+
+class Recorder : AuthEventListener {
+    val events: MutableList<AuthEvent> = mutableListOf()
+    override fun onEvent(event: AuthEvent) {
+        synchronized(this) { events.add(event) }
+    }
+    fun take(): List<AuthEvent> = synchronized(this) { events.toList().also { events.clear() } }
+}
+
+class ErrorHandler(private val sink: MutableList<Pair<String, String>>) : SessionErrorHandler {
+    override fun onSessionError(user: User, error: SessionError) {
+        sink.add(user.id() to pascal(error.kind.name))
+    }
+}
+
+class Runner(
+    private val baseUrl: String,
+    private val appId: String,
+    private val admin: Pair<String, String>?,
+    private val jwtKey: String,
+    fileStorage: Boolean,
+) : AutoCloseable {
+    companion object {
+        private var counter = 0
+        private val pid = ProcessHandle.current().pid()
+    }
+
+    private val http = HttpClient.newBuilder().connectTimeout(Duration.ofSeconds(10)).build()
+    private var adminToken: String? = null
+    private val storageDir: File? =
+        if (fileStorage) Files.createTempDirectory("sk-conformance-client-").toFile() else null
+    private val sessionErrors: MutableList<Pair<String, String>> =
+        Collections.synchronizedList(mutableListOf())
+    private var app: App = newApp()
+    private var users = mutableMapOf<String, User>()
+    private val labels = mutableMapOf<String, String>()
+    private val emails = linkedMapOf<String, String>()
+    private val keys = mutableMapOf<String, Pair<String, String?>>()
+    private val listeners = linkedMapOf<String, Pair<Recorder, Subscription>>()
+    private val refreshBase: Long = if (admin != null) refreshCount() else 0
+
+    private fun newApp(): App {
+        val storage = storageDir?.let { StorageConfig.File(it.path, null) } ?: StorageConfig.InMemory
+        val app = App(
+            AppConfig(appId = appId, baseUrl = baseUrl, storage = storage, requestTimeoutMs = 10_000uL),
+        )
+        app.setSessionErrorHandler(ErrorHandler(sessionErrors))
+        return app
+    }
+
+    // ---- helpers ------------------------------------------------------------------------------
+    private fun user(step: JsonObject, key: String = "user"): User {
+        val label = step.string(key)
+        return users[label] ?: throw Script("unknown user label ${label?.let { "'$it'" } ?: "None"}")
+    }
+
+    private fun label(user: User, asName: String?): String {
+        val id = user.id()
+        val label = labels[id] ?: (asName ?: "user${labels.size + 1}").also { labels[id] = it }
+        users[label] = user
+        if (asName != null) users[asName] = user
+        return label
+    }
+
+    private fun labelOfId(userId: String?): String? = userId?.let { labels[it] ?: "?" }
+
+    private fun email(name: String): String = emails.getOrPut(name) {
+        counter += 1
+        "$name-$pid-$counter@example.com"
+    }
+
+    private fun text(v: JsonElement?): String {
+        val s = (v as? JsonPrimitive)?.takeIf { it.isString }?.content ?: ""
+        return if (s.startsWith("\$email:")) email(s.removePrefix("\$email:")) else s
+    }
+
+    /** A required field, as Python's `step["key"]`. */
+    private fun JsonObject.need(key: String): JsonElement =
+        this[key] ?: throw Script("missing \"$key\"")
+
+    fun placeholders(value: JsonElement): JsonElement = when (value) {
+        is JsonPrimitive -> if (value.isString) {
+            emails.entries.firstOrNull { it.value == value.content }
+                ?.let { JsonPrimitive("\$email:${it.key}") } ?: value
+        } else value
+        is JsonArray -> JsonArray(value.map { placeholders(it) })
+        is JsonObject -> JsonObject(value.mapValuesTo(linkedMapOf()) { placeholders(it.value) })
+    }
+
+    private fun credentials(c: JsonObject): Credentials {
+        c["anonymous"]?.let { a ->
+            val reuse = (a as? JsonObject)?.get("reuse")?.jsonPrimitive?.booleanOrNull ?: true
+            return Credentials.Anonymous(reuse)
+        }
+        c["email_password"]?.let { e ->
+            val o = e.jsonObject
+            return Credentials.EmailPassword(text(o.need("email")), text(o.need("password")))
+        }
+        c["api_key"]?.let { k ->
+            val label = (k as? JsonPrimitive)?.content ?: ""
+            val key = keys[label]?.second
+            return Credentials.ApiKey(key ?: label)
+        }
+        c["jwt"]?.let { j -> return Credentials.Jwt(signJwt(j.jsonObject, jwtKey, appId)) }
+        c["function"]?.let { f -> return Credentials.Function(f.toString()) }
+        throw Script("unknown credentials $c")
+    }
+
+    /** An HTTP call; returns the status and the body as JSON (null when empty or not JSON). */
+    private fun http(method: String, url: String, body: JsonElement?, token: String?): Pair<Int, JsonElement?> {
+        val data = body?.takeIf { it !is JsonNull }?.toString()
+        val request = HttpRequest.newBuilder(URI.create(url)).timeout(Duration.ofSeconds(10))
+            .method(method, data?.let { HttpRequest.BodyPublishers.ofString(it) } ?: HttpRequest.BodyPublishers.noBody())
+            .apply { if (data != null) header("Content-Type", "application/json") }
+            .apply { if (token != null) header("Authorization", "Bearer $token") }
+            .build()
+        val response = http.send(request, HttpResponse.BodyHandlers.ofString())
+        val text = response.body()
+        return response.statusCode() to (if (text.isEmpty()) null else parseOrNull(text))
+    }
+
+    private fun adminLogin(): String {
+        val (public, private) = admin ?: throw Script("this step needs the admin API (--admin)")
+        val url = "$baseUrl/api/admin/v3.0/auth/providers/mongodb-cloud/login"
+        val (status, doc) = http("POST", url, obj("username" to str(public), "apiKey" to str(private)), null)
+        if (status != 200) throw Script("admin login: $status $doc")
+        val token = (doc as? JsonObject)?.string("access_token") ?: throw Script("admin login: $doc")
+        adminToken = token
+        return token
+    }
+
+    private fun adminCall(method: String, path: String, body: JsonElement? = null): Pair<Int, JsonElement?> {
+        val url = if (path.startsWith("/api/")) "$baseUrl$path"
+        else "$baseUrl/api/admin/v3.0/groups/conformance/apps/$appId$path"
+        // A cached admin token expires when a scenario moves the server clock: log in again.
+        for (fresh in listOf(false, true)) {
+            val token = adminToken?.takeIf { !fresh } ?: adminLogin()
+            val (status, doc) = http(method, url, body, token)
+            if (status != 401 || fresh) return status to doc
+        }
+        error("unreachable")
+    }
+
+    private fun adminOk(method: String, path: String, body: JsonElement? = null) {
+        val (status, doc) = adminCall(method, path, body)
+        if (status !in 200..299) throw Script("admin $path: $status $doc")
+    }
+
+    private fun refreshCount(): Long {
+        val (_, doc) = adminCall("GET", "/metrics")
+        val requests = (doc as? JsonObject)?.get("requests") as? JsonObject
+        return (requests?.get("refresh") as? JsonPrimitive)?.longOrNull ?: 0
+    }
+
+    private fun outboxToken(email: String, kind: String): Pair<String, String> {
+        val (_, doc) = adminCall("GET", "/outbox?email=$email")
+        val items = (doc as? JsonArray).orEmpty().filterIsInstance<JsonObject>()
+            .filter { it.string("kind") == kind }
+        val last = items.lastOrNull() ?: throw Script("no $kind token in the outbox for $email")
+        return (last.string("token") ?: "") to (last.string("tokenId") ?: "")
+    }
+
+    private fun keyView(k: ApiKey) =
+        obj("name" to str(k.name), "disabled" to JsonPrimitive(k.disabled), "has_key" to JsonPrimitive(k.key != null))
+
+    private fun profileView(name: String?, email: String?) = obj("name" to str(name), "email" to str(email))
+
+    private fun jsonOrNull(data: String?): JsonElement =
+        if (data.isNullOrEmpty()) JsonNull else Json.parseToJsonElement(data)
+
+    // ---- steps --------------------------------------------------------------------------------
+    suspend fun step(step: JsonObject): JsonElement {
+        val op = step.string("do")
+        val asName = step.string("as")
+        val epa = app.emailPasswordAuth()
+        when (op) {
+            "log_in" -> {
+                val user = app.logIn(credentials(step.need("credentials").jsonObject))
+                return JsonPrimitive(label(user, asName))
+            }
+            "register" -> epa.registerUser(text(step.need("email")), text(step.need("password")))
+            "confirm_from_outbox" -> {
+                val (token, tokenId) = outboxToken(text(step.need("email")), "confirm")
+                epa.confirmUser(token, tokenId)
+            }
+            "confirm" -> epa.confirmUser(text(step.need("token")), text(step.need("token_id")))
+            "resend_confirmation" -> epa.resendConfirmationEmail(text(step.need("email")))
+            "retry_custom_confirmation" -> epa.retryCustomConfirmation(text(step.need("email")))
+            "send_reset_email" -> epa.sendResetPasswordEmail(text(step.need("email")))
+            "reset_from_outbox" -> {
+                val (token, tokenId) = outboxToken(text(step.need("email")), "reset")
+                epa.resetPassword(token, tokenId, text(step.need("password")))
+            }
+            "call_reset_function" -> epa.callResetPasswordFunction(
+                text(step.need("email")), text(step.need("password")),
+                (step["args"] ?: JsonArray(emptyList())).toString(),
+            )
+            "current_user" -> return str(labelOfId(app.currentUser()?.id()))
+            "all_users" -> return JsonArray(app.allUsers().map { str(labelOfId(it.id())) })
+            "state" -> return JsonPrimitive(pascal(user(step).state().name))
+            "provider_type" -> return JsonPrimitive(user(step).providerType())
+            "identities" -> return JsonArray(user(step).identities().map { it.providerType }.sorted().map { JsonPrimitive(it) })
+            "profile" -> {
+                val p = user(step).profile()
+                return profileView(p.name, p.email)
+            }
+            "has_tokens" -> {
+                val u = user(step)
+                return obj(
+                    "access" to JsonPrimitive(u.accessToken() != null),
+                    "refresh" to JsonPrimitive(u.refreshToken() != null),
+                )
+            }
+            "switch_user" -> app.switchUser(user(step))
+            "log_out" -> user(step).logOut()
+            "remove_user" -> app.removeUser(user(step))
+            "delete_user" -> app.deleteUser(user(step))
+            "link" -> user(step).linkCredentials(credentials(step.need("credentials").jsonObject))
+            "refresh" -> user(step).refreshAccessToken()
+            "valid_access_token" -> {
+                val minTtl = (step["min_ttl_secs"] as? JsonPrimitive)?.takeIf { it !is JsonNull }
+                    ?.let { it.intOrNull ?: throw Script("min_ttl_secs is not an integer: $it") }
+                user(step).validAccessToken(minTtl?.toUInt())
+            }
+            "custom_data" -> return jsonOrNull(user(step).customDataJson())
+            "refresh_custom_data" -> return jsonOrNull(user(step).refreshCustomData())
+            "refresh_profile" -> {
+                val p = user(step).refreshProfile()
+                return profileView(p.name, p.email)
+            }
+            "call_function" -> {
+                val args = step["args"] ?: JsonNull
+                val raw = if (args is JsonPrimitive && args.isString) args.content else args.toString()
+                val result = user(step).callFunction(step.string("name") ?: "", raw)
+                return parseOrNull(result) ?: JsonPrimitive(result)
+            }
+            "request" -> {
+                val path = text(step.need("path")).replace("\$app_id", appId)
+                val body = step["body"]?.toString()
+                val response = user(step).request(step.string("method") ?: "GET", path, body)
+                return obj("status" to JsonPrimitive(response.status.toInt()))
+            }
+            "api_key_create" -> {
+                val k = user(step).apiKeys().create(step.string("name") ?: "")
+                keys[asName ?: k.name] = k.id to k.key
+                return keyView(k)
+            }
+            "api_key_list" -> {
+                val list = user(step).apiKeys().fetchAll()
+                return JsonArray(list.sortedBy { it.name }.map { keyView(it) })
+            }
+            "api_key_fetch", "api_key_enable", "api_key_disable", "api_key_delete" -> {
+                val label = step.string("key") ?: ""
+                val keyId = keys[label]?.first ?: label
+                val apiKeys = user(step).apiKeys()
+                when (op) {
+                    "api_key_fetch" -> return keyView(apiKeys.fetch(keyId))
+                    "api_key_enable" -> apiKeys.enable(keyId)
+                    "api_key_disable" -> apiKeys.disable(keyId)
+                    else -> apiKeys.delete(keyId)
+                }
+            }
+            "subscribe" -> {
+                if (asName == null) throw Script("subscribe needs \"as\"")
+                val recorder = Recorder()
+                val subscription =
+                    if ("user" in step) user(step).subscribe(recorder) else app.subscribe(recorder)
+                listeners[asName] = recorder to subscription
+            }
+            "unsubscribe" -> {
+                val label = step.string("listener")
+                val (_, subscription) = listeners.remove(label)
+                    ?: throw Script("unknown listener ${label?.let { "'$it'" } ?: "None"}")
+                subscription.cancel()
+            }
+            "events" -> {
+                val label = step.string("listener")
+                val (recorder, _) = listeners[label]
+                    ?: throw Script("unknown listener ${label?.let { "'$it'" } ?: "None"}")
+                return JsonArray(
+                    recorder.take().map { JsonPrimitive("${pascal(it.kind.name)}:${labelOfId(it.userId) ?: "-"}") },
+                )
+            }
+            "session_errors" -> {
+                val errors = synchronized(sessionErrors) { sessionErrors.toList().also { sessionErrors.clear() } }
+                return JsonArray(errors.map { (id, kind) -> JsonPrimitive("${labelOfId(id)}:$kind") })
+            }
+            "refresh_count" -> return JsonPrimitive(refreshCount() - refreshBase)
+            "restart_app" -> {
+                if (storageDir == null) throw Script("restart_app needs \"client\": {\"storage\": \"file\"}")
+                listeners.values.forEach { it.second.cancel() }
+                listeners.clear()
+                app = newApp()
+                val fresh = app.allUsers().associateBy { it.id() }
+                users = users.mapNotNull { (label, u) -> fresh[u.id()]?.let { label to it } }.toMap().toMutableMap()
+            }
+            "admin_revoke", "admin_disable", "admin_enable", "admin_delete" -> {
+                val uid = user(step).id()
+                val (method, path) = when (op) {
+                    "admin_revoke" -> "PUT" to "/users/$uid/logout"
+                    "admin_disable" -> "PUT" to "/users/$uid/disable"
+                    "admin_enable" -> "PUT" to "/users/$uid/enable"
+                    else -> "DELETE" to "/users/$uid"
+                }
+                adminOk(method, path)
+            }
+            "admin_set_custom_data" -> adminOk("PUT", "/users/${user(step).id()}/custom_data", step["data"])
+            "advance_server_clock" ->
+                adminOk("POST", "/api/admin/v3.0/test/clock", obj("advance_secs" to step.need("secs")))
+            else -> throw Script("unknown operation ${op?.let { "'$it'" } ?: "None"}")
+        }
+        return JsonNull
+    }
+
+    override fun close() {
+        listeners.values.forEach { it.second.cancel() }
+        storageDir?.deleteRecursively()
+    }
+}
+
+fun signJwt(spec: JsonObject, key: String, appId: String): String {
+    val b64 = Base64.getUrlEncoder().withoutPadding()
+    fun enc(e: JsonElement) = b64.encodeToString(e.toString().toByteArray())
+    val now = System.currentTimeMillis() / 1000
+    val expired = (spec["expired"] as? JsonPrimitive)?.booleanOrNull == true
+    val claims = linkedMapOf<String, JsonElement>(
+        "sub" to (spec["sub"] ?: throw Script("jwt needs \"sub\"")),
+        "aud" to JsonPrimitive(appId),
+        "iat" to JsonPrimitive(now - 120),
+        "exp" to JsonPrimitive(if (expired) now - 60 else now + 3600),
+    )
+    (spec["claims"] as? JsonObject)?.let { claims.putAll(it) }
+    val payload = enc(JsonObject(claims))
+    val signature = (spec["signature"] as? JsonPrimitive)?.content
+    if (signature == "none") {
+        return "${enc(obj("alg" to JsonPrimitive("none"), "typ" to JsonPrimitive("JWT")))}.$payload."
+    }
+    val header = enc(obj("alg" to JsonPrimitive("HS256"), "typ" to JsonPrimitive("JWT")))
+    val secret = if (signature == "wrong_key") "not-the-server-key" else key
+    val mac = Mac.getInstance("HmacSHA256").apply { init(SecretKeySpec(secret.toByteArray(), "HmacSHA256")) }
+    return "$header.$payload.${b64.encodeToString(mac.doFinal("$header.$payload".toByteArray()))}"
+}
+
+/** Null when the outcome meets `expect`, else what went wrong. */
+fun checkOutcome(expect: JsonObject?, outcome: JsonObject): String? {
+    val got = outcome["error"] as? JsonObject
+    if (expect == null) return got?.let { "expected success, got error $it" }
+    if ("error" in expect) {
+        if (got == null) return "expected error $expect, got $outcome"
+        val mismatch = (got["type"] as? JsonPrimitive)?.content != (expect["error"] as? JsonPrimitive)?.content ||
+            listOf("code", "kind").any { k -> k in expect && !jsonEquals(got[k] ?: JsonNull, expect.getValue(k)) }
+        return if (mismatch) "expected error $expect, got $got" else null
+    }
+    if ("value" in expect) {
+        val ok = outcome["ok"]
+        return if (ok == null || !jsonEquals(ok, expect.getValue("value"))) {
+            "expected value ${expect["value"]}, got $outcome"
+        } else null
+    }
+    return got?.let { "expected success, got error $it" }
+}
+
+// ---- scenarios --------------------------------------------------------------------------------
+
+data class Options(
+    val scenarios: File = REPO.resolve("tests/conformance/scenarios"),
+    val out: File = targetDir().resolve("conformance/kotlin.json"),
+    val baseUrl: String? = null,
+    val appId: String? = null,
+    val admin: Pair<String, String>? = null,
+    val jwtKey: String? = null,
+    val filter: String? = null,
+    val serverBin: String = serverBin(),
+)
+
+data class ScenarioResult(
+    val name: String,
+    val skipped: String?,
+    val passed: Boolean,
+    val failures: List<String>,
+    val transcript: List<JsonObject>,
+) {
+    fun toJson() = obj(
+        "name" to JsonPrimitive(name),
+        "skipped" to str(skipped),
+        "passed" to JsonPrimitive(passed),
+        "failures" to JsonArray(failures.map { JsonPrimitive(it) }),
+        "transcript" to JsonArray(transcript),
+    )
+}
+
+fun runScenario(file: File, options: Options): ScenarioResult {
+    val name = file.nameWithoutExtension
+    val scenario = Json.parseToJsonElement(file.readText()).jsonObject
+    val serverOpts = (scenario["server"] as? JsonObject) ?: JsonObject(emptyMap())
+    if (options.baseUrl != null && serverOpts.isNotEmpty()) {
+        return ScenarioResult(name, "needs its own server configuration", false, emptyList(), emptyList())
+    }
+    val server = if (options.baseUrl == null) LocalServer(options.serverBin, serverOpts) else null
+    val failures = mutableListOf<String>()
+    val transcript = mutableListOf<JsonObject>()
+    try {
+        val baseUrl = server?.baseUrl ?: options.baseUrl!!
+        val appId = if (server != null) APP_ID else options.appId!!
+        val admin = if (server != null) ADMIN else options.admin
+        val fileStorage = ((scenario["client"] as? JsonObject)?.string("storage")) == "file"
+        Runner(baseUrl, appId, admin, options.jwtKey ?: JWT_KEY, fileStorage).use { runner ->
+            runBlocking {
+                val steps = (scenario["steps"] as? JsonArray).orEmpty()
+                for ((i, element) in steps.withIndex()) {
+                    val step = element as? JsonObject ?: JsonObject(emptyMap())
+                    val op = step.string("do") ?: "?"
+                    val outcome = try {
+                        obj("ok" to runner.placeholders(runner.step(step)))
+                    } catch (e: Script) {
+                        failures.add("step $i ($op): ${e.message}")
+                        break
+                    } catch (e: AppException) {
+                        obj("error" to normaliseError(e))
+                    } catch (e: Exception) {
+                        // Not an SDK error (a panic, a broken runner): the scenario fails.
+                        failures.add("step $i ($op): unexpected ${e::class.qualifiedName}: ${e.message}")
+                        break
+                    }
+                    checkOutcome(step["expect"] as? JsonObject, outcome)?.let { failures.add("step $i ($op): $it") }
+                    transcript.add(obj("step" to JsonPrimitive(i), "do" to JsonPrimitive(op), "outcome" to outcome))
+                }
+            }
+        }
+    } finally {
+        server?.close()
+    }
+    return ScenarioResult(name, null, failures.isEmpty(), failures, transcript)
+}
+
+/** Runs the scenarios, prints PASS/FAIL lines and the summary, writes the transcript. */
+fun runAll(options: Options): List<ScenarioResult> {
+    val files = (options.scenarios.listFiles { f -> f.name.endsWith(".json") } ?: emptyArray())
+        .sortedBy { it.name }
+        .filter { options.filter == null || options.filter in it.name }
+    val results = files.map { f ->
+        runScenario(f, options).also { r ->
+            when {
+                r.skipped != null -> println("SKIP ${r.name} (${r.skipped})")
+                r.passed -> println("PASS ${r.name}")
+                else -> println("FAIL ${r.name}\n  " + r.failures.joinToString("\n  "))
+            }
+        }
+    }
+    options.out.absoluteFile.parentFile.mkdirs()
+    val doc = obj("language" to JsonPrimitive("kotlin"), "scenarios" to JsonArray(results.map { it.toJson() }))
+    options.out.writeText(PRETTY.encodeToString(JsonElement.serializer(), doc) + "\n")
+    val ran = results.filter { it.skipped == null }
+    val failed = ran.count { !it.passed }
+    val skipped = results.size - ran.size
+    println("kotlin conformance: ${ran.size - failed} passed, $failed failed" + (if (skipped > 0) ", $skipped skipped" else ""))
+    return results
+}
+
+private val PRETTY = Json { prettyPrint = true }
+
+private const val USAGE = """usage: ConformanceRunner [--scenarios DIR] [--out FILE] [--base-url URL --app-id ID]
+                         [--admin PUBLIC:PRIVATE] [--jwt-key KEY] [--filter TEXT] [--server-bin PATH]"""
+
+fun parseArgs(args: Array<String>): Options {
+    var o = Options()
+    var i = 0
+    fun value(flag: String): String {
+        if (i + 1 >= args.size) throw IllegalArgumentException("$flag needs a value")
+        i += 1
+        return args[i]
+    }
+    fun path(v: String) = File(v).let { if (it.isAbsolute) it else File(System.getProperty("user.dir")).resolve(v) }
+    while (i < args.size) {
+        when (val flag = args[i]) {
+            "--scenarios" -> o = o.copy(scenarios = path(value(flag)))
+            "--out" -> o = o.copy(out = path(value(flag)))
+            "--base-url" -> o = o.copy(baseUrl = value(flag))
+            "--app-id" -> o = o.copy(appId = value(flag))
+            "--admin" -> {
+                val v = value(flag)
+                val (pub, priv) = v.split(":", limit = 2).let { it[0] to it.getOrElse(1) { "" } }
+                o = o.copy(admin = pub to priv)
+            }
+            "--jwt-key" -> o = o.copy(jwtKey = value(flag))
+            "--filter" -> o = o.copy(filter = value(flag))
+            "--server-bin" -> o = o.copy(serverBin = path(value(flag)).path)
+            "-h", "--help" -> { println(USAGE); exitProcess(0) }
+            else -> throw IllegalArgumentException("unknown argument $flag")
+        }
+        i += 1
+    }
+    if ((o.baseUrl == null) != (o.appId == null)) throw IllegalArgumentException("--base-url and --app-id go together")
+    return o
+}
+
+/** The command-line runner; see tests/conformance/README.md. Exits 1 on any failure. */
+fun main(args: Array<String>) {
+    val options = try {
+        parseArgs(args)
+    } catch (e: IllegalArgumentException) {
+        System.err.println("$USAGE\nerror: ${e.message}")
+        exitProcess(2)
+    }
+    // Under `mvn exec:java` nothing sets JNA's path: default to cargo's debug build.
+    if (System.getProperty("jna.library.path").isNullOrEmpty()) {
+        System.setProperty("jna.library.path", targetDir().resolve("debug").path)
+    }
+    val results = runAll(options)
+    val ran = results.filter { it.skipped == null }
+    exitProcess(if (ran.isEmpty() || ran.any { !it.passed }) 1 else 0)
+}
+
+/** The JUnit entry: every scenario against a local server; fails listing the failing ones. */
+class ConformanceTest {
+    @Test
+    fun `every conformance scenario passes through the Kotlin binding`() {
+        val results = runAll(Options())
+        val ran = results.filter { it.skipped == null }
+        assertTrue(ran.isNotEmpty(), "no scenario ran (none found in ${Options().scenarios})")
+        val failing = ran.filter { !it.passed }
+        assertTrue(failing.isEmpty()) {
+            "${failing.size} of ${ran.size} scenarios failed:\n" +
+                failing.joinToString("\n") { r -> "${r.name}\n  " + r.failures.joinToString("\n  ") }
+        }
+    }
+}
