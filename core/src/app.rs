@@ -401,6 +401,8 @@ impl AppInner {
             e
         }));
         self.events.emit_all(events);
+        // A new session for the proactive scheduler to look after.
+        self.scheduler_wake.notify_one();
         // realm-core: login, then profile, then the user is made current.
         self.fetch_profile(&user).await?;
         self.switch_user(&user)?;

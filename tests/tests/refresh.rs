@@ -358,3 +358,25 @@ async fn many_users_each_get_their_own_single_refresh() {
     assert_eq!(server.refresh_count(), before + 5);
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_wakes_a_scheduler_that_is_already_running() {
+    // Tokens of 2 s: the scheduler's lead is half of that, so it refreshes about 1 s after login.
+    let server = TestServer::with(ServerOptions {
+        access_token_lifetime_secs: 2,
+        ..Default::default()
+    })
+    .await;
+    let (mut config, _) = server.config();
+    config.auto_refresh = true;
+    config.clock = None; // real time: nothing in the test wakes the scheduler by hand
+    let app = App::new(config).unwrap();
+    let recorder = Recorder::new();
+    let _sub = app.subscribe(recorder.clone());
+    let user = email_user(&app).await;
+    let refreshed = recorder.wait_for(AuthEventKind::TokenRefreshed);
+    assert_eq!(refreshed.user_id, Some(user.id()));
+    assert!(!refreshed.user_initiated);
+    app.set_auto_refresh(false);
+    server.stop().await;
+}
