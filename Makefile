@@ -14,8 +14,8 @@ lint:
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
 
-bench:  ## criterion benchmarks of the token paths; figures in BENCHMARKS.md
-	cargo bench -p sessionkit-tests
+bench:  ## every benchmark (Rust, server load, FFI size, Python, Kotlin); figures in BENCHMARKS.md
+	bash scripts/bench-all
 
 conformance:  ## every language's conformance runner, then the cross-language report
 	bash scripts/conformance
