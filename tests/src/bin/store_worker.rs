@@ -11,10 +11,18 @@ use sessionkit::{App, AppConfig, FileStore, SessionStore, StorageConfig};
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+    match args
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
         ["refresh-loop", base_url, app_id, dir, cycles] => {
             let mut config = AppConfig::new(*app_id, *base_url);
-            config.storage = StorageConfig::File { dir: dir.into(), encryption_key: None };
+            config.storage = StorageConfig::File {
+                dir: dir.into(),
+                encryption_key: None,
+            };
             let app = App::new(config).expect("open the App");
             let user = app.current_user().expect("a logged-in user in the store");
             for cycle in 0..cycles.parse::<u32>().expect("cycles") {
@@ -27,7 +35,9 @@ async fn main() {
         }
         ["write-loop", dir, app_id, key] => {
             let key = (*key != "-").then(|| {
-                let bytes: Vec<u8> = (0..32).map(|i| u8::from_str_radix(&key[2 * i..2 * i + 2], 16).unwrap()).collect();
+                let bytes: Vec<u8> = (0..32)
+                    .map(|i| u8::from_str_radix(&key[2 * i..2 * i + 2], 16).unwrap())
+                    .collect();
                 <[u8; 32]>::try_from(bytes).unwrap()
             });
             let store = FileStore::new(std::path::Path::new(dir), app_id, key).expect("store");
@@ -38,7 +48,9 @@ async fn main() {
             }
         }
         _ => {
-            eprintln!("usage: store_worker refresh-loop BASE_URL APP_ID DIR CYCLES | write-loop DIR APP_ID KEY_HEX|-");
+            eprintln!(
+                "usage: store_worker refresh-loop BASE_URL APP_ID DIR CYCLES | write-loop DIR APP_ID KEY_HEX|-"
+            );
             std::process::exit(2);
         }
     }
