@@ -346,6 +346,10 @@ mod tests {
             check_base_url("nonsense", false),
             Err(AppError::InvalidArgument { .. })
         ));
+        // Host names in punycode always work; raw non-ASCII ones depend on the IDNA backend the
+        // final library links (the FFI library is ASCII-only), and are never a panic.
+        assert!(check_base_url("https://xn--bcher-kva.example", false).is_ok());
+        let _ = check_base_url("https://b\u{fc}cher.example", false);
     }
 
     fn response(status: u16, json: bool, body: &str) -> ApiResponse {
