@@ -205,6 +205,17 @@ impl AppInner {
     /// A failing store is logged and retried with the next change; the sessions in memory are
     /// kept either way.
     pub(crate) fn persist(&self) {
+        // A save blocks on the disk (fsync). On a multi-thread runtime the worker's other tasks
+        // move elsewhere meanwhile; elsewhere (current-thread runtime, no runtime) it just runs.
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) if rt.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(|| self.persist_now())
+            }
+            _ => self.persist_now(),
+        }
+    }
+
+    fn persist_now(&self) {
         let mut synced = self.synced();
         let lock = match self.store.lock_exclusive() {
             Ok(lock) => lock,

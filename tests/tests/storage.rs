@@ -428,3 +428,22 @@ fn a_writer_killed_at_random_points_leaves_the_old_or_the_new_document() {
         assert!(last.is_some(), "some writes completed");
     }
 }
+
+/// Saves on a current-thread runtime (no worker to hand tasks to) and from outside any runtime.
+#[tokio::test(flavor = "current_thread")]
+async fn saving_works_on_a_current_thread_runtime_and_outside_any() {
+    let server = TestServer::start().await;
+    let dir = temp_dir("current-thread");
+    let app = file_app(&server.base_url(), &dir, None).unwrap();
+    let user = email_user(&app).await;
+    user.refresh_access_token().await.unwrap();
+    let (app2, user2) = (app.clone(), user.clone());
+    // The synchronous API from a plain thread: no runtime there at all.
+    std::thread::spawn(move || app2.switch_user(&user2).unwrap())
+        .join()
+        .unwrap();
+    drop(app);
+    let again = file_app(&server.base_url(), &dir, None).unwrap();
+    assert_eq!(again.current_user().map(|u| u.id()), Some(user.id()));
+    server.stop().await;
+}
