@@ -291,6 +291,20 @@ impl User {
         self.inner.data().refresh.clone()
     }
 
+    /// The stored access token if it has at least `min_ttl_secs` to live (default: the config's
+    /// `refresh_margin_secs`), judged exactly as [`valid_access_token`](Self::valid_access_token)
+    /// judges it; `None` when a refresh is due. No network, no waiting: for synchronous code,
+    /// and the fast path of the bindings.
+    pub fn fresh_access_token(&self, min_ttl_secs: Option<u32>) -> Option<String> {
+        let min_ttl = min_ttl_secs.map_or(self.app.margin, |s| Duration::from_secs(s.into()));
+        let d = self.inner.data();
+        let token = d
+            .access
+            .as_ref()
+            .filter(|_| d.state == UserState::LoggedIn)?;
+        (!token.needs_refresh(self.app.clock.as_ref(), min_ttl)).then(|| token.raw.clone())
+    }
+
     /// An access token with at least `min_ttl_secs` to live (default: the config's
     /// `refresh_margin_secs`), refreshing first when needed. However many callers ask at once,
     /// one refresh request is made. When a refresh fails for a transient reason and the current

@@ -46,7 +46,17 @@ async fn a_token_near_expiry_is_refreshed_before_it_is_handed_out() {
         "a fresh token is handed out as is"
     );
 
+    assert_eq!(
+        user.fresh_access_token(None),
+        user.access_token(),
+        "fresh: no refresh due"
+    );
     clock.advance(Duration::from_secs(1800 - 30)); // inside the 60 s margin
+    assert_eq!(user.fresh_access_token(None), None, "a refresh is due");
+    assert!(
+        user.fresh_access_token(Some(10)).is_some(),
+        "but 30 s are left"
+    );
     let recorder = Recorder::new();
     let _sub = user.subscribe(recorder.clone());
     user.valid_access_token(None).await.unwrap();

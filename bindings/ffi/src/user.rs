@@ -195,6 +195,11 @@ impl User {
     /// refreshed first when needed; one refresh however many callers.
     #[uniffi::method(default(min_ttl_secs = None))]
     pub async fn valid_access_token(&self, min_ttl_secs: Option<u32>) -> Result<String, AppError> {
+        // A fresh token is answered here, on the caller's own poll: the hop to the SDK's runtime
+        // and back (two cross-thread wake-ups) is only paid when a refresh is due.
+        if let Some(token) = self.inner.fresh_access_token(min_ttl_secs) {
+            return Ok(token);
+        }
         let user = self.inner.clone();
         run(async move { user.valid_access_token(min_ttl_secs).await }).await
     }
