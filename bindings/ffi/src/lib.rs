@@ -8,6 +8,7 @@
 
 mod app;
 mod config;
+mod direct;
 mod errors;
 mod events;
 mod logger;

@@ -192,4 +192,27 @@ class SessionTest {
         assertEquals(user.hashCode(), again.hashCode())
         assertSame(UserState.LOGGED_IN, again.state())
     }
+
+    @Test
+    fun `direct access token getter reads what the generated getter reads`() = withServer { server ->
+        val app = server.app()
+        val user = app.emailUser()
+        val token = user.currentAccessToken()
+        assertTrue(token != null && token.count { it == '.' } == 2, "a JWT: $token")
+        assertEquals(user.accessToken(), token)
+        // A refresh shows at once, through this object and another one for the same user.
+        user.refreshAccessToken()
+        assertNotEquals(token, user.currentAccessToken())
+        assertEquals(user.accessToken(), user.currentAccessToken())
+        val again = app.currentUser()!!
+        assertEquals(user.currentAccessToken(), again.currentAccessToken())
+        // Logged out: no token, as with accessToken().
+        user.logOut()
+        assertNull(user.currentAccessToken())
+        assertNull(again.currentAccessToken())
+        // A closed object is refused, like every generated method.
+        again.close()
+        assertThrows<IllegalStateException> { again.currentAccessToken() }
+        assertNull(user.currentAccessToken())
+    }
 }

@@ -1,0 +1,70 @@
+//! Plain C functions, outside UniFFI, for the one getter that apps call on hot paths (an HTTP
+//! interceptor reads the access token for every request).
+//!
+//! Through the generated Kotlin code a getter crosses JNA three times and allocates call-status
+//! and buffer `Structure`s each time: about 17 µs. These take and return primitives only, so
+//! JNA's direct mapping calls them without any `Structure`; the Kotlin layer
+//! (`User.currentAccessToken()`) uses them. `user` is a handle the foreign side owns, obtained by
+//! lowering a `User` as UniFFI does, and released with [`sessionkit_ffi_user_release`].
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use uniffi::{Handle, HandleAlloc};
+
+use crate::UniFfiTag;
+use crate::user::User;
+
+/// The user has no access token (logged out or removed).
+pub const NO_TOKEN: i32 = -1;
+/// Bad arguments, or the SDK panicked: nothing was written.
+pub const FAILED: i32 = -2;
+
+/// Copies the stored access token of `user` (as `User::access_token`, UTF-8) into
+/// `out[..cap]` and returns its length. When the token is longer than `cap`, nothing is written
+/// and the length is returned all the same: call again with a buffer that large.
+///
+/// # Safety
+/// `user` must be a live handle of a `User` that the caller owns (from lowering a `User`, not
+/// yet released), and `out` must be valid for `cap` bytes of writes (or null with `cap` 0).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn sessionkit_ffi_user_access_token_into(
+    user: u64,
+    out: *mut u8,
+    cap: i32,
+) -> i32 {
+    if user == 0 || cap < 0 || (out.is_null() && cap > 0) {
+        return FAILED;
+    }
+    // SAFETY: the caller owns the handle, so the Arc it stands for is alive during this call.
+    let user =
+        unsafe { <User as HandleAlloc<UniFfiTag>>::get_arc(Handle::from_raw_unchecked(user)) };
+    // An unwinding panic must not leave an `extern "C"` function (it would abort the process).
+    let Ok(token) = catch_unwind(AssertUnwindSafe(|| user.inner.access_token())) else {
+        return FAILED;
+    };
+    let Some(token) = token else {
+        return NO_TOKEN;
+    };
+    let Ok(len) = i32::try_from(token.len()) else {
+        return FAILED;
+    };
+    if len <= cap && len > 0 {
+        // SAFETY: `out` is valid for `cap >= len` bytes and cannot overlap a fresh String.
+        unsafe { std::ptr::copy_nonoverlapping(token.as_ptr(), out, token.len()) };
+    }
+    len
+}
+
+/// Releases a handle given to the foreign side (the counterpart of lowering a `User`).
+///
+/// # Safety
+/// `user` must be a live handle the caller owns; it must not be used afterwards.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn sessionkit_ffi_user_release(user: u64) {
+    if user != 0 {
+        // SAFETY: the caller gives up its owned handle; dropping the Arc releases it.
+        drop(unsafe {
+            <User as HandleAlloc<UniFfiTag>>::consume_handle(Handle::from_raw_unchecked(user))
+        });
+    }
+}

@@ -1,0 +1,108 @@
+// The access token for hot paths, read with one direct native call instead of the generated
+// getter's three JNA crossings and their call-status Structures (about 17 µs a read).
+
+package io.sessionkit
+
+import com.sun.jna.Native
+import java.lang.ref.Cleaner
+import java.lang.ref.Reference
+import java.lang.ref.ReferenceQueue
+import java.lang.ref.WeakReference
+
+/**
+ * The stored access token, exactly what [User.accessToken] returns (it may be stale; `null`
+ * once the user is logged out), but read with a single direct native call: made for code that
+ * reads it very often, such as an HTTP interceptor that sets `Authorization` on every request.
+ * Use [freshAccessToken] when the token must have time left.
+ *
+ * ```kotlin
+ * val token = user.currentAccessToken() ?: return redirectToLogin()
+ * request.header("Authorization", "Bearer $token")
+ * ```
+ *
+ * @throws IllegalStateException if the user object was closed.
+ */
+fun User.currentAccessToken(): String? = DirectAccessToken.read(this)
+
+internal object DirectAccessToken {
+    private const val NO_TOKEN = -1
+
+    // One owned native handle per User object, taken on its first read and released once that
+    // object is unreachable. Keyed by identity, weakly: User.equals/hashCode are native calls
+    // themselves (several µs), and this map must never keep a User alive.
+    private val handles = HashMap<Any, Long>()
+    private val collected = ReferenceQueue<User>()
+    private val cleaner: Cleaner = Cleaner.create()
+
+    // Tokens are a few hundred bytes; the buffer grows if one is longer.
+    private val buffers = ThreadLocal.withInitial { ByteArray(2048) }
+
+    fun read(user: User): String? {
+        check(!user.uniffiIsDestroyed) { "User object has already been destroyed" }
+        try {
+            val handle = handleOf(user)
+            var buf = buffers.get()
+            while (true) {
+                val n = Lib.sessionkit_ffi_user_access_token_into(handle, buf, buf.size)
+                when {
+                    n == NO_TOKEN -> return null
+                    n < 0 -> throw InternalException("the SDK could not read the access token")
+                    n <= buf.size -> return String(buf, 0, n, Charsets.UTF_8)
+                    else -> {
+                        buf = ByteArray(n)
+                        buffers.set(buf)
+                    }
+                }
+            }
+        } finally {
+            // The cleaner releases the handle once the User is unreachable: not mid-call.
+            Reference.reachabilityFence(user)
+        }
+    }
+
+    private fun handleOf(user: User): Long = synchronized(handles) {
+        handles[Probe(user)] ?: run {
+            // Forget the entries of collected Users (their cleaner released the handles).
+            while (true) handles.remove(collected.poll() ?: break)
+            // Lowering clones the handle: this one is ours.
+            val handle = FfiConverterTypeUser.lower(user)
+            cleaner.register(user, Release(handle))
+            handles[WeakKey(user, collected)] = handle
+            handle
+        }
+    }
+
+    // A map key that holds its User weakly and compares by identity.
+    private class WeakKey(user: User, queue: ReferenceQueue<User>) : WeakReference<User>(user, queue) {
+        private val hash = System.identityHashCode(user)
+        override fun hashCode() = hash
+        override fun equals(other: Any?) = other === this
+    }
+
+    // A lookup key: equal to the WeakKey of the same User object.
+    private class Probe(private val user: User) {
+        override fun hashCode() = System.identityHashCode(user)
+        override fun equals(other: Any?) = other is WeakKey && other.get() === user
+    }
+
+    // A static class, so that the clean action does not capture (and keep alive) the User.
+    private class Release(private val handle: Long) : Runnable {
+        override fun run() = Lib.sessionkit_ffi_user_release(handle)
+    }
+
+    /** JNA direct mapping: primitive arguments only, so no Structure is built per call. */
+    private object Lib {
+        init {
+            // The same library, and the same override property, as the generated bindings.
+            val name = System.getProperty("uniffi.component.sessionkit_ffi.libraryOverride")
+                ?: "sessionkit_ffi"
+            Native.register(Lib::class.java, name)
+        }
+
+        @JvmStatic
+        external fun sessionkit_ffi_user_access_token_into(user: Long, out: ByteArray, cap: Int): Int
+
+        @JvmStatic
+        external fun sessionkit_ffi_user_release(user: Long)
+    }
+}
