@@ -10,9 +10,10 @@ test:  ## every test in every language, each printing "LANG: N passed, N failed"
 test-rust:
 	bash scripts/test-all rust
 
-lint:
+lint:  ## formatting, clippy, and the shipped FFI library's size budget (3.0 MB stripped)
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
+	bash scripts/check-size
 
 bench:  ## every benchmark (Rust, server load, FFI size, Python, Kotlin); figures in BENCHMARKS.md
 	bash scripts/bench-all
