@@ -1,30 +1,21 @@
 """Fixtures: a real sessionkit-server per test (the binary is built by scripts/test-all, not
 here), admin helpers over urllib, and a polling helper for callbacks that arrive on SDK
-threads."""
+threads. The process and HTTP plumbing is in sk_server.py, shared with the conformance runner."""
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
-import hashlib
-import hmac
-import json
-import os
 import pathlib
-import subprocess
-import tempfile
 import time
-import urllib.error
-import urllib.request
 from typing import Any, Callable, Optional
 
 import pytest
 
 import sessionkit
+import sk_server
 from sessionkit import AppConfig, StorageConfig
 
-REPO = pathlib.Path(__file__).resolve().parents[3]
 APP_ID = "pytest-app"
 JWT_KEY = "pytest-custom-token-key"
 ADMIN_PUBLIC = "pytest-admin-public"
@@ -64,35 +55,16 @@ class Server:
         self.base_url = base_url
         self._admin_token: Optional[str] = None
 
-    def _http(self, method: str, url: str, body: Any = None, token: Optional[str] = None):
-        data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(url, data=data, method=method)
-        if data is not None:
-            req.add_header("Content-Type", "application/json")
-        if token:
-            req.add_header("Authorization", f"Bearer {token}")
-        try:
-            with urllib.request.urlopen(req, timeout=10) as resp:
-                text = resp.read().decode()
-                return resp.status, (json.loads(text) if text else None)
-        except urllib.error.HTTPError as e:
-            text = e.read().decode()
-            return e.code, (json.loads(text) if text else None)
-
     def admin_token(self) -> str:
         if self._admin_token is None:
-            status, doc = self._http(
-                "POST",
-                f"{self.base_url}/api/admin/v3.0/auth/providers/mongodb-cloud/login",
-                {"username": ADMIN_PUBLIC, "apiKey": ADMIN_PRIVATE},
+            self._admin_token = sk_server.admin_login(
+                self.base_url, ADMIN_PUBLIC, ADMIN_PRIVATE, error=AssertionError
             )
-            assert status == 200, doc
-            self._admin_token = doc["access_token"]
         return self._admin_token
 
     def admin(self, method: str, path: str, body: Any = None):
-        url = f"{self.base_url}/api/admin/v3.0/groups/pytest-group/apps/{APP_ID}{path}"
-        return self._http(method, url, body, self.admin_token())
+        url = f"{self.base_url}{sk_server.ADMIN_API}/groups/pytest-group/apps/{APP_ID}{path}"
+        return sk_server.http(method, url, body, self.admin_token())
 
     def refresh_count(self) -> int:
         status, doc = self.admin("GET", "/metrics")
@@ -108,9 +80,9 @@ class Server:
         assert status == 204, doc
 
     def advance_clock(self, secs: int) -> None:
-        status, doc = self._http(
+        status, doc = sk_server.http(
             "POST",
-            f"{self.base_url}/api/admin/v3.0/test/clock",
+            f"{self.base_url}{sk_server.ADMIN_API}/test/clock",
             {"advance_secs": secs},
             self.admin_token(),
         )
@@ -130,51 +102,26 @@ class Server:
 
 
 def _server_bin() -> pathlib.Path:
-    path = pathlib.Path(
-        os.environ.get("SESSIONKIT_SERVER_BIN", REPO / "target" / "debug" / "sessionkit-server")
-    )
-    if not path.is_absolute():
-        path = REPO / path
-    if not path.exists():
-        raise RuntimeError(f"{path} not found: run `cargo build -p sessionkit-server` first")
-    return path
+    path = pathlib.Path(sk_server.default_server_bin())
+    # Relative to the repo, not to wherever pytest (or the bench) was started.
+    return path if path.is_absolute() else sk_server.REPO / path
 
 
 @contextlib.contextmanager
 def start_server(access: int = 1800, refresh: int = 86400):
     """Runs sessionkit-server on a free loopback port with a fresh data dir until exit."""
-    with tempfile.TemporaryDirectory(prefix="sessionkit-pytest-") as tmp:
-        config = pathlib.Path(tmp) / "server.toml"
-        config.write_text(
-            CONFIG.format(
-                data_dir=pathlib.Path(tmp, "data").as_posix(),
-                admin_public=ADMIN_PUBLIC,
-                admin_private=ADMIN_PRIVATE,
-                app_id=APP_ID,
-                jwt_key=JWT_KEY,
-                access=access,
-                refresh=refresh,
-            )
-        )
-        proc = subprocess.Popen(
-            [str(_server_bin()), "--config", str(config), "--listen", "127.0.0.1:0"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-        )
-        try:
-            line = proc.stdout.readline().strip()
-            prefix = "listening on "
-            if not line.startswith(prefix):
-                raise RuntimeError(f"server did not start (first line: {line!r})")
-            yield Server(line[len(prefix):])
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+    with sk_server.ServerProcess(
+        _server_bin(),
+        CONFIG,
+        prefix="sessionkit-pytest-",
+        admin_public=ADMIN_PUBLIC,
+        admin_private=ADMIN_PRIVATE,
+        app_id=APP_ID,
+        jwt_key=JWT_KEY,
+        access=access,
+        refresh=refresh,
+    ) as proc:
+        yield Server(proc.base_url)
 
 
 @pytest.fixture
@@ -199,16 +146,8 @@ async def wait_for(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
 
 
 def sign_jwt(claims: dict, key: str = JWT_KEY) -> str:
-    """An HS256 JWT, as the app's own identity provider would issue it."""
-
-    def b64(raw: bytes) -> str:
-        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
-
-    header = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
-    payload = b64(json.dumps(claims).encode())
-    signing_input = f"{header}.{payload}".encode()
-    sig = hmac.new(key.encode(), signing_input, hashlib.sha256).digest()
-    return f"{header}.{payload}.{b64(sig)}"
+    """An HS256 JWT signed with this app's key unless told otherwise."""
+    return sk_server.sign_hs256(claims, key)
 
 
 def aio(fn):

@@ -13,26 +13,24 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
-import hashlib
-import hmac
 import json
 import os
 import pathlib
 import shutil
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
 from typing import Any, Optional
 
 import sessionkit
 from sessionkit import AppConfig, AppError, Credentials, StorageConfig
 
 REPO = pathlib.Path(__file__).resolve().parents[3]
+# The server and HTTP helpers shared with the pytest suite; found from this file, whatever the cwd.
+sys.path.insert(0, str(REPO / "bindings" / "python" / "tests"))
+import sk_server  # noqa: E402
+
 APP_ID = "sk-test"
 JWT_KEY = "test-jwt-signing-key-0123456789"
 ADMIN = ("test-admin-public", "test-admin-private")
@@ -84,45 +82,22 @@ def normalise_error(e: Exception) -> dict:
     return out
 
 
-class LocalServer:
-    """A sessionkit-server process for one scenario."""
-
-    def __init__(self, binary: str, server_opts: dict) -> None:
-        self.dir = tempfile.mkdtemp(prefix="sk-conformance-")
-        config = SERVER_CONFIG.format(
-            data_dir=self.dir,
-            admin_public=ADMIN[0],
-            admin_private=ADMIN[1],
-            app_id=APP_ID,
-            access=server_opts.get("access_token_lifetime_secs", 1800),
-            refresh=server_opts.get("refresh_token_lifetime_secs", 3600),
-            rotation=str(server_opts.get("refresh_token_rotation", False)).lower(),
-            auto_confirm=str(server_opts.get("auto_confirm", True)).lower(),
-            reset_function=server_opts.get("reset_function", "pending"),
-            jwt_key=JWT_KEY,
-        )
-        path = os.path.join(self.dir, "server.toml")
-        with open(path, "w") as f:
-            f.write(config)
-        self.proc = subprocess.Popen(
-            [binary, "--config", path, "--listen", "127.0.0.1:0"],
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-        )
-        line = self.proc.stdout.readline().strip()
-        if not line.startswith("listening on "):
-            self.stop()
-            raise RuntimeError(f"the server did not start: {line!r}")
-        self.base_url = line.removeprefix("listening on ")
-        # Keep draining stdout so the server never blocks on a full pipe.
-        threading.Thread(target=self.proc.stdout.read, daemon=True).start()
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-        shutil.rmtree(self.dir, ignore_errors=True)
+def local_server(binary: str, server_opts: dict) -> sk_server.ServerProcess:
+    """A sessionkit-server process for one scenario, configured by its "server" options."""
+    return sk_server.ServerProcess(
+        binary,
+        SERVER_CONFIG,
+        prefix="sk-conformance-",
+        admin_public=ADMIN[0],
+        admin_private=ADMIN[1],
+        app_id=APP_ID,
+        access=server_opts.get("access_token_lifetime_secs", 1800),
+        refresh=server_opts.get("refresh_token_lifetime_secs", 3600),
+        rotation=str(server_opts.get("refresh_token_rotation", False)).lower(),
+        auto_confirm=str(server_opts.get("auto_confirm", True)).lower(),
+        reset_function=server_opts.get("reset_function", "pending"),
+        jwt_key=JWT_KEY,
+    )
 
 
 class Recorder(sessionkit.AuthEventListener):
@@ -224,41 +199,19 @@ class Runner:
             return Credentials.FUNCTION(payload_json=json.dumps(c["function"]))
         raise Script(f"unknown credentials {c}")
 
-    def http(self, method: str, url: str, body: Any = None, token: Optional[str] = None):
-        data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(url, data=data, method=method)
-        if data is not None:
-            req.add_header("Content-Type", "application/json")
-        if token:
-            req.add_header("Authorization", f"Bearer {token}")
-        try:
-            with urllib.request.urlopen(req, timeout=10) as resp:
-                text = resp.read().decode()
-                return resp.status, (json.loads(text) if text else None)
-        except urllib.error.HTTPError as e:
-            text = e.read().decode()
-            try:
-                return e.code, json.loads(text)
-            except ValueError:
-                return e.code, None
-
     def admin_login(self) -> str:
         if not self.admin:
             raise Script("this step needs the admin API (--admin)")
-        url = f"{self.base_url}/api/admin/v3.0/auth/providers/mongodb-cloud/login"
-        status, doc = self.http("POST", url, {"username": self.admin[0], "apiKey": self.admin[1]})
-        if status != 200:
-            raise Script(f"admin login: {status} {doc}")
-        self.admin_token = doc["access_token"]
+        self.admin_token = sk_server.admin_login(self.base_url, *self.admin, error=Script)
         return self.admin_token
 
     def admin_call(self, method: str, path: str, body: Any = None):
         url = f"{self.base_url}{path}" if path.startswith("/api/") else \
-            f"{self.base_url}/api/admin/v3.0/groups/conformance/apps/{self.app_id}{path}"
+            f"{self.base_url}{sk_server.ADMIN_API}/groups/conformance/apps/{self.app_id}{path}"
         # A cached admin token expires when a scenario moves the server clock: log in again.
         for fresh in (False, True):
             token = self.admin_token if (self.admin_token and not fresh) else self.admin_login()
-            status, doc = self.http(method, url, body, token)
+            status, doc = sk_server.http(method, url, body, token)
             if status != 401 or fresh:
                 return status, doc
 
@@ -444,7 +397,7 @@ class Runner:
             self.admin_ok("PUT", f"/users/{self.user(step).id()}/custom_data", step.get("data"))
             return None
         if op == "advance_server_clock":
-            self.admin_ok("POST", "/api/admin/v3.0/test/clock", {"advance_secs": step["secs"]})
+            self.admin_ok("POST", f"{sk_server.ADMIN_API}/test/clock", {"advance_secs": step["secs"]})
             return None
         raise Script(f"unknown operation {op!r}")
 
@@ -456,19 +409,15 @@ class Runner:
 
 
 def sign_jwt(spec: dict, key: str, app_id: str) -> str:
-    def b64(data: bytes) -> str:
-        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
     now = int(time.time())
     claims = {"sub": spec["sub"], "aud": app_id, "iat": now - 120,
               "exp": now - 60 if spec.get("expired") else now + 3600}
     claims.update(spec.get("claims", {}))
-    payload = b64(json.dumps(claims).encode())
     if spec.get("signature") == "none":
-        return f"{b64(json.dumps({'alg': 'none', 'typ': 'JWT'}).encode())}.{payload}."
-    header = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+        header = sk_server.b64url(json.dumps({"alg": "none", "typ": "JWT"}).encode())
+        return f"{header}.{sk_server.b64url(json.dumps(claims).encode())}."
     secret = "not-the-server-key" if spec.get("signature") == "wrong_key" else key
-    sig = hmac.new(secret.encode(), f"{header}.{payload}".encode(), hashlib.sha256).digest()
-    return f"{header}.{payload}.{b64(sig)}"
+    return sk_server.sign_hs256(claims, secret)
 
 
 def check(expect: Optional[dict], outcome: dict) -> Optional[str]:
@@ -499,7 +448,7 @@ async def run_scenario(path: pathlib.Path, args) -> dict:
     if args.base_url:
         base_url, app_id, admin = args.base_url, args.app_id, args.admin
     else:
-        server = LocalServer(args.server_bin, server_opts)
+        server = local_server(args.server_bin, server_opts)
         base_url, app_id, admin = server.base_url, APP_ID, ADMIN
     failures, transcript = [], []
     runner = Runner(base_url, app_id, admin, args.jwt_key or JWT_KEY,
@@ -534,8 +483,7 @@ async def main() -> int:
     p.add_argument("--admin", type=lambda v: tuple(v.split(":", 1)))
     p.add_argument("--jwt-key")
     p.add_argument("--filter")
-    p.add_argument("--server-bin", default=os.environ.get(
-        "SESSIONKIT_SERVER_BIN", str(REPO / "target/debug/sessionkit-server")))
+    p.add_argument("--server-bin", default=sk_server.default_server_bin())
     args = p.parse_args()
     if bool(args.base_url) != bool(args.app_id):
         p.error("--base-url and --app-id go together")
