@@ -4,8 +4,9 @@
 //! Through the generated Kotlin code a getter crosses JNA three times and allocates call-status
 //! and buffer `Structure`s each time: about 17 µs. These take and return primitives only, so
 //! JNA's direct mapping calls them without any `Structure`; the Kotlin layer
-//! (`User.currentAccessToken()`) uses them. `user` is a handle the foreign side owns, obtained by
-//! lowering a `User` as UniFFI does, and released with [`sessionkit_ffi_user_release`].
+//! (`User.currentAccessToken()`) uses them. `user` is a handle the foreign side owns: a clone of
+//! a `User`'s handle, as UniFFI makes for every call, released with
+//! [`sessionkit_ffi_user_release`].
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
@@ -24,8 +25,9 @@ pub const FAILED: i32 = -2;
 /// and the length is returned all the same: call again with a buffer that large.
 ///
 /// # Safety
-/// `user` must be a live handle of a `User` that the caller owns (from lowering a `User`, not
-/// yet released), and `out` must be valid for `cap` bytes of writes (or null with `cap` 0).
+/// `user` must be a live handle of a `User` that the caller owns (a clone of a `User`'s
+/// handle, not yet released), and `out` must be valid for `cap` bytes of writes (or null with
+/// `cap` 0).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn sessionkit_ffi_user_access_token_into(
     user: u64,
@@ -55,7 +57,7 @@ pub unsafe extern "C" fn sessionkit_ffi_user_access_token_into(
     len
 }
 
-/// Releases a handle given to the foreign side (the counterpart of lowering a `User`).
+/// Releases a handle given to the foreign side (the counterpart of cloning a `User`'s handle).
 ///
 /// # Safety
 /// `user` must be a live handle the caller owns; it must not be used afterwards.

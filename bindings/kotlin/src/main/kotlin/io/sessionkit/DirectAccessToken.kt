@@ -64,8 +64,9 @@ internal object DirectAccessToken {
         handles[Probe(user)] ?: run {
             // Forget the entries of collected Users (their cleaner released the handles).
             while (true) handles.remove(collected.poll() ?: break)
-            // Lowering clones the handle: this one is ours.
-            val handle = FfiConverterTypeUser.lower(user)
+            // A clone of the object's handle, ours to release. callWithHandle keeps the object
+            // from being destroyed while it is cloned (and throws if it already was).
+            val handle = user.callWithHandle { it }
             cleaner.register(user, Release(handle))
             handles[WeakKey(user, collected)] = handle
             handle
