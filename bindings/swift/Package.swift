@@ -1,5 +1,8 @@
-// swift-tools-version:5.9
+// swift-tools-version:5.10
 // SessionKit for Swift: the UniFFI-generated bindings plus an AsyncSequence of auth events.
+// 5.10, not 5.9: the bindings UniFFI 0.32 generates mark each callback vtable
+// `nonisolated(unsafe) static let`, which Swift 5.9 does not parse (SE-0412 came in 5.10).
+// The language mode stays Swift 5.
 // `scripts/test-swift` generates Sources/SessionKit/SessionKit.swift and, in
 // Sources/SessionKitFFI, SessionKitFFI.h and module.modulemap (none of them is committed), then
 // runs `swift test` with the linker pointed at the cargo build of libsessionkit_ffi.
