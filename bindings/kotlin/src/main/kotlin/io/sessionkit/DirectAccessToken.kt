@@ -4,7 +4,6 @@
 package io.sessionkit
 
 import com.sun.jna.Native
-import java.lang.ref.Cleaner
 import java.lang.ref.Reference
 import java.lang.ref.ReferenceQueue
 import java.lang.ref.WeakReference
@@ -14,6 +13,10 @@ import java.lang.ref.WeakReference
  * once the user is logged out), but read with a single direct native call: made for code that
  * reads it very often, such as an HTTP interceptor that sets `Authorization` on every request.
  * Use [freshAccessToken] when the token must have time left.
+ *
+ * The first read through a User object takes a native handle of its own (one generated call);
+ * later reads cost one direct call. So keep the User object rather than asking
+ * `app.currentUser()` for a new one on every read.
  *
  * ```kotlin
  * val token = user.currentAccessToken() ?: return redirectToLogin()
@@ -32,7 +35,6 @@ internal object DirectAccessToken {
     // themselves (several µs), and this map must never keep a User alive.
     private val handles = HashMap<Any, Long>()
     private val collected = ReferenceQueue<User>()
-    private val cleaner: Cleaner = Cleaner.create()
 
     // Tokens are a few hundred bytes; the buffer grows if one is longer.
     private val buffers = ThreadLocal.withInitial { ByteArray(2048) }
@@ -60,14 +62,25 @@ internal object DirectAccessToken {
         }
     }
 
+    /** How many User objects hold a handle here now (for tests). */
+    internal fun liveHandles(): Int = synchronized(handles) {
+        forgetCollected()
+        handles.size
+    }
+
+    // Forget the entries of collected Users (their cleaner released the handles).
+    private fun forgetCollected() {
+        while (true) handles.remove(collected.poll() ?: break)
+    }
+
     private fun handleOf(user: User): Long = synchronized(handles) {
         handles[Probe(user)] ?: run {
-            // Forget the entries of collected Users (their cleaner released the handles).
-            while (true) handles.remove(collected.poll() ?: break)
+            forgetCollected()
             // A clone of the object's handle, ours to release. callWithHandle keeps the object
             // from being destroyed while it is cloned (and throws if it already was).
             val handle = user.callWithHandle { it }
-            cleaner.register(user, Release(handle))
+            // The generated code's cleaner: java.lang.ref.Cleaner, or its Android stand-in.
+            UniffiLib.CLEANER.register(user, Release(handle))
             handles[WeakKey(user, collected)] = handle
             handle
         }

@@ -215,4 +215,23 @@ class SessionTest {
         assertThrows<IllegalStateException> { again.currentAccessToken() }
         assertNull(user.currentAccessToken())
     }
+
+    @Test
+    fun `direct getter handles of collected user objects are released`() = withServer { server ->
+        val app = server.app()
+        val user = app.logIn(Creds.anonymous())
+        val before = DirectAccessToken.liveHandles()
+        // 500 more User objects for the same user, each taking a handle of its own.
+        var others: MutableList<User>? = MutableList(500) { app.currentUser()!! }
+        others!!.forEach { assertEquals(user.accessToken(), it.currentAccessToken()) }
+        assertEquals(before + 500, DirectAccessToken.liveHandles())
+        // Once they are unreachable, their handles go.
+        others = null
+        waitFor(10_000, "the handles of collected User objects to be forgotten") {
+            System.gc()
+            DirectAccessToken.liveHandles() <= before
+        }
+        // The one still referenced keeps working.
+        assertEquals(user.accessToken(), user.currentAccessToken())
+    }
 }
