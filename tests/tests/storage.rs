@@ -1,6 +1,6 @@
 //! Durable sessions: what survives a restart, encryption, unreadable files (set aside, never
-//! deleted), the checked-in version 1 document, a store that is unavailable, several processes
-//! on one directory, and SIGKILL at random points during writes.
+//! deleted), the checked-in version 1 document and encrypted version 2 file, a store that is
+//! unavailable, several processes on one directory, and SIGKILL at random points during writes.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -230,6 +230,47 @@ fn the_version_1_document_is_migrated() {
         "65a000000000000000000001"
     );
     assert_eq!(again.all_users().len(), 4);
+}
+
+/// The encrypted format is a promise to every device that saved a file: this one was written by
+/// an earlier build (the version 1 fixture, opened with `KEY` and saved), and must stay readable.
+#[test]
+fn an_encrypted_file_from_an_earlier_build_stays_readable() {
+    let dir = temp_dir("v2enc");
+    std::fs::copy(
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/fixtures/sessions-v2-encrypted.bin"
+        ),
+        session_file(&dir),
+    )
+    .unwrap();
+    let app = file_app("http://127.0.0.1:9", &dir, Some(KEY)).unwrap();
+    assert!(
+        app.storage_warning().is_none(),
+        "{:?}",
+        app.storage_warning()
+    );
+    let users = app.all_users();
+    let ids: Vec<String> = users.iter().map(|u| u.id()).collect();
+    assert_eq!(
+        ids,
+        [
+            "65a000000000000000000001",
+            "65a000000000000000000002",
+            "65a000000000000000000003",
+            "65a000000000000000000005"
+        ]
+    );
+    assert_eq!(app.current_user().unwrap().id(), "65a000000000000000000001");
+    assert_eq!(
+        users[1].profile().email.as_deref(),
+        Some("fixture@example.com")
+    );
+    assert_eq!(users[1].device_id(), "65d000000000000000000002");
+    assert_eq!(users[0].state(), UserState::LoggedIn);
+    assert!(users[0].refresh_token().is_some());
+    assert_eq!(users[2].state(), UserState::LoggedOut);
 }
 
 /// A store that can be switched to "device locked".
