@@ -2,28 +2,40 @@
 //! data (a file cannot be swapped in from another app), and a magic prefix so an encrypted file
 //! is recognised as such.
 
-use aes_gcm::aead::{Aead, AeadCore, OsRng, Payload};
-use aes_gcm::{Aes256Gcm, KeyInit, Nonce};
+use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
+use ring::rand::{SecureRandom, SystemRandom};
 
 use super::StoreError;
 
 const MAGIC: &[u8] = b"SKENC1\n";
-const NONCE_LEN: usize = 12;
+const TAG_LEN: usize = 16;
 
 pub(crate) fn is_encrypted(bytes: &[u8]) -> bool {
     bytes.starts_with(MAGIC)
 }
 
+// ring, not a separate AES crate: TLS already links ring's AES-GCM (hardware-accelerated,
+// constant-time), so the session file uses the same code. The format is plain AES-256-GCM:
+// MAGIC, a 12-byte nonce, then the ciphertext with its 16-byte tag.
+fn cipher(key: &[u8; 32]) -> LessSafeKey {
+    // A 32-byte key is exactly what AES-256 takes: `new` cannot fail here.
+    LessSafeKey::new(UnboundKey::new(&AES_256_GCM, key).expect("a 32-byte AES-256 key"))
+}
+
 pub(crate) fn seal(key: &[u8; 32], app_id: &str, plain: &[u8]) -> Result<Vec<u8>, StoreError> {
-    let cipher = Aes256Gcm::new(key.into());
-    let nonce = Aes256Gcm::generate_nonce(&mut OsRng);
-    let sealed = cipher
-        .encrypt(
-            &nonce,
-            Payload {
-                msg: plain,
-                aad: app_id.as_bytes(),
-            },
+    let mut nonce = [0u8; NONCE_LEN];
+    SystemRandom::new()
+        .fill(&mut nonce)
+        .map_err(|_| StoreError::Unavailable {
+            message: "encryption failed: the system's random number generator is unavailable"
+                .into(),
+        })?;
+    let mut sealed = plain.to_vec();
+    cipher(key)
+        .seal_in_place_append_tag(
+            Nonce::assume_unique_for_key(nonce),
+            Aad::from(app_id.as_bytes()),
+            &mut sealed,
         )
         .map_err(|_| StoreError::Unavailable {
             message: "encryption failed".into(),
@@ -37,26 +49,28 @@ pub(crate) fn seal(key: &[u8; 32], app_id: &str, plain: &[u8]) -> Result<Vec<u8>
 
 pub(crate) fn open(key: &[u8; 32], app_id: &str, bytes: &[u8]) -> Result<Vec<u8>, StoreError> {
     let body = &bytes[MAGIC.len()..];
-    if body.len() < NONCE_LEN + 16 {
+    if body.len() < NONCE_LEN + TAG_LEN {
         return Err(StoreError::Corrupt {
             message: "encrypted session file is truncated".into(),
         });
     }
     let (nonce, sealed) = body.split_at(NONCE_LEN);
     let nonce: [u8; NONCE_LEN] = nonce.try_into().expect("split at NONCE_LEN");
-    Aes256Gcm::new(key.into())
-        .decrypt(
-            &Nonce::from(nonce),
-            Payload {
-                msg: sealed,
-                aad: app_id.as_bytes(),
-            },
+    let mut buf = sealed.to_vec();
+    let plain_len = cipher(key)
+        .open_in_place(
+            Nonce::assume_unique_for_key(nonce),
+            Aad::from(app_id.as_bytes()),
+            &mut buf,
         )
         .map_err(|_| StoreError::Corrupt {
             message:
                 "cannot decrypt the session file: wrong encryption key, or the file is damaged"
                     .into(),
-        })
+        })?
+        .len();
+    buf.truncate(plain_len);
+    Ok(buf)
 }
 
 #[cfg(test)]
