@@ -180,6 +180,14 @@ fn unreadable_documents_are_set_aside_with_a_clear_warning() {
     }
 }
 
+/// The users of the checked-in session documents, in order (the Removed one is purged).
+const FIXTURE_USERS: [&str; 4] = [
+    "65a000000000000000000001",
+    "65a000000000000000000002",
+    "65a000000000000000000003",
+    "65a000000000000000000005",
+];
+
 #[test]
 fn the_version_1_document_is_migrated() {
     let dir = temp_dir("v1");
@@ -191,16 +199,7 @@ fn the_version_1_document_is_migrated() {
     let app = file_app("http://127.0.0.1:9", &dir, None).unwrap();
     let users = app.all_users();
     let ids: Vec<String> = users.iter().map(|u| u.id()).collect();
-    assert_eq!(
-        ids,
-        [
-            "65a000000000000000000001",
-            "65a000000000000000000002",
-            "65a000000000000000000003",
-            "65a000000000000000000005"
-        ],
-        "the Removed user is purged"
-    );
+    assert_eq!(ids, FIXTURE_USERS, "the Removed user is purged");
     let current = app.current_user().unwrap();
     assert_eq!(current.id(), "65a000000000000000000002");
     assert_eq!(
@@ -253,15 +252,7 @@ fn an_encrypted_file_from_an_earlier_build_stays_readable() {
     );
     let users = app.all_users();
     let ids: Vec<String> = users.iter().map(|u| u.id()).collect();
-    assert_eq!(
-        ids,
-        [
-            "65a000000000000000000001",
-            "65a000000000000000000002",
-            "65a000000000000000000003",
-            "65a000000000000000000005"
-        ]
-    );
+    assert_eq!(ids, FIXTURE_USERS);
     assert_eq!(app.current_user().unwrap().id(), "65a000000000000000000001");
     assert_eq!(
         users[1].profile().email.as_deref(),
