@@ -241,10 +241,11 @@ def check(lang: str, lib: pathlib.Path, api: pathlib.Path) -> List[str]:
 
 
 def default_api() -> pathlib.Path:
-    for p in (REPO / "API.md", REPO.parent / "shared" / "API.md", REPO / "docs" / "API.md"):
-        if p.exists():
-            return p
-    raise SystemExit("API.md not found; pass --api")
+    # The project's own copy is the contract; ../shared holds only where it started.
+    p = REPO / "docs" / "API.md"
+    if not p.exists():
+        raise SystemExit(f"{p} not found; pass --api")
+    return p
 
 
 def main() -> int:

@@ -1,4 +1,4 @@
-//! UniFFI bindings of the `sessionkit` SDK: the App/User API of `/work/shared/API.md` for Kotlin,
+//! UniFFI bindings of the `sessionkit` SDK: the App/User API of `docs/API.md` for Kotlin,
 //! Swift and Python.
 //!
 //! Every type here wraps its core counterpart. Async functions run their core future on the
