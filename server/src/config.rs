@@ -14,6 +14,8 @@ pub const DEV_APP_ID: &str = "sessionkit-dev";
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9090";
 /// Default data directory.
 pub const DEFAULT_DATA_DIR: &str = "sessionkit-data";
+/// How long a stopping server waits for in-flight requests, in seconds, by default.
+pub const DEFAULT_SHUTDOWN_TIMEOUT_SECS: u64 = 10;
 
 const DAY: u64 = 24 * 3600;
 
@@ -63,6 +65,9 @@ pub struct Config {
     pub dev_admin: bool,
     /// Enables `POST /api/admin/v3.0/test/clock`.
     pub test_clock: bool,
+    /// On SIGINT/SIGTERM, how long (seconds) in-flight requests may take to finish before the
+    /// server closes their connections and exits anyway (SERVER.md, "Stopping").
+    pub shutdown_timeout_secs: u64,
     /// The apps served.
     pub apps: Vec<AppConfig>,
 }
@@ -103,6 +108,9 @@ pub struct AppConfig {
     pub providers: Providers,
 }
 
+fn default_shutdown_timeout() -> u64 {
+    DEFAULT_SHUTDOWN_TIMEOUT_SECS
+}
 fn default_access() -> u64 {
     1800
 }
@@ -257,6 +265,8 @@ struct FileConfig {
     admin: Option<AdminConfig>,
     #[serde(default)]
     test_clock: bool,
+    #[serde(default = "default_shutdown_timeout")]
+    shutdown_timeout_secs: u64,
     #[serde(default)]
     app: Vec<AppConfig>,
 }
@@ -281,6 +291,7 @@ impl Config {
             admin: file.admin,
             dev_admin: false,
             test_clock: file.test_clock,
+            shutdown_timeout_secs: file.shutdown_timeout_secs,
             apps: file.app,
         };
         config.validate()?;
@@ -305,6 +316,7 @@ impl Config {
             admin: None,
             dev_admin: true,
             test_clock: false,
+            shutdown_timeout_secs: DEFAULT_SHUTDOWN_TIMEOUT_SECS,
             apps: vec![AppConfig {
                 id: DEV_APP_ID.to_string(),
                 access_token_lifetime_secs: default_access(),

@@ -9,6 +9,7 @@ pub mod error;
 pub mod functions;
 pub mod providers;
 pub mod routes;
+mod serve;
 pub mod sessions;
 pub mod state;
 pub mod tokens;
@@ -149,16 +150,8 @@ impl RunningServer {
         });
         let router = routes::router(state.clone());
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
-        let serve = tokio::spawn(async move {
-            let result = axum::serve(listener, router)
-                .with_graceful_shutdown(async {
-                    let _ = stop_rx.await;
-                })
-                .await;
-            if let Err(e) = result {
-                tracing::error!("server error: {e}");
-            }
-        });
+        let deadline = Duration::from_secs(state.config.shutdown_timeout_secs);
+        let serve = tokio::spawn(serve::serve(listener, router, stop_rx, deadline));
         let sweeper = tokio::spawn(sweep_loop(state.clone()));
         Ok(RunningServer {
             addr,
@@ -212,7 +205,9 @@ impl RunningServer {
         sweep(&self.state).await
     }
 
-    /// Stops accepting, finishes in-flight requests, then checkpoints and closes the database.
+    /// Stops accepting, closes idle connections, gives in-flight requests up to
+    /// `shutdown_timeout_secs` to finish (then closes their connections), and checkpoints and
+    /// closes the database. Every write acknowledged before is kept.
     pub async fn shutdown(mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());

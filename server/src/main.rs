@@ -70,7 +70,31 @@ async fn wait_for_signal() {
     }
 }
 
+/// Unblocks the stop signals in this thread's mask, which every thread started later inherits.
+///
+/// A process inherits its parent's signal mask across exec. Some parents (Foundation's `Process`
+/// on Linux, supervisors, language runtimes) spawn with SIGTERM blocked; the server would then
+/// never see it, and a `terminate()` + wait would wait forever. Handlers for these signals are
+/// installed by tokio, which also replaces an inherited SIG_IGN.
+#[cfg(unix)]
+fn unblock_stop_signals() {
+    // SAFETY: plain libc calls on a local, zero-initialised sigset_t, before any other thread.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for sig in [libc::SIGTERM, libc::SIGINT] {
+            libc::sigaddset(&mut set, sig);
+        }
+        let rc = libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
+        if rc != 0 {
+            eprintln!("warning: cannot unblock SIGTERM/SIGINT (error {rc}); stop with SIGKILL");
+        }
+    }
+}
+
 fn main() -> ExitCode {
+    #[cfg(unix)]
+    unblock_stop_signals();
     let cli = Cli::parse();
     // Logs go to stderr: stdout's first line is the listening line, which tools wait for.
     tracing_subscriber::fmt()
@@ -97,7 +121,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(async {
+    let code = runtime.block_on(async {
         let server = match RunningServer::start(config).await {
             Ok(s) => s,
             Err(e) => {
@@ -121,6 +145,10 @@ fn main() -> ExitCode {
         wait_for_signal().await;
         tracing::info!("shutting down");
         server.shutdown().await;
+        tracing::info!("stopped");
         ExitCode::SUCCESS
-    })
+    });
+    // The database is closed by now; nothing left on the runtime may hold the exit up.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    code
 }
