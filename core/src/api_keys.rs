@@ -54,6 +54,7 @@ impl ApiKeyAuth {
     }
 
     async fn call(&self, method: Method, path: String, body: Option<Value>) -> Result<Value> {
+        let _pass = self.user.app.pass()?;
         self.user
             .app
             .refresh_authed(&self.user.inner, method, Route::Base(path), body.as_ref())

@@ -15,7 +15,8 @@ use crate::error::{AppError, Result};
 use crate::events::{
     AuthEvent, AuthEventKind, AuthEventListener, EventHub, SessionErrorHandler, Subscription,
 };
-use crate::log::Log;
+use crate::lifecycle::{Lifecycle, Pass};
+use crate::log::{Log, LogLevel};
 use crate::persist::Synced;
 use crate::refresh::Backoff;
 use crate::storage::{FileStore, InMemoryStore, SessionStore};
@@ -98,6 +99,10 @@ pub(crate) struct AppInner {
     pub scheduler_wake: Arc<tokio::sync::Notify>,
     /// Bumped each time a scheduler starts; an older loop that sees a newer one ends.
     pub scheduler_generation: std::sync::atomic::AtomicU64,
+    /// Open or closed, and the operations in flight that closing waits for.
+    lifecycle: Arc<Lifecycle>,
+    /// How long closing waits for operations in flight: no request takes longer.
+    close_deadline: Duration,
 }
 
 /// An App Services app, as seen from this device.
@@ -174,6 +179,8 @@ impl App {
             background: AtomicBool::new(false),
             scheduler_wake: Arc::new(tokio::sync::Notify::new()),
             scheduler_generation: std::sync::atomic::AtomicU64::new(0),
+            lifecycle: Arc::default(),
+            close_deadline: Duration::from_millis(config.request_timeout_ms),
         });
         let warning = inner.restore()?;
         *inner
@@ -197,6 +204,7 @@ impl App {
     /// Logs in; the user becomes current. Anonymous credentials with `reuse` hand back the
     /// logged-in anonymous user, if there is one, without a network call.
     pub async fn log_in(&self, credentials: Credentials) -> Result<User> {
+        let _pass = self.inner.pass()?;
         let user = self.inner.log_in(credentials).await?;
         Ok(User::new(Arc::clone(&self.inner), user))
     }
@@ -218,18 +226,21 @@ impl App {
 
     /// Makes a logged-in user the current one.
     pub fn switch_user(&self, user: &User) -> Result<()> {
+        let _pass = self.inner.pass()?;
         self.inner.check_same_app(user)?;
         self.inner.switch_user(&user.inner)
     }
 
     /// Logs the user out if needed and forgets them on this device.
     pub async fn remove_user(&self, user: &User) -> Result<()> {
+        let _pass = self.inner.pass()?;
         self.inner.check_same_app(user)?;
         self.inner.remove_user(&user.inner).await
     }
 
     /// Deletes the user's account on the server, then on this device.
     pub async fn delete_user(&self, user: &User) -> Result<()> {
+        let _pass = self.inner.pass()?;
         self.inner.check_same_app(user)?;
         self.inner.delete_user(&user.inner).await
     }
@@ -269,8 +280,12 @@ impl App {
             .unwrap_or_else(|e| e.into_inner()) = handler;
     }
 
-    /// Turns the proactive refresh of logged-in users' access tokens on or off.
+    /// Turns the proactive refresh of logged-in users' access tokens on or off. Does nothing
+    /// once the App is closed.
     pub fn set_auto_refresh(&self, on: bool) {
+        if self.inner.lifecycle.is_closed() {
+            return;
+        }
         let was = self.inner.auto_refresh.swap(on, Ordering::SeqCst);
         if on && !was {
             crate::refresh::start_scheduler(&self.inner);
@@ -290,9 +305,63 @@ impl App {
         self.inner.scheduler_wake.notify_one();
     }
 
+    /// Closes the App: ends its background work and saves its sessions, so a process can end
+    /// without losing anything and without the SDK calling into app code afterwards.
+    ///
+    /// What it does, in order: new operations fail with [`AppError::AppClosed`] from now on; the
+    /// proactive refresh scheduler stops; operations already in flight (a login, a refresh, a
+    /// logout) are waited for, at most `request_timeout_ms`, so their results are saved; the
+    /// sessions are saved once more; then every subscription, the session error handler and
+    /// the logger are dropped, after any event being delivered on another thread has been
+    /// delivered. Events still queued are dropped. Nothing is logged out: a new `App` with the
+    /// same storage restores every user.
+    ///
+    /// Calling it again waits for the first call to finish. Getters (`current_user`,
+    /// `access_token`...) keep answering from memory. Like `close()` on realm-kotlin's `App`.
+    ///
+    /// The closing steps up to the wait run before this returns its future, so an App is
+    /// closed for new operations even if the future is never awaited.
+    pub fn close(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let first = self.inner.lifecycle.begin_close();
+        if first {
+            // The scheduler sees the closed lifecycle when woken, and ends.
+            self.inner.auto_refresh.store(false, Ordering::SeqCst);
+            self.inner.scheduler_wake.notify_one();
+        }
+        let inner = Arc::clone(&self.inner);
+        async move {
+            let left = inner.lifecycle.wait_idle(inner.close_deadline).await;
+            if !first {
+                return;
+            }
+            if left > 0 {
+                inner.log.log(LogLevel::Warn, "sessionkit::app", || {
+                    format!(
+                        "closing with {left} operation(s) still in flight after {} ms; \
+                         what they change later is saved when they end",
+                        inner.close_deadline.as_millis()
+                    )
+                });
+            }
+            inner.persist();
+            inner.events.close(inner.close_deadline);
+            *inner
+                .error_handler
+                .write()
+                .unwrap_or_else(|e| e.into_inner()) = None;
+            inner.log.close();
+        }
+    }
+
+    /// True once [`close`](Self::close) was called.
+    pub fn is_closed(&self) -> bool {
+        self.inner.lifecycle.is_closed()
+    }
+
     /// Points the app at another server; location is looked up there first, and on failure the
     /// old URL stays.
     pub async fn update_base_url(&self, base_url: &str) -> Result<()> {
+        let _pass = self.inner.pass()?;
         self.inner.transport.update_base_url(base_url).await
     }
 }
@@ -300,6 +369,15 @@ impl App {
 impl AppInner {
     pub(crate) fn registry(&self) -> MutexGuard<'_, Registry> {
         self.registry.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A pass for one operation that may change stored state; `AppClosed` once closed.
+    pub(crate) fn pass(&self) -> Result<Pass> {
+        self.lifecycle.enter()
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.lifecycle.is_closed()
     }
 
     pub(crate) fn synced(&self) -> MutexGuard<'_, Synced> {

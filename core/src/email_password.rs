@@ -20,6 +20,7 @@ impl EmailPasswordAuth {
     }
 
     async fn post(&self, path: &str, body: Value) -> Result<()> {
+        let _pass = self.app.pass()?;
         let route = Route::App(format!("auth/providers/local-userpass/{path}"));
         self.app
             .transport

@@ -95,6 +95,10 @@ pub enum AppError {
     /// An argument or config value is invalid; the message names it.
     #[error("invalid argument: {message}")]
     InvalidArgument { message: String },
+    /// The App was closed ([`App::close`](crate::App::close)): create a new App to go on. The
+    /// sessions it saved are kept and a new App restores them.
+    #[error("the App was closed: {message}")]
+    AppClosed { message: String },
     /// Plain http to a non-loopback host without `allow_insecure_http`.
     #[error(
         "refusing plain http to {url}: use https, or set allow_insecure_http for a trusted network"
@@ -116,6 +120,11 @@ impl AppError {
     pub(crate) fn not_logged_in(message: impl Into<String>) -> Self {
         Self::ClientUserNotLoggedIn {
             message: message.into(),
+        }
+    }
+    pub(crate) fn closed() -> Self {
+        Self::AppClosed {
+            message: "create a new App (it restores the saved sessions) to go on".into(),
         }
     }
     pub(crate) fn not_found(message: impl Into<String>) -> Self {

@@ -6,7 +6,9 @@
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Condvar, Mutex, Weak};
+use std::thread::ThreadId;
+use std::time::Duration;
 
 use crate::error::SessionError;
 use crate::user::User;
@@ -89,13 +91,18 @@ struct HubState {
     next_id: u64,
     /// Events waiting, each for everyone (`None`) or for one new subscriber.
     queue: VecDeque<(AuthEvent, Option<u64>)>,
-    delivering: bool,
+    /// The thread delivering, if one is.
+    deliverer: Option<ThreadId>,
+    /// After `App::close`: nothing is queued or delivered any more.
+    closed: bool,
 }
 
 /// The App's event fan-out.
 #[derive(Default)]
 pub(crate) struct EventHub {
     state: Mutex<HubState>,
+    /// Told when a deliverer stops.
+    delivered: Condvar,
 }
 
 impl EventHub {
@@ -113,6 +120,13 @@ impl EventHub {
     ) -> Subscription {
         let id = {
             let mut st = self.lock();
+            if st.closed {
+                // A closed App delivers nothing; the listener is dropped at once.
+                return Subscription {
+                    hub: Weak::new(),
+                    id: 0,
+                };
+            }
             st.next_id += 1;
             let id = st.next_id;
             st.listeners.push(Listener {
@@ -134,23 +148,53 @@ impl EventHub {
     }
 
     pub(crate) fn emit(&self, event: AuthEvent) {
-        self.lock().queue.push_back((event, None));
-        self.deliver();
+        self.emit_all([event]);
     }
 
     pub(crate) fn emit_all(&self, events: impl IntoIterator<Item = AuthEvent>) {
-        self.lock()
-            .queue
-            .extend(events.into_iter().map(|e| (e, None)));
+        {
+            let mut st = self.lock();
+            if st.closed {
+                return;
+            }
+            st.queue.extend(events.into_iter().map(|e| (e, None)));
+        }
         self.deliver();
+    }
+
+    /// Drops every listener and queued event; later events go nowhere. A delivery in progress
+    /// on another thread is waited for (at most `deadline`), so that no listener is running
+    /// once this returns and the last reference to each listener is released here, on the
+    /// closing thread. Called by the deliverer itself (a listener closing the App), it does
+    /// not wait for itself.
+    pub(crate) fn close(&self, deadline: Duration) {
+        let mut st = self.lock();
+        st.closed = true;
+        st.queue.clear();
+        let listeners = std::mem::take(&mut st.listeners);
+        let me = std::thread::current().id();
+        let until = std::time::Instant::now() + deadline;
+        while st.deliverer.is_some_and(|t| t != me) {
+            let left = until.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            st = self
+                .delivered
+                .wait_timeout(st, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        drop(st);
+        drop(listeners);
     }
 
     fn deliver(&self) {
         let mut st = self.lock();
-        if st.delivering {
+        if st.deliverer.is_some() {
             return; // the thread already delivering will reach our events
         }
-        st.delivering = true;
+        st.deliverer = Some(std::thread::current().id());
         while let Some((event, target)) = st.queue.pop_front() {
             let targets: Vec<Arc<dyn AuthEventListener>> = st
                 .listeners
@@ -174,7 +218,9 @@ impl EventHub {
             }
             st = self.lock();
         }
-        st.delivering = false;
+        st.deliverer = None;
+        drop(st);
+        self.delivered.notify_all();
     }
 
     fn unsubscribe(&self, id: u64) {

@@ -29,6 +29,7 @@ mod email_password;
 mod error;
 mod events;
 mod jwt;
+mod lifecycle;
 mod log;
 mod persist;
 mod refresh;

@@ -1,6 +1,8 @@
 //! The SDK's log lines, to an app-supplied [`Logger`], with anything token-shaped redacted.
 
 use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Severity of a log line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -75,18 +77,30 @@ mod tests {
     }
 }
 
-/// The App's handle on its logger; cheap to clone, a no-op without one.
+/// The App's handle on its logger; cheap to clone, a no-op without one or once closed.
 #[derive(Clone, Default)]
-pub(crate) struct Log(Option<std::sync::Arc<dyn Logger>>);
+pub(crate) struct Log {
+    logger: Option<Arc<dyn Logger>>,
+    /// Shared by every clone: after `App::close` no line reaches the app's logger.
+    closed: Arc<AtomicBool>,
+}
 
 impl Log {
-    pub(crate) fn new(logger: Option<std::sync::Arc<dyn Logger>>) -> Self {
-        Self(logger)
+    pub(crate) fn new(logger: Option<Arc<dyn Logger>>) -> Self {
+        Self {
+            logger,
+            closed: Arc::default(),
+        }
     }
     /// Formats only when someone listens; redacts whatever is formatted.
     pub(crate) fn log(&self, level: LogLevel, target: &str, message: impl FnOnce() -> String) {
-        if let Some(logger) = &self.0 {
+        if let Some(logger) = &self.logger
+            && !self.closed.load(Ordering::Acquire)
+        {
             logger.log(level, target, &redact(&message()));
         }
+    }
+    pub(crate) fn close(&self) {
+        self.closed.store(true, Ordering::Release);
     }
 }

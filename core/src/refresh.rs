@@ -168,6 +168,9 @@ impl AppInner {
                         }
                         (refresh_token, d.session, d.token_gen)
                     };
+                    // The refresh outlives its callers, so it holds its own pass: closing the
+                    // App waits for it and saves what it brings.
+                    let pass = self.pass()?;
                     let (tx, rx) = watch::channel(None);
                     *slot = Some(rx.clone());
                     let task = run_refresh(
@@ -181,7 +184,10 @@ impl AppInner {
                     );
                     // Spawned so a caller that gives up does not cancel everyone's refresh.
                     match tokio::runtime::Handle::try_current() {
-                        Ok(rt) => drop(rt.spawn(task)),
+                        Ok(rt) => drop(rt.spawn(async move {
+                            task.await;
+                            drop(pass);
+                        })),
                         Err(_) => {
                             *slot = None;
                             return Err(AppError::invalid(
@@ -436,6 +442,7 @@ pub(crate) fn start_scheduler(app: &Arc<AppInner>) {
             let wait = {
                 let Some(app) = weak.upgrade() else { return };
                 if !app.auto_refresh.load(Ordering::SeqCst)
+                    || app.is_closed()
                     || app.scheduler_generation.load(Ordering::SeqCst) != generation
                 {
                     return;

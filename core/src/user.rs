@@ -310,11 +310,13 @@ impl User {
     /// one refresh request is made. When a refresh fails for a transient reason and the current
     /// token has not expired yet, the current token is returned.
     pub async fn valid_access_token(&self, min_ttl_secs: Option<u32>) -> Result<String> {
+        let _pass = self.app.pass()?;
         self.app.valid_access_token(&self.inner, min_ttl_secs).await
     }
 
     /// Refreshes the access token now (joining a refresh already in flight).
     pub async fn refresh_access_token(&self) -> Result<()> {
+        let _pass = self.app.pass()?;
         self.app.forced_refresh(&self.inner).await.map(drop)
     }
 
@@ -326,6 +328,7 @@ impl User {
 
     /// Fetches the profile and identities again.
     pub async fn refresh_profile(&self) -> Result<UserProfile> {
+        let _pass = self.app.pass()?;
         self.app.ensure_known(&self.inner)?;
         self.app.fetch_profile(&self.inner).await?;
         self.app.emit_profile_updated(&self.inner);
@@ -334,6 +337,7 @@ impl User {
 
     /// Adds another way to log in to this user. Anonymous credentials are refused.
     pub async fn link_credentials(&self, credentials: Credentials) -> Result<()> {
+        let _pass = self.app.pass()?;
         self.app.link(&self.inner, credentials).await
     }
 
@@ -341,6 +345,7 @@ impl User {
     /// server. An anonymous user becomes `Removed`. The local logout stands even if the server
     /// could not be reached (the error is returned).
     pub async fn log_out(&self) -> Result<()> {
+        let _pass = self.app.pass()?;
         self.app.log_out(&self.inner).await
     }
 
@@ -353,6 +358,7 @@ impl User {
     /// # Ok(()) }
     /// ```
     pub async fn call_function(&self, name: &str, args_json: &str) -> Result<String> {
+        let _pass = self.app.pass()?;
         if name.is_empty() {
             return Err(AppError::invalid("function name: must not be empty"));
         }
@@ -393,6 +399,7 @@ impl User {
         path: &str,
         body_json: Option<&str>,
     ) -> Result<HttpResponse> {
+        let _pass = self.app.pass()?;
         let method = match method.to_ascii_uppercase().as_str() {
             "GET" => Method::GET,
             "POST" => Method::POST,

@@ -165,6 +165,7 @@ fn normalise_error(e: &AppError) -> Value {
         AppError::Storage { .. } => "Storage",
         AppError::InvalidArgument { .. } => "InvalidArgument",
         AppError::InsecureUrl { .. } => "InsecureUrl",
+        AppError::AppClosed { .. } => "AppClosed",
         _ => "Other",
     };
     let mut v = json!({ "type": kind });

@@ -9,7 +9,7 @@ use crate::errors::AppError;
 use crate::events::{
     AuthEventListener, HandlerAdapter, ListenerAdapter, SessionErrorHandler, Subscription,
 };
-use crate::runtime::{enter, guard, run};
+use crate::runtime::{enter, guard, run, runtime};
 use crate::user::User;
 
 /// An App Services app, as seen from this device.
@@ -115,6 +115,34 @@ impl App {
     /// Resumes the scheduler, refreshing what expired meanwhile.
     pub fn enter_foreground(&self) {
         self.inner.enter_foreground();
+    }
+
+    /// Closes the App: new operations fail with `AppClosed`, the refresh scheduler stops,
+    /// operations in flight are waited for (at most `request_timeout_ms`) and saved, the
+    /// sessions are saved once more, and listeners, the session error handler and the logger
+    /// are released: the SDK calls no app code after this returns. Nobody is logged out; a new
+    /// App restores every user. Blocks the calling thread until done; called from an SDK
+    /// callback (a listener), it closes at once and finishes in the background instead of
+    /// waiting for itself. Calling it again does nothing more. (core `App::close`)
+    pub fn close(&self) {
+        let closing = self.inner.close();
+        let Ok(rt) = runtime() else {
+            return; // no runtime: nothing was ever started that needs stopping
+        };
+        if tokio::runtime::Handle::try_current().is_ok() {
+            rt.spawn(closing);
+            return;
+        }
+        // The wait is bounded inside close(); a panic there must not unwind into the caller.
+        let _ = guard(|| {
+            rt.block_on(closing);
+            Ok(())
+        });
+    }
+
+    /// True once `close()` was called.
+    pub fn is_closed(&self) -> bool {
+        self.inner.is_closed()
     }
 
     /// Re-runs location against the new URL; on failure the old one stays.

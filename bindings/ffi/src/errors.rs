@@ -79,6 +79,9 @@ pub enum AppError {
     InvalidArgument { message: String },
     #[error("refusing plain http to {url}: use https, or set allow_insecure_http")]
     InsecureUrl { url: String },
+    /// The App was closed (`close()`); create a new App to go on: it restores the sessions.
+    #[error("the App was closed: {message}")]
+    AppClosed { message: String },
     /// Not a core error: the SDK itself failed (a panic, a runtime that would not start, a
     /// callback that raised). Report it.
     #[error("internal SDK error: {message}")]
@@ -114,6 +117,7 @@ impl From<sk::AppError> for AppError {
             E::Storage { message } => Self::Storage { message },
             E::InvalidArgument { message } => Self::InvalidArgument { message },
             E::InsecureUrl { url } => Self::InsecureUrl { url },
+            E::AppClosed { message } => Self::AppClosed { message },
             // The core enum is non_exhaustive: a variant added there arrives as text until
             // the bindings learn it.
             other => Self::Internal {

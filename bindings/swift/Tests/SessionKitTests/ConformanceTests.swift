@@ -345,6 +345,7 @@ func normaliseError(_ e: AppError) -> CJSON {
     case .Storage: out["type"] = .string("Storage")
     case .InvalidArgument: out["type"] = .string("InvalidArgument")
     case .InsecureUrl: out["type"] = .string("InsecureUrl")
+    case .AppClosed: out["type"] = .string("AppClosed")
     case .Internal: out["type"] = .string("Internal")
     }
     return .object(out)
