@@ -4,8 +4,10 @@
 Usage: report.py [DIR]   (default: target/conformance, one <language>.json per runner)
 
 A scenario fails if any language failed it, or if two languages that ran it recorded different
-outcomes for any step. Prints a table, then `conformance: N passed, N failed`; exits 1 on any
-failure or difference.
+outcomes for any step. Every language of ORDER must have a transcript: one that has none fails
+the run, unless its runner left `<language>.skipped` (the reason, e.g. no toolchain could be had)
+in DIR, which is reported. Prints a table, then `conformance: N passed, N failed`; exits 1 on
+any failure or difference.
 """
 import json
 import sys
@@ -23,6 +25,15 @@ def main() -> int:
     if not runs:
         print(f"conformance: no transcripts in {root}", file=sys.stderr)
         return 1
+    absent = []
+    for lang in ORDER:
+        if lang in runs:
+            continue
+        skipped = root / f"{lang}.skipped"
+        if skipped.exists():
+            print(f"{lang}: skipped ({skipped.read_text().strip()})")
+        else:
+            absent.append(lang)
     languages = sorted(runs, key=lambda l: (ORDER.index(l) if l in ORDER else len(ORDER), l))
     names = sorted(set().union(*(r.keys() for r in runs.values())))
     width = max(len(n) for n in names)
@@ -59,8 +70,10 @@ def main() -> int:
     if details:
         print("\n" + "\n".join(details))
     print(f"\nlanguages: {', '.join(languages)}")
-    print(f"conformance: {passed} passed, {failed} failed")
-    return 1 if failed else 0
+    if absent:
+        print(f"no transcript from {', '.join(absent)}: its runner did not run or did not finish")
+    print(f"conformance: {passed} passed, {failed + len(absent)} failed")
+    return 1 if failed or absent else 0
 
 
 def first_difference(a, b):

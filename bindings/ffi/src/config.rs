@@ -4,6 +4,8 @@ use std::sync::Arc;
 
 use sessionkit as sk;
 
+use crate::foreign::Foreign;
+
 use crate::logger::{Logger, LoggerAdapter};
 use crate::storage::{SessionStore, StoreAdapter};
 
@@ -75,7 +77,7 @@ impl From<StorageConfig> for sk::StorageConfig {
                 encryption_key,
             },
             StorageConfig::InMemory => Self::InMemory,
-            StorageConfig::Custom { store } => Self::Custom(Arc::new(StoreAdapter(store))),
+            StorageConfig::Custom { store } => Self::Custom(Arc::new(StoreAdapter(Foreign::new(store)))),
         }
     }
 }
@@ -159,7 +161,7 @@ impl From<AppConfig> for sk::AppConfig {
         config.allow_insecure_http = c.allow_insecure_http;
         config.logger = c
             .logger
-            .map(|l| Arc::new(LoggerAdapter(l)) as Arc<dyn sk::Logger>);
+            .map(|l| Arc::new(LoggerAdapter(Foreign::new(l))) as Arc<dyn sk::Logger>);
         config
     }
 }

@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex};
 use sessionkit as sk;
 
 use crate::errors::{AppError, SessionError};
+use crate::foreign::{self, Foreign};
 use crate::user::User;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, uniffi::Enum)]
@@ -76,22 +77,23 @@ pub trait SessionErrorHandler: Send + Sync {
     fn on_session_error(&self, user: Arc<User>, error: SessionError) -> Result<(), AppError>;
 }
 
-pub(crate) struct ListenerAdapter(pub(crate) Arc<dyn AuthEventListener>);
+pub(crate) struct ListenerAdapter(pub(crate) Foreign<Arc<dyn AuthEventListener>>);
 
 impl sk::AuthEventListener for ListenerAdapter {
     fn on_event(&self, event: sk::AuthEvent) {
         // A listener that raises must not stop delivery to the others.
-        let _ = self.0.on_event(event.into());
+        foreign::call(|| self.0.on_event(event.into()));
     }
 }
 
-pub(crate) struct HandlerAdapter(pub(crate) Arc<dyn SessionErrorHandler>);
+pub(crate) struct HandlerAdapter(pub(crate) Foreign<Arc<dyn SessionErrorHandler>>);
 
 impl sk::SessionErrorHandler for HandlerAdapter {
     fn on_session_error(&self, user: sk::User, error: sk::SessionError) {
-        let _ = self
-            .0
-            .on_session_error(Arc::new(User::from(user)), error.into());
+        foreign::call(|| {
+            self.0
+                .on_session_error(Arc::new(User::from(user)), error.into())
+        });
     }
 }
 

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use sessionkit as sk;
 
 use crate::errors::AppError;
+use crate::foreign::{self, Foreign};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, uniffi::Enum)]
 pub enum LogLevel {
@@ -33,13 +34,14 @@ pub trait Logger: Send + Sync {
     fn log(&self, level: LogLevel, target: String, message: String) -> Result<(), AppError>;
 }
 
-pub(crate) struct LoggerAdapter(pub(crate) Arc<dyn Logger>);
+pub(crate) struct LoggerAdapter(pub(crate) Foreign<Arc<dyn Logger>>);
 
 impl sk::Logger for LoggerAdapter {
     fn log(&self, level: sk::LogLevel, target: &str, message: &str) {
         // A logger that raises loses that line; there is nowhere better to report it.
-        let _ = self
-            .0
-            .log(level.into(), target.to_string(), message.to_string());
+        foreign::call(|| {
+            self.0
+                .log(level.into(), target.to_string(), message.to_string())
+        });
     }
 }

@@ -10,6 +10,7 @@ use tokio::runtime::{Builder, Runtime};
 use tokio::sync::oneshot;
 
 use crate::errors::AppError;
+use crate::foreign;
 
 /// Built on first use. Building can fail (no threads left); that becomes an error, not a panic.
 static RUNTIME: LazyLock<Result<Runtime, String>> = LazyLock::new(|| {
@@ -39,8 +40,18 @@ where
     // Every export spawns the same boxed task type, so tokio's task machinery is compiled once
     // instead of once per exported function (about 100 KB of the shipped library).
     let task: Pin<Box<dyn Future<Output = ()> + Send>> = Box::pin(async move {
-        // The caller may have gone (cancelled); the operation has completed all the same.
-        let _ = tx.send(fut.await);
+        let result = fut.await;
+        // Sending (and so dropping the sender) wakes the foreign future, which runs the
+        // foreign language's continuation callback on this thread: not once its runtime is
+        // exiting, when nobody waits for the result any more.
+        let mut tx = Some(tx);
+        foreign::call(|| {
+            // The caller may have gone (cancelled); the operation has completed all the same.
+            if let Some(tx) = tx.take() {
+                let _ = tx.send(result);
+            }
+        });
+        std::mem::forget(tx);
     });
     let handle = runtime()?.spawn(task);
     match rx.await {

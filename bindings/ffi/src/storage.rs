@@ -4,6 +4,8 @@ use std::sync::Arc;
 
 use sessionkit as sk;
 
+use crate::foreign::{self, Foreign};
+
 /// Why a store could not do what was asked.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, uniffi::Error)]
 pub enum StoreError {
@@ -43,14 +45,21 @@ pub trait SessionStore: Send + Sync {
     fn save(&self, bytes: Vec<u8>) -> Result<(), StoreError>;
 }
 
+fn exiting() -> sk::StoreError {
+    sk::StoreError::Unavailable {
+        message: "the app's runtime is shutting down".into(),
+    }
+}
+
 /// The core's view of a foreign store.
-pub(crate) struct StoreAdapter(pub(crate) Arc<dyn SessionStore>);
+pub(crate) struct StoreAdapter(pub(crate) Foreign<Arc<dyn SessionStore>>);
 
 impl sk::SessionStore for StoreAdapter {
     fn load(&self) -> Result<Option<Vec<u8>>, sk::StoreError> {
-        self.0.load().map_err(Into::into)
+        foreign::call(|| self.0.load().map_err(Into::into)).unwrap_or_else(|| Err(exiting()))
     }
     fn save(&self, bytes: &[u8]) -> Result<(), sk::StoreError> {
-        self.0.save(bytes.to_vec()).map_err(Into::into)
+        foreign::call(|| self.0.save(bytes.to_vec()).map_err(Into::into))
+            .unwrap_or_else(|| Err(exiting()))
     }
 }

@@ -4,6 +4,8 @@ use std::sync::Arc;
 
 use sessionkit as sk;
 
+use crate::foreign::Foreign;
+
 use crate::config::Credentials;
 use crate::errors::AppError;
 use crate::events::{AuthEventListener, ListenerAdapter, Subscription};
@@ -263,7 +265,7 @@ impl User {
     /// This user's events (an `InitialState` first) until the subscription is cancelled or
     /// dropped.
     pub fn subscribe(&self, listener: Arc<dyn AuthEventListener>) -> Arc<Subscription> {
-        Subscription::new(self.inner.subscribe(Arc::new(ListenerAdapter(listener))))
+        Subscription::new(self.inner.subscribe(Arc::new(ListenerAdapter(Foreign::new(listener)))))
     }
 }
 

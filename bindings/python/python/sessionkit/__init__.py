@@ -8,6 +8,11 @@ event loop.
 from ._native.sessionkit_ffi import *  # noqa: F401,F403  (the generated module defines __all__)
 from ._native.sessionkit_ffi import __all__ as _generated_all
 
-from . import blocking  # noqa: F401
+from . import _lifecycle
+
+# `with App(...) as app:` closes it; Apps left open are closed at interpreter exit.
+_lifecycle.install()
+
+from . import blocking  # noqa: E402,F401
 
 __all__ = [*_generated_all, "blocking"]

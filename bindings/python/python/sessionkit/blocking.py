@@ -175,10 +175,28 @@ def _wrap(user: typing.Optional[_ffi.User]) -> typing.Optional[User]:
 
 
 class App:
-    """An App Services app, as seen from this device (blocking calls)."""
+    """An App Services app, as seen from this device (blocking calls).
+
+    Close it when done (``app.close()``, or ``with App(config) as app:``); one left open is
+    closed at interpreter exit.
+    """
 
     def __init__(self, config: _ffi.AppConfig) -> None:
         self.inner = _ffi.App(config)
+
+    def __enter__(self) -> "App":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Closes the App; see ``sessionkit.App.close``. Later calls raise ``AppError.AppClosed``."""
+        self.inner.close()
+
+    def is_closed(self) -> bool:
+        """True once ``close()`` was called."""
+        return self.inner.is_closed()
 
     def app_id(self) -> str:
         return self.inner.app_id()
