@@ -18,3 +18,33 @@ mkdir -p "$out"
 cargo run -q -p uniffi-bindgen -- generate "$target/debug/libsessionkit_ffi.so" \
   --language kotlin --out-dir "$out" --no-format
 test -f "$out/io/sessionkit/sessionkit_ffi.kt"
+# App's close() and destroy() (AutoCloseable, and the generated `use`) close the App (Rust
+# `close`, `shutdown` here) before they release the handle, and every App makes sure of the JVM
+# shutdown hook (AppExit.kt). UniFFI has no option for either, so the generated class is edited;
+# a change in its shape fails the build.
+python3 - "$out/io/sessionkit/sessionkit_ffi.kt" <<'PY'
+import pathlib, sys
+path = pathlib.Path(sys.argv[1])
+src = path.read_text()
+start = src.index("open class App: Disposable, AutoCloseable, AppInterface")
+end = src.index("\nopen class ", start + 1)
+old = """    override fun destroy() {
+"""
+at = src.index(old, start)
+assert at < end, "App.destroy() not found in class App"
+new = """    init {
+        AppExit.install()
+    }
+
+    /** Closes the App (see [shutdown]), then releases its native handle; [close] calls this. */
+    override fun destroy() {
+        if (!this.wasDestroyed.get()) {
+            try {
+                this.shutdown()
+            } catch (e: IllegalStateException) {
+                // Released meanwhile by another thread: it closed the App then.
+            }
+        }
+"""
+path.write_text(src[:at] + new + src[at + len(old):])
+PY

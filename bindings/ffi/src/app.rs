@@ -89,14 +89,17 @@ impl App {
     /// Every auth event of this app, an `InitialState` first, until the subscription is
     /// cancelled or dropped.
     pub fn subscribe(&self, listener: Arc<dyn AuthEventListener>) -> Arc<Subscription> {
-        Subscription::new(self.inner.subscribe(Arc::new(ListenerAdapter(Foreign::new(listener)))))
+        Subscription::new(
+            self.inner
+                .subscribe(Arc::new(ListenerAdapter(Foreign::new(listener)))),
+        )
     }
 
     /// Sets (or clears) the token-expiry callback.
     pub fn set_session_error_handler(&self, handler: Option<Arc<dyn SessionErrorHandler>>) {
-        self.inner.set_session_error_handler(
-            handler.map(|h| Arc::new(HandlerAdapter(Foreign::new(h))) as Arc<dyn sk::SessionErrorHandler>),
-        );
+        self.inner.set_session_error_handler(handler.map(|h| {
+            Arc::new(HandlerAdapter(Foreign::new(h))) as Arc<dyn sk::SessionErrorHandler>
+        }));
     }
 
     /// Proactive refresh of logged-in users' access tokens before they expire.

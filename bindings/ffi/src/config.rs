@@ -77,7 +77,9 @@ impl From<StorageConfig> for sk::StorageConfig {
                 encryption_key,
             },
             StorageConfig::InMemory => Self::InMemory,
-            StorageConfig::Custom { store } => Self::Custom(Arc::new(StoreAdapter(Foreign::new(store)))),
+            StorageConfig::Custom { store } => {
+                Self::Custom(Arc::new(StoreAdapter(Foreign::new(store))))
+            }
         }
     }
 }

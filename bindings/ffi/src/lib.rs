@@ -20,8 +20,8 @@ mod user;
 pub use app::{App, EmailPasswordAuth};
 pub use config::{AppConfig, Credentials, DeviceInfo, StorageConfig};
 pub use errors::{AppError, SessionError, SessionErrorKind};
-pub use foreign::foreign_runtime_exiting;
 pub use events::{AuthEvent, AuthEventKind, AuthEventListener, SessionErrorHandler, Subscription};
+pub use foreign::foreign_runtime_exiting;
 pub use logger::{LogLevel, Logger};
 pub use storage::{SessionStore, StoreError};
 pub use user::{

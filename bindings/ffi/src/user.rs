@@ -265,7 +265,10 @@ impl User {
     /// This user's events (an `InitialState` first) until the subscription is cancelled or
     /// dropped.
     pub fn subscribe(&self, listener: Arc<dyn AuthEventListener>) -> Arc<Subscription> {
-        Subscription::new(self.inner.subscribe(Arc::new(ListenerAdapter(Foreign::new(listener)))))
+        Subscription::new(
+            self.inner
+                .subscribe(Arc::new(ListenerAdapter(Foreign::new(listener)))),
+        )
     }
 }
 
