@@ -19,6 +19,10 @@ let package = Package(
         // `ffi_module_name` of uniffi.toml). The map links libsessionkit_ffi.
         .systemLibrary(name: "SessionKitFFI", path: "Sources/SessionKitFFI"),
         .target(name: "SessionKit", dependencies: ["SessionKitFFI"], path: "Sources/SessionKit"),
-        .testTarget(name: "SessionKitTests", dependencies: ["SessionKit"], path: "Tests/SessionKitTests"),
+        // Ends with an App left open; ExitTests runs it to check the process exits cleanly.
+        .executableTarget(name: "SessionKitExitCheck", dependencies: ["SessionKit"],
+                          path: "Sources/SessionKitExitCheck"),
+        .testTarget(name: "SessionKitTests", dependencies: ["SessionKit", "SessionKitExitCheck"],
+                    path: "Tests/SessionKitTests"),
     ]
 )
