@@ -2,7 +2,6 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 
 use common::temp_dir;
@@ -13,20 +12,12 @@ const BIN: &str = env!("CARGO_BIN_EXE_sessionkit-server");
 
 /// Spawns the dev server; returns the child, its base URL and the other stdout lines it printed.
 fn spawn_dev(dir: &std::path::Path) -> (Child, String, Vec<String>) {
-    let mut child = Command::new(BIN)
-        .args(["--dev", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("binary starts");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let first = lines.next().expect("a first line").unwrap();
-    let base = first
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("first line: {first}"))
-        .to_string();
-    assert!(base.starts_with("http://127.0.0.1:"), "{base}");
+    let (child, base, lines) = common::spawn_listening(
+        Command::new(BIN)
+            .args(["--dev", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir)
+            .stderr(Stdio::null()),
+    );
     let rest: Vec<String> = lines.take(4).map(|l| l.unwrap()).collect();
     (child, base, rest)
 }

@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
@@ -35,7 +35,6 @@ fn spawn_with_sigterm_blocked(dir: &std::path::Path) -> (Child, String) {
         .arg(&config)
         .args(["--listen", "127.0.0.1:0", "--data-dir"])
         .arg(dir.join("data"))
-        .stdout(Stdio::piped())
         .stderr(Stdio::null());
     // SAFETY: only async-signal-safe libc calls between fork and exec.
     unsafe {
@@ -47,13 +46,7 @@ fn spawn_with_sigterm_blocked(dir: &std::path::Path) -> (Child, String) {
             Ok(())
         });
     }
-    let mut child = cmd.spawn().expect("binary starts");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let first = lines.next().expect("a first line").unwrap();
-    let base = first
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("first line: {first}"))
-        .to_string();
+    let (child, base, _) = common::spawn_listening(&mut cmd);
     (child, base)
 }
 

@@ -8,6 +8,31 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use sessionkit_server::{Config, RunningServer};
 
+/// Spawns the server binary with stdout piped and reads its first line, which must be
+/// `listening on http://127.0.0.1:PORT` (SERVER.md). Returns the child, its base URL and the
+/// rest of its stdout.
+pub fn spawn_listening(
+    cmd: &mut std::process::Command,
+) -> (
+    std::process::Child,
+    String,
+    std::io::Lines<std::io::BufReader<std::process::ChildStdout>>,
+) {
+    use std::io::BufRead;
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("binary starts");
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().expect("a first line").unwrap();
+    let base = first
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("first line: {first}"))
+        .to_string();
+    assert!(base.starts_with("http://127.0.0.1:"), "{base}");
+    (child, base, lines)
+}
+
 /// The standard test configuration (one app per concern).
 pub const CONFIG: &str = r#"
 listen = "127.0.0.1:0"
