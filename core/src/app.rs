@@ -283,7 +283,7 @@ impl App {
     /// Turns the proactive refresh of logged-in users' access tokens on or off. Does nothing
     /// once the App is closed.
     pub fn set_auto_refresh(&self, on: bool) {
-        if self.inner.lifecycle.is_closed() {
+        if self.inner.is_closed() {
             return;
         }
         let was = self.inner.auto_refresh.swap(on, Ordering::SeqCst);
@@ -316,7 +316,7 @@ impl App {
     /// delivered. Events still queued are dropped. Nothing is logged out: a new `App` with the
     /// same storage restores every user.
     ///
-    /// Calling it again waits for the first call to finish. Getters (`current_user`,
+    /// Calling it again only waits (as long) for operations still in flight. Getters (`current_user`,
     /// `access_token`...) keep answering from memory. Like `close()` on realm-kotlin's `App`.
     ///
     /// The closing steps up to the wait run before this returns its future, so an App is
@@ -355,7 +355,7 @@ impl App {
 
     /// True once [`close`](Self::close) was called.
     pub fn is_closed(&self) -> bool {
-        self.inner.lifecycle.is_closed()
+        self.inner.is_closed()
     }
 
     /// Points the app at another server; location is looked up there first, and on failure the

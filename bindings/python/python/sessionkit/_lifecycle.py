@@ -12,7 +12,6 @@ exiting (``foreign_runtime_exiting``), so that no SDK thread enters Python from 
 from __future__ import annotations
 
 import atexit
-import typing
 import weakref
 
 from ._native import sessionkit_ffi as _ffi
@@ -53,8 +52,3 @@ def install() -> None:
     _ffi.App.__init__ = _init  # type: ignore[method-assign]
     _ffi.App.__enter__ = _enter  # type: ignore[attr-defined]
     _ffi.App.__exit__ = _exit  # type: ignore[attr-defined]
-
-
-def live_apps() -> typing.List[_ffi.App]:
-    """The Apps created in this process and neither closed nor garbage-collected yet."""
-    return [a for a in list(_live) if not a.is_closed()]
