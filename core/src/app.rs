@@ -160,6 +160,7 @@ impl App {
             &config.base_url,
             Duration::from_millis(config.request_timeout_ms),
             config.allow_insecure_http,
+            config.max_response_bytes,
             log.clone(),
         )?;
         let inner = Arc::new(AppInner {
@@ -862,8 +863,11 @@ impl AppInner {
             .transport
             .send(method, &route, Some(&token), body)
             .await?;
-        if response.status == 401 {
+        if response.ends_session() {
             return Err(self.session_rejected(user, session, &response));
+        }
+        if response.status == 401 {
+            return Err(response.stray_401("request with the refresh token"));
         }
         response.into_json()
     }

@@ -80,6 +80,9 @@ impl Default for DeviceInfo {
 /// config.storage = StorageConfig::InMemory;
 /// config.refresh_margin_secs = 30;
 /// ```
+/// The default of [`AppConfig::max_response_bytes`]: 4 MiB.
+pub const DEFAULT_MAX_RESPONSE_BYTES: u64 = 4 * 1024 * 1024;
+
 #[derive(Clone)]
 pub struct AppConfig {
     pub app_id: String,
@@ -94,6 +97,9 @@ pub struct AppConfig {
     pub device: DeviceInfo,
     /// Allow plain http to non-loopback hosts (default false).
     pub allow_insecure_http: bool,
+    /// The largest response body the SDK reads, in bytes (default 4 MiB); a larger one fails
+    /// with `MalformedResponse` without being read whole.
+    pub max_response_bytes: u64,
     /// Receives the SDK's log lines, tokens redacted.
     pub logger: Option<Arc<dyn Logger>>,
     /// Time source; tests inject a [`ManualClock`](crate::ManualClock).
@@ -112,6 +118,7 @@ impl AppConfig {
             auto_refresh: false,
             device: DeviceInfo::default(),
             allow_insecure_http: false,
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
             logger: None,
             clock: None,
         }
@@ -127,6 +134,11 @@ impl AppConfig {
                 "app_id: {:?} contains a character that cannot appear in a URL path",
                 self.app_id
             )));
+        }
+        if self.max_response_bytes == 0 {
+            return Err(AppError::invalid(
+                "max_response_bytes: must be greater than 0",
+            ));
         }
         if self.request_timeout_ms == 0 {
             return Err(AppError::invalid(
@@ -176,6 +188,7 @@ impl fmt::Debug for AppConfig {
             .field("auto_refresh", &self.auto_refresh)
             .field("device", &self.device)
             .field("allow_insecure_http", &self.allow_insecure_http)
+            .field("max_response_bytes", &self.max_response_bytes)
             .finish_non_exhaustive()
     }
 }

@@ -40,7 +40,7 @@ mod user;
 pub use api_keys::{ApiKey, ApiKeyAuth};
 pub use app::App;
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use config::{AppConfig, DeviceInfo, StorageConfig};
+pub use config::{AppConfig, DEFAULT_MAX_RESPONSE_BYTES, DeviceInfo, StorageConfig};
 pub use credentials::Credentials;
 pub use email_password::EmailPasswordAuth;
 pub use error::{AppError, Result, SessionError, SessionErrorKind};

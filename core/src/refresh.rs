@@ -392,8 +392,13 @@ async fn refresh_over_network(
         )
         .await;
     let response = match sent {
-        Ok(response) if response.status == 401 => {
+        Ok(response) if response.ends_session() => {
             return Err(app.session_rejected(user, session, &response));
+        }
+        Ok(response) if response.status == 401 => {
+            let e = response.stray_401("refresh");
+            app.refresh_failed(user, &e);
+            return Err(e);
         }
         Ok(response) => response,
         Err(e) => {

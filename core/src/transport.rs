@@ -116,6 +116,29 @@ impl ApiResponse {
             .map_err(|e| AppError::malformed(format!("body is not JSON ({e})")))
     }
 
+    /// Whether this answer to a refresh token says the session is over: a 401 with the
+    /// protocol's JSON error body and one of its session-ending codes (PROTOCOL.md,
+    /// "Errors": `InvalidSession`, `UserDisabled`). Any other 401 (say, an HTML page from a
+    /// proxy or captive portal) says nothing about the session.
+    pub(crate) fn ends_session(&self) -> bool {
+        self.status == 401
+            && matches!(
+                self.error(),
+                Some(AppError::Service { ref code, .. })
+                    if code == "InvalidSession" || code == "UserDisabled"
+            )
+    }
+
+    /// A 401 that does not end the session, as the transient failure it is.
+    pub(crate) fn stray_401(&self, what: &str) -> AppError {
+        AppError::Network {
+            message: format!(
+                "{what}: HTTP 401 without the protocol's session error (a proxy or captive \
+                 portal?); the session is kept, retry later"
+            ),
+        }
+    }
+
     /// The `reason` sessionkit-server puts on a 401 for a refresh token.
     pub(crate) fn reason(&self) -> Option<String> {
         self.json()?.get("reason")?.as_str().map(str::to_string)
@@ -131,12 +154,16 @@ pub(crate) fn required_str(doc: &Value, key: &str, what: &str) -> Result<String>
 }
 
 pub(crate) struct Transport {
+    /// For requests with a token or a body: same-origin redirects only.
     client: reqwest::Client,
+    /// For the location lookup, which carries neither.
+    anonymous_client: reqwest::Client,
     app_id: String,
     allow_insecure_http: bool,
     base_url: RwLock<String>,
     /// Fetched once, before the first request; cleared after a failure so the next one retries.
     location: tokio::sync::Mutex<Option<Location>>,
+    max_response_bytes: u64,
     log: Log,
 }
 
@@ -146,30 +173,46 @@ impl Transport {
         base_url: &str,
         timeout: Duration,
         allow_insecure_http: bool,
+        max_response_bytes: u64,
         log: Log,
     ) -> Result<Self> {
-        let redirect = reqwest::redirect::Policy::custom(move |attempt| {
-            if attempt.previous().len() >= 10 {
-                attempt.error("too many redirects")
-            } else if check_base_url(attempt.url().as_str(), allow_insecure_http).is_err() {
-                attempt.error("redirect to plain http refused")
-            } else {
-                attempt.follow()
-            }
-        });
-        let client = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout.min(Duration::from_secs(30)))
-            .redirect(redirect)
-            .user_agent(concat!("sessionkit/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| AppError::invalid(format!("could not build the HTTP client: {e}")))?;
+        // A request with a token or credentials never follows a redirect to another origin (a
+        // 307 would re-post a login's password there); the location lookup carries neither,
+        // and may be sent on to another host.
+        let client = |same_origin_only: bool| {
+            let redirect = reqwest::redirect::Policy::custom(move |attempt| {
+                let cross_origin = attempt
+                    .previous()
+                    .last()
+                    .is_some_and(|from| from.origin() != attempt.url().origin());
+                if attempt.previous().len() >= 10 {
+                    attempt.error("too many redirects")
+                } else if same_origin_only && cross_origin {
+                    attempt.error(
+                        "redirect to another origin refused: the request carries credentials",
+                    )
+                } else if check_base_url(attempt.url().as_str(), allow_insecure_http).is_err() {
+                    attempt.error("redirect to plain http refused")
+                } else {
+                    attempt.follow()
+                }
+            });
+            reqwest::Client::builder()
+                .timeout(timeout)
+                .connect_timeout(timeout.min(Duration::from_secs(30)))
+                .redirect(redirect)
+                .user_agent(concat!("sessionkit/", env!("CARGO_PKG_VERSION")))
+                .build()
+                .map_err(|e| AppError::invalid(format!("could not build the HTTP client: {e}")))
+        };
         Ok(Self {
-            client,
+            client: client(true)?,
+            anonymous_client: client(false)?,
             app_id: app_id.to_string(),
             allow_insecure_http,
             base_url: RwLock::new(trim_url(base_url)),
             location: tokio::sync::Mutex::new(None),
+            max_response_bytes,
             log,
         })
     }
@@ -242,7 +285,12 @@ impl Transport {
         bearer: Option<&str>,
         body: Option<&Value>,
     ) -> Result<ApiResponse> {
-        let mut request = self.client.request(method.clone(), url);
+        let client = if bearer.is_some() || body.is_some() {
+            &self.client
+        } else {
+            &self.anonymous_client
+        };
+        let mut request = client.request(method.clone(), url);
         if bearer.is_some() || body.is_some() || method != Method::GET {
             request = request.header(header::ACCEPT, "application/json");
         }
@@ -279,10 +327,7 @@ impl Transport {
                     .to_ascii_lowercase()
                     .starts_with("application/json")
             });
-        let body = response
-            .text()
-            .await
-            .map_err(|e| self.http_error(&method, &path, e))?;
+        let body = self.read_body(response, &method, &path).await?;
         self.log.log(LogLevel::Debug, "sessionkit::http", || {
             format!("{method} {path} -> {status}")
         });
@@ -292,6 +337,40 @@ impl Transport {
             body,
             json_content,
         })
+    }
+
+    /// The body as text, read chunk by chunk so that one over `max_response_bytes` is refused
+    /// without being held in memory whole.
+    async fn read_body(
+        &self,
+        mut response: reqwest::Response,
+        method: &Method,
+        path: &str,
+    ) -> Result<String> {
+        let limit = self.max_response_bytes;
+        let too_large = |size: String| {
+            AppError::malformed(format!(
+                "{method} {path}: the response body ({size}) is larger than max_response_bytes \
+                 ({limit} bytes); raise max_response_bytes if this answer is expected"
+            ))
+        };
+        if let Some(len) = response.content_length()
+            && len > limit
+        {
+            return Err(too_large(format!("{len} bytes")));
+        }
+        let mut bytes = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| self.http_error(method, path, e))?
+        {
+            if (bytes.len() + chunk.len()) as u64 > limit {
+                return Err(too_large("more than that".into()));
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
     }
 
     fn http_error(&self, method: &Method, path: &str, e: reqwest::Error) -> AppError {

@@ -126,6 +126,21 @@ fn transient_faults() -> Vec<(&'static str, Fault)> {
     ]
 }
 
+/// On the refresh itself, also a 401 that is not the protocol's session error: only those end
+/// a session, not one from a proxy or captive portal.
+fn transient_refresh_faults() -> Vec<(&'static str, Fault)> {
+    let mut faults = transient_faults();
+    faults.push((
+        "401 HTML from a captive portal",
+        Fault::Status(401, "<html>sign in to the wifi</html>".into()),
+    ));
+    faults.push((
+        "401 JSON without a session error code",
+        Fault::Status(401, r#"{"error":"no","error_code":"Unauthorized"}"#.into()),
+    ));
+    faults
+}
+
 /// One transient fault on the refresh: nothing ends, a still-valid token is served, and the
 /// next call after the fault is lifted refreshes.
 async fn transient_refresh_fault(name: &str, fault: Fault, auto_refresh: bool) {
@@ -181,14 +196,14 @@ async fn transient_refresh_fault(name: &str, fault: Fault, auto_refresh: bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_transient_refresh_fault_logs_anyone_out() {
-    for (name, fault) in transient_faults() {
+    for (name, fault) in transient_refresh_faults() {
         transient_refresh_fault(name, fault, false).await;
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_auto_refresh_a_transient_fault_is_reported_as_will_retry() {
-    for (name, fault) in transient_faults() {
+    for (name, fault) in transient_refresh_faults() {
         transient_refresh_fault(name, fault, true).await;
     }
 }

@@ -339,3 +339,90 @@ async fn secrets_never_reach_logs_errors_or_debug_output() {
     }
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_never_follow_a_redirect_to_another_origin() {
+    // Another origin, counting what reaches it.
+    let seen = Arc::new(AtomicUsize::new(0));
+    let counter = seen.clone();
+    let elsewhere = serve(Router::new().fallback(move || {
+        counter.fetch_add(1, Ordering::SeqCst);
+        async { StatusCode::OK }
+    }))
+    .await;
+    // The app's server answers location itself, then sends the login (with its body) on.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let location = json!({"hostname": format!("http://{addr}"), "ws_hostname": "ws://x"});
+    let target = elsewhere.clone();
+    let router = Router::new()
+        .route(
+            &format!("/api/client/v2.0/app/{APP_ID}/location"),
+            get(move || async move { axum::Json(location) }),
+        )
+        .fallback(move |uri: axum::http::Uri| {
+            let target = target.clone();
+            async move { Redirect::temporary(&format!("{target}{uri}")) }
+        });
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    let app = app_for(&format!("http://{addr}"));
+    let err = app
+        .log_in(Credentials::email_password(
+            "ada@example.com",
+            "not-for-elsewhere",
+        ))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, AppError::Network { .. }), "{err:?}");
+    assert!(err.to_string().contains("another origin"), "{err}");
+    assert_eq!(
+        seen.load(Ordering::SeqCst),
+        0,
+        "the password went elsewhere"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_response_over_max_response_bytes_is_refused_unread() {
+    // One declares its length, one streams without it: both are cut off at the limit.
+    let big = "x".repeat(64 * 1024);
+    let declared = big.clone();
+    let router = Router::new().route(
+        &format!("/api/client/v2.0/app/{APP_ID}/location"),
+        get(move || async move { declared }),
+    );
+    let base = serve(router).await;
+    let mut config = AppConfig::new(APP_ID, base.as_str());
+    config.max_response_bytes = 16 * 1024;
+    let err = App::new(config)
+        .unwrap()
+        .log_in(Credentials::anonymous())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, AppError::MalformedResponse { .. }), "{err:?}");
+    assert!(err.to_string().contains("max_response_bytes"), "{err}");
+
+    let router = Router::new().route(
+        &format!("/api/client/v2.0/app/{APP_ID}/location"),
+        get(move || async move {
+            let chunks = (0..64).map(|_| Ok::<_, std::io::Error>(vec![b'y'; 1024]));
+            axum::body::Body::from_stream(futures_util::stream::iter(chunks))
+        }),
+    );
+    let base = serve(router).await;
+    let mut config = AppConfig::new(APP_ID, base.as_str());
+    config.max_response_bytes = 16 * 1024;
+    let err = App::new(config)
+        .unwrap()
+        .log_in(Credentials::anonymous())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("max_response_bytes"), "{err}");
+
+    let mut config = AppConfig::new(APP_ID, base.as_str());
+    config.max_response_bytes = 0;
+    assert!(matches!(
+        App::new(config),
+        Err(AppError::InvalidArgument { .. })
+    ));
+}

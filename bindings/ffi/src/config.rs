@@ -150,6 +150,10 @@ pub struct AppConfig {
     /// Receives the SDK's log lines, tokens redacted.
     #[uniffi(default = None)]
     pub logger: Option<Arc<dyn Logger>>,
+    /// The largest response body read, in bytes (default 4 MiB); a larger one is refused with
+    /// `MalformedResponse` before it is read whole.
+    #[uniffi(default = 4194304)]
+    pub max_response_bytes: u64,
 }
 
 impl From<AppConfig> for sk::AppConfig {
@@ -161,6 +165,7 @@ impl From<AppConfig> for sk::AppConfig {
         config.auto_refresh = c.auto_refresh;
         config.device = c.device.into();
         config.allow_insecure_http = c.allow_insecure_http;
+        config.max_response_bytes = c.max_response_bytes;
         config.logger = c
             .logger
             .map(|l| Arc::new(LoggerAdapter(Foreign::new(l))) as Arc<dyn sk::Logger>);
