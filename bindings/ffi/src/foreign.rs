@@ -9,6 +9,9 @@
 //! calls [`foreign_runtime_exiting`]: from then on such calls are skipped (a foreign object is
 //! leaked rather than released, a store answers "unavailable"), and the ones already running
 //! are waited for.
+//!
+//! Foreign code also runs off the runtime's workers (see [`off_the_workers`]), so a callback may
+//! call the SDK, even a blocking call, without starving it.
 
 use std::mem::ManuallyDrop;
 use std::sync::{Condvar, Mutex, MutexGuard};
@@ -30,8 +33,15 @@ fn lock() -> MutexGuard<'static, State> {
     STATE.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Runs `f`, a call into foreign code, unless the foreign runtime is exiting (then `None`).
+/// Runs `f`, a call into app code (a listener, a store...), unless the foreign runtime is
+/// exiting (then `None`). App code may block, so it runs off the runtime's workers.
 pub(crate) fn call<T>(f: impl FnOnce() -> T) -> Option<T> {
+    call_binding(|| off_the_workers(f))
+}
+
+/// Like [`call`], for the bindings' own short callbacks (waking a foreign future), which never
+/// block: no hand-off of the worker, which would cost more than the callback.
+pub(crate) fn call_binding<T>(f: impl FnOnce() -> T) -> Option<T> {
     {
         let mut st = lock();
         if st.exiting {
@@ -51,6 +61,20 @@ pub(crate) fn call<T>(f: impl FnOnce() -> T) -> Option<T> {
     }
     let _leave = Leave;
     Some(f())
+}
+
+/// Runs `f` where it may block as long as it likes. Foreign code called from one of the SDK
+/// runtime's worker threads may call back into the SDK and wait for it (a blocking call from a
+/// listener): the runtime would then be waiting on its own worker, and with every worker so
+/// blocked, on nothing at all. `block_in_place` hands this worker's other tasks to a new thread
+/// first, so the SDK keeps running however many callbacks wait on it.
+fn off_the_workers<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(rt) if rt.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
+    }
 }
 
 /// A foreign object (a listener, a store...) held by the SDK. Releasing it calls into the
@@ -76,7 +100,7 @@ impl<T> Drop for Foreign<T> {
         // SAFETY: taken once, here, and never used again.
         let inner = unsafe { ManuallyDrop::take(&mut self.0) };
         let mut inner = Some(inner);
-        call(|| drop(inner.take()));
+        call_binding(|| drop(inner.take()));
         if let Some(leaked) = inner {
             std::mem::forget(leaked);
         }

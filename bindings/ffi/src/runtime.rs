@@ -45,7 +45,7 @@ where
         // foreign language's continuation callback on this thread: not once its runtime is
         // exiting, when nobody waits for the result any more.
         let mut tx = Some(tx);
-        foreign::call(|| {
+        foreign::call_binding(|| {
             // The caller may have gone (cancelled); the operation has completed all the same.
             if let Some(tx) = tx.take() {
                 let _ = tx.send(result);
