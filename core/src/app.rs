@@ -99,6 +99,8 @@ pub(crate) struct AppInner {
     pub scheduler_wake: Arc<tokio::sync::Notify>,
     /// Bumped each time a scheduler starts; an older loop that sees a newer one ends.
     pub scheduler_generation: std::sync::atomic::AtomicU64,
+    /// Held by an anonymous login with `reuse` from its check to its end.
+    anonymous_reuse: tokio::sync::Mutex<()>,
     /// Open or closed, and the operations in flight that closing waits for.
     lifecycle: Arc<Lifecycle>,
     /// How long closing waits for operations in flight: no request takes longer.
@@ -180,6 +182,7 @@ impl App {
             background: AtomicBool::new(false),
             scheduler_wake: Arc::new(tokio::sync::Notify::new()),
             scheduler_generation: std::sync::atomic::AtomicU64::new(0),
+            anonymous_reuse: tokio::sync::Mutex::new(()),
             lifecycle: Arc::default(),
             close_deadline: Duration::from_millis(config.request_timeout_ms),
         });
@@ -444,12 +447,19 @@ impl AppInner {
     }
 
     async fn log_in(self: &Arc<Self>, credentials: Credentials) -> Result<Arc<UserInner>> {
-        if let Credentials::Anonymous { reuse: true } = credentials
-            && let Some(user) = self.logged_in_anonymous()
-        {
-            self.switch_user(&user)?;
-            return Ok(user);
-        }
+        // Reuse means one anonymous user per app on this device: concurrent reusing logins
+        // wait for each other, so the second finds the user the first created.
+        let _reusing = match credentials {
+            Credentials::Anonymous { reuse: true } => {
+                let guard = self.anonymous_reuse.lock().await;
+                if let Some(user) = self.logged_in_anonymous() {
+                    self.switch_user(&user)?;
+                    return Ok(user);
+                }
+                Some(guard)
+            }
+            _ => None,
+        };
         let body = self.login_body(&credentials)?;
         let route = Route::App(format!("auth/providers/{}/login", credentials.provider()));
         let doc = self

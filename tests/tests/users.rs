@@ -316,3 +316,22 @@ async fn events_arrive_in_order_and_listeners_may_call_back() {
     );
     server.stop().await;
 }
+
+/// Reuse means one anonymous user per app on the device, however many log in at once (#12).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_anonymous_logins_with_reuse_make_one_user() {
+    let server = TestServer::start().await;
+    let (app, _clock) = server.app();
+    let logins: Vec<_> = (0..8)
+        .map(|_| {
+            let app = app.clone();
+            tokio::spawn(async move { app.log_in(Credentials::anonymous()).await })
+        })
+        .collect();
+    let mut ids = std::collections::HashSet::new();
+    for login in logins {
+        ids.insert(login.await.unwrap().unwrap().id());
+    }
+    assert_eq!(ids.len(), 1, "one anonymous user: {ids:?}");
+    assert_eq!(app.all_users().len(), 1);
+}
