@@ -39,6 +39,8 @@ pub struct ApiError {
     pub message: String,
     /// `reason`, for refresh-token 401s.
     pub reason: Option<Reason>,
+    /// Seconds, sent as `Retry-After` (503, 429).
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -49,6 +51,7 @@ impl ApiError {
             code,
             message: message.into(),
             reason: None,
+            retry_after: None,
         }
     }
     /// Adds a `reason`.
@@ -64,13 +67,25 @@ impl ApiError {
     pub fn invalid_session(message: impl Into<String>) -> Self {
         Self::new(StatusCode::UNAUTHORIZED, "InvalidSession", message)
     }
-    /// 401 InvalidSession for a refresh token that no longer works, with its reason.
+    /// 401 InvalidSession for a refresh token that no longer works, with its reason. A token
+    /// whose session is gone (revoked, expired, its user deleted) reads "failed to find refresh
+    /// token", as the hosted service's did: clients written for it (realm-web's `logOut`) take
+    /// that text on a logout to mean "already logged out" (REALM-SEMANTICS.md).
     pub fn session_ended(reason: Reason) -> Self {
         let (code, msg) = match reason {
-            Reason::Expired => ("InvalidSession", "refresh token expired"),
-            Reason::Revoked => ("InvalidSession", "invalid session: session revoked"),
+            Reason::Expired => (
+                "InvalidSession",
+                "invalid session: failed to find refresh token (expired)",
+            ),
+            Reason::Revoked => (
+                "InvalidSession",
+                "invalid session: failed to find refresh token (session revoked)",
+            ),
             Reason::Disabled => ("UserDisabled", "user disabled"),
-            Reason::Deleted => ("InvalidSession", "invalid session: user deleted"),
+            Reason::Deleted => (
+                "InvalidSession",
+                "invalid session: failed to find refresh token (user deleted)",
+            ),
         };
         Self::new(StatusCode::UNAUTHORIZED, code, msg).with_reason(reason)
     }
@@ -102,6 +117,22 @@ impl ApiError {
     pub fn api_key_not_found() -> Self {
         Self::new(StatusCode::NOT_FOUND, "APIKeyNotFound", "API key not found")
     }
+    /// 503 ServiceUnavailable, with `Retry-After: retry_after_secs`: busy, not broken.
+    pub fn unavailable(message: impl Into<String>, retry_after_secs: u64) -> Self {
+        let mut e = Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "ServiceUnavailable",
+            message,
+        );
+        e.retry_after = Some(retry_after_secs);
+        e
+    }
+    /// 429 TooManyRequests, with `Retry-After: retry_after_secs`.
+    pub fn too_many_requests(message: impl Into<String>, retry_after_secs: u64) -> Self {
+        let mut e = Self::new(StatusCode::TOO_MANY_REQUESTS, "TooManyRequests", message);
+        e.retry_after = Some(retry_after_secs.max(1));
+        e
+    }
     /// 500 InternalServerError (details are logged, not sent).
     pub fn internal() -> Self {
         Self::new(
@@ -123,6 +154,12 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         // The body is written by `routes::render_errors`, which adds the `link`.
         let mut resp = self.status.into_response();
+        if let Some(secs) = self.retry_after {
+            resp.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(secs),
+            );
+        }
         resp.extensions_mut().insert(self);
         resp
     }

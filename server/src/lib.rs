@@ -7,6 +7,7 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod functions;
+pub mod passwords;
 pub mod providers;
 pub mod routes;
 mod serve;
@@ -147,6 +148,7 @@ impl RunningServer {
             db,
             http,
             sweep_now: Notify::new(),
+            passwords: passwords::Passwords::for_this_machine(),
         });
         let router = routes::router(state.clone());
         let (stop_tx, stop_rx) = oneshot::channel::<()>();

@@ -93,16 +93,12 @@ async fn userpass(
             "invalid username/password",
         )
     };
-    let Some(row) = row else {
+    // The same hashing work whether or not the account exists (see passwords.rs).
+    let phc = row.as_ref().map(|r| r.password_hash.clone());
+    let ok = st.passwords.verify(password, phc).await?;
+    let Some(row) = row.filter(|_| ok) else {
         return Err(wrong());
     };
-    let hash = row.password_hash.clone();
-    let ok = tokio::task::spawn_blocking(move || tokens::verify_password(&password, &hash))
-        .await
-        .map_err(|_| ApiError::internal())?;
-    if !ok {
-        return Err(wrong());
-    }
     if !row.confirmed {
         return Err(ApiError::auth("confirmation required"));
     }

@@ -146,7 +146,9 @@ pub fn verify_bearer(
     Ok((app, claims, token))
 }
 
-/// Verifies an access token and loads its (still existing) user.
+/// Verifies an access token and loads its user, who must still exist and not be disabled: a
+/// disabled user's unexpired access tokens are refused for every call (deleting the account
+/// included, or disabling could be escaped by deleting and registering again).
 pub async fn access_user(
     st: &Inner,
     headers: &HeaderMap,
@@ -160,6 +162,13 @@ pub async fn access_user(
         .call(move |conn| Ok(db::user(conn, &app_id, &sub)?))
         .await?
         .ok_or_else(|| ApiError::invalid_session("invalid session: user not found"))?;
+    if user.disabled {
+        return Err(ApiError::new(
+            axum::http::StatusCode::UNAUTHORIZED,
+            "UserDisabled",
+            "user disabled",
+        ));
+    }
     Ok((app, claims, user))
 }
 

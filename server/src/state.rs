@@ -97,6 +97,8 @@ pub struct Inner {
     pub http: reqwest::Client,
     /// Wakes the sweeper (after the test clock moves).
     pub sweep_now: Notify,
+    /// The bounded password-hashing pool.
+    pub passwords: crate::passwords::Passwords,
 }
 
 /// Cheap-to-clone handle on the shared state.

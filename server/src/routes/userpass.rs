@@ -140,12 +140,6 @@ fn set_password(
     Ok(())
 }
 
-async fn hash(password: String) -> Result<String, ApiError> {
-    tokio::task::spawn_blocking(move || tokens::hash_password(&password))
-        .await
-        .map_err(|_| ApiError::internal())
-}
-
 /// POST register.
 pub async fn register(
     State(st): State<AppState>,
@@ -177,7 +171,7 @@ pub async fn register(
     if taken {
         return Err(in_use());
     }
-    let hash = hash(password).await?;
+    let hash = st.passwords.hash(password).await?;
     let now = st.now();
     st.db
         .call(move |conn| {
@@ -320,7 +314,7 @@ pub async fn reset(
     if known.as_deref() != Some(tokens::sha256_hex(&token).as_str()) {
         return Err(invalid_token());
     }
-    let hash = hash(password).await?;
+    let hash = st.passwords.hash(password).await?;
     st.db
         .call(move |conn| {
             let email = take_token(conn, &app_id, RESET, &token, &token_id, now)?;
@@ -364,7 +358,7 @@ pub async fn reset_call(
             Ok(StatusCode::NO_CONTENT.into_response())
         }
         ResetFunction::Success => {
-            let hash = hash(password).await?;
+            let hash = st.passwords.hash(password).await?;
             st.db
                 .call(move |conn| set_password(conn, &app_id, &email, &hash))
                 .await?;

@@ -1,0 +1,186 @@
+//! What outside clients and an attacker found (#12), one test per kind of fault.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{BR, ar, start};
+use serde_json::json;
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+/// A login for an unknown email does the same hashing work as a wrong password for a known
+/// one, so its timing does not tell which emails have accounts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_timing_does_not_reveal_which_emails_exist() {
+    let t = start().await;
+    t.confirmed_user("known@example.com", "right-password")
+        .await;
+    let login = format!("{}/auth/providers/local-userpass/login", ar("test-app"));
+    let time = |email: &'static str| {
+        let t = &t;
+        let login = login.clone();
+        async move {
+            let started = Instant::now();
+            t.post(
+                &login,
+                json!({"username": email, "password": "wrong"}),
+                None,
+            )
+            .await
+            .err(401, "InvalidPassword");
+            started.elapsed()
+        }
+    };
+    let (mut known, mut unknown) = (Vec::new(), Vec::new());
+    for _ in 0..7 {
+        known.push(time("known@example.com").await);
+        unknown.push(time("nobody@example.com").await);
+    }
+    let (known, unknown) = (median(known), median(unknown));
+    // Without the dummy hash the unknown email answered in a small fraction of the time.
+    assert!(
+        unknown * 2 > known,
+        "unknown email {unknown:?} vs known email, wrong password {known:?}"
+    );
+}
+
+/// Password hashing is a bounded pool: a flood of registrations gets 503 with Retry-After for
+/// what does not fit, never unbounded memory, and the server serves again right after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_registrations_is_queued_then_refused_with_retry_after() {
+    let t = start().await;
+    let url = format!(
+        "{}{}/auth/providers/local-userpass/register",
+        t.base,
+        ar("test-app")
+    );
+    let sends: Vec<_> = (0..64)
+        .map(|i| {
+            let http = t.http.clone();
+            let url = url.clone();
+            tokio::spawn(async move {
+                let r = http
+                    .post(&url)
+                    .json(&json!({"email": format!("flood{i}@example.com"), "password": "password-1"}))
+                    .send()
+                    .await
+                    .unwrap();
+                let retry = r.headers().get("retry-after").map(|v| v.to_str().unwrap().to_string());
+                (r.status().as_u16(), retry)
+            })
+        })
+        .collect();
+    let mut created = 0;
+    let mut refused = 0;
+    for s in sends {
+        match s.await.unwrap() {
+            (201, _) => created += 1,
+            (503, Some(retry)) => {
+                assert!(retry.parse::<u64>().unwrap() >= 1);
+                refused += 1;
+            }
+            other => panic!("unexpected answer {other:?}"),
+        }
+    }
+    assert!(created >= 1, "some registrations got through");
+    assert!(
+        refused >= 1,
+        "the excess was refused, not queued without bound"
+    );
+    t.post(
+        &format!("{}/auth/providers/local-userpass/register", ar("test-app")),
+        json!({"email": "after@example.com", "password": "password-1"}),
+        None,
+    )
+    .await
+    .ok(201);
+}
+
+/// A disabled user's still-valid access token is refused for every call, deleting the
+/// account included, so the disable cannot be escaped by deleting and registering again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disabled_users_access_tokens_are_refused_everywhere() {
+    let t = start().await;
+    t.confirmed_user("dis@example.com", "password-1").await;
+    let login = t
+        .login(
+            "test-app",
+            "local-userpass",
+            json!({"username": "dis@example.com", "password": "password-1"}),
+        )
+        .await;
+    let access = login["access_token"].as_str().unwrap().to_string();
+    let user_id = login["user_id"].as_str().unwrap().to_string();
+    let admin = t.admin().await;
+    t.put(
+        &format!("{}/users/{user_id}/disable", common::adm("test-app")),
+        None,
+        Some(&admin),
+    )
+    .await
+    .ok(204);
+    t.delete(&format!("{BR}/auth/delete"), Some(&access))
+        .await
+        .err(401, "UserDisabled");
+    t.get(&format!("{BR}/auth/profile"), Some(&access))
+        .await
+        .err(401, "UserDisabled");
+    t.post(
+        &format!("{}/functions/call", ar("test-app")),
+        json!({"name": "sum", "arguments": [1]}),
+        Some(&access),
+    )
+    .await
+    .err(401, "UserDisabled");
+    // The account is still there, still disabled.
+    t.post(
+        &format!("{}/auth/providers/local-userpass/login", ar("test-app")),
+        json!({"username": "dis@example.com", "password": "password-1"}),
+        None,
+    )
+    .await
+    .err(401, "UserDisabled");
+}
+
+/// A refresh token that was valid and whose session is gone answers "failed to find refresh
+/// token", on logout too, as the hosted service did: clients written for it log out right
+/// after deleting the account and take that text to mean "already gone".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logging_out_a_gone_session_says_failed_to_find_refresh_token() {
+    let t = start().await;
+    let login = t.anon("test-app").await;
+    let access = login["access_token"].as_str().unwrap().to_string();
+    let refresh = login["refresh_token"].as_str().unwrap().to_string();
+    t.delete(&format!("{BR}/auth/delete"), Some(&access))
+        .await
+        .ok(204);
+    for r in [
+        t.delete(&format!("{BR}/auth/session"), Some(&refresh))
+            .await,
+        t.refresh(&refresh).await,
+    ] {
+        r.reason("InvalidSession", "deleted");
+        assert!(
+            r.s("error").contains("failed to find refresh token"),
+            "{}",
+            r.body
+        );
+    }
+    // And after a logout: the second logout finds nothing either.
+    let refresh = t.anon("test-app").await["refresh_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    t.delete(&format!("{BR}/auth/session"), Some(&refresh))
+        .await
+        .ok(204);
+    let again = t
+        .delete(&format!("{BR}/auth/session"), Some(&refresh))
+        .await;
+    again.reason("InvalidSession", "revoked");
+    assert!(again.s("error").contains("failed to find refresh token"));
+}
