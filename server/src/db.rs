@@ -102,6 +102,7 @@ impl Db {
         std::fs::create_dir_all(dir)
             .map_err(|e| format!("cannot create data dir {}: {e}", dir.display()))?;
         let path = dir.join("sessionkit.db");
+        restrict_permissions(dir, &path)?;
         let conn = Connection::open(&path)
             .map_err(|e| format!("cannot open database {}: {e}", path.display()))?;
         // WAL lets readers proceed during a write; synchronous=FULL fsyncs the WAL on every
@@ -538,4 +539,50 @@ pub fn sweep(
     tx.execute("DELETE FROM userpass_tokens WHERE expires_at < ?1", [now])?;
     tx.commit()?;
     Ok(n)
+}
+
+/// The database holds the signing secrets, the admin secret, password hashes and reset tokens:
+/// the data directory is made 0700 and the database files 0600, whatever the umask, before
+/// SQLite opens them (it gives its -wal and -shm files the database file's mode). Looser modes
+/// found at start are tightened, with a warning.
+#[cfg(unix)]
+fn restrict_permissions(dir: &Path, db: &Path) -> Result<(), String> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let tighten = |path: &Path, mode: u32| -> Result<(), String> {
+        let meta = match std::fs::metadata(path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+        };
+        let current = meta.permissions().mode() & 0o777;
+        if current & !mode != 0 {
+            tracing::warn!(
+                "{} had mode {current:o}; tightening to {mode:o} (it holds secrets)",
+                path.display()
+            );
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+                .map_err(|e| format!("cannot restrict {} to {mode:o}: {e}", path.display()))?;
+        }
+        Ok(())
+    };
+    tighten(dir, 0o700)?;
+    // Created 0600 from the start, so there is no moment at which it is readable by others.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(db)
+        .map_err(|e| format!("cannot create database {}: {e}", db.display()))?;
+    for suffix in ["", "-wal", "-shm"] {
+        let mut name = db.as_os_str().to_owned();
+        name.push(suffix);
+        tighten(Path::new(&name), 0o600)?;
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn restrict_permissions(_dir: &Path, _db: &Path) -> Result<(), String> {
+    Ok(())
 }

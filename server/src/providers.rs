@@ -147,7 +147,11 @@ async fn api_key(
     }
 }
 
-/// Verifies a custom JWT and returns its identity (`sub`) with the configured metadata fields.
+/// How far ahead of the server clock a custom JWT's `nbf` and `iat` may be, in seconds.
+pub const CLOCK_LEEWAY_SECS: i64 = 60;
+
+/// Verifies a custom JWT (signature, audience, `exp`, `nbf`, `iat`) and returns its identity
+/// (`sub`) with the configured metadata fields.
 pub fn custom_token(cfg: &CustomTokenConfig, token: &str, now: i64) -> Result<Identity, ApiError> {
     let header = jsonwebtoken::decode_header(token).map_err(|_| {
         ApiError::auth("invalid custom auth token: malformed or unsupported algorithm")
@@ -204,6 +208,29 @@ pub fn custom_token(cfg: &CustomTokenConfig, token: &str, now: i64) -> Result<Id
             return Err(ApiError::auth(
                 "invalid custom auth token: missing exp claim",
             ));
+        }
+    }
+    // RFC 7519 4.1.5 and 4.1.6: not before `nbf`, and not issued in the future, against the
+    // server clock with a small leeway for clocks that differ a little.
+    for (claim, problem) in [
+        ("nbf", "not valid yet (nbf)"),
+        ("iat", "issued in the future (iat)"),
+    ] {
+        match claims.get(claim) {
+            None => {}
+            Some(v) => match v.as_f64() {
+                Some(t) if t <= (now + CLOCK_LEEWAY_SECS) as f64 => {}
+                Some(_) => {
+                    return Err(ApiError::auth(format!(
+                        "invalid custom auth token: {problem}"
+                    )));
+                }
+                None => {
+                    return Err(ApiError::auth(format!(
+                        "invalid custom auth token: bad {claim} claim"
+                    )));
+                }
+            },
         }
     }
     let sub = match claims.get("sub") {

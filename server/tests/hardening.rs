@@ -184,3 +184,64 @@ async fn logging_out_a_gone_session_says_failed_to_find_refresh_token() {
     again.reason("InvalidSession", "revoked");
     assert!(again.s("error").contains("failed to find refresh token"));
 }
+
+/// The data directory is 0700 and the database files 0600 whatever the umask, and looser
+/// modes left by an earlier version are tightened at start.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_data_directory_and_database_files_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = common::temp_dir("perm");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let db = dir.join("sessionkit.db");
+    std::fs::write(&db, b"").unwrap();
+    std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let mut config = sessionkit_server::Config::from_toml_str(common::CONFIG).unwrap();
+    config.data_dir = dir.clone();
+    let t = common::start_config(config).await;
+    t.anon("test-app").await; // a write: the WAL exists now
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&dir), 0o700, "data dir");
+    for name in ["sessionkit.db", "sessionkit.db-wal", "sessionkit.db-shm"] {
+        let p = dir.join(name);
+        if p.exists() {
+            assert_eq!(mode(&p), 0o600, "{name}");
+        }
+    }
+    assert!(dir.join("sessionkit.db-wal").exists());
+}
+
+/// A custom JWT's `nbf` and `iat` are checked against the server clock, with a small leeway
+/// (RFC 7519 4.1.5, 4.1.6).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn custom_jwt_nbf_and_iat_are_checked() {
+    let t = start().await;
+    let now = t.srv.now();
+    let url = format!("{}/auth/providers/custom-token/login", ar("test-app"));
+    let login = |claims: serde_json::Value| {
+        let token = common::custom_jwt("custom-secret", claims);
+        let url = url.clone();
+        let t = &t;
+        async move { t.post(&url, json!({"token": token}), None).await }
+    };
+    let base = json!({"sub": "jwt-user", "aud": "test-app", "exp": now + 600});
+    let with = |k: &str, v: i64| {
+        let mut c = base.clone();
+        c[k] = json!(v);
+        c
+    };
+    login(base.clone()).await.ok(200);
+    login(with("nbf", now - 10)).await.ok(200);
+    login(with("nbf", now + 30)).await.ok(200); // within the leeway
+    login(with("iat", now + 30)).await.ok(200);
+    let r = login(with("nbf", now + 3600)).await;
+    r.err(401, "AuthError");
+    assert!(r.s("error").contains("nbf"), "{}", r.body);
+    let r = login(with("iat", now + 5 * 365 * 24 * 3600)).await;
+    r.err(401, "AuthError");
+    assert!(r.s("error").contains("iat"), "{}", r.body);
+    let mut bad = base.clone();
+    bad["nbf"] = json!("soon");
+    login(bad).await.err(401, "AuthError");
+}
