@@ -57,8 +57,15 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Directory of the SQLite database.
     pub data_dir: PathBuf,
-    /// Hostname returned by location; `None` derives it from the request's Host header.
+    /// Hostname returned by location and used in error links. Without it, a request's Host
+    /// header is used only if it is in `allowed_hosts`, or a loopback host while the server
+    /// listens on loopback, or in `--dev`; otherwise the listen address.
     pub public_url: Option<String>,
+    /// Host header values (`host` or `host:port`) that may stand for `public_url` when it is
+    /// not set.
+    pub allowed_hosts: Vec<String>,
+    /// Serving `--dev`: any Host header is trusted (a development machine).
+    pub dev: bool,
     /// Admin key pair; `None` disables the admin API unless `dev_admin` is set.
     pub admin: Option<AdminConfig>,
     /// Generate (once, persisted in the database) an admin key pair: what `--dev` does.
@@ -189,6 +196,10 @@ pub struct UserpassConfig {
     /// Behaviour of `reset/call`.
     #[serde(default)]
     pub reset_function: ResetFunction,
+    /// Must be true for `reset_function = "success"`, which lets anyone who knows an email set
+    /// that account's password: for tests and demos only.
+    #[serde(default)]
+    pub allow_insecure_reset_function: bool,
 }
 
 impl Default for UserpassConfig {
@@ -196,6 +207,7 @@ impl Default for UserpassConfig {
         UserpassConfig {
             auto_confirm: true,
             reset_function: ResetFunction::Pending,
+            allow_insecure_reset_function: false,
         }
     }
 }
@@ -262,6 +274,8 @@ struct FileConfig {
     listen: Option<String>,
     data_dir: Option<PathBuf>,
     public_url: Option<String>,
+    #[serde(default)]
+    allowed_hosts: Vec<String>,
     admin: Option<AdminConfig>,
     #[serde(default)]
     test_clock: bool,
@@ -288,6 +302,8 @@ impl Config {
                 .data_dir
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
             public_url: file.public_url,
+            allowed_hosts: file.allowed_hosts,
+            dev: false,
             admin: file.admin,
             dev_admin: false,
             test_clock: file.test_clock,
@@ -313,6 +329,8 @@ impl Config {
             listen: DEFAULT_LISTEN.parse().expect("valid default"),
             data_dir: PathBuf::from(DEFAULT_DATA_DIR),
             public_url: None,
+            allowed_hosts: Vec::new(),
+            dev: true,
             admin: None,
             dev_admin: true,
             test_clock: false,
@@ -357,6 +375,19 @@ impl Config {
                 return Err(invalid("admin.private_key", "must not be empty"));
             }
         }
+        if !self.dev
+            && self.public_url.is_none()
+            && self.allowed_hosts.is_empty()
+            && !self.listen.ip().is_loopback()
+        {
+            // Else location would answer with whatever Host a request claims, which a shared
+            // cache can keep and hand to every client: they would send their tokens there.
+            return Err(invalid(
+                "public_url",
+                "required when listening on a non-loopback address (the URL clients reach \
+                 this server at), or list the accepted Host values in allowed_hosts",
+            ));
+        }
         if self.apps.is_empty() {
             return Err(invalid("app", "at least one [[app]] table is required"));
         }
@@ -393,6 +424,16 @@ impl Config {
             }
             if app.inactivity_timeout_secs > i64::MAX as u64 / 4 {
                 return Err(invalid(k("inactivity_timeout_secs"), "too large"));
+            }
+            if let Some(up) = &app.providers.local_userpass
+                && up.reset_function == ResetFunction::Success
+                && !up.allow_insecure_reset_function
+            {
+                return Err(invalid(
+                    format!("app[{i}].providers.local-userpass.reset_function"),
+                    "\"success\" lets anyone who knows an email set that account's password; \
+                     for tests only, set allow_insecure_reset_function = true to acknowledge",
+                ));
             }
             if let Some(ct) = &app.providers.custom_token {
                 let pk = |name: &str| format!("app[{i}].providers.custom-token.{name}");

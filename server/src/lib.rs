@@ -71,6 +71,20 @@ impl RunningServer {
     /// starts serving on the current tokio runtime.
     pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
         config.validate()?;
+        for app in &config.apps {
+            if app
+                .providers
+                .local_userpass
+                .as_ref()
+                .is_some_and(|up| up.reset_function == config::ResetFunction::Success)
+            {
+                tracing::warn!(
+                    "app {}: reset_function = \"success\": ANYONE WHO KNOWS AN EMAIL CAN SET \
+                     THAT ACCOUNT'S PASSWORD. For tests only.",
+                    app.id
+                );
+            }
+        }
         let data_dir = config.data_dir.clone();
         let db = tokio::task::spawn_blocking(move || db::Db::open(&data_dir))
             .await
@@ -140,6 +154,7 @@ impl RunningServer {
             .map_err(storage)?;
         let state: AppState = Arc::new(Inner {
             config,
+            local_addr: addr,
             apps,
             admin,
             admin_secret,

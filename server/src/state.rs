@@ -81,6 +81,8 @@ pub struct AppRuntime {
 pub struct Inner {
     /// The configuration.
     pub config: Config,
+    /// The address actually bound (`listen` with port 0 resolved).
+    pub local_addr: std::net::SocketAddr,
     /// Apps by id.
     pub apps: HashMap<String, Arc<AppRuntime>>,
     /// Admin key pair, when the admin API is on.

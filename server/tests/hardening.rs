@@ -245,3 +245,74 @@ async fn custom_jwt_nbf_and_iat_are_checked() {
     bad["nbf"] = json!("soon");
     login(bad).await.err(401, "AuthError");
 }
+
+/// Without `public_url`, location never echoes an arbitrary Host header (a cache could keep
+/// it and send every client's tokens there); loopback hosts, `allowed_hosts` and `--dev` are
+/// trusted; and a server listening beyond loopback must be told its `public_url`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn location_never_echoes_an_untrusted_host_header() {
+    let t = start().await;
+    let port = t.srv.local_addr().port();
+    let location = |host: String| {
+        let t = &t;
+        async move {
+            let r = t
+                .http
+                .get(format!("{}{}/location", t.base, ar("test-app")))
+                .header("host", host)
+                .send()
+                .await
+                .unwrap();
+            let doc: serde_json::Value = r.json().await.unwrap();
+            doc["hostname"].as_str().unwrap().to_string()
+        }
+    };
+    assert_eq!(location("evil.example".into()).await, t.base);
+    assert_eq!(location(format!("evil.example:{port}")).await, t.base);
+    assert_eq!(
+        location(format!("localhost:{port}")).await,
+        format!("http://localhost:{port}")
+    );
+
+    let toml = format!("allowed_hosts = [\"api.example.com\"]\n{}", common::CONFIG);
+    let mut config = sessionkit_server::Config::from_toml_str(&toml).unwrap();
+    config.data_dir = common::temp_dir("hosts");
+    let t2 = common::start_config(config).await;
+    let r = t2
+        .http
+        .get(format!("{}{}/location", t2.base, ar("test-app")))
+        .header("host", "api.example.com")
+        .send()
+        .await
+        .unwrap();
+    let doc: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(doc["hostname"], "http://api.example.com");
+
+    let public = common::CONFIG.replace("listen = \"127.0.0.1:0\"", "listen = \"0.0.0.0:0\"");
+    let err = sessionkit_server::Config::from_toml_str(&public).unwrap_err();
+    assert!(err.to_string().starts_with("public_url:"), "{err}");
+    let with_url = format!("public_url = \"https://auth.example\"\n{public}");
+    sessionkit_server::Config::from_toml_str(&with_url).unwrap();
+}
+
+/// `reset_function = "success"` resets any account knowing only its email: refused unless
+/// acknowledged.
+#[test]
+fn an_insecure_reset_function_must_be_acknowledged() {
+    let toml =
+        "[[app]]\nid = \"a\"\n[app.providers.local-userpass]\nreset_function = \"success\"\n";
+    let err = sessionkit_server::Config::from_toml_str(toml).unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("app[0].providers.local-userpass.reset_function:"),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("allow_insecure_reset_function"),
+        "{err}"
+    );
+    sessionkit_server::Config::from_toml_str(&format!(
+        "{toml}allow_insecure_reset_function = true\n"
+    ))
+    .unwrap();
+}

@@ -98,6 +98,7 @@ refresh_token_rotation = {rotation}
 [app.providers.local-userpass]
 auto_confirm = {confirm}
 reset_function = "{reset}"
+allow_insecure_reset_function = true
 [app.providers.api-key]
 [app.providers.custom-token]
 algorithm = "HS256"

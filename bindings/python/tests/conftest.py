@@ -39,6 +39,7 @@ refresh_token_lifetime_secs = {refresh}
 [app.providers.local-userpass]
 auto_confirm = true
 reset_function = "success"
+allow_insecure_reset_function = true
 [app.providers.api-key]
 [app.providers.custom-token]
 algorithm = "HS256"

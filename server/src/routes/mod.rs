@@ -79,18 +79,43 @@ pub fn json_response(status: StatusCode, v: &Value) -> Response {
         .into_response()
 }
 
-/// The base URL a client reached us at: `public_url`, else `http://<Host>`.
+/// The base URL clients reach us at: `public_url`; else the request's Host header where it can
+/// be trusted (listed in `allowed_hosts`, a loopback host while listening on loopback, or
+/// `--dev`); else the address listened on. An arbitrary Host is never echoed: a cache could
+/// keep `location`'s answer and send every client's tokens to that host.
 pub fn base_url(st: &AppState, headers: &axum::http::HeaderMap) -> String {
-    if let Some(u) = &st.config.public_url {
+    let config = &st.config;
+    if let Some(u) = &config.public_url {
         return u.trim_end_matches('/').to_string();
     }
     let host = headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
-        .filter(|h| !h.is_empty() && h.chars().all(|c| c.is_ascii_graphic()))
-        .map(str::to_string)
-        .unwrap_or_else(|| st.config.listen.to_string());
-    format!("http://{host}")
+        .filter(|h| !h.is_empty() && h.chars().all(|c| c.is_ascii_graphic()));
+    let trusted = |h: &str| {
+        config.dev
+            || config
+                .allowed_hosts
+                .iter()
+                .any(|a| a.eq_ignore_ascii_case(h))
+            || (config.listen.ip().is_loopback() && is_loopback_host(h))
+    };
+    match host.filter(|h| trusted(h)) {
+        Some(h) => format!("http://{h}"),
+        None => format!("http://{}", st.local_addr),
+    }
+}
+
+/// `localhost`, `127.x.y.z` or `[::1]`, with or without a port.
+fn is_loopback_host(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or(""),
+        None => host.rsplit_once(':').map_or(host, |(n, _)| n),
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Builds the router.

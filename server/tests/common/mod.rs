@@ -59,6 +59,7 @@ id_field = "username"
 id = "auto-app"
 [app.providers.local-userpass]
 reset_function = "success"
+allow_insecure_reset_function = true
 [app.providers.custom-token]
 key = "custom-secret"
 metadata_fields = ["name", "team"]

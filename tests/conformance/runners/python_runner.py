@@ -54,6 +54,7 @@ refresh_token_rotation = {rotation}
 [app.providers.local-userpass]
 auto_confirm = {auto_confirm}
 reset_function = "{reset_function}"
+allow_insecure_reset_function = true
 [app.providers.api-key]
 [app.providers.custom-token]
 algorithm = "HS256"

@@ -425,6 +425,7 @@ final class ConformanceServer {
         [app.providers.local-userpass]
         auto_confirm = \(opt("auto_confirm", "true").lowercased())
         reset_function = "\(opt("reset_function", "pending"))"
+        allow_insecure_reset_function = true
         [app.providers.api-key]
         [app.providers.custom-token]
         algorithm = "HS256"

@@ -54,6 +54,7 @@ final class TestServer {
         [app.providers.local-userpass]
         auto_confirm = true
         reset_function = "success"
+        allow_insecure_reset_function = true
         [app.providers.api-key]
         [app.providers.custom-token]
         algorithm = "HS256"

@@ -69,6 +69,7 @@ class TestServer private constructor(
                 [app.providers.local-userpass]
                 auto_confirm = true
                 reset_function = "success"
+                allow_insecure_reset_function = true
                 [app.providers.api-key]
                 [app.providers.custom-token]
                 algorithm = "HS256"

@@ -89,6 +89,7 @@ refresh_token_rotation = $rotation
 [app.providers.local-userpass]
 auto_confirm = $autoConfirm
 reset_function = "$resetFunction"
+allow_insecure_reset_function = true
 [app.providers.api-key]
 [app.providers.custom-token]
 algorithm = "HS256"
