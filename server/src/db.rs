@@ -10,9 +10,22 @@ use crate::error::ApiError;
 use crate::tokens;
 
 /// The schema version this build writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
-const SCHEMA: &str = r#"
+/// Numbered migrations: `(version, SQL)` takes a database from `version - 1` to `version`.
+/// Version 1 is `SCHEMA`. Each runs in its own transaction, at start; never edit one that has
+/// shipped, add the next.
+const MIGRATIONS: &[(i64, &str)] = &[(
+    2,
+    // The API key a session logged in with (its sessions end with the key), and whether a
+    // refresh token was ever presented (a crash between rotating and answering is not reuse).
+    "ALTER TABLE sessions ADD COLUMN api_key_id TEXT;
+     CREATE INDEX sessions_api_key ON sessions(api_key_id);
+     ALTER TABLE refresh_tokens ADD COLUMN used_at INTEGER;",
+)];
+
+/// The schema of version 1; later versions are `MIGRATIONS` applied to it.
+pub const SCHEMA: &str = r#"
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE users (
     id TEXT PRIMARY KEY,
@@ -115,18 +128,19 @@ impl Db {
         let version: i64 = conn
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .map_err(|e| format!("cannot read schema version: {e}"))?;
-        match version {
-            0 => conn
-                .execute_batch(&format!(
-                    "BEGIN; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
-                ))
-                .map_err(|e| format!("cannot create schema: {e}"))?,
-            SCHEMA_VERSION => {}
-            v => {
-                return Err(format!(
-                    "database schema version {v} is newer than this server ({SCHEMA_VERSION})"
-                ));
-            }
+        if version > SCHEMA_VERSION {
+            return Err(format!(
+                "database schema version {version} is newer than this server ({SCHEMA_VERSION}); \
+                 run a newer sessionkit-server"
+            ));
+        }
+        if version == 0 {
+            conn.execute_batch(&format!("BEGIN; {SCHEMA} PRAGMA user_version = 1; COMMIT;"))
+                .map_err(|e| format!("cannot create schema: {e}"))?;
+        }
+        for (to, sql) in MIGRATIONS.iter().filter(|(to, _)| *to > version.max(1)) {
+            conn.execute_batch(&format!("BEGIN; {sql} PRAGMA user_version = {to}; COMMIT;"))
+                .map_err(|e| format!("cannot migrate the database to version {to}: {e}"))?;
         }
         Ok(Db {
             conn: Arc::new(Mutex::new(Some(conn))),
@@ -433,6 +447,8 @@ pub struct SessionRow {
     pub expires_at: i64,
     /// Logged out or revoked.
     pub revoked: bool,
+    /// The API key it logged in with, if it did.
+    pub api_key_id: Option<String>,
 }
 
 /// Creates a session with its first refresh token (stored as a hash).
@@ -446,11 +462,12 @@ pub fn create_session(
     now: i64,
     expires_at: i64,
     token_hash: &str,
+    api_key_id: Option<&str>,
 ) -> rusqlite::Result<()> {
     tx.execute(
-        "INSERT INTO sessions (id, app_id, user_id, device_id, created_at, last_used_at, expires_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6)",
-        params![session_id, app_id, user_id, device_id, now, expires_at],
+        "INSERT INTO sessions (id, app_id, user_id, device_id, created_at, last_used_at, expires_at, api_key_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6, ?7)",
+        params![session_id, app_id, user_id, device_id, now, expires_at, api_key_id],
     )?;
     tx.execute(
         "INSERT INTO refresh_tokens (token_hash, session_id, issued_at) VALUES (?1, ?2, ?3)",
@@ -465,7 +482,7 @@ pub fn session_by_token(
     token_hash: &str,
 ) -> rusqlite::Result<Option<(SessionRow, Option<i64>)>> {
     conn.query_row(
-        "SELECT s.id, s.user_id, s.device_id, s.last_used_at, s.expires_at, s.revoked, t.superseded_at
+        "SELECT s.id, s.user_id, s.device_id, s.last_used_at, s.expires_at, s.revoked, t.superseded_at, s.api_key_id
          FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id WHERE t.token_hash = ?1",
         [token_hash],
         |r| {
@@ -477,6 +494,7 @@ pub fn session_by_token(
                     last_used_at: r.get(3)?,
                     expires_at: r.get(4)?,
                     revoked: r.get(5)?,
+                    api_key_id: r.get(7)?,
                 },
                 r.get(6)?,
             ))

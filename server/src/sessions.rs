@@ -56,12 +56,14 @@ fn refresh_token(
     tokens::sign(&claims, &app.secret)
 }
 
-/// Starts a session for `user` and returns its first refresh token.
+/// Starts a session for `user` and returns its first refresh token. `api_key_id`: the API key
+/// it logs in with, whose deletion or disabling ends it.
 pub fn start_session(
     tx: &Transaction,
     app: &AppRuntime,
     user: &UserRow,
     device_id: &str,
+    api_key_id: Option<&str>,
     now: i64,
 ) -> rusqlite::Result<String> {
     let lifetime = if user.anonymous {
@@ -81,6 +83,7 @@ pub fn start_session(
         now,
         expires_at,
         &tokens::sha256_hex(&token),
+        api_key_id,
     )?;
     Ok(token)
 }
@@ -217,8 +220,10 @@ pub fn check_refresh(
     if idle > 0 && now - session.last_used_at > idle {
         return Err(ApiError::session_ended(Reason::Expired));
     }
+    let token_hash = tokens::sha256_hex(token);
     if let Some(at) = superseded
         && now > at + ROTATION_GRACE_SECS
+        && !answer_was_lost(conn, &session.id, at)?
     {
         tracing::warn!(session = %session.id, "rotated refresh token reused: revoking the session");
         conn.execute(
@@ -227,7 +232,32 @@ pub fn check_refresh(
         )?;
         return Err(ApiError::session_ended(Reason::Revoked));
     }
+    // Marks the token as seen by its client: from now on its parent counts as reused.
+    conn.execute(
+        "UPDATE refresh_tokens SET used_at = ?1 WHERE token_hash = ?2 AND used_at IS NULL",
+        params![now, token_hash],
+    )?;
     Ok(CheckedSession { session, user })
+}
+
+/// Whether a rotated-out token superseded at `superseded_at` is the immediate parent of the
+/// session's current token, and that current token has never been presented: its client then
+/// never received it (a crash or a lost answer after the rotation was committed), and the
+/// parent is still the client's latest token. Anything older, or a parent whose successor was
+/// used, is reuse.
+fn answer_was_lost(
+    conn: &Connection,
+    session_id: &str,
+    superseded_at: i64,
+) -> rusqlite::Result<bool> {
+    conn.query_row(
+        "SELECT
+           (SELECT MAX(superseded_at) FROM refresh_tokens WHERE session_id = ?1) = ?2
+           AND EXISTS (SELECT 1 FROM refresh_tokens
+                       WHERE session_id = ?1 AND superseded_at IS NULL AND used_at IS NULL)",
+        params![session_id, superseded_at],
+        |r| r.get(0),
+    )
 }
 
 /// Records a refresh: marks the session used and, with rotation, issues its next refresh token.
@@ -245,6 +275,7 @@ pub fn record_refresh(
     let rotated = if app.config.refresh_token_rotation {
         let s = &checked.session;
         let token = refresh_token(app, &s.user_id, &s.device_id, &s.id, s.expires_at, now);
+        // A retried parent supersedes the successor its client never got, too.
         tx.execute(
             "UPDATE refresh_tokens SET superseded_at = ?1 WHERE session_id = ?2 AND superseded_at IS NULL",
             params![now, s.id],

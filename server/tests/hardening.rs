@@ -316,3 +316,117 @@ fn an_insecure_reset_function_must_be_acknowledged() {
     ))
     .unwrap();
 }
+
+/// A leaked API key stops working everywhere once its owner deletes or disables it: the
+/// sessions it logged in end with it, and a session from an API key cannot mint new keys.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_of_a_deleted_or_disabled_api_key_end_and_cannot_manage_keys() {
+    let t = start().await;
+    let owner = t
+        .login(
+            "test-app",
+            "custom-function",
+            json!({"username": "keyowner"}),
+        )
+        .await;
+    let owner_rt = owner["refresh_token"].as_str().unwrap().to_string();
+    let keys = format!("{BR}/auth/api_keys");
+    for (name, end) in [("deleted", "DELETE"), ("disabled", "PUT")] {
+        let doc = t
+            .post(&keys, json!({"name": name}), Some(&owner_rt))
+            .await
+            .ok(201)
+            .clone();
+        let (id, key) = (doc["_id"].as_str().unwrap(), doc["key"].as_str().unwrap());
+        let leaked = t.login("test-app", "api-key", json!({"key": key})).await;
+        let leaked_rt = leaked["refresh_token"].as_str().unwrap().to_string();
+        t.refresh(&leaked_rt).await.ok(201);
+        // The key's session may not manage keys.
+        t.post(&keys, json!({"name": "minted"}), Some(&leaked_rt))
+            .await
+            .err(403, "Forbidden");
+        t.get(&keys, Some(&leaked_rt)).await.err(403, "Forbidden");
+        // Its owner ends it.
+        match end {
+            "DELETE" => t
+                .delete(&format!("{keys}/{id}"), Some(&owner_rt))
+                .await
+                .ok(204),
+            _ => t
+                .put(&format!("{keys}/{id}/disable"), None, Some(&owner_rt))
+                .await
+                .ok(204),
+        };
+        t.refresh(&leaked_rt)
+            .await
+            .reason("InvalidSession", "revoked");
+        t.post(
+            &format!("{}/auth/providers/api-key/login", ar("test-app")),
+            json!({"key": key}),
+            None,
+        )
+        .await
+        .err(401, "AuthError");
+    }
+    // The owner's own session is untouched.
+    t.refresh(&owner_rt).await.ok(201);
+}
+
+/// With rotation, a refresh committed but never answered (a crash) does not make the client's
+/// last token look reused, however long the server was down; older tokens still do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_rotation_answer_is_not_reuse_but_older_tokens_are() {
+    let t = start().await;
+    let r0 = t.anon("rot-app").await["refresh_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // The server rotates r0 -> r1, but the client never hears of r1.
+    t.refresh(&r0).await.ok(201);
+    t.srv.advance_clock(300); // well past the 10 s grace
+    let r2 = t.refresh(&r0).await;
+    let r2 = r2.ok(201)["refresh_token"].as_str().unwrap().to_string();
+    // r2 is used from now on; r1 never was, and r0 is now two rotations old.
+    let r3 = t.refresh(&r2).await.s("refresh_token");
+    t.srv.advance_clock(300);
+    t.refresh(&r3).await.ok(201);
+    t.srv.advance_clock(300);
+    // The parent of a successor that was used: reuse, and the whole session ends.
+    t.refresh(&r2).await.reason("InvalidSession", "revoked");
+    t.refresh(&r3).await.reason("InvalidSession", "revoked");
+}
+
+/// A database of schema version 1 (before API-key sessions and used refresh tokens) is
+/// migrated at start, its data kept.
+#[test]
+fn a_version_1_database_is_migrated() {
+    let dir = common::temp_dir("migrate");
+    std::fs::create_dir_all(&dir).unwrap();
+    {
+        let conn = rusqlite::Connection::open(dir.join("sessionkit.db")).unwrap();
+        conn.execute_batch(&format!(
+            "{} PRAGMA user_version = 1;",
+            sessionkit_server::db::SCHEMA
+        ))
+        .unwrap();
+        conn.execute("INSERT INTO meta (key, value) VALUES ('kept', 'yes')", [])
+            .unwrap();
+    }
+    let db = sessionkit_server::db::Db::open(&dir).unwrap();
+    let (version, kept, has_column): (i64, String, i64) = db
+        .call_sync(|conn| {
+            Ok(conn.query_row(
+                "SELECT (SELECT user_version FROM pragma_user_version),
+                        (SELECT value FROM meta WHERE key = 'kept'),
+                        (SELECT COUNT(*) FROM pragma_table_info('sessions') WHERE name = 'api_key_id')",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )?)
+        })
+        .unwrap();
+    assert_eq!(
+        (version, kept.as_str(), has_column),
+        (sessionkit_server::db::SCHEMA_VERSION, "yes", 1)
+    );
+    db.close();
+}

@@ -405,6 +405,12 @@ async fn an_api_key_lives_through_create_fetch_disable_enable_and_delete() {
     let via_key = script.log_in(Credentials::api_key(&secret)).await.unwrap();
     assert_eq!(via_key.id(), owner.id());
     assert_eq!(via_key.provider_type(), "api-key");
+    // A session from an API key cannot manage keys: refused here, nothing sent.
+    let key_calls = server.server.request_count("api_keys");
+    let err = via_key.api_keys().create("minted").await.unwrap_err();
+    assert!(matches!(err, AppError::InvalidArgument { .. }), "{err:?}");
+    assert!(err.to_string().contains("API key"), "{err}");
+    assert_eq!(server.server.request_count("api_keys"), key_calls);
 
     keys.disable(&created.id).await.unwrap();
     assert!(keys.fetch(&created.id).await.unwrap().disabled);
@@ -418,6 +424,14 @@ async fn an_api_key_lives_through_create_fetch_disable_enable_and_delete() {
     script.log_in(Credentials::api_key(&secret)).await.unwrap();
 
     keys.delete(&created.id).await.unwrap();
+    // The sessions the key logged in end with it.
+    assert!(matches!(
+        via_key.refresh_access_token().await,
+        Err(AppError::SessionExpired {
+            kind: sessionkit::SessionErrorKind::SessionRevoked,
+            ..
+        })
+    ));
     assert_service(keys.fetch(&created.id).await, "APIKeyNotFound", 404);
     assert_service(keys.delete(&created.id).await, "APIKeyNotFound", 404);
     assert_service(

@@ -177,7 +177,11 @@ pub async fn login(
                 "UPDATE users SET last_login_at = ?1 WHERE id = ?2",
                 params![now, user_id],
             )?;
-            let refresh = sessions::start_session(&tx, &app, &user, &dev, now)?;
+            let api_key_id = identity
+                .as_ref()
+                .filter(|i| i.provider_type == "api-key")
+                .map(|i| i.external_id.as_str());
+            let refresh = sessions::start_session(&tx, &app, &user, &dev, api_key_id, now)?;
             let access = sessions::access_token(&app, &user, &dev, now);
             tx.commit()?;
             Ok((user_id, access, refresh))
@@ -298,11 +302,20 @@ async fn key_owner(
     }
     let now = st.now();
     let app2 = app.clone();
-    let user = st
+    let checked = st
         .db
-        .call(move |conn| Ok(check_refresh(conn, &app2, &claims, &token, now)?.user))
+        .call(move |conn| Ok(check_refresh(conn, &app2, &claims, &token, now)?))
         .await?;
-    Ok((app, user))
+    // A session that came from an API key cannot manage API keys: a leaked key could
+    // otherwise mint keys that outlive it (realm-core and realm-dart refuse it the same way).
+    if checked.session.api_key_id.is_some() {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "Forbidden",
+            "a session logged in with an API key cannot manage API keys; log in another way",
+        ));
+    }
+    Ok((app, checked.user))
 }
 
 fn key_doc(id: String, name: String, disabled: bool) -> Value {
@@ -434,6 +447,11 @@ pub async fn delete_api_key(
                 "DELETE FROM identities WHERE provider_type = 'api-key' AND external_id = ?1 AND user_id = ?2",
                 params![id, user.id],
             )?;
+            // The sessions that logged in with the key end with it.
+            tx.execute(
+                "UPDATE sessions SET revoked = 1 WHERE api_key_id = ?1",
+                [&id],
+            )?;
             tx.commit()?;
             Ok(())
         })
@@ -450,13 +468,22 @@ async fn set_key_disabled(
     let (user, id) = key_id(&st, &headers, path).await?;
     st.db
         .call(move |conn| {
-            let n = conn.execute(
+            let tx = conn.transaction()?;
+            let n = tx.execute(
                 "UPDATE api_keys SET disabled = ?1 WHERE id = ?2 AND user_id = ?3",
                 params![disabled, id, user.id],
             )?;
             if n == 0 {
                 return Err(ApiError::api_key_not_found());
             }
+            if disabled {
+                // Disabling ends the key's sessions; enabling it again does not revive them.
+                tx.execute(
+                    "UPDATE sessions SET revoked = 1 WHERE api_key_id = ?1",
+                    [&id],
+                )?;
+            }
+            tx.commit()?;
             Ok(())
         })
         .await?;
