@@ -304,7 +304,7 @@ async fn key_owner(
     let app2 = app.clone();
     let checked = st
         .db
-        .call(move |conn| Ok(check_refresh(conn, &app2, &claims, &token, now)?))
+        .call(move |conn| check_refresh(conn, &app2, &claims, &token, now))
         .await?;
     // A session that came from an API key cannot manage API keys: a leaked key could
     // otherwise mint keys that outlive it (realm-core and realm-dart refuse it the same way).
