@@ -75,8 +75,35 @@ pub struct Config {
     /// On SIGINT/SIGTERM, how long (seconds) in-flight requests may take to finish before the
     /// server closes their connections and exits anyway (SERVER.md, "Stopping").
     pub shutdown_timeout_secs: u64,
+    /// Connection limits and timeouts (`[limits]`).
+    pub limits: Limits,
     /// The apps served.
     pub apps: Vec<AppConfig>,
+}
+
+/// `[limits]`: what one client can hold of the server. Connections that are slow or idle are
+/// closed, and the number open is capped, so a flood of sockets cannot starve everyone else.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// A request's headers must arrive within this many seconds of the connection becoming
+    /// ready for one; an idle keep-alive connection is closed after as long.
+    pub header_read_timeout_secs: u64,
+    /// A request's body must arrive within this many seconds (408 otherwise).
+    pub body_read_timeout_secs: u64,
+    /// Connections open at once; 0: three quarters of the process's file-descriptor limit.
+    /// Beyond it, new connections wait in the listen backlog.
+    pub max_connections: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            header_read_timeout_secs: 10,
+            body_read_timeout_secs: 30,
+            max_connections: 0,
+        }
+    }
 }
 
 /// The admin API key pair.
@@ -282,6 +309,8 @@ struct FileConfig {
     #[serde(default = "default_shutdown_timeout")]
     shutdown_timeout_secs: u64,
     #[serde(default)]
+    limits: Limits,
+    #[serde(default)]
     app: Vec<AppConfig>,
 }
 
@@ -308,6 +337,7 @@ impl Config {
             dev_admin: false,
             test_clock: file.test_clock,
             shutdown_timeout_secs: file.shutdown_timeout_secs,
+            limits: file.limits,
             apps: file.app,
         };
         config.validate()?;
@@ -335,6 +365,7 @@ impl Config {
             dev_admin: true,
             test_clock: false,
             shutdown_timeout_secs: DEFAULT_SHUTDOWN_TIMEOUT_SECS,
+            limits: Limits::default(),
             apps: vec![AppConfig {
                 id: DEV_APP_ID.to_string(),
                 access_token_lifetime_secs: default_access(),
@@ -386,6 +417,18 @@ impl Config {
                 "public_url",
                 "required when listening on a non-loopback address (the URL clients reach \
                  this server at), or list the accepted Host values in allowed_hosts",
+            ));
+        }
+        if self.limits.header_read_timeout_secs == 0 {
+            return Err(invalid(
+                "limits.header_read_timeout_secs",
+                "must be at least 1",
+            ));
+        }
+        if self.limits.body_read_timeout_secs == 0 {
+            return Err(invalid(
+                "limits.body_read_timeout_secs",
+                "must be at least 1",
             ));
         }
         if self.apps.is_empty() {

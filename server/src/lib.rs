@@ -168,7 +168,10 @@ impl RunningServer {
         let router = routes::router(state.clone());
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let deadline = Duration::from_secs(state.config.shutdown_timeout_secs);
-        let serve = tokio::spawn(serve::serve(listener, router, stop_rx, deadline));
+        let limits = state.config.limits.clone();
+        let serve = tokio::spawn(async move {
+            serve::serve(listener, router, stop_rx, deadline, &limits).await
+        });
         let sweeper = tokio::spawn(sweep_loop(state.clone()));
         Ok(RunningServer {
             addr,

@@ -430,3 +430,83 @@ fn a_version_1_database_is_migrated() {
     );
     db.close();
 }
+
+/// Slow and idle clients cannot hold the server: headers and bodies have deadlines, idle
+/// keep-alive connections are closed, and the connections open are capped, so a flood of
+/// sockets is shed and requests are served again as soon as it stops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_client_flood_is_shed_and_service_resumes() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let toml = format!(
+        "{}\n[limits]\nheader_read_timeout_secs = 1\nbody_read_timeout_secs = 1\nmax_connections = 20\n",
+        common::CONFIG
+    );
+    let t = common::start_with(&toml).await;
+    let addr = t.srv.local_addr();
+    // More idle sockets than the cap, plus a half-sent header and a half-sent body.
+    let mut flood = Vec::new();
+    for _ in 0..40 {
+        flood.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+    }
+    let mut half_header = tokio::net::TcpStream::connect(addr).await.unwrap();
+    half_header
+        .write_all(b"GET /api/client/v2.0/app/test-app/location HTTP/1.1\r\nHo")
+        .await
+        .unwrap();
+    // A real request still gets through within a few seconds: idle sockets are closed after
+    // the header deadline, freeing their slots.
+    let started = Instant::now();
+    let location = tokio::time::timeout(
+        Duration::from_secs(15),
+        t.http
+            .get(format!("{}{}/location", t.base, ar("test-app")))
+            .send(),
+    )
+    .await
+    .expect("served while the flood holds its sockets")
+    .unwrap();
+    assert_eq!(location.status(), 200);
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    // The idle and half-sent sockets were closed by the server.
+    let mut buf = [0u8; 256];
+    for s in flood
+        .iter_mut()
+        .take(5)
+        .chain(std::iter::once(&mut half_header))
+    {
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+            .await
+            .expect("closed by the server")
+            .unwrap_or(0);
+        // Either closed at once or answered 408 and closed.
+        assert!(
+            n == 0 || buf.starts_with(b"HTTP/1.1 408"),
+            "{:?}",
+            &buf[..n]
+        );
+    }
+    drop(flood);
+    // A body that never finishes: 408 once its deadline passes.
+    let mut half_body = tokio::net::TcpStream::connect(addr).await.unwrap();
+    half_body
+        .write_all(
+            b"POST /api/client/v2.0/app/test-app/auth/providers/anon-user/login HTTP/1.1\r\n\
+              Host: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"op",
+        )
+        .await
+        .unwrap();
+    let n = tokio::time::timeout(Duration::from_secs(5), half_body.read(&mut buf))
+        .await
+        .expect("answered")
+        .unwrap();
+    assert!(
+        buf[..n].starts_with(b"HTTP/1.1 408"),
+        "{}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+    t.anon("test-app").await;
+}

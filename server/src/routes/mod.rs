@@ -19,13 +19,15 @@ use crate::state::AppState;
 /// Largest accepted request body.
 pub const MAX_BODY: usize = 1 << 20;
 
-/// The raw request body, at most [`MAX_BODY`] bytes (413 with a protocol error body otherwise).
+/// The raw request body, at most [`MAX_BODY`] bytes (413 with a protocol error body otherwise),
+/// read within `body_read_timeout_secs` (408 otherwise: a client trickling its body must not
+/// hold a connection and a task for as long as it likes).
 pub struct RawBody(pub Bytes);
 
-impl<S: Send + Sync> FromRequest<S> for RawBody {
+impl FromRequest<AppState> for RawBody {
     type Rejection = ApiError;
 
-    async fn from_request(req: Request, _state: &S) -> Result<Self, ApiError> {
+    async fn from_request(req: Request, st: &AppState) -> Result<Self, ApiError> {
         let too_large = || {
             ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
@@ -42,10 +44,19 @@ impl<S: Send + Sync> FromRequest<S> for RawBody {
         {
             return Err(too_large());
         }
-        axum::body::to_bytes(req.into_body(), MAX_BODY)
-            .await
-            .map(RawBody)
-            .map_err(|_| too_large())
+        let deadline = std::time::Duration::from_secs(st.config.limits.body_read_timeout_secs);
+        match tokio::time::timeout(deadline, axum::body::to_bytes(req.into_body(), MAX_BODY)).await
+        {
+            Ok(body) => body.map(RawBody).map_err(|_| too_large()),
+            Err(_) => Err(ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "BadRequest",
+                format!(
+                    "the request body did not arrive within {} s",
+                    deadline.as_secs()
+                ),
+            )),
+        }
     }
 }
 
