@@ -77,6 +77,8 @@ pub struct Config {
     pub shutdown_timeout_secs: u64,
     /// Connection limits and timeouts (`[limits]`).
     pub limits: Limits,
+    /// Request rate limits (`[rate_limits]`).
+    pub rate_limits: RateLimitConfig,
     /// The apps served.
     pub apps: Vec<AppConfig>,
 }
@@ -94,6 +96,35 @@ pub struct Limits {
     /// Connections open at once; 0: three quarters of the process's file-descriptor limit.
     /// Beyond it, new connections wait in the listen backlog.
     pub max_connections: usize,
+}
+
+/// `[rate_limits]`: per hour, refilled evenly; 0 turns one limit off. Over a limit: 429 with
+/// `Retry-After` (see rate_limit.rs).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitConfig {
+    /// All limits on or off (off under `--dev`).
+    pub enabled: bool,
+    /// Login attempts on one email/password account (OWASP ASVS V2.2.1: 100).
+    pub logins_per_account_per_hour: u32,
+    /// Login attempts from one client address, any provider.
+    pub logins_per_address_per_hour: u32,
+    /// New accounts (anonymous logins, registrations) from one client address.
+    pub signups_per_address_per_hour: u32,
+    /// Confirmation and reset mails asked for from one client address.
+    pub mails_per_address_per_hour: u32,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        RateLimitConfig {
+            enabled: true,
+            logins_per_account_per_hour: 100,
+            logins_per_address_per_hour: 1000,
+            signups_per_address_per_hour: 100,
+            mails_per_address_per_hour: 20,
+        }
+    }
 }
 
 impl Default for Limits {
@@ -311,6 +342,8 @@ struct FileConfig {
     #[serde(default)]
     limits: Limits,
     #[serde(default)]
+    rate_limits: RateLimitConfig,
+    #[serde(default)]
     app: Vec<AppConfig>,
 }
 
@@ -338,6 +371,7 @@ impl Config {
             test_clock: file.test_clock,
             shutdown_timeout_secs: file.shutdown_timeout_secs,
             limits: file.limits,
+            rate_limits: file.rate_limits,
             apps: file.app,
         };
         config.validate()?;
@@ -366,6 +400,10 @@ impl Config {
             test_clock: false,
             shutdown_timeout_secs: DEFAULT_SHUTDOWN_TIMEOUT_SECS,
             limits: Limits::default(),
+            rate_limits: RateLimitConfig {
+                enabled: false,
+                ..RateLimitConfig::default()
+            },
             apps: vec![AppConfig {
                 id: DEV_APP_ID.to_string(),
                 access_token_lifetime_secs: default_access(),

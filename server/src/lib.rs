@@ -9,6 +9,7 @@ pub mod error;
 pub mod functions;
 pub mod passwords;
 pub mod providers;
+pub mod rate_limit;
 pub mod routes;
 mod serve;
 pub mod sessions;
@@ -152,6 +153,7 @@ impl RunningServer {
             .timeout(providers::WEBHOOK_TIMEOUT)
             .build()
             .map_err(storage)?;
+        let config_rate_limits = config.rate_limits.clone();
         let state: AppState = Arc::new(Inner {
             config,
             local_addr: addr,
@@ -164,6 +166,7 @@ impl RunningServer {
             http,
             sweep_now: Notify::new(),
             passwords: passwords::Passwords::for_this_machine(),
+            rate_limits: rate_limit::RateLimits::new(&config_rate_limits),
         });
         let router = routes::router(state.clone());
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
@@ -266,10 +269,15 @@ async fn sweep(st: &AppState) -> Result<usize, ApiError> {
 
 async fn sweep_loop(st: AppState) {
     let mut tick = tokio::time::interval(SWEEP_INTERVAL);
+    let mut forget = tokio::time::interval(rate_limit::FORGET_EVERY);
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             _ = st.sweep_now.notified() => {}
+            _ = forget.tick() => {
+                st.rate_limits.forget_idle();
+                continue;
+            }
         }
         match sweep(&st).await {
             Ok(0) => {}

@@ -55,8 +55,11 @@ pub(crate) async fn serve(
         tokio::select! {
             _ = &mut stop => break,
             accepted = listener.accept() => match accepted {
-                Ok((stream, _peer)) => {
-                    let service = TowerToHyperService::new(router.clone());
+                Ok((stream, peer)) => {
+                    let router = router
+                        .clone()
+                        .layer(axum::Extension(crate::rate_limit::ClientAddr(peer.ip())));
+                    let service = TowerToHyperService::new(router);
                     let conn = builder.serve_connection(TokioIo::new(stream), service);
                     let conn = graceful.watch(conn);
                     conns.spawn(async move {

@@ -101,6 +101,8 @@ pub struct Inner {
     pub sweep_now: Notify,
     /// The bounded password-hashing pool.
     pub passwords: crate::passwords::Passwords,
+    /// Request rate limits.
+    pub rate_limits: crate::rate_limit::RateLimits,
 }
 
 /// Cheap-to-clone handle on the shared state.

@@ -510,3 +510,85 @@ async fn a_slow_client_flood_is_shed_and_service_resumes() {
     );
     t.anon("test-app").await;
 }
+
+/// Rate limits: password guesses per account, sign-ups and mails per address; 429 with
+/// `Retry-After` and the protocol's error body, others unaffected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guesses_sign_ups_and_mails_are_rate_limited() {
+    let toml = common::CONFIG.replace(
+        "rate_limits = { enabled = false }",
+        "rate_limits = { logins_per_account_per_hour = 3, logins_per_address_per_hour = 50, \
+         signups_per_address_per_hour = 6, mails_per_address_per_hour = 2 }",
+    );
+    let t = common::start_with(&toml).await;
+    // Two registrations (and their confirmations) use two of the six sign-ups.
+    t.confirmed_user("victim@example.com", "right-password")
+        .await;
+    t.confirmed_user("bystander@example.com", "right-password")
+        .await;
+    let login = format!("{}/auth/providers/local-userpass/login", ar("test-app"));
+    for _ in 0..3 {
+        t.post(
+            &login,
+            json!({"username": "victim@example.com", "password": "guess"}),
+            None,
+        )
+        .await
+        .err(401, "InvalidPassword");
+    }
+    let url = format!("{}{login}", t.base);
+    let r = t
+        .http
+        .post(&url)
+        .json(&json!({"username": "Victim@example.com", "password": "right-password"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        429,
+        "the account is locked for now, whatever the case of its email"
+    );
+    let retry: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(retry >= 1);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["error_code"], "TooManyRequests");
+    // Another account from the same address is unaffected.
+    t.post(
+        &login,
+        json!({"username": "bystander@example.com", "password": "right-password"}),
+        None,
+    )
+    .await
+    .ok(200);
+    // Sign-ups: four anonymous logins fit, the next does not.
+    for _ in 0..4 {
+        t.anon("test-app").await;
+    }
+    t.post(
+        &format!("{}/auth/providers/anon-user/login", ar("test-app")),
+        json!({}),
+        None,
+    )
+    .await
+    .err(429, "TooManyRequests");
+    // Mails: the confirmation mails above did not count (they were part of registering);
+    // two reset mails fit, the third does not.
+    let reset = format!(
+        "{}/auth/providers/local-userpass/reset/send",
+        ar("test-app")
+    );
+    for _ in 0..2 {
+        let r = t
+            .post(&reset, json!({"email": "victim@example.com"}), None)
+            .await;
+        assert!(r.status < 300, "{}", r.body);
+    }
+    t.post(&reset, json!({"email": "victim@example.com"}), None)
+        .await
+        .err(429, "TooManyRequests");
+}

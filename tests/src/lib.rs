@@ -83,6 +83,7 @@ impl TestServer {
 listen = "127.0.0.1:0"
 data_dir = "{dir}"
 test_clock = true
+rate_limits = {{ enabled = false }}
 
 [admin]
 public_key = "{ADMIN_PUBLIC}"

@@ -25,6 +25,7 @@ CONFIG = """
 listen = "127.0.0.1:0"
 data_dir = "{data_dir}"
 test_clock = true
+rate_limits = {{ enabled = false }}
 
 [admin]
 public_key = "{admin_public}"

@@ -12,6 +12,7 @@ use crate::db::{self, UserRow};
 use crate::error::ApiError;
 use crate::functions;
 use crate::providers::{self, req_str};
+use crate::rate_limit::ClientAddr;
 use crate::sessions::{self, access_user, check_refresh, record_refresh, verify_bearer};
 use crate::state::{AppRuntime, AppState};
 use crate::tokens::{self, TYP_REFRESH};
@@ -73,6 +74,7 @@ fn is_link(query: Option<&str>) -> bool {
 /// POST login (and `?link=true`).
 pub async fn login(
     State(st): State<AppState>,
+    ClientAddr(addr): ClientAddr,
     path: Result<Path<(String, String)>, PathRejection>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
@@ -89,6 +91,16 @@ pub async fn login(
         return Err(ApiError::provider_not_found(&provider));
     }
     let body = json_object(&body)?;
+    // Counted before any work: a guess that is refused costs no password hash.
+    if provider == "anon-user" {
+        st.rate_limits.signup(addr)?;
+    } else {
+        let account = (provider == "local-userpass")
+            .then(|| body.get("username").and_then(Value::as_str))
+            .flatten()
+            .map(|email| format!("{app_id}/{}", email.trim().to_lowercase()));
+        st.rate_limits.login(addr, account.as_deref())?;
+    }
     let caller = if link {
         let (tok_app, _, user) = access_user(&st, &headers, "").await?;
         if tok_app.config.id != app.config.id {

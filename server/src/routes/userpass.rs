@@ -14,6 +14,7 @@ use crate::config::{ResetFunction, UserpassConfig};
 use crate::db;
 use crate::error::ApiError;
 use crate::providers::req_str;
+use crate::rate_limit::ClientAddr;
 use crate::state::{AppRuntime, AppState};
 use crate::tokens;
 
@@ -143,9 +144,11 @@ fn set_password(
 /// POST register.
 pub async fn register(
     State(st): State<AppState>,
+    ClientAddr(addr): ClientAddr,
     path: Result<Path<String>, PathRejection>,
     RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {
+    st.rate_limits.signup(addr)?;
     let (app, cfg, body) = prologue(&st, path, "register", &body)?;
     let email = req_str(&body, "email")?.to_string();
     let password = req_str(&body, "password")?.to_string();
@@ -249,27 +252,33 @@ async fn resend_confirmation(
 /// POST confirm/send.
 pub async fn confirm_send(
     State(st): State<AppState>,
+    ClientAddr(addr): ClientAddr,
     path: Result<Path<String>, PathRejection>,
     RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {
+    st.rate_limits.mail(addr)?;
     resend_confirmation(st, path, "confirm_send", &body).await
 }
 
 /// POST confirm/call: there is no confirmation function runtime; behaves like confirm/send.
 pub async fn confirm_call(
     State(st): State<AppState>,
+    ClientAddr(addr): ClientAddr,
     path: Result<Path<String>, PathRejection>,
     RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {
+    st.rate_limits.mail(addr)?;
     resend_confirmation(st, path, "confirm_call", &body).await
 }
 
 /// POST reset/send.
 pub async fn reset_send(
     State(st): State<AppState>,
+    ClientAddr(addr): ClientAddr,
     path: Result<Path<String>, PathRejection>,
     RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {
+    st.rate_limits.mail(addr)?;
     let (app, _, body) = prologue(&st, path, "reset_send", &body)?;
     let email = req_str(&body, "email")?.to_string();
     let app_id = app.config.id.clone();
@@ -327,9 +336,11 @@ pub async fn reset(
 /// POST reset/call: the configured `reset_function` decides.
 pub async fn reset_call(
     State(st): State<AppState>,
+    ClientAddr(addr): ClientAddr,
     path: Result<Path<String>, PathRejection>,
     RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {
+    st.rate_limits.mail(addr)?;
     let (app, cfg, body) = prologue(&st, path, "reset_call", &body)?;
     let email = req_str(&body, "email")?.to_string();
     let password = req_str(&body, "password")?.to_string();

@@ -37,6 +37,7 @@ pub fn spawn_listening(
 pub const CONFIG: &str = r#"
 listen = "127.0.0.1:0"
 test_clock = true
+rate_limits = { enabled = false }
 
 [admin]
 public_key = "admin-pub"

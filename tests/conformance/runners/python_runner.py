@@ -39,6 +39,7 @@ SERVER_CONFIG = """
 listen = "127.0.0.1:0"
 data_dir = "{data_dir}"
 test_clock = true
+rate_limits = {{ enabled = false }}
 
 [admin]
 public_key = "{admin_public}"

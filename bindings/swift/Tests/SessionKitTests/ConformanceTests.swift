@@ -410,6 +410,7 @@ final class ConformanceServer {
         listen = "127.0.0.1:0"
         data_dir = "\(dir.path)"
         test_clock = true
+        rate_limits = { enabled = false }
 
         [admin]
         public_key = "\(confAdmin.pub)"

@@ -40,6 +40,7 @@ final class TestServer {
         listen = "127.0.0.1:0"
         data_dir = "\(dir.appendingPathComponent("data").path)"
         test_clock = true
+        rate_limits = { enabled = false }
 
         [admin]
         public_key = "\(adminPublic)"

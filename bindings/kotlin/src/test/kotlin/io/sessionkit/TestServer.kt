@@ -55,6 +55,7 @@ class TestServer private constructor(
                 listen = "127.0.0.1:0"
                 data_dir = "${dir.resolve("data")}"
                 test_clock = true
+                rate_limits = { enabled = false }
 
                 [admin]
                 public_key = "$ADMIN_PUBLIC"

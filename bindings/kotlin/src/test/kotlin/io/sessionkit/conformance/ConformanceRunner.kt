@@ -74,6 +74,7 @@ private fun serverConfig(
 listen = "127.0.0.1:0"
 data_dir = "$dataDir"
 test_clock = true
+rate_limits = { enabled = false }
 
 [admin]
 public_key = "${ADMIN.first}"
