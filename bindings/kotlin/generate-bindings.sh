@@ -46,5 +46,20 @@ new = """    init {
             }
         }
 """
-path.write_text(src[:at] + new + src[at + len(old):])
+src = src[:at] + new + src[at + len(old):]
+
+# String forms that would print secrets (data classes print every field): redacted, as Rust's
+# Debug of the same types.
+redactions = [
+    ("    data class EmailPassword(", 'override fun toString() = "EmailPassword(email=$email, password=<redacted>)"'),
+    ("    data class ApiKey(", 'override fun toString() = "ApiKey(key=<redacted>)"'),
+    ("    data class Jwt(", 'override fun toString() = "Jwt(token=<redacted>)"'),
+    ("    data class Function(", 'override fun toString() = "Function(payloadJson=<redacted>)"'),
+    ("data class ApiKey (", 'override fun toString() = "ApiKey(id=$id, key=${if (key == null) "null" else "<redacted>"}, name=$name, disabled=$disabled)"'),
+]
+for header, body in redactions:
+    assert src.count(header) == 1, f"{header!r} not found once in the generated Kotlin"
+    brace = src.index("{", src.index(header))
+    src = src[: brace + 1] + "\n        " + body + "\n" + src[brace + 1 :]
+path.write_text(src)
 PY

@@ -10,19 +10,63 @@ use crate::error::ApiError;
 use crate::tokens;
 
 /// The schema version this build writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
-/// Numbered migrations: `(version, SQL)` takes a database from `version - 1` to `version`.
-/// Version 1 is `SCHEMA`. Each runs in its own transaction, at start; never edit one that has
-/// shipped, add the next.
-const MIGRATIONS: &[(i64, &str)] = &[(
-    2,
-    // The API key a session logged in with (its sessions end with the key), and whether a
-    // refresh token was ever presented (a crash between rotating and answering is not reuse).
-    "ALTER TABLE sessions ADD COLUMN api_key_id TEXT;
-     CREATE INDEX sessions_api_key ON sessions(api_key_id);
-     ALTER TABLE refresh_tokens ADD COLUMN used_at INTEGER;",
-)];
+/// A data step of a migration, run in its transaction after its SQL.
+type DataStep = fn(&rusqlite::Transaction) -> rusqlite::Result<()>;
+
+/// Numbered migrations: `(version, SQL, data step)` takes a database from `version - 1` to
+/// `version`. Version 1 is `SCHEMA`. Each runs in its own transaction, at start; never edit one
+/// that has shipped, add the next.
+const MIGRATIONS: &[(i64, &str, Option<DataStep>)] = &[
+    (
+        2,
+        // The API key a session logged in with (its sessions end with the key), and whether a
+        // refresh token was ever presented (a crash between rotating and answering is not reuse).
+        "ALTER TABLE sessions ADD COLUMN api_key_id TEXT;
+         CREATE INDEX sessions_api_key ON sessions(api_key_id);
+         ALTER TABLE refresh_tokens ADD COLUMN used_at INTEGER;",
+        None,
+    ),
+    (3, "", Some(canonical_emails)),
+];
+
+/// Version 3: email addresses are stored in their canonical form (email.rs), so that every
+/// spelling of an address finds its account. Where two accounts of an app differ only in
+/// spelling, the older keeps the canonical form and the other its own, with a warning.
+fn canonical_emails(tx: &rusqlite::Transaction) -> rusqlite::Result<()> {
+    let rows: Vec<(String, String)> = tx
+        .prepare("SELECT app_id, email FROM userpass ORDER BY created_at")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    for (app_id, email) in rows {
+        let Ok(canonical) = crate::email::canonical(&email) else {
+            continue; // not an address at all: left as it was, found by its exact spelling
+        };
+        if canonical == email {
+            continue;
+        }
+        let taken: bool = tx.query_row(
+            "SELECT EXISTS (SELECT 1 FROM userpass WHERE app_id = ?1 AND email = ?2)",
+            params![app_id, canonical],
+            |r| r.get(0),
+        )?;
+        if taken {
+            tracing::warn!(
+                "app {app_id}: two accounts differ only in the spelling of their email; \
+                 the newer keeps its exact spelling"
+            );
+            continue;
+        }
+        for table in ["userpass", "userpass_tokens"] {
+            tx.execute(
+                &format!("UPDATE {table} SET email = ?1 WHERE app_id = ?2 AND email = ?3"),
+                params![canonical, app_id, email],
+            )?;
+        }
+    }
+    Ok(())
+}
 
 /// The schema of version 1; later versions are `MIGRATIONS` applied to it.
 pub const SCHEMA: &str = r#"
@@ -116,7 +160,7 @@ impl Db {
             .map_err(|e| format!("cannot create data dir {}: {e}", dir.display()))?;
         let path = dir.join("sessionkit.db");
         restrict_permissions(dir, &path)?;
-        let conn = Connection::open(&path)
+        let mut conn = Connection::open(&path)
             .map_err(|e| format!("cannot open database {}: {e}", path.display()))?;
         // WAL lets readers proceed during a write; synchronous=FULL fsyncs the WAL on every
         // commit, so every write we acknowledge survives a power cut. Auth traffic is small,
@@ -138,8 +182,17 @@ impl Db {
             conn.execute_batch(&format!("BEGIN; {SCHEMA} PRAGMA user_version = 1; COMMIT;"))
                 .map_err(|e| format!("cannot create schema: {e}"))?;
         }
-        for (to, sql) in MIGRATIONS.iter().filter(|(to, _)| *to > version.max(1)) {
-            conn.execute_batch(&format!("BEGIN; {sql} PRAGMA user_version = {to}; COMMIT;"))
+        for (to, sql, data) in MIGRATIONS.iter().filter(|(to, ..)| *to > version.max(1)) {
+            let migrate = |conn: &mut Connection| -> rusqlite::Result<()> {
+                let tx = conn.transaction()?;
+                tx.execute_batch(sql)?;
+                if let Some(step) = data {
+                    step(&tx)?;
+                }
+                tx.execute_batch(&format!("PRAGMA user_version = {to};"))?;
+                tx.commit()
+            };
+            migrate(&mut conn)
                 .map_err(|e| format!("cannot migrate the database to version {to}: {e}"))?;
         }
         Ok(Db {

@@ -5,6 +5,7 @@
 
 pub mod config;
 pub mod db;
+pub mod email;
 pub mod error;
 pub mod functions;
 pub mod passwords;

@@ -78,7 +78,7 @@ async fn userpass(
     app: &AppConfig,
     body: &Map<String, Value>,
 ) -> Result<Identity, ApiError> {
-    let email = req_str(body, "username")?.to_string();
+    let email = crate::email::lookup(req_str(body, "username")?);
     let password = req_str(body, "password")?.to_string();
     let app_id = app.id.clone();
     let lookup = email.clone();

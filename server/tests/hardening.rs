@@ -592,3 +592,88 @@ async fn guesses_sign_ups_and_mails_are_rate_limited() {
         .await
         .err(429, "TooManyRequests");
 }
+
+/// Every spelling of an address is one account (trimmed, NFKC, case-folded); text that is not
+/// an address, or carries CR/LF, is refused; accounts stored before keep working.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn emails_are_normalised_and_validated() {
+    let t = start().await;
+    t.confirmed_user("Ada@Example.com", "password-1").await;
+    let register = format!("{}/auth/providers/local-userpass/register", ar("test-app"));
+    for same in [
+        "ada@example.com",
+        " ada@example.com ",
+        "ＡＤＡ@ｅｘａｍｐｌｅ.ｃｏｍ",
+    ] {
+        t.post(
+            &register,
+            json!({"email": same, "password": "password-2"}),
+            None,
+        )
+        .await
+        .err(409, "AccountNameInUse");
+    }
+    for bad in ["not-an-email", "ada@example.com\r\nBcc: x@y.z", "a@b", ""] {
+        t.post(
+            &register,
+            json!({"email": bad, "password": "password-2"}),
+            None,
+        )
+        .await
+        .err(400, "BadRequest");
+    }
+    let login = format!("{}/auth/providers/local-userpass/login", ar("test-app"));
+    for spelling in ["ada@example.com", "ADA@EXAMPLE.COM", " Ada@Example.com"] {
+        t.post(
+            &login,
+            json!({"username": spelling, "password": "password-1"}),
+            None,
+        )
+        .await
+        .ok(200);
+    }
+    // NFC and NFD spellings of the same letter are one account.
+    t.confirmed_user("jos\u{e9}@example.com", "password-1")
+        .await;
+    t.post(
+        &login,
+        json!({"username": "jose\u{301}@example.com", "password": "password-1"}),
+        None,
+    )
+    .await
+    .ok(200);
+}
+
+/// Accounts stored before emails were normalised are rewritten to their canonical form when
+/// the database is migrated, and log in with any spelling.
+#[test]
+fn stored_emails_are_migrated_to_their_canonical_form() {
+    let dir = common::temp_dir("emails");
+    std::fs::create_dir_all(&dir).unwrap();
+    {
+        let conn = rusqlite::Connection::open(dir.join("sessionkit.db")).unwrap();
+        conn.execute_batch(&format!(
+            "{} PRAGMA user_version = 1;
+             INSERT INTO userpass VALUES ('a', 'Old@Example.COM', 'i1', 'h', 1, 1);
+             INSERT INTO userpass VALUES ('a', 'old@example.com ', 'i2', 'h', 1, 2);
+             INSERT INTO userpass VALUES ('a', 'legacy-name', 'i3', 'h', 1, 3);",
+            sessionkit_server::db::SCHEMA
+        ))
+        .unwrap();
+    }
+    let db = sessionkit_server::db::Db::open(&dir).unwrap();
+    let emails: Vec<String> = db
+        .call_sync(|conn| {
+            let mut stmt = conn.prepare("SELECT email FROM userpass ORDER BY created_at")?;
+            let rows = stmt.query_map([], |r| r.get(0))?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+        .unwrap();
+    // The older of two spellings gets the canonical form; the newer keeps its own; a name that
+    // is not an address is left as it was.
+    assert_eq!(
+        emails,
+        ["old@example.com", "old@example.com ", "legacy-name"]
+    );
+    db.close();
+}

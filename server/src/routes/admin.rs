@@ -426,7 +426,7 @@ pub async fn outbox(
         q.split('&')
             .filter_map(|p| p.split_once('='))
             .find(|(k, _)| *k == "email")
-            .map(|(_, v)| percent_decode(v))
+            .map(|(_, v)| crate::email::lookup(&percent_decode(v)))
     });
     let list = st
         .db

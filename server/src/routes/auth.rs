@@ -98,7 +98,7 @@ pub async fn login(
         let account = (provider == "local-userpass")
             .then(|| body.get("username").and_then(Value::as_str))
             .flatten()
-            .map(|email| format!("{app_id}/{}", email.trim().to_lowercase()));
+            .map(|email| format!("{app_id}/{}", crate::email::lookup(email)));
         st.rate_limits.login(addr, account.as_deref())?;
     }
     let caller = if link {

@@ -12,6 +12,7 @@ use serde_json::{Map, Value};
 use super::{RawBody, json_object, path_error};
 use crate::config::{ResetFunction, UserpassConfig};
 use crate::db;
+use crate::email;
 use crate::error::ApiError;
 use crate::providers::req_str;
 use crate::rate_limit::ClientAddr;
@@ -150,13 +151,9 @@ pub async fn register(
 ) -> Result<Response, ApiError> {
     st.rate_limits.signup(addr)?;
     let (app, cfg, body) = prologue(&st, path, "register", &body)?;
-    let email = req_str(&body, "email")?.to_string();
+    let email = email::canonical(req_str(&body, "email")?)
+        .map_err(|e| ApiError::bad_request(format!("field 'email': {}", e.0)))?;
     let password = req_str(&body, "password")?.to_string();
-    if email.trim().is_empty() || email.len() > 512 {
-        return Err(ApiError::bad_request(
-            "field 'email' must be a non-empty address",
-        ));
-    }
     check_password(&password)?;
     let app_id = app.config.id.clone();
     let (a, e) = (app_id.clone(), email.clone());
@@ -229,7 +226,7 @@ async fn resend_confirmation(
     body: &[u8],
 ) -> Result<Response, ApiError> {
     let (app, _, body) = prologue(&st, path, op, body)?;
-    let email = req_str(&body, "email")?.to_string();
+    let email = email::lookup(req_str(&body, "email")?);
     let app_id = app.config.id.clone();
     let now = st.now();
     st.db
@@ -280,7 +277,7 @@ pub async fn reset_send(
 ) -> Result<Response, ApiError> {
     st.rate_limits.mail(addr)?;
     let (app, _, body) = prologue(&st, path, "reset_send", &body)?;
-    let email = req_str(&body, "email")?.to_string();
+    let email = email::lookup(req_str(&body, "email")?);
     let app_id = app.config.id.clone();
     let now = st.now();
     st.db
@@ -342,7 +339,7 @@ pub async fn reset_call(
 ) -> Result<Response, ApiError> {
     st.rate_limits.mail(addr)?;
     let (app, cfg, body) = prologue(&st, path, "reset_call", &body)?;
-    let email = req_str(&body, "email")?.to_string();
+    let email = email::lookup(req_str(&body, "email")?);
     let password = req_str(&body, "password")?.to_string();
     match body.get("arguments") {
         None | Some(Value::Array(_)) => {}

@@ -13,6 +13,11 @@ from . import _lifecycle
 # `with App(...) as app:` closes it; Apps left open are closed at interpreter exit.
 _lifecycle.install()
 
+from . import _redact
+
+# str() and repr() of credentials, API keys and storage configs never show their secrets.
+_redact.install()
+
 from . import blocking  # noqa: E402,F401
 
 __all__ = [*_generated_all, "blocking"]
