@@ -1,5 +1,5 @@
 # The two commands of the quick start, plus the pieces they are made of.
-.PHONY: demo test test-rust lint bench conformance
+.PHONY: demo test test-rust lint bench conformance fuzz
 
 demo:  ## starts a local sessionkit-server and walks through the SDK's life cycle
 	cargo run -q -p sessionkit-tests --bin demo
@@ -20,3 +20,6 @@ bench:  ## every benchmark (Rust, server load, FFI size, Python, Kotlin); figure
 
 conformance:  ## every language's conformance runner, then the cross-language report
 	bash scripts/conformance
+
+fuzz:  ## every fuzz target for FUZZ_SECONDS each (default 60), corpus in fuzz/corpus; see fuzz/README.md
+	bash scripts/fuzz

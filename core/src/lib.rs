@@ -48,3 +48,31 @@ pub use events::{AuthEvent, AuthEventKind, AuthEventListener, SessionErrorHandle
 pub use log::{LogLevel, Logger, redact};
 pub use storage::{FileStore, InMemoryStore, SessionStore, StoreError, StoreGuard};
 pub use user::{HttpResponse, User, UserIdentity, UserProfile, UserState};
+
+/// Entry points for the fuzz targets (`fuzz/`): the parsers that read outside input. Each takes
+/// arbitrary bytes and must return (an error is fine) without panicking. Not API.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing {
+    /// The app id the fuzzed session documents are checked against.
+    pub const APP_ID: &str = "sk-test"; // the app of tests/fixtures, whose files seed the corpus
+    /// The key the fuzzed encrypted session documents are opened with.
+    pub const KEY: [u8; 32] = [7; 32];
+
+    /// Decodes a token from the server as the client does (claims read, no signature check).
+    pub fn access_token(token: &str) {
+        let _ = crate::jwt::decode(token);
+    }
+
+    /// Reads a stored session document, plain.
+    pub fn session_document(bytes: &[u8]) {
+        let _ = crate::storage::StoredState::decode(bytes, APP_ID);
+    }
+
+    /// Opens an encrypted session document, then reads it.
+    pub fn encrypted_session_document(bytes: &[u8]) {
+        if let Ok(plain) = crate::storage::encryption::open(&KEY, APP_ID, bytes) {
+            let _ = crate::storage::StoredState::decode(&plain, APP_ID);
+        }
+    }
+}

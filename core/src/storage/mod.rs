@@ -1,7 +1,7 @@
 //! Where sessions live between runs: the [`SessionStore`] interface, the versioned document the
 //! App keeps in it, and the built-in stores.
 
-mod encryption;
+pub(crate) mod encryption;
 mod file;
 mod memory;
 
