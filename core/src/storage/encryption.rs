@@ -48,7 +48,13 @@ pub(crate) fn seal(key: &[u8; 32], app_id: &str, plain: &[u8]) -> Result<Vec<u8>
 }
 
 pub(crate) fn open(key: &[u8; 32], app_id: &str, bytes: &[u8]) -> Result<Vec<u8>, StoreError> {
-    let body = &bytes[MAGIC.len()..];
+    // Callers check `is_encrypted` first, but this must hold for any bytes (found by fuzzing:
+    // the empty input sliced past its end).
+    let body = bytes
+        .strip_prefix(MAGIC)
+        .ok_or_else(|| StoreError::Corrupt {
+            message: "not an encrypted session file (no header)".into(),
+        })?;
     if body.len() < NONCE_LEN + TAG_LEN {
         return Err(StoreError::Corrupt {
             message: "encrypted session file is truncated".into(),
@@ -76,6 +82,18 @@ pub(crate) fn open(key: &[u8; 32], app_id: &str, bytes: &[u8]) -> Result<Vec<u8>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The fuzz target session_document's first find: bytes without the header, the empty
+    /// input included, are an error, not a panic.
+    #[test]
+    fn bytes_without_the_header_are_corrupt_not_a_panic() {
+        for bytes in [&b""[..], b"SKENC", b"{}", &MAGIC[..MAGIC.len() - 1]] {
+            assert!(matches!(
+                open(&[7; 32], "app", bytes),
+                Err(StoreError::Corrupt { .. })
+            ));
+        }
+    }
 
     #[test]
     fn round_trip_and_wrong_key_or_app() {
