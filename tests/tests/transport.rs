@@ -385,39 +385,26 @@ async fn credentials_never_follow_a_redirect_to_another_origin() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_response_over_max_response_bytes_is_refused_unread() {
     // One declares its length, one streams without it: both are cut off at the limit.
-    let big = "x".repeat(64 * 1024);
-    let declared = big.clone();
-    let router = Router::new().route(
-        &format!("/api/client/v2.0/app/{APP_ID}/location"),
-        get(move || async move { declared }),
-    );
-    let base = serve(router).await;
-    let mut config = AppConfig::new(APP_ID, base.as_str());
-    config.max_response_bytes = 16 * 1024;
-    let err = App::new(config)
-        .unwrap()
-        .log_in(Credentials::anonymous())
-        .await
-        .unwrap_err();
-    assert!(matches!(err, AppError::MalformedResponse { .. }), "{err:?}");
-    assert!(err.to_string().contains("max_response_bytes"), "{err}");
-
-    let router = Router::new().route(
-        &format!("/api/client/v2.0/app/{APP_ID}/location"),
-        get(move || async move {
-            let chunks = (0..64).map(|_| Ok::<_, std::io::Error>(vec![b'y'; 1024]));
-            axum::body::Body::from_stream(futures_util::stream::iter(chunks))
-        }),
-    );
-    let base = serve(router).await;
-    let mut config = AppConfig::new(APP_ID, base.as_str());
-    config.max_response_bytes = 16 * 1024;
-    let err = App::new(config)
-        .unwrap()
-        .log_in(Credentials::anonymous())
-        .await
-        .unwrap_err();
-    assert!(err.to_string().contains("max_response_bytes"), "{err}");
+    let declared = get(|| async { "x".repeat(64 * 1024) });
+    let streamed = get(|| async {
+        let chunks = (0..64).map(|_| Ok::<_, std::io::Error>(vec![b'y'; 1024]));
+        axum::body::Body::from_stream(futures_util::stream::iter(chunks))
+    });
+    let mut base = String::new();
+    for location in [declared, streamed] {
+        let router =
+            Router::new().route(&format!("/api/client/v2.0/app/{APP_ID}/location"), location);
+        base = serve(router).await;
+        let mut config = AppConfig::new(APP_ID, base.as_str());
+        config.max_response_bytes = 16 * 1024;
+        let err = App::new(config)
+            .unwrap()
+            .log_in(Credentials::anonymous())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, AppError::MalformedResponse { .. }), "{err:?}");
+        assert!(err.to_string().contains("max_response_bytes"), "{err}");
+    }
 
     let mut config = AppConfig::new(APP_ID, base.as_str());
     config.max_response_bytes = 0;
