@@ -18,6 +18,11 @@ from . import _redact
 # str() and repr() of credentials, API keys and storage configs never show their secrets.
 _redact.install()
 
+from . import _events
+
+# `async for event in app.auth_events():`, beside the listener classes.
+_events.install()
+
 from . import blocking  # noqa: E402,F401
 
 __all__ = [*_generated_all, "blocking"]

@@ -29,6 +29,17 @@ _local = threading.local()
 
 
 def _run(coro: typing.Awaitable[_T]) -> _T:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        pass  # no loop running in this thread: the blocking call may run one
+    else:
+        if asyncio.iscoroutine(coro):
+            coro.close()  # never awaited: no "coroutine was never awaited" warning
+        raise RuntimeError(
+            "sessionkit.blocking cannot be used inside a running event loop (Jupyter, an async "
+            "def): use the asyncio API there, e.g. `user = await sessionkit.App(config).log_in(...)`"
+        )
     # One loop per thread, kept for the thread's life: creating a loop per call would cost more
     # than most SDK calls.
     loop = getattr(_local, "loop", None)
