@@ -65,9 +65,26 @@ async def test_delete_user(server):
     assert status == 404
 
 
+class _GatedStore(sessionkit.SessionStore):
+    """An in-memory store whose saves wait while `gate` is clear (on the SDK's thread)."""
+
+    def __init__(self) -> None:
+        self.data = None
+        self.gate = threading.Event()
+        self.gate.set()
+
+    def load(self):
+        return self.data
+
+    def save(self, data):
+        self.gate.wait(10)
+        self.data = data
+
+
 @aio
 async def test_valid_and_forced_refresh(server):
-    app = server.app()
+    store = _GatedStore()
+    app = server.app(storage=sessionkit.StorageConfig.CUSTOM(store=store))
     user = await app.log_in(Credentials.ANONYMOUS(reuse=True))
     first = user.access_token()
     # Fresh from login: handed out as is, no refresh.
@@ -77,8 +94,14 @@ async def test_valid_and_forced_refresh(server):
     assert server.refresh_count() == 1
     second = user.access_token()
     assert second != first
-    # Forced refreshes at once: one request, joined by everyone.
-    await asyncio.gather(*(user.refresh_access_token() for _ in range(8)))
+    # Forced refreshes at once: one request, joined by everyone. The first one's save is held
+    # until all eight have been made, so none can start after it ended (which would rightly
+    # make a request of its own).
+    store.gate.clear()
+    pending = asyncio.gather(*(user.refresh_access_token() for _ in range(8)))
+    await asyncio.sleep(0.3)
+    store.gate.set()
+    await pending
     assert server.refresh_count() == 2
     assert user.access_token() not in (first, second)
 
