@@ -186,6 +186,7 @@ impl App {
             lifecycle: Arc::default(),
             close_deadline: Duration::from_millis(config.request_timeout_ms),
         });
+        inner.events.bind(Arc::downgrade(&inner));
         let warning = inner.restore()?;
         *inner
             .storage_warning
@@ -371,6 +372,15 @@ impl App {
 }
 
 impl AppInner {
+    /// Sets the `user` of the events about `user`, for when it can no longer be looked up.
+    fn attach_user(self: &Arc<Self>, events: &mut [AuthEvent], user: &Arc<UserInner>) {
+        for e in events.iter_mut() {
+            if e.user_id.as_deref() == Some(user.id.as_str()) {
+                e.user = Some(User::new(self.clone(), user.clone()));
+            }
+        }
+    }
+
     pub(crate) fn registry(&self) -> MutexGuard<'_, Registry> {
         self.registry.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -739,6 +749,8 @@ impl AppInner {
             ));
         }
         events.extend(current_changed);
+        // The user may be gone from the registry: these events carry the handle themselves.
+        self.attach_user(&mut events, user);
         self.events.emit_all(events);
         match refresh {
             Some(token) => self.revoke(&token).await,
@@ -787,6 +799,8 @@ impl AppInner {
             true,
         ));
         events.extend(current_changed);
+        // The user may be gone from the registry: these events carry the handle themselves.
+        self.attach_user(&mut events, user);
         self.events.emit_all(events);
         match refresh {
             Some(token) => self.revoke(&token).await,
@@ -818,6 +832,8 @@ impl AppInner {
             true,
         )];
         events.extend(current_changed);
+        // The user may be gone from the registry: these events carry the handle themselves.
+        self.attach_user(&mut events, user);
         self.events.emit_all(events);
         Ok(())
     }

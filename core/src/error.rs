@@ -61,7 +61,7 @@ pub enum AppError {
     #[error("request timed out: {message} (retry, or raise request_timeout_ms)")]
     Timeout { message: String },
     /// The server answered with an error; `code` is its `error_code` as sent.
-    #[error("server error {code} (HTTP {http_status}): {message}")]
+    #[error("{message} (server error {code}, HTTP {http_status})")]
     Service {
         code: String,
         message: String,

@@ -6,10 +6,11 @@
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::sync::{Arc, Condvar, Mutex, Weak};
+use std::sync::{Arc, Condvar, Mutex, OnceLock, Weak};
 use std::thread::ThreadId;
 use std::time::Duration;
 
+use crate::app::AppInner;
 use crate::error::SessionError;
 use crate::user::User;
 
@@ -37,6 +38,11 @@ pub enum AuthEventKind {
 pub struct AuthEvent {
     pub kind: AuthEventKind,
     pub user_id: Option<String>,
+    /// The user the event is about, as a handle (so a listener needs no lookup): also for a
+    /// user just removed or deleted, whose state then reads `Removed`. `None` when `user_id`
+    /// is, and when the App was dropped meanwhile. realm-kotlin's `AuthenticationChange` and
+    /// supabase-kt's session status carry the user the same way.
+    pub user: Option<User>,
     /// True when the app asked for this (log in, log out, switch); false for the SDK's own work.
     pub user_initiated: bool,
     pub error: Option<String>,
@@ -49,6 +55,7 @@ impl AuthEvent {
         Self {
             kind,
             user_id: user_id.map(str::to_string),
+            user: None,
             user_initiated,
             error: None,
             will_retry: false,
@@ -103,11 +110,32 @@ pub(crate) struct EventHub {
     state: Mutex<HubState>,
     /// Told when a deliverer stops.
     delivered: Condvar,
+    /// The App, to hand events a `User`: weak, because the App owns this hub.
+    app: OnceLock<Weak<AppInner>>,
 }
 
 impl EventHub {
     fn lock(&self) -> std::sync::MutexGuard<'_, HubState> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Lets events carry `User` handles; called once, when the App is built.
+    pub(crate) fn bind(&self, app: Weak<AppInner>) {
+        let _ = self.app.set(app);
+    }
+
+    /// A handle on a user the App still knows. Never called under the hub's lock.
+    fn resolve(&self, user_id: &str) -> Option<User> {
+        let app = self.app.get()?.upgrade()?;
+        let inner = app.registry().find(user_id).cloned()?;
+        Some(User::new(app, inner))
+    }
+
+    fn with_user(&self, mut event: AuthEvent) -> AuthEvent {
+        if event.user.is_none() {
+            event.user = event.user_id.as_deref().and_then(|id| self.resolve(id));
+        }
+        event
     }
 
     /// Registers a listener and queues its `InitialState` ahead of anything emitted later.
@@ -118,6 +146,7 @@ impl EventHub {
         initial_error: Option<String>,
         listener: Arc<dyn AuthEventListener>,
     ) -> Subscription {
+        let initial_handle = initial_user.as_deref().and_then(|id| self.resolve(id));
         let id = {
             let mut st = self.lock();
             if st.closed {
@@ -137,6 +166,7 @@ impl EventHub {
             let mut initial =
                 AuthEvent::new(AuthEventKind::InitialState, initial_user.as_deref(), false);
             initial.error = initial_error;
+            initial.user = initial_handle;
             st.queue.push_back((initial, Some(id)));
             id
         };
@@ -152,6 +182,8 @@ impl EventHub {
     }
 
     pub(crate) fn emit_all(&self, events: impl IntoIterator<Item = AuthEvent>) {
+        // Resolved before the hub's lock is taken: the registry's lock is never taken under it.
+        let events: Vec<AuthEvent> = events.into_iter().map(|e| self.with_user(e)).collect();
         {
             let mut st = self.lock();
             if st.closed {
@@ -170,7 +202,8 @@ impl EventHub {
     pub(crate) fn close(&self, deadline: Duration) {
         let mut st = self.lock();
         st.closed = true;
-        st.queue.clear();
+        // Dropped with the listeners, after the lock: queued events hold `User` handles.
+        let queued = std::mem::take(&mut st.queue);
         let listeners = std::mem::take(&mut st.listeners);
         let me = std::thread::current().id();
         let until = std::time::Instant::now() + deadline;
@@ -187,6 +220,7 @@ impl EventHub {
         }
         drop(st);
         drop(listeners);
+        drop(queued);
     }
 
     fn deliver(&self) {

@@ -152,7 +152,7 @@ impl From<rusqlite::Error> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        // The body is written by `routes::render_errors`, which adds the `link`.
+        // The body is written by `routes::render_errors`.
         let mut resp = self.status.into_response();
         if let Some(secs) = self.retry_after {
             resp.headers_mut().insert(
@@ -166,13 +166,12 @@ impl IntoResponse for ApiError {
 }
 
 impl ApiError {
-    /// The JSON body, with `link` pointing at `base`.
-    pub fn body(&self, base: &str) -> serde_json::Value {
-        let co_id = crate::tokens::new_object_id();
+    /// The JSON body. Atlas added a `link` to its log viewer; this server has no log viewer,
+    /// so it sends none rather than a link that answers 404 (PROTOCOL.md, Errors).
+    pub fn body(&self) -> serde_json::Value {
         let mut body = serde_json::json!({
             "error": self.message,
             "error_code": self.code,
-            "link": format!("{base}/logs?co_id={co_id}"),
         });
         if let Some(r) = self.reason {
             body["reason"] = serde_json::Value::from(r.as_str());

@@ -335,3 +335,37 @@ async fn concurrent_anonymous_logins_with_reuse_make_one_user() {
     assert_eq!(ids.len(), 1, "one anonymous user: {ids:?}");
     assert_eq!(app.all_users().len(), 1);
 }
+
+/// Events carry the user they are about, also once that user is gone from `all_users()`
+/// (realm-kotlin's `AuthenticationChange` does the same).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_carry_the_user_handle_even_after_removal() {
+    let server = TestServer::start().await;
+    let (app, _) = server.app();
+    let recorder = Recorder::new();
+    let _sub = app.subscribe(recorder.clone());
+    let initial = recorder.wait_for(AuthEventKind::InitialState);
+    assert_eq!((initial.user_id, initial.user), (None, None));
+
+    let (user, _) = email_user(&app, "handle").await;
+    let signed_in = recorder.wait_for(AuthEventKind::SignedIn);
+    assert_eq!(signed_in.user.as_ref(), Some(&user));
+
+    app.remove_user(&user).await.unwrap();
+    let removed = recorder.wait_for(AuthEventKind::UserRemoved);
+    let handle = removed
+        .user
+        .expect("a UserRemoved event carries the removed user");
+    assert_eq!(handle, user);
+    assert_eq!(handle.state(), UserState::Removed);
+    assert_eq!(handle.id(), removed.user_id.unwrap());
+
+    // A late subscriber's InitialState carries the current user.
+    let (other, _) = email_user(&app, "late").await;
+    let late = Recorder::new();
+    let _late_sub = app.subscribe(late.clone());
+    let initial = late.wait_for(AuthEventKind::InitialState);
+    assert_eq!(initial.user, Some(other));
+    app.close().await;
+    server.stop().await;
+}

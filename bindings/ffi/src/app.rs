@@ -27,7 +27,7 @@ impl App {
     pub fn new(config: AppConfig) -> Result<Arc<Self>, AppError> {
         // In the runtime's context: with auto_refresh on, the scheduler starts here.
         enter(|| {
-            let inner = sk::App::new(config.into())?;
+            let inner = sk::App::new(config.try_into()?)?;
             Ok(Arc::new(Self { inner }))
         })
     }

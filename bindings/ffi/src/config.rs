@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use sessionkit as sk;
 
+use crate::errors::AppError;
 use crate::foreign::Foreign;
 
 use crate::logger::{Logger, LoggerAdapter};
@@ -137,10 +138,13 @@ pub struct AppConfig {
     /// Required: where sessions live is a choice every app should make on purpose (the
     /// generators cannot render an enum variant as a default either).
     pub storage: StorageConfig,
+    /// Milliseconds; at least 1. (Signed so that every language takes a plain literal:
+    /// Kotlin `Long`, Swift `Int64`, Python `int`.)
     #[uniffi(default = 60000)]
-    pub request_timeout_ms: u64,
+    pub request_timeout_ms: i64,
+    /// Seconds before expiry at which an access token counts as stale; 0 or more.
     #[uniffi(default = 60)]
-    pub refresh_margin_secs: u32,
+    pub refresh_margin_secs: i32,
     #[uniffi(default = false)]
     pub auto_refresh: bool,
     #[uniffi(default)]
@@ -153,22 +157,33 @@ pub struct AppConfig {
     /// The largest response body read, in bytes (default 4 MiB); a larger one is refused with
     /// `MalformedResponse` before it is read whole.
     #[uniffi(default = 4194304)]
-    pub max_response_bytes: u64,
+    pub max_response_bytes: i64,
 }
 
-impl From<AppConfig> for sk::AppConfig {
-    fn from(c: AppConfig) -> Self {
+/// A non-negative count from a foreign language's signed integer, or an `InvalidArgument` that
+/// names the field.
+pub(crate) fn non_negative<T: TryFrom<i64>>(field: &str, value: i64) -> Result<T, AppError> {
+    T::try_from(value).map_err(|_| AppError::InvalidArgument {
+        message: format!("{field} must be 0 or more (got {value})"),
+    })
+}
+
+impl TryFrom<AppConfig> for sk::AppConfig {
+    type Error = AppError;
+
+    fn try_from(c: AppConfig) -> Result<Self, AppError> {
         let mut config = sk::AppConfig::new(c.app_id, c.base_url);
+        config.request_timeout_ms = non_negative("request_timeout_ms", c.request_timeout_ms)?;
+        config.refresh_margin_secs =
+            non_negative("refresh_margin_secs", i64::from(c.refresh_margin_secs))?;
+        config.max_response_bytes = non_negative("max_response_bytes", c.max_response_bytes)?;
         config.storage = c.storage.into();
-        config.request_timeout_ms = c.request_timeout_ms;
-        config.refresh_margin_secs = c.refresh_margin_secs;
         config.auto_refresh = c.auto_refresh;
         config.device = c.device.into();
         config.allow_insecure_http = c.allow_insecure_http;
-        config.max_response_bytes = c.max_response_bytes;
         config.logger = c
             .logger
             .map(|l| Arc::new(LoggerAdapter(Foreign::new(l))) as Arc<dyn sk::Logger>);
-        config
+        Ok(config)
     }
 }

@@ -51,11 +51,11 @@ pub enum AppError {
     Network { message: String },
     #[error("request timed out: {message} (retry, or raise request_timeout_ms)")]
     Timeout { message: String },
-    #[error("server error {code} (HTTP {http_status}): {message}")]
+    #[error("{message} (server error {code}, HTTP {http_status})")]
     Service {
         code: String,
         message: String,
-        http_status: u16,
+        http_status: i32,
         link: Option<String>,
     },
     #[error("{message}; the user must log in again")]
@@ -102,7 +102,7 @@ impl From<sk::AppError> for AppError {
             } => Self::Service {
                 code,
                 message,
-                http_status,
+                http_status: i32::from(http_status),
                 link,
             },
             E::SessionExpired { kind, message } => Self::SessionExpired {
@@ -124,6 +124,16 @@ impl From<sk::AppError> for AppError {
                 message: other.to_string(),
             },
         }
+    }
+}
+
+#[uniffi::export]
+impl AppError {
+    /// The error as a sentence a person can read: what went wrong, then what to do; the
+    /// variant's fields stay available as properties. Each binding uses it as the error's
+    /// message (Kotlin `message`, Swift `description`/`errorDescription`, Python `str()`).
+    pub fn describe(&self) -> String {
+        self.to_string()
     }
 }
 

@@ -48,6 +48,9 @@ impl From<sk::AuthEventKind> for AuthEventKind {
 pub struct AuthEvent {
     pub kind: AuthEventKind,
     pub user_id: Option<String>,
+    /// The user the event is about, ready to use: also for a user just removed or deleted
+    /// (its state then reads `Removed`). As realm-kotlin's `AuthenticationChange` carries it.
+    pub user: Option<Arc<User>>,
     pub user_initiated: bool,
     pub error: Option<String>,
     pub will_retry: bool,
@@ -58,6 +61,7 @@ impl From<sk::AuthEvent> for AuthEvent {
         Self {
             kind: e.kind.into(),
             user_id: e.user_id,
+            user: e.user.map(|u| Arc::new(User::from(u))),
             user_initiated: e.user_initiated,
             error: e.error,
             will_retry: e.will_retry,

@@ -86,7 +86,8 @@ pub struct HttpHeader {
 /// An HTTP answer from `User::request`, whatever its status.
 #[derive(Clone, Debug, PartialEq, Eq, uniffi::Record)]
 pub struct HttpResponse {
-    pub status: u16,
+    /// The HTTP status code.
+    pub status: i32,
     pub headers: Vec<HttpHeader>,
     pub body: String,
 }
@@ -94,7 +95,7 @@ pub struct HttpResponse {
 impl From<sk::HttpResponse> for HttpResponse {
     fn from(r: sk::HttpResponse) -> Self {
         Self {
-            status: r.status,
+            status: i32::from(r.status),
             headers: r
                 .headers
                 .into_iter()
@@ -196,7 +197,10 @@ impl User {
     /// An access token with at least `min_ttl_secs` to live (default: the config's margin),
     /// refreshed first when needed; one refresh however many callers.
     #[uniffi::method(default(min_ttl_secs = None))]
-    pub async fn valid_access_token(&self, min_ttl_secs: Option<u32>) -> Result<String, AppError> {
+    pub async fn valid_access_token(&self, min_ttl_secs: Option<i32>) -> Result<String, AppError> {
+        let min_ttl_secs = min_ttl_secs
+            .map(|s| crate::config::non_negative("min_ttl_secs", i64::from(s)))
+            .transpose()?;
         // A fresh token is answered here, on the caller's own poll: the hop to the SDK's runtime
         // and back (two cross-thread wake-ups) is only paid when a refresh is due.
         if let Some(token) = self.inner.fresh_access_token(min_ttl_secs) {

@@ -6,7 +6,7 @@ pub mod userpass;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{FromRequest, Request, State};
+use axum::extract::{FromRequest, Request};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -204,10 +204,7 @@ pub fn router(state: AppState) -> Router {
         .route(&r(ADM, "/metrics"), get(admin::metrics))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            render_errors,
-        ))
+        .layer(axum::middleware::from_fn(render_errors))
         .with_state(state)
 }
 
@@ -223,16 +220,14 @@ async fn method_not_allowed() -> ApiError {
     )
 }
 
-/// Logs each request (method, path without the query, status) and writes error bodies,
-/// whose `link` needs the base URL the client used.
-async fn render_errors(State(st): State<AppState>, req: Request, next: Next) -> Response {
+/// Logs each request (method, path without the query, status) and writes error bodies.
+async fn render_errors(req: Request, next: Next) -> Response {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
-    let base = base_url(&st, req.headers());
     let mut resp = next.run(req).await;
     tracing::info!(%method, %path, status = resp.status().as_u16(), "request");
     if let Some(err) = resp.extensions_mut().remove::<ApiError>() {
-        let body = err.body(&base);
+        let body = err.body();
         let mut out = json_response(err.status, &body);
         for (k, v) in resp.headers() {
             if k != header::CONTENT_TYPE && k != header::CONTENT_LENGTH {
@@ -255,7 +250,7 @@ async fn render_errors(State(st): State<AppState>, req: Request, next: Next) -> 
                 "BadRequest"
             };
             let err = ApiError::new(status, code, status.canonical_reason().unwrap_or("error"));
-            return json_response(status, &err.body(&base));
+            return json_response(status, &err.body());
         }
     }
     resp
