@@ -35,7 +35,7 @@ extension User {
     }
 
     /// An access token with at least `minTtlSecs` to live, refreshed first when needed.
-    public func freshAccessToken(minTtlSecs: UInt32? = nil) async throws -> String {
+    public func freshAccessToken(minTtlSecs: Int32? = nil) async throws -> String {
         try await validAccessToken(minTtlSecs: minTtlSecs)
     }
 }

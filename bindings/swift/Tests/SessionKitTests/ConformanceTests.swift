@@ -774,9 +774,9 @@ final class ConformanceRunner {
         case "refresh":
             try await user(step).refreshAccessToken()
         case "valid_access_token":
-            var minTtl: UInt32? = nil
+            var minTtl: Int32? = nil
             if let v = step["min_ttl_secs"], !v.isNull {
-                guard case let .number(n) = v, let parsed = UInt32(n) else {
+                guard case let .number(n) = v, let parsed = Int32(n) else {
                     throw ScriptError(description: "min_ttl_secs is not an integer: \(v.text)")
                 }
                 minTtl = parsed

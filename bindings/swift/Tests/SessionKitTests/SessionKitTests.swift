@@ -3,7 +3,7 @@ import Foundation
 import XCTest
 @testable import SessionKit
 
-private func isService(_ code: String? = nil, status: UInt16? = nil) -> (Error) -> Bool {
+private func isService(_ code: String? = nil, status: Int32? = nil) -> (Error) -> Bool {
     { error in
         guard case let AppError.Service(c, _, s, _) = error else { return false }
         return (code == nil || c == code) && (status == nil || s == status)

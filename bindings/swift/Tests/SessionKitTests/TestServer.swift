@@ -95,7 +95,7 @@ final class TestServer {
         try? FileManager.default.removeItem(at: dir)
     }
 
-    func config(storage: StorageConfig = .inMemory, logger: Logger? = nil, requestTimeoutMs: UInt64 = 10_000) -> AppConfig {
+    func config(storage: StorageConfig = .inMemory, logger: Logger? = nil, requestTimeoutMs: Int64 = 10_000) -> AppConfig {
         AppConfig(appId: appId, baseUrl: baseUrl, storage: storage, requestTimeoutMs: requestTimeoutMs, logger: logger)
     }
 
