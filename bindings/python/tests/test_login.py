@@ -89,7 +89,8 @@ async def test_custom_function_login(server):
 @aio
 async def test_call_function_and_request(server):
     user = await server.app().log_in(Credentials.ANONYMOUS(reuse=True))
-    assert json.loads(await user.call_function("sum", "[1, 2, 3]")) == 6
+    assert await user.call_function("sum", 1, 2, 3) == 6
+    assert await user.call_function_json("sum", "[1, 2, 3]") == "6"
     response = await user.request("GET", f"/api/client/v2.0/auth/profile")
     assert response.status == 200
     assert json.loads(response.body)["user_id"] == user.id()

@@ -235,9 +235,9 @@ async def test_errors_are_exceptions(server):
         server.app(request_timeout_ms=0)
     user = await server.app().log_in(Credentials.ANONYMOUS(reuse=True))
     with pytest.raises(AppError.InvalidArgument):
-        await user.call_function("sum", "{not json")
+        await user.call_function_json("sum", "{not json")
     with pytest.raises(AppError.Service) as err:
-        await user.call_function("no-such-function", "[]")
+        await user.call_function("no-such-function")
     assert err.value.code and err.value.http_status >= 400
     assert isinstance(err.value, AppError)
     with pytest.raises(AppError.ClientUserAlreadyNamed):

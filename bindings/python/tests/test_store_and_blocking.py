@@ -42,7 +42,7 @@ async def test_python_store_restores_users_in_a_second_app(server):
     assert restored.state() == UserState.LOGGED_IN
     assert restored.refresh_token() == kept.refresh_token()
     await restored.refresh_access_token()  # the restored session works on the server
-    assert json.loads(await restored.call_function("sum", "[2, 2]")) == 4
+    assert await restored.call_function("sum", 2, 2) == 4
 
 
 @aio
@@ -68,7 +68,8 @@ def test_blocking_facade(server):
     assert token == user.access_token()
     user.refresh_access_token()
     assert user.valid_access_token() != token
-    assert json.loads(user.call_function("sum", "[1, 2]")) == 3
+    assert user.call_function("sum", 1, 2) == 3
+    assert user.call_function_json("sum", "[1, 2]") == "3"
     user.log_out()
     assert user.state() == UserState.REMOVED
     assert app.current_user() is None

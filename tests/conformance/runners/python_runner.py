@@ -314,7 +314,7 @@ class Runner:
             data = self.user(step).custom_data_json()
             return json.loads(data) if data else None
         if op == "refresh_custom_data":
-            data = await self.user(step).refresh_custom_data()
+            data = await self.user(step).refresh_custom_data_json()
             return json.loads(data) if data else None
         if op == "refresh_profile":
             p = await self.user(step).refresh_profile()
@@ -322,7 +322,7 @@ class Runner:
         if op == "call_function":
             args = step.get("args")
             raw = args if isinstance(args, str) else json.dumps(args)
-            result = await self.user(step).call_function(step.get("name", ""), raw)
+            result = await self.user(step).call_function_json(step.get("name", ""), raw)
             try:
                 return json.loads(result)
             except ValueError:

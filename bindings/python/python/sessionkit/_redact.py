@@ -1,53 +1,130 @@
-"""String forms of the types that hold secrets: ``str()`` and ``repr()`` never show a password,
-an API key, a token, a function payload or an encryption key (they read ``<redacted>``), as
-Rust's ``Debug`` of the same types. The generated classes print every field; these replace
-their ``__str__`` and ``__repr__``.
+"""Readable string forms of the generated values, with every secret redacted.
+
+``str()`` and ``repr()`` of a record or variant read like its constructor call, strings quoted
+and enums by name: ``Credentials.EMAIL_PASSWORD(email='ada@example.com', password=<redacted>)``.
+A password, an API key, a token, a function payload or an encryption key reads ``<redacted>``,
+as in Rust's ``Debug`` of the same types. ``User`` shows its id, state and provider instead of
+a handle; ``HttpResponse`` shows its body with secret-named JSON fields redacted and long
+bodies cut.
 """
 
 from __future__ import annotations
 
+import enum
+import inspect
+import json
 import typing
 
 from ._native import sessionkit_ffi as _ffi
 
 _REDACTED = "<redacted>"
+# Longer response bodies are cut in string forms: a repr is for reading.
+_BODY_CHARS = 200
+# JSON fields and headers whose values are secrets wherever they appear.
+_SECRET_KEYS = frozenset({
+    "access_token", "refresh_token", "password", "key", "api_key", "token", "authorization",
+    "cookie", "set-cookie", "proxy-authorization",
+})
 
 
-def _form(name: str, fields: typing.Sequence[str], secret: typing.Collection[str]):
+class _Redacted:
+    def __repr__(self) -> str:
+        return _REDACTED
+
+
+def _show(value: object) -> str:
+    if isinstance(value, enum.Enum):
+        return f"{type(value).__qualname__}.{value.name}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_show(v) for v in value) + "]"
+    return repr(value)
+
+
+def _fields(cls: type) -> typing.List[str]:
+    return [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+
+
+def _form(fields: typing.Sequence[str], secret: typing.Collection[str]) -> typing.Callable[[object], str]:
     def text(self: object) -> str:
         parts = []
         for f in fields:
             value = getattr(self, f)
-            if f in secret and value is not None:
-                parts.append(f"{f}={_REDACTED}")
-            else:
-                parts.append(f"{f}={value!r}" if isinstance(value, str) else f"{f}={value}")
-        return f"{name}({', '.join(parts)})"
+            shown = _REDACTED if f in secret and value is not None else _show(value)
+            parts.append(f"{f}={shown}")
+        return f"{type(self).__qualname__}({', '.join(parts)})"
 
     return text
 
 
-# (class, printed name, fields in order, secret fields)
-_SECRET_HOLDERS = [
-    (_ffi.Credentials.EMAIL_PASSWORD, "Credentials.EMAIL_PASSWORD", ["email", "password"], {"password"}),
-    (_ffi.Credentials.API_KEY, "Credentials.API_KEY", ["key"], {"key"}),
-    (_ffi.Credentials.JWT, "Credentials.JWT", ["token"], {"token"}),
-    (_ffi.Credentials.FUNCTION, "Credentials.FUNCTION", ["payload_json"], {"payload_json"}),
-    (_ffi.ApiKey, "ApiKey", ["id", "key", "name", "disabled"], {"key"}),
-    (_ffi.StorageConfig.FILE, "StorageConfig.FILE", ["dir", "encryption_key"], {"encryption_key"}),
-    (
-        _ffi.AppConfig,
-        "AppConfig",
-        ["app_id", "base_url", "storage", "request_timeout_ms", "refresh_margin_secs",
-         "auto_refresh", "allow_insecure_http", "max_response_bytes"],
-        set(),
-    ),
+def _redact_json(value: object) -> object:
+    if isinstance(value, dict):
+        return {
+            k: _Redacted() if k.lower() in _SECRET_KEYS else _redact_json(v) for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [_redact_json(v) for v in value]
+    return value
+
+
+def _http_header_text(self: _ffi.HttpHeader) -> str:
+    value = _REDACTED if self.name.lower() in _SECRET_KEYS else repr(self.value)
+    return f"HttpHeader(name={self.name!r}, value={value})"
+
+
+def _http_response_text(self: _ffi.HttpResponse) -> str:
+    try:
+        body = repr(_redact_json(json.loads(self.body)))
+    except ValueError:
+        body = repr(self.body)  # not JSON: shown as text (cut below)
+    if len(body) > _BODY_CHARS:
+        body = body[:_BODY_CHARS] + f"... ({len(self.body)} chars)"
+    return f"HttpResponse(status={self.status}, headers={_show(self.headers)}, body={body})"
+
+
+def _user_text(self: _ffi.User) -> str:
+    try:
+        return (
+            f"User(id={self.id()!r}, state={_show(self.state())}, "
+            f"provider_type={self.provider_type()!r})"
+        )
+    except Exception:  # a repr must not raise, whatever the handle's state
+        return "User(<unavailable>)"
+
+
+# Secret fields per class; every other field is shown.
+_SECRETS: typing.Dict[type, typing.Set[str]] = {
+    _ffi.Credentials.EMAIL_PASSWORD: {"password"},
+    _ffi.Credentials.API_KEY: {"key"},
+    _ffi.Credentials.JWT: {"token"},
+    _ffi.Credentials.FUNCTION: {"payload_json"},
+    _ffi.ApiKey: {"key"},
+    _ffi.StorageConfig.FILE: {"encryption_key"},
+}
+
+_RECORDS: typing.List[type] = [
+    _ffi.Credentials.ANONYMOUS,
+    _ffi.StorageConfig.IN_MEMORY,
+    _ffi.StorageConfig.CUSTOM,
+    _ffi.AppConfig,
+    _ffi.DeviceInfo,
+    _ffi.AuthEvent,
+    _ffi.UserIdentity,
+    _ffi.UserProfile,
+    _ffi.SessionError,
+    *_SECRETS,
 ]
 
 
 def install() -> None:
-    """Replaces the string forms of the generated classes that hold secrets."""
-    for cls, name, fields, secret in _SECRET_HOLDERS:
-        form = _form(name, fields, secret)
+    """Replaces the string forms of the generated values."""
+    for cls in _RECORDS:
+        form = _form(_fields(cls), _SECRETS.get(cls, set()))
+        cls.__str__ = form  # type: ignore[method-assign]
+        cls.__repr__ = form  # type: ignore[method-assign]
+    for cls, form in (
+        (_ffi.HttpHeader, _http_header_text),
+        (_ffi.HttpResponse, _http_response_text),
+        (_ffi.User, _user_text),
+    ):
         cls.__str__ = form  # type: ignore[method-assign]
         cls.__repr__ = form  # type: ignore[method-assign]

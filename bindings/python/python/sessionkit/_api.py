@@ -1,0 +1,81 @@
+"""The generated classes' arguments checked, and their docstrings taken from the stubs.
+
+``__init__.pyi`` is the one place the Python API is typed and documented (what each call
+returns, in which units, which ``AppError`` variants it raises); ``help()`` at runtime shows the
+same text, copied from it here, so the two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import ast
+import pathlib
+import typing
+
+from . import _checks
+from ._native import sessionkit_ffi as _ffi
+
+_STUB = pathlib.Path(__file__).with_name("__init__.pyi")
+
+
+def _docstrings() -> typing.Dict[str, str]:
+    """``{"User.call_function": "...", "User": "...", ...}`` from the stub."""
+    found: typing.Dict[str, str] = {}
+
+    def walk(nodes: typing.Iterable[ast.stmt], prefix: str) -> None:
+        for node in nodes:
+            if isinstance(node, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+                doc = ast.get_docstring(node)
+                if doc:
+                    found[prefix + node.name] = doc
+                if isinstance(node, ast.ClassDef):
+                    walk(node.body, f"{prefix}{node.name}.")
+
+    try:
+        walk(ast.parse(_STUB.read_text(encoding="utf-8")).body, "")
+    except OSError:
+        pass  # installed without the stubs: the generated docstrings stay
+    return found
+
+
+def _resolve(path: str) -> typing.Tuple[typing.Any, str]:
+    owner: typing.Any = _ffi
+    *outer, last = path.split(".")
+    for part in outer:
+        owner = getattr(owner, part)
+    return owner, last
+
+
+def _install_docs() -> None:
+    for path, doc in _docstrings().items():
+        try:
+            owner, name = _resolve(path)
+            target = owner.__dict__.get(name) if isinstance(owner, type) else getattr(owner, name)
+        except AttributeError:
+            continue  # a stub-only helper (a Protocol, a type alias)
+        if target is None:
+            continue
+        if isinstance(target, property):
+            continue  # set where the property is made
+        try:
+            target.__doc__ = doc
+        except (AttributeError, TypeError):
+            pass  # enum members and builtins keep theirs
+
+
+def install() -> None:
+    """Checks the arguments of every public method and input-value constructor."""
+    _install_docs()
+    for cls in (_ffi.App, _ffi.User, _ffi.ApiKeyAuth, _ffi.EmailPasswordAuth):
+        _checks.install_on(cls, constructor=cls is _ffi.App)
+    variants = [
+        v
+        for enum_like in (_ffi.Credentials, _ffi.StorageConfig)
+        for v in vars(enum_like).values()
+        if isinstance(v, type) and issubclass(v, enum_like)
+    ]
+    for cls in (_ffi.AppConfig, _ffi.DeviceInfo, *variants):
+        _checks.install_on(cls, constructor=True)
+    # Callback interfaces: subclassing is documented, an object with the methods works too.
+    _checks.allow_duck_typing(
+        _ffi.SessionStore, _ffi.Logger, _ffi.AuthEventListener, _ffi.SessionErrorHandler
+    )
