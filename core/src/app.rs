@@ -488,7 +488,7 @@ impl AppInner {
                 ),
             })?;
         let (user, current_changed) =
-            self.upsert_user(user_id, access, refresh, device_id, credentials.provider());
+            self.upsert_user(user_id, access, refresh, device_id, &credentials.provider());
         self.persist();
         let mut events = vec![AuthEvent::new(
             AuthEventKind::SignedIn,

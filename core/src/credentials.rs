@@ -1,5 +1,7 @@
-//! The five ways to log in, and the login body each one sends.
+//! The ways to log in (five providers, plus social and OpenID Connect sign-in), and the login
+//! body each one sends.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use serde_json::{Map, Value, json};
@@ -38,6 +40,30 @@ pub enum Credentials {
     Function {
         payload_json: String,
     },
+    /// A Google ID token (from Google Sign-In / Credential Manager): `oauth2-google`,
+    /// body `{"id_token"}` as the Realm SDKs' `GoogleCredentials(idToken)` sent it.
+    GoogleIdToken {
+        id_token: String,
+    },
+    /// A Google server auth code, which the server exchanges for an ID token: `oauth2-google`,
+    /// body `{"authCode"}` as the Realm SDKs' `GoogleCredentials(authCode)` sent it.
+    GoogleAuthCode {
+        auth_code: String,
+    },
+    /// A Sign in with Apple ID token: `oauth2-apple`, body `{"id_token"}`.
+    AppleIdToken {
+        id_token: String,
+    },
+    /// A Facebook user access token: `oauth2-facebook`, body `{"accessToken"}`.
+    FacebookAccessToken {
+        access_token: String,
+    },
+    /// An ID token of an OpenID Connect issuer the server knows as `provider` (its
+    /// `[app.providers.oidc.<provider>]` table): provider `oidc-<provider>`, body `{"id_token"}`.
+    OidcIdToken {
+        provider: String,
+        id_token: String,
+    },
 }
 
 impl Credentials {
@@ -65,15 +91,51 @@ impl Credentials {
         }
     }
 
-    /// The provider name in the login URL.
-    pub fn provider(&self) -> &'static str {
-        match self {
+    /// A Google ID token.
+    pub fn google_id_token(id_token: impl Into<String>) -> Self {
+        Self::GoogleIdToken {
+            id_token: id_token.into(),
+        }
+    }
+    /// A Google server auth code.
+    pub fn google_auth_code(auth_code: impl Into<String>) -> Self {
+        Self::GoogleAuthCode {
+            auth_code: auth_code.into(),
+        }
+    }
+    /// A Sign in with Apple ID token.
+    pub fn apple(id_token: impl Into<String>) -> Self {
+        Self::AppleIdToken {
+            id_token: id_token.into(),
+        }
+    }
+    /// A Facebook user access token.
+    pub fn facebook(access_token: impl Into<String>) -> Self {
+        Self::FacebookAccessToken {
+            access_token: access_token.into(),
+        }
+    }
+    /// An ID token of the OpenID Connect issuer the server calls `provider`.
+    pub fn oidc(provider: impl Into<String>, id_token: impl Into<String>) -> Self {
+        Self::OidcIdToken {
+            provider: provider.into(),
+            id_token: id_token.into(),
+        }
+    }
+
+    /// The provider name in the login URL (`oidc-<provider>` for an OpenID Connect issuer).
+    pub fn provider(&self) -> Cow<'static, str> {
+        Cow::Borrowed(match self {
             Self::Anonymous { .. } => "anon-user",
             Self::EmailPassword { .. } => "local-userpass",
             Self::ApiKey { .. } => "api-key",
             Self::Jwt { .. } => "custom-token",
             Self::Function { .. } => "custom-function",
-        }
+            Self::GoogleIdToken { .. } | Self::GoogleAuthCode { .. } => "oauth2-google",
+            Self::AppleIdToken { .. } => "oauth2-apple",
+            Self::FacebookAccessToken { .. } => "oauth2-facebook",
+            Self::OidcIdToken { provider, .. } => return Cow::Owned(format!("oidc-{provider}")),
+        })
     }
 
     /// The login body without `options`; custom-function payloads go as they are.
@@ -98,6 +160,28 @@ impl Credentials {
                 }
                 json!({ "token": token })
             }
+            Self::GoogleIdToken { id_token } => non_empty("Google ID token", "id_token", id_token)?,
+            Self::GoogleAuthCode { auth_code } => {
+                non_empty("Google auth code", "authCode", auth_code)?
+            }
+            Self::AppleIdToken { id_token } => non_empty("Apple ID token", "id_token", id_token)?,
+            Self::FacebookAccessToken { access_token } => {
+                non_empty("Facebook access token", "accessToken", access_token)?
+            }
+            Self::OidcIdToken { provider, id_token } => {
+                // The name goes into the URL path: the server's own rule for it.
+                if provider.is_empty()
+                    || !provider
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+                {
+                    return Err(AppError::invalid(
+                        "OpenID Connect provider: a name of letters, digits, '-' and '_', as \
+                         configured on the server",
+                    ));
+                }
+                non_empty("OpenID Connect ID token", "id_token", id_token)?
+            }
             Self::Function { payload_json } => {
                 let value: Value = serde_json::from_str(payload_json).map_err(|e| {
                     AppError::invalid(format!("function payload: not valid JSON ({e})"))
@@ -115,6 +199,16 @@ impl Credentials {
     }
 }
 
+/// `{field: value}`, or `InvalidArgument` naming `what` when the value is empty.
+fn non_empty(what: &str, field: &str, value: &str) -> Result<Value> {
+    if value.is_empty() {
+        return Err(AppError::invalid(format!("{what}: must not be empty")));
+    }
+    let mut body = Map::new();
+    body.insert(field.to_string(), Value::String(value.to_string()));
+    Ok(Value::Object(body))
+}
+
 impl fmt::Debug for Credentials {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -127,6 +221,17 @@ impl fmt::Debug for Credentials {
             Self::ApiKey { .. } => f.write_str("ApiKey { key: <redacted> }"),
             Self::Jwt { .. } => f.write_str("Jwt { token: <redacted> }"),
             Self::Function { .. } => f.write_str("Function { payload_json: <redacted> }"),
+            Self::GoogleIdToken { .. } => f.write_str("GoogleIdToken { id_token: <redacted> }"),
+            Self::GoogleAuthCode { .. } => f.write_str("GoogleAuthCode { auth_code: <redacted> }"),
+            Self::AppleIdToken { .. } => f.write_str("AppleIdToken { id_token: <redacted> }"),
+            Self::FacebookAccessToken { .. } => {
+                f.write_str("FacebookAccessToken { access_token: <redacted> }")
+            }
+            Self::OidcIdToken { provider, .. } => f
+                .debug_struct("OidcIdToken")
+                .field("provider", provider)
+                .field("id_token", &"<redacted>")
+                .finish(),
         }
     }
 }

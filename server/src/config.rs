@@ -1,6 +1,6 @@
 //! Server configuration: the TOML file of SERVER.md plus the documented extensions.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -205,6 +205,19 @@ pub struct Providers {
     /// `custom-function`.
     #[serde(rename = "custom-function")]
     pub custom_function: Option<CustomFunctionConfig>,
+    /// `oauth2-google`: Google ID tokens and server auth codes.
+    #[serde(rename = "oauth2-google")]
+    pub google: Option<GoogleConfig>,
+    /// `oauth2-apple`: Sign in with Apple ID tokens.
+    #[serde(rename = "oauth2-apple")]
+    pub apple: Option<AppleConfig>,
+    /// `oauth2-facebook`: Facebook user access tokens.
+    #[serde(rename = "oauth2-facebook")]
+    pub facebook: Option<FacebookConfig>,
+    /// OpenID Connect issuers by name: `[app.providers.oidc.<name>]` is the provider
+    /// `oidc-<name>`.
+    #[serde(default)]
+    pub oidc: BTreeMap<String, OidcConfig>,
 }
 
 impl Providers {
@@ -216,7 +229,12 @@ impl Providers {
             "api-key" => self.api_key.is_some(),
             "custom-token" => self.custom_token.is_some(),
             "custom-function" => self.custom_function.is_some(),
-            _ => false,
+            "oauth2-google" => self.google.is_some(),
+            "oauth2-apple" => self.apple.is_some(),
+            "oauth2-facebook" => self.facebook.is_some(),
+            other => other
+                .strip_prefix(OIDC_PREFIX)
+                .is_some_and(|name| self.oidc.contains_key(name)),
         }
     }
 }
@@ -301,6 +319,178 @@ pub struct CustomTokenConfig {
     pub audience: Option<String>,
     /// Claims copied into the profile `data` at login (extension).
     pub metadata_fields: Option<Vec<String>>,
+    /// The hosted service's "JWK URI": verify against this JWKS (RS256 or ES256, keys picked
+    /// by `kid`) instead of `key`/`public_key_pem`; `algorithm` is then not used.
+    pub jwks_url: Option<String>,
+    /// Required `iss` claim (optional; with `jwks_url` it is recommended).
+    pub issuer: Option<String>,
+}
+
+fn http_url(key: String, url: &str) -> Result<(), ConfigError> {
+    if url.starts_with("http://") || url.starts_with("https://") {
+        Ok(())
+    } else {
+        Err(invalid(key, "must start with http:// or https://"))
+    }
+}
+
+fn non_empty_list(key: String, list: &[String]) -> Result<(), ConfigError> {
+    if list.is_empty() || list.iter().any(String::is_empty) {
+        return Err(invalid(key, "list at least one, none empty"));
+    }
+    Ok(())
+}
+
+/// The social and OpenID Connect providers' rules.
+fn validate_social(i: usize, p: &Providers) -> Result<(), ConfigError> {
+    if let Some(g) = &p.google {
+        let k = |n: &str| format!("app[{i}].providers.oauth2-google.{n}");
+        non_empty_list(k("client_ids"), &g.client_ids)?;
+        non_empty_list(k("issuers"), &g.issuers)?;
+        http_url(k("jwks_url"), &g.jwks_url)?;
+        http_url(k("token_url"), &g.token_url)?;
+    }
+    if let Some(a) = &p.apple {
+        let k = |n: &str| format!("app[{i}].providers.oauth2-apple.{n}");
+        non_empty_list(k("client_ids"), &a.client_ids)?;
+        http_url(k("jwks_url"), &a.jwks_url)?;
+        if a.issuer.is_empty() {
+            return Err(invalid(k("issuer"), "must not be empty"));
+        }
+    }
+    if let Some(f) = &p.facebook {
+        let k = |n: &str| format!("app[{i}].providers.oauth2-facebook.{n}");
+        if f.app_id.is_empty() {
+            return Err(invalid(k("app_id"), "must not be empty"));
+        }
+        if f.app_secret.0.is_empty() {
+            return Err(invalid(k("app_secret"), "must not be empty"));
+        }
+        http_url(k("graph_url"), &f.graph_url)?;
+    }
+    for (name, o) in &p.oidc {
+        let k = |n: &str| format!("app[{i}].providers.oidc.{name}.{n}");
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(invalid(
+                format!("app[{i}].providers.oidc.{name}"),
+                "a name of letters, digits, '-' and '_'",
+            ));
+        }
+        http_url(k("issuer"), &o.issuer)?;
+        non_empty_list(k("audiences"), &o.audiences)?;
+        if let Some(u) = &o.jwks_url {
+            http_url(k("jwks_url"), u)?;
+        }
+    }
+    if let Some(ct) = &p.custom_token
+        && let Some(u) = &ct.jwks_url
+    {
+        http_url(format!("app[{i}].providers.custom-token.jwks_url"), u)?;
+    }
+    Ok(())
+}
+
+/// The provider-name prefix of OpenID Connect issuers configured by name.
+pub const OIDC_PREFIX: &str = "oidc-";
+
+/// A secret from the config file: kept out of `Debug` output.
+#[derive(Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+/// `oauth2-google`. The defaults are Google's published endpoints.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GoogleConfig {
+    /// Accepted `aud` values: the OAuth client ids of the app (web, iOS, Android).
+    pub client_ids: Vec<String>,
+    /// The web client's secret: needed to exchange server auth codes only.
+    pub client_secret: Option<Secret>,
+    /// `redirect_uri` sent with an auth code; empty for codes from the mobile sign-in SDKs.
+    #[serde(default)]
+    pub redirect_uri: String,
+    /// Accepted `iss` values.
+    #[serde(default = "google_issuers")]
+    pub issuers: Vec<String>,
+    /// Google's JWKS.
+    #[serde(default = "google_jwks")]
+    pub jwks_url: String,
+    /// Google's OAuth token endpoint (auth-code exchange).
+    #[serde(default = "google_token")]
+    pub token_url: String,
+}
+
+fn google_issuers() -> Vec<String> {
+    vec![
+        "https://accounts.google.com".into(),
+        "accounts.google.com".into(),
+    ]
+}
+fn google_jwks() -> String {
+    "https://www.googleapis.com/oauth2/v3/certs".into()
+}
+fn google_token() -> String {
+    "https://oauth2.googleapis.com/token".into()
+}
+
+/// `oauth2-apple`. The defaults are Apple's published endpoints.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppleConfig {
+    /// Accepted `aud` values: the app's bundle id and Services ids.
+    pub client_ids: Vec<String>,
+    /// The accepted `iss`.
+    #[serde(default = "apple_issuer")]
+    pub issuer: String,
+    /// Apple's JWKS.
+    #[serde(default = "apple_jwks")]
+    pub jwks_url: String,
+}
+
+fn apple_issuer() -> String {
+    "https://appleid.apple.com".into()
+}
+fn apple_jwks() -> String {
+    "https://appleid.apple.com/auth/keys".into()
+}
+
+/// `oauth2-facebook`: tokens are checked with the Graph API's `debug_token`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FacebookConfig {
+    /// The Facebook app id a token must have been issued to.
+    pub app_id: String,
+    /// The Facebook app secret (the app access token is `app_id|app_secret`).
+    pub app_secret: Secret,
+    /// The Graph API base URL, version included.
+    #[serde(default = "facebook_graph")]
+    pub graph_url: String,
+}
+
+fn facebook_graph() -> String {
+    "https://graph.facebook.com/v19.0".into()
+}
+
+/// An OpenID Connect issuer: ID tokens verified against its JWKS.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcConfig {
+    /// The `iss` its tokens carry, e.g. `https://login.example.com`.
+    pub issuer: String,
+    /// Accepted `aud` values (client ids).
+    pub audiences: Vec<String>,
+    /// Its JWKS; when absent, `jwks_uri` from `<issuer>/.well-known/openid-configuration`.
+    pub jwks_url: Option<String>,
 }
 
 /// Claims copied into the profile when `metadata_fields` is not set.
@@ -424,6 +614,11 @@ impl Config {
                         id_field: Some("username".to_string()),
                         webhook_url: None,
                     }),
+                    // Social sign-in needs the app's client ids: off until configured.
+                    google: None,
+                    apple: None,
+                    facebook: None,
+                    oidc: BTreeMap::new(),
                 },
             }],
         }
@@ -516,7 +711,13 @@ impl Config {
                      for tests only, set allow_insecure_reset_function = true to acknowledge",
                 ));
             }
-            if let Some(ct) = &app.providers.custom_token {
+            // With a JWK URI the keys come from there (checked in validate_social).
+            if let Some(ct) = app
+                .providers
+                .custom_token
+                .as_ref()
+                .filter(|ct| ct.jwks_url.is_none())
+            {
                 let pk = |name: &str| format!("app[{i}].providers.custom-token.{name}");
                 match ct.algorithm {
                     JwtAlgorithm::HS256 => match &ct.key {
@@ -579,6 +780,9 @@ impl Config {
                     _ => {}
                 }
             }
+        }
+        for (i, app) in self.apps.iter().enumerate() {
+            validate_social(i, &app.providers)?;
         }
         Ok(())
     }

@@ -360,14 +360,19 @@ pub fn upsert_identity(
     tx.execute(
         "INSERT INTO identities (app_id, provider_type, external_id, user_id, data, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-         ON CONFLICT(app_id, provider_type, external_id) DO UPDATE SET data = excluded.data",
+         ON CONFLICT(app_id, provider_type, external_id) DO UPDATE SET data =
+           CASE WHEN ?7 THEN json_patch(identities.data, excluded.data) ELSE excluded.data END",
         params![
             app_id,
             provider_type,
             external_id,
             user_id,
             Value::Object(data.clone()).to_string(),
-            now
+            now,
+            // Social issuers send profile claims only sometimes (Apple: the email once), so
+            // what they sent before is kept; other providers' data is replaced as sent.
+            provider_type.starts_with("oauth2-")
+                || provider_type.starts_with(crate::config::OIDC_PREFIX),
         ],
     )?;
     Ok(())

@@ -8,12 +8,14 @@ pub mod db;
 pub mod email;
 pub mod error;
 pub mod functions;
+pub mod jwks;
 pub mod passwords;
 pub mod providers;
 pub mod rate_limit;
 pub mod routes;
 mod serve;
 pub mod sessions;
+pub mod social;
 pub mod state;
 pub mod tokens;
 
@@ -164,6 +166,7 @@ impl RunningServer {
             clock: Clock::default(),
             counters: Counters::default(),
             db,
+            jwks: jwks::JwksCache::new(http.clone()),
             http,
             sweep_now: Notify::new(),
             passwords: passwords::Passwords::for_this_machine(),

@@ -10,6 +10,7 @@ use serde_json::{Map, Value};
 
 use crate::config::{
     AppConfig, CustomFunctionConfig, CustomTokenConfig, DEFAULT_METADATA_FIELDS, JwtAlgorithm,
+    OIDC_PREFIX,
 };
 use crate::db;
 use crate::error::ApiError;
@@ -22,8 +23,8 @@ pub const WEBHOOK_TIMEOUT: Duration = Duration::from_secs(10);
 /// A proven external identity.
 #[derive(Debug, Clone)]
 pub struct Identity {
-    /// Provider type.
-    pub provider_type: &'static str,
+    /// Provider type (`oidc-<name>` for a named OpenID Connect issuer).
+    pub provider_type: String,
     /// Id within the provider.
     pub external_id: String,
     /// Profile data contributed by this identity.
@@ -59,7 +60,30 @@ pub async fn authenticate(
                 .custom_token
                 .as_ref()
                 .ok_or_else(|| ApiError::provider_not_found(provider))?;
-            custom_token(cfg, req_str(body, "token")?, st.now())
+            let token = req_str(body, "token")?;
+            match &cfg.jwks_url {
+                Some(url) => custom_token_jwks(st, cfg, url, token).await,
+                None => custom_token(cfg, token, st.now()),
+            }
+        }
+        "oauth2-google" => match &app.providers.google {
+            Some(cfg) => crate::social::google(st, cfg, body).await,
+            None => Err(ApiError::provider_not_found(provider)),
+        },
+        "oauth2-apple" => match &app.providers.apple {
+            Some(cfg) => crate::social::apple(st, cfg, body).await,
+            None => Err(ApiError::provider_not_found(provider)),
+        },
+        "oauth2-facebook" => match &app.providers.facebook {
+            Some(cfg) => crate::social::facebook(st, cfg, body).await,
+            None => Err(ApiError::provider_not_found(provider)),
+        },
+        other if other.starts_with(OIDC_PREFIX) => {
+            let name = &other[OIDC_PREFIX.len()..];
+            match app.providers.oidc.get(name) {
+                Some(cfg) => crate::social::oidc(st, name, cfg, body).await,
+                None => Err(ApiError::provider_not_found(provider)),
+            }
         }
         "custom-function" => {
             let cfg = app
@@ -71,6 +95,51 @@ pub async fn authenticate(
         }
         _ => Err(ApiError::provider_not_found(provider)),
     }
+}
+
+/// A custom JWT verified against the "JWK URI" (`jwks_url`): as for the social providers,
+/// with `audience` and `issuer` when configured, then the configured metadata fields.
+async fn custom_token_jwks(
+    st: &Inner,
+    cfg: &CustomTokenConfig,
+    jwks_url: &str,
+    token: &str,
+) -> Result<Identity, ApiError> {
+    let audiences: Vec<String> = cfg.audience.iter().cloned().collect();
+    let issuers: Vec<String> = cfg.issuer.iter().cloned().collect();
+    let rules = crate::jwks::Rules {
+        label: "custom auth token",
+        jwks_url,
+        issuers: &issuers,
+        audiences: &audiences,
+    };
+    let claims = st.jwks.verify(token, &rules, st.now()).await?;
+    let sub = claims
+        .get("sub")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    Ok(Identity {
+        provider_type: "custom-token".into(),
+        external_id: sub,
+        data: metadata(cfg, &claims),
+        owner: None,
+    })
+}
+
+/// The configured metadata claims of a custom JWT, for the profile.
+fn metadata(cfg: &CustomTokenConfig, claims: &Map<String, Value>) -> Map<String, Value> {
+    let mut profile = Map::new();
+    let fields: Vec<&str> = match &cfg.metadata_fields {
+        Some(f) => f.iter().map(String::as_str).collect(),
+        None => DEFAULT_METADATA_FIELDS.to_vec(),
+    };
+    for f in fields {
+        if let Some(v) = claims.get(f) {
+            profile.insert(f.to_string(), v.clone());
+        }
+    }
+    profile
 }
 
 async fn userpass(
@@ -105,7 +174,7 @@ async fn userpass(
     let mut data = Map::new();
     data.insert("email".into(), Value::String(row.email));
     Ok(Identity {
-        provider_type: "local-userpass",
+        provider_type: "local-userpass".into(),
         external_id: row.identity_id,
         data,
         owner: None,
@@ -136,7 +205,7 @@ async fn api_key(
             let mut data = Map::new();
             data.insert("name".into(), Value::String(name));
             Ok(Identity {
-                provider_type: "api-key",
+                provider_type: "api-key".into(),
                 external_id: id,
                 data,
                 owner: Some(user),
@@ -241,20 +310,10 @@ pub fn custom_token(cfg: &CustomTokenConfig, token: &str, now: i64) -> Result<Id
             ));
         }
     };
-    let mut profile = Map::new();
-    let fields: Vec<&str> = match &cfg.metadata_fields {
-        Some(f) => f.iter().map(String::as_str).collect(),
-        None => DEFAULT_METADATA_FIELDS.to_vec(),
-    };
-    for f in fields {
-        if let Some(v) = claims.get(f) {
-            profile.insert(f.to_string(), v.clone());
-        }
-    }
     Ok(Identity {
-        provider_type: "custom-token",
+        provider_type: "custom-token".into(),
         external_id: sub,
-        data: profile,
+        data: metadata(cfg, &claims),
         owner: None,
     })
 }
@@ -312,7 +371,7 @@ async fn custom_function(
         }
     };
     Ok(Identity {
-        provider_type: "custom-function",
+        provider_type: "custom-function".into(),
         external_id: id,
         data: Map::new(),
         owner: None,

@@ -97,6 +97,8 @@ pub struct Inner {
     pub db: Db,
     /// HTTP client for custom-function webhooks.
     pub http: reqwest::Client,
+    /// Issuers' keys for social and OpenID Connect sign-in (and custom JWTs with a JWK URI).
+    pub jwks: crate::jwks::JwksCache,
     /// Wakes the sweeper (after the test clock moves).
     pub sweep_now: Notify,
     /// The bounded password-hashing pool.

@@ -13,6 +13,7 @@ use sessionkit::{
 use sessionkit_server::{Config, RunningServer};
 
 pub mod conformance;
+pub mod issuer;
 pub mod proxy;
 
 pub const APP_ID: &str = "sk-test";
@@ -32,6 +33,10 @@ pub struct ServerOptions {
     pub reset_function: String,
     /// The custom-function provider's TOML body (`id_field` or `webhook_url`); `None`: off.
     pub custom_function: Option<String>,
+    /// The custom-token provider's TOML body; the default verifies HS256 with [`JWT_KEY`].
+    pub custom_token: String,
+    /// More provider tables, appended to the app's TOML as given (social sign-in tests).
+    pub extra_providers: String,
 }
 
 impl Default for ServerOptions {
@@ -43,6 +48,8 @@ impl Default for ServerOptions {
             auto_confirm: true,
             reset_function: "pending".into(),
             custom_function: Some("id_field = \"username\"".into()),
+            extra_providers: String::new(),
+            custom_token: format!("algorithm = \"HS256\"\nkey = \"{JWT_KEY}\""),
         }
     }
 }
@@ -102,9 +109,9 @@ reset_function = "{reset}"
 allow_insecure_reset_function = true
 [app.providers.api-key]
 [app.providers.custom-token]
-algorithm = "HS256"
-key = "{JWT_KEY}"
+{custom_token}
 {function}
+{extra}
 "#,
             dir = data_dir.display(),
             access = o.access_token_lifetime_secs,
@@ -116,6 +123,8 @@ key = "{JWT_KEY}"
                 .custom_function
                 .map(|body| format!("[app.providers.custom-function]\n{body}"))
                 .unwrap_or_default(),
+            extra = o.extra_providers,
+            custom_token = o.custom_token,
         );
         let config = Config::from_toml_str(&toml).expect("test server config");
         Self::from_config(config, data_dir).await

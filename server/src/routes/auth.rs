@@ -145,7 +145,7 @@ pub async fn login(
                         None => db::identity_owner(
                             &tx,
                             app_id,
-                            ident.provider_type,
+                            &ident.provider_type,
                             &ident.external_id,
                         )?,
                     };
@@ -168,7 +168,7 @@ pub async fn login(
                     db::upsert_identity(
                         &tx,
                         app_id,
-                        ident.provider_type,
+                        &ident.provider_type,
                         &ident.external_id,
                         &user_id,
                         &ident.data,

@@ -1,0 +1,362 @@
+//! A stand-in for Google, Apple, Facebook and any OpenID Connect issuer, on loopback, so that
+//! social sign-in is tested without the internet.
+//!
+//! It serves a JWKS (`/jwks`), OpenID Connect discovery, an OAuth token endpoint (`/token`,
+//! auth codes registered with [`TestIssuer::add_code`]) and a Graph-like API (`/debug_token`,
+//! `/me`). Keys (RSA 2048 and P-256) are generated per run; tokens are minted with any claims;
+//! keys rotate on demand; the issuer can be made slow or unavailable.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::{Form, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::{Value, json};
+
+/// A signing key of the issuer.
+struct Key {
+    kid: String,
+    alg: Algorithm,
+    encoding: EncodingKey,
+    /// The public half as a JWK.
+    jwk: Value,
+    /// The public half as PEM (for the "HS256 signed with the public key" attack).
+    public_pem: String,
+}
+
+fn rsa_key(kid: &str) -> Key {
+    use rsa::pkcs1::EncodeRsaPrivateKey;
+    use rsa::pkcs8::{EncodePublicKey, LineEnding};
+    use rsa::traits::PublicKeyParts;
+    let private = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 2048).expect("RSA key");
+    let pem = private.to_pkcs1_pem(LineEnding::LF).expect("PEM");
+    let public = private.to_public_key();
+    Key {
+        kid: kid.to_string(),
+        alg: Algorithm::RS256,
+        encoding: EncodingKey::from_rsa_pem(pem.as_bytes()).expect("encoding key"),
+        jwk: json!({
+            "kty": "RSA", "use": "sig", "alg": "RS256", "kid": kid,
+            "n": URL_SAFE_NO_PAD.encode(public.n().to_bytes_be()),
+            "e": URL_SAFE_NO_PAD.encode(public.e().to_bytes_be()),
+        }),
+        public_pem: public
+            .to_public_key_pem(LineEnding::LF)
+            .expect("public PEM"),
+    }
+}
+
+fn ec_key(kid: &str) -> Key {
+    use p256::pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
+    let secret = p256::SecretKey::random(&mut p256::elliptic_curve::rand_core::OsRng);
+    let pem = secret.to_pkcs8_pem(LineEnding::LF).expect("PEM");
+    let point =
+        p256::elliptic_curve::sec1::ToEncodedPoint::to_encoded_point(&secret.public_key(), false);
+    Key {
+        kid: kid.to_string(),
+        alg: Algorithm::ES256,
+        encoding: EncodingKey::from_ec_pem(pem.as_bytes()).expect("encoding key"),
+        jwk: json!({
+            "kty": "EC", "use": "sig", "alg": "ES256", "kid": kid, "crv": "P-256",
+            "x": URL_SAFE_NO_PAD.encode(point.x().expect("x")),
+            "y": URL_SAFE_NO_PAD.encode(point.y().expect("y")),
+        }),
+        public_pem: secret
+            .public_key()
+            .to_public_key_pem(LineEnding::LF)
+            .expect("public PEM"),
+    }
+}
+
+/// A Facebook user as the Graph-like API knows them.
+#[derive(Clone)]
+pub struct FacebookUser {
+    /// The Facebook app the token was issued to.
+    pub app_id: String,
+    pub user_id: String,
+    pub name: String,
+    pub email: Option<String>,
+}
+
+#[derive(Default)]
+struct Shared {
+    /// Published keys.
+    published: Mutex<Vec<Arc<Key>>>,
+    /// Keys that sign but are not (yet) published.
+    pending: Mutex<Vec<Arc<Key>>>,
+    codes: Mutex<HashMap<String, String>>,
+    facebook: Mutex<HashMap<String, FacebookUser>>,
+    down: AtomicBool,
+    delay_ms: AtomicU64,
+    jwks_fetches: AtomicUsize,
+    next_kid: AtomicUsize,
+    url: Mutex<String>,
+}
+
+/// The running test issuer.
+pub struct TestIssuer {
+    /// Its base URL, e.g. `http://127.0.0.1:41234`; also the `iss` of OpenID Connect tokens.
+    pub url: String,
+    shared: Arc<Shared>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for TestIssuer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl TestIssuer {
+    /// Starts it on a free loopback port with one RSA and one P-256 key published.
+    pub async fn start() -> Self {
+        let shared = Arc::new(Shared::default());
+        {
+            let rsa = rsa_key("rsa-1");
+            let ec = ec_key("ec-1");
+            let mut keys = shared.published.lock().unwrap();
+            keys.push(Arc::new(rsa));
+            keys.push(Arc::new(ec));
+        }
+        shared.next_kid.store(2, Ordering::SeqCst);
+        let app = Router::new()
+            .route("/jwks", get(jwks))
+            .route("/.well-known/openid-configuration", get(discovery))
+            .route("/token", post(token))
+            .route("/debug_token", get(debug_token))
+            .route("/me", get(me))
+            .with_state(shared.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        *shared.url.lock().unwrap() = url.clone();
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Self { url, shared, task }
+    }
+
+    /// The JWKS URL.
+    pub fn jwks_url(&self) -> String {
+        format!("{}/jwks", self.url)
+    }
+
+    /// How many times the JWKS was fetched.
+    pub fn jwks_fetches(&self) -> usize {
+        self.shared.jwks_fetches.load(Ordering::SeqCst)
+    }
+
+    /// Makes every endpoint answer 503 (`true`) or work again.
+    pub fn set_down(&self, down: bool) {
+        self.shared.down.store(down, Ordering::SeqCst);
+    }
+
+    /// Delays every answer by `delay`.
+    pub fn set_delay(&self, delay: Duration) {
+        self.shared
+            .delay_ms
+            .store(delay.as_millis() as u64, Ordering::SeqCst);
+    }
+
+    fn key(&self, alg: Algorithm) -> Arc<Key> {
+        self.shared
+            .published
+            .lock()
+            .unwrap()
+            .iter()
+            .rev()
+            .find(|k| k.alg == alg)
+            .cloned()
+            .expect("a published key of that algorithm")
+    }
+
+    /// A token with `claims`, signed with the newest published RS256 key.
+    pub fn mint(&self, claims: &Value) -> String {
+        self.mint_with(Algorithm::RS256, claims)
+    }
+
+    /// A token with `claims`, signed with the newest published key of `alg` (RS256 or ES256).
+    pub fn mint_with(&self, alg: Algorithm, claims: &Value) -> String {
+        sign(&self.key(alg), claims)
+    }
+
+    /// Makes a new RSA key that signs at once but is published only by [`Self::publish`]: a
+    /// token signed with it carries a `kid` the JWKS does not have yet.
+    pub fn new_unpublished_key(&self) {
+        let n = self.shared.next_kid.fetch_add(1, Ordering::SeqCst);
+        let key = rsa_key(&format!("rsa-{n}"));
+        self.shared.pending.lock().unwrap().push(Arc::new(key));
+    }
+
+    /// A token signed with the newest unpublished key.
+    pub fn mint_unpublished(&self, claims: &Value) -> String {
+        let key = self.shared.pending.lock().unwrap().last().cloned();
+        sign(&key.expect("call new_unpublished_key first"), claims)
+    }
+
+    /// Rotates: the pending keys are published and the older RSA keys withdrawn.
+    pub fn publish(&self) {
+        let pending = std::mem::take(&mut *self.shared.pending.lock().unwrap());
+        let mut published = self.shared.published.lock().unwrap();
+        published.retain(|k| k.alg != Algorithm::RS256);
+        published.extend(pending);
+    }
+
+    /// A token whose header says `alg` but is signed with HMAC over the issuer's public RSA key
+    /// (the classic confusion attack), or an unsigned `alg: none` token.
+    pub fn mint_forged(&self, alg: &str, claims: &Value) -> String {
+        let key = self.key(Algorithm::RS256);
+        if alg == "none" {
+            let header = json!({"alg": "none", "typ": "JWT", "kid": key.kid});
+            let enc = |v: &Value| URL_SAFE_NO_PAD.encode(v.to_string());
+            return format!("{}.{}.", enc(&header), enc(claims));
+        }
+        let header = Header {
+            kid: Some(key.kid.clone()),
+            ..Header::new(Algorithm::HS256)
+        };
+        let secret = EncodingKey::from_secret(key.public_pem.as_bytes());
+        jsonwebtoken::encode(&header, claims, &secret).unwrap()
+    }
+
+    /// Registers a Google-style auth code that the token endpoint exchanges for an ID token
+    /// with `claims`.
+    pub fn add_code(&self, code: &str, claims: &Value) {
+        let token = self.mint(claims);
+        self.shared
+            .codes
+            .lock()
+            .unwrap()
+            .insert(code.to_string(), token);
+    }
+
+    /// Registers a Facebook user access token.
+    pub fn add_facebook_token(&self, token: &str, user: FacebookUser) {
+        self.shared
+            .facebook
+            .lock()
+            .unwrap()
+            .insert(token.to_string(), user);
+    }
+}
+
+fn sign(key: &Key, claims: &Value) -> String {
+    let header = Header {
+        kid: Some(key.kid.clone()),
+        ..Header::new(key.alg)
+    };
+    jsonwebtoken::encode(&header, claims, &key.encoding).expect("sign")
+}
+
+/// Applies the configured delay; `Some(503)` while the issuer is down.
+async fn gate(s: &Shared) -> Option<Response> {
+    let delay = s.delay_ms.load(Ordering::SeqCst);
+    if delay > 0 {
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+    }
+    s.down
+        .load(Ordering::SeqCst)
+        .then(|| (StatusCode::SERVICE_UNAVAILABLE, "down for the test").into_response())
+}
+
+async fn jwks(State(s): State<Arc<Shared>>) -> Response {
+    if let Some(r) = gate(&s).await {
+        return r;
+    }
+    s.jwks_fetches.fetch_add(1, Ordering::SeqCst);
+    let keys: Vec<Value> = s
+        .published
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|k| k.jwk.clone())
+        .collect();
+    Json(json!({ "keys": keys })).into_response()
+}
+
+async fn discovery(State(s): State<Arc<Shared>>) -> Response {
+    if let Some(r) = gate(&s).await {
+        return r;
+    }
+    let url = s.url.lock().unwrap().clone();
+    Json(json!({"issuer": url, "jwks_uri": format!("{url}/jwks")})).into_response()
+}
+
+async fn token(
+    State(s): State<Arc<Shared>>,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    if let Some(r) = gate(&s).await {
+        return r;
+    }
+    let code = form.get("code").cloned().unwrap_or_default();
+    // A code is good once, as at a real issuer.
+    match s.codes.lock().unwrap().remove(&code) {
+        Some(id_token)
+            if form.get("grant_type").map(String::as_str) == Some("authorization_code") =>
+        {
+            Json(json!({"access_token": "at", "token_type": "Bearer", "id_token": id_token}))
+                .into_response()
+        }
+        _ => (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error": "invalid_grant"})),
+        )
+            .into_response(),
+    }
+}
+
+async fn debug_token(
+    State(s): State<Arc<Shared>>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    if let Some(r) = gate(&s).await {
+        return r;
+    }
+    let input = q.get("input_token").cloned().unwrap_or_default();
+    let app_token = q.get("access_token").cloned().unwrap_or_default();
+    // An app access token is `app_id|app_secret`.
+    if !app_token.contains('|') {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error": {"type": "OAuthException"}})),
+        )
+            .into_response();
+    }
+    match s.facebook.lock().unwrap().get(&input) {
+        Some(u) => Json(json!({"data": {
+            "app_id": u.app_id, "is_valid": true, "user_id": u.user_id, "type": "USER",
+        }}))
+        .into_response(),
+        None => Json(json!({"data": {"is_valid": false}})).into_response(),
+    }
+}
+
+async fn me(State(s): State<Arc<Shared>>, Query(q): Query<HashMap<String, String>>) -> Response {
+    if let Some(r) = gate(&s).await {
+        return r;
+    }
+    let token = q.get("access_token").cloned().unwrap_or_default();
+    match s.facebook.lock().unwrap().get(&token) {
+        Some(u) => {
+            let mut me = json!({"id": u.user_id, "name": u.name,
+                "picture": {"data": {"url": format!("https://pictures.test/{}", u.user_id)}}});
+            if let Some(e) = &u.email {
+                me["email"] = json!(e);
+            }
+            Json(me).into_response()
+        }
+        None => (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error": {"type": "OAuthException"}})),
+        )
+            .into_response(),
+    }
+}
