@@ -5,6 +5,12 @@
 //! auth codes registered with [`TestIssuer::add_code`]) and a Graph-like API (`/debug_token`,
 //! `/me`). Keys (RSA 2048 and P-256) are generated per run; tokens are minted with any claims;
 //! keys rotate on demand; the issuer can be made slow or unavailable.
+//!
+//! Runners in other languages drive it over HTTP (the `test_issuer` binary prints its URL):
+//! POST `/control/mint` `{"claims": {...}, "alg": "RS256"|"ES256"|"none"|"HS256-public-key"}`
+//! -> `{"token"}` (`iss` defaults to the issuer's URL, `iat`/`exp` to now and an hour on);
+//! `/control/code` `{"code", "claims"}`; `/control/facebook` `{"token", "app_id", "user_id",
+//! "name", "email"}`; `/control/down` `{"down": bool}`.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -133,6 +139,10 @@ impl TestIssuer {
             .route("/token", post(token))
             .route("/debug_token", get(debug_token))
             .route("/me", get(me))
+            .route("/control/mint", post(control_mint))
+            .route("/control/code", post(control_code))
+            .route("/control/facebook", post(control_facebook))
+            .route("/control/down", post(control_down))
             .with_state(shared.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
@@ -212,18 +222,12 @@ impl TestIssuer {
     /// A token whose header says `alg` but is signed with HMAC over the issuer's public RSA key
     /// (the classic confusion attack), or an unsigned `alg: none` token.
     pub fn mint_forged(&self, alg: &str, claims: &Value) -> String {
-        let key = self.key(Algorithm::RS256);
-        if alg == "none" {
-            let header = json!({"alg": "none", "typ": "JWT", "kid": key.kid});
-            let enc = |v: &Value| URL_SAFE_NO_PAD.encode(v.to_string());
-            return format!("{}.{}.", enc(&header), enc(claims));
-        }
-        let header = Header {
-            kid: Some(key.kid.clone()),
-            ..Header::new(Algorithm::HS256)
+        let alg = if alg == "none" {
+            "none"
+        } else {
+            "HS256-public-key"
         };
-        let secret = EncodingKey::from_secret(key.public_pem.as_bytes());
-        jsonwebtoken::encode(&header, claims, &secret).unwrap()
+        forge(&self.key(Algorithm::RS256), alg, claims)
     }
 
     /// Registers a Google-style auth code that the token endpoint exchanges for an ID token
@@ -245,6 +249,111 @@ impl TestIssuer {
             .unwrap()
             .insert(token.to_string(), user);
     }
+}
+
+/// Fills `iss`, `iat` and `exp` when the caller left them out.
+fn complete(s: &Shared, mut claims: Value) -> Value {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    if let Some(c) = claims.as_object_mut() {
+        let url = s.url.lock().unwrap().clone();
+        c.entry("iss").or_insert(json!(url));
+        c.entry("iat").or_insert(json!(now));
+        c.entry("exp").or_insert(json!(now + 3600));
+    }
+    claims
+}
+
+fn newest(s: &Shared, alg: Algorithm) -> Option<Arc<Key>> {
+    s.published
+        .lock()
+        .unwrap()
+        .iter()
+        .rev()
+        .find(|k| k.alg == alg)
+        .cloned()
+}
+
+async fn control_mint(State(s): State<Arc<Shared>>, Json(body): Json<Value>) -> Response {
+    let claims = complete(&s, body.get("claims").cloned().unwrap_or(json!({})));
+    let alg = body.get("alg").and_then(Value::as_str).unwrap_or("RS256");
+    let token = match alg {
+        "RS256" | "ES256" => {
+            let alg = if alg == "RS256" {
+                Algorithm::RS256
+            } else {
+                Algorithm::ES256
+            };
+            newest(&s, alg).map(|k| sign(&k, &claims))
+        }
+        "none" | "HS256-public-key" => {
+            newest(&s, Algorithm::RS256).map(|k| forge(&k, alg, &claims))
+        }
+        _ => None,
+    };
+    match token {
+        Some(token) => Json(json!({ "token": token })).into_response(),
+        None => (
+            StatusCode::BAD_REQUEST,
+            format!("cannot mint with alg {alg}"),
+        )
+            .into_response(),
+    }
+}
+
+async fn control_code(State(s): State<Arc<Shared>>, Json(body): Json<Value>) -> Response {
+    let claims = complete(&s, body.get("claims").cloned().unwrap_or(json!({})));
+    let (Some(code), Some(key)) = (
+        body.get("code").and_then(Value::as_str),
+        newest(&s, Algorithm::RS256),
+    ) else {
+        return (StatusCode::BAD_REQUEST, "need code").into_response();
+    };
+    s.codes
+        .lock()
+        .unwrap()
+        .insert(code.to_string(), sign(&key, &claims));
+    StatusCode::NO_CONTENT.into_response()
+}
+
+async fn control_facebook(State(s): State<Arc<Shared>>, Json(body): Json<Value>) -> Response {
+    let field = |k: &str| body.get(k).and_then(Value::as_str).map(str::to_string);
+    let (Some(token), Some(app_id), Some(user_id)) =
+        (field("token"), field("app_id"), field("user_id"))
+    else {
+        return (StatusCode::BAD_REQUEST, "need token, app_id, user_id").into_response();
+    };
+    let user = FacebookUser {
+        app_id,
+        user_id,
+        name: field("name").unwrap_or_default(),
+        email: field("email"),
+    };
+    s.facebook.lock().unwrap().insert(token, user);
+    StatusCode::NO_CONTENT.into_response()
+}
+
+async fn control_down(State(s): State<Arc<Shared>>, Json(body): Json<Value>) -> Response {
+    let down = body.get("down").and_then(Value::as_bool).unwrap_or(false);
+    s.down.store(down, Ordering::SeqCst);
+    StatusCode::NO_CONTENT.into_response()
+}
+
+/// An unsigned (`none`) token, or one "signed" with HMAC over the public key (`HS256-public-key`).
+fn forge(key: &Key, alg: &str, claims: &Value) -> String {
+    if alg == "none" {
+        let header = json!({"alg": "none", "typ": "JWT", "kid": key.kid});
+        let enc = |v: &Value| URL_SAFE_NO_PAD.encode(v.to_string());
+        return format!("{}.{}.", enc(&header), enc(claims));
+    }
+    let header = Header {
+        kid: Some(key.kid.clone()),
+        ..Header::new(Algorithm::HS256)
+    };
+    let secret = EncodingKey::from_secret(key.public_pem.as_bytes());
+    jsonwebtoken::encode(&header, claims, &secret).expect("sign")
 }
 
 fn sign(key: &Key, claims: &Value) -> String {
