@@ -1,5 +1,5 @@
 # The two commands of the quick start, plus the pieces they are made of.
-.PHONY: demo test test-rust lint bench conformance fuzz
+.PHONY: demo test test-rust lint bench conformance fuzz wheels
 
 demo:  ## starts a local sessionkit-server and walks through the SDK's life cycle
 	cargo run -q -p sessionkit-tests --bin demo
@@ -10,7 +10,7 @@ test:  ## every test in every language, each printing "LANG: N passed, N failed"
 test-rust:
 	bash scripts/test-all rust
 
-lint:  ## formatting, clippy, and the shipped FFI library's size budget (3.0 MB stripped)
+lint:  ## formatting, clippy, and the size budget of the library the wheel ships (3.0 MB, stripped)
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	bash scripts/check-size
@@ -20,6 +20,9 @@ bench:  ## every benchmark (Rust, server load, FFI size, Python, Kotlin); figure
 
 conformance:  ## every language's conformance runner, then the cross-language report
 	bash scripts/conformance
+
+wheels:  ## the Python wheel for this machine: manylinux2014 on Linux, stripped, auditwheel-checked, in target/wheelhouse
+	bash scripts/build-wheels
 
 fuzz:  ## every fuzz target for FUZZ_SECONDS each (default 60), corpus in fuzz/corpus; see fuzz/README.md
 	bash scripts/fuzz
