@@ -205,6 +205,8 @@ struct Recorded {
 
 struct Runner {
     server: Option<TestServer>,
+    /// The loopback identity provider, for scenarios with `"server": {"social": true}`.
+    issuer: Option<crate::issuer::TestIssuer>,
     base_url: String,
     app_id: String,
     admin: Option<(String, String)>,
@@ -228,6 +230,7 @@ impl Runner {
         file_storage: bool,
         options: &Options,
     ) -> Result<Self, String> {
+        let mut issuer = None;
         let (server, base_url, app_id, admin) = match &options.base_url {
             Some(url) => (
                 None,
@@ -259,6 +262,11 @@ impl Runner {
                 if let Some(v) = server_opts.get("reset_function").and_then(Value::as_str) {
                     o.reset_function = v.into();
                 }
+                if server_opts.get("social").and_then(Value::as_bool) == Some(true) {
+                    let started = crate::issuer::TestIssuer::start().await;
+                    o.extra_providers = crate::issuer::providers_toml(&started.url);
+                    issuer = Some(started);
+                }
                 let server = TestServer::with(o).await;
                 let url = server.base_url();
                 let admin = Some((
@@ -273,6 +281,7 @@ impl Runner {
         let app = new_app(&base_url, &app_id, storage_dir.as_deref(), &session_errors)?;
         let mut runner = Self {
             server,
+            issuer,
             base_url,
             app_id,
             admin,
@@ -402,6 +411,27 @@ impl Runner {
         }
         if let Some(f) = c.get("function") {
             return Ok(Credentials::function(f.to_string()));
+        }
+        for kind in [
+            "google_id_token",
+            "google_auth_code",
+            "apple_id_token",
+            "facebook_access_token",
+            "oidc_id_token",
+        ] {
+            let Some(spec) = c.get(kind) else { continue };
+            let issuer = self
+                .issuer
+                .as_ref()
+                .ok_or_else(|| script("social credentials need \"server\": {\"social\": true}"))?;
+            let token = issuer.credential(kind, spec).map_err(script)?;
+            return Ok(match kind {
+                "google_id_token" => Credentials::google_id_token(token),
+                "google_auth_code" => Credentials::google_auth_code(token),
+                "apple_id_token" => Credentials::apple(token),
+                "facebook_access_token" => Credentials::facebook(token),
+                _ => Credentials::oidc(crate::issuer::OIDC_NAME, token),
+            });
         }
         Err(script(format!("unknown credentials {c}")))
     }

@@ -11,6 +11,12 @@
 //! -> `{"token"}` (`iss` defaults to the issuer's URL, `iat`/`exp` to now and an hour on);
 //! `/control/code` `{"code", "claims"}`; `/control/facebook` `{"token", "app_id", "user_id",
 //! "name", "email"}`; `/control/down` `{"down": bool}`.
+//!
+//! Conformance scenarios name social credentials by intent, and the issuer turns them into
+//! tokens, so that every language's runner stays a thin HTTP call: GET
+//! `/control/providers.toml` is the server config for these providers (appended to the app's
+//! table), and POST `/control/credential` `{"kind", "spec"}` answers `{"token"}`; see
+//! [`credential`] for the spec.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -143,6 +149,8 @@ impl TestIssuer {
             .route("/control/code", post(control_code))
             .route("/control/facebook", post(control_facebook))
             .route("/control/down", post(control_down))
+            .route("/control/credential", post(control_credential))
+            .route("/control/providers.toml", get(control_providers))
             .with_state(shared.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
@@ -230,6 +238,12 @@ impl TestIssuer {
         forge(&self.key(Algorithm::RS256), alg, claims)
     }
 
+    /// A social credential from a conformance spec (see [`credential`]): the token, or the
+    /// code for `google_auth_code`.
+    pub fn credential(&self, kind: &str, spec: &Value) -> Result<String, String> {
+        credential(&self.shared, kind, spec)
+    }
+
     /// Registers a Google-style auth code that the token endpoint exchanges for an ID token
     /// with `claims`.
     pub fn add_code(&self, code: &str, claims: &Value) {
@@ -248,6 +262,137 @@ impl TestIssuer {
             .lock()
             .unwrap()
             .insert(token.to_string(), user);
+    }
+}
+
+/// The client ids and names the conformance config and [`credential`] agree on.
+pub const GOOGLE_CLIENT: &str = "conformance-google-client";
+pub const APPLE_CLIENT: &str = "conformance-apple-client";
+pub const FACEBOOK_APP: &str = "conformance-facebook-app";
+pub const OIDC_NAME: &str = "conformance";
+pub const OIDC_CLIENT: &str = "conformance-oidc-client";
+const GOOGLE_ISSUER: &str = "https://accounts.google.com";
+const APPLE_ISSUER: &str = "https://appleid.apple.com";
+
+/// The provider tables that trust an issuer at `url`, for an `[[app]]`.
+pub fn providers_toml(url: &str) -> String {
+    format!(
+        r#"[app.providers.oauth2-google]
+client_ids = ["{GOOGLE_CLIENT}"]
+client_secret = "conformance-google-secret"
+jwks_url = "{url}/jwks"
+token_url = "{url}/token"
+[app.providers.oauth2-apple]
+client_ids = ["{APPLE_CLIENT}"]
+jwks_url = "{url}/jwks"
+[app.providers.oauth2-facebook]
+app_id = "{FACEBOOK_APP}"
+app_secret = "conformance-facebook-secret"
+graph_url = "{url}"
+[app.providers.oidc.{OIDC_NAME}]
+issuer = "{url}"
+audiences = ["{OIDC_CLIENT}"]
+"#
+    )
+}
+
+async fn control_providers(State(s): State<Arc<Shared>>) -> String {
+    providers_toml(&s.url.lock().unwrap())
+}
+
+/// A social credential from a conformance spec: `kind` is `google_id_token`,
+/// `google_auth_code`, `apple_id_token`, `facebook_access_token` or `oidc_id_token`; `spec` is
+/// `{"sub", "email"?, "name"?, "aud": "valid"|"wrong", "iss": "valid"|"wrong",
+/// "time": "valid"|"expired"|"not_yet_valid", "signature": "valid"|"ES256"|"unknown_key"|"none"|
+/// "HS256-public-key"|"tampered"}` (all but `sub` optional, default valid). For Facebook:
+/// `{"sub", "name"?, "email"?, "app": "valid"|"wrong"|"unknown"}`. For an auth code, the code
+/// is registered and returned; it works once.
+fn credential(s: &Shared, kind: &str, spec: &Value) -> Result<String, String> {
+    let text = |k: &str, default: &str| {
+        spec.get(k)
+            .and_then(Value::as_str)
+            .unwrap_or(default)
+            .to_string()
+    };
+    let sub = text("sub", "");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    if kind == "facebook_access_token" {
+        let token = format!("fb-{sub}-{}", s.next_kid.fetch_add(1, Ordering::SeqCst));
+        let app_id = match text("app", "valid").as_str() {
+            "valid" => FACEBOOK_APP.to_string(),
+            "wrong" => "another-facebook-app".to_string(),
+            _ => return Ok(token), // unknown to the Graph API
+        };
+        let user = FacebookUser {
+            app_id,
+            user_id: sub,
+            name: text("name", ""),
+            email: spec
+                .get("email")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+        };
+        s.facebook.lock().unwrap().insert(token.clone(), user);
+        return Ok(token);
+    }
+    let url = s.url.lock().unwrap().clone();
+    let (iss, aud) = match kind {
+        "google_id_token" | "google_auth_code" => (GOOGLE_ISSUER.to_string(), GOOGLE_CLIENT),
+        "apple_id_token" => (APPLE_ISSUER.to_string(), APPLE_CLIENT),
+        "oidc_id_token" => (url, OIDC_CLIENT),
+        other => return Err(format!("unknown credential kind {other}")),
+    };
+    let mut claims = json!({
+        "sub": sub,
+        "iss": if text("iss", "valid") == "valid" { iss } else { "https://wrong-issuer.example".into() },
+        "aud": if text("aud", "valid") == "valid" { aud } else { "wrong-client" },
+    });
+    let (iat, exp, nbf) = match text("time", "valid").as_str() {
+        "expired" => (now - 7200, now - 3600, None),
+        "not_yet_valid" => (now, now + 7200, Some(now + 3600)),
+        _ => (now, now + 3600, None),
+    };
+    claims["iat"] = json!(iat);
+    claims["exp"] = json!(exp);
+    if let Some(nbf) = nbf {
+        claims["nbf"] = json!(nbf);
+    }
+    for field in ["email", "name"] {
+        if let Some(v) = spec.get(field) {
+            claims[field] = v.clone();
+        }
+    }
+    let rsa = newest(s, Algorithm::RS256).ok_or("no RSA key")?;
+    let token = match text("signature", "valid").as_str() {
+        "valid" => sign(&rsa, &claims),
+        "ES256" => sign(&*newest(s, Algorithm::ES256).ok_or("no EC key")?, &claims),
+        "unknown_key" => sign(&rsa_key("never-published"), &claims),
+        "none" | "HS256-public-key" => forge(&rsa, &text("signature", ""), &claims),
+        "tampered" => {
+            let mut t = sign(&rsa, &claims);
+            let last = t.pop().unwrap_or('A');
+            t.push(if last == 'A' { 'B' } else { 'A' });
+            t
+        }
+        other => return Err(format!("unknown signature {other}")),
+    };
+    if kind == "google_auth_code" {
+        let code = format!("code-{sub}-{}", s.next_kid.fetch_add(1, Ordering::SeqCst));
+        s.codes.lock().unwrap().insert(code.clone(), token);
+        return Ok(code);
+    }
+    Ok(token)
+}
+
+async fn control_credential(State(s): State<Arc<Shared>>, Json(body): Json<Value>) -> Response {
+    let kind = body.get("kind").and_then(Value::as_str).unwrap_or_default();
+    let spec = body.get("spec").cloned().unwrap_or(json!({}));
+    match credential(&s, kind, &spec) {
+        Ok(token) => Json(json!({ "token": token })).into_response(),
+        Err(e) => (StatusCode::BAD_REQUEST, e).into_response(),
     }
 }
 
