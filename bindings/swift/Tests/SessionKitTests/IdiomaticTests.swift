@@ -301,3 +301,27 @@ final class TypedCallTests: XCTestCase {
         }
     }
 }
+
+final class ReadmeTests: XCTestCase {
+    /// ReadmeExamples.swift compiles README.md's Swift examples; this checks they are still the
+    /// README's text (imports aside, indented one level in the file).
+    func testReadmeExamplesAreTheCompiledOnes() throws {
+        let here = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+        let readme = try String(contentsOf: here.appendingPathComponent("../../../../README.md").standardizedFileURL,
+                                encoding: .utf8)
+        let examples = try String(contentsOf: here.appendingPathComponent("ReadmeExamples.swift"), encoding: .utf8)
+        let section = try XCTUnwrap(readme.components(separatedBy: "\n## Swift\n").dropFirst().first?
+            .components(separatedBy: "\n## ").first)
+        let readmeBlocks = section.components(separatedBy: "```swift\n").dropFirst().map {
+            $0.components(separatedBy: "```").first!.split(separator: "\n", omittingEmptySubsequences: false)
+                .map(String.init).filter { !$0.hasPrefix("import ") }
+        }
+        let compiled = examples.components(separatedBy: "async throws {\n").dropFirst().map {
+            $0.components(separatedBy: "\n}\n// end").first!.split(separator: "\n", omittingEmptySubsequences: false)
+                .map { $0.hasPrefix("    ") ? String($0.dropFirst(4)) : String($0) }
+        }
+        let trim = { (lines: [String]) in lines.drop { $0.isEmpty }.reversed().drop { $0.isEmpty }.reversed() }
+        XCTAssertEqual(readmeBlocks.count, 2)
+        XCTAssertEqual(readmeBlocks.map { Array(trim($0)) }, compiled.map { Array(trim($0)) })
+    }
+}
