@@ -61,5 +61,40 @@ for header, body in redactions:
     assert src.count(header) == 1, f"{header!r} not found once in the generated Kotlin"
     brace = src.index("{", src.index(header))
     src = src[: brace + 1] + "\n        " + body + "\n" + src[brace + 1 :]
+
+# Error messages: UniFFI makes each variant's `message` list its fields ("code=..., detail=...").
+# AppException's reads the FFI's describe() instead, the sentence every binding shows (API.md,
+# Errors); StoreException has no describe(), so its sentences are the Rust #[error] texts of
+# StoreError (bindings/ffi/src/storage.rs). The fields stay properties. Every variant's getter
+# must be found, or the build fails.
+import re
+getter = re.compile(r'override val message\n\s*get\(\) = "[^"\n]*"')
+def sentences(src, cls, variants):
+    start = src.index(f"sealed class {cls}: kotlin.Exception()")
+    end = src.index("companion object ErrorHandler", start)
+    body = src[start:end]
+    for variant, sentence in variants.items():
+        at = body.index(f"    class {variant}(")
+        m = getter.search(body, at)
+        nxt = body.find("    class ", at + 1)
+        assert m and (nxt == -1 or m.start() < nxt), f"{cls}.{variant}: message getter not found"
+        body = body[: m.start()] + f"override val message: String\n            get() = {sentence}" + body[m.end():]
+    left = getter.findall(body)
+    assert not left, f"{cls}: variants not rewritten: {left}"
+    return src[:start] + body + src[end:]
+variants = re.findall(r"^    class (\w+)\(", src[src.index("sealed class AppException"):src.index("companion object ErrorHandler", src.index("sealed class AppException"))], re.M)
+assert len(variants) >= 10, f"AppException variants not found: {variants}"
+src = sentences(src, "AppException", {v: "describe()" for v in variants})
+src = sentences(src, "StoreException", {
+    "Unavailable": '"session store unavailable: $detail"',
+    "Corrupt": '"session store corrupt: $detail"',
+})
+
+# foreignRuntimeExiting(timeoutMs: UInt): UInt is the one unsigned type left in the generated
+# API (the Rust export takes u32; changing it would change the Swift and Python bindings too).
+# It becomes internal; the Kotlin layer (AppExit.kt) exports an Int form.
+old_fn = "fun `foreignRuntimeExiting`(`timeoutMs`: kotlin.UInt): kotlin.UInt {"
+assert src.count(old_fn) == 1, "foreignRuntimeExiting(UInt) not found once"
+src = src.replace(old_fn, "internal fun `foreignRuntimeExitingUnsigned`(`timeoutMs`: kotlin.UInt): kotlin.UInt {")
 path.write_text(src)
 PY

@@ -9,7 +9,7 @@ package io.sessionkit
  */
 internal object AppExit {
     /** How long the hook waits for SDK threads already running Kotlin code, in milliseconds. */
-    private const val WAIT_MS = 5_000u
+    private const val WAIT_MS = 5_000
 
     @Volatile private var installed = false
 
@@ -22,4 +22,20 @@ internal object AppExit {
             installed = true
         }
     }
+}
+
+/**
+ * Tells the SDK that the JVM is about to end: no SDK thread calls into Kotlin afterwards, and
+ * calls already running are waited for, at most [timeoutMs] milliseconds. Returns how many were
+ * still running when the wait ended (0: none). Not undone. The JVM shutdown hook that every App
+ * installs already calls it; call it yourself only if the runtime ends another way. The FFI
+ * export (`foreign_runtime_exiting`, API.md) takes an unsigned u32; this is its Int form, so the
+ * public Kotlin API has no unsigned types.
+ *
+ * @throws AppException.InvalidArgument if [timeoutMs] is negative.
+ */
+fun foreignRuntimeExiting(timeoutMs: Int): Int {
+    if (timeoutMs < 0) throw AppException.InvalidArgument("timeoutMs must be 0 or more, not $timeoutMs")
+    val left = foreignRuntimeExitingUnsigned(timeoutMs.toUInt())
+    return if (left > Int.MAX_VALUE.toUInt()) Int.MAX_VALUE else left.toInt()
 }

@@ -1,6 +1,8 @@
 // The thin idiomatic layer over the UniFFI-generated bindings (sessionkit_ffi.kt, generated at
 // build time): auth events as a Flow, lambdas for the callbacks, credential shorthands.
 // Every generated object (App, User, Subscription, ...) is already AutoCloseable: `.use { }`.
+// Java sees this file's functions as static methods of the class SessionKit.
+@file:JvmName("SessionKit")
 
 package io.sessionkit
 
@@ -53,19 +55,49 @@ fun App.onSessionError(handler: (user: User, error: SessionError) -> Unit) =
         override fun onSessionError(user: User, error: SessionError) = handler(user, error)
     })
 
-/** An access token with at least [minTtlSecs] to live, refreshed first when needed. */
-suspend fun User.freshAccessToken(minTtlSecs: Int? = null): String =
-    validAccessToken(minTtlSecs?.also { require(it >= 0) { "minTtlSecs < 0" } }?.toUInt())
+/**
+ * An access token with at least [minTtlSecs] seconds to live (default: the config's
+ * refreshMarginSecs), refreshed first when needed: [User.validAccessToken] with a default
+ * argument.
+ *
+ * @throws AppException.InvalidArgument if [minTtlSecs] is negative (from the FFI).
+ * @throws AppException as [User.validAccessToken] does (SessionExpired, Network, ...).
+ */
+suspend fun User.freshAccessToken(minTtlSecs: Int? = null): String = validAccessToken(minTtlSecs)
 
-/** Shorthands for the five providers' credentials. */
+/** Shorthands for the five providers' credentials (static methods for Java: `Creds.anonymous()`). */
 object Creds {
+    /** Anonymous credentials; [reuse]: return the logged-in anonymous user if there is one. */
+    @JvmStatic @JvmOverloads
     fun anonymous(reuse: Boolean = true): Credentials = Credentials.Anonymous(reuse)
+
+    /** Email/password credentials. */
+    @JvmStatic
     fun emailPassword(email: String, password: String): Credentials =
         Credentials.EmailPassword(email, password)
+
+    /** An API key's credentials. */
+    @JvmStatic
     fun apiKey(key: String): Credentials = Credentials.ApiKey(key)
+
+    /** A JWT signed by the app's own identity provider. */
+    @JvmStatic
     fun jwt(token: String): Credentials = Credentials.Jwt(token)
+
+    /** A custom function's payload, a JSON object text. */
+    @JvmStatic
     fun function(payloadJson: String): Credentials = Credentials.Function(payloadJson)
 }
+
+/**
+ * An [AppConfig] with every optional field at its default (API.md, Values), for Java, which
+ * cannot leave out Kotlin's default arguments: `SessionKit.appConfig(id, url, storage)`, then
+ * the setters (`setRequestTimeoutMs(5000)`, ...). Kotlin code calls the AppConfig constructor
+ * with named arguments instead. Nothing is checked here: [App] checks the config.
+ */
+@JvmOverloads
+fun appConfig(appId: String, baseUrl: String, storage: StorageConfig = StorageConfig.InMemory): AppConfig =
+    AppConfig(appId = appId, baseUrl = baseUrl, storage = storage)
 
 /** A [SessionStore] from two lambdas (say, over Android's EncryptedSharedPreferences). */
 fun sessionStore(loader: () -> ByteArray?, saver: (ByteArray) -> Unit): SessionStore =

@@ -14,12 +14,12 @@ class ErrorsTest {
         assertThrows<AppException.InsecureUrl> {
             App(AppConfig(appId = "x", baseUrl = "http://example.com", storage = StorageConfig.InMemory))
         }
-        assertThrows<AppException.InvalidArgument> { App(server.config(requestTimeoutMs = 0uL)) }
+        assertThrows<AppException.InvalidArgument> { App(server.config(requestTimeoutMs = 0)) }
         val app = server.app()
         val user = app.logIn(Creds.anonymous())
         assertThrows<AppException.InvalidArgument> { user.callFunction("sum", "{not json") }
         val err = assertThrows<AppException.Service> { user.callFunction("no-such-function", "[]") }
-        assertTrue(err.code.isNotEmpty() && err.httpStatus.toInt() >= 400, "$err")
+        assertTrue(err.code.isNotEmpty() && err.httpStatus >= 400, "$err")
         assertThrows<AppException.ClientUserAlreadyNamed> {
             user.linkCredentials(Creds.anonymous(reuse = false))
         }

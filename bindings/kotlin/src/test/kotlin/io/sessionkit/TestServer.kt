@@ -101,7 +101,7 @@ class TestServer private constructor(
     fun config(
         storage: StorageConfig = StorageConfig.InMemory,
         logger: Logger? = null,
-        requestTimeoutMs: ULong = 10_000uL,
+        requestTimeoutMs: Long = 10_000,
     ) = AppConfig(
         appId = APP_ID,
         baseUrl = baseUrl,

@@ -241,7 +241,7 @@ class Runner(
     private fun newApp(): App {
         val storage = storageDir?.let { StorageConfig.File(it.path, null) } ?: StorageConfig.InMemory
         val app = App(
-            AppConfig(appId = appId, baseUrl = baseUrl, storage = storage, requestTimeoutMs = 10_000uL),
+            AppConfig(appId = appId, baseUrl = baseUrl, storage = storage, requestTimeoutMs = 10_000),
         )
         app.setSessionErrorHandler(ErrorHandler(sessionErrors))
         return app
@@ -419,7 +419,7 @@ class Runner(
             "valid_access_token" -> {
                 val minTtl = (step["min_ttl_secs"] as? JsonPrimitive)?.takeIf { it !is JsonNull }
                     ?.let { it.intOrNull ?: throw Script("min_ttl_secs is not an integer: $it") }
-                user(step).validAccessToken(minTtl?.toUInt())
+                user(step).validAccessToken(minTtl)
             }
             "custom_data" -> return jsonOrNull(user(step).customDataJson())
             "refresh_custom_data" -> return jsonOrNull(user(step).refreshCustomData())
@@ -437,7 +437,7 @@ class Runner(
                 val path = text(step.need("path")).replace("\$app_id", appId)
                 val body = step["body"]?.toString()
                 val response = user(step).request(step.string("method") ?: "GET", path, body)
-                return obj("status" to JsonPrimitive(response.status.toInt()))
+                return obj("status" to JsonPrimitive(response.status))
             }
             "api_key_create" -> {
                 val k = user(step).apiKeys().create(step.string("name") ?: "")
