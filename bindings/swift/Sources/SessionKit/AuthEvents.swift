@@ -1,5 +1,5 @@
-// The idiomatic layer over the generated SessionKit.swift: auth events as an AsyncSequence,
-// closures for the callbacks.
+// The idiomatic layer over the generated SessionKit.swift: auth events and session state as
+// AsyncStreams, closures for the callbacks.
 import Foundation
 
 extension App {
@@ -19,14 +19,15 @@ extension App {
     /// (a value equal to the last one is not repeated). Built on `subscribe(listener:)`, so the
     /// same rules hold: the subscription is made now and cancelled when the stream terminates
     /// (the consuming task is cancelled, or the stream and its iterators are released); values
-    /// are buffered without bound. Throws nothing.
+    /// are buffered without bound. The stream does not keep the App alive; it finishes at the
+    /// first event after the App is released. Throws nothing.
     public func sessionStates() -> AsyncStream<SessionState> {
         let last = LockedValue<SessionState?>(nil)
         // Weak: the SDK holds the listener until the subscription ends, and the App must not be
         // kept alive by its own listener.
         return eventStream({ self.subscribe(listener: $0) }) { [weak self] _, continuation in
-            // A released App has no current user to report any more.
-        guard let app = self else { return continuation.finish() }
+            // A released App has no current user to report any more: the stream finishes.
+            guard let app = self else { return continuation.finish() }
             let user = app.currentUser()
             let now = SessionState(user: user, state: user?.state())
             // Read and yielded under one lock, so that two deliveries cannot reorder values.
@@ -61,12 +62,14 @@ extension User {
     /// time of the call first, then one value each time one of the user's auth events changes
     /// it (a value equal to the last one is not repeated). After `.removed` the stream finishes,
     /// since a removed user never changes again. Cancelling the consuming task or releasing the
-    /// stream cancels the subscription (see `App.authEvents()`). Throws nothing.
+    /// stream cancels the subscription (see `App.authEvents()`). The stream keeps this handle
+    /// (and so the user's App) alive until it ends. Throws nothing.
     public func states() -> AsyncStream<UserState> {
         let last = LockedValue<UserState?>(nil)
-        return eventStream({ self.subscribe(listener: $0) }) { [weak self] _, continuation in
-            guard let user = self else { return continuation.finish() }
-            let now = user.state()
+        // Strong, unlike sessionStates()'s App: a User handle is often a temporary
+        // (`app.currentUser()?.states()`), and the stream must outlive it.
+        return eventStream({ self.subscribe(listener: $0) }) { _, continuation in
+            let now = self.state()
             last.mutate { last in
                 if last != now {
                     last = now

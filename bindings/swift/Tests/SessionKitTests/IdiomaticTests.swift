@@ -220,12 +220,13 @@ final class ConcurrencyTests: XCTestCase {
         }
     }
 
-    /// A user's states, ending by themselves once the user is removed.
+    /// A user's states, ending by themselves once the user is removed; the stream outlives
+    /// the handle it was made from.
     func testUserStatesEndWhenTheUserIsRemoved() async throws {
         try await withServer { server in
             let app = try server.app()
             let user = try await app.emailUser()
-            let states = user.states()
+            let states = try XCTUnwrap(app.currentUser()).states() // a temporary handle
             try await user.logOut()
             try await app.removeUser(user: user)
             var seen: [UserState] = []
