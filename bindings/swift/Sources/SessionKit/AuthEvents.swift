@@ -14,9 +14,14 @@ extension App {
         eventStream({ self.subscribe(listener: $0) }) { event, continuation in continuation.yield(event) }
     }
 
-    /// The session state as it changes: the current user (`currentUser()`) and its state, the
-    /// value at the time of the call first, then one value each time an auth event changes it
-    /// (a value equal to the last one is not repeated). Built on `subscribe(listener:)`, so the
+    /// The current user now: `.loggedIn(user)`, or `.loggedOut` when there is none
+    /// (`currentUser()`). No network; throws nothing.
+    public var sessionState: SessionState { SessionState(of: self) }
+
+    /// The session state as it changes: `.loggedIn(currentUser)` or `.loggedOut`, the value at
+    /// the time of the call first, then one value each time an auth event changes who is
+    /// current (log in, switch, log out, expiry, removal; a value equal to the last one is not
+    /// repeated, so token refreshes yield nothing). Built on `subscribe(listener:)`, so the
     /// same rules hold: the subscription is made now and cancelled when the stream terminates
     /// (the consuming task is cancelled, or the stream and its iterators are released); values
     /// are buffered without bound. The stream does not keep the App alive; it finishes at the
@@ -28,8 +33,9 @@ extension App {
         return eventStream({ self.subscribe(listener: $0) }) { [weak self] _, continuation in
             // A released App has no current user to report any more: the stream finishes.
             guard let app = self else { return continuation.finish() }
-            let user = app.currentUser()
-            let now = SessionState(user: user, state: user?.state())
+            // Who is current is asked, not derived from the event: the SDK picks the next
+            // current user after a log out, and other users' events change nothing.
+            let now = SessionState(of: app)
             // Read and yielded under one lock, so that two deliveries cannot reorder values.
             last.mutate { last in
                 if last != now {
@@ -94,21 +100,25 @@ extension User {
     }
 }
 
-/// One value of `App.sessionStates()`: who the current user is, and that user's state.
-public struct SessionState: Equatable, Sendable {
-    /// The current user (`App.currentUser()`), nil when no user is logged in.
-    public let user: User?
-    /// `user`'s state when the value was taken: `.loggedIn` (the SDK keeps only a logged-in user
-    /// current), nil when there is no current user.
-    public let state: UserState?
+/// Who is current in an App: a value of `App.sessionStates()` and `App.sessionState`. Equal
+/// when the users are (User equality is the SDK's: the same user id). As Kotlin's
+/// `SessionState` (`LoggedIn(user)` / `LoggedOut`).
+public enum SessionState: Equatable, Sendable {
+    /// The user is the App's current user, and logged in (the SDK's current user always is).
+    case loggedIn(User)
+    /// No current user: nobody logged in yet, or the current user logged out, expired or was
+    /// removed and no other logged-in user took its place.
+    case loggedOut
 
-    /// Whether a user is logged in and current.
-    public var isLoggedIn: Bool { state == .loggedIn }
+    /// The current user; nil when `.loggedOut`.
+    public var user: User? {
+        if case let .loggedIn(user) = self { return user }
+        return nil
+    }
 
-    /// A value as `App.sessionStates()` yields it.
-    public init(user: User?, state: UserState?) {
-        self.user = user
-        self.state = state
+    /// The state of `app`'s current user now (`App.currentUser()`).
+    init(of app: App) {
+        self = app.currentUser().map(SessionState.loggedIn) ?? .loggedOut
     }
 }
 

@@ -210,12 +210,11 @@ final class ConcurrencyTests: XCTestCase {
                     if seen.count == 5 { break }
                 }
             } // the stream is released: the subscription is cancelled
-            XCTAssertEqual(seen, [SessionState(user: nil, state: nil),
-                                  SessionState(user: ada, state: .loggedIn),
-                                  SessionState(user: bob, state: .loggedIn),
-                                  SessionState(user: ada, state: .loggedIn),
-                                  SessionState(user: nil, state: nil)])
-            XCTAssertEqual(seen.map(\.isLoggedIn), [false, true, true, true, false])
+            XCTAssertEqual(seen, [.loggedOut, .loggedIn(ada), .loggedIn(bob), .loggedIn(ada), .loggedOut])
+            XCTAssertEqual(seen.map { $0.user?.id() }, [nil, ada.id(), bob.id(), ada.id(), nil])
+            XCTAssertEqual(app.sessionState, .loggedOut)
+            let carol = try await app.logIn(credentials: .anonymous(reuse: false))
+            XCTAssertEqual(app.sessionState, .loggedIn(carol))
             try await waitFor("the subscription to end") { StreamListener.live.get == before }
         }
     }

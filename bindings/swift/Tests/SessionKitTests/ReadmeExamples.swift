@@ -36,11 +36,14 @@ func readmeExample2(app: App, user: User) async throws {
         if case .Service(_, _, let httpStatus, _) = error, httpStatus == 401 { /* ask again */ }
     }
 
-    // Session state: the current user and its state, the value now first; ending the task
-    // (or releasing the stream) cancels the subscription.
+    // Who is current: the value now first, then each change; ending the task (or releasing
+    // the stream) cancels the subscription. `app.sessionState` is the value now.
     let watcher = Task {
         for await session in app.sessionStates() {
-            print(session.user?.id() ?? "nobody", session.state.map { "\($0)" } ?? "-")
+            switch session {
+            case .loggedIn(let user): print("current user: \(user.id())")
+            case .loggedOut: print("show the login screen")
+            }
         }
     }
     watcher.cancel()
