@@ -168,6 +168,11 @@ pub struct AppConfig {
     /// A refresh token unused this long expires; 0 = off.
     #[serde(default)]
     pub inactivity_timeout_secs: u64,
+    /// How access tokens are signed: "HS256" (the hosted service's way, with the app secret;
+    /// nothing to publish), or "ES256"/"RS256" with a key pair whose public half the app's
+    /// JWKS serves, so backends verify tokens offline (signing.rs).
+    #[serde(default)]
+    pub access_token_algorithm: JwtAlgorithm,
     /// Enabled providers.
     #[serde(default)]
     pub providers: Providers,
@@ -601,6 +606,8 @@ impl Config {
                 anon_refresh_token_lifetime_secs: default_anon_refresh(),
                 refresh_token_rotation: false,
                 inactivity_timeout_secs: 0,
+                // New apps sign with a key pair: tokens verifiable offline from the start.
+                access_token_algorithm: JwtAlgorithm::ES256,
                 providers: Providers {
                     anon_user: Some(AnonConfig {}),
                     local_userpass: Some(UserpassConfig::default()),

@@ -10,7 +10,7 @@ use crate::error::ApiError;
 use crate::tokens;
 
 /// The schema version this build writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// A data step of a migration, run in its transaction after its SQL.
 type DataStep = fn(&rusqlite::Transaction) -> rusqlite::Result<()>;
@@ -29,6 +29,22 @@ const MIGRATIONS: &[(i64, &str, Option<DataStep>)] = &[
         None,
     ),
     (3, "", Some(canonical_emails)),
+    (
+        4,
+        // Asymmetric access-token signing keys (signing.rs): the private key stays here, the
+        // public one is served as a JWKS until the last token it signed has expired.
+        "CREATE TABLE signing_keys (
+           kid TEXT PRIMARY KEY,
+           app_id TEXT NOT NULL,
+           alg TEXT NOT NULL,
+           private_pem TEXT NOT NULL,
+           public_jwk TEXT NOT NULL,
+           created_at INTEGER NOT NULL,
+           retired_at INTEGER
+         );
+         CREATE INDEX signing_keys_app ON signing_keys(app_id);",
+        None,
+    ),
 ];
 
 /// Version 3: email addresses are stored in their canonical form (email.rs), so that every

@@ -15,6 +15,7 @@ pub mod rate_limit;
 pub mod routes;
 mod serve;
 pub mod sessions;
+pub mod signing;
 pub mod social;
 pub mod state;
 pub mod tokens;
@@ -37,6 +38,32 @@ use state::{AppRuntime, AppState, Clock, Counters, Inner};
 pub const ANON_USER_MAX_AGE_SECS: i64 = 90 * 24 * 3600;
 /// How often the sweeper runs (it also runs when the test clock moves).
 const SWEEP_INTERVAL: Duration = Duration::from_secs(3600);
+/// How often signing keys made by another process (a rotation, another instance) are looked
+/// for.
+const KEY_RELOAD_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Re-reads every key-pair app's signing keys.
+async fn reload_keys(st: &AppState) {
+    for app in st.apps.values() {
+        if app.config.access_token_algorithm == config::JwtAlgorithm::HS256 {
+            continue;
+        }
+        let id = app.config.id.clone();
+        let now = st.now();
+        match st
+            .db
+            .call(move |conn| Ok(signing::load(conn, &id, now)?))
+            .await
+        {
+            Ok(ring) => *app.keys.write().unwrap_or_else(|e| e.into_inner()) = ring,
+            Err(e) => tracing::warn!(
+                app = app.config.id,
+                "cannot reload signing keys: {}",
+                e.message
+            ),
+        }
+    }
+}
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -113,6 +140,9 @@ impl RunningServer {
                     let lifetime = db::meta_get(conn, &format!("refresh_lifetime:{id}"))?
                         .and_then(|v| v.parse::<i64>().ok())
                         .unwrap_or(app.refresh_token_lifetime_secs as i64);
+                    let now = state::Clock::default().now();
+                    signing::ensure_active(conn, id, app.access_token_algorithm, now)?;
+                    let keys = signing::load(conn, id, now)?;
                     apps.insert(
                         id.clone(),
                         Arc::new(AppRuntime {
@@ -120,6 +150,7 @@ impl RunningServer {
                             secret: hex::decode(secret).unwrap_or_default(),
                             domain_id: domain,
                             refresh_lifetime: AtomicI64::new(lifetime),
+                            keys: std::sync::RwLock::new(keys),
                         }),
                     );
                 }
@@ -169,6 +200,8 @@ impl RunningServer {
             jwks: jwks::JwksCache::new(http.clone()),
             http,
             sweep_now: Notify::new(),
+            keys_changed: Notify::new(),
+            last_key_reload: AtomicI64::new(0),
             passwords: passwords::Passwords::for_this_machine(),
             rate_limits: rate_limit::RateLimits::new(&config_rate_limits),
         });
@@ -274,12 +307,21 @@ async fn sweep(st: &AppState) -> Result<usize, ApiError> {
 async fn sweep_loop(st: AppState) {
     let mut tick = tokio::time::interval(SWEEP_INTERVAL);
     let mut forget = tokio::time::interval(rate_limit::FORGET_EVERY);
+    let mut keys = tokio::time::interval(KEY_RELOAD_INTERVAL);
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             _ = st.sweep_now.notified() => {}
             _ = forget.tick() => {
                 st.rate_limits.forget_idle();
+                continue;
+            }
+            _ = keys.tick() => {
+                reload_keys(&st).await;
+                continue;
+            }
+            _ = st.keys_changed.notified() => {
+                reload_keys(&st).await;
                 continue;
             }
         }

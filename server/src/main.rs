@@ -29,6 +29,88 @@ struct Cli {
     /// Directory of the database.
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
+    /// Without a command: serve.
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Access-token signing keys of an app that signs with ES256 or RS256.
+    Keys {
+        #[command(subcommand)]
+        action: KeysAction,
+    },
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum KeysAction {
+    /// Makes a new key the one that signs; the old one stays published until the last access
+    /// token it signed has expired. Running servers switch within a minute.
+    Rotate {
+        /// The app id.
+        #[arg(long)]
+        app: String,
+    },
+    /// Lists the app's keys: kid, algorithm, created, retired (unix seconds).
+    List {
+        /// The app id.
+        #[arg(long)]
+        app: String,
+    },
+}
+
+/// Runs a `keys` command against the configured database; the exit code.
+fn keys(config: &Config, action: &KeysAction) -> ExitCode {
+    let app_id = match action {
+        KeysAction::Rotate { app } | KeysAction::List { app } => app,
+    };
+    let Some(app) = config.app(app_id) else {
+        eprintln!("argument error: --app: no app {app_id:?} in the config");
+        return ExitCode::from(2);
+    };
+    let db = match sessionkit_server::db::Db::open(&config.data_dir) {
+        Ok(db) => db,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let alg = app.access_token_algorithm;
+    let id = app.id.clone();
+    let result = db.call_sync(|conn| match action {
+        KeysAction::Rotate { .. } => {
+            if alg == sessionkit_server::config::JwtAlgorithm::HS256 {
+                return Err(sessionkit_server::error::ApiError::bad_request(format!(
+                    "app {id} signs with HS256 (the app secret): set access_token_algorithm = \
+                     \"ES256\" or \"RS256\" in its [[app]] table first"
+                )));
+            }
+            let kid = sessionkit_server::signing::rotate(conn, &id, alg, now)?;
+            Ok(format!(
+                "new signing key {kid} ({alg:?}) for app {id}; running servers sign with it \
+                 within a minute"
+            ))
+        }
+        KeysAction::List { .. } => {
+            let ring = sessionkit_server::signing::load(conn, &id, now)?;
+            Ok(format!("{ring:?}"))
+        }
+    });
+    match result {
+        Ok(text) => {
+            println!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{}", e.message);
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn load(cli: &Cli) -> Result<Config, String> {
@@ -111,6 +193,9 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Some(Command::Keys { action }) = &cli.command {
+        return keys(&config, action);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -24,13 +24,24 @@ pub fn access_token(app: &AppRuntime, user: &UserRow, device_id: &str, now: i64)
         baas_device_id: device_id.to_string(),
         domain_id: Some(app.domain_id.clone()),
         iss: app.config.id.clone(),
+        aud: None,
         user_data: user.custom_data.clone(),
         sid: None,
         // Unique per token: two tokens issued in the same second must still differ, so a
         // client can tell a refreshed token from the one it had.
         jti: Some(tokens::new_object_id()),
     };
-    tokens::sign(&claims, &app.secret)
+    let active = app.keys().active().cloned();
+    match active {
+        Some(key) => crate::signing::sign(
+            &key,
+            &Claims {
+                aud: Some(app.config.id.clone()),
+                ..claims
+            },
+        ),
+        None => tokens::sign(&claims, &app.secret),
+    }
 }
 
 fn refresh_token(
@@ -49,6 +60,7 @@ fn refresh_token(
         baas_device_id: device_id.to_string(),
         domain_id: None,
         iss: app.config.id.clone(),
+        aud: None,
         user_data: None,
         sid: Some(sid.to_string()),
         jti: Some(tokens::new_object_id()),
@@ -125,8 +137,15 @@ pub fn verify_bearer(
     st.counters
         .bump(app.as_ref().map(|a| a.config.id.as_str()), op);
     let app = app.ok_or_else(|| ApiError::invalid_session("invalid session: malformed token"))?;
-    let claims = match tokens::verify(&token, &app.secret, st.now()) {
+    let claims = match app.verify(&token, st.now()) {
         Ok(c) => c,
+        Err(VerifyError::UnknownKey) => {
+            // Perhaps a key another instance made since our last reload: look again.
+            st.reload_keys_soon();
+            return Err(ApiError::invalid_session(
+                "invalid session: signature is invalid",
+            ));
+        }
         Err(VerifyError::Invalid) => {
             return Err(ApiError::invalid_session(
                 "invalid session: signature is invalid",

@@ -75,6 +75,39 @@ pub struct AppRuntime {
     pub domain_id: String,
     /// Refresh token lifetime; changed at run time by the admin API.
     pub refresh_lifetime: AtomicI64,
+    /// Access-token signing keys (empty for HS256), reloaded from the database now and then.
+    pub keys: std::sync::RwLock<crate::signing::KeyRing>,
+}
+
+impl AppRuntime {
+    /// The app's key ring, for reading.
+    pub fn keys(&self) -> std::sync::RwLockReadGuard<'_, crate::signing::KeyRing> {
+        self.keys.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Verifies one of this app's tokens: HS256 with the app secret (refresh tokens, and access
+    /// tokens of HS256 apps), or a key of the app's ring picked by `kid`.
+    pub fn verify(
+        &self,
+        token: &str,
+        now: i64,
+    ) -> Result<crate::tokens::Claims, crate::tokens::VerifyError> {
+        use crate::tokens::VerifyError;
+        let header = jsonwebtoken::decode_header(token).map_err(|_| VerifyError::Invalid)?;
+        if header.alg == jsonwebtoken::Algorithm::HS256 {
+            return crate::tokens::verify(token, &self.secret, now);
+        }
+        let kid = header.kid.ok_or(VerifyError::Invalid)?;
+        let key = self
+            .keys()
+            .find(&kid)
+            .cloned()
+            .ok_or(VerifyError::UnknownKey)?;
+        if key.alg != header.alg {
+            return Err(VerifyError::Invalid);
+        }
+        crate::signing::verify(token, &key, now)
+    }
 }
 
 /// Everything handlers share.
@@ -101,6 +134,10 @@ pub struct Inner {
     pub jwks: crate::jwks::JwksCache,
     /// Wakes the sweeper (after the test clock moves).
     pub sweep_now: Notify,
+    /// Asks the sweeper to reload signing keys (a token with an unknown `kid` arrived).
+    pub keys_changed: Notify,
+    /// Server-clock second of the last reload asked for by an unknown `kid`.
+    pub last_key_reload: AtomicI64,
     /// The bounded password-hashing pool.
     pub passwords: crate::passwords::Passwords,
     /// Request rate limits.
@@ -121,5 +158,21 @@ impl Inner {
     /// Now, on the server clock.
     pub fn now(&self) -> i64 {
         self.clock.now()
+    }
+
+    /// Asks for the signing keys to be reloaded, at most once per
+    /// [`crate::signing::RELOAD_FLOOR_SECS`], so that forged `kid`s cannot keep the database
+    /// busy.
+    pub fn reload_keys_soon(&self) {
+        let now = self.now();
+        let last = self.last_key_reload.load(Ordering::SeqCst);
+        if now - last >= crate::signing::RELOAD_FLOOR_SECS
+            && self
+                .last_key_reload
+                .compare_exchange(last, now, Ordering::SeqCst, Ordering::SeqCst)
+                .is_ok()
+        {
+            self.keys_changed.notify_one();
+        }
     }
 }

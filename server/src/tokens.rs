@@ -84,6 +84,10 @@ pub struct Claims {
     pub domain_id: Option<String>,
     /// The app id.
     pub iss: String,
+    /// The app id again, for verifiers that require an audience (access tokens signed with a
+    /// key pair; HS256 tokens stay exactly as the hosted service made them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aud: Option<String>,
     /// Custom user data (access tokens, when set).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_data: Option<Value>,
@@ -112,6 +116,8 @@ pub enum VerifyError {
     Invalid,
     /// Valid signature but past `exp`.
     Expired,
+    /// Signed by a key this process has not loaded (yet): made by another instance, or forged.
+    UnknownKey,
 }
 
 /// Verifies an HS256 token's signature and judges `exp` against `now` (the server clock, not

@@ -43,6 +43,7 @@ fn admin_token(st: &AppState, typ: &str, lifetime: i64) -> String {
         baas_device_id: String::new(),
         domain_id: None,
         iss: ADMIN_ISSUER.to_string(),
+        aud: None,
         user_data: None,
         sid: None,
         jti: Some(tokens::new_object_id()),
@@ -64,7 +65,9 @@ fn check_admin(st: &AppState, headers: &HeaderMap, typ: &str) -> Result<(), ApiE
         Err(VerifyError::Expired) => {
             Err(ApiError::invalid_session("invalid session: token expired"))
         }
-        Err(VerifyError::Invalid) => Err(ApiError::invalid_session("invalid session")),
+        Err(VerifyError::Invalid | VerifyError::UnknownKey) => {
+            Err(ApiError::invalid_session("invalid session"))
+        }
     }
 }
 
@@ -193,7 +196,7 @@ pub async fn verify_token(
     let app = admin_app(&st, &headers, &app_id)?;
     let body = json_object(&body)?;
     let token = req_str(&body, "token")?;
-    match tokens::verify(token, &app.secret, st.now()) {
+    match app.verify(token, st.now()) {
         Ok(c) => Ok(json_response(
             StatusCode::OK,
             &json!({
@@ -206,7 +209,7 @@ pub async fn verify_token(
             }),
         )),
         Err(VerifyError::Expired) => Ok(json_response(StatusCode::OK, &json!("token expired"))),
-        Err(VerifyError::Invalid) => Err(ApiError::new(
+        Err(VerifyError::Invalid | VerifyError::UnknownKey) => Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "InvalidSession",
             "signature is invalid",

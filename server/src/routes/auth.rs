@@ -47,6 +47,54 @@ pub async fn location(
     ))
 }
 
+/// GET `.well-known/jwks.json`: the public keys access tokens of this app are signed with (the
+/// active key, and retired ones while tokens they signed may live); empty for HS256 apps.
+pub async fn jwks(
+    State(st): State<AppState>,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Response, ApiError> {
+    let Path(app_id) = path.map_err(path_error)?;
+    let app = st.app(&app_id)?;
+    let keys = app
+        .keys()
+        .published(st.now(), app.config.access_token_lifetime_secs as i64);
+    let mut resp = json_response(StatusCode::OK, &json!({ "keys": keys }));
+    // Verifiers may cache it a while; a new key shows up within KEY_RELOAD_INTERVAL anyway.
+    resp.headers_mut().insert(
+        axum::http::header::CACHE_CONTROL,
+        axum::http::HeaderValue::from_static("public, max-age=300"),
+    );
+    Ok(resp)
+}
+
+/// GET `.well-known/openid-configuration`: where the app's keys are, for JWT libraries that
+/// discover them (OpenID Connect Discovery 1.0, the fields a token verifier reads). `issuer`
+/// is the app id, as in the tokens' `iss` (the hosted service's choice, kept).
+pub async fn openid_configuration(
+    State(st): State<AppState>,
+    path: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let Path(app_id) = path.map_err(path_error)?;
+    let app = st.app(&app_id)?;
+    let base = base_url(&st, &headers);
+    let alg = match app.keys().active() {
+        Some(k) => format!("{:?}", k.alg),
+        None => "HS256".to_string(),
+    };
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({
+            "issuer": app_id,
+            "jwks_uri": format!("{base}/api/client/v2.0/app/{app_id}/.well-known/jwks.json"),
+            "id_token_signing_alg_values_supported": [alg],
+            "token_endpoint_auth_methods_supported": ["none"],
+            "subject_types_supported": ["public"],
+            "response_types_supported": ["token"],
+        }),
+    ))
+}
+
 /// The device id of a login: the client's `options.device.deviceId` when it is an ObjectId
 /// (plain or EJSON `{"$oid"}`) other than all zeros, else a fresh one.
 fn device_id(body: &Map<String, Value>) -> String {

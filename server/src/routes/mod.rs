@@ -137,6 +137,11 @@ pub fn router(state: AppState) -> Router {
     let r = |p: &str, s: &str| format!("{p}{s}");
     Router::new()
         .route(&r(AR, "/location"), get(auth::location))
+        .route(&r(AR, "/.well-known/jwks.json"), get(auth::jwks))
+        .route(
+            &r(AR, "/.well-known/openid-configuration"),
+            get(auth::openid_configuration),
+        )
         .route(
             &r(AR, "/auth/providers/{provider}/login"),
             post(auth::login),

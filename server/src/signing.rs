@@ -1,0 +1,272 @@
+//! Access-token signing keys: ES256 or RS256 per app, so that any backend verifies access
+//! tokens offline against the app's JWKS, without the server's secret. HS256 (the hosted
+//! service's behaviour, the default) signs with the app secret and publishes nothing.
+//!
+//! Keys live in the database (`signing_keys`), one active key per app; rotation retires it
+//! (`sessionkit-server keys rotate`), and a retired key stays published until the last access
+//! token it signed has expired. A running server picks up keys made by another process when it
+//! meets an unknown `kid` (at most every [`RELOAD_FLOOR_SECS`]) and once a minute.
+
+use std::sync::Arc;
+
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use rusqlite::{Connection, OptionalExtension, params};
+use serde_json::{Value, json};
+
+use crate::config::JwtAlgorithm;
+use crate::tokens::{self, Claims, VerifyError};
+
+/// The least time between two reloads caused by unknown `kid`s, in seconds.
+pub const RELOAD_FLOOR_SECS: i64 = 10;
+
+/// One signing key of an app.
+pub struct SigningKey {
+    /// Its key id (`kid`).
+    pub kid: String,
+    /// RS256 or ES256.
+    pub alg: Algorithm,
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    /// The public key as a JWK (RFC 7517).
+    pub jwk: Value,
+    /// When it was made (server clock, seconds).
+    pub created_at: i64,
+    /// When it stopped signing; `None` while it is the active key.
+    pub retired_at: Option<i64>,
+}
+
+/// An app's keys, newest first.
+#[derive(Default)]
+pub struct KeyRing {
+    keys: Vec<Arc<SigningKey>>,
+    /// Server-clock second of the last reload.
+    pub loaded_at: i64,
+}
+
+// Names the keys, never their private halves.
+impl std::fmt::Debug for KeyRing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.keys.iter().map(|k| (&k.kid, k.alg, k.retired_at)))
+            .finish()
+    }
+}
+
+impl KeyRing {
+    /// The key that signs new tokens.
+    pub fn active(&self) -> Option<&Arc<SigningKey>> {
+        self.keys.iter().find(|k| k.retired_at.is_none())
+    }
+
+    /// The key with this `kid`.
+    pub fn find(&self, kid: &str) -> Option<&Arc<SigningKey>> {
+        self.keys.iter().find(|k| k.kid == kid)
+    }
+
+    /// The public keys to publish: the active one and every retired one that may still have
+    /// signed an unexpired token (`access_lifetime_secs` after its retirement).
+    pub fn published(&self, now: i64, access_lifetime_secs: i64) -> Vec<Value> {
+        self.keys
+            .iter()
+            .filter(|k| {
+                k.retired_at
+                    .is_none_or(|at| at + access_lifetime_secs > now)
+            })
+            .map(|k| k.jwk.clone())
+            .collect()
+    }
+}
+
+fn alg_name(alg: JwtAlgorithm) -> &'static str {
+    match alg {
+        JwtAlgorithm::HS256 => "HS256",
+        JwtAlgorithm::RS256 => "RS256",
+        JwtAlgorithm::ES256 => "ES256",
+    }
+}
+
+/// A new key pair: (private PEM, public JWK) for `alg` (ES256 or RS256).
+fn generate(alg: JwtAlgorithm, kid: &str) -> Result<(String, Value), String> {
+    use base64::Engine;
+    let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+    match alg {
+        JwtAlgorithm::ES256 => {
+            use p256::pkcs8::{EncodePrivateKey, LineEnding};
+            let secret = p256::SecretKey::random(&mut p256::elliptic_curve::rand_core::OsRng);
+            let pem = secret
+                .to_pkcs8_pem(LineEnding::LF)
+                .map_err(|e| e.to_string())?;
+            let point = p256::elliptic_curve::sec1::ToEncodedPoint::to_encoded_point(
+                &secret.public_key(),
+                false,
+            );
+            let (Some(x), Some(y)) = (point.x(), point.y()) else {
+                return Err("P-256 point without coordinates".into());
+            };
+            let jwk = json!({"kty": "EC", "crv": "P-256", "use": "sig", "alg": "ES256",
+                "kid": kid, "x": b64(x), "y": b64(y)});
+            Ok((pem.to_string(), jwk))
+        }
+        JwtAlgorithm::RS256 => {
+            use rsa::pkcs8::{EncodePrivateKey, LineEnding};
+            use rsa::traits::PublicKeyParts;
+            let private = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 2048)
+                .map_err(|e| e.to_string())?;
+            let pem = private
+                .to_pkcs8_pem(LineEnding::LF)
+                .map_err(|e| e.to_string())?;
+            let jwk = json!({"kty": "RSA", "use": "sig", "alg": "RS256", "kid": kid,
+                "n": b64(&private.n().to_bytes_be()), "e": b64(&private.e().to_bytes_be())});
+            Ok((pem.to_string(), jwk))
+        }
+        JwtAlgorithm::HS256 => Err("HS256 has no key pair".into()),
+    }
+}
+
+fn row_to_key(
+    kid: String,
+    alg: String,
+    pem: String,
+    jwk: String,
+    created_at: i64,
+    retired_at: Option<i64>,
+) -> Option<SigningKey> {
+    let jwk: Value = serde_json::from_str(&jwk).ok()?;
+    let (alg, encoding) = match alg.as_str() {
+        "ES256" => (
+            Algorithm::ES256,
+            EncodingKey::from_ec_pem(pem.as_bytes()).ok()?,
+        ),
+        "RS256" => (
+            Algorithm::RS256,
+            EncodingKey::from_rsa_pem(pem.as_bytes()).ok()?,
+        ),
+        _ => return None,
+    };
+    let parsed: jsonwebtoken::jwk::Jwk = serde_json::from_value(jwk.clone()).ok()?;
+    let decoding = DecodingKey::from_jwk(&parsed).ok()?;
+    Some(SigningKey {
+        kid,
+        alg,
+        encoding,
+        decoding,
+        jwk,
+        created_at,
+        retired_at,
+    })
+}
+
+/// Reads an app's keys, newest first. A row that no longer parses is skipped with a warning.
+pub fn load(conn: &Connection, app_id: &str, now: i64) -> rusqlite::Result<KeyRing> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT kid, alg, private_pem, public_jwk, created_at, retired_at FROM signing_keys
+         WHERE app_id = ?1 ORDER BY created_at DESC, rowid DESC",
+    )?;
+    let rows = stmt
+        .query_map([app_id], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, i64>(4)?,
+                r.get::<_, Option<i64>>(5)?,
+            ))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let mut keys = Vec::new();
+    for (kid, alg, pem, jwk, created, retired) in rows {
+        match row_to_key(kid.clone(), alg, pem, jwk, created, retired) {
+            Some(k) => keys.push(Arc::new(k)),
+            None => tracing::warn!(app = app_id, kid, "signing key does not parse; skipped"),
+        }
+    }
+    Ok(KeyRing {
+        keys,
+        loaded_at: now,
+    })
+}
+
+/// Makes sure the app has an active key of `alg` (none for HS256): the first start makes one,
+/// and a changed algorithm retires the old key and makes a new one. In one immediate
+/// transaction, so two processes starting together make one key.
+pub fn ensure_active(
+    conn: &mut Connection,
+    app_id: &str,
+    alg: JwtAlgorithm,
+    now: i64,
+) -> rusqlite::Result<()> {
+    if alg == JwtAlgorithm::HS256 {
+        return Ok(());
+    }
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let active: Option<String> = tx
+        .query_row(
+            "SELECT alg FROM signing_keys WHERE app_id = ?1 AND retired_at IS NULL",
+            [app_id],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if active.as_deref() != Some(alg_name(alg)) {
+        insert_new(&tx, app_id, alg, now)?;
+    }
+    tx.commit()
+}
+
+/// Retires the active key and makes a new one of `alg`; the new key's `kid`.
+pub fn rotate(
+    conn: &mut Connection,
+    app_id: &str,
+    alg: JwtAlgorithm,
+    now: i64,
+) -> rusqlite::Result<String> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let kid = insert_new(&tx, app_id, alg, now)?;
+    tx.commit()?;
+    Ok(kid)
+}
+
+fn insert_new(
+    tx: &rusqlite::Transaction,
+    app_id: &str,
+    alg: JwtAlgorithm,
+    now: i64,
+) -> rusqlite::Result<String> {
+    tx.execute(
+        "UPDATE signing_keys SET retired_at = ?2 WHERE app_id = ?1 AND retired_at IS NULL",
+        params![app_id, now],
+    )?;
+    let kid = tokens::new_object_id();
+    let (pem, jwk) = generate(alg, &kid).map_err(|e| {
+        rusqlite::Error::ToSqlConversionFailure(format!("cannot make a signing key: {e}").into())
+    })?;
+    tx.execute(
+        "INSERT INTO signing_keys (kid, app_id, alg, private_pem, public_jwk, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![kid, app_id, alg_name(alg), pem, jwk.to_string(), now],
+    )?;
+    Ok(kid)
+}
+
+/// Signs claims with the active key, `kid` in the header.
+pub fn sign(key: &SigningKey, claims: &Claims) -> String {
+    let header = Header {
+        kid: Some(key.kid.clone()),
+        ..Header::new(key.alg)
+    };
+    jsonwebtoken::encode(&header, claims, &key.encoding).expect("signing with a parsed key")
+}
+
+/// Verifies a token signed by `key` and judges `exp` against `now`.
+pub fn verify(token: &str, key: &SigningKey, now: i64) -> Result<Claims, VerifyError> {
+    let mut v = Validation::new(key.alg);
+    v.validate_exp = false;
+    v.validate_aud = false;
+    v.required_spec_claims.clear();
+    let data = jsonwebtoken::decode::<Claims>(token, &key.decoding, &v)
+        .map_err(|_| VerifyError::Invalid)?;
+    if data.claims.exp <= now {
+        return Err(VerifyError::Expired);
+    }
+    Ok(data.claims)
+}
