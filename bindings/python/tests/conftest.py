@@ -8,7 +8,8 @@ import asyncio
 import contextlib
 import pathlib
 import time
-from typing import Any, Callable, Optional
+import functools
+from typing import Any, Callable, Coroutine, Dict, Iterator, List, Optional, Tuple
 
 import pytest
 
@@ -64,7 +65,7 @@ class Server:
             )
         return self._admin_token
 
-    def admin(self, method: str, path: str, body: Any = None):
+    def admin(self, method: str, path: str, body: Any = None) -> Tuple[int, Any]:
         url = f"{self.base_url}{sk_server.ADMIN_API}/groups/pytest-group/apps/{APP_ID}{path}"
         return sk_server.http(method, url, body, self.admin_token())
 
@@ -110,7 +111,7 @@ def _server_bin() -> pathlib.Path:
 
 
 @contextlib.contextmanager
-def start_server(access: int = 1800, refresh: int = 86400):
+def start_server(access: int = 1800, refresh: int = 86400) -> Iterator[Server]:
     """Runs sessionkit-server on a free loopback port with a fresh data dir until exit."""
     with sk_server.ServerProcess(
         _server_bin(),
@@ -127,7 +128,7 @@ def start_server(access: int = 1800, refresh: int = 86400):
 
 
 @pytest.fixture
-def server(request: pytest.FixtureRequest):
+def server(request: pytest.FixtureRequest) -> Iterator[Server]:
     """A fresh server; `@pytest.mark.lifetimes(access=..., refresh=...)` sets token lifetimes."""
     marker = request.node.get_closest_marker("lifetimes")
     with start_server(**(marker.kwargs if marker else {})) as s:
@@ -147,18 +148,17 @@ async def wait_for(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
         await asyncio.sleep(0.005)
 
 
-def sign_jwt(claims: dict, key: str = JWT_KEY) -> str:
+def sign_jwt(claims: Dict[str, Any], key: str = JWT_KEY) -> str:
     """An HS256 JWT signed with this app's key unless told otherwise."""
     return sk_server.sign_hs256(claims, key)
 
 
-def aio(fn):
+def aio(fn: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., None]:
     """Runs an async test on a fresh event loop (no pytest-asyncio dependency)."""
-    import functools
 
     @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        return asyncio.run(fn(*args, **kwargs))
+    def wrapper(*args: Any, **kwargs: Any) -> None:
+        asyncio.run(fn(*args, **kwargs))
 
     return wrapper
 
@@ -167,10 +167,10 @@ class Recorder(sessionkit.AuthEventListener):
     """Records every event it is given (on whatever SDK thread delivers it)."""
 
     def __init__(self) -> None:
-        self.events: list = []
+        self.events: List[sessionkit.AuthEvent] = []
 
-    def on_event(self, event) -> None:
+    def on_event(self, event: sessionkit.AuthEvent) -> None:
         self.events.append(event)
 
-    def kinds(self) -> list:
+    def kinds(self) -> List[sessionkit.AuthEventKind]:
         return [e.kind for e in self.events]

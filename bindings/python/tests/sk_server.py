@@ -20,7 +20,7 @@ import tempfile
 import threading
 import urllib.error
 import urllib.request
-from typing import Any, Optional
+from typing import Any, Dict, Optional, Tuple, Union
 
 REPO = pathlib.Path(__file__).resolve().parents[3]
 ADMIN_API = "/api/admin/v3.0"
@@ -32,7 +32,7 @@ def default_server_bin() -> str:
     return os.environ.get("SESSIONKIT_SERVER_BIN", str(REPO / "target" / "debug" / "sessionkit-server"))
 
 
-def http(method: str, url: str, body: Any = None, token: Optional[str] = None):
+def http(method: str, url: str, body: Any = None, token: Optional[str] = None) -> Tuple[int, Any]:
     """One JSON request: (status, parsed body or None)."""
     data = None if body is None else json.dumps(body).encode()
     req = urllib.request.Request(url, data=data, method=method)
@@ -62,7 +62,7 @@ def admin_login(base_url: str, public: str, private: str, error: type = RuntimeE
     )
     if status != 200:
         raise error(f"admin login: {status} {doc}")
-    return doc["access_token"]
+    return str(doc["access_token"])
 
 
 def b64url(raw: bytes) -> str:
@@ -70,7 +70,7 @@ def b64url(raw: bytes) -> str:
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
 
-def sign_hs256(claims: dict, key: str) -> str:
+def sign_hs256(claims: Dict[str, Any], key: str) -> str:
     """An HS256 JWT, as the app's own identity provider would issue it."""
     header = b64url(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
     payload = b64url(json.dumps(claims).encode())
@@ -83,7 +83,7 @@ class ServerProcess:
     (`template` formatted with `data_dir` and `fields`) and data. stop(), or the end of a `with`
     block, ends the process and removes the dir."""
 
-    def __init__(self, binary, template: str, prefix: str = "sessionkit-", **fields: Any) -> None:
+    def __init__(self, binary: Union[str, "os.PathLike[str]"], template: str, prefix: str = "sessionkit-", **fields: Any) -> None:
         binary = pathlib.Path(binary)
         if not binary.is_file():
             raise RuntimeError(f"{binary} not found: run `cargo build -p sessionkit-server` first")
@@ -98,7 +98,9 @@ class ServerProcess:
             stderr=self._stderr,
             text=True,
         )
-        line = self.proc.stdout.readline().strip()
+        assert self.proc.stdout is not None  # stdout=PIPE
+        stdout = self.proc.stdout
+        line = stdout.readline().strip()
         if not line.startswith(LISTENING):
             self._end()
             stderr = pathlib.Path(self.dir, "server.stderr").read_text().strip()[-2000:]
@@ -107,7 +109,7 @@ class ServerProcess:
             raise RuntimeError(f"{binary} did not start ({how}); stderr: {stderr or '(empty)'}")
         self.base_url = line[len(LISTENING):]
         # Keep draining stdout so the server never blocks on a full pipe.
-        threading.Thread(target=self.proc.stdout.read, daemon=True).start()
+        threading.Thread(target=stdout.read, daemon=True).start()
 
     def _end(self) -> None:
         self.proc.terminate()

@@ -15,10 +15,13 @@ import subprocess
 import sys
 import tempfile
 
+import asyncio
+from typing import Any, Coroutine, Iterator, List, Optional, Tuple
+
 import pytest
 
 import sessionkit
-from conftest import APP_ID, Recorder, aio, start_server
+from conftest import Server, APP_ID, Recorder, aio, start_server
 from sessionkit import AppError, Credentials, StorageConfig, UserState
 
 SCRIPTS = pathlib.Path(__file__).parent / "exit_scripts"
@@ -26,13 +29,13 @@ RUNS = int(os.environ.get("SESSIONKIT_EXIT_RUNS", "200"))
 
 
 @pytest.fixture(scope="module")
-def exit_server():
+def exit_server() -> Iterator[Server]:
     with start_server() as s:
         yield s
 
 
 @pytest.fixture(scope="module")
-def busy_machine():
+def busy_machine() -> Iterator[None]:
     """Two busy loops on the two cores: the exit race shows up when threads are descheduled."""
     spin = "import time\nend = time.time() + 900\nwhile time.time() < end: pass\n"
     procs = [subprocess.Popen([sys.executable, "-c", spin]) for _ in range(2)]
@@ -42,11 +45,11 @@ def busy_machine():
         p.wait()
 
 
-def _run_many(script: str, base_url: str, runs: int):
+def _run_many(script: str, base_url: str, runs: int) -> List[Tuple[pathlib.Path, int, str, str]]:
     """Runs the script `runs` times, four at once; returns [(dir, returncode, stdout, stderr)]."""
     root = pathlib.Path(tempfile.mkdtemp(prefix=f"sk-exit-{script}-"))
 
-    def one(i: int):
+    def one(i: int) -> Tuple[pathlib.Path, int, str, str]:
         d = root / str(i)
         d.mkdir()
         p = subprocess.run(
@@ -65,10 +68,10 @@ class _FileStore(sessionkit.SessionStore):
     def __init__(self, path: pathlib.Path) -> None:
         self.path = path
 
-    def load(self):
+    def load(self) -> Optional[bytes]:
         return self.path.read_bytes() if self.path.exists() else None
 
-    def save(self, data):
+    def save(self, data: bytes) -> None:
         raise AssertionError("the check only reads")
 
 
@@ -76,14 +79,16 @@ class _FileStore(sessionkit.SessionStore):
     "script",
     ["blocking_subscribed", "asyncio_login", "with_closed", "refresh_in_flight", "custom_store"],
 )
-def test_scripts_exit_cleanly_and_keep_their_sessions(script, exit_server, busy_machine):
+def test_scripts_exit_cleanly_and_keep_their_sessions(
+    script: str, exit_server: Server, busy_machine: None
+) -> None:
     results = _run_many(script, exit_server.base_url, RUNS)
     abnormal = [(rc, err[-300:]) for _, rc, _, err in results if rc != 0]
     assert not abnormal, f"{len(abnormal)} of {RUNS} runs exited abnormally: {abnormal[:3]}"
     for d, _, out, _ in results:
         user_id = out.split()[0]
         if script == "custom_store":
-            storage = StorageConfig.CUSTOM(store=_FileStore(d / "custom-store.bin"))
+            storage: StorageConfig = StorageConfig.CUSTOM(store=_FileStore(d / "custom-store.bin"))
         else:
             storage = StorageConfig.FILE(dir=str(d), encryption_key=None)
         app = sessionkit.App(exit_server.config(storage=storage))
@@ -94,7 +99,7 @@ def test_scripts_exit_cleanly_and_keep_their_sessions(script, exit_server, busy_
 
 
 @aio
-async def test_close_saves_waits_and_then_refuses(server, tmp_path):
+async def test_close_saves_waits_and_then_refuses(server: Server, tmp_path: pathlib.Path) -> None:
     storage = StorageConfig.FILE(dir=str(tmp_path), encryption_key=None)
     app = sessionkit.App(server.config(storage=storage, auto_refresh=True))
     events = Recorder()
@@ -123,20 +128,22 @@ async def test_close_saves_waits_and_then_refuses(server, tmp_path):
     sub.cancel()
     reopened = sessionkit.App(server.config(storage=storage))
     assert [u.id() for u in reopened.all_users()] == [user.id()]
-    assert reopened.current_user().access_token() == user.access_token()
+    current = reopened.current_user()
+    assert current is not None and current.access_token() == user.access_token()
     reopened.close()
 
 
-def test_with_statement_closes_and_listener_may_close(server):
+def test_with_statement_closes_and_listener_may_close(server: Server) -> None:
     from sessionkit.blocking import App
 
     class Closer(sessionkit.AuthEventListener):
         def __init__(self) -> None:
-            self.app = None
+            self.app: Optional[App] = None
 
-        def on_event(self, event) -> None:
+        def on_event(self, event: sessionkit.AuthEvent) -> None:
             # Closing from a callback does not wait for itself.
             if event.kind == sessionkit.AuthEventKind.SIGNED_IN:
+                assert self.app is not None
                 self.app.close()
 
     with App(server.config()) as app:
@@ -153,7 +160,7 @@ def test_with_statement_closes_and_listener_may_close(server):
         app.log_in(Credentials.ANONYMOUS(reuse=False))
 
 
-def asyncio_task(coro):
+def asyncio_task(coro: Coroutine[Any, Any, None]) -> "asyncio.Future[None]":
     import asyncio
 
     return asyncio.ensure_future(coro)

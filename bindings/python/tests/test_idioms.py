@@ -4,20 +4,21 @@ to run inside an event loop with a message that says what to do."""
 from __future__ import annotations
 
 import asyncio
+from typing import List
 
 import pytest
 
-from conftest import aio
+from conftest import Server, aio
 from sessionkit import AuthEventKind, Credentials
 from sessionkit import blocking
 
 
 @aio
-async def test_auth_events_as_an_async_iterator(server):
+async def test_auth_events_as_an_async_iterator(server: Server) -> None:
     app = server.app()
-    seen = []
+    seen: List[AuthEventKind] = []
 
-    async def collect():
+    async def collect() -> None:
         async for event in app.auth_events():
             seen.append(event.kind)
             if event.kind == AuthEventKind.TOKEN_REFRESHED:
@@ -41,7 +42,7 @@ async def test_auth_events_as_an_async_iterator(server):
 
 
 @aio
-async def test_the_blocking_facade_inside_an_event_loop_says_to_use_asyncio(server):
+async def test_the_blocking_facade_inside_an_event_loop_says_to_use_asyncio(server: Server) -> None:
     app = blocking.App(server.config())
     with pytest.raises(RuntimeError, match="asyncio API"):
         app.log_in(Credentials.ANONYMOUS(reuse=False))

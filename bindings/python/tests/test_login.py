@@ -8,7 +8,7 @@ import pytest
 
 from sessionkit import AppError, Credentials, UserState
 
-from conftest import aio, sign_jwt
+from conftest import Server, aio, sign_jwt
 
 
 def unique_email() -> str:
@@ -16,7 +16,7 @@ def unique_email() -> str:
 
 
 @aio
-async def test_anonymous_login_and_reuse(server):
+async def test_anonymous_login_and_reuse(server: Server) -> None:
     app = server.app()
     user = await app.log_in(Credentials.ANONYMOUS(reuse=True))
     assert user.provider_type() == "anon-user"
@@ -31,7 +31,7 @@ async def test_anonymous_login_and_reuse(server):
 
 
 @aio
-async def test_email_password_login(server):
+async def test_email_password_login(server: Server) -> None:
     app = server.app()
     email = unique_email()
     await app.email_password_auth().register_user(email, "correct-horse")
@@ -46,7 +46,7 @@ async def test_email_password_login(server):
 
 
 @aio
-async def test_api_key_login(server):
+async def test_api_key_login(server: Server) -> None:
     app = server.app()
     email = unique_email()
     await app.email_password_auth().register_user(email, "correct-horse")
@@ -61,7 +61,7 @@ async def test_api_key_login(server):
 
 
 @aio
-async def test_custom_jwt_login(server):
+async def test_custom_jwt_login(server: Server) -> None:
     app = server.app()
     sub = f"jwt-{uuid.uuid4().hex[:8]}"
     token = sign_jwt({"sub": sub, "exp": int(time.time()) + 600, "name": "Ada"})
@@ -75,7 +75,7 @@ async def test_custom_jwt_login(server):
 
 
 @aio
-async def test_custom_function_login(server):
+async def test_custom_function_login(server: Server) -> None:
     app = server.app()
     payload = json.dumps({"username": f"fn-{uuid.uuid4().hex[:8]}"})
     first = await app.log_in(Credentials.FUNCTION(payload_json=payload))
@@ -87,7 +87,7 @@ async def test_custom_function_login(server):
 
 
 @aio
-async def test_call_function_and_request(server):
+async def test_call_function_and_request(server: Server) -> None:
     user = await server.app().log_in(Credentials.ANONYMOUS(reuse=True))
     assert await user.call_function("sum", 1, 2, 3) == 6
     assert await user.call_function_json("sum", "[1, 2, 3]") == "6"

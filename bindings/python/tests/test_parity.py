@@ -8,14 +8,14 @@ import pytest
 import sessionkit._native
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "parity"))
-import check_parity  # noqa: E402
+import check_parity  # type: ignore[import-not-found]  # noqa: E402  (a script, not a package)
 
 # The cdylib this package was built with: its metadata is what every generator reads.
 LIB = pathlib.Path(sessionkit._native.__file__).parent / "libsessionkit_ffi.so"
 API = check_parity.default_api()
 
 
-def test_api_md_parses_into_every_section():
+def test_api_md_parses_into_every_section() -> None:
     owners = {owner for owner, _, _ in check_parity.parse_api(API.read_text())}
     assert {
         "App", "User", "ApiKeyAuth", "EmailPasswordAuth", "Credentials", "AppConfig",
@@ -26,11 +26,11 @@ def test_api_md_parses_into_every_section():
 
 
 @pytest.mark.parametrize("lang", check_parity.LANGS)
-def test_every_api_member_is_generated(lang):
+def test_every_api_member_is_generated(lang: str) -> None:
     assert check_parity.check(lang, LIB, API) == []
 
 
-def test_a_member_counts_only_on_its_own_type(tmp_path):
+def test_a_member_counts_only_on_its_own_type(tmp_path: pathlib.Path) -> None:
     # The checker must not be satisfied by a same-named member of another type.
     src = check_parity.generate(LIB, "python", tmp_path)
     assert check_parity.check_python(src, ("User", "refresh_profile", "method"))

@@ -1,11 +1,12 @@
 """No string form of a type that holds a secret shows it (#12 item 14)."""
 
 import sessionkit as sk
+from conftest import Server
 
 SECRETS = ["hunter2-password", "k" * 64, "eyJhbGciOiJIUzI1NiJ9.e30.sig", '{"secret": "payload"}']
 
 
-def test_str_and_repr_redact_every_secret():
+def test_str_and_repr_redact_every_secret() -> None:
     key = bytes(range(32))
     objects = [
         sk.Credentials.EMAIL_PASSWORD(email="ada@example.com", password=SECRETS[0]),

@@ -7,20 +7,24 @@ from __future__ import annotations
 import threading
 import time
 
+from typing import Any, Callable, Dict, List, Optional
+
 import pytest
 
 import sessionkit
 from sessionkit import AuthEventKind, Credentials, StorageConfig
 from sessionkit import blocking
 
+from conftest import Server
+
 TIMEOUT = 30.0
 
 
-def _run_with_deadline(fn, what: str):
+def _run_with_deadline(fn: Callable[[], Any], what: str) -> Any:
     """Runs fn on a thread; fails (instead of hanging the suite) if it does not end in time."""
-    out: dict = {}
+    out: Dict[str, Any] = {}
 
-    def target():
+    def target() -> None:
         try:
             out["value"] = fn()
         except BaseException as e:  # noqa: BLE001 - reported below
@@ -35,17 +39,19 @@ def _run_with_deadline(fn, what: str):
     return out.get("value")
 
 
-def test_blocking_calls_from_listeners_complete_many_at_once(server):
+def test_blocking_calls_from_listeners_complete_many_at_once(server: Server) -> None:
     app = blocking.App(server.config())
-    results: list = []
-    errors: list = []
+    results: List[Any] = []
+    errors: List[Exception] = []
 
     class CallsBack(sessionkit.AuthEventListener):
-        def on_event(self, event):
+        def on_event(self, event: sessionkit.AuthEvent) -> None:
             if event.kind != AuthEventKind.TOKEN_REFRESHED:
                 return
             try:
-                user = blocking.User(app.inner.current_user())
+                current = app.inner.current_user()
+                assert current is not None
+                user = blocking.User(current)
                 results.append(user.call_function("sum", 1, 2))
             except Exception as e:  # noqa: BLE001
                 errors.append(e)
@@ -53,7 +59,7 @@ def test_blocking_calls_from_listeners_complete_many_at_once(server):
     sub = app.subscribe(CallsBack())
     user = app.log_in(Credentials.ANONYMOUS(reuse=False))
 
-    def refresh_many():
+    def refresh_many() -> None:
         threads = [threading.Thread(target=user.refresh_access_token) for _ in range(8)]
         for t in threads:
             t.start()
@@ -72,12 +78,12 @@ def test_blocking_calls_from_listeners_complete_many_at_once(server):
     other.close()
 
 
-def test_handler_logger_and_store_may_call_back(server):
-    calls: list = []
-    holder: dict = {}
+def test_handler_logger_and_store_may_call_back(server: Server) -> None:
+    calls: List[Any] = []
+    holder: Dict[str, Any] = {}
 
     class Logs(sessionkit.Logger):
-        def log(self, level, target, message):
+        def log(self, level: sessionkit.LogLevel, target: str, message: str) -> None:
             app = holder.get("app")
             if app is not None:
                 calls.append(("log", len(app.all_users())))
@@ -85,17 +91,17 @@ def test_handler_logger_and_store_may_call_back(server):
     class Store(sessionkit.SessionStore):
         data = None
 
-        def load(self):
+        def load(self) -> Optional[bytes]:
             return self.data
 
-        def save(self, data):
+        def save(self, data: bytes) -> None:
             self.data = data
             app = holder.get("app")
             if app is not None:
                 calls.append(("save", app.current_user() is not None))
 
     class Handler(sessionkit.SessionErrorHandler):
-        def on_session_error(self, user, error):
+        def on_session_error(self, user: sessionkit.User, error: sessionkit.SessionError) -> None:
             # A blocking login from inside the token-expiry callback.
             calls.append(("handler", holder["app"].log_in(Credentials.ANONYMOUS(reuse=False)).id()))
 
@@ -111,5 +117,6 @@ def test_handler_logger_and_store_may_call_back(server):
         time.sleep(0.05)
     assert any(c[0] == "handler" for c in calls), calls
     assert any(c[0] == "save" for c in calls), calls
-    assert app.current_user() is not None and app.current_user().id() != user.id()
+    current = app.current_user()
+    assert current is not None and current.id() != user.id()
     app.close()

@@ -3,6 +3,8 @@
 import asyncio
 import threading
 
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
 import pytest
 
 import sessionkit
@@ -15,16 +17,16 @@ from sessionkit import (
     UserState,
 )
 
-from conftest import Recorder, aio, wait_for
+from conftest import Server, Recorder, aio, wait_for
 
 
-async def email_user(app, email, password="correct-horse"):
+async def email_user(app: sessionkit.App, email: str, password: str = "correct-horse") -> sessionkit.User:
     await app.email_password_auth().register_user(email, password)
     return await app.log_in(Credentials.EMAIL_PASSWORD(email=email, password=password))
 
 
 @aio
-async def test_switch_user_and_log_out(server):
+async def test_switch_user_and_log_out(server: Server) -> None:
     app = server.app()
     ada = await email_user(app, "ada@example.com")
     bob = await email_user(app, "bob@example.com")
@@ -46,7 +48,7 @@ async def test_switch_user_and_log_out(server):
 
 
 @aio
-async def test_anonymous_log_out_removes(server):
+async def test_anonymous_log_out_removes(server: Server) -> None:
     app = server.app()
     anon = await app.log_in(Credentials.ANONYMOUS(reuse=True))
     await anon.log_out()
@@ -56,7 +58,7 @@ async def test_anonymous_log_out_removes(server):
 
 
 @aio
-async def test_delete_user(server):
+async def test_delete_user(server: Server) -> None:
     app = server.app()
     user = await email_user(app, "gone@example.com")
     await app.delete_user(user)
@@ -69,20 +71,20 @@ class _GatedStore(sessionkit.SessionStore):
     """An in-memory store whose saves wait while `gate` is clear (on the SDK's thread)."""
 
     def __init__(self) -> None:
-        self.data = None
+        self.data: Optional[bytes] = None
         self.gate = threading.Event()
         self.gate.set()
 
-    def load(self):
+    def load(self) -> Optional[bytes]:
         return self.data
 
-    def save(self, data):
+    def save(self, data: bytes) -> None:
         self.gate.wait(10)
         self.data = data
 
 
 @aio
-async def test_valid_and_forced_refresh(server):
+async def test_valid_and_forced_refresh(server: Server) -> None:
     store = _GatedStore()
     app = server.app(storage=sessionkit.StorageConfig.CUSTOM(store=store))
     user = await app.log_in(Credentials.ANONYMOUS(reuse=True))
@@ -108,7 +110,7 @@ async def test_valid_and_forced_refresh(server):
 
 @pytest.mark.lifetimes(access=2, refresh=3600)
 @aio
-async def test_valid_access_token_refreshes_an_expiring_token(server):
+async def test_valid_access_token_refreshes_an_expiring_token(server: Server) -> None:
     user = await server.app().log_in(Credentials.ANONYMOUS(reuse=True))
     first = user.access_token()
     assert await user.valid_access_token() == first
@@ -119,12 +121,14 @@ async def test_valid_access_token_refreshes_an_expiring_token(server):
     assert set(tokens) == {user.access_token()} and tokens[0] != first
 
 
-async def expiry_setup(server):
+async def expiry_setup(
+    server: Server,
+) -> Tuple[sessionkit.App, sessionkit.User, List[Tuple[sessionkit.User, sessionkit.SessionError, str]]]:
     app = server.app()
-    calls = []
+    calls: List[Tuple[sessionkit.User, sessionkit.SessionError, str]] = []
 
     class Handler(SessionErrorHandler):
-        def on_session_error(self, user, error):
+        def on_session_error(self, user: sessionkit.User, error: sessionkit.SessionError) -> None:
             calls.append((user, error, threading.current_thread().name))
 
     app.set_session_error_handler(Handler())
@@ -134,7 +138,7 @@ async def expiry_setup(server):
 
 @pytest.mark.lifetimes(access=1800, refresh=3600)
 @aio
-async def test_expiry_callback_on_expired_refresh_token(server):
+async def test_expiry_callback_on_expired_refresh_token(server: Server) -> None:
     app, user, calls = await expiry_setup(server)
     server.advance_clock(3601)  # the refresh token's life is over on the server
     with pytest.raises(AppError.SessionExpired) as err:
@@ -156,7 +160,7 @@ async def test_expiry_callback_on_expired_refresh_token(server):
     [("revoke", SessionErrorKind.SESSION_REVOKED), ("disable", SessionErrorKind.USER_DISABLED)],
 )
 @aio
-async def test_expiry_callback_says_why(server, end, kind):
+async def test_expiry_callback_says_why(server: Server, end: str, kind: SessionErrorKind) -> None:
     app, user, calls = await expiry_setup(server)
     if end == "revoke":
         server.revoke_sessions(user.id())
@@ -170,7 +174,7 @@ async def test_expiry_callback_says_why(server, end, kind):
 
 
 @aio
-async def test_events_in_order(server):
+async def test_events_in_order(server: Server) -> None:
     app = server.app()
     everything = Recorder()
     sub = app.subscribe(everything)
@@ -200,14 +204,14 @@ async def test_events_in_order(server):
 
 
 @aio
-async def test_a_raising_listener_breaks_nothing(server):
+async def test_a_raising_listener_breaks_nothing(server: Server) -> None:
     app = server.app()
 
     class Raising(sessionkit.AuthEventListener):
-        def __init__(self):
+        def __init__(self) -> None:
             self.calls = 0
 
-        def on_event(self, event):
+        def on_event(self, event: sessionkit.AuthEvent) -> None:
             self.calls += 1
             raise RuntimeError("listener bug")
 
@@ -222,7 +226,7 @@ async def test_a_raising_listener_breaks_nothing(server):
 
 
 @aio
-async def test_errors_are_exceptions(server):
+async def test_errors_are_exceptions(server: Server) -> None:
     with pytest.raises(AppError.InsecureUrl):
         sessionkit.App(
             sessionkit.AppConfig(
@@ -251,7 +255,7 @@ async def test_errors_are_exceptions(server):
 
 @pytest.mark.lifetimes(access=2, refresh=3600)
 @aio
-async def test_auto_refresh_runs_on_the_sdk_runtime(server):
+async def test_auto_refresh_runs_on_the_sdk_runtime(server: Server) -> None:
     # Nobody calls the SDK while waiting: the refresh comes from the scheduler on the SDK's
     # own runtime, not from the caller's event loop.
     app = server.app()
@@ -272,12 +276,12 @@ async def test_auto_refresh_runs_on_the_sdk_runtime(server):
 
 
 @aio
-async def test_python_logger_never_sees_a_token(server):
+async def test_python_logger_never_sees_a_token(server: Server) -> None:
     class Lines(sessionkit.Logger):
-        def __init__(self):
-            self.lines = []
+        def __init__(self) -> None:
+            self.lines: List[Tuple[sessionkit.LogLevel, str, str]] = []
 
-        def log(self, level, target, message):
+        def log(self, level: sessionkit.LogLevel, target: str, message: str) -> None:
             self.lines.append((level, target, message))
 
     logger = Lines()
@@ -288,6 +292,7 @@ async def test_python_logger_never_sees_a_token(server):
     await user.log_out()
     assert logger.lines
     assert all(isinstance(level, sessionkit.LogLevel) for level, _, _ in logger.lines)
+    assert old_refresh_token is not None
     secrets = [old_refresh_token]
     text = "\n".join(message for _, _, message in logger.lines)
     assert all(s not in text for s in secrets)

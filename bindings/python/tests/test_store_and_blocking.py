@@ -1,32 +1,33 @@
 """A SessionStore written in Python, and the blocking facade."""
 
-import json
+
+from typing import Any, Callable, Dict, List, Optional
 
 import pytest
 
 import sessionkit
 from sessionkit import Credentials, SessionStore, StorageConfig, StoreError, UserState, blocking
 
-from conftest import aio
+from conftest import Server, aio
 
 
 class DictStore(SessionStore):
     """Keeps the session document in a dict, as an app might keep it in the Keychain."""
 
-    def __init__(self):
-        self.data = {}
+    def __init__(self) -> None:
+        self.data: Dict[str, bytes] = {}
         self.saves = 0
 
-    def load(self):
+    def load(self) -> Optional[bytes]:
         return self.data.get("doc")
 
-    def save(self, bytes):
+    def save(self, bytes: bytes) -> None:
         self.data["doc"] = bytes
         self.saves += 1
 
 
 @aio
-async def test_python_store_restores_users_in_a_second_app(server):
+async def test_python_store_restores_users_in_a_second_app(server: Server) -> None:
     store = DictStore()
     app = server.app(storage=StorageConfig.CUSTOM(store=store))
     await app.email_password_auth().register_user("keep@example.com", "correct-horse")
@@ -37,8 +38,8 @@ async def test_python_store_restores_users_in_a_second_app(server):
 
     again = server.app(storage=StorageConfig.CUSTOM(store=store))
     assert {u.id() for u in again.all_users()} == {kept.id(), anon.id()}
-    assert again.current_user().id() == kept.id()
     restored = again.current_user()
+    assert restored is not None and restored.id() == kept.id()
     assert restored.state() == UserState.LOGGED_IN
     assert restored.refresh_token() == kept.refresh_token()
     await restored.refresh_access_token()  # the restored session works on the server
@@ -46,12 +47,12 @@ async def test_python_store_restores_users_in_a_second_app(server):
 
 
 @aio
-async def test_store_errors_reach_the_app(server):
+async def test_store_errors_reach_the_app(server: Server) -> None:
     class Locked(SessionStore):
-        def load(self):
+        def load(self) -> Optional[bytes]:
             raise StoreError.Unavailable("device locked")
 
-        def save(self, bytes):
+        def save(self, bytes: bytes) -> None:
             raise StoreError.Unavailable("device locked")
 
     with pytest.raises(sessionkit.AppError.Storage) as err:
@@ -59,7 +60,7 @@ async def test_store_errors_reach_the_app(server):
     assert "device locked" in str(err.value)
 
 
-def test_blocking_facade(server):
+def test_blocking_facade(server: Server) -> None:
     app = blocking.App(server.config())
     user = app.log_in(Credentials.ANONYMOUS(reuse=True))
     assert isinstance(user, blocking.User)

@@ -10,11 +10,20 @@
 
 import enum
 import typing
-from typing import Any, AsyncIterator, Dict, List, Optional
+from typing import Any, AsyncGenerator, Dict, List, Optional
 
 from . import blocking as blocking
 
-__all__: List[str]
+__all__ = [
+    "InternalError", "StoreError", "StorageConfig", "LogLevel", "SessionErrorKind", "AppError",
+    "AuthEventKind", "Credentials", "UserState", "ApiKey", "DeviceInfo", "AppConfig",
+    "UserIdentity", "UserProfile", "HttpHeader", "HttpResponse", "AuthEvent", "SessionError",
+    "foreign_runtime_exiting", "SessionStoreImpl", "SessionStore", "LoggerImpl", "Logger",
+    "ApiKeyAuth", "ApiKeyAuthProtocol", "AuthEventListenerImpl", "AuthEventListener",
+    "Subscription", "SubscriptionProtocol", "User", "UserProtocol", "EmailPasswordAuth",
+    "EmailPasswordAuthProtocol", "SessionErrorHandlerImpl", "SessionErrorHandler", "App",
+    "AppProtocol", "blocking",
+]
 
 # ---- values ----
 
@@ -70,7 +79,7 @@ class SessionStore:
     def load(self) -> Optional[bytes]:
         """Returns the saved document, or None if nothing was saved. Raises
         ``StoreError.Unavailable`` (try later; nobody is logged out) or ``StoreError.Corrupt``."""
-    def save(self, bytes: bytes) -> None:
+    def save(self, data: bytes, /) -> None:
         """Replaces the saved document atomically. Raises ``StoreError.Unavailable``."""
 
 class SessionStoreImpl(SessionStore): ...
@@ -128,7 +137,7 @@ class LogLevel(enum.Enum):
 class Logger:
     """Receives the SDK's logs (every token redacted); subclass it. Called on SDK threads."""
 
-    def log(self, level: LogLevel, target: str, message: str) -> None:
+    def log(self, level: LogLevel, target: str, message: str, /) -> None:
         """One log line; ``target`` is the Rust module it comes from."""
 
 class LoggerImpl(Logger): ...
@@ -421,7 +430,7 @@ class AuthEventListener:
     """Receives auth events; subclass it and pass it to ``subscribe``. Called on SDK threads:
     keep it quick."""
 
-    def on_event(self, event: AuthEvent) -> None: ...
+    def on_event(self, event: AuthEvent, /) -> None: ...
 
 class AuthEventListenerImpl(AuthEventListener): ...
 
@@ -429,16 +438,15 @@ class SessionErrorHandler:
     """The token-expiry callback: subclass it and pass it to ``App.set_session_error_handler``.
     Called on an SDK thread."""
 
-    def on_session_error(self, user: User, error: SessionError) -> None:
+    def on_session_error(self, user: User, error: SessionError, /) -> None:
         """``user``'s refresh token can no longer be used (``error.kind`` says why): show the
         login screen."""
 
 class SessionErrorHandlerImpl(SessionErrorHandler): ...
 
-class SubscriptionProtocol(typing.Protocol):
-    def cancel(self) -> None: ...
+class SubscriptionProtocol(typing.Protocol): ...
 
-class Subscription(SubscriptionProtocol):
+class Subscription:
     """Keeps a listener subscribed; cancelled by ``cancel()`` or when dropped."""
 
     def cancel(self) -> None:
@@ -451,15 +459,10 @@ def foreign_runtime_exiting(timeout_ms: int) -> int:
 
 # ---- App and User ----
 
-class ApiKeyAuthProtocol(typing.Protocol):
-    async def create(self, name: str) -> ApiKey: ...
-    async def fetch(self, id: str) -> ApiKey: ...
-    async def fetch_all(self) -> List[ApiKey]: ...
-    async def delete(self, id: str) -> None: ...
-    async def enable(self, id: str) -> None: ...
-    async def disable(self, id: str) -> None: ...
+# The generated Protocols are named only; use the classes.
+class ApiKeyAuthProtocol(typing.Protocol): ...
 
-class ApiKeyAuth(ApiKeyAuthProtocol):
+class ApiKeyAuth:
     """One user's API keys. Each call is a request made as the user; it raises
     ``AppError.InvalidArgument`` without a request when the user logged in with an API key, and
     ``AppError.ClientUserNotLoggedIn``, ``AppError.SessionExpired``, ``AppError.Service`` (e.g.
@@ -478,16 +481,9 @@ class ApiKeyAuth(ApiKeyAuthProtocol):
     async def disable(self, id: str) -> None:
         """Disables the key; sessions logged in with it end. Returns None."""
 
-class EmailPasswordAuthProtocol(typing.Protocol):
-    async def register_user(self, email: str, password: str) -> None: ...
-    async def confirm_user(self, token: str, token_id: str) -> None: ...
-    async def resend_confirmation_email(self, email: str) -> None: ...
-    async def retry_custom_confirmation(self, email: str) -> None: ...
-    async def send_reset_password_email(self, email: str) -> None: ...
-    async def reset_password(self, token: str, token_id: str, password: str) -> None: ...
-    async def call_reset_password_function(self, email: str, password: str, *args: Any) -> None: ...
+class EmailPasswordAuthProtocol(typing.Protocol): ...
 
-class EmailPasswordAuth(EmailPasswordAuthProtocol):
+class EmailPasswordAuth:
     """Registration, confirmation and password resets; none of them logs anyone in. Each call
     is one request and raises ``AppError.Service`` when the server refuses it (e.g.
     ``code='AccountNameInUse'``, HTTP 409), ``AppError.Network``, ``AppError.Timeout``,
@@ -515,10 +511,9 @@ class EmailPasswordAuth(EmailPasswordAuthProtocol):
     ) -> None:
         """As ``call_reset_password_function``, with the arguments as JSON text (an array)."""
 
-class UserProtocol(typing.Protocol):
-    def id(self) -> str: ...
+class UserProtocol(typing.Protocol): ...
 
-class User(UserProtocol):
+class User:
     """A user of the App; two handles on the same user compare equal.
 
     The calls that make requests as the user refresh its access token first when it is about to
@@ -589,14 +584,13 @@ class User(UserProtocol):
     def subscribe(self, listener: AuthEventListener) -> Subscription:
         """Delivers this user's events to ``listener`` (an ``INITIAL_STATE`` first) on SDK
         threads until the returned ``Subscription`` is cancelled or dropped."""
-    def auth_events(self) -> AsyncIterator[AuthEvent]:
+    def auth_events(self) -> AsyncGenerator[AuthEvent, None]:
         """Returns an async iterator over this user's events, an ``INITIAL_STATE`` first:
         ``async for event in user.auth_events():``; leaving the loop ends the subscription."""
 
-class AppProtocol(typing.Protocol):
-    def app_id(self) -> str: ...
+class AppProtocol(typing.Protocol): ...
 
-class App(AppProtocol):
+class App:
     """An App Services app, as seen from this device.
 
     Close it when done (``app.close()``, or ``with App(config) as app:``); one left open is
@@ -636,7 +630,7 @@ class App(AppProtocol):
     def subscribe(self, listener: AuthEventListener) -> Subscription:
         """Delivers every auth event of this app to ``listener`` (an ``INITIAL_STATE`` first) on
         SDK threads until the returned ``Subscription`` is cancelled or dropped."""
-    def auth_events(self) -> AsyncIterator[AuthEvent]:
+    def auth_events(self) -> AsyncGenerator[AuthEvent, None]:
         """Returns an async iterator over every auth event of this app, an ``INITIAL_STATE``
         first: ``async for event in app.auth_events():``; leaving the loop ends the
         subscription."""

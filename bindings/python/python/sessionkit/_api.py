@@ -65,7 +65,8 @@ def _install_docs() -> None:
 def install() -> None:
     """Checks the arguments of every public method and input-value constructor."""
     _install_docs()
-    for cls in (_ffi.App, _ffi.User, _ffi.ApiKeyAuth, _ffi.EmailPasswordAuth):
+    services: typing.List[type] = [_ffi.App, _ffi.User, _ffi.ApiKeyAuth, _ffi.EmailPasswordAuth]
+    for cls in services:
         _checks.install_on(cls, constructor=cls is _ffi.App)
     variants = [
         v
@@ -73,8 +74,8 @@ def install() -> None:
         for v in vars(enum_like).values()
         if isinstance(v, type) and issubclass(v, enum_like)
     ]
-    for cls in (_ffi.AppConfig, _ffi.DeviceInfo, *variants):
-        _checks.install_on(cls, constructor=True)
+    for value_cls in (_ffi.AppConfig, _ffi.DeviceInfo, *variants):
+        _checks.install_on(value_cls, constructor=True)
     # Callback interfaces: subclassing is documented, an object with the methods works too.
     _checks.allow_duck_typing(
         _ffi.SessionStore, _ffi.Logger, _ffi.AuthEventListener, _ffi.SessionErrorHandler

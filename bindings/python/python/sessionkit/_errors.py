@@ -31,7 +31,7 @@ def _variants(cls: type) -> typing.List[typing.Tuple[str, type]]:
 
 def _field_names(cls: type) -> typing.List[str]:
     """A generated variant's fields, in the order its constructor takes them."""
-    params = inspect.signature(cls.__init__).parameters
+    params = inspect.signature(getattr(cls, "__init__")).parameters
     return [p for p in params if p != "self"]
 
 
@@ -80,8 +80,8 @@ def install() -> None:
         for variant_name, variant in _variants(cls):
             _rename(variant, f"{name}.{variant_name}")
     for variant_name, variant in _variants(_ffi.AppError):
-        variant.__str__ = _error_str  # type: ignore[method-assign]
-        variant.__repr__ = _error_repr  # type: ignore[method-assign]
+        setattr(variant, "__str__", _error_str)
+        setattr(variant, "__repr__", _error_repr)
     for variant_name, variant in _variants(_ffi.StoreError):
-        variant.__str__ = _store_error_str  # type: ignore[method-assign]
-        variant.__repr__ = _error_repr  # type: ignore[method-assign]
+        setattr(variant, "__str__", _store_error_str)
+        setattr(variant, "__repr__", _error_repr)

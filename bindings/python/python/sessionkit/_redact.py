@@ -41,7 +41,8 @@ def _show(value: object) -> str:
 
 
 def _fields(cls: type) -> typing.List[str]:
-    return [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+    init = vars(cls).get("__init__") or getattr(cls, "__init__")
+    return [p for p in inspect.signature(init).parameters if p != "self"]
 
 
 def _form(fields: typing.Sequence[str], secret: typing.Collection[str]) -> typing.Callable[[object], str]:
@@ -119,12 +120,13 @@ def install() -> None:
     """Replaces the string forms of the generated values."""
     for cls in _RECORDS:
         form = _form(_fields(cls), _SECRETS.get(cls, set()))
-        cls.__str__ = form  # type: ignore[method-assign]
-        cls.__repr__ = form  # type: ignore[method-assign]
-    for cls, form in (
+        setattr(cls, "__str__", form)
+        setattr(cls, "__repr__", form)
+    specific: typing.List[typing.Tuple[type, typing.Callable[[typing.Any], str]]] = [
         (_ffi.HttpHeader, _http_header_text),
         (_ffi.HttpResponse, _http_response_text),
         (_ffi.User, _user_text),
-    ):
-        cls.__str__ = form  # type: ignore[method-assign]
-        cls.__repr__ = form  # type: ignore[method-assign]
+    ]
+    for cls, text in specific:
+        setattr(cls, "__str__", text)
+        setattr(cls, "__repr__", text)

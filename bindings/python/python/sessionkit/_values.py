@@ -93,14 +93,18 @@ def _response_json(self: _ffi.HttpResponse) -> typing.Any:
 
 def install() -> None:
     """Adds the value forms to the generated classes (the text forms keep working)."""
-    user = _ffi.User
-    for fn in (call_function, call_function_json, custom_data, refresh_custom_data,
-               refresh_custom_data_json, request):
-        fn.__qualname__ = f"User.{fn.__name__}"
-        setattr(user, fn.__name__, fn)
-    auth = _ffi.EmailPasswordAuth
-    for fn in (call_reset_password_function, call_reset_password_function_json):
-        fn.__qualname__ = f"EmailPasswordAuth.{fn.__name__}"
-        setattr(auth, fn.__name__, fn)
+    added: typing.List[typing.Tuple[type, typing.Callable[..., typing.Any]]] = [
+        (_ffi.User, call_function),
+        (_ffi.User, call_function_json),
+        (_ffi.User, custom_data),
+        (_ffi.User, refresh_custom_data),
+        (_ffi.User, refresh_custom_data_json),
+        (_ffi.User, request),
+        (_ffi.EmailPasswordAuth, call_reset_password_function),
+        (_ffi.EmailPasswordAuth, call_reset_password_function_json),
+    ]
+    for cls, fn in added:
+        fn.__qualname__ = f"{cls.__name__}.{fn.__name__}"
+        setattr(cls, fn.__name__, fn)
     _ffi.UserProfile.data = property(_profile_data, doc="The profile document (``data_json``) as a dict.")  # type: ignore[attr-defined]
     _ffi.HttpResponse.json = _response_json  # type: ignore[attr-defined]

@@ -5,7 +5,7 @@ import sys
 import sessionkit as sk
 
 
-async def main():
+async def main() -> None:
     app = sk.App(sk.AppConfig(app_id=sys.argv[2], base_url=sys.argv[1],
                  storage=sk.StorageConfig.FILE(dir=sys.argv[3], encryption_key=None)))
     u = await app.log_in(sk.Credentials.ANONYMOUS(reuse=False))

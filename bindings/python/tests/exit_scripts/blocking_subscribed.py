@@ -6,7 +6,7 @@ from sessionkit.blocking import App
 
 
 class L(sk.AuthEventListener):
-    def on_event(self, e):
+    def on_event(self, e: sk.AuthEvent) -> None:
         pass
 
 

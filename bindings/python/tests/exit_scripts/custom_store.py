@@ -3,6 +3,7 @@ a refresh in flight at exit; the App is never closed. The store writes the file 
 import os
 import sys
 import threading
+from typing import Optional
 
 import sessionkit as sk
 from sessionkit.blocking import App, User
@@ -11,14 +12,14 @@ path = os.path.join(sys.argv[3], "custom-store.bin")
 
 
 class Store(sk.SessionStore):
-    def load(self):
+    def load(self) -> Optional[bytes]:
         try:
             with open(path, "rb") as f:
                 return f.read()
         except FileNotFoundError:
             return None
 
-    def save(self, data):
+    def save(self, data: bytes) -> None:
         tmp = path + ".tmp"
         with open(tmp, "wb") as f:
             f.write(data)

@@ -7,21 +7,21 @@ import sessionkit as sk
 
 
 class L(sk.AuthEventListener):
-    def on_event(self, e):
+    def on_event(self, e: sk.AuthEvent) -> None:
         sum(range(1000))
 
 
 class H(sk.SessionErrorHandler):
-    def on_session_error(self, user, error):
+    def on_session_error(self, user: sk.User, error: sk.SessionError) -> None:
         pass
 
 
 class Log(sk.Logger):
-    def log(self, level, target, message):
+    def log(self, level: sk.LogLevel, target: str, message: str) -> None:
         pass
 
 
-async def main():
+async def main() -> None:
     app = sk.App(sk.AppConfig(app_id=sys.argv[2], base_url=sys.argv[1],
                  storage=sk.StorageConfig.FILE(dir=sys.argv[3], encryption_key=None),
                  auto_refresh=True, logger=Log()))
