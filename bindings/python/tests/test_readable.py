@@ -255,3 +255,10 @@ def test_docstrings_say_what_calls_return_and_raise() -> None:
     assert "milliseconds" in (sessionkit.AppConfig.__doc__ or "")
     assert "AppError.InvalidArgument" in (sessionkit.User.valid_access_token.__doc__ or "")
 
+
+
+def test_store_errors_read_as_in_kotlin_and_swift() -> None:
+    e = sessionkit.StoreError.Unavailable("device locked")
+    assert str(e) == "session store unavailable: device locked"
+    assert repr(e) == "StoreError.Unavailable(message='device locked')"
+    assert str(sessionkit.StoreError.Corrupt("bad header")) == "session store corrupt: bad header"

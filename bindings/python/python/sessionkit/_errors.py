@@ -60,8 +60,13 @@ def _error_repr(self: BaseException) -> str:
     return f"{type(self).__qualname__}({fields})"
 
 
+# As Kotlin's and Swift's StoreError messages.
+_STORE_ERROR_TEXT = {"Unavailable": "session store unavailable", "Corrupt": "session store corrupt"}
+
+
 def _store_error_str(self: BaseException) -> str:
-    return str(getattr(self, "message", BaseException.__str__(self)))
+    what = _STORE_ERROR_TEXT.get(type(self).__name__, "session store error")
+    return f"{what}: {getattr(self, 'message', '')}"
 
 
 def _rename(cls: type, qualname: str) -> None:
