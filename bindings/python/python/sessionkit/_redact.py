@@ -40,16 +40,36 @@ def _show(value: object) -> str:
     return repr(value)
 
 
-def _fields(cls: type) -> typing.List[str]:
+def _params(cls: type) -> typing.List[inspect.Parameter]:
     init = vars(cls).get("__init__") or getattr(cls, "__init__")
-    return [p for p in inspect.signature(init).parameters if p != "self"]
+    return [p for p in inspect.signature(init).parameters.values() if p.name != "self"]
 
 
-def _form(fields: typing.Sequence[str], secret: typing.Collection[str]) -> typing.Callable[[object], str]:
+def _defaults(cls: type, self: object) -> typing.Dict[str, object]:
+    """The values a constructor call without them would give (a record built from ``self``'s
+    required fields only: the generated defaults may be a private sentinel)."""
+    params = _params(cls)
+    if all(p.default is inspect.Parameter.empty for p in params):
+        return {}
+    required = {p.name: getattr(self, p.name) for p in params if p.default is inspect.Parameter.empty}
+    try:
+        plain = cls(**required)
+    except Exception:  # a record that cannot be rebuilt: show every field
+        return {}
+    return {p.name: getattr(plain, p.name) for p in params if p.default is not inspect.Parameter.empty}
+
+
+def _form(cls: type, secret: typing.Collection[str]) -> typing.Callable[[object], str]:
+    fields = [p.name for p in _params(cls)]
+
     def text(self: object) -> str:
+        # Fields left at their defaults are left out, as in the constructor call one would write.
+        defaults = _defaults(cls, self)
         parts = []
         for f in fields:
             value = getattr(self, f)
+            if f in defaults and value == defaults[f]:
+                continue
             shown = _REDACTED if f in secret and value is not None else _show(value)
             parts.append(f"{f}={shown}")
         return f"{type(self).__qualname__}({', '.join(parts)})"
@@ -119,7 +139,7 @@ _RECORDS: typing.List[type] = [
 def install() -> None:
     """Replaces the string forms of the generated values."""
     for cls in _RECORDS:
-        form = _form(_fields(cls), _SECRETS.get(cls, set()))
+        form = _form(cls, _SECRETS.get(cls, set()))
         setattr(cls, "__str__", form)
         setattr(cls, "__repr__", form)
     specific: typing.List[typing.Tuple[type, typing.Callable[[typing.Any], str]]] = [
