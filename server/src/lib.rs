@@ -3,6 +3,7 @@
 //!
 //! Start it in-process with [`RunningServer::start`], or run the `sessionkit-server` binary.
 
+pub mod admin_client;
 pub mod config;
 pub mod db;
 pub mod email;

@@ -10,7 +10,13 @@ use sessionkit_server::{Config, RunningServer};
 
 /// Self-hostable App Services client API server (users and sessions in SQLite).
 #[derive(Debug, Parser)]
-#[command(name = "sessionkit-server", version, about)]
+// A subcommand lifts the --config requirement: `admin` may do without (checked by hand).
+#[command(
+    name = "sessionkit-server",
+    version,
+    about,
+    subcommand_negates_reqs = true
+)]
 struct Cli {
     /// TOML configuration file.
     #[arg(
@@ -36,6 +42,17 @@ struct Cli {
 
 #[derive(Debug, clap::Subcommand)]
 enum Command {
+    /// Talks to a running server's admin API. The admin key pair comes from the config's
+    /// [admin] table or from SESSIONKIT_ADMIN_PUBLIC_KEY and SESSIONKIT_ADMIN_PRIVATE_KEY,
+    /// never from an argument (other users of the machine can read those).
+    Admin {
+        /// The server's URL; default: SESSIONKIT_URL, else the config's public_url, else its
+        /// listen address.
+        #[arg(long, value_name = "URL")]
+        url: Option<String>,
+        #[command(subcommand)]
+        action: AdminAction,
+    },
     /// Access-token signing keys of an app that signs with ES256 or RS256.
     Keys {
         #[command(subcommand)]
@@ -58,6 +75,184 @@ enum KeysAction {
         #[arg(long)]
         app: String,
     },
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum AdminAction {
+    /// Users of an app.
+    Users {
+        #[command(subcommand)]
+        action: UsersAction,
+    },
+    /// Tokens of an app.
+    Tokens {
+        #[command(subcommand)]
+        action: TokensAction,
+    },
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum UsersAction {
+    /// Prints each user: id, disabled, identities (one JSON document per line).
+    List {
+        #[arg(long)]
+        app: String,
+    },
+    /// Revokes every session of the users: each device learns it at its next refresh.
+    Revoke {
+        #[arg(long)]
+        app: String,
+        /// User ids, comma separated.
+        #[arg(long, value_delimiter = ',', required = true)]
+        user: Vec<String>,
+    },
+    /// Disables the users: sessions revoked, logins refused.
+    Disable {
+        #[arg(long)]
+        app: String,
+        #[arg(long, value_delimiter = ',', required = true)]
+        user: Vec<String>,
+    },
+    /// Enables the users again.
+    Enable {
+        #[arg(long)]
+        app: String,
+        #[arg(long, value_delimiter = ',', required = true)]
+        user: Vec<String>,
+    },
+    /// Deletes the users and their sessions.
+    Delete {
+        #[arg(long)]
+        app: String,
+        #[arg(long, value_delimiter = ',', required = true)]
+        user: Vec<String>,
+    },
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum TokensAction {
+    /// Verifies a token read from stdin (a token is a secret: not an argument); prints its
+    /// claims, or exits 1 when it is expired or forged.
+    Verify {
+        #[arg(long)]
+        app: String,
+    },
+}
+
+/// The admin key pair: the environment first, then the config.
+fn admin_keys(config: Option<&Config>) -> Result<(String, String), String> {
+    use sessionkit_server::admin_client::{ENV_PRIVATE_KEY, ENV_PUBLIC_KEY};
+    if let (Ok(public), Ok(private)) = (
+        std::env::var(ENV_PUBLIC_KEY),
+        std::env::var(ENV_PRIVATE_KEY),
+    ) {
+        return Ok((public, private));
+    }
+    match config.and_then(|c| c.admin.as_ref()) {
+        Some(a) => Ok((a.public_key.clone(), a.private_key.clone())),
+        None => Err(format!(
+            "no admin key pair: put an [admin] table in the config, or set {ENV_PUBLIC_KEY} \
+             and {ENV_PRIVATE_KEY}"
+        )),
+    }
+}
+
+/// The server's URL: `--url`, SESSIONKIT_URL, the config's `public_url`, its listen address.
+fn admin_url(url: Option<&String>, config: Option<&Config>) -> Result<String, String> {
+    if let Some(u) = url {
+        return Ok(u.clone());
+    }
+    if let Ok(u) = std::env::var("SESSIONKIT_URL") {
+        return Ok(u);
+    }
+    if let Some(c) = config {
+        if let Some(u) = &c.public_url {
+            return Ok(u.clone());
+        }
+        if c.listen.port() != 0 {
+            return Ok(format!("http://{}", c.listen));
+        }
+    }
+    Err("no server URL: pass --url, or set SESSIONKIT_URL".into())
+}
+
+/// Runs an `admin` command; the exit code.
+async fn admin(config: Option<&Config>, url: Option<&String>, action: &AdminAction) -> ExitCode {
+    use sessionkit_server::admin_client::AdminClient;
+    let (url, (public, private)) = match (admin_url(url, config), admin_keys(config)) {
+        (Ok(u), Ok(k)) => (u, k),
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!("argument error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let client = match AdminClient::log_in(&url, &public, &private).await {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut failed = false;
+    let mut report =
+        |what: String, r: Result<(), sessionkit_server::admin_client::AdminError>| match r {
+            Ok(()) => println!("{what}"),
+            Err(e) => {
+                failed = true;
+                eprintln!("{what} failed: {e}");
+            }
+        };
+    match action {
+        AdminAction::Users { action } => match action {
+            UsersAction::List { app } => match client.list_users(app).await {
+                Ok(users) => {
+                    for u in users {
+                        println!("{u}");
+                    }
+                }
+                Err(e) => report(format!("list users of {app}"), Err(e)),
+            },
+            UsersAction::Revoke { app, user } => {
+                for id in user {
+                    let r = client.revoke_sessions(app, id).await;
+                    report(format!("revoked the sessions of {id}"), r);
+                }
+            }
+            UsersAction::Disable { app, user } | UsersAction::Enable { app, user } => {
+                let disable = matches!(action, UsersAction::Disable { .. });
+                for id in user {
+                    let r = client.set_disabled(app, id, disable).await;
+                    let done = if disable { "disabled" } else { "enabled" };
+                    report(format!("{done} {id}"), r);
+                }
+            }
+            UsersAction::Delete { app, user } => {
+                for id in user {
+                    let r = client.delete_user(app, id).await;
+                    report(format!("deleted {id}"), r);
+                }
+            }
+        },
+        AdminAction::Tokens {
+            action: TokensAction::Verify { app },
+        } => {
+            let mut token = String::new();
+            let _ = std::io::stdin().read_line(&mut token);
+            match client.verify_token(app, token.trim()).await {
+                Ok(serde_json::Value::String(s)) => {
+                    eprintln!("{s}");
+                    failed = true;
+                }
+                Ok(claims) => println!("{claims}"),
+                Err(e) => report("verify the token".into(), Err(e)),
+            }
+        }
+    }
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
 }
 
 /// Runs a `keys` command against the configured database; the exit code.
@@ -186,6 +381,30 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
+    if let Some(Command::Admin { url, action }) = &cli.command {
+        // The config is optional here: --url and the environment may say it all.
+        let config = match cli.config.is_some().then(|| load(&cli)).transpose() {
+            Ok(c) => c,
+            Err(msg) => {
+                eprintln!("{msg}");
+                return ExitCode::from(2);
+            }
+        };
+        return match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(rt) => rt.block_on(admin(config.as_ref(), url.as_ref(), action)),
+            Err(e) => {
+                eprintln!("cannot start runtime: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    if cli.config.is_none() && !cli.dev {
+        eprintln!("argument error: --config FILE (or --dev) is required");
+        return ExitCode::from(2);
+    }
     let config = match load(&cli) {
         Ok(c) => c,
         Err(msg) => {
