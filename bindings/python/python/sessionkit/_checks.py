@@ -32,7 +32,7 @@ def _is_none(hint: object) -> bool:
 
 
 def _accepts(value: object, hint: object) -> bool:
-    if hint is typing.Any or hint is object:
+    if type(value) is hint or hint is typing.Any or hint is object:  # the common case first
         return True
     if _is_none(hint):
         return value is None
@@ -100,12 +100,22 @@ def checked(fn: typing.Callable[..., typing.Any], label: str) -> typing.Callable
     if not plain:
         return fn
 
+    positional = [
+        p.name for p in sig.parameters.values()
+        if p.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    ]
+    simple = len(positional) == len(sig.parameters)
+
     def check(args: typing.Tuple[object, ...], kwargs: typing.Dict[str, object]) -> None:
-        try:
-            bound = sig.bind(*args, **kwargs)
-        except TypeError as e:
-            raise TypeError(f"{label}(): {e}") from None
-        for name, value in bound.arguments.items():
+        if simple and not kwargs and len(args) == len(positional):
+            # The usual call, every argument positional: no binding needed (it costs ~5 us).
+            arguments: typing.Iterable[typing.Tuple[str, object]] = zip(positional, args)
+        else:
+            try:
+                arguments = sig.bind(*args, **kwargs).arguments.items()
+            except TypeError as e:
+                raise TypeError(f"{label}(): {e}") from None
+        for name, value in arguments:
             hint = plain.get(name)
             if hint is not None and not _accepts(value, hint):
                 raise TypeError(
