@@ -320,3 +320,51 @@ async fn a_hosted_service_client_works_against_sessionkit_server() {
     assert_eq!(claims["sub"], json!(jwt.user_id));
     server.stop().await;
 }
+
+/// Social sign-in as the hosted service's clients sent it (realm-core's bodies: `id_token`,
+/// `authCode`, `accessToken`, plus `provider` and `options.device`), against the server
+/// pointed at the loopback test issuer instead of Google, Apple and Facebook.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hosted_service_client_signs_in_with_google_apple_and_facebook() {
+    use sessionkit_tests::ServerOptions;
+    use sessionkit_tests::issuer::{TestIssuer, providers_toml};
+    let issuer = TestIssuer::start().await;
+    let server = TestServer::with(ServerOptions {
+        extra_providers: providers_toml(&issuer.url),
+        ..ServerOptions::default()
+    })
+    .await;
+    let client = HostedClient::connect(&server.base_url()).await;
+    let spec = |sub: &str| json!({"sub": sub, "email": format!("{sub}@example.com")});
+    let cases = [
+        ("oauth2-google", "id_token", "google_id_token", "g-hosted"),
+        (
+            "oauth2-google",
+            "authCode",
+            "google_auth_code",
+            "g-code-hosted",
+        ),
+        ("oauth2-apple", "id_token", "apple_id_token", "apple-hosted"),
+        (
+            "oauth2-facebook",
+            "accessToken",
+            "facebook_access_token",
+            "fb-hosted",
+        ),
+    ];
+    for (provider, field, kind, sub) in cases {
+        let secret = issuer.credential(kind, &spec(sub)).unwrap();
+        let tokens = client.log_in(provider, json!({ field: secret })).await;
+        let profile = client.profile(&tokens.access).await;
+        assert_eq!(profile["user_id"], tokens.user_id.as_str());
+        assert_eq!(
+            profile["identities"][0]["provider_type"], provider,
+            "{profile}"
+        );
+        assert_eq!(profile["identities"][0]["id"], sub, "{profile}");
+        assert_eq!(profile["data"]["email"], format!("{sub}@example.com"));
+        let (status, _) = client.refresh(&tokens.refresh).await;
+        assert_eq!(status, StatusCode::CREATED, "{provider}: refresh answers 201 as hosted");
+    }
+    server.stop().await;
+}
