@@ -96,5 +96,13 @@ src = sentences(src, "StoreException", {
 old_fn = "fun `foreignRuntimeExiting`(`timeoutMs`: kotlin.UInt): kotlin.UInt {"
 assert src.count(old_fn) == 1, "foreignRuntimeExiting(UInt) not found once"
 src = src.replace(old_fn, "internal fun `foreignRuntimeExitingUnsigned`(`timeoutMs`: kotlin.UInt): kotlin.UInt {")
+
+# No unsigned type in the public API (issue #13: plain literals): the generator writes exported
+# types as kotlin.UInt etc., so any such declaration that is not internal is one the FFI added.
+unsigned = [
+    line.strip() for line in src.splitlines()
+    if re.search(r"\bkotlin\.U(Int|Long|Short|Byte)\b", line) and "internal fun" not in line
+]
+assert not unsigned, f"unsigned types in the public Kotlin API: {unsigned}"
 path.write_text(src)
 PY

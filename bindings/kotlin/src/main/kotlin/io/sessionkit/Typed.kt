@@ -60,6 +60,17 @@ suspend inline fun <reified T> User.callFunction(
 inline fun <reified T : Any> User.customData(json: Json = SessionKitJson): T? =
     customDataJson()?.let { decodeTyped(json, serializer<T>(), it, "the custom data") }
 
+/**
+ * Fetches this user's custom data from the server ([User.refreshCustomData]: a token refresh,
+ * so the new `user_data` claim) and decodes it into [T]; `null` when there is none.
+ *
+ * @param json how to decode; default [SessionKitJson] (unknown keys ignored).
+ * @throws AppException.InvalidArgument if the custom data does not decode into [T].
+ * @throws AppException as [User.refreshCustomData] does (SessionExpired, Network, ...).
+ */
+suspend inline fun <reified T : Any> User.refreshCustomData(json: Json = SessionKitJson): T? =
+    refreshCustomData()?.let { decodeTyped(json, serializer<T>(), it, "the custom data") }
+
 /** The arguments as one JSON array text. Public for the inline [callFunction] only. */
 @PublishedApi
 internal fun encodeFunctionArgs(json: Json, args: Array<out Any?>): String =

@@ -57,8 +57,8 @@ class TypedTest {
         assertNull(user.customData<Prefs>())
         val (status, body) = server.admin("PUT", "/users/${user.id()}/custom_data", """{"theme":"dark","size":3,"extra":1}""")
         assertTrue(status in 200..299, "$status $body")
-        user.refreshCustomData()
         // Unknown keys ("extra", and the server's own) are ignored by the default Json.
+        assertEquals(Prefs("dark", 3), user.refreshCustomData<Prefs>())
         assertEquals(Prefs("dark", 3), user.customData<Prefs>())
         assertThrows<AppException.InvalidArgument> { user.customData<Point>() }
     }
