@@ -253,6 +253,13 @@ def test_docstrings_say_what_calls_return_and_raise() -> None:
             assert doc.strip(), f"{cls.__qualname__}.{name} has no docstring"
             if sig.return_annotation not in (None, "None"):
                 assert "eturn" in doc or "True once" in doc, f"{cls.__qualname__}.{name}: {doc}"
+            # Every call that makes a request says which errors it raises (a `_json` twin
+            # refers to its value form).
+            fn = getattr(cls, name)
+            requests = inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
+                getattr(fn, "__wrapped__", None)) or "_run(" in inspect.getsource(fn)
+            if requests and not doc.startswith("As ``"):
+                assert "Raises" in doc and "AppError." in doc, f"{cls.__qualname__}.{name}: {doc}"
     # Units where numbers are durations.
     assert "seconds" in (sessionkit.User.valid_access_token.__doc__ or "")
     assert "seconds" in (blocking.User.valid_access_token.__doc__ or "")

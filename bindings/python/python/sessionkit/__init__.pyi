@@ -413,7 +413,8 @@ class AppError(Exception):
         def __init__(self, url: str) -> None: ...
 
     class AppClosed(AppError):
-        """The App was closed (``close()``); create a new App to go on: it restores the sessions."""
+        """The App was closed (``close()``); create a new App to go on: it restores the
+        sessions."""
 
         message: str
         def __init__(self, message: str) -> None: ...
@@ -466,20 +467,39 @@ class ApiKeyAuth:
     """One user's API keys. Each call is a request made as the user; it raises
     ``AppError.InvalidArgument`` without a request when the user logged in with an API key, and
     ``AppError.ClientUserNotLoggedIn``, ``AppError.SessionExpired``, ``AppError.Service`` (e.g.
-    an unknown id: HTTP 404), ``AppError.Network``, ``AppError.Timeout``, ``AppError.AppClosed``."""
+    an unknown id: HTTP 404), ``AppError.Network``, ``AppError.Timeout``,
+    ``AppError.AppClosed``."""
 
     async def create(self, name: str) -> ApiKey:
-        """Creates a key; returns it with its secret ``key``, which is only ever returned here."""
+        """Creates a key; returns it with its secret ``key``, which is only ever returned here.
+        Raises ``AppError.InvalidArgument`` (an API-key session),
+        ``AppError.ClientUserNotLoggedIn``, ``AppError.SessionExpired``, ``AppError.Service``,
+        ``AppError.Network``, ``AppError.Timeout``, ``AppError.AppClosed``."""
     async def fetch(self, id: str) -> ApiKey:
-        """Returns the key with this id (its ``key`` is None)."""
+        """Returns the key with this id (its ``key`` is None). Raises
+        ``AppError.InvalidArgument`` (an API-key session), ``AppError.ClientUserNotLoggedIn``,
+        ``AppError.SessionExpired``, ``AppError.Service``, ``AppError.Network``,
+        ``AppError.Timeout``, ``AppError.AppClosed``."""
     async def fetch_all(self) -> List[ApiKey]:
-        """Returns every key of the user (their ``key`` is None)."""
+        """Returns every key of the user (their ``key`` is None). Raises
+        ``AppError.InvalidArgument`` (an API-key session), ``AppError.ClientUserNotLoggedIn``,
+        ``AppError.SessionExpired``, ``AppError.Service``, ``AppError.Network``,
+        ``AppError.Timeout``, ``AppError.AppClosed``."""
     async def delete(self, id: str) -> None:
-        """Deletes the key; sessions logged in with it end. Returns None."""
+        """Deletes the key; sessions logged in with it end. Returns None. Raises
+        ``AppError.InvalidArgument`` (an API-key session), ``AppError.ClientUserNotLoggedIn``,
+        ``AppError.SessionExpired``, ``AppError.Service``, ``AppError.Network``,
+        ``AppError.Timeout``, ``AppError.AppClosed``."""
     async def enable(self, id: str) -> None:
-        """Enables the key again; returns None."""
+        """Enables the key again; returns None. Raises ``AppError.InvalidArgument`` (an API-key
+        session), ``AppError.ClientUserNotLoggedIn``, ``AppError.SessionExpired``,
+        ``AppError.Service``, ``AppError.Network``, ``AppError.Timeout``,
+        ``AppError.AppClosed``."""
     async def disable(self, id: str) -> None:
-        """Disables the key; sessions logged in with it end. Returns None."""
+        """Disables the key; sessions logged in with it end. Returns None. Raises
+        ``AppError.InvalidArgument`` (an API-key session), ``AppError.ClientUserNotLoggedIn``,
+        ``AppError.SessionExpired``, ``AppError.Service``, ``AppError.Network``,
+        ``AppError.Timeout``, ``AppError.AppClosed``."""
 
 class EmailPasswordAuthProtocol(typing.Protocol): ...
 
@@ -491,21 +511,34 @@ class EmailPasswordAuth:
 
     async def register_user(self, email: str, password: str) -> None:
         """Registers an account; returns None once the server accepted it (it may still need
-        confirming). Raises ``AppError.InvalidArgument`` for a malformed email."""
+        confirming). Raises ``AppError.InvalidArgument`` for a malformed email,
+        ``AppError.Service`` (e.g. ``code='AccountNameInUse'``, HTTP 409), ``AppError.Network``,
+        ``AppError.Timeout``, ``AppError.AppClosed``."""
     async def confirm_user(self, token: str, token_id: str) -> None:
-        """Confirms an account with the token pair from the confirmation email; returns None."""
+        """Confirms an account with the token pair from the confirmation email; returns None.
+        Raises ``AppError.Service``, ``AppError.Network``, ``AppError.Timeout``,
+        ``AppError.AppClosed``."""
     async def resend_confirmation_email(self, email: str) -> None:
-        """Asks the server to send the confirmation email again; returns None."""
+        """Asks the server to send the confirmation email again; returns None. Raises
+        ``AppError.Service``, ``AppError.Network``, ``AppError.Timeout``,
+        ``AppError.AppClosed``."""
     async def retry_custom_confirmation(self, email: str) -> None:
-        """Runs the server's confirmation function again for this account; returns None."""
+        """Runs the server's confirmation function again for this account; returns None. Raises
+        ``AppError.Service``, ``AppError.Network``, ``AppError.Timeout``,
+        ``AppError.AppClosed``."""
     async def send_reset_password_email(self, email: str) -> None:
-        """Asks the server to email a password-reset link; returns None."""
+        """Asks the server to email a password-reset link; returns None. Raises
+        ``AppError.Service``, ``AppError.Network``, ``AppError.Timeout``,
+        ``AppError.AppClosed``."""
     async def reset_password(self, token: str, token_id: str, password: str) -> None:
-        """Sets a new password with the token pair from the reset email; returns None."""
+        """Sets a new password with the token pair from the reset email; returns None. Raises
+        ``AppError.Service``, ``AppError.Network``, ``AppError.Timeout``,
+        ``AppError.AppClosed``."""
     async def call_reset_password_function(self, email: str, password: str, *args: Any) -> None:
         """Resets the password through the server's reset function, handing it ``args`` (Python
         values, sent as a JSON array); returns None. Raises ``TypeError`` if an argument is not
-        JSON-serializable."""
+        JSON-serializable, ``AppError.Service``, ``AppError.Network``, ``AppError.Timeout``,
+        ``AppError.AppClosed``."""
     async def call_reset_password_function_json(
         self, email: str, password: str, args_json: str
     ) -> None:
@@ -546,18 +579,28 @@ class User:
     async def valid_access_token(self, min_ttl_secs: Optional[int] = None) -> str:
         """Returns an access token with at least ``min_ttl_secs`` seconds to live (None: the
         config's ``refresh_margin_secs``), refreshing it first if needed; one refresh however
-        many callers. Raises ``AppError.InvalidArgument`` for a negative value."""
+        many callers. Raises ``AppError.InvalidArgument`` for a negative value, and
+        ``AppError.ClientUserNotLoggedIn``, ``AppError.SessionExpired``, ``AppError.Service``,
+        ``AppError.Network``, ``AppError.Timeout``, ``AppError.AppClosed``."""
     async def refresh_access_token(self) -> None:
-        """Refreshes the access token now; returns None."""
+        """Refreshes the access token now; returns None. Raises
+        ``AppError.ClientUserNotLoggedIn``, ``AppError.SessionExpired``, ``AppError.Service``,
+        ``AppError.Network``, ``AppError.Timeout``, ``AppError.AppClosed``."""
     async def refresh_custom_data(self) -> Optional[Dict[str, Any]]:
-        """Refreshes the access token and returns its custom data as a dict, or None."""
+        """Refreshes the access token and returns its custom data as a dict, or None. Raises
+        ``AppError.ClientUserNotLoggedIn``, ``AppError.SessionExpired``, ``AppError.Service``,
+        ``AppError.Network``, ``AppError.Timeout``, ``AppError.AppClosed``."""
     async def refresh_custom_data_json(self) -> Optional[str]:
         """As ``refresh_custom_data``, returning JSON text."""
     async def refresh_profile(self) -> UserProfile:
-        """Fetches the profile from the server and returns it."""
+        """Fetches the profile from the server and returns it. Raises
+        ``AppError.ClientUserNotLoggedIn``, ``AppError.SessionExpired``, ``AppError.Service``,
+        ``AppError.Network``, ``AppError.Timeout``, ``AppError.AppClosed``."""
     async def link_credentials(self, credentials: Credentials) -> None:
         """Adds an identity to this user; returns None. Raises ``AppError.InvalidArgument`` for
-        anonymous credentials, ``AppError.Service`` if the identity belongs to another user."""
+        anonymous credentials, ``AppError.Service`` if the identity belongs to another user, and
+        ``AppError.ClientUserNotLoggedIn``, ``AppError.SessionExpired``, ``AppError.Network``,
+        ``AppError.Timeout``, ``AppError.AppClosed``."""
     async def log_out(self) -> None:
         """Clears the tokens locally, then revokes the session on the server; an anonymous user
         becomes ``REMOVED``. Returns None. Raises ``AppError.Network``, ``AppError.Timeout`` or
@@ -567,18 +610,24 @@ class User:
         """Calls the server function ``name`` with ``args`` (sent as a JSON array); returns its
         result decoded (dict, list, str, int, float, bool or None). Raises ``TypeError`` if an
         argument is not JSON-serializable, ``AppError.Service`` if the function fails or does
-        not exist."""
+        not exist, and ``AppError.ClientUserNotLoggedIn``, ``AppError.SessionExpired``,
+        ``AppError.Network``, ``AppError.Timeout``, ``AppError.AppClosed``."""
     async def call_function_json(self, name: str, args_json: str) -> str:
         """As ``call_function``, with the arguments as JSON text (an array) and the result
         returned as JSON text. Raises ``AppError.InvalidArgument`` if ``args_json`` is not a
-        JSON array."""
+        JSON array, and ``AppError.ClientUserNotLoggedIn``, ``AppError.SessionExpired``,
+        ``AppError.Service``, ``AppError.Network``, ``AppError.Timeout``,
+        ``AppError.AppClosed``."""
     async def request(
         self, method: str, path: str, body_json: Optional[str] = None, *, json: Any = None
     ) -> HttpResponse:
         """Makes an authenticated request to the app's server (``path`` starts with ``/``), the
         body given as JSON text (``body_json``) or as a value (``json``), not both. Returns the
-        ``HttpResponse`` whatever its status (``.json()`` decodes its body). Raises
-        ``AppError.MalformedResponse`` for a body over ``max_response_bytes`` bytes."""
+        ``HttpResponse`` whatever its status (an error status is a response, not an error;
+        ``.json()`` decodes its body). Raises ``AppError.MalformedResponse`` for a body over
+        ``max_response_bytes`` bytes, ``AppError.ClientUserNotLoggedIn``,
+        ``AppError.SessionExpired``, ``AppError.Service`` (a refresh the server refused),
+        ``AppError.Network``, ``AppError.Timeout``, ``AppError.AppClosed``."""
     def api_keys(self) -> ApiKeyAuth:
         """Returns this user's API key manager."""
     def subscribe(self, listener: AuthEventListener) -> Subscription:
@@ -620,7 +669,9 @@ class App:
         ``AppError.ClientUserNotLoggedIn`` if it is not logged in."""
     async def remove_user(self, user: User) -> None:
         """Logs the user out if needed and forgets it on this device; returns None. Raises
-        ``AppError.ClientUserNotFound`` if it was already removed."""
+        ``AppError.ClientUserNotFound`` if it was already removed; ``AppError.Network``,
+        ``AppError.Timeout`` or ``AppError.Service`` if its session could not be revoked on the
+        server (it is removed locally either way); ``AppError.AppClosed``."""
     async def delete_user(self, user: User) -> None:
         """Deletes the account on the server, then forgets it locally; returns None. Raises
         ``AppError.ClientUserNotLoggedIn``, ``AppError.Service``, ``AppError.Network``,

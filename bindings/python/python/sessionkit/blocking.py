@@ -84,33 +84,46 @@ class EmailPasswordAuth:
 
     def register_user(self, email: str, password: str) -> None:
         """Registers an account; returns None once the server accepted it (it may still need
-        confirming). Raises ``AppError.InvalidArgument`` for a malformed email, the errors above."""
+        confirming). Raises ``AppError.InvalidArgument`` for a malformed email,
+        ``AppError.Service`` (e.g. ``code='AccountNameInUse'``, HTTP 409), ``AppError.Network``,
+        ``AppError.Timeout``, ``AppError.AppClosed``."""
         _run(self.inner.register_user(email, password))
 
     def confirm_user(self, token: str, token_id: str) -> None:
-        """Confirms an account with the token pair from the confirmation email; returns None."""
+        """Confirms an account with the token pair from the confirmation email; returns None.
+        Raises ``AppError.Service``, ``AppError.Network``, ``AppError.Timeout``,
+        ``AppError.AppClosed``."""
         _run(self.inner.confirm_user(token, token_id))
 
     def resend_confirmation_email(self, email: str) -> None:
-        """Asks the server to send the confirmation email again; returns None."""
+        """Asks the server to send the confirmation email again; returns None. Raises
+        ``AppError.Service``, ``AppError.Network``, ``AppError.Timeout``,
+        ``AppError.AppClosed``."""
         _run(self.inner.resend_confirmation_email(email))
 
     def retry_custom_confirmation(self, email: str) -> None:
-        """Runs the server's confirmation function again for this account; returns None."""
+        """Runs the server's confirmation function again for this account; returns None. Raises
+        ``AppError.Service``, ``AppError.Network``, ``AppError.Timeout``,
+        ``AppError.AppClosed``."""
         _run(self.inner.retry_custom_confirmation(email))
 
     def send_reset_password_email(self, email: str) -> None:
-        """Asks the server to email a password-reset link; returns None."""
+        """Asks the server to email a password-reset link; returns None. Raises
+        ``AppError.Service``, ``AppError.Network``, ``AppError.Timeout``,
+        ``AppError.AppClosed``."""
         _run(self.inner.send_reset_password_email(email))
 
     def reset_password(self, token: str, token_id: str, password: str) -> None:
-        """Sets a new password with the token pair from the reset email; returns None."""
+        """Sets a new password with the token pair from the reset email; returns None. Raises
+        ``AppError.Service``, ``AppError.Network``, ``AppError.Timeout``,
+        ``AppError.AppClosed``."""
         _run(self.inner.reset_password(token, token_id, password))
 
     def call_reset_password_function(self, email: str, password: str, *args: typing.Any) -> None:
         """Resets the password through the server's reset function, handing it ``args`` (Python
         values, sent as a JSON array); returns None. Raises ``TypeError`` if an argument is not
-        JSON-serializable, the errors above."""
+        JSON-serializable, ``AppError.Service``, ``AppError.Network``, ``AppError.Timeout``,
+        ``AppError.AppClosed``."""
         _run(self.inner.call_reset_password_function(email, password, *args))
 
     def call_reset_password_function_json(self, email: str, password: str, args_json: str) -> None:
@@ -129,27 +142,50 @@ class ApiKeyAuth:
         self.inner = inner
 
     def create(self, name: str) -> ApiKey:
-        """Creates a key; returns it with its secret ``key``, which is only ever returned here."""
+        """Creates a key; returns it with its secret ``key``, which is only ever returned here.
+        Raises ``AppError.InvalidArgument`` (an API-key session),
+        ``AppError.ClientUserNotLoggedIn``, ``AppError.SessionExpired``,
+        ``AppError.Service``, ``AppError.Network``, ``AppError.Timeout``,
+        ``AppError.AppClosed``."""
         return _run(self.inner.create(name))
 
     def fetch(self, id: str) -> ApiKey:
-        """Returns the key with this id (its ``key`` is None)."""
+        """Returns the key with this id (its ``key`` is None). Raises
+        ``AppError.InvalidArgument`` (an API-key session),
+        ``AppError.ClientUserNotLoggedIn``, ``AppError.SessionExpired``,
+        ``AppError.Service``, ``AppError.Network``, ``AppError.Timeout``,
+        ``AppError.AppClosed``."""
         return _run(self.inner.fetch(id))
 
     def fetch_all(self) -> typing.List[ApiKey]:
-        """Returns every key of the user (their ``key`` is None)."""
+        """Returns every key of the user (their ``key`` is None). Raises
+        ``AppError.InvalidArgument`` (an API-key session),
+        ``AppError.ClientUserNotLoggedIn``, ``AppError.SessionExpired``,
+        ``AppError.Service``, ``AppError.Network``, ``AppError.Timeout``,
+        ``AppError.AppClosed``."""
         return _run(self.inner.fetch_all())
 
     def delete(self, id: str) -> None:
-        """Deletes the key; sessions logged in with it end. Returns None."""
+        """Deletes the key; sessions logged in with it end. Returns None. Raises
+        ``AppError.InvalidArgument`` (an API-key session),
+        ``AppError.ClientUserNotLoggedIn``, ``AppError.SessionExpired``,
+        ``AppError.Service``, ``AppError.Network``, ``AppError.Timeout``,
+        ``AppError.AppClosed``."""
         _run(self.inner.delete(id))
 
     def enable(self, id: str) -> None:
-        """Enables the key again; returns None."""
+        """Enables the key again; returns None. Raises ``AppError.InvalidArgument`` (an API-key
+        session), ``AppError.ClientUserNotLoggedIn``, ``AppError.SessionExpired``,
+        ``AppError.Service``, ``AppError.Network``, ``AppError.Timeout``,
+        ``AppError.AppClosed``."""
         _run(self.inner.enable(id))
 
     def disable(self, id: str) -> None:
-        """Disables the key; sessions logged in with it end. Returns None."""
+        """Disables the key; sessions logged in with it end. Returns None. Raises
+        ``AppError.InvalidArgument`` (an API-key session),
+        ``AppError.ClientUserNotLoggedIn``, ``AppError.SessionExpired``,
+        ``AppError.Service``, ``AppError.Network``, ``AppError.Timeout``,
+        ``AppError.AppClosed``."""
         _run(self.inner.disable(id))
 
 
@@ -222,15 +258,22 @@ class User:
     def valid_access_token(self, min_ttl_secs: typing.Optional[int] = None) -> str:
         """Returns an access token with at least ``min_ttl_secs`` seconds to live (None: the
         config's ``refresh_margin_secs``), refreshing it first if needed. Raises
-        ``AppError.InvalidArgument`` for a negative value, and the errors above."""
+        ``AppError.InvalidArgument`` for a negative value, and
+        ``AppError.ClientUserNotLoggedIn``, ``AppError.SessionExpired``, ``AppError.Service``,
+        ``AppError.Network``, ``AppError.Timeout``, ``AppError.AppClosed``."""
         return _run(self.inner.valid_access_token(min_ttl_secs))
 
     def refresh_access_token(self) -> None:
-        """Refreshes the access token now; returns None. Raises the errors above."""
+        """Refreshes the access token now; returns None. Raises
+        ``AppError.ClientUserNotLoggedIn``, ``AppError.SessionExpired``, ``AppError.Service``,
+        ``AppError.Network``, ``AppError.Timeout``, ``AppError.AppClosed``."""
         _run(self.inner.refresh_access_token())
 
     def refresh_custom_data(self) -> typing.Optional[typing.Dict[str, typing.Any]]:
-        """Refreshes the access token and returns its custom data as a dict, or None."""
+        """Refreshes the access token and returns its custom data as a dict, or None. Raises
+        ``AppError.ClientUserNotLoggedIn``, ``AppError.SessionExpired``,
+        ``AppError.Service``, ``AppError.Network``, ``AppError.Timeout``,
+        ``AppError.AppClosed``."""
         return _run(self.inner.refresh_custom_data())
 
     def refresh_custom_data_json(self) -> typing.Optional[str]:
@@ -238,12 +281,17 @@ class User:
         return _run(self.inner.refresh_custom_data_json())
 
     def refresh_profile(self) -> UserProfile:
-        """Fetches the profile from the server and returns it."""
+        """Fetches the profile from the server and returns it. Raises
+        ``AppError.ClientUserNotLoggedIn``, ``AppError.SessionExpired``,
+        ``AppError.Service``, ``AppError.Network``, ``AppError.Timeout``,
+        ``AppError.AppClosed``."""
         return _run(self.inner.refresh_profile())
 
     def link_credentials(self, credentials: Credentials) -> None:
         """Adds an identity to this user; returns None. Raises ``AppError.InvalidArgument`` for
-        anonymous credentials, ``AppError.Service`` if the identity belongs to another user."""
+        anonymous credentials, ``AppError.Service`` if the identity belongs to another user, and
+        ``AppError.ClientUserNotLoggedIn``, ``AppError.SessionExpired``, ``AppError.Network``,
+        ``AppError.Timeout``, ``AppError.AppClosed``."""
         _run(self.inner.link_credentials(credentials))
 
     def log_out(self) -> None:
@@ -257,7 +305,8 @@ class User:
         """Calls the server function ``name`` with ``args`` (sent as a JSON array); returns its
         result decoded (dict, list, str, int, float, bool or None). Raises ``TypeError`` if an
         argument is not JSON-serializable, ``AppError.Service`` if the function fails or does
-        not exist, and the errors above."""
+        not exist, and ``AppError.ClientUserNotLoggedIn``, ``AppError.SessionExpired``,
+        ``AppError.Network``, ``AppError.Timeout``, ``AppError.AppClosed``."""
         return _run(self.inner.call_function(name, *args))
 
     def call_function_json(self, name: str, args_json: str) -> str:
@@ -275,9 +324,11 @@ class User:
     ) -> HttpResponse:
         """Makes an authenticated request to the app's server (``path`` starts with ``/``), the
         body given as JSON text (``body_json``) or as a value (``json``), not both. Returns the
-        ``HttpResponse`` whatever its status (``.json()`` decodes its body); raises
-        ``AppError.MalformedResponse`` for a body over ``max_response_bytes`` bytes, and the
-        errors above."""
+        ``HttpResponse`` whatever its status (an error status is a response, not an error;
+        ``.json()`` decodes its body). Raises ``AppError.MalformedResponse`` for a body over
+        ``max_response_bytes`` bytes, ``AppError.ClientUserNotLoggedIn``,
+        ``AppError.SessionExpired``, ``AppError.Service`` (a refresh the server refused),
+        ``AppError.Network``, ``AppError.Timeout``, ``AppError.AppClosed``."""
         return _run(self.inner.request(method, path, body_json, json=json))
 
     def api_keys(self) -> ApiKeyAuth:
@@ -314,7 +365,8 @@ class App:
         self.close()
 
     def close(self) -> None:
-        """Closes the App; see ``sessionkit.App.close``. Later calls raise ``AppError.AppClosed``."""
+        """Closes the App; see ``sessionkit.App.close``. Later calls raise
+        ``AppError.AppClosed``."""
         self.inner.close()
 
     def is_closed(self) -> bool:
@@ -351,7 +403,9 @@ class App:
 
     def remove_user(self, user: User) -> None:
         """Logs the user out if needed and forgets it on this device; returns None. Raises
-        ``AppError.ClientUserNotFound`` if it was already removed."""
+        ``AppError.ClientUserNotFound`` if it was already removed; ``AppError.Network``,
+        ``AppError.Timeout`` or ``AppError.Service`` if its session could not be revoked on the
+        server (it is removed locally either way); ``AppError.AppClosed``."""
         _run(self.inner.remove_user(user.inner))
 
     def delete_user(self, user: User) -> None:
