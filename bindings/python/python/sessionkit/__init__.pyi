@@ -379,6 +379,8 @@ class AppError(Exception):
         def __init__(self, message: str) -> None: ...
 
     class ClientUserAlreadyNamed(AppError):
+        """The credentials cannot be linked to this user (anonymous ones are refused)."""
+
         message: str
         def __init__(self, message: str) -> None: ...
 
@@ -511,9 +513,10 @@ class EmailPasswordAuth:
 
     async def register_user(self, email: str, password: str) -> None:
         """Registers an account; returns None once the server accepted it (it may still need
-        confirming). Raises ``AppError.InvalidArgument`` for a malformed email,
-        ``AppError.Service`` (e.g. ``code='AccountNameInUse'``, HTTP 409), ``AppError.Network``,
-        ``AppError.Timeout``, ``AppError.AppClosed``."""
+        confirming). Raises ``AppError.InvalidArgument`` for an empty email,
+        ``AppError.Service`` when the server refuses it (a malformed email; a taken one:
+        ``code='AccountNameInUse'``, HTTP 409), ``AppError.Network``, ``AppError.Timeout``,
+        ``AppError.AppClosed``."""
     async def confirm_user(self, token: str, token_id: str) -> None:
         """Confirms an account with the token pair from the confirmation email; returns None.
         Raises ``AppError.Service``, ``AppError.Network``, ``AppError.Timeout``,
@@ -597,10 +600,11 @@ class User:
         ``AppError.ClientUserNotLoggedIn``, ``AppError.SessionExpired``, ``AppError.Service``,
         ``AppError.Network``, ``AppError.Timeout``, ``AppError.AppClosed``."""
     async def link_credentials(self, credentials: Credentials) -> None:
-        """Adds an identity to this user; returns None. Raises ``AppError.InvalidArgument`` for
-        anonymous credentials, ``AppError.Service`` if the identity belongs to another user, and
-        ``AppError.ClientUserNotLoggedIn``, ``AppError.SessionExpired``, ``AppError.Network``,
-        ``AppError.Timeout``, ``AppError.AppClosed``."""
+        """Adds an identity to this user; returns None. Raises
+        ``AppError.ClientUserAlreadyNamed`` for anonymous credentials, ``AppError.Service`` if
+        the identity belongs to another user, and ``AppError.ClientUserNotLoggedIn``,
+        ``AppError.SessionExpired``, ``AppError.Network``, ``AppError.Timeout``,
+        ``AppError.AppClosed``."""
     async def log_out(self) -> None:
         """Clears the tokens locally, then revokes the session on the server; an anonymous user
         becomes ``REMOVED``. Returns None. Raises ``AppError.Network``, ``AppError.Timeout`` or
@@ -647,7 +651,7 @@ class App:
 
     def __init__(self, config: AppConfig) -> None:
         """Validates the config, opens the session store and restores its users (no request).
-        Raises ``AppError.InvalidArgument`` (e.g. a negative ``request_timeout_ms``),
+        Raises ``AppError.InvalidArgument`` (e.g. ``request_timeout_ms=0``),
         ``AppError.InsecureUrl`` (plain http beyond loopback), ``AppError.Storage``."""
     def __enter__(self) -> App: ...
     def __exit__(self, *exc: object) -> None: ...

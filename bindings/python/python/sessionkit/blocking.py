@@ -84,9 +84,10 @@ class EmailPasswordAuth:
 
     def register_user(self, email: str, password: str) -> None:
         """Registers an account; returns None once the server accepted it (it may still need
-        confirming). Raises ``AppError.InvalidArgument`` for a malformed email,
-        ``AppError.Service`` (e.g. ``code='AccountNameInUse'``, HTTP 409), ``AppError.Network``,
-        ``AppError.Timeout``, ``AppError.AppClosed``."""
+        confirming). Raises ``AppError.InvalidArgument`` for an empty email,
+        ``AppError.Service`` when the server refuses it (a malformed email; a taken one:
+        ``code='AccountNameInUse'``, HTTP 409), ``AppError.Network``, ``AppError.Timeout``,
+        ``AppError.AppClosed``."""
         _run(self.inner.register_user(email, password))
 
     def confirm_user(self, token: str, token_id: str) -> None:
@@ -288,10 +289,11 @@ class User:
         return _run(self.inner.refresh_profile())
 
     def link_credentials(self, credentials: Credentials) -> None:
-        """Adds an identity to this user; returns None. Raises ``AppError.InvalidArgument`` for
-        anonymous credentials, ``AppError.Service`` if the identity belongs to another user, and
-        ``AppError.ClientUserNotLoggedIn``, ``AppError.SessionExpired``, ``AppError.Network``,
-        ``AppError.Timeout``, ``AppError.AppClosed``."""
+        """Adds an identity to this user; returns None. Raises
+        ``AppError.ClientUserAlreadyNamed`` for anonymous credentials, ``AppError.Service`` if
+        the identity belongs to another user, and ``AppError.ClientUserNotLoggedIn``,
+        ``AppError.SessionExpired``, ``AppError.Network``, ``AppError.Timeout``,
+        ``AppError.AppClosed``."""
         _run(self.inner.link_credentials(credentials))
 
     def log_out(self) -> None:
@@ -354,7 +356,7 @@ class App:
 
     def __init__(self, config: AppConfig) -> None:
         """Validates the config, opens the session store and restores its users (no request).
-        Raises ``AppError.InvalidArgument`` (e.g. a negative ``request_timeout_ms``),
+        Raises ``AppError.InvalidArgument`` (e.g. ``request_timeout_ms=0``),
         ``AppError.InsecureUrl`` (plain http beyond loopback), ``AppError.Storage``."""
         self.inner = _AsyncApp(config)
 
