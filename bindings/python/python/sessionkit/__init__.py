@@ -8,7 +8,7 @@ documentation of every call, are in ``__init__.pyi``.
 """
 
 from ._native.sessionkit_ffi import *  # noqa: F401,F403  (the generated module defines __all__)
-from ._native.sessionkit_ffi import __all__ as _generated_all
+from ._native import sessionkit_ffi as _generated
 
 from . import _errors
 
@@ -42,4 +42,6 @@ _api.install()
 
 from . import blocking  # noqa: E402,F401
 
-__all__ = [*_generated_all, "blocking"]
+# In forms type checkers read (the stubs state the same list).
+__all__ = ["blocking"]
+__all__ += _generated.__all__
