@@ -2,6 +2,9 @@
 // expect a server on port 9090). ReadmeTests checks that they are still the README's text, so
 // an example that stops compiling fails the build instead of misleading a reader.
 import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
 import SessionKit
 
 // README block 1
@@ -52,5 +55,14 @@ func readmeExample2(app: App, user: User) async throws {
     let sum: Int = try await user.callFunction("sum", 1, 2, 3)
     struct Plan: Decodable { let plan: String }
     let plan = try await user.refreshCustomData(as: Plan.self)
+}
+// end
+
+// README block 3 (continues block 1: `user` is block 1's)
+func readmeExample3(user: User) async throws {
+    var request = URLRequest(url: URL(string: "https://api.example.com/orders")!)
+    request.httpMethod = "POST"
+    request.httpBody = Data(#"{"item":"tea"}"#.utf8)
+    let (data, response) = try await URLSession.shared.data(for: request, user: user)
 }
 // end
