@@ -13,7 +13,7 @@ import re
 import shutil
 import subprocess
 import sys
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping, NoReturn, Optional
 
 import maturin
 
@@ -37,7 +37,7 @@ def _minimum_rust() -> Optional[tuple]:
         here = parent
 
 
-def _fail(problem: str, minimum: Optional[tuple]) -> None:
+def _fail(problem: str, minimum: Optional[tuple]) -> NoReturn:
     need = f"Rust {minimum[0]}.{minimum[1]} or newer" if minimum else "Rust"
     sys.stderr.write(
         f"\nsessionkit: building from source needs {need}, and {problem}.\n"
