@@ -71,10 +71,12 @@ class CloseTest {
         val failures = mutableListOf<String>()
         for (i in 0 until runs) {
             val dir = Files.createTempDirectory("kt-exit").toString()
+            // The library comes from the class path (target/classes/linux-x86-64), as in the
+            // jar; a jna.library.path is passed on only if the suite was given one.
+            val libraryPath = System.getProperty("jna.library.path")?.let { listOf("-Djna.library.path=$it") }.orEmpty()
             val p = ProcessBuilder(
-                java, "-cp", System.getProperty("java.class.path"),
-                "-Djna.library.path=" + System.getProperty("jna.library.path"),
-                ExitMain::class.java.name, server.baseUrl, dir,
+                listOf(java, "-cp", System.getProperty("java.class.path")) + libraryPath +
+                    listOf(ExitMain::class.java.name, server.baseUrl, dir),
             ).redirectErrorStream(true).start()
             val out = p.inputStream.bufferedReader().readText()
             if (!p.waitFor(60, TimeUnit.SECONDS)) {
