@@ -23,7 +23,8 @@ fun App.authEvents(): Flow<AuthEvent> = eventFlow { listener -> subscribe(listen
 /** This user's events only, an [AuthEventKind.INITIAL_STATE] first; see [App.authEvents]. */
 fun User.authEvents(): Flow<AuthEvent> = eventFlow { listener -> subscribe(listener) }
 
-private fun eventFlow(subscribe: (AuthEventListener) -> Subscription): Flow<AuthEvent> =
+// Internal, not private: EventsTest checks that the listener is released when collection stops.
+internal fun eventFlow(subscribe: (AuthEventListener) -> Subscription): Flow<AuthEvent> =
     callbackFlow {
         val subscription = subscribe(object : AuthEventListener {
             override fun onEvent(event: AuthEvent) {

@@ -1,7 +1,10 @@
 package io.sessionkit
 
+import java.lang.ref.WeakReference
 import java.util.concurrent.atomic.AtomicInteger
+import java.util.concurrent.atomic.AtomicReference
 import java.util.Collections
+import kotlinx.coroutines.cancelAndJoin
 import kotlinx.coroutines.coroutineScope
 import kotlinx.coroutines.flow.Flow
 import kotlinx.coroutines.flow.first
@@ -84,6 +87,35 @@ class EventsTest {
         app.logIn(Creds.anonymous())
         yield()
         assertEquals(1, seen.get())
+    }
+
+    @Test
+    fun `cancelling the collector releases the listener`() = withServer { server ->
+        val app = server.app()
+        // The JVM side of every listener the SDK holds (UniFFI's callback handles).
+        val handles = { FfiConverterTypeAuthEventListener.handleMap.size }
+        val before = handles()
+        val listener = AtomicReference<WeakReference<AuthEventListener>>()
+        // App.authEvents() is this flow; here the listener it subscribes is kept, weakly.
+        val flow = eventFlow { l -> listener.set(WeakReference(l)); app.subscribe(l) }
+        val events = Collections.synchronizedList(mutableListOf<AuthEvent>())
+        coroutineScope {
+            val job = launch { flow.collect { events.add(it) } }
+            waitFor(what = "the initial state") { events.isNotEmpty() }
+            assertTrue(handles() > before, "subscribed: ${handles()} handles, $before before")
+            job.cancelAndJoin()
+        }
+        // Cancelled: the SDK lets go of the listener at once, not when a GC finds the
+        // Subscription object unreachable (no System.gc() here).
+        waitFor(timeoutMs = 2_000, what = "the listener's handle to be freed") { handles() <= before }
+        // And nothing else keeps it.
+        waitFor(what = "the listener to be collected") {
+            System.gc()
+            listener.get().get() == null
+        }
+        val seen = events.size
+        app.logIn(Creds.anonymous())
+        assertEquals(seen, events.size)
     }
 
     @Test
