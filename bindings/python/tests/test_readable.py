@@ -273,3 +273,14 @@ def test_store_errors_read_as_in_kotlin_and_swift() -> None:
     assert str(e) == "session store unavailable: device locked"
     assert repr(e) == "StoreError.Unavailable(message='device locked')"
     assert str(sessionkit.StoreError.Corrupt("bad header")) == "session store corrupt: bad header"
+
+
+def test_checked_methods_keep_readable_signatures_and_stay_coroutine_functions() -> None:
+    import asyncio
+
+    param = inspect.signature(sessionkit.User.valid_access_token).parameters["min_ttl_secs"]
+    assert param.default is None and param.annotation == typing.Optional[int]
+    assert list(inspect.signature(sessionkit.App.log_in).parameters) == ["self", "credentials"]
+    for fn in (sessionkit.App.log_in, sessionkit.User.valid_access_token, sessionkit.User.call_function):
+        assert asyncio.iscoroutinefunction(fn), fn
+    assert not asyncio.iscoroutinefunction(sessionkit.App.switch_user)

@@ -14,6 +14,7 @@ A coroutine method raises when called, as Python does for a wrong argument count
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import inspect
 import typing
@@ -128,10 +129,13 @@ def checked(fn: typing.Callable[..., typing.Any], label: str) -> typing.Callable
             check(args, kwargs)
             return fn(*args, **kwargs)
 
+        call_async.__signature__ = _shown(sig, hints)  # type: ignore[attr-defined]
         # Still a coroutine function to inspect (asyncio.iscoroutinefunction, IDEs).
         marker = getattr(inspect, "markcoroutinefunction", None)
         if marker is not None:
             return typing.cast(typing.Callable[..., typing.Any], marker(call_async))
+        # Before 3.12 only asyncio's own marker exists (inspect's answer stays False there).
+        call_async._is_coroutine = getattr(asyncio.coroutines, "_is_coroutine", None)  # type: ignore[attr-defined]
         return call_async
 
     @functools.wraps(fn)
@@ -139,7 +143,22 @@ def checked(fn: typing.Callable[..., typing.Any], label: str) -> typing.Callable
         check(args, kwargs)
         return fn(*args, **kwargs)
 
+    call.__signature__ = _shown(sig, hints)  # type: ignore[attr-defined]
     return call
+
+
+def _shown(sig: inspect.Signature, hints: typing.Dict[str, typing.Any]) -> inspect.Signature:
+    """The signature ``help()`` and notebooks show: the generated ``Union[object, Optional[X]]
+    = <sentinel>`` of an optional parameter reads ``Optional[X] = None``, which it means."""
+    params = []
+    for p in sig.parameters.values():
+        hint = hints.get(p.name)
+        if typing.get_origin(hint) is typing.Union and object in typing.get_args(hint):
+            rest = tuple(a for a in typing.get_args(hint) if a is not object)
+            if type(None) in rest:
+                p = p.replace(annotation=typing.Union[rest], default=None)
+        params.append(p)
+    return sig.replace(parameters=params)
 
 
 def install_on(cls: type, constructor: bool = False) -> None:
