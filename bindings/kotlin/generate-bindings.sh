@@ -55,6 +55,11 @@ redactions = [
     ("    data class ApiKey(", 'override fun toString() = "ApiKey(key=<redacted>)"'),
     ("    data class Jwt(", 'override fun toString() = "Jwt(token=<redacted>)"'),
     ("    data class Function(", 'override fun toString() = "Function(payloadJson=<redacted>)"'),
+    ("    data class GoogleIdToken(", 'override fun toString() = "GoogleIdToken(idToken=<redacted>)"'),
+    ("    data class GoogleAuthCode(", 'override fun toString() = "GoogleAuthCode(authCode=<redacted>)"'),
+    ("    data class AppleIdToken(", 'override fun toString() = "AppleIdToken(idToken=<redacted>)"'),
+    ("    data class FacebookAccessToken(", 'override fun toString() = "FacebookAccessToken(accessToken=<redacted>)"'),
+    ("    data class OidcIdToken(", 'override fun toString() = "OidcIdToken(provider=$provider, idToken=<redacted>)"'),
     ("data class ApiKey (", 'override fun toString() = "ApiKey(id=$id, key=${if (key == null) "null" else "<redacted>"}, name=$name, disabled=$disabled)"'),
 ]
 for header, body in redactions:

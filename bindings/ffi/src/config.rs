@@ -30,6 +30,30 @@ pub enum Credentials {
     Function {
         payload_json: String,
     },
+    /// A Google ID token (Google Sign-In, Credential Manager): provider `oauth2-google`, as the
+    /// Realm SDKs' `GoogleCredentials(idToken)`.
+    GoogleIdToken {
+        id_token: String,
+    },
+    /// A Google server auth code, which the server exchanges for an ID token: provider
+    /// `oauth2-google`, as the Realm SDKs' `GoogleCredentials(authCode)`.
+    GoogleAuthCode {
+        auth_code: String,
+    },
+    /// A Sign in with Apple ID token: provider `oauth2-apple`.
+    AppleIdToken {
+        id_token: String,
+    },
+    /// A Facebook user access token: provider `oauth2-facebook`.
+    FacebookAccessToken {
+        access_token: String,
+    },
+    /// An ID token of the OpenID Connect issuer that the server knows by the name `provider`
+    /// (its `[app.providers.oidc.<provider>]` table): provider `oidc-<provider>`.
+    OidcIdToken {
+        provider: String,
+        id_token: String,
+    },
 }
 
 // Secrets stay out of debug output on this side of the boundary too.
@@ -49,6 +73,15 @@ impl From<Credentials> for sk::Credentials {
             Credentials::ApiKey { key } => Self::ApiKey { key },
             Credentials::Jwt { token } => Self::Jwt { token },
             Credentials::Function { payload_json } => Self::Function { payload_json },
+            Credentials::GoogleIdToken { id_token } => Self::GoogleIdToken { id_token },
+            Credentials::GoogleAuthCode { auth_code } => Self::GoogleAuthCode { auth_code },
+            Credentials::AppleIdToken { id_token } => Self::AppleIdToken { id_token },
+            Credentials::FacebookAccessToken { access_token } => {
+                Self::FacebookAccessToken { access_token }
+            }
+            Credentials::OidcIdToken { provider, id_token } => {
+                Self::OidcIdToken { provider, id_token }
+            }
         }
     }
 }

@@ -118,6 +118,11 @@ _SECRETS: typing.Dict[type, typing.Set[str]] = {
     _ffi.Credentials.API_KEY: {"key"},
     _ffi.Credentials.JWT: {"token"},
     _ffi.Credentials.FUNCTION: {"payload_json"},
+    _ffi.Credentials.GOOGLE_ID_TOKEN: {"id_token"},
+    _ffi.Credentials.GOOGLE_AUTH_CODE: {"auth_code"},
+    _ffi.Credentials.APPLE_ID_TOKEN: {"id_token"},
+    _ffi.Credentials.FACEBOOK_ACCESS_TOKEN: {"access_token"},
+    _ffi.Credentials.OIDC_ID_TOKEN: {"id_token"},
     _ffi.ApiKey: {"key"},
     _ffi.StorageConfig.FILE: {"encryption_key"},
 }

@@ -15,6 +15,13 @@ extension Credentials: CustomStringConvertible, CustomDebugStringConvertible {
         case .apiKey: return "Credentials.apiKey(key: \(redacted))"
         case .jwt: return "Credentials.jwt(token: \(redacted))"
         case .function: return "Credentials.function(payloadJson: \(redacted))"
+        case .googleIdToken: return "Credentials.googleIdToken(idToken: \(redacted))"
+        case .googleAuthCode: return "Credentials.googleAuthCode(authCode: \(redacted))"
+        case .appleIdToken: return "Credentials.appleIdToken(idToken: \(redacted))"
+        case .facebookAccessToken:
+            return "Credentials.facebookAccessToken(accessToken: \(redacted))"
+        case .oidcIdToken(let provider, _):
+            return "Credentials.oidcIdToken(provider: \(provider), idToken: \(redacted))"
         }
     }
     public var debugDescription: String { description }
