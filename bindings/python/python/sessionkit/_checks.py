@@ -157,6 +157,8 @@ def _shown(sig: inspect.Signature, hints: typing.Dict[str, typing.Any]) -> inspe
             rest = tuple(a for a in typing.get_args(hint) if a is not object)
             if type(None) in rest:
                 p = p.replace(annotation=typing.Union[rest], default=None)
+        elif type(p.default) is object and type(None) in typing.get_args(hint):
+            p = p.replace(default=None)  # AppConfig's logger: the sentinel stands for None
         params.append(p)
     return sig.replace(parameters=params)
 
