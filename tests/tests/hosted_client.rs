@@ -364,7 +364,11 @@ async fn a_hosted_service_client_signs_in_with_google_apple_and_facebook() {
         assert_eq!(profile["identities"][0]["id"], sub, "{profile}");
         assert_eq!(profile["data"]["email"], format!("{sub}@example.com"));
         let (status, _) = client.refresh(&tokens.refresh).await;
-        assert_eq!(status, StatusCode::CREATED, "{provider}: refresh answers 201 as hosted");
+        assert_eq!(
+            status,
+            StatusCode::CREATED,
+            "{provider}: refresh answers 201 as hosted"
+        );
     }
     server.stop().await;
 }
