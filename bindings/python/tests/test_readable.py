@@ -151,6 +151,9 @@ def test_the_blocking_facade_checks_its_arguments_too(server: Server) -> None:
         app.switch_user(user.inner)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match=r"^App\(\): config must be a sessionkit.AppConfig, not str$"):
         blocking.App("config")  # type: ignore[arg-type]
+    assert repr(user) == (
+        f"blocking.User(id={user.id()!r}, state=UserState.LOGGED_IN, provider_type='anon-user')"
+    )
     app.close()
 
 
