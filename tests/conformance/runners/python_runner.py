@@ -17,10 +17,12 @@ import json
 import os
 import pathlib
 import shutil
+import subprocess
 import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from typing import Any, Optional
 
 import sessionkit
@@ -62,7 +64,54 @@ algorithm = "HS256"
 key = "{jwt_key}"
 [app.providers.custom-function]
 id_field = "username"
+{social}
 """
+
+# The social credential kinds of scenarios with "server": {"social": true}, and the
+# constructors they become; the OpenID Connect issuer is named "conformance" by the test issuer.
+SOCIAL = {
+    "google_id_token": lambda t: Credentials.GOOGLE_ID_TOKEN(id_token=t),
+    "google_auth_code": lambda t: Credentials.GOOGLE_AUTH_CODE(auth_code=t),
+    "apple_id_token": lambda t: Credentials.APPLE_ID_TOKEN(id_token=t),
+    "facebook_access_token": lambda t: Credentials.FACEBOOK_ACCESS_TOKEN(access_token=t),
+    "oidc_id_token": lambda t: Credentials.OIDC_ID_TOKEN(provider="conformance", id_token=t),
+}
+
+
+class Issuer:
+    """The loopback test issuer (tests/src/issuer.rs, the `test_issuer` binary) for one
+    scenario: it mints every social token, so this runner signs nothing itself."""
+
+    def __init__(self) -> None:
+        target = pathlib.Path(os.environ.get("CARGO_TARGET_DIR", REPO / "target"))
+        binary = os.environ.get("SESSIONKIT_TEST_ISSUER_BIN", str(target / "debug" / "test_issuer"))
+        # It exits when its stdin closes, so it cannot outlive this runner.
+        self.proc = subprocess.Popen([binary], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        line = self.proc.stdout.readline() if self.proc.stdout else ""
+        if not line.startswith("listening on "):
+            self.stop()
+            raise Script(f"the test issuer did not start ({binary}): {line!r}")
+        self.url = line[len("listening on "):].strip()
+
+    def providers_toml(self) -> str:
+        with urllib.request.urlopen(f"{self.url}/control/providers.toml", timeout=10) as r:
+            return r.read().decode()
+
+    def credential(self, kind: str, spec: dict) -> str:
+        req = urllib.request.Request(
+            f"{self.url}/control/credential", data=json.dumps({"kind": kind, "spec": spec}).encode(),
+            headers={"Content-Type": "application/json"}, method="POST")
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return json.loads(r.read())["token"]
+
+    def stop(self) -> None:
+        if self.proc.stdin:
+            self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
 
 
 class Script(Exception):
@@ -84,8 +133,9 @@ def normalise_error(e: Exception) -> dict:
     return out
 
 
-def local_server(binary: str, server_opts: dict) -> sk_server.ServerProcess:
-    """A sessionkit-server process for one scenario, configured by its "server" options."""
+def local_server(binary: str, server_opts: dict, social: str = "") -> sk_server.ServerProcess:
+    """A sessionkit-server process for one scenario, configured by its "server" options;
+    `social`: the test issuer's provider tables, when the scenario signs in with them."""
     return sk_server.ServerProcess(
         binary,
         SERVER_CONFIG,
@@ -99,6 +149,7 @@ def local_server(binary: str, server_opts: dict) -> sk_server.ServerProcess:
         auto_confirm=str(server_opts.get("auto_confirm", True)).lower(),
         reset_function=server_opts.get("reset_function", "pending"),
         jwt_key=JWT_KEY,
+        social=social,
     )
 
 
@@ -135,6 +186,7 @@ class Runner:
         self.keys: dict = {}
         self.listeners: dict = {}
         self.refresh_base = self.refresh_count() if admin else 0
+        self.issuer: Optional[Issuer] = None
 
     def new_app(self):
         storage = StorageConfig.FILE(dir=self.storage_dir, encryption_key=None) if self.storage_dir else StorageConfig.IN_MEMORY()
@@ -199,6 +251,11 @@ class Runner:
             return Credentials.JWT(token=sign_jwt(c["jwt"], self.jwt_key, self.app_id))
         if "function" in c:
             return Credentials.FUNCTION(payload_json=json.dumps(c["function"]))
+        for kind, make in SOCIAL.items():
+            if kind in c:
+                if self.issuer is None:
+                    raise Script('social credentials need "server": {"social": true}')
+                return make(self.issuer.credential(kind, c[kind]))
         raise Script(f"unknown credentials {c}")
 
     def admin_login(self) -> str:
@@ -447,14 +504,16 @@ async def run_scenario(path: pathlib.Path, args) -> dict:
         return {"name": name, "skipped": "needs its own server configuration", "passed": False,
                 "failures": [], "transcript": []}
     server = None
+    issuer = Issuer() if server_opts.get("social") and not args.base_url else None
     if args.base_url:
         base_url, app_id, admin = args.base_url, args.app_id, args.admin
     else:
-        server = local_server(args.server_bin, server_opts)
+        server = local_server(args.server_bin, server_opts, issuer.providers_toml() if issuer else "")
         base_url, app_id, admin = server.base_url, APP_ID, ADMIN
     failures, transcript = [], []
     runner = Runner(base_url, app_id, admin, args.jwt_key or JWT_KEY,
                     scenario.get("client", {}).get("storage") == "file")
+    runner.issuer = issuer
     try:
         for i, step in enumerate(scenario.get("steps", [])):
             op = step.get("do", "?")
@@ -473,6 +532,8 @@ async def run_scenario(path: pathlib.Path, args) -> dict:
         runner.close()
         if server:
             server.stop()
+        if issuer:
+            issuer.stop()
     return {"name": name, "skipped": None, "passed": not failures, "failures": failures, "transcript": transcript}
 
 
