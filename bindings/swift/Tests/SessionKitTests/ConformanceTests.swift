@@ -3,9 +3,9 @@
 // target/conformance/swift.json for tests/conformance/report.py. A translation of
 // tests/conformance/runners/python_runner.py; the scenario format is in tests/conformance/README.md.
 //
-// NOT YET COMPILED: it was written against the generated SessionKit.swift on a machine without a
-// Swift toolchain, so it has never been built or run. Expect compile errors the first time;
-// scripts/test-swift runs it (as an XCTest) wherever `swift` is installed.
+// Scenarios with "server": {"social": true} also get the loopback test issuer (TestIssuer.swift,
+// SESSIONKIT_TEST_ISSUER_BIN): its provider tables join the server's config, and it turns each
+// social credential spec into a token, so this runner signs nothing itself (#14).
 //
 // It is an XCTest (`swift test --filter ConformanceTests`), so the other runners' command-line
 // options are environment variables here:
@@ -15,6 +15,7 @@
 //   SESSIONKIT_CONFORMANCE_FILTER               (--filter)
 //   SESSIONKIT_CONFORMANCE_SCENARIOS / _OUT     (--scenarios / --out)
 //   SESSIONKIT_SERVER_BIN                       (--server-bin)
+//   SESSIONKIT_TEST_ISSUER_BIN                  (the test issuer, as the other runners)
 import Foundation
 #if canImport(FoundationNetworking)
 import FoundationNetworking
@@ -394,7 +395,8 @@ final class ConformanceServer {
     private let process: Process
     private let dir: URL
 
-    init(binary: String, options: CObject) throws {
+    /// `extraProviders`: provider tables appended to the app's (the test issuer's).
+    init(binary: String, options: CObject, extraProviders: String = "") throws {
         let dir = FileManager.default.temporaryDirectory
             .appendingPathComponent("sk-conformance-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
@@ -433,6 +435,7 @@ final class ConformanceServer {
         key = "\(confJwtKey)"
         [app.providers.custom-function]
         id_field = "username"
+        \(extraProviders)
 
         """
         let path = dir.appendingPathComponent("server.toml")
@@ -523,9 +526,12 @@ final class ConformanceRunner {
     private var keys: [String: (id: String, key: String?)] = [:]
     private var listeners: [String: (ConformanceRecorder, Subscription)] = [:]
     private var refreshBase = 0
+    /// The scenario's test issuer, when it has `"server": {"social": true}`.
+    private let issuer: TestIssuer?
 
     init(baseUrl: String, appId: String, admin: (pub: String, priv: String)?, jwtKey: String,
-         fileStorage: Bool) async throws {
+         fileStorage: Bool, issuer: TestIssuer? = nil) async throws {
+        self.issuer = issuer
         self.baseUrl = baseUrl
         self.appId = appId
         self.admin = admin
@@ -612,7 +618,7 @@ final class ConformanceRunner {
         }
     }
 
-    private func credentials(_ c: CObject) throws -> Credentials {
+    private func credentials(_ c: CObject) async throws -> Credentials {
         if let a = c["anonymous"] {
             return .anonymous(reuse: a["reuse"]?.boolValue ?? true)
         }
@@ -628,6 +634,15 @@ final class ConformanceRunner {
         }
         if let f = c["function"] {
             return .function(payloadJson: f.text)
+        }
+        for (kind, make) in socialCredentials {
+            guard let spec = c[kind] else { continue }
+            guard let issuer else { throw ScriptError(description: "social credentials need \"server\": {\"social\": true}") }
+            do {
+                return make(try await issuer.credential(kind: kind, specJson: spec.text))
+            } catch let e as TestFailure {
+                throw ScriptError(description: e.description)
+            }
         }
         throw ScriptError(description: "unknown credentials \(CJSON.object(c).text)")
     }
@@ -720,7 +735,7 @@ final class ConformanceRunner {
         switch op {
         case "log_in":
             guard let c = try need(step, "credentials").objectValue else { throw ScriptError(description: "bad credentials") }
-            let user = try await app.logIn(credentials: try credentials(c))
+            let user = try await app.logIn(credentials: try await credentials(c))
             return .string(label(user, asName))
         case "register":
             try await epa.registerUser(email: text(try need(step, "email")), password: text(try need(step, "password")))
@@ -770,7 +785,7 @@ final class ConformanceRunner {
             try await app.deleteUser(user: try user(step))
         case "link":
             guard let c = try need(step, "credentials").objectValue else { throw ScriptError(description: "bad credentials") }
-            try await user(step).linkCredentials(credentials: try credentials(c))
+            try await user(step).linkCredentials(credentials: try await credentials(c))
         case "refresh":
             try await user(step).refreshAccessToken()
         case "valid_access_token":
@@ -877,6 +892,16 @@ final class ConformanceRunner {
         if let storageDir { try? FileManager.default.removeItem(at: storageDir) }
     }
 }
+
+/// The social credential kinds of the scenarios and the credentials each becomes; the test
+/// issuer names its OpenID Connect provider "conformance".
+let socialCredentials: [(String, (String) -> Credentials)] = [
+    ("google_id_token", { .googleIdToken(idToken: $0) }),
+    ("google_auth_code", { .googleAuthCode(authCode: $0) }),
+    ("apple_id_token", { .appleIdToken(idToken: $0) }),
+    ("facebook_access_token", { .facebookAccessToken(accessToken: $0) }),
+    ("oidc_id_token", { .oidcIdToken(provider: "conformance", idToken: $0) }),
+]
 
 func confSignJwt(_ spec: CObject, key: String, appId: String) throws -> String {
     func enc(_ v: CJSON) -> String { base64url(Data(v.text.utf8)) }
@@ -986,9 +1011,27 @@ func runScenario(_ file: URL, _ options: ConformanceOptions) async throws -> Sce
         return ScenarioResult(name: name, skipped: "needs its own server configuration", passed: false,
                               failures: [], transcript: [])
     }
+    var issuer: TestIssuer? = nil
     var server: ConformanceServer? = nil
-    if options.baseUrl == nil { server = try ConformanceServer(binary: options.serverBin, options: serverOpts) }
-    defer { server?.stop() }
+    // Stopped in this order: the server first, then the issuer it verifies tokens against.
+    defer {
+        server?.stop()
+        issuer?.stop()
+    }
+    if options.baseUrl == nil {
+        var extra = ""
+        if serverOpts["social"]?.boolValue == true {
+            do {
+                let started = try TestIssuer()
+                issuer = started
+                extra = try await started.providersToml()
+            } catch let e as TestFailure {
+                // This scenario fails (the issuer binary is missing, say); the others still run.
+                return ScenarioResult(name: name, skipped: nil, passed: false, failures: [e.description], transcript: [])
+            }
+        }
+        server = try ConformanceServer(binary: options.serverBin, options: serverOpts, extraProviders: extra)
+    }
     let baseUrl = server?.baseUrl ?? options.baseUrl!
     let appId = server != nil ? confAppId : options.appId!
     let admin: (pub: String, priv: String)? = server != nil ? confAdmin : options.admin
@@ -996,7 +1039,8 @@ func runScenario(_ file: URL, _ options: ConformanceOptions) async throws -> Sce
     var failures: [String] = []
     var transcript: [CJSON] = []
     let runner = try await ConformanceRunner(baseUrl: baseUrl, appId: appId, admin: admin,
-                                             jwtKey: options.jwtKey ?? confJwtKey, fileStorage: fileStorage)
+                                             jwtKey: options.jwtKey ?? confJwtKey, fileStorage: fileStorage,
+                                             issuer: issuer)
     defer { runner.close() }
     let steps = scenario["steps"]?.arrayValue ?? []
     stepLoop: for (i, element) in steps.enumerated() {
