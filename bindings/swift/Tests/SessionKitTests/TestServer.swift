@@ -31,7 +31,8 @@ final class TestServer {
     }
 
     /// Starts the server on a free loopback port with a fresh data dir; lifetimes in seconds.
-    init(access: Int = 1800, refresh: Int = 86400) throws {
+    /// `extraProviders`: more `[app.providers.*]` tables for the app (a TestIssuer's).
+    init(access: Int = 1800, refresh: Int = 86400, extraProviders: String = "") throws {
         let dir = FileManager.default.temporaryDirectory
             .appendingPathComponent("sessionkit-swift-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
@@ -62,6 +63,7 @@ final class TestServer {
         key = "\(jwtKey)"
         [app.providers.custom-function]
         id_field = "username"
+        \(extraProviders)
         """.write(to: config, atomically: true, encoding: .utf8)
 
         let process = Process()
