@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import pathlib
+import subprocess
+import urllib.request
 import time
 import functools
 from typing import Any, Callable, Coroutine, Dict, Iterator, List, Optional, Tuple
@@ -36,6 +39,7 @@ private_key = "{admin_private}"
 id = "{app_id}"
 access_token_lifetime_secs = {access}
 refresh_token_lifetime_secs = {refresh}
+{app_extra}
 
 [app.providers.anon-user]
 [app.providers.local-userpass]
@@ -48,6 +52,7 @@ algorithm = "HS256"
 key = "{jwt_key}"
 [app.providers.custom-function]
 id_field = "username"
+{providers_extra}
 """
 
 
@@ -57,6 +62,8 @@ class Server:
     def __init__(self, base_url: str) -> None:
         self.base_url = base_url
         self._admin_token: Optional[str] = None
+        # The process (its config file and data dir), for tests that run the server's CLI.
+        self.process: Optional[sk_server.ServerProcess] = None
 
     def admin_token(self) -> str:
         if self._admin_token is None:
@@ -111,8 +118,12 @@ def _server_bin() -> pathlib.Path:
 
 
 @contextlib.contextmanager
-def start_server(access: int = 1800, refresh: int = 86400) -> Iterator[Server]:
-    """Runs sessionkit-server on a free loopback port with a fresh data dir until exit."""
+def start_server(
+    access: int = 1800, refresh: int = 86400, app_extra: str = "", providers_extra: str = ""
+) -> Iterator[Server]:
+    """Runs sessionkit-server on a free loopback port with a fresh data dir until exit;
+    `app_extra` is added to the app's table (e.g. `access_token_algorithm = "ES256"`),
+    `providers_extra` after its providers (e.g. the test issuer's tables)."""
     with sk_server.ServerProcess(
         _server_bin(),
         CONFIG,
@@ -123,8 +134,12 @@ def start_server(access: int = 1800, refresh: int = 86400) -> Iterator[Server]:
         jwt_key=JWT_KEY,
         access=access,
         refresh=refresh,
+        app_extra=app_extra,
+        providers_extra=providers_extra,
     ) as proc:
-        yield Server(proc.base_url)
+        server = Server(proc.base_url)
+        server.process = proc
+        yield server
 
 
 @pytest.fixture
@@ -174,3 +189,53 @@ class Recorder(sessionkit.AuthEventListener):
 
     def kinds(self) -> List[sessionkit.AuthEventKind]:
         return [e.kind for e in self.events]
+
+
+class Issuer:
+    """The loopback test issuer (tests/src/issuer.rs, the `test_issuer` binary, built by
+    scripts/test-all) standing in for Google, Apple, Facebook and OpenID Connect: it mints the
+    social tokens, so these tests sign nothing themselves. It exits when its stdin closes."""
+
+    def __init__(self) -> None:
+        target = pathlib.Path(os.environ.get("CARGO_TARGET_DIR", sk_server.REPO / "target"))
+        binary = os.environ.get("SESSIONKIT_TEST_ISSUER_BIN", str(target / "debug" / "test_issuer"))
+        if not pathlib.Path(binary).is_file():
+            raise RuntimeError(f"{binary} not found: run `cargo build -p sessionkit-tests --bin test_issuer`")
+        self.proc = subprocess.Popen([binary], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert self.proc.stdout is not None  # stdout=PIPE
+        line = self.proc.stdout.readline()
+        if not line.startswith(sk_server.LISTENING):
+            self.stop()
+            raise RuntimeError(f"the test issuer did not start ({binary}): {line!r}")
+        self.url = line[len(sk_server.LISTENING):].strip()
+
+    def providers_toml(self) -> str:
+        """The server config's provider tables that trust this issuer (GET /control/providers.toml)."""
+        with urllib.request.urlopen(f"{self.url}/control/providers.toml", timeout=10) as r:
+            return str(r.read().decode())
+
+    def credential(self, kind: str, **spec: Any) -> str:
+        """A token for `kind` (`google_id_token`, `apple_id_token`, ...) from a spec such as
+        `sub="u1", aud="wrong"` (POST /control/credential; tests/src/issuer.rs `credential`)."""
+        status, doc = sk_server.http("POST", f"{self.url}/control/credential", {"kind": kind, "spec": spec})
+        assert status == 200, doc
+        return str(doc["token"])
+
+    def stop(self) -> None:
+        if self.proc.stdin:
+            self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@pytest.fixture
+def issuer() -> Iterator[Issuer]:
+    """A test issuer process for one test."""
+    started = Issuer()
+    try:
+        yield started
+    finally:
+        started.stop()
