@@ -349,6 +349,35 @@ impl User {
         self.app.log_out(&self.inner).await
     }
 
+    /// Calls a server function with typed arguments (serialized as the JSON array the
+    /// protocol sends: a tuple, a `Vec` or an array) and decodes its result into `R`: the
+    /// typed form of [`User::call_function`], as Kotlin's `callFunction<T>` and Swift's
+    /// `callFunction(_:_:as:)`.
+    ///
+    /// Errors: `InvalidArgument` when the arguments do not serialize to a JSON array or the
+    /// result does not decode into `R`; otherwise those of [`User::call_function`].
+    ///
+    /// ```no_run
+    /// # async fn demo(user: sessionkit::User) -> sessionkit::Result<()> {
+    /// let sum: i64 = user.call("sum", &(1, 2, 3)).await?;
+    /// assert_eq!(sum, 6);
+    /// # Ok(()) }
+    /// ```
+    pub async fn call<R: serde::de::DeserializeOwned>(
+        &self,
+        name: &str,
+        args: &impl serde::Serialize,
+    ) -> Result<R> {
+        let args = serde_json::to_string(args)
+            .map_err(|e| AppError::invalid(format!("function arguments: {e}")))?;
+        let result = self.call_function(name, &args).await?;
+        serde_json::from_str(&result).map_err(|e| {
+            AppError::invalid(format!(
+                "the result of {name} does not decode into the requested type ({e})"
+            ))
+        })
+    }
+
     /// Calls a server function with a JSON array of arguments; returns its JSON result.
     ///
     /// ```no_run

@@ -520,6 +520,15 @@ async fn functions_return_their_json_result() {
         serde_json::from_str(&user.call_function("whoami", "[]").await.unwrap()).unwrap();
     assert_eq!(me["user_id"], json!(user.id()));
 
+    // The typed form: arguments serialized, the result decoded.
+    let sum: f64 = user.call("sum", &(1, 0.5)).await.unwrap();
+    assert_eq!(sum, 1.5);
+    let echoed: (String, Vec<u8>) = user.call("echo", &("x", [1, 2])).await.unwrap();
+    assert_eq!(echoed, ("x".to_string(), vec![1, 2]));
+    // Not an array, or a result of another shape: InvalidArgument, the latter after the call.
+    assert_invalid(user.call::<i64>("sum", &json!({"a": 1})).await);
+    assert_invalid(user.call::<String>("sum", &[1, 2]).await);
+
     assert_service(
         user.call_function("no-such-function", "[]").await,
         "FunctionNotFound",
