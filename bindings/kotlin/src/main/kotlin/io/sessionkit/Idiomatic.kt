@@ -66,7 +66,11 @@ fun App.onSessionError(handler: (user: User, error: SessionError) -> Unit) =
  */
 suspend fun User.freshAccessToken(minTtlSecs: Int? = null): String = validAccessToken(minTtlSecs)
 
-/** Shorthands for the five providers' credentials (static methods for Java: `Creds.anonymous()`). */
+/**
+ * Shorthands for every provider's credentials (static methods for Java: `Creds.anonymous()`).
+ * Each works for [App.logIn] and [User.linkCredentials]; their `toString()` never shows the
+ * secret.
+ */
 object Creds {
     /** Anonymous credentials; [reuse]: return the logged-in anonymous user if there is one. */
     @JvmStatic @JvmOverloads
@@ -88,6 +92,51 @@ object Creds {
     /** A custom function's payload, a JSON object text. */
     @JvmStatic
     fun function(payloadJson: String): Credentials = Credentials.Function(payloadJson)
+
+    // Social sign-in (#14). The app gets the token from the provider's own sign-in SDK; the
+    // server checks it with the provider (signature against its published keys, audience = the
+    // client ids it is configured with, issuer, expiry) and logs in the provider's subject, so a
+    // later login without an email (Apple sends it only the first time) is the same user. A
+    // token the server does not accept fails with AppException.Service, code "AuthError".
+
+    /**
+     * A Google ID token (a JWT, e.g. `GoogleIdTokenCredential.idToken` from Android's Credential
+     * Manager): provider `oauth2-google`. Realm's `Credentials.google(token, GoogleAuthType.ID_TOKEN)`.
+     */
+    @JvmStatic
+    fun googleIdToken(idToken: String): Credentials = Credentials.GoogleIdToken(idToken)
+
+    /**
+     * A Google server auth code (`serverAuthCode` of Google Sign-In, requested for the server's
+     * client id), which the server exchanges with Google for an ID token using its client secret;
+     * a code works once. Provider `oauth2-google`. Realm's
+     * `Credentials.google(code, GoogleAuthType.AUTH_CODE)`.
+     */
+    @JvmStatic
+    fun googleAuthCode(authCode: String): Credentials = Credentials.GoogleAuthCode(authCode)
+
+    /**
+     * A Sign in with Apple identity token (the JWT `identityToken`, as text): provider
+     * `oauth2-apple`. Realm's `Credentials.apple(idToken)`.
+     */
+    @JvmStatic
+    fun apple(idToken: String): Credentials = Credentials.AppleIdToken(idToken)
+
+    /**
+     * A Facebook Login user access token (`AccessToken.getCurrentAccessToken().token`), which
+     * the server checks with Facebook's Graph API (issued to the app it is configured with):
+     * provider `oauth2-facebook`. Realm's `Credentials.facebook(accessToken)`.
+     */
+    @JvmStatic
+    fun facebook(accessToken: String): Credentials = Credentials.FacebookAccessToken(accessToken)
+
+    /**
+     * An ID token of an OpenID Connect issuer that the server knows by the name [provider] (its
+     * `[app.providers.oidc.<provider>]` table): provider `oidc-<provider>`. Not in the Realm SDKs,
+     * which reach other issuers through custom JWT credentials ([jwt]).
+     */
+    @JvmStatic
+    fun oidc(provider: String, idToken: String): Credentials = Credentials.OidcIdToken(provider, idToken)
 }
 
 /**

@@ -14,6 +14,12 @@ class RedactionTest {
             Credentials.ApiKey(secrets[1]),
             Credentials.Jwt(secrets[2]),
             Credentials.Function(secrets[3]),
+            // Social sign-in (#14): every one is a bearer secret of the provider's.
+            Creds.googleIdToken(secrets[2]),
+            Creds.googleAuthCode(secrets[1]),
+            Creds.apple(secrets[2]),
+            Creds.facebook(secrets[1]),
+            Creds.oidc("corp", secrets[2]),
             ApiKey(id = "abc", key = secrets[1], name = "ci", disabled = false),
         )
         for (o in objects) {
@@ -23,6 +29,8 @@ class RedactionTest {
             }
         }
         assertTrue(objects[0].toString().contains("ada@example.com"))
+        // The provider name is configuration, not a secret: it stays readable.
+        assertTrue(Creds.oidc("corp", secrets[2]).toString().contains("provider=corp"))
         assertTrue(ApiKey(id = "abc", key = null, name = "ci", disabled = true).toString().contains("key=null"))
     }
 }

@@ -45,8 +45,11 @@ class TestServer private constructor(
             return file
         }
 
-        /** Starts the server on a free loopback port; token lifetimes in seconds. */
-        fun start(access: Int = 1800, refresh: Int = 86400): TestServer {
+        /**
+         * Starts the server on a free loopback port; token lifetimes in seconds; [extraToml] is
+         * appended to the app's table (e.g. a TestIssuer's social providers).
+         */
+        fun start(access: Int = 1800, refresh: Int = 86400, extraToml: String = ""): TestServer {
             val dir = Files.createTempDirectory("sessionkit-kotlin-")
             val config = dir.resolve("server.toml")
             Files.writeString(
@@ -77,7 +80,7 @@ class TestServer private constructor(
                 key = "$JWT_KEY"
                 [app.providers.custom-function]
                 id_field = "username"
-                """.trimIndent(),
+                """.trimIndent() + "\n" + extraToml,
             )
             val process = ProcessBuilder(
                 serverBin().path, "--config", config.toString(), "--listen", "127.0.0.1:0",

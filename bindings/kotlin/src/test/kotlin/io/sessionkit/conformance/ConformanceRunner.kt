@@ -2,6 +2,7 @@
 // binding, each against a fresh sessionkit-server (or a server given with --base-url), written
 // as target/conformance/kotlin.json for tests/conformance/report.py. A faithful translation of
 // tests/conformance/runners/python_runner.py; the scenario format is in tests/conformance/README.md.
+// Scenarios with "server": {"social": true} also get the loopback test issuer (TestIssuer.kt).
 //
 // Two entry points: the JUnit test below (run by `mvn test`, so scripts/test-kotlin counts it)
 // and `main` for the command line, with the same options as the other runners:
@@ -148,8 +149,11 @@ fun jsonEquals(a: JsonElement, b: JsonElement): Boolean = when {
 
 // ---- the local server -------------------------------------------------------------------------
 
-/** A sessionkit-server process for one scenario. */
-class LocalServer(binary: String, opts: JsonObject) : AutoCloseable {
+/**
+ * A sessionkit-server process for one scenario; [extraToml] is appended to its app's table (the
+ * social providers of a [TestIssuer]).
+ */
+class LocalServer(binary: String, opts: JsonObject, extraToml: String = "") : AutoCloseable {
     private val dir = Files.createTempDirectory("sk-conformance-").toFile()
     private val process: Process
     val baseUrl: String
@@ -164,7 +168,7 @@ class LocalServer(binary: String, opts: JsonObject) : AutoCloseable {
             autoConfirm = opt("auto_confirm", "true").lowercase(),
             resetFunction = opt("reset_function", "pending"),
             jwtKey = JWT_KEY,
-        )
+        ) + extraToml
         val path = File(dir, "server.toml")
         path.writeText(config)
         process = ProcessBuilder(binary, "--config", path.path, "--listen", "127.0.0.1:0")
@@ -218,6 +222,8 @@ class Runner(
     private val admin: Pair<String, String>?,
     private val jwtKey: String,
     fileStorage: Boolean,
+    /** The scenario's issuer when it has `"server": {"social": true}`. */
+    private val issuer: TestIssuer? = null,
 ) : AutoCloseable {
     companion object {
         private var counter = 0
@@ -302,6 +308,22 @@ class Runner(
         }
         c["jwt"]?.let { j -> return Credentials.Jwt(signJwt(j.jsonObject, jwtKey, appId)) }
         c["function"]?.let { f -> return Credentials.Function(f.toString()) }
+        for (kind in SOCIAL_KINDS) {
+            val spec = c[kind] ?: continue
+            val issuer = issuer ?: throw Script("social credentials need \"server\": {\"social\": true}")
+            val token = try {
+                issuer.credential(kind, spec)
+            } catch (e: IllegalArgumentException) {
+                throw Script(e.message ?: "the issuer refused $kind")
+            }
+            return when (kind) {
+                "google_id_token" -> Credentials.GoogleIdToken(token)
+                "google_auth_code" -> Credentials.GoogleAuthCode(token)
+                "apple_id_token" -> Credentials.AppleIdToken(token)
+                "facebook_access_token" -> Credentials.FacebookAccessToken(token)
+                else -> Credentials.OidcIdToken(OIDC_PROVIDER, token)
+            }
+        }
         throw Script("unknown credentials $c")
     }
 
@@ -517,6 +539,10 @@ class Runner(
     }
 }
 
+/** The social credential kinds of the scenario format, as the test issuer names them. */
+private val SOCIAL_KINDS =
+    listOf("google_id_token", "google_auth_code", "apple_id_token", "facebook_access_token", "oidc_id_token")
+
 fun signJwt(spec: JsonObject, key: String, appId: String): String {
     val b64 = Base64.getUrlEncoder().withoutPadding()
     fun enc(e: JsonElement) = b64.encodeToString(e.toString().toByteArray())
@@ -595,7 +621,17 @@ fun runScenario(file: File, options: Options): ScenarioResult {
     if (options.baseUrl != null && serverOpts.isNotEmpty()) {
         return ScenarioResult(name, "needs its own server configuration", false, emptyList(), emptyList())
     }
-    val server = if (options.baseUrl == null) LocalServer(options.serverBin, serverOpts) else null
+    val social = (serverOpts["social"] as? JsonPrimitive)?.booleanOrNull == true
+    // Started before the server, whose config names the issuer's URL; stopped after it.
+    val issuer = if (social && options.baseUrl == null) TestIssuer() else null
+    val server = try {
+        if (options.baseUrl == null) {
+            LocalServer(options.serverBin, serverOpts, issuer?.providersToml()?.let { "\n$it" } ?: "")
+        } else null
+    } catch (e: Exception) {
+        issuer?.close()
+        throw e
+    }
     val failures = mutableListOf<String>()
     val transcript = mutableListOf<JsonObject>()
     try {
@@ -603,7 +639,7 @@ fun runScenario(file: File, options: Options): ScenarioResult {
         val appId = if (server != null) APP_ID else options.appId!!
         val admin = if (server != null) ADMIN else options.admin
         val fileStorage = ((scenario["client"] as? JsonObject)?.string("storage")) == "file"
-        Runner(baseUrl, appId, admin, options.jwtKey ?: JWT_KEY, fileStorage).use { runner ->
+        Runner(baseUrl, appId, admin, options.jwtKey ?: JWT_KEY, fileStorage, issuer).use { runner ->
             runBlocking {
                 val steps = (scenario["steps"] as? JsonArray).orEmpty()
                 for ((i, element) in steps.withIndex()) {
@@ -628,6 +664,7 @@ fun runScenario(file: File, options: Options): ScenarioResult {
         }
     } finally {
         server?.close()
+        issuer?.close()
     }
     return ScenarioResult(name, null, failures.isEmpty(), failures, transcript)
 }
