@@ -18,7 +18,9 @@ use crate::error::{AppError, Result};
 /// assert!(!format!("{email:?}").contains("horse"));
 /// # let _ = anon;
 /// ```
+// Non-exhaustive: more providers come (STYLE.md 2); a match in an app keeps a fallback arm.
 #[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Credentials {
     /// `reuse`: hand back the logged-in anonymous user if there is one, without a network call.
     Anonymous {
