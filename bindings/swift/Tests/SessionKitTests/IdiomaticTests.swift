@@ -321,7 +321,7 @@ final class ReadmeTests: XCTestCase {
                 .map { $0.hasPrefix("    ") ? String($0.dropFirst(4)) : String($0) }
         }
         let trim = { (lines: [String]) in lines.drop { $0.isEmpty }.reversed().drop { $0.isEmpty }.reversed() }
-        XCTAssertEqual(readmeBlocks.count, 3)
+        XCTAssertEqual(readmeBlocks.count, 4)
         XCTAssertEqual(readmeBlocks.map { Array(trim($0)) }, compiled.map { Array(trim($0)) })
     }
 }

@@ -58,8 +58,15 @@ func readmeExample2(app: App, user: User) async throws {
 }
 // end
 
-// README block 3 (continues block 1: `user` is block 1's)
-func readmeExample3(user: User) async throws {
+// README block 3 (continues block 1: `app` is block 1's; the tokens come from the sign-in SDKs)
+func readmeExample3(app: App, appleIdToken: String, googleIdToken: String) async throws {
+    let user = try await app.logIn(credentials: .appleIdToken(idToken: appleIdToken))
+    try await user.linkCredentials(credentials: .googleIdToken(idToken: googleIdToken))
+}
+// end
+
+// README block 4 (continues block 1: `user` is block 1's)
+func readmeExample4(user: User) async throws {
     var request = URLRequest(url: URL(string: "https://api.example.com/orders")!)
     request.httpMethod = "POST"
     request.httpBody = Data(#"{"item":"tea"}"#.utf8)
