@@ -42,6 +42,9 @@ _api.install()
 
 from . import blocking  # noqa: E402,F401
 
+# Verifying access tokens in a backend (#15); PyJWT is imported only when a token is verified.
+from ._verify import AccessTokenError, verify_access_token  # noqa: E402
+
 # In forms type checkers read (the stubs state the same list).
-__all__ = ["blocking"]
+__all__ = ["blocking", "verify_access_token", "AccessTokenError"]
 __all__ += _generated.__all__

@@ -13,6 +13,8 @@ import typing
 from typing import Any, AsyncGenerator, Dict, List, Optional
 
 from . import blocking as blocking
+from ._verify import AccessTokenError as AccessTokenError
+from ._verify import verify_access_token as verify_access_token
 
 __all__ = [
     "InternalError", "StoreError", "StorageConfig", "LogLevel", "SessionErrorKind", "AppError",
@@ -22,7 +24,7 @@ __all__ = [
     "ApiKeyAuth", "ApiKeyAuthProtocol", "AuthEventListenerImpl", "AuthEventListener",
     "Subscription", "SubscriptionProtocol", "User", "UserProtocol", "EmailPasswordAuth",
     "EmailPasswordAuthProtocol", "SessionErrorHandlerImpl", "SessionErrorHandler", "App",
-    "AppProtocol", "blocking",
+    "AppProtocol", "blocking", "verify_access_token", "AccessTokenError",
 ]
 
 # ---- values ----

@@ -1,0 +1,163 @@
+"""Verifying SessionKit access tokens in a backend (#15): ``sessionkit.verify_access_token``.
+
+The JOSE work is PyJWT's (``jwt.PyJWKClient`` fetches and caches the JWKS and picks the key by
+``kid``; ``jwt.decode`` checks the signature and the claims), with ``cryptography`` for ES256
+and RS256. Both are the optional extra ``sessionkit[verify]``: this module imports them only
+when a token is verified, so ``import sessionkit`` works without them.
+"""
+
+from __future__ import annotations
+
+import threading
+import typing
+
+__all__ = ["verify_access_token", "AccessTokenError"]
+
+# The algorithms sessionkit-server signs access tokens with (docs/PROTOCOL.md, Tokens). HS256
+# is never accepted: it would let anyone holding a public key forge tokens.
+_ALGORITHMS = ["ES256", "RS256"]
+# The server serves its JWKS with Cache-Control: max-age=300.
+_JWKS_LIFESPAN_SECS = 300.0
+
+
+class AccessTokenError(Exception):
+    """An access token was not accepted by ``verify_access_token``.
+
+    ``reason`` says why, one of: ``"expired"`` (past ``exp``, beyond the leeway),
+    ``"audience"`` (``aud`` is not the expected one), ``"issuer"`` (``iss`` is not the expected
+    one), ``"signature"`` (forged or tampered, or an algorithm other than ES256/RS256),
+    ``"unknown_key"`` (its ``kid`` is not in the JWKS, even after a refetch), ``"malformed"``
+    (not a JWT, or a required claim missing), ``"jwks_unavailable"`` (the JWKS could not be
+    fetched: transient, not the token's fault). The message never contains the token.
+    """
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+    def __repr__(self) -> str:
+        return f"AccessTokenError(reason={self.reason!r}, message={str(self)!r})"
+
+
+def _import_jwt() -> typing.Any:
+    try:
+        import jwt  # noqa: F401
+        import cryptography  # noqa: F401
+    except ImportError as e:
+        raise ImportError(
+            "sessionkit.verify_access_token needs PyJWT and cryptography: "
+            "pip install 'sessionkit[verify]'  (or: pip install 'PyJWT>=2.10' cryptography)"
+        ) from e
+    return jwt
+
+
+# One JWKS client per (URL, refetch interval): its cache lives as long as the process.
+_clients: typing.Dict[typing.Tuple[str, float], typing.Any] = {}
+_clients_lock = threading.Lock()
+
+
+def _client(jwt: typing.Any, jwks_url: str, refetch_interval_secs: float, timeout_secs: float) -> typing.Any:
+    key = (jwks_url, float(refetch_interval_secs))
+    with _clients_lock:
+        client = _clients.get(key)
+        if client is None:
+            client = jwt.PyJWKClient(
+                jwks_url,
+                cache_jwk_set=True,
+                lifespan=_JWKS_LIFESPAN_SECS,
+                timeout=timeout_secs,
+                cooldown_duration=refetch_interval_secs,
+            )
+            _clients[key] = client
+        return client
+
+
+def verify_access_token(
+    token: str,
+    *,
+    jwks_url: typing.Optional[str] = None,
+    base_url: typing.Optional[str] = None,
+    app_id: typing.Optional[str] = None,
+    audience: typing.Optional[str] = None,
+    issuer: typing.Optional[str] = None,
+    leeway_secs: float = 0,
+    refetch_interval_secs: float = 30,
+    timeout_secs: float = 10,
+) -> typing.Dict[str, typing.Any]:
+    """Verifies a SessionKit access token offline, for a backend, and returns its claims.
+
+    The keys come from the app's JWKS: ``jwks_url``, or
+    ``{base_url}/api/client/v2.0/app/{app_id}/.well-known/jwks.json`` (docs/PROTOCOL.md,
+    Tokens; the server must sign with ``access_token_algorithm = "ES256"`` or ``"RS256"``). The
+    JWKS is fetched once and cached per URL for 300 s (the server's ``max-age``); a token whose
+    ``kid`` is not in the cache makes one refetch (a rotated key), at most once per
+    ``refetch_interval_secs`` seconds per URL, so made-up ``kid``s cannot make this process
+    hammer the server. The token must be signed with ES256 or RS256 by that key, be before
+    ``exp`` (``leeway_secs`` seconds of tolerance for clock skew), and carry ``iss`` equal to
+    ``issuer`` and ``aud`` containing ``audience``; both default to ``app_id`` (the server sets
+    both to the app id), and one of ``issuer``/``app_id`` and one of ``audience``/``app_id`` is
+    required. ``timeout_secs``: for fetching the JWKS, in seconds.
+
+    Returns the claims as a dict (``sub`` is the user id; ``exp``/``iat`` in Unix seconds;
+    ``user_data`` the custom user data when there is some).
+
+    Raises ``AccessTokenError`` (``.reason``: ``expired``, ``audience``, ``issuer``,
+    ``signature``, ``unknown_key``, ``malformed``, ``jwks_unavailable``) when the token is not
+    accepted, ``ValueError`` for missing arguments, and ``ImportError`` saying what to install
+    when PyJWT or cryptography is missing (``pip install 'sessionkit[verify]'``). Built on
+    PyJWT's ``PyJWKClient`` and ``jwt.decode``. Never logs the token, nor puts it in an error.
+    """
+    if not isinstance(token, str):
+        raise TypeError(f"verify_access_token(): token must be a str, not {type(token).__name__}")
+    if jwks_url is None:
+        if not base_url or not app_id:
+            raise ValueError("verify_access_token(): give jwks_url, or base_url and app_id")
+        jwks_url = f"{base_url.rstrip('/')}/api/client/v2.0/app/{app_id}/.well-known/jwks.json"
+    audience = audience if audience is not None else app_id
+    issuer = issuer if issuer is not None else app_id
+    if audience is None or issuer is None:
+        raise ValueError("verify_access_token(): give audience and issuer, or app_id")
+    jwt = _import_jwt()
+    try:
+        header = jwt.get_unverified_header(token)
+    except jwt.PyJWTError:
+        raise AccessTokenError("malformed", "the access token is not a JWT") from None
+    if header.get("alg") not in _ALGORITHMS:
+        raise AccessTokenError(
+            "signature", f"the access token's algorithm {header.get('alg')!r} is not ES256 or RS256"
+        )
+    kid = header.get("kid")
+    if not isinstance(kid, str):
+        raise AccessTokenError("malformed", "the access token's header has no kid")
+    client = _client(jwt, jwks_url, refetch_interval_secs, timeout_secs)
+    try:
+        key = client.get_signing_key(kid)
+    except jwt.PyJWKClientConnectionError as e:
+        raise AccessTokenError("jwks_unavailable", f"cannot fetch the JWKS from {jwks_url}: {e}") from None
+    except jwt.PyJWKClientError:
+        raise AccessTokenError(
+            "unknown_key", f"no key {kid!r} in the JWKS at {jwks_url} (after a refetch)"
+        ) from None
+    try:
+        claims: typing.Dict[str, typing.Any] = jwt.decode(
+            token,
+            key=key.key,
+            algorithms=_ALGORITHMS,
+            audience=audience,
+            issuer=issuer,
+            leeway=leeway_secs,
+            options={"require": ["exp", "iat", "sub", "iss", "aud"]},
+        )
+    except jwt.ExpiredSignatureError:
+        raise AccessTokenError("expired", "the access token has expired") from None
+    except jwt.InvalidAudienceError:
+        raise AccessTokenError("audience", f"the access token is not for audience {audience!r}") from None
+    except jwt.InvalidIssuerError:
+        raise AccessTokenError("issuer", f"the access token was not issued by {issuer!r}") from None
+    except (jwt.InvalidSignatureError, jwt.InvalidAlgorithmError):
+        raise AccessTokenError("signature", "the access token's signature is invalid") from None
+    except jwt.MissingRequiredClaimError as e:
+        raise AccessTokenError("malformed", f"the access token lacks the claim {e.claim!r}") from None
+    except jwt.PyJWTError as e:
+        raise AccessTokenError("malformed", f"the access token was not accepted: {type(e).__name__}") from None
+    return claims
