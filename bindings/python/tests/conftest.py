@@ -74,7 +74,12 @@ class Server:
 
     def admin(self, method: str, path: str, body: Any = None) -> Tuple[int, Any]:
         url = f"{self.base_url}{sk_server.ADMIN_API}/groups/pytest-group/apps/{APP_ID}{path}"
-        return sk_server.http(method, url, body, self.admin_token())
+        status, doc = sk_server.http(method, url, body, self.admin_token())
+        if status == 401 and isinstance(doc, dict) and "expired" in str(doc.get("error")):
+            # The admin token's 30 minutes passed on a test clock moved forward: log in again.
+            self._admin_token = None
+            status, doc = sk_server.http(method, url, body, self.admin_token())
+        return status, doc
 
     def refresh_count(self) -> int:
         status, doc = self.admin("GET", "/metrics")
@@ -90,12 +95,11 @@ class Server:
         assert status == 204, doc
 
     def advance_clock(self, secs: int) -> None:
-        status, doc = sk_server.http(
-            "POST",
-            f"{self.base_url}{sk_server.ADMIN_API}/test/clock",
-            {"advance_secs": secs},
-            self.admin_token(),
-        )
+        url = f"{self.base_url}{sk_server.ADMIN_API}/test/clock"
+        status, doc = sk_server.http("POST", url, {"advance_secs": secs}, self.admin_token())
+        if status == 401:  # the admin token expired on a clock moved before: log in again
+            self._admin_token = None
+            status, doc = sk_server.http("POST", url, {"advance_secs": secs}, self.admin_token())
         assert status == 200, doc
 
     def config(self, storage: Optional[StorageConfig] = None, **kw: Any) -> AppConfig:

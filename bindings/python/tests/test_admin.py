@@ -1,0 +1,129 @@
+"""sessionkit.admin.AdminClient (#15) against the real server's admin API."""
+
+from __future__ import annotations
+
+import uuid
+from typing import List, Tuple
+
+import pytest
+
+import sessionkit
+from sessionkit import AppError, Credentials, SessionError, SessionErrorKind, User, UserState
+from sessionkit.admin import AdminClient, AdminError
+
+from conftest import ADMIN_PRIVATE, ADMIN_PUBLIC, APP_ID, Server, aio, wait_for
+
+
+def _admin(server: Server) -> AdminClient:
+    return AdminClient(server.base_url, APP_ID, ADMIN_PUBLIC, ADMIN_PRIVATE)
+
+
+class Handler(sessionkit.SessionErrorHandler):
+    def __init__(self) -> None:
+        self.calls: List[Tuple[str, SessionErrorKind]] = []
+
+    def on_session_error(self, user: User, error: SessionError) -> None:
+        self.calls.append((user.id(), error.kind))
+
+
+@aio
+async def test_revoke_ends_a_logged_in_users_session_at_its_next_refresh(server: Server) -> None:
+    app = server.app()
+    handler = Handler()
+    app.set_session_error_handler(handler)
+    email = f"py-{uuid.uuid4().hex[:10]}@example.com"
+    await app.email_password_auth().register_user(email, "correct-horse")
+    user = await app.log_in(Credentials.EMAIL_PASSWORD(email=email, password="correct-horse"))
+    admin = _admin(server)
+    admin.revoke_sessions(user.id())
+    assert user.state() == UserState.LOGGED_IN  # nothing happens until the next refresh
+    with pytest.raises(AppError.SessionExpired) as err:
+        await user.refresh_access_token()
+    assert err.value.kind == SessionErrorKind.SESSION_REVOKED
+    await wait_for(lambda: len(handler.calls) >= 1)
+    assert handler.calls == [(user.id(), SessionErrorKind.SESSION_REVOKED)]
+    assert user.state() == UserState.LOGGED_OUT
+    with pytest.raises(AppError.ClientUserNotLoggedIn):
+        await user.refresh_access_token()
+    assert len(handler.calls) == 1
+
+
+@aio
+async def test_list_find_disable_enable_custom_data_and_delete(server: Server) -> None:
+    admin = _admin(server)
+    email = f"py-{uuid.uuid4().hex[:10]}@example.com"
+    created = admin.create_user(email, "correct-horse")
+    uid = created["_id"]
+    anon = await server.app().log_in(Credentials.ANONYMOUS(reuse=False))
+    assert {u["_id"] for u in admin.list_users()} == {uid, anon.id()}
+    assert [u["_id"] for u in admin.find_users(email=email.upper())] == [uid]
+    assert [u["_id"] for u in admin.find_users(provider_type="anon-user")] == [anon.id()]
+    assert admin.get_user(uid)["disabled"] is False
+
+    app = server.app()
+    admin.disable_user(uid)
+    assert admin.get_user(uid)["disabled"] is True
+    with pytest.raises(AppError.Service) as refused:
+        await app.log_in(Credentials.EMAIL_PASSWORD(email=email, password="correct-horse"))
+    assert refused.value.code == "UserDisabled"
+    admin.enable_user(uid)
+    user = await app.log_in(Credentials.EMAIL_PASSWORD(email=email, password="correct-horse"))
+
+    admin.set_custom_data(uid, {"plan": "pro", "seats": 3})
+    assert await user.refresh_custom_data() == {"plan": "pro", "seats": 3}
+
+    admin.delete_user(uid)
+    with pytest.raises(AdminError) as err:
+        admin.get_user(uid)
+    assert err.value.code == "UserNotFound" and err.value.http_status == 404
+    with pytest.raises(AdminError) as err:
+        admin.revoke_sessions("no-such-user")
+    assert err.value.code == "UserNotFound"
+
+
+@aio
+async def test_verify_token_decodes_refuses_forged_and_says_expired(server: Server) -> None:
+    admin = _admin(server)
+    user = await server.app().log_in(Credentials.ANONYMOUS(reuse=False))
+    token = user.access_token()
+    assert token is not None
+    claims = admin.verify_token(token)
+    assert claims is not None and claims["sub"] == user.id()
+    head, payload, sig = token.split(".")
+    with pytest.raises(AdminError) as err:
+        admin.verify_token(f"{head}.{payload}.{sig[:-4]}AAAA")
+    assert err.value.http_status == 401 and err.value.code == "InvalidSession"
+    server.advance_clock(1801)  # past the access token's 30 minutes
+    # The admin token has expired too: the client logs in again by itself.
+    assert admin.verify_token(token) is None
+
+
+@pytest.mark.lifetimes(refresh=86400)
+@aio
+async def test_refresh_token_lifetime_applies_to_new_sessions(server: Server) -> None:
+    admin = _admin(server)
+    admin.set_refresh_token_lifetime(3600)
+    app = server.app()
+    user = await app.log_in(Credentials.ANONYMOUS(reuse=False))
+    email = f"py-{uuid.uuid4().hex[:10]}@example.com"
+    admin.create_user(email, "correct-horse")
+    member = await app.log_in(Credentials.EMAIL_PASSWORD(email=email, password="correct-horse"))
+    server.advance_clock(3601)
+    with pytest.raises(AppError.SessionExpired) as err:
+        await member.refresh_access_token()
+    assert err.value.kind == SessionErrorKind.TOKEN_EXPIRED
+    await user.refresh_access_token()  # anonymous refresh tokens do not expire
+    with pytest.raises(AdminError) as bad:
+        admin.set_refresh_token_lifetime(0)
+    assert bad.value.code == "BadRequest" and bad.value.http_status == 400
+
+
+def test_a_wrong_key_pair_and_an_unreachable_server_raise_admin_error(server: Server) -> None:
+    with pytest.raises(AdminError) as err:
+        AdminClient(server.base_url, APP_ID, ADMIN_PUBLIC, "wrong-private").list_users()
+    assert err.value.http_status == 401
+    assert "wrong-private" not in str(err.value)
+    with pytest.raises(AdminError) as err:
+        AdminClient("http://127.0.0.1:9", APP_ID, ADMIN_PUBLIC, ADMIN_PRIVATE, timeout_secs=2).list_users()
+    assert err.value.code == "Network" and err.value.http_status == 0
+    assert ADMIN_PRIVATE not in repr(_admin(server))
