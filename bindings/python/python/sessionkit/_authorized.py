@@ -1,0 +1,163 @@
+"""What the HTTP client integrations (``sessionkit.httpx_auth``, ``sessionkit.requests_auth``)
+share (#15): the user's token for a request, the destination check, and the refreshes made
+after a 401, one per refused token however many requests were refused it.
+
+The semantics are the Swift binding's ``URLSession.data(for:user:)``
+(bindings/swift/Sources/SessionKit/AuthorizedRequests.swift) and PROTOCOL.md's client refresh
+rules: on a 401, one refresh and one replay, never a loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import threading
+import typing
+import urllib.parse
+
+from . import AppError, User
+from . import blocking as _blocking
+
+
+def async_user(user: typing.Any) -> User:
+    """The asyncio-API handle of ``user`` (a ``sessionkit.User`` or a
+    ``sessionkit.blocking.User``); TypeError for anything else."""
+    if isinstance(user, _blocking.User):
+        return user.inner
+    if isinstance(user, User):
+        return user
+    raise TypeError(
+        f"user must be a sessionkit.User or sessionkit.blocking.User, not {type(user).__name__}"
+    )
+
+
+def _is_loopback(host: str) -> bool:
+    host = host.strip("[]").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_destination(url: str, allow_insecure_http: bool) -> None:
+    """Only http(s), and plain http only to loopback hosts unless allowed: the SDK's
+    ``allow_insecure_http`` rule, applied to the app's API, so that the token never crosses a
+    network in clear. Raises ``AppError.InvalidArgument`` or ``AppError.InsecureUrl``."""
+    parts = urllib.parse.urlsplit(url)
+    scheme = parts.scheme.lower()
+    host = parts.hostname or ""
+    if scheme not in ("http", "https") or not host:
+        raise AppError.InvalidArgument(message="url: must be an http or https URL with a host")
+    if scheme == "http" and not allow_insecure_http and not _is_loopback(host):
+        # Scheme and host only: a query may carry secrets of its own.
+        raise AppError.InsecureUrl(url=f"http://{host}")
+
+
+def token_sync(user: User, min_ttl_secs: typing.Optional[int]) -> str:
+    """``valid_access_token`` from synchronous code. A fresh token is answered on the first
+    poll of the SDK's future, without a hop to its runtime (bindings/ffi/src/user.rs); a due
+    refresh is made there, one however many callers. Raises RuntimeError inside a running
+    event loop (use the async client there)."""
+    return _blocking._run(user.valid_access_token(min_ttl_secs))
+
+
+class _Flight:
+    """One refresh made after a 401: its outcome, and the asyncio waiters of other loops."""
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.error: typing.Optional[BaseException] = None
+        self.waiters: typing.List[typing.Tuple[asyncio.AbstractEventLoop, "asyncio.Future[None]"]] = []
+
+
+def _wake(future: "asyncio.Future[None]") -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+class Refreshes:
+    """The refreshes made after a 401, one per refused token: requests that were refused the
+    same token join one ``refresh_access_token()``, and a request refused a token the user no
+    longer holds makes none (it was replaced meanwhile). A session found ended is remembered
+    (one entry per user id), so that every request refused that token raises the same
+    ``AppError.SessionExpired``, and the App's session error handler is called once."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._flights: typing.Dict[str, typing.Tuple[str, _Flight]] = {}
+
+    def _join(self, user: User, rejected: str) -> typing.Tuple[typing.Optional[_Flight], bool]:
+        uid = user.id()
+        with self._lock:
+            entry = self._flights.get(uid)
+            if entry is not None and entry[0] == rejected:
+                return entry[1], False
+            if user.access_token() != rejected:
+                return None, False
+            flight = _Flight()
+            self._flights[uid] = (rejected, flight)
+            return flight, True
+
+    def _finish(self, user: User, flight: _Flight, error: typing.Optional[BaseException]) -> None:
+        uid = user.id()
+        with self._lock:
+            flight.error = error if isinstance(error, Exception) else None
+            entry = self._flights.get(uid)
+            if entry is not None and entry[1] is flight and not isinstance(error, AppError.SessionExpired):
+                del self._flights[uid]
+            waiters, flight.waiters = flight.waiters, []
+            flight.done.set()
+        for loop, future in waiters:
+            try:
+                loop.call_soon_threadsafe(_wake, future)
+            except RuntimeError:
+                pass  # that loop has closed
+
+    def refresh_sync(self, user: User, rejected: str) -> None:
+        """Refreshes after a 401 to ``rejected``, or waits for the refresh already made for
+        it. Raises what ``refresh_access_token()`` raised."""
+        flight, owner = self._join(user, rejected)
+        if flight is None:
+            return
+        if owner:
+            error: typing.Optional[BaseException] = None
+            try:
+                _blocking._run(user.refresh_access_token())
+            except BaseException as e:
+                error = e
+            self._finish(user, flight, error)
+        else:
+            flight.done.wait()
+        if flight.error is not None:
+            raise flight.error
+
+    async def refresh_async(self, user: User, rejected: str) -> None:
+        """As ``refresh_sync``, awaiting instead of blocking."""
+        flight, owner = self._join(user, rejected)
+        if flight is None:
+            return
+        if owner:
+            error: typing.Optional[BaseException] = None
+            try:
+                await user.refresh_access_token()
+            except BaseException as e:
+                error = e
+            self._finish(user, flight, error)
+            if error is not None and not isinstance(error, Exception):
+                raise error  # cancelled
+        else:
+            waiter: typing.Optional["asyncio.Future[None]"] = None
+            with self._lock:
+                if not flight.done.is_set():
+                    loop = asyncio.get_running_loop()
+                    waiter = loop.create_future()
+                    flight.waiters.append((loop, waiter))
+            if waiter is not None:
+                await waiter
+        if flight.error is not None:
+            raise flight.error
+
+
+REFRESHES = Refreshes()

@@ -1,0 +1,98 @@
+"""Calling the app's own API with httpx and the user's session (#15)::
+
+    from sessionkit.httpx_auth import UserAuth
+
+    async with httpx.AsyncClient(auth=UserAuth(user)) as client:
+        r = await client.get("https://api.example/orders")
+
+httpx is optional: ``import sessionkit`` works without it; importing this module without it
+raises ImportError saying what to install.
+"""
+
+from __future__ import annotations
+
+import typing
+
+try:
+    import httpx
+except ImportError:  # pragma: no cover - depends on the environment
+    raise ImportError("sessionkit.httpx_auth needs httpx: pip install httpx") from None
+
+from . import User, blocking
+from ._authorized import REFRESHES, async_user, check_destination, token_sync
+
+__all__ = ["UserAuth"]
+
+
+class UserAuth(httpx.Auth):
+    """An ``httpx.Auth`` for ``httpx.Client`` and ``httpx.AsyncClient`` that sends the user's
+    access token as ``Authorization: Bearer <token>`` (any such header is replaced).
+
+    - The token is ``user.valid_access_token(min_ttl_secs)``: one with at least
+      ``min_ttl_secs`` seconds (None: the config's ``refresh_margin_secs``) to live. A fresh
+      token is read without a hop to the SDK's runtime; an expiring one is refreshed first, one
+      refresh however many requests ask at once (the SDK's coalescing).
+    - A 401 answer: the token is refreshed once (requests refused the same token share one
+      refresh; none is made when the token was replaced meanwhile), then the request is sent
+      once more, body included (it is read into memory for that), with the new token. A second
+      401 is returned as the response: never a loop.
+    - Any other status is returned as the response.
+
+    Raises, with nothing sent: ``AppError.InvalidArgument`` for a URL that is not http(s),
+    ``AppError.InsecureUrl`` for plain http to a host that is not a loopback address (unless
+    ``allow_insecure_http``). Raises what ``valid_access_token`` and ``refresh_access_token``
+    raise: ``AppError.SessionExpired`` when the refresh token was refused (the App's session
+    error handler has then been called, once, and the user is logged out),
+    ``AppError.ClientUserNotLoggedIn`` (also for a request begun after the session ended: the
+    user is logged out), ``AppError.Network``/``Timeout`` when a needed refresh could not be
+    made. With ``httpx.Client`` (synchronous) it raises RuntimeError when called
+    inside a running event loop: use ``httpx.AsyncClient`` there. Never logs the token.
+
+    ``user``: a ``sessionkit.User`` or a ``sessionkit.blocking.User``.
+    """
+
+    requires_request_body = True
+
+    def __init__(
+        self,
+        user: typing.Union[User, blocking.User],
+        *,
+        min_ttl_secs: typing.Optional[int] = None,
+        allow_insecure_http: bool = False,
+    ) -> None:
+        self._user = async_user(user)
+        self._min_ttl_secs = min_ttl_secs
+        self._allow_insecure_http = allow_insecure_http
+
+    def __repr__(self) -> str:
+        return f"UserAuth(user={self._user!r})"
+
+    def sync_auth_flow(self, request: httpx.Request) -> typing.Generator[httpx.Request, httpx.Response, None]:
+        """httpx's synchronous flow: bearer, then on a 401 one refresh and one replay."""
+        check_destination(str(request.url), self._allow_insecure_http)
+        request.read()  # kept for the replay
+        token = token_sync(self._user, self._min_ttl_secs)
+        request.headers["Authorization"] = f"Bearer {token}"
+        response = yield request
+        if response.status_code != 401:
+            return
+        REFRESHES.refresh_sync(self._user, token)
+        request.headers["Authorization"] = f"Bearer {token_sync(self._user, self._min_ttl_secs)}"
+        yield request
+
+    async def async_auth_flow(
+        self, request: httpx.Request
+    ) -> typing.AsyncGenerator[httpx.Request, httpx.Response]:
+        """httpx's asyncio flow: bearer, then on a 401 one refresh and one replay."""
+        check_destination(str(request.url), self._allow_insecure_http)
+        await request.aread()  # kept for the replay
+        token = await self._user.valid_access_token(self._min_ttl_secs)
+        request.headers["Authorization"] = f"Bearer {token}"
+        response = yield request
+        if response.status_code != 401:
+            return
+        await REFRESHES.refresh_async(self._user, token)
+        request.headers["Authorization"] = (
+            f"Bearer {await self._user.valid_access_token(self._min_ttl_secs)}"
+        )
+        yield request

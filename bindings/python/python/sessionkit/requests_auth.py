@@ -1,0 +1,111 @@
+"""Calling the app's own API with requests and the user's session (#15)::
+
+    from sessionkit.requests_auth import UserAuth
+
+    r = requests.get("https://api.example/orders", auth=UserAuth(user))
+
+requests is optional: ``import sessionkit`` works without it; importing this module without it
+raises ImportError saying what to install.
+"""
+
+from __future__ import annotations
+
+import functools
+import typing
+
+try:
+    import requests
+    import requests.auth
+except ImportError:  # pragma: no cover - depends on the environment
+    raise ImportError("sessionkit.requests_auth needs requests: pip install requests") from None
+
+from . import User, blocking
+from ._authorized import REFRESHES, async_user, check_destination, token_sync
+
+__all__ = ["UserAuth"]
+
+_REPLAYED = "_sessionkit_replayed"
+
+
+class UserAuth(requests.auth.AuthBase):
+    """A ``requests`` auth (``auth=UserAuth(user)``, per request or on a ``Session``) that
+    sends the user's access token as ``Authorization: Bearer <token>`` (any such header is
+    replaced).
+
+    - The token is ``user.valid_access_token(min_ttl_secs)``: one with at least
+      ``min_ttl_secs`` seconds (None: the config's ``refresh_margin_secs``) to live. A fresh
+      token is read without a hop to the SDK's runtime; an expiring one is refreshed first, one
+      refresh however many threads ask at once (the SDK's coalescing).
+    - A 401 answer: the token is refreshed once (requests refused the same token share one
+      refresh; none is made when the token was replaced meanwhile), then the request is sent
+      once more, body included, with the new token; the 401 is in the new response's
+      ``history``. A second 401 is returned as the response: never a loop. A body that is a
+      stream which cannot be rewound (a generator) is not sent twice: its 401 is returned
+      after the refresh.
+    - Any other status is returned as the response.
+
+    Raises, with nothing sent: ``AppError.InvalidArgument`` for a URL that is not http(s),
+    ``AppError.InsecureUrl`` for plain http to a host that is not a loopback address (unless
+    ``allow_insecure_http``). Raises what ``valid_access_token`` and ``refresh_access_token``
+    raise: ``AppError.SessionExpired`` when the refresh token was refused (the App's session
+    error handler has then been called, once, and the user is logged out),
+    ``AppError.ClientUserNotLoggedIn`` (also for a request begun after the session ended: the
+    user is logged out), ``AppError.Network``/``Timeout`` when a needed refresh could not be
+    made; RuntimeError when called inside a running event loop (the SDK's
+    blocking calls refuse there). Never logs the token.
+
+    ``user``: a ``sessionkit.User`` or a ``sessionkit.blocking.User``.
+    """
+
+    def __init__(
+        self,
+        user: typing.Union[User, blocking.User],
+        *,
+        min_ttl_secs: typing.Optional[int] = None,
+        allow_insecure_http: bool = False,
+    ) -> None:
+        self._user = async_user(user)
+        self._min_ttl_secs = min_ttl_secs
+        self._allow_insecure_http = allow_insecure_http
+
+    def __repr__(self) -> str:
+        return f"UserAuth(user={self._user!r})"
+
+    def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
+        """Sets the bearer token on ``r`` and hooks its response for the 401 replay."""
+        check_destination(r.url or "", self._allow_insecure_http)
+        token = token_sync(self._user, self._min_ttl_secs)
+        r.headers["Authorization"] = f"Bearer {token}"
+        position: typing.Optional[int] = None
+        tell = getattr(r.body, "tell", None)
+        if tell is not None:
+            try:
+                position = int(tell())
+            except (OSError, ValueError):
+                position = None
+        r.register_hook("response", functools.partial(self._on_response, token, position))  # type: ignore[no-untyped-call]
+        return r
+
+    def _on_response(
+        self, token: str, position: typing.Optional[int], response: requests.Response, **kwargs: typing.Any
+    ) -> requests.Response:
+        request = response.request
+        if response.status_code != 401 or getattr(request, _REPLAYED, False):
+            return response
+        REFRESHES.refresh_sync(self._user, token)
+        body = request.body
+        if body is not None and not isinstance(body, (bytes, str)):
+            seek = getattr(body, "seek", None)
+            if seek is None or position is None:
+                return response  # a stream the first attempt has read
+            seek(position)
+        response.content  # noqa: B018 - read, so that the connection can be reused
+        response.close()
+        replay = request.copy()
+        replay.headers["Authorization"] = f"Bearer {token_sync(self._user, self._min_ttl_secs)}"
+        setattr(replay, _REPLAYED, True)
+        # The adapter's send, as requests' own HTTPDigestAuth replays: no hooks run for it.
+        second: requests.Response = response.connection.send(replay, **kwargs)
+        second.history.append(response)
+        second.request = replay
+        return second
