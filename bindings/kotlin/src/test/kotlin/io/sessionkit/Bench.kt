@@ -5,7 +5,8 @@ import kotlinx.coroutines.runBlocking
 /**
  * Not a test: the median time of a synchronous getter called from Kotlin, both the generated
  * `User.accessToken()` (UniFFI over JNA) and the Kotlin layer's `User.currentAccessToken()`
- * (one direct native call). Run with `bindings/kotlin/bench.sh`.
+ * (one direct native call); and the OkHttp interceptor's token read. Run with
+ * `bindings/kotlin/bench.sh`.
  */
 fun main(args: Array<String>) {
     val iterations = args.getOrNull(0)?.toInt() ?: 200_000
@@ -16,6 +17,13 @@ fun main(args: Array<String>) {
             println("token ${user.accessToken()!!.length} chars, $iterations timed calls each")
             measure("accessToken() (generated)", iterations) { user.accessToken()!!.length }
             measure("currentAccessToken() (direct)", iterations) { user.currentAccessToken()!!.length }
+            // The OkHttp interceptor's token (#15): the direct read plus its claims check, against
+            // the generated async validAccessToken() that it falls back to when the token is due.
+            val tokens = io.sessionkit.okhttp.Tokens(user, 60)
+            measure("okhttp interceptor's token (fresh)", iterations) { tokens.valid().length }
+            measure("validAccessToken(60) (generated, runBlocking)", iterations / 10) {
+                runBlocking { user.validAccessToken(60) }.length
+            }
         }
     }
 }

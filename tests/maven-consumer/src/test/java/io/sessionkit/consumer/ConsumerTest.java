@@ -89,6 +89,13 @@ class ConsumerTest {
     }
 
     @Test
+    void okHttpIsNotPassedOnToUsersOfTheJar() {
+        // io.sessionkit.okhttp's dependency is optional (#15): this project, which logs in above
+        // and below, does not get OkHttp on its classpath.
+        assertThrows(ClassNotFoundException.class, () -> Class.forName("okhttp3.OkHttpClient"));
+    }
+
+    @Test
     void logsInAndCallsFromJava() throws Exception {
         AppConfig config = SessionKit.appConfig(APP_ID, baseUrl, StorageConfig.InMemory.INSTANCE);
         config.setRequestTimeoutMs(5000); // a plain long, no unsigned type
