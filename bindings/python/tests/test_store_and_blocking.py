@@ -1,6 +1,8 @@
 """A SessionStore written in Python, and the blocking facade."""
 
-
+import gc
+import threading
+import warnings
 from typing import Any, Callable, Dict, List, Optional
 
 import pytest
@@ -74,3 +76,15 @@ def test_blocking_facade(server: Server) -> None:
     user.log_out()
     assert user.state() == UserState.REMOVED
     assert app.current_user() is None
+
+
+def test_a_thread_that_made_blocking_calls_leaves_no_unclosed_event_loop(server: Server) -> None:
+    app = blocking.App(server.config())
+    user = app.log_in(Credentials.ANONYMOUS(reuse=False))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        worker = threading.Thread(target=user.valid_access_token)
+        worker.start()
+        worker.join()
+        gc.collect()
+    assert not [w for w in caught if "unclosed event loop" in str(w.message)]

@@ -64,11 +64,25 @@ def _run(coro: typing.Coroutine[typing.Any, typing.Any, _T]) -> _T:
         )
     # One loop per thread, kept for the thread's life: creating a loop per call would cost more
     # than most SDK calls.
-    loop: typing.Optional[asyncio.AbstractEventLoop] = getattr(_local, "loop", None)
-    if loop is None or loop.is_closed():
-        loop = asyncio.new_event_loop()
-        _local.loop = loop
-    return loop.run_until_complete(coro)
+    holder: typing.Optional[_ThreadLoop] = getattr(_local, "holder", None)
+    if holder is None or holder.loop.is_closed():
+        holder = _ThreadLoop()
+        _local.holder = holder
+    return holder.loop.run_until_complete(coro)
+
+
+class _ThreadLoop:
+    """A thread's event loop, closed when the thread ends (its thread-local data is dropped):
+    worker threads that make blocking calls leave no unclosed loop, nor its descriptors."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+
+    def __del__(self) -> None:
+        try:
+            self.loop.close()
+        except Exception:  # at interpreter exit, or a loop still running: nothing to do
+            pass
 
 
 class EmailPasswordAuth:
