@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import http.server
+import io
+import subprocess
+import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Iterator, List, Tuple
@@ -253,3 +256,37 @@ async def test_plain_http_beyond_loopback_is_refused_before_sending(server: Serv
         HttpxAuth("not a user")  # type: ignore[arg-type]
     token = user.access_token()
     assert token is not None and token not in repr(HttpxAuth(user))
+
+
+def test_requests_replays_a_file_body_from_where_it_started(server: Server) -> None:
+    user = _blocking_user(server, Handler())
+    server.advance_clock(1801)
+    body = io.BytesIO(b'--skipped--{"name": "echo", "arguments": ["from a file"]}')
+    body.seek(len(b"--skipped--"))
+    r = requests.post(
+        server.base_url + CALL, data=body, headers={"Content-Type": "application/json"},
+        auth=RequestsAuth(user), timeout=10,
+    )
+    assert r.status_code == 200 and r.json() == ["from a file"]
+    assert [h.status_code for h in r.history] == [401]
+    assert server.refresh_count() == 1
+
+
+def test_the_package_imports_without_httpx_requests_and_pyjwt() -> None:
+    code = (
+        "import sys\n"
+        "for name in ('httpx', 'requests', 'jwt'):\n"
+        "    sys.modules[name] = None\n"
+        "import sessionkit, sessionkit.admin\n"
+        "for module in ('sessionkit.httpx_auth', 'sessionkit.requests_auth'):\n"
+        "    try:\n"
+        "        __import__(module)\n"
+        "    except ImportError as e:\n"
+        "        print(e)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == [
+        "sessionkit.httpx_auth needs httpx: pip install httpx",
+        "sessionkit.requests_auth needs requests: pip install requests",
+    ]
