@@ -154,3 +154,17 @@ def test_missing_arguments_are_a_value_error() -> None:
     with pytest.raises(ValueError):
         verify_access_token("a.b.c", jwks_url="http://127.0.0.1:1/jwks")  # no issuer or audience
     assert sessionkit.AccessTokenError is AccessTokenError
+
+
+@aio
+async def test_no_key_published_and_an_unreachable_jwks_are_told_apart() -> None:
+    with start_server(app_extra='access_token_algorithm = "ES256"') as server:
+        token = await _token(server)
+    with start_server() as hs256:  # an HS256 app publishes an empty key set
+        with pytest.raises(AccessTokenError) as err:
+            verify_access_token(token, base_url=hs256.base_url, app_id=APP_ID)
+        assert err.value.reason == "unknown_key"
+    with pytest.raises(AccessTokenError) as err:
+        verify_access_token(token, jwks_url="http://127.0.0.1:9/jwks", app_id=APP_ID, timeout_secs=2)
+    assert err.value.reason == "jwks_unavailable"
+    assert type(err.value).__module__ == "sessionkit"

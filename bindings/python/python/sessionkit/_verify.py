@@ -134,7 +134,8 @@ def verify_access_token(
         key = client.get_signing_key(kid)
     except jwt.PyJWKClientConnectionError as e:
         raise AccessTokenError("jwks_unavailable", f"cannot fetch the JWKS from {jwks_url}: {e}") from None
-    except jwt.PyJWKClientError:
+    except (jwt.PyJWKClientError, jwt.PyJWKSetError):
+        # An empty set too: an HS256 app publishes no keys (its access_token_algorithm).
         raise AccessTokenError(
             "unknown_key", f"no key {kid!r} in the JWKS at {jwks_url} (after a refetch)"
         ) from None
@@ -161,3 +162,8 @@ def verify_access_token(
     except jwt.PyJWTError as e:
         raise AccessTokenError("malformed", f"the access token was not accepted: {type(e).__name__}") from None
     return claims
+
+
+# Shown as the public names in tracebacks and reprs, as the generated classes are.
+AccessTokenError.__module__ = "sessionkit"
+verify_access_token.__module__ = "sessionkit"
