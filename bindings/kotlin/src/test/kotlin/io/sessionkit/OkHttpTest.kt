@@ -9,10 +9,14 @@ import java.util.Collections
 import java.util.concurrent.Callable
 import java.util.concurrent.Executors
 import java.util.concurrent.atomic.AtomicInteger
+import java.io.IOException
+import okhttp3.Call
+import okhttp3.Callback
 import okhttp3.MediaType.Companion.toMediaType
 import okhttp3.OkHttpClient
 import okhttp3.Request
 import okhttp3.RequestBody.Companion.toRequestBody
+import okhttp3.Response
 import org.junit.jupiter.api.Assertions.assertEquals
 import org.junit.jupiter.api.Assertions.assertFalse
 import org.junit.jupiter.api.Assertions.assertNotEquals
@@ -224,6 +228,30 @@ class OkHttpTest {
                 }
             }
         }
+
+    @Test
+    fun `an enqueued call on an ended session fails in onFailure with SessionExpired`() = withServer { server ->
+        LocalApi(server).use { api ->
+            server.app().use { app ->
+                val user = app.emailUser()
+                val client = OkHttpClient.Builder().authorizeWith(user).build()
+                server.revokeSessions(user.id())
+                server.advanceClock(3600)
+                // OkHttp hands an enqueued call's IOException to onFailure (anything else would be
+                // thrown on its dispatcher thread): the SDK's error must arrive there.
+                val failure = java.util.concurrent.CompletableFuture<IOException>()
+                client.newCall(Request.Builder().url(api.url).build()).enqueue(object : Callback {
+                    override fun onFailure(call: Call, e: IOException) { failure.complete(e) }
+                    override fun onResponse(call: Call, response: Response) {
+                        response.close()
+                        failure.completeExceptionally(AssertionError("got HTTP ${response.code}"))
+                    }
+                })
+                val e = failure.get(10, java.util.concurrent.TimeUnit.SECONDS)
+                assertTrue(e is SessionKitIOException && e.error is AppException.SessionExpired, "$e")
+            }
+        }
+    }
 
     @Test
     fun `plain http to a host that is not loopback is refused before sending`() = withServer { server ->

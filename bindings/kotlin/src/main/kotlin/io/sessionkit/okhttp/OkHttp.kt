@@ -2,6 +2,9 @@
 // sets `Authorization: Bearer <access token>` and an Authenticator that, on a 401, refreshes once
 // and replays once. OkHttp is an optional dependency of this jar: only apps that use these
 // classes need it on their classpath. The Swift counterpart is URLSession.data(for:user:).
+// Java sees this file's functions as static methods of SessionKitOkHttp:
+// `SessionKitOkHttp.authorizeWith(new OkHttpClient.Builder(), user).build()`.
+@file:JvmName("SessionKitOkHttp")
 
 package io.sessionkit.okhttp
 
