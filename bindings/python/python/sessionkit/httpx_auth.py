@@ -19,7 +19,7 @@ except ImportError:  # pragma: no cover - depends on the environment
     raise ImportError("sessionkit.httpx_auth needs httpx: pip install httpx") from None
 
 from . import User, blocking
-from ._authorized import REFRESHES, async_user, check_destination, token_sync
+from ._authorized import REFRESHES, Tokens, async_user, check_destination
 
 __all__ = ["UserAuth"]
 
@@ -28,10 +28,11 @@ class UserAuth(httpx.Auth):
     """An ``httpx.Auth`` for ``httpx.Client`` and ``httpx.AsyncClient`` that sends the user's
     access token as ``Authorization: Bearer <token>`` (any such header is replaced).
 
-    - The token is ``user.valid_access_token(min_ttl_secs)``: one with at least
-      ``min_ttl_secs`` seconds (None: the config's ``refresh_margin_secs``) to live. A fresh
-      token is read without a hop to the SDK's runtime; an expiring one is refreshed first, one
-      refresh however many requests ask at once (the SDK's coalescing).
+    - The token has at least ``min_ttl_secs`` seconds to live (None: 60, the default
+      ``refresh_margin_secs``; pass yours if you changed it). While the stored token has that by
+      its own ``exp`` and ``iat`` on the device clock, it is read with one synchronous call (no
+      event loop, no SDK future); otherwise it is ``user.valid_access_token(min_ttl_secs)``,
+      which refreshes first, one refresh however many requests ask at once (the SDK's coalescing).
     - A 401 answer: the token is refreshed once (requests refused the same token share one
       refresh; none is made when the token was replaced meanwhile), then the request is sent
       once more, body included (it is read into memory for that), with the new token. A second
@@ -61,7 +62,7 @@ class UserAuth(httpx.Auth):
         allow_insecure_http: bool = False,
     ) -> None:
         self._user = async_user(user)
-        self._min_ttl_secs = min_ttl_secs
+        self._tokens = Tokens(self._user, min_ttl_secs)
         self._allow_insecure_http = allow_insecure_http
 
     def __repr__(self) -> str:
@@ -71,13 +72,13 @@ class UserAuth(httpx.Auth):
         """httpx's synchronous flow: bearer, then on a 401 one refresh and one replay."""
         check_destination(str(request.url), self._allow_insecure_http)
         request.read()  # kept for the replay
-        token = token_sync(self._user, self._min_ttl_secs)
+        token = self._tokens.sync()
         request.headers["Authorization"] = f"Bearer {token}"
         response = yield request
         if response.status_code != 401:
             return
         REFRESHES.refresh_sync(self._user, token)
-        request.headers["Authorization"] = f"Bearer {token_sync(self._user, self._min_ttl_secs)}"
+        request.headers["Authorization"] = f"Bearer {self._tokens.sync()}"
         yield request
 
     async def async_auth_flow(
@@ -86,13 +87,13 @@ class UserAuth(httpx.Auth):
         """httpx's asyncio flow: bearer, then on a 401 one refresh and one replay."""
         check_destination(str(request.url), self._allow_insecure_http)
         await request.aread()  # kept for the replay
-        token = await self._user.valid_access_token(self._min_ttl_secs)
+        token = await self._tokens.asynchronous()
         request.headers["Authorization"] = f"Bearer {token}"
         response = yield request
         if response.status_code != 401:
             return
         await REFRESHES.refresh_async(self._user, token)
         request.headers["Authorization"] = (
-            f"Bearer {await self._user.valid_access_token(self._min_ttl_secs)}"
+            f"Bearer {await self._tokens.asynchronous()}"
         )
         yield request

@@ -20,7 +20,7 @@ except ImportError:  # pragma: no cover - depends on the environment
     raise ImportError("sessionkit.requests_auth needs requests: pip install requests") from None
 
 from . import User, blocking
-from ._authorized import REFRESHES, async_user, check_destination, token_sync
+from ._authorized import REFRESHES, Tokens, async_user, check_destination
 
 __all__ = ["UserAuth"]
 
@@ -32,10 +32,11 @@ class UserAuth(requests.auth.AuthBase):
     sends the user's access token as ``Authorization: Bearer <token>`` (any such header is
     replaced).
 
-    - The token is ``user.valid_access_token(min_ttl_secs)``: one with at least
-      ``min_ttl_secs`` seconds (None: the config's ``refresh_margin_secs``) to live. A fresh
-      token is read without a hop to the SDK's runtime; an expiring one is refreshed first, one
-      refresh however many threads ask at once (the SDK's coalescing).
+    - The token has at least ``min_ttl_secs`` seconds to live (None: 60, the default
+      ``refresh_margin_secs``; pass yours if you changed it). While the stored token has that by
+      its own ``exp`` and ``iat`` on the device clock, it is read with one synchronous call (no
+      event loop, no SDK future); otherwise it is ``user.valid_access_token(min_ttl_secs)``,
+      which refreshes first, one refresh however many threads ask at once (the SDK's coalescing).
     - A 401 answer: the token is refreshed once (requests refused the same token share one
       refresh; none is made when the token was replaced meanwhile), then the request is sent
       once more, body included, with the new token; the 401 is in the new response's
@@ -65,7 +66,7 @@ class UserAuth(requests.auth.AuthBase):
         allow_insecure_http: bool = False,
     ) -> None:
         self._user = async_user(user)
-        self._min_ttl_secs = min_ttl_secs
+        self._tokens = Tokens(self._user, min_ttl_secs)
         self._allow_insecure_http = allow_insecure_http
 
     def __repr__(self) -> str:
@@ -74,7 +75,7 @@ class UserAuth(requests.auth.AuthBase):
     def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
         """Sets the bearer token on ``r`` and hooks its response for the 401 replay."""
         check_destination(r.url or "", self._allow_insecure_http)
-        token = token_sync(self._user, self._min_ttl_secs)
+        token = self._tokens.sync()
         r.headers["Authorization"] = f"Bearer {token}"
         position: typing.Optional[int] = None
         tell = getattr(r.body, "tell", None)
@@ -102,7 +103,7 @@ class UserAuth(requests.auth.AuthBase):
         response.content  # noqa: B018 - read, so that the connection can be reused
         response.close()
         replay = request.copy()
-        replay.headers["Authorization"] = f"Bearer {token_sync(self._user, self._min_ttl_secs)}"
+        replay.headers["Authorization"] = f"Bearer {self._tokens.sync()}"
         setattr(replay, _REPLAYED, True)
         # The adapter's send, as requests' own HTTPDigestAuth replays: no hooks run for it.
         second: requests.Response = response.connection.send(replay, **kwargs)
