@@ -412,4 +412,17 @@ async fn custom_jwt_with_a_jwk_uri_is_verified_against_the_jwks() {
     let (code, status) = refusal(app.log_in(Credentials::jwt(wrong)).await);
     assert_eq!((code.as_str(), status), ("AuthError", 401));
     server.stop().await;
+
+    // Without `audience` configured, `aud` is not required (as with a shared key).
+    let server = TestServer::with(ServerOptions {
+        custom_token: format!("jwks_url = \"{}\"", issuer.jwks_url()),
+        ..ServerOptions::default()
+    })
+    .await;
+    let (app, _) = server.app();
+    let t = now();
+    let no_aud = issuer.mint(&json!({"sub": "ext-2", "iat": t, "exp": t + 600}));
+    let user = app.log_in(Credentials::jwt(no_aud)).await.unwrap();
+    assert_eq!(user.identities()[0].id, "ext-2");
+    server.stop().await;
 }
