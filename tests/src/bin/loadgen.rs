@@ -1,9 +1,12 @@
 //! A load generator for sessionkit-server, run as its own process against a server on loopback.
 //!
-//! `loadgen --base-url URL --app-id ID --op login|refresh [--concurrency N] [--seconds S]`
+//! `loadgen --base-url URL --app-id ID --op login|refresh|rotate [--concurrency N] [--seconds S]
+//! [--history H]`
 //!
 //! `login`: anonymous logins. `refresh`: each worker first logs in one anonymous user, then
-//! refreshes its access token in a loop. Every request is checked (2xx and the expected field).
+//! refreshes its access token in a loop. `rotate`: the same against an app with refresh-token
+//! rotation, each refresh presenting the token the previous one answered; `--history H` first
+//! rotates each session H times unmeasured, so that sessions with a long past are measured. Every request is checked (2xx and the expected field).
 //! The loop is bounded by time and stops by itself. Prints requests per second and the p50, p99
 //! and max latencies.
 
@@ -17,6 +20,7 @@ struct Args {
     op: String,
     concurrency: usize,
     seconds: u64,
+    history: usize,
 }
 
 fn parse_args() -> Args {
@@ -26,6 +30,7 @@ fn parse_args() -> Args {
         op: "login".into(),
         concurrency: 16,
         seconds: 10,
+        history: 0,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -44,12 +49,15 @@ fn parse_args() -> Args {
             "--seconds" => {
                 args.seconds = value.parse().unwrap_or_else(|_| die("--seconds: a number"))
             }
+            "--history" => {
+                args.history = value.parse().unwrap_or_else(|_| die("--history: a number"))
+            }
             other => die(&format!("unknown option {other}")),
         }
     }
-    if args.base_url.is_empty() || !["login", "refresh"].contains(&args.op.as_str()) {
+    if args.base_url.is_empty() || !["login", "refresh", "rotate"].contains(&args.op.as_str()) {
         die(
-            "usage: loadgen --base-url URL [--app-id ID] --op login|refresh [--concurrency N] [--seconds S]",
+            "usage: loadgen --base-url URL [--app-id ID] --op login|refresh|rotate [--concurrency N] [--seconds S] [--history H]",
         );
     }
     let loopback = ["http://127.", "http://localhost", "http://[::1]"];
@@ -102,31 +110,52 @@ async fn main() {
         args.base_url, args.app_id
     );
     let refresh_url = format!("{}/api/client/v2.0/auth/session", args.base_url);
-    let deadline = Instant::now() + Duration::from_secs(args.seconds);
+    let history = args.history;
+    // Every worker logs in (and builds its history) before the clock starts.
+    let ready = std::sync::Arc::new(tokio::sync::Barrier::new(args.concurrency + 1));
+    let seconds = args.seconds;
     let workers: Vec<_> = (0..args.concurrency)
         .map(|_| {
-            let (http, login_url, refresh_url, op) = (
+            let (http, login_url, refresh_url, op, ready) = (
                 http.clone(),
                 login_url.clone(),
                 refresh_url.clone(),
                 args.op.clone(),
+                ready.clone(),
             );
             tokio::spawn(async move {
-                let refresh_token = if op == "refresh" {
+                let mut refresh_token = if op == "login" {
+                    None
+                } else {
                     let doc = post(&http, &login_url, None, Some(json!({})), "refresh_token").await;
                     Some(doc["refresh_token"].as_str().unwrap().to_string())
-                } else {
-                    None
                 };
+                let rotate = op == "rotate";
+                if rotate {
+                    for _ in 0..history {
+                        let token = refresh_token.as_deref().unwrap();
+                        let doc =
+                            post(&http, &refresh_url, Some(token), None, "refresh_token").await;
+                        refresh_token = Some(doc["refresh_token"].as_str().unwrap().to_string());
+                    }
+                }
+                ready.wait().await;
+                let deadline = Instant::now() + Duration::from_secs(seconds);
                 let mut latencies = Vec::new();
                 while Instant::now() < deadline {
                     let start = Instant::now();
-                    match &refresh_token {
+                    match refresh_token.as_deref() {
+                        Some(token) if rotate => {
+                            let doc =
+                                post(&http, &refresh_url, Some(token), None, "refresh_token").await;
+                            refresh_token =
+                                Some(doc["refresh_token"].as_str().unwrap().to_string());
+                        }
                         Some(token) => {
-                            post(&http, &refresh_url, Some(token), None, "access_token").await
+                            post(&http, &refresh_url, Some(token), None, "access_token").await;
                         }
                         None => {
-                            post(&http, &login_url, None, Some(json!({})), "access_token").await
+                            post(&http, &login_url, None, Some(json!({})), "access_token").await;
                         }
                     };
                     latencies.push(start.elapsed());
@@ -135,6 +164,7 @@ async fn main() {
             })
         })
         .collect();
+    ready.wait().await;
     let begin = Instant::now();
     let mut all = Vec::new();
     for w in workers {
@@ -145,8 +175,13 @@ async fn main() {
     let pct =
         |p: f64| all[((all.len() as f64 * p) as usize).min(all.len() - 1)].as_secs_f64() * 1e3;
     println!(
-        "{}: {} requests in {elapsed:.1} s = {:.0} req/s; latency p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms ({} concurrent)",
+        "{}{}: {} requests in {elapsed:.1} s = {:.0} req/s; latency p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms ({} concurrent)",
         args.op,
+        if args.op == "rotate" {
+            format!(" (after {history} rotations per session)")
+        } else {
+            String::new()
+        },
         all.len(),
         all.len() as f64 / elapsed,
         pct(0.50),

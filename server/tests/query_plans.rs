@@ -1,0 +1,45 @@
+//! The queries of a rotating refresh use indexes, so a refresh does not slow down as its session
+//! ages (BENCHMARKS.md: rotating refreshes after 1,500 rotations). The benchmark measures it;
+//! this test keeps a dropped index or a rewritten query from bringing the scan back unseen.
+
+mod common;
+
+use sessionkit_server::db::Db;
+
+/// SQLite's plan for `sql`, one detail line per step.
+fn plan(db: &Db, sql: &str) -> String {
+    let sql = format!("EXPLAIN QUERY PLAN {sql}");
+    db.call_sync(move |conn| {
+        let mut stmt = conn.prepare(&sql)?;
+        let rows = stmt.query_map([], |r| r.get::<_, String>(3))?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?.join("\n"))
+    })
+    .unwrap()
+}
+
+#[test]
+fn a_rotating_refresh_finds_the_current_and_newest_superseded_token_by_index() {
+    let dir = common::temp_dir("plans");
+    let db = Db::open(&dir).unwrap();
+    let cases = [
+        // Supersede the current token (record_refresh).
+        (
+            "UPDATE refresh_tokens SET superseded_at = 1 WHERE session_id = 's' AND superseded_at IS NULL",
+            "refresh_tokens_superseded",
+        ),
+        // The newest superseded token (answer_was_lost).
+        (
+            "SELECT MAX(superseded_at) FROM refresh_tokens WHERE session_id = 's'",
+            "refresh_tokens_superseded",
+        ),
+        // Whether the current token was ever presented (answer_was_lost).
+        (
+            "SELECT 1 FROM refresh_tokens WHERE session_id = 's' AND superseded_at IS NULL AND used_at IS NULL",
+            "refresh_tokens_superseded",
+        ),
+    ];
+    for (sql, index) in cases {
+        let p = plan(&db, sql);
+        assert!(p.contains(index) && !p.contains("SCAN"), "{sql}\nplan: {p}");
+    }
+}
