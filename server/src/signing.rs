@@ -26,6 +26,9 @@ pub struct SigningKey {
     /// RS256 or ES256.
     pub alg: Algorithm,
     encoding: EncodingKey,
+    /// ES256 keys parsed once: jsonwebtoken's RustCrypto backend parses the PKCS#8 key and
+    /// makes a recoverable signature on every call, about 0.9 ms of CPU a token.
+    es256: Option<p256::ecdsa::SigningKey>,
     decoding: DecodingKey,
     /// The public key as a JWK (RFC 7517).
     pub jwk: Value,
@@ -143,12 +146,19 @@ fn row_to_key(
         ),
         _ => return None,
     };
+    let es256 = if alg == Algorithm::ES256 {
+        use p256::pkcs8::DecodePrivateKey;
+        Some(p256::ecdsa::SigningKey::from_pkcs8_pem(&pem).ok()?)
+    } else {
+        None
+    };
     let parsed: jsonwebtoken::jwk::Jwk = serde_json::from_value(jwk.clone()).ok()?;
     let decoding = DecodingKey::from_jwk(&parsed).ok()?;
     Some(SigningKey {
         kid,
         alg,
         encoding,
+        es256,
         decoding,
         jwk,
         created_at,
@@ -254,6 +264,18 @@ pub fn sign(key: &SigningKey, claims: &Claims) -> String {
         kid: Some(key.kid.clone()),
         ..Header::new(key.alg)
     };
+    if let Some(es256) = &key.es256 {
+        // RFC 7515 compact form with RFC 7518 3.4's ES256 signature (r || s, 64 bytes), made
+        // with the key parsed once; jsonwebtoken verifies it like its own.
+        use base64::Engine;
+        use p256::ecdsa::signature::Signer;
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let header = serde_json::to_vec(&header).expect("a header serializes");
+        let claims = serde_json::to_vec(claims).expect("claims serialize");
+        let input = format!("{}.{}", b64.encode(header), b64.encode(claims));
+        let signature: p256::ecdsa::Signature = es256.sign(input.as_bytes());
+        return format!("{input}.{}", b64.encode(signature.to_bytes()));
+    }
     jsonwebtoken::encode(&header, claims, &key.encoding).expect("signing with a parsed key")
 }
 
