@@ -1011,3 +1011,12 @@ async fn delete_user_ends_everything() {
     .await
     .ok(201);
 }
+
+/// GET /health answers 200 while the database answers; no token, no app.
+#[tokio::test]
+async fn health_answers_ok_without_a_token() {
+    let t = common::start().await;
+    let r = t.get("/health", None).await;
+    assert_eq!(r.ok(200)["status"], "ok");
+    t.srv.shutdown().await;
+}

@@ -136,6 +136,7 @@ pub fn router(state: AppState) -> Router {
     const ADM: &str = "/api/admin/v3.0/groups/{group_id}/apps/{app_id}";
     let r = |p: &str, s: &str| format!("{p}{s}");
     Router::new()
+        .route("/health", get(health))
         .route(&r(AR, "/location"), get(auth::location))
         .route(&r(AR, "/.well-known/jwks.json"), get(auth::jwks))
         .route(
@@ -215,6 +216,21 @@ pub fn router(state: AppState) -> Router {
 
 async fn not_found() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "NotFound", "no such route")
+}
+
+/// GET /health (extension): 200 `{"status":"ok"}` when the database answers, else 503; for
+/// load balancers and orchestrators. Counts as no app's request and needs no token.
+async fn health(
+    axum::extract::State(st): axum::extract::State<AppState>,
+) -> Result<Response, ApiError> {
+    st.db
+        .call(|conn| Ok(conn.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?))
+        .await
+        .map_err(|_| ApiError::unavailable("the database does not answer", 5))?;
+    Ok(json_response(
+        StatusCode::OK,
+        &serde_json::json!({"status": "ok"}),
+    ))
 }
 
 async fn method_not_allowed() -> ApiError {
