@@ -6,10 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import pathlib
-import subprocess
-import urllib.request
 import time
 import functools
 from typing import Any, Callable, Coroutine, Dict, Iterator, List, Optional, Tuple
@@ -196,43 +193,21 @@ class Recorder(sessionkit.AuthEventListener):
 
 
 class Issuer:
-    """The loopback test issuer (tests/src/issuer.rs, the `test_issuer` binary, built by
-    scripts/test-all) standing in for Google, Apple, Facebook and OpenID Connect: it mints the
-    social tokens, so these tests sign nothing themselves. It exits when its stdin closes."""
+    """The test issuer process (sk_server.IssuerProcess), with specs as keyword arguments:
+    `credential("apple_id_token", sub="u1", aud="wrong")`."""
 
     def __init__(self) -> None:
-        target = pathlib.Path(os.environ.get("CARGO_TARGET_DIR", sk_server.REPO / "target"))
-        binary = os.environ.get("SESSIONKIT_TEST_ISSUER_BIN", str(target / "debug" / "test_issuer"))
-        if not pathlib.Path(binary).is_file():
-            raise RuntimeError(f"{binary} not found: run `cargo build -p sessionkit-tests --bin test_issuer`")
-        self.proc = subprocess.Popen([binary], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        assert self.proc.stdout is not None  # stdout=PIPE
-        line = self.proc.stdout.readline()
-        if not line.startswith(sk_server.LISTENING):
-            self.stop()
-            raise RuntimeError(f"the test issuer did not start ({binary}): {line!r}")
-        self.url = line[len(sk_server.LISTENING):].strip()
+        self.process = sk_server.IssuerProcess()
+        self.url = self.process.url
 
     def providers_toml(self) -> str:
-        """The server config's provider tables that trust this issuer (GET /control/providers.toml)."""
-        with urllib.request.urlopen(f"{self.url}/control/providers.toml", timeout=10) as r:
-            return str(r.read().decode())
+        return self.process.providers_toml()
 
     def credential(self, kind: str, **spec: Any) -> str:
-        """A token for `kind` (`google_id_token`, `apple_id_token`, ...) from a spec such as
-        `sub="u1", aud="wrong"` (POST /control/credential; tests/src/issuer.rs `credential`)."""
-        status, doc = sk_server.http("POST", f"{self.url}/control/credential", {"kind": kind, "spec": spec})
-        assert status == 200, doc
-        return str(doc["token"])
+        return self.process.credential(kind, spec)
 
     def stop(self) -> None:
-        if self.proc.stdin:
-            self.proc.stdin.close()
-        try:
-            self.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        self.process.stop()
 
 
 @pytest.fixture

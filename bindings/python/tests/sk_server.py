@@ -129,3 +129,47 @@ class ServerProcess:
 
     def __exit__(self, *exc: Any) -> None:
         self.stop()
+
+
+class IssuerProcess:
+    """The loopback test issuer (tests/src/issuer.rs, the `test_issuer` binary, built by
+    scripts/test-all) standing in for Google, Apple, Facebook and OpenID Connect: it mints the
+    social tokens, so neither the tests nor the conformance runner sign anything themselves.
+    It exits when its stdin closes, so it cannot outlive its user. Raises RuntimeError when it
+    cannot be started."""
+
+    def __init__(self) -> None:
+        target = pathlib.Path(os.environ.get("CARGO_TARGET_DIR", REPO / "target"))
+        binary = os.environ.get("SESSIONKIT_TEST_ISSUER_BIN", str(target / "debug" / "test_issuer"))
+        if not pathlib.Path(binary).is_file():
+            raise RuntimeError(f"{binary} not found: run `cargo build -p sessionkit-tests --bin test_issuer`")
+        self.proc = subprocess.Popen([binary], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert self.proc.stdout is not None  # stdout=PIPE
+        line = self.proc.stdout.readline()
+        if not line.startswith(LISTENING):
+            self.stop()
+            raise RuntimeError(f"the test issuer did not start ({binary}): {line!r}")
+        self.url = line[len(LISTENING):].strip()
+
+    def providers_toml(self) -> str:
+        """The server config's provider tables that trust this issuer (GET /control/providers.toml)."""
+        with urllib.request.urlopen(f"{self.url}/control/providers.toml", timeout=10) as r:
+            return str(r.read().decode())
+
+    def credential(self, kind: str, spec: Dict[str, Any]) -> str:
+        """A token (or, for `google_auth_code`, a code) for `kind` from a conformance spec such
+        as `{"sub": "u1", "aud": "wrong"}` (POST /control/credential; tests/src/issuer.rs
+        `credential`)."""
+        status, doc = http("POST", f"{self.url}/control/credential", {"kind": kind, "spec": spec})
+        if status != 200:
+            raise RuntimeError(f"the test issuer refused {kind} {spec}: {status} {doc}")
+        return str(doc["token"])
+
+    def stop(self) -> None:
+        if self.proc.stdin:
+            self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()

@@ -17,12 +17,10 @@ import json
 import os
 import pathlib
 import shutil
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from typing import Any, Optional
 
 import sessionkit
@@ -76,42 +74,6 @@ SOCIAL = {
     "facebook_access_token": lambda t: Credentials.FACEBOOK_ACCESS_TOKEN(access_token=t),
     "oidc_id_token": lambda t: Credentials.OIDC_ID_TOKEN(provider="conformance", id_token=t),
 }
-
-
-class Issuer:
-    """The loopback test issuer (tests/src/issuer.rs, the `test_issuer` binary) for one
-    scenario: it mints every social token, so this runner signs nothing itself."""
-
-    def __init__(self) -> None:
-        target = pathlib.Path(os.environ.get("CARGO_TARGET_DIR", REPO / "target"))
-        binary = os.environ.get("SESSIONKIT_TEST_ISSUER_BIN", str(target / "debug" / "test_issuer"))
-        # It exits when its stdin closes, so it cannot outlive this runner.
-        self.proc = subprocess.Popen([binary], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        line = self.proc.stdout.readline() if self.proc.stdout else ""
-        if not line.startswith("listening on "):
-            self.stop()
-            raise Script(f"the test issuer did not start ({binary}): {line!r}")
-        self.url = line[len("listening on "):].strip()
-
-    def providers_toml(self) -> str:
-        with urllib.request.urlopen(f"{self.url}/control/providers.toml", timeout=10) as r:
-            return r.read().decode()
-
-    def credential(self, kind: str, spec: dict) -> str:
-        req = urllib.request.Request(
-            f"{self.url}/control/credential", data=json.dumps({"kind": kind, "spec": spec}).encode(),
-            headers={"Content-Type": "application/json"}, method="POST")
-        with urllib.request.urlopen(req, timeout=10) as r:
-            return json.loads(r.read())["token"]
-
-    def stop(self) -> None:
-        if self.proc.stdin:
-            self.proc.stdin.close()
-        try:
-            self.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
 
 
 class Script(Exception):
@@ -186,7 +148,7 @@ class Runner:
         self.keys: dict = {}
         self.listeners: dict = {}
         self.refresh_base = self.refresh_count() if admin else 0
-        self.issuer: Optional[Issuer] = None
+        self.issuer: Optional[sk_server.IssuerProcess] = None
 
     def new_app(self):
         storage = StorageConfig.FILE(dir=self.storage_dir, encryption_key=None) if self.storage_dir else StorageConfig.IN_MEMORY()
@@ -255,7 +217,10 @@ class Runner:
             if kind in c:
                 if self.issuer is None:
                     raise Script('social credentials need "server": {"social": true}')
-                return make(self.issuer.credential(kind, c[kind]))
+                try:
+                    return make(self.issuer.credential(kind, c[kind]))
+                except RuntimeError as e:
+                    raise Script(str(e)) from None
         raise Script(f"unknown credentials {c}")
 
     def admin_login(self) -> str:
@@ -504,7 +469,10 @@ async def run_scenario(path: pathlib.Path, args) -> dict:
         return {"name": name, "skipped": "needs its own server configuration", "passed": False,
                 "failures": [], "transcript": []}
     server = None
-    issuer = Issuer() if server_opts.get("social") and not args.base_url else None
+    try:
+        issuer = sk_server.IssuerProcess() if server_opts.get("social") and not args.base_url else None
+    except RuntimeError as e:
+        return {"name": name, "skipped": None, "passed": False, "failures": [str(e)], "transcript": []}
     if args.base_url:
         base_url, app_id, admin = args.base_url, args.app_id, args.admin
     else:
