@@ -75,6 +75,9 @@ pub struct Config {
     /// On SIGINT/SIGTERM, how long (seconds) in-flight requests may take to finish before the
     /// server closes their connections and exits anyway (SERVER.md, "Stopping").
     pub shutdown_timeout_secs: u64,
+    /// Where users and sessions live (`[database]`): PostgreSQL with a URL, else SQLite in
+    /// `data_dir`.
+    pub database: DatabaseConfig,
     /// Connection limits and timeouts (`[limits]`).
     pub limits: Limits,
     /// Request rate limits (`[rate_limits]`).
@@ -521,6 +524,76 @@ pub struct CustomFunctionConfig {
     pub webhook_url: Option<String>,
 }
 
+/// A database URL, which may hold a password: never shown by `Debug`.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct DatabaseUrl(String);
+
+impl DatabaseUrl {
+    /// Wraps a URL.
+    pub fn new(url: impl Into<String>) -> DatabaseUrl {
+        DatabaseUrl(url.into())
+    }
+    /// The URL itself, password included: for the driver only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self
+            .0
+            .split_once("://")
+            .and_then(|(_, rest)| rest.rsplit_once('@'))
+        {
+            Some((_, host)) => write!(f, "postgres://***@{host}"),
+            None => f.write_str(&self.0),
+        }
+    }
+}
+
+/// `[database]` (SERVER.md, "Database"): SQLite in `data_dir` when `url` is absent.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// `postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE`: the PostgreSQL backend, shared by
+    /// every instance. Also `--database-url` or the environment variable
+    /// `SESSIONKIT_DATABASE_URL` (which keep the password out of the file).
+    pub url: Option<DatabaseUrl>,
+    /// PostgreSQL connections per instance (default 16).
+    #[serde(default = "default_max_connections")]
+    pub max_connections: u32,
+    /// Seconds to wait for a free connection before answering 503 (default 5).
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout_secs: u64,
+    /// Apply pending migrations at start (default true); with false, start refuses a
+    /// database whose schema is not current (`sessionkit-server migrate` applies them).
+    #[serde(default = "default_true")]
+    pub migrate: bool,
+}
+
+fn default_max_connections() -> u32 {
+    16
+}
+fn default_connect_timeout() -> u64 {
+    5
+}
+fn default_true() -> bool {
+    true
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        DatabaseConfig {
+            url: None,
+            max_connections: default_max_connections(),
+            connect_timeout_secs: default_connect_timeout(),
+            migrate: true,
+        }
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileConfig {
@@ -534,6 +607,8 @@ struct FileConfig {
     test_clock: bool,
     #[serde(default = "default_shutdown_timeout")]
     shutdown_timeout_secs: u64,
+    #[serde(default)]
+    database: DatabaseConfig,
     #[serde(default)]
     limits: Limits,
     #[serde(default)]
@@ -565,6 +640,7 @@ impl Config {
             dev_admin: false,
             test_clock: file.test_clock,
             shutdown_timeout_secs: file.shutdown_timeout_secs,
+            database: file.database,
             limits: file.limits,
             rate_limits: file.rate_limits,
             apps: file.app,
@@ -594,6 +670,7 @@ impl Config {
             dev_admin: true,
             test_clock: false,
             shutdown_timeout_secs: DEFAULT_SHUTDOWN_TIMEOUT_SECS,
+            database: DatabaseConfig::default(),
             limits: Limits::default(),
             rate_limits: RateLimitConfig {
                 enabled: false,
@@ -633,6 +710,18 @@ impl Config {
 
     /// Checks the semantic rules the TOML parser cannot.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(url) = &self.database.url {
+            let u = url.expose();
+            if !(u.starts_with("postgres://") || u.starts_with("postgresql://")) {
+                return Err(invalid(
+                    "database.url",
+                    "must be a postgres:// URL (omit it to use SQLite in data_dir)",
+                ));
+            }
+        }
+        if self.database.max_connections == 0 {
+            return Err(invalid("database.max_connections", "must be at least 1"));
+        }
         if let Some(url) = &self.public_url
             && !(url.starts_with("http://") || url.starts_with("https://"))
         {

@@ -3,8 +3,8 @@
 use axum::http::StatusCode;
 use serde_json::{Value, json};
 
-use crate::db::UserRow;
 use crate::error::ApiError;
+use crate::store::UserRow;
 
 /// Runs the built-in function `name` for `user`.
 pub fn call(name: &str, args: &[Value], user: &UserRow) -> Result<Value, ApiError> {

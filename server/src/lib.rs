@@ -5,7 +5,6 @@
 
 pub mod admin_client;
 pub mod config;
-pub mod db;
 pub mod email;
 pub mod error;
 pub mod functions;
@@ -19,6 +18,7 @@ pub mod sessions;
 pub mod signing;
 pub mod social;
 pub mod state;
+pub mod store;
 pub mod tokens;
 
 use std::collections::HashMap;
@@ -51,11 +51,7 @@ async fn reload_keys(st: &AppState) {
         }
         let id = app.config.id.clone();
         let now = st.now();
-        match st
-            .db
-            .call(move |conn| Ok(signing::load(conn, &id, now)?))
-            .await
-        {
+        match signing::load(st.store.as_ref(), &id, now).await {
             Ok(ring) => *app.keys.write().unwrap_or_else(|e| e.into_inner()) = ring,
             Err(e) => tracing::warn!(
                 app = app.config.id,
@@ -64,6 +60,65 @@ async fn reload_keys(st: &AppState) {
             ),
         }
     }
+}
+
+/// What start-up reads (and on a new database, creates): each app's runtime, the admin secret
+/// and, in `--dev`, the generated admin key pair. Secrets are created once however many
+/// instances start together ([`store::Store::meta_get_or_insert`]).
+type Loaded = (
+    HashMap<String, Arc<AppRuntime>>,
+    Vec<u8>,
+    Option<AdminConfig>,
+);
+
+async fn load_apps(store: &dyn store::Store, cfg: &Config) -> Result<Loaded, ApiError> {
+    let mut apps = HashMap::new();
+    for app in &cfg.apps {
+        let id = &app.id;
+        let secret = store
+            .meta_get_or_insert(&format!("app_secret:{id}"), tokens::new_secret())
+            .await?;
+        let domain = store
+            .meta_get_or_insert(&format!("domain_id:{id}"), tokens::new_object_id())
+            .await?;
+        let lifetime = store
+            .meta_get(&format!("refresh_lifetime:{id}"))
+            .await?
+            .and_then(|v| v.parse::<i64>().ok())
+            .unwrap_or(app.refresh_token_lifetime_secs as i64);
+        let now = state::Clock::default().now();
+        signing::ensure_active(store, id, app.access_token_algorithm, now).await?;
+        let keys = signing::load(store, id, now).await?;
+        apps.insert(
+            id.clone(),
+            Arc::new(AppRuntime {
+                config: app.clone(),
+                secret: hex::decode(secret).unwrap_or_default(),
+                domain_id: domain,
+                refresh_lifetime: AtomicI64::new(lifetime),
+                keys: std::sync::RwLock::new(keys),
+            }),
+        );
+    }
+    let admin_secret = store
+        .meta_get_or_insert("admin_secret", tokens::new_secret())
+        .await?;
+    let admin = match (&cfg.admin, cfg.dev_admin) {
+        (Some(a), _) => Some(a.clone()),
+        (None, true) => Some(AdminConfig {
+            public_key: store
+                .meta_get_or_insert(
+                    "dev_admin_public_key",
+                    tokens::random_alnum(8).to_ascii_lowercase(),
+                )
+                .await?,
+            private_key: store
+                .meta_get_or_insert("dev_admin_private_key", tokens::random_alnum(36))
+                .await?,
+        }),
+        (None, false) => None,
+    };
+    Ok((apps, hex::decode(admin_secret).unwrap_or_default(), admin))
 }
 
 /// Why the server could not start.
@@ -117,60 +172,8 @@ impl RunningServer {
                 );
             }
         }
-        let data_dir = config.data_dir.clone();
-        let db = tokio::task::spawn_blocking(move || db::Db::open(&data_dir))
-            .await
-            .map_err(storage)?
-            .map_err(ServerError::Storage)?;
-        let cfg = config.clone();
-        let loaded = db
-            .call(move |conn| {
-                let mut apps = HashMap::new();
-                for app in &cfg.apps {
-                    let id = &app.id;
-                    let secret = db::meta_get_or_insert(
-                        conn,
-                        &format!("app_secret:{id}"),
-                        tokens::new_secret,
-                    )?;
-                    let domain = db::meta_get_or_insert(
-                        conn,
-                        &format!("domain_id:{id}"),
-                        tokens::new_object_id,
-                    )?;
-                    let lifetime = db::meta_get(conn, &format!("refresh_lifetime:{id}"))?
-                        .and_then(|v| v.parse::<i64>().ok())
-                        .unwrap_or(app.refresh_token_lifetime_secs as i64);
-                    let now = state::Clock::default().now();
-                    signing::ensure_active(conn, id, app.access_token_algorithm, now)?;
-                    let keys = signing::load(conn, id, now)?;
-                    apps.insert(
-                        id.clone(),
-                        Arc::new(AppRuntime {
-                            config: app.clone(),
-                            secret: hex::decode(secret).unwrap_or_default(),
-                            domain_id: domain,
-                            refresh_lifetime: AtomicI64::new(lifetime),
-                            keys: std::sync::RwLock::new(keys),
-                        }),
-                    );
-                }
-                let admin_secret =
-                    db::meta_get_or_insert(conn, "admin_secret", tokens::new_secret)?;
-                let admin = match (&cfg.admin, cfg.dev_admin) {
-                    (Some(a), _) => Some(a.clone()),
-                    (None, true) => Some(AdminConfig {
-                        public_key: db::meta_get_or_insert(conn, "dev_admin_public_key", || {
-                            tokens::random_alnum(8).to_ascii_lowercase()
-                        })?,
-                        private_key: db::meta_get_or_insert(conn, "dev_admin_private_key", || {
-                            tokens::random_alnum(36)
-                        })?,
-                    }),
-                    (None, false) => None,
-                };
-                Ok((apps, hex::decode(admin_secret).unwrap_or_default(), admin))
-            })
+        let store = store::open(&config).await.map_err(ServerError::Storage)?;
+        let loaded = load_apps(store.as_ref(), &config)
             .await
             .map_err(|e| storage(e.message))?;
         let (apps, admin_secret, admin) = loaded;
@@ -197,7 +200,7 @@ impl RunningServer {
             admin_secret,
             clock: Clock::default(),
             counters: Counters::default(),
-            db,
+            store,
             jwks: jwks::JwksCache::new(http.clone()),
             http,
             sweep_now: Notify::new(),
@@ -277,8 +280,7 @@ impl RunningServer {
             let _ = serve.await;
         }
         self.sweeper.abort();
-        let db = self.state.db.clone();
-        let _ = tokio::task::spawn_blocking(move || db.close()).await;
+        self.state.store.close().await;
     }
 }
 
@@ -293,15 +295,8 @@ impl Drop for RunningServer {
 
 async fn sweep(st: &AppState) -> Result<usize, ApiError> {
     let now = st.now();
-    st.db
-        .call(move |conn| {
-            Ok(db::sweep(
-                conn,
-                now - ANON_USER_MAX_AGE_SECS,
-                now - 24 * 3600,
-                now,
-            )?)
-        })
+    st.store
+        .sweep(now - ANON_USER_MAX_AGE_SECS, now - 24 * 3600, now)
         .await
 }
 

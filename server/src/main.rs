@@ -32,9 +32,13 @@ struct Cli {
     /// Address to listen on, e.g. 127.0.0.1:9090 (port 0 picks a free port).
     #[arg(long, value_name = "ADDR")]
     listen: Option<String>,
-    /// Directory of the database.
+    /// Directory of the SQLite database.
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
+    /// PostgreSQL database shared by several instances, postgres://USER@HOST[:PORT]/DB (also
+    /// SESSIONKIT_DATABASE_URL, which keeps a password out of `ps`); SQLite when absent.
+    #[arg(long, value_name = "URL")]
+    database_url: Option<String>,
     /// Without a command: serve.
     #[command(subcommand)]
     command: Option<Command>,
@@ -58,6 +62,9 @@ enum Command {
         #[command(subcommand)]
         action: KeysAction,
     },
+    /// Brings the database schema up to date and exits (the server also does it at start
+    /// unless [database] migrate = false). On PostgreSQL, creates the database when missing.
+    Migrate,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -256,7 +263,8 @@ async fn admin(config: Option<&Config>, url: Option<&String>, action: &AdminActi
 }
 
 /// Runs a `keys` command against the configured database; the exit code.
-fn keys(config: &Config, action: &KeysAction) -> ExitCode {
+async fn keys(config: &Config, action: &KeysAction) -> ExitCode {
+    use sessionkit_server::config::JwtAlgorithm;
     let app_id = match action {
         KeysAction::Rotate { app } | KeysAction::List { app } => app,
     };
@@ -264,8 +272,8 @@ fn keys(config: &Config, action: &KeysAction) -> ExitCode {
         eprintln!("argument error: --app: no app {app_id:?} in the config");
         return ExitCode::from(2);
     };
-    let db = match sessionkit_server::db::Db::open(&config.data_dir) {
-        Ok(db) => db,
+    let store = match sessionkit_server::store::open(config).await {
+        Ok(s) => s,
         Err(e) => {
             eprintln!("{e}");
             return ExitCode::FAILURE;
@@ -275,34 +283,88 @@ fn keys(config: &Config, action: &KeysAction) -> ExitCode {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0);
-    let alg = app.access_token_algorithm;
-    let id = app.id.clone();
-    let result = db.call_sync(|conn| match action {
-        KeysAction::Rotate { .. } => {
-            if alg == sessionkit_server::config::JwtAlgorithm::HS256 {
-                return Err(sessionkit_server::error::ApiError::bad_request(format!(
-                    "app {id} signs with HS256 (the app secret): set access_token_algorithm = \
-                     \"ES256\" or \"RS256\" in its [[app]] table first"
-                )));
-            }
-            let kid = sessionkit_server::signing::rotate(conn, &id, alg, now)?;
-            Ok(format!(
+    let (alg, id) = (app.access_token_algorithm, app.id.clone());
+    let result = match action {
+        KeysAction::Rotate { .. } if alg == JwtAlgorithm::HS256 => Err(format!(
+            "app {id} signs with HS256 (the app secret): set access_token_algorithm = \
+             \"ES256\" or \"RS256\" in its [[app]] table first"
+        )),
+        KeysAction::Rotate { .. } => sessionkit_server::signing::rotate(
+            store.as_ref(),
+            &id,
+            alg,
+            now,
+        )
+        .await
+        .map(|kid| {
+            format!(
                 "new signing key {kid} ({alg:?}) for app {id}; running servers sign with it \
-                 within a minute"
-            ))
-        }
-        KeysAction::List { .. } => {
-            let ring = sessionkit_server::signing::load(conn, &id, now)?;
-            Ok(format!("{ring:?}"))
-        }
-    });
+                     within a minute"
+            )
+        })
+        .map_err(|e| e.message),
+        KeysAction::List { .. } => sessionkit_server::signing::load(store.as_ref(), &id, now)
+            .await
+            .map(|ring| format!("{ring:?}"))
+            .map_err(|e| e.message),
+    };
+    store.close().await;
     match result {
         Ok(text) => {
             println!("{text}");
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("{}", e.message);
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs `migrate`: creates the PostgreSQL database when missing, applies pending migrations,
+/// and says what it did; the exit code.
+async fn migrate(config: &Config) -> ExitCode {
+    use sessionkit_server::store::postgres::PostgresStore;
+    let result = async {
+        match &config.database.url {
+            Some(url) => {
+                if PostgresStore::create_database(url.expose()).await? {
+                    println!("created database {url:?}");
+                }
+                let mut db = config.database.clone();
+                db.migrate = false;
+                let store = PostgresStore::open_unchecked(url.expose(), &db).await?;
+                let applied = store.migrate().await?;
+                sessionkit_server::store::Store::close(&store).await;
+                Ok(if applied.is_empty() {
+                    format!(
+                        "PostgreSQL schema is current (version {})",
+                        sessionkit_server::store::postgres::SCHEMA_VERSION
+                    )
+                } else {
+                    format!("PostgreSQL schema migrated: applied {applied:?}")
+                })
+            }
+            None => {
+                let store = sessionkit_server::store::open(config).await?;
+                store.close().await;
+                Ok(format!(
+                    "SQLite schema in {} is current (version {})",
+                    config.data_dir.display(),
+                    sessionkit_server::store::sqlite::SCHEMA_VERSION
+                ))
+            }
+        }
+    }
+    .await;
+    match result {
+        Ok(text) => {
+            println!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            let e: String = e;
+            eprintln!("{e}");
             ExitCode::FAILURE
         }
     }
@@ -321,6 +383,18 @@ fn load(cli: &Cli) -> Result<Config, String> {
     if let Some(dir) = &cli.data_dir {
         config.data_dir = dir.clone();
     }
+    // The command line wins over the environment, which wins over the file.
+    let url = cli.database_url.clone().or_else(|| {
+        std::env::var("SESSIONKIT_DATABASE_URL")
+            .ok()
+            .filter(|u| !u.is_empty())
+    });
+    if let Some(url) = url {
+        config.database.url = Some(sessionkit_server::config::DatabaseUrl::new(url));
+    }
+    config
+        .validate()
+        .map_err(|e| format!("config error: {e}"))?;
     Ok(config)
 }
 
@@ -412,9 +486,6 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if let Some(Command::Keys { action }) = &cli.command {
-        return keys(&config, action);
-    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -426,6 +497,11 @@ fn main() -> ExitCode {
         }
     };
     let code = runtime.block_on(async {
+        match &cli.command {
+            Some(Command::Keys { action }) => return keys(&config, action).await,
+            Some(Command::Migrate) => return migrate(&config).await,
+            _ => {}
+        }
         let server = match RunningServer::start(config).await {
             Ok(s) => s,
             Err(e) => {

@@ -5,14 +5,12 @@ use std::time::Duration;
 
 use axum::http::StatusCode;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
-use rusqlite::OptionalExtension;
 use serde_json::{Map, Value};
 
 use crate::config::{
     AppConfig, CustomFunctionConfig, CustomTokenConfig, DEFAULT_METADATA_FIELDS, JwtAlgorithm,
     OIDC_PREFIX,
 };
-use crate::db;
 use crate::error::ApiError;
 use crate::state::Inner;
 use crate::tokens;
@@ -150,11 +148,7 @@ async fn userpass(
     let email = crate::email::lookup(req_str(body, "username")?);
     let password = req_str(body, "password")?.to_string();
     let app_id = app.id.clone();
-    let lookup = email.clone();
-    let row = st
-        .db
-        .call(move |conn| Ok(db::userpass(conn, &app_id, &lookup)?))
-        .await?;
+    let row = st.store.userpass(&app_id, &email).await?;
     let wrong = || {
         ApiError::new(
             StatusCode::UNAUTHORIZED,
@@ -188,27 +182,15 @@ async fn api_key(
 ) -> Result<Identity, ApiError> {
     let hash = tokens::sha256_hex(req_str(body, "key")?);
     let app_id = app.id.clone();
-    let row: Option<(String, String, bool, String)> = st
-        .db
-        .call(move |conn| {
-            Ok(conn
-                .query_row(
-                    "SELECT id, user_id, disabled, name FROM api_keys WHERE key_hash = ?1 AND app_id = ?2",
-                    [&hash, &app_id],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-                )
-                .optional()?)
-        })
-        .await?;
-    match row {
-        Some((id, user, false, name)) => {
+    match st.store.api_key_by_hash(&app_id, &hash).await? {
+        Some(key) if !key.disabled => {
             let mut data = Map::new();
-            data.insert("name".into(), Value::String(name));
+            data.insert("name".into(), Value::String(key.name));
             Ok(Identity {
                 provider_type: "api-key".into(),
-                external_id: id,
+                external_id: key.id,
                 data,
-                owner: Some(user),
+                owner: Some(key.user_id),
             })
         }
         Some(_) => Err(ApiError::auth("API key is disabled")),

@@ -10,10 +10,10 @@
 use std::sync::Arc;
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
-use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::{Value, json};
 
 use crate::config::JwtAlgorithm;
+use crate::store::{SigningKeyRow, Store, StoreResult};
 use crate::tokens::{self, Claims, VerifyError};
 
 /// The least time between two reloads caused by unknown `kid`s, in seconds.
@@ -167,26 +167,18 @@ fn row_to_key(
 }
 
 /// Reads an app's keys, newest first. A row that no longer parses is skipped with a warning.
-pub fn load(conn: &Connection, app_id: &str, now: i64) -> rusqlite::Result<KeyRing> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT kid, alg, private_pem, public_jwk, created_at, retired_at FROM signing_keys
-         WHERE app_id = ?1 ORDER BY created_at DESC, rowid DESC",
-    )?;
-    let rows = stmt
-        .query_map([app_id], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, String>(3)?,
-                r.get::<_, i64>(4)?,
-                r.get::<_, Option<i64>>(5)?,
-            ))
-        })?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
+pub async fn load(store: &dyn Store, app_id: &str, now: i64) -> StoreResult<KeyRing> {
     let mut keys = Vec::new();
-    for (kid, alg, pem, jwk, created, retired) in rows {
-        match row_to_key(kid.clone(), alg, pem, jwk, created, retired) {
+    for row in store.signing_keys(app_id).await? {
+        let kid = row.kid.clone();
+        match row_to_key(
+            row.kid,
+            row.alg,
+            row.private_pem,
+            row.public_jwk,
+            row.created_at,
+            row.retired_at,
+        ) {
             Some(k) => keys.push(Arc::new(k)),
             None => tracing::warn!(app = app_id, kid, "signing key does not parse; skipped"),
         }
@@ -197,64 +189,57 @@ pub fn load(conn: &Connection, app_id: &str, now: i64) -> rusqlite::Result<KeyRi
     })
 }
 
+/// A new key pair of `alg` as a row to store.
+fn new_row(alg: JwtAlgorithm, now: i64) -> Result<SigningKeyRow, String> {
+    let kid = tokens::new_object_id();
+    let (pem, jwk) = generate(alg, &kid)?;
+    Ok(SigningKeyRow {
+        kid,
+        alg: alg_name(alg).to_string(),
+        private_pem: pem,
+        public_jwk: jwk.to_string(),
+        created_at: now,
+        retired_at: None,
+    })
+}
+
 /// Makes sure the app has an active key of `alg` (none for HS256): the first start makes one,
-/// and a changed algorithm retires the old key and makes a new one. In one immediate
-/// transaction, so two processes starting together make one key.
-pub fn ensure_active(
-    conn: &mut Connection,
+/// and a changed algorithm retires the old key and makes a new one. In one transaction that
+/// excludes other key changes, so two instances starting together make one key.
+pub async fn ensure_active(
+    store: &dyn Store,
     app_id: &str,
     alg: JwtAlgorithm,
     now: i64,
-) -> rusqlite::Result<()> {
+) -> StoreResult<()> {
     if alg == JwtAlgorithm::HS256 {
         return Ok(());
     }
-    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    let active: Option<String> = tx
-        .query_row(
-            "SELECT alg FROM signing_keys WHERE app_id = ?1 AND retired_at IS NULL",
-            [app_id],
-            |r| r.get(0),
+    store
+        .add_signing_key(
+            app_id,
+            Some(alg_name(alg)),
+            Box::new(move || new_row(alg, now)),
+            now,
         )
-        .optional()?;
-    if active.as_deref() != Some(alg_name(alg)) {
-        insert_new(&tx, app_id, alg, now)?;
-    }
-    tx.commit()
+        .await?;
+    Ok(())
 }
 
 /// Retires the active key and makes a new one of `alg`; the new key's `kid`.
-pub fn rotate(
-    conn: &mut Connection,
+pub async fn rotate(
+    store: &dyn Store,
     app_id: &str,
     alg: JwtAlgorithm,
     now: i64,
-) -> rusqlite::Result<String> {
-    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    let kid = insert_new(&tx, app_id, alg, now)?;
-    tx.commit()?;
-    Ok(kid)
-}
-
-fn insert_new(
-    tx: &rusqlite::Transaction,
-    app_id: &str,
-    alg: JwtAlgorithm,
-    now: i64,
-) -> rusqlite::Result<String> {
-    tx.execute(
-        "UPDATE signing_keys SET retired_at = ?2 WHERE app_id = ?1 AND retired_at IS NULL",
-        params![app_id, now],
-    )?;
-    let kid = tokens::new_object_id();
-    let (pem, jwk) = generate(alg, &kid).map_err(|e| {
-        rusqlite::Error::ToSqlConversionFailure(format!("cannot make a signing key: {e}").into())
+) -> StoreResult<String> {
+    let row = new_row(alg, now).map_err(|e| {
+        crate::error::ApiError::bad_request(format!("cannot make a signing key: {e}"))
     })?;
-    tx.execute(
-        "INSERT INTO signing_keys (kid, app_id, alg, private_pem, public_jwk, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        params![kid, app_id, alg_name(alg), pem, jwk.to_string(), now],
-    )?;
+    let kid = row.kid.clone();
+    store
+        .add_signing_key(app_id, None, Box::new(move || Ok(row)), now)
+        .await?;
     Ok(kid)
 }
 

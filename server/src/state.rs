@@ -9,7 +9,6 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::sync::Notify;
 
 use crate::config::{AdminConfig, AppConfig, Config};
-use crate::db::Db;
 use crate::error::ApiError;
 
 /// The server's notion of now: system time plus a test offset.
@@ -126,8 +125,8 @@ pub struct Inner {
     pub clock: Clock,
     /// Request counters.
     pub counters: Counters,
-    /// The database.
-    pub db: Db,
+    /// The database (SQLite or PostgreSQL).
+    pub store: crate::store::SharedStore,
     /// HTTP client for custom-function webhooks.
     pub http: reqwest::Client,
     /// Issuers' keys for social and OpenID Connect sign-in (and custom JWTs with a JWK URI).

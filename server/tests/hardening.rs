@@ -199,7 +199,7 @@ async fn the_data_directory_and_database_files_are_private() {
     std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).unwrap();
     let mut config = sessionkit_server::Config::from_toml_str(common::CONFIG).unwrap();
     config.data_dir = dir.clone();
-    let t = common::start_config(config).await;
+    let t = common::start_config_sqlite(config).await;
     t.anon("test-app").await; // a write: the WAL exists now
     let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(&dir), 0o700, "data dir");
@@ -406,13 +406,13 @@ fn a_version_1_database_is_migrated() {
         let conn = rusqlite::Connection::open(dir.join("sessionkit.db")).unwrap();
         conn.execute_batch(&format!(
             "{} PRAGMA user_version = 1;",
-            sessionkit_server::db::SCHEMA
+            sessionkit_server::store::sqlite::SCHEMA
         ))
         .unwrap();
         conn.execute("INSERT INTO meta (key, value) VALUES ('kept', 'yes')", [])
             .unwrap();
     }
-    let db = sessionkit_server::db::Db::open(&dir).unwrap();
+    let db = sessionkit_server::store::sqlite::Db::open(&dir).unwrap();
     let (version, kept, has_column): (i64, String, i64) = db
         .call_sync(|conn| {
             Ok(conn.query_row(
@@ -426,7 +426,7 @@ fn a_version_1_database_is_migrated() {
         .unwrap();
     assert_eq!(
         (version, kept.as_str(), has_column),
-        (sessionkit_server::db::SCHEMA_VERSION, "yes", 1)
+        (sessionkit_server::store::sqlite::SCHEMA_VERSION, "yes", 1)
     );
     db.close();
 }
@@ -657,11 +657,11 @@ fn stored_emails_are_migrated_to_their_canonical_form() {
              INSERT INTO userpass VALUES ('a', 'Old@Example.COM', 'i1', 'h', 1, 1);
              INSERT INTO userpass VALUES ('a', 'old@example.com ', 'i2', 'h', 1, 2);
              INSERT INTO userpass VALUES ('a', 'legacy-name', 'i3', 'h', 1, 3);",
-            sessionkit_server::db::SCHEMA
+            sessionkit_server::store::sqlite::SCHEMA
         ))
         .unwrap();
     }
-    let db = sessionkit_server::db::Db::open(&dir).unwrap();
+    let db = sessionkit_server::store::sqlite::Db::open(&dir).unwrap();
     let emails: Vec<String> = db
         .call_sync(|conn| {
             let mut stmt = conn.prepare("SELECT email FROM userpass ORDER BY created_at")?;

@@ -4,7 +4,7 @@
 
 mod common;
 
-use sessionkit_server::db::Db;
+use sessionkit_server::store::sqlite::Db;
 
 /// SQLite's plan for `sql`, one detail line per step.
 fn plan(db: &Db, sql: &str) -> String {

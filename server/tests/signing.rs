@@ -123,9 +123,12 @@ async fn rotation_by_command_signs_with_a_new_key_and_keeps_the_old_one_publishe
 
     // The command reads the same config; the data dir is shared with the running server.
     let file = dir.join("config.toml");
+    std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(&file, format!("data_dir = \"{}\"\n{TOML}", dir.display())).unwrap();
     let bin = env!("CARGO_BIN_EXE_sessionkit-server");
-    let out = std::process::Command::new(bin)
+    let mut cmd = std::process::Command::new(bin);
+    common::same_database(&mut cmd, &dir);
+    let out = cmd
         .args([
             "--config",
             file.to_str().unwrap(),

@@ -141,7 +141,17 @@ allow_insecure_reset_function = true
         Self::from_config(config, data_dir).await
     }
 
-    async fn from_config(config: Config, data_dir: PathBuf) -> Self {
+    async fn from_config(mut config: Config, data_dir: PathBuf) -> Self {
+        // scripts/test-all's second pass: every test server on a PostgreSQL database of its own.
+        if let Ok(cluster) = std::env::var("SESSIONKIT_TEST_POSTGRES") {
+            let url = sessionkit_server::store::postgres::create_test_database(
+                &cluster,
+                Some(&data_dir.display().to_string()),
+            )
+            .await
+            .expect("a fresh PostgreSQL database for the test server");
+            config.database.url = Some(sessionkit_server::config::DatabaseUrl::new(url));
+        }
         let app_id = config.apps[0].id.clone();
         let server = RunningServer::start(config)
             .await

@@ -7,15 +7,14 @@ use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use rusqlite::params;
 use serde_json::{Value, json};
 
 use super::{RawBody, json_object, json_response, path_error};
-use crate::db;
 use crate::error::ApiError;
 use crate::providers::req_str;
 use crate::sessions::bearer;
 use crate::state::{AppRuntime, AppState};
+use crate::store;
 use crate::tokens::{self, Claims, TYP_ACCESS, TYP_REFRESH, VerifyError};
 
 /// `iss` of admin tokens.
@@ -172,14 +171,8 @@ pub async fn refresh_token_expiration(
             ));
         }
     };
-    st.db
-        .call(move |conn| {
-            Ok(db::meta_set(
-                conn,
-                &format!("refresh_lifetime:{app_id}"),
-                &secs.to_string(),
-            )?)
-        })
+    st.store
+        .meta_set(&format!("refresh_lifetime:{app_id}"), &secs.to_string())
         .await?;
     app.refresh_lifetime.store(secs, Ordering::SeqCst);
     Ok(StatusCode::NO_CONTENT.into_response())
@@ -226,23 +219,12 @@ pub async fn list_users(
     let Path((_, app_id)) = path.map_err(path_error)?;
     admin_app(&st, &headers, &app_id)?;
     let list = st
-        .db
-        .call(move |conn| {
-            let ids: Vec<String> = {
-                let mut stmt = conn
-                    .prepare("SELECT id FROM users WHERE app_id = ?1 ORDER BY created_at, rowid")?;
-                stmt.query_map([&app_id], |r| r.get(0))?
-                    .collect::<Result<_, _>>()?
-            };
-            let mut out = Vec::with_capacity(ids.len());
-            for id in ids {
-                if let Some(u) = db::user(conn, &app_id, &id)? {
-                    out.push(db::admin_user_json(conn, &u)?);
-                }
-            }
-            Ok(out)
-        })
-        .await?;
+        .store
+        .users(&app_id)
+        .await?
+        .iter()
+        .map(|(u, ids)| store::admin_user_json(u, ids))
+        .collect();
     Ok(json_response(StatusCode::OK, &Value::Array(list)))
 }
 
@@ -271,28 +253,11 @@ pub async fn create_user(
         .await
         .map_err(|_| ApiError::internal())?;
     let now = st.now();
-    let doc = st
-        .db
-        .call(move |conn| {
-            let tx = conn.transaction()?;
-            if db::userpass(&tx, &app_id, &email)?.is_some() {
-                return Err(ApiError::new(StatusCode::CONFLICT, "AccountNameInUse", "name already in use"));
-            }
-            let identity = tokens::new_object_id();
-            tx.execute(
-                "INSERT INTO userpass (app_id, email, identity_id, password_hash, confirmed, created_at) VALUES (?1, ?2, ?3, ?4, 1, ?5)",
-                params![app_id, email, identity, hash, now],
-            )?;
-            let user_id = db::create_user(&tx, &app_id, now, false)?;
-            let mut data = serde_json::Map::new();
-            data.insert("email".into(), Value::String(email));
-            db::upsert_identity(&tx, &app_id, "local-userpass", &identity, &user_id, &data, now)?;
-            let user = db::user(&tx, &app_id, &user_id)?.ok_or_else(ApiError::internal)?;
-            let doc = db::admin_user_json(&tx, &user)?;
-            tx.commit()?;
-            Ok(doc)
-        })
+    let (user, ids) = st
+        .store
+        .create_confirmed_user(&app_id, &email, &hash, now)
         .await?;
+    let doc = store::admin_user_json(&user, &ids);
     Ok(json_response(StatusCode::CREATED, &doc))
 }
 
@@ -304,13 +269,13 @@ pub async fn get_user(
 ) -> Result<Response, ApiError> {
     let Path((_, app_id, user_id)) = path.map_err(path_error)?;
     admin_app(&st, &headers, &app_id)?;
-    let doc = st
-        .db
-        .call(move |conn| {
-            let user = db::user(conn, &app_id, &user_id)?.ok_or_else(ApiError::user_not_found)?;
-            Ok(db::admin_user_json(conn, &user)?)
-        })
-        .await?;
+    let user = st
+        .store
+        .user(&app_id, &user_id)
+        .await?
+        .ok_or_else(ApiError::user_not_found)?;
+    let ids = st.store.identities(&user.id).await?;
+    let doc = store::admin_user_json(&user, &ids);
     Ok(json_response(StatusCode::OK, &doc))
 }
 
@@ -322,37 +287,36 @@ pub async fn delete_user(
 ) -> Result<Response, ApiError> {
     let Path((_, app_id, user_id)) = path.map_err(path_error)?;
     admin_app(&st, &headers, &app_id)?;
-    st.db
-        .call(move |conn| {
-            let tx = conn.transaction()?;
-            if !db::delete_user(&tx, &app_id, &user_id)? {
-                return Err(ApiError::user_not_found());
-            }
-            tx.commit()?;
-            Ok(())
-        })
-        .await?;
+    if !st.store.delete_user(&app_id, &user_id).await? {
+        return Err(ApiError::user_not_found());
+    }
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-/// Runs `f` on an existing user of the path's app; 204 on success.
-async fn with_user(
+/// What the admin does to an existing user.
+enum UserChange {
+    Logout,
+    Disabled(bool),
+    CustomData(String),
+}
+
+/// Applies `change` to an existing user of the path's app; 204 on success, 404 UserNotFound.
+async fn change_user(
     st: AppState,
     path: UserPath,
     headers: HeaderMap,
-    f: impl FnOnce(&rusqlite::Connection, &str) -> rusqlite::Result<()> + Send + 'static,
+    change: UserChange,
 ) -> Result<Response, ApiError> {
     let Path((_, app_id, user_id)) = path.map_err(path_error)?;
     admin_app(&st, &headers, &app_id)?;
-    st.db
-        .call(move |conn| {
-            let tx = conn.transaction()?;
-            db::user(&tx, &app_id, &user_id)?.ok_or_else(ApiError::user_not_found)?;
-            f(&tx, &user_id)?;
-            tx.commit()?;
-            Ok(())
-        })
-        .await?;
+    let found = match change {
+        UserChange::Logout => st.store.revoke_sessions(&app_id, &user_id).await?,
+        UserChange::Disabled(d) => st.store.set_user_disabled(&app_id, &user_id, d).await?,
+        UserChange::CustomData(doc) => st.store.set_custom_data(&app_id, &user_id, &doc).await?,
+    };
+    if !found {
+        return Err(ApiError::user_not_found());
+    }
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -362,10 +326,7 @@ pub async fn logout_user(
     path: UserPath,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    with_user(st, path, headers, |c, id| {
-        db::revoke_user_sessions(c, id).map(|_| ())
-    })
-    .await
+    change_user(st, path, headers, UserChange::Logout).await
 }
 
 /// PUT users/{id}/disable: disables the user and ends its sessions.
@@ -374,11 +335,7 @@ pub async fn disable_user(
     path: UserPath,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    with_user(st, path, headers, |c, id| {
-        c.execute("UPDATE users SET disabled = 1 WHERE id = ?1", [id])?;
-        db::revoke_user_sessions(c, id).map(|_| ())
-    })
-    .await
+    change_user(st, path, headers, UserChange::Disabled(true)).await
 }
 
 /// PUT users/{id}/enable.
@@ -387,11 +344,7 @@ pub async fn enable_user(
     path: UserPath,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    with_user(st, path, headers, |c, id| {
-        c.execute("UPDATE users SET disabled = 0 WHERE id = ?1", [id])
-            .map(|_| ())
-    })
-    .await
+    change_user(st, path, headers, UserChange::Disabled(false)).await
 }
 
 /// PUT users/{id}/custom_data: the `user_data` claim of the user's next access tokens.
@@ -406,14 +359,7 @@ pub async fn set_custom_data(
         Ok(_) => return Err(ApiError::bad_request("custom data must be a JSON object")),
         Err(e) => return Err(ApiError::bad_request(format!("malformed JSON body: {e}"))),
     };
-    with_user(st, path, headers, move |c, id| {
-        c.execute(
-            "UPDATE users SET custom_data = ?1 WHERE id = ?2",
-            params![doc, id],
-        )
-        .map(|_| ())
-    })
-    .await
+    change_user(st, path, headers, UserChange::CustomData(doc)).await
 }
 
 /// GET outbox?email=...: confirmation and reset tokens that would have been mailed.
@@ -432,22 +378,12 @@ pub async fn outbox(
             .map(|(_, v)| crate::email::lookup(&percent_decode(v)))
     });
     let list = st
-        .db
-        .call(move |conn| {
-            let mut stmt = conn.prepare(
-                "SELECT kind, email, token, token_id FROM outbox WHERE app_id = ?1 AND (?2 IS NULL OR email = ?2) ORDER BY seq",
-            )?;
-            let rows = stmt.query_map(params![app_id, email], |r| {
-                Ok(json!({
-                    "kind": r.get::<_, String>(0)?,
-                    "email": r.get::<_, String>(1)?,
-                    "token": r.get::<_, String>(2)?,
-                    "tokenId": r.get::<_, String>(3)?,
-                }))
-            })?;
-            Ok(rows.collect::<Result<Vec<_>, _>>()?)
-        })
-        .await?;
+        .store
+        .outbox(&app_id, email.as_deref())
+        .await?
+        .into_iter()
+        .map(|m| json!({"kind": m.kind, "email": m.email, "token": m.token, "tokenId": m.token_id}))
+        .collect();
     Ok(json_response(StatusCode::OK, &Value::Array(list)))
 }
 

@@ -4,17 +4,16 @@ use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use rusqlite::{OptionalExtension, params};
 use serde_json::{Map, Value, json};
 
 use super::{RawBody, base_url, json_object, json_response, path_error};
-use crate::db::{self, UserRow};
 use crate::error::ApiError;
 use crate::functions;
 use crate::providers::{self, req_str};
 use crate::rate_limit::ClientAddr;
-use crate::sessions::{self, access_user, check_refresh, record_refresh, verify_bearer};
+use crate::sessions::{self, Purpose, access_user, use_refresh_token, verify_bearer};
 use crate::state::{AppRuntime, AppState};
+use crate::store::{self, ApiKeyRow, Login, UserRow};
 use crate::tokens::{self, TYP_REFRESH};
 
 /// GET location.
@@ -172,81 +171,26 @@ pub async fn login(
         Some(providers::authenticate(&st, &app.config, &provider, &body).await?)
     };
     let now = st.now();
-    let app2 = app.clone();
-    let dev = device.clone();
-    let (user_id, access, refresh) = st
-        .db
-        .call(move |conn| {
-            let app = app2;
-            let app_id = app.config.id.as_str();
-            let tx = conn.transaction()?;
-            let user_id = match (&identity, &caller) {
-                (None, _) => {
-                    let id = db::create_user(&tx, app_id, now, true)?;
-                    let ext = tokens::new_object_id();
-                    db::upsert_identity(&tx, app_id, "anon-user", &ext, &id, &Map::new(), now)?;
-                    id
-                }
-                (Some(ident), caller) => {
-                    let owner = match &ident.owner {
-                        Some(o) => Some(o.clone()),
-                        None => db::identity_owner(
-                            &tx,
-                            app_id,
-                            &ident.provider_type,
-                            &ident.external_id,
-                        )?,
-                    };
-                    let user_id = match (caller, owner) {
-                        (Some(c), Some(o)) if *c != o => {
-                            return Err(ApiError::new(
-                                StatusCode::CONFLICT,
-                                "AccountNameInUse",
-                                "a user already exists with the specified provider identity",
-                            ));
-                        }
-                        (Some(c), _) => {
-                            // A linked anonymous user is a normal user from now on.
-                            tx.execute("UPDATE users SET anonymous = 0 WHERE id = ?1", [c])?;
-                            c.clone()
-                        }
-                        (None, Some(o)) => o,
-                        (None, None) => db::create_user(&tx, app_id, now, false)?,
-                    };
-                    db::upsert_identity(
-                        &tx,
-                        app_id,
-                        &ident.provider_type,
-                        &ident.external_id,
-                        &user_id,
-                        &ident.data,
-                        now,
-                    )?;
-                    user_id
-                }
-            };
-            let user = db::user(&tx, app_id, &user_id)?.ok_or_else(ApiError::internal)?;
-            if user.disabled {
-                return Err(ApiError::new(
-                    StatusCode::UNAUTHORIZED,
-                    "UserDisabled",
-                    "user disabled",
-                ));
-            }
-            tx.execute(
-                "UPDATE users SET last_login_at = ?1 WHERE id = ?2",
-                params![now, user_id],
-            )?;
-            let api_key_id = identity
-                .as_ref()
-                .filter(|i| i.provider_type == "api-key")
-                .map(|i| i.external_id.as_str());
-            let refresh = sessions::start_session(&tx, &app, &user, &dev, api_key_id, now)?;
-            let access = sessions::access_token(&app, &user, &dev, now);
-            tx.commit()?;
-            Ok((user_id, access, refresh))
-        })
+    let api_key_id = identity
+        .as_ref()
+        .filter(|i| i.provider_type == "api-key")
+        .map(|i| i.external_id.clone());
+    let (app2, dev) = (app.clone(), device.clone());
+    let (user, session) = st
+        .store
+        .login(
+            Login {
+                app_id: app.config.id.clone(),
+                identity,
+                link_to: caller,
+                now,
+            },
+            Box::new(move |user| sessions::new_session(&app2, user, &dev, api_key_id, now)),
+        )
         .await?;
+    let refresh = session.refresh_token;
+    let access = sessions::access_token(&app, &user, &device, now);
+    let user_id = user.id;
     Ok(json_response(
         StatusCode::OK,
         &json!({
@@ -262,29 +206,18 @@ pub async fn login(
 pub async fn profile(State(st): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
     let (app, _, user) = access_user(&st, &headers, "profile").await?;
     let domain = app.domain_id.clone();
-    let doc = st
-        .db
-        .call(move |conn| Ok(db::profile_json(conn, &user, &domain)?))
-        .await?;
+    let ids = st.store.identities(&user.id).await?;
+    let doc = store::profile_json(&user, &ids, &domain);
     Ok(json_response(StatusCode::OK, &doc))
 }
 
 /// POST session: a new access token (and, with rotation, a new refresh token).
 pub async fn refresh(State(st): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
     let (app, claims, token) = verify_bearer(&st, &headers, TYP_REFRESH, "refresh")?;
-    let now = st.now();
-    let (access, rotated) = st
-        .db
-        .call(move |conn| {
-            let checked = check_refresh(conn, &app, &claims, &token, now)?;
-            let rotated = record_refresh(conn, &app, &checked, now)?;
-            let access =
-                sessions::access_token(&app, &checked.user, &checked.session.device_id, now);
-            Ok((access, rotated))
-        })
-        .await?;
+    let checked = use_refresh_token(&st, &app, &claims, &token, Purpose::Refresh).await?;
+    let access = sessions::access_token(&app, &checked.user, &checked.session.device_id, st.now());
     let mut out = json!({ "access_token": access });
-    if let Some(r) = rotated {
+    if let Some(r) = checked.rotated {
         out["refresh_token"] = Value::String(r);
     }
     Ok(json_response(StatusCode::CREATED, &out))
@@ -293,17 +226,7 @@ pub async fn refresh(State(st): State<AppState>, headers: HeaderMap) -> Result<R
 /// DELETE session: log out this session.
 pub async fn logout(State(st): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
     let (app, claims, token) = verify_bearer(&st, &headers, TYP_REFRESH, "logout")?;
-    let now = st.now();
-    st.db
-        .call(move |conn| {
-            let checked = check_refresh(conn, &app, &claims, &token, now)?;
-            conn.execute(
-                "UPDATE sessions SET revoked = 1 WHERE id = ?1",
-                [&checked.session.id],
-            )?;
-            Ok(())
-        })
-        .await?;
+    use_refresh_token(&st, &app, &claims, &token, Purpose::Logout).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -313,15 +236,7 @@ pub async fn delete_user(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let (app, _, user) = access_user(&st, &headers, "delete").await?;
-    let app_id = app.config.id.clone();
-    st.db
-        .call(move |conn| {
-            let tx = conn.transaction()?;
-            db::delete_user(&tx, &app_id, &user.id)?;
-            tx.commit()?;
-            Ok(())
-        })
-        .await?;
+    st.store.delete_user(&app.config.id, &user.id).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -360,12 +275,7 @@ async fn key_owner(
     if app.config.providers.api_key.is_none() {
         return Err(ApiError::provider_not_found("api-key"));
     }
-    let now = st.now();
-    let app2 = app.clone();
-    let checked = st
-        .db
-        .call(move |conn| check_refresh(conn, &app2, &claims, &token, now))
-        .await?;
+    let checked = use_refresh_token(st, &app, &claims, &token, Purpose::Authenticate).await?;
     // A session that came from an API key cannot manage API keys: a leaked key could
     // otherwise mint keys that outlive it (realm-core and realm-dart refuse it the same way).
     if checked.session.api_key_id.is_some() {
@@ -378,8 +288,8 @@ async fn key_owner(
     Ok((app, checked.user))
 }
 
-fn key_doc(id: String, name: String, disabled: bool) -> Value {
-    json!({ "_id": id, "name": name, "disabled": disabled })
+fn key_doc(key: &ApiKeyRow) -> Value {
+    json!({ "_id": key.id, "name": key.name, "disabled": key.disabled })
 }
 
 /// POST api_keys.
@@ -400,30 +310,14 @@ pub async fn create_api_key(
     let key = tokens::random_alnum(64);
     let hash = tokens::sha256_hex(&key);
     let now = st.now();
-    let app_id = app.config.id.clone();
-    let (id2, name2) = (id.clone(), name.clone());
-    st.db
-        .call(move |conn| {
-            let exists: Option<i64> = conn
-                .query_row(
-                    "SELECT 1 FROM api_keys WHERE user_id = ?1 AND name = ?2",
-                    params![user.id, name2],
-                    |r| r.get(0),
-                )
-                .optional()?;
-            if exists.is_some() {
-                return Err(ApiError::new(
-                    StatusCode::CONFLICT,
-                    "APIKeyAlreadyExists",
-                    "API key with that name already exists",
-                ));
-            }
-            conn.execute(
-                "INSERT INTO api_keys (id, app_id, user_id, name, key_hash, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![id2, app_id, user.id, name2, hash, now],
-            )?;
-            Ok(())
-        })
+    let row = ApiKeyRow {
+        id: id.clone(),
+        user_id: user.id.clone(),
+        name: name.clone(),
+        disabled: false,
+    };
+    st.store
+        .create_api_key(&app.config.id, &user.id, &row, &hash, now)
         .await?;
     Ok(json_response(
         StatusCode::CREATED,
@@ -438,15 +332,12 @@ pub async fn list_api_keys(
 ) -> Result<Response, ApiError> {
     let (_, user) = key_owner(&st, &headers).await?;
     let list = st
-        .db
-        .call(move |conn| {
-            let mut stmt = conn.prepare(
-                "SELECT id, name, disabled FROM api_keys WHERE user_id = ?1 ORDER BY created_at, rowid",
-            )?;
-            let rows = stmt.query_map([&user.id], |r| Ok(key_doc(r.get(0)?, r.get(1)?, r.get(2)?)))?;
-            Ok(rows.collect::<Result<Vec<_>, _>>()?)
-        })
-        .await?;
+        .store
+        .api_keys(&user.id)
+        .await?
+        .iter()
+        .map(key_doc)
+        .collect();
     Ok(json_response(StatusCode::OK, &Value::Array(list)))
 }
 
@@ -471,17 +362,10 @@ pub async fn fetch_api_key(
 ) -> Result<Response, ApiError> {
     let (user, id) = key_id(&st, &headers, path).await?;
     let doc = st
-        .db
-        .call(move |conn| {
-            Ok(conn
-                .query_row(
-                    "SELECT id, name, disabled FROM api_keys WHERE id = ?1 AND user_id = ?2",
-                    params![id, user.id],
-                    |r| Ok(key_doc(r.get(0)?, r.get(1)?, r.get(2)?)),
-                )
-                .optional()?)
-        })
+        .store
+        .api_key(&user.id, &id)
         .await?
+        .map(|k| key_doc(&k))
         .ok_or_else(ApiError::api_key_not_found)?;
     Ok(json_response(StatusCode::OK, &doc))
 }
@@ -493,29 +377,9 @@ pub async fn delete_api_key(
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
     let (user, id) = key_id(&st, &headers, path).await?;
-    st.db
-        .call(move |conn| {
-            let tx = conn.transaction()?;
-            let n = tx.execute(
-                "DELETE FROM api_keys WHERE id = ?1 AND user_id = ?2",
-                params![id, user.id],
-            )?;
-            if n == 0 {
-                return Err(ApiError::api_key_not_found());
-            }
-            tx.execute(
-                "DELETE FROM identities WHERE provider_type = 'api-key' AND external_id = ?1 AND user_id = ?2",
-                params![id, user.id],
-            )?;
-            // The sessions that logged in with the key end with it.
-            tx.execute(
-                "UPDATE sessions SET revoked = 1 WHERE api_key_id = ?1",
-                [&id],
-            )?;
-            tx.commit()?;
-            Ok(())
-        })
-        .await?;
+    if !st.store.delete_api_key(&user.id, &id).await? {
+        return Err(ApiError::api_key_not_found());
+    }
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -526,27 +390,13 @@ async fn set_key_disabled(
     disabled: bool,
 ) -> Result<Response, ApiError> {
     let (user, id) = key_id(&st, &headers, path).await?;
-    st.db
-        .call(move |conn| {
-            let tx = conn.transaction()?;
-            let n = tx.execute(
-                "UPDATE api_keys SET disabled = ?1 WHERE id = ?2 AND user_id = ?3",
-                params![disabled, id, user.id],
-            )?;
-            if n == 0 {
-                return Err(ApiError::api_key_not_found());
-            }
-            if disabled {
-                // Disabling ends the key's sessions; enabling it again does not revive them.
-                tx.execute(
-                    "UPDATE sessions SET revoked = 1 WHERE api_key_id = ?1",
-                    [&id],
-                )?;
-            }
-            tx.commit()?;
-            Ok(())
-        })
-        .await?;
+    if !st
+        .store
+        .set_api_key_disabled(&user.id, &id, disabled)
+        .await?
+    {
+        return Err(ApiError::api_key_not_found());
+    }
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

@@ -223,8 +223,8 @@ async fn not_found() -> ApiError {
 async fn health(
     axum::extract::State(st): axum::extract::State<AppState>,
 ) -> Result<Response, ApiError> {
-    st.db
-        .call(|conn| Ok(conn.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?))
+    st.store
+        .ping()
         .await
         .map_err(|_| ApiError::unavailable("the database does not answer", 5))?;
     Ok(json_response(

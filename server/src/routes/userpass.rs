@@ -6,24 +6,17 @@ use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::{Map, Value};
 
 use super::{RawBody, json_object, path_error};
 use crate::config::{ResetFunction, UserpassConfig};
-use crate::db;
 use crate::email;
 use crate::error::ApiError;
 use crate::providers::req_str;
 use crate::rate_limit::ClientAddr;
 use crate::state::{AppRuntime, AppState};
+use crate::store::{CONFIRM, MailToken, PasswordAccount, RESET, account_name_in_use};
 use crate::tokens;
-
-/// How long a confirmation or reset token stays valid.
-pub const TOKEN_LIFETIME_SECS: i64 = 30 * 60;
-
-const CONFIRM: &str = "confirm";
-const RESET: &str = "reset";
 
 /// What every flow starts from: the app, its userpass settings and the JSON body.
 type Prologue = (Arc<AppRuntime>, UserpassConfig, Map<String, Value>);
@@ -60,88 +53,6 @@ fn check_password(password: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn invalid_token() -> ApiError {
-    ApiError::new(
-        StatusCode::BAD_REQUEST,
-        "UserpassTokenInvalid",
-        "invalid token data",
-    )
-}
-
-/// Creates a single-use token (stored hashed) and puts it in the outbox.
-fn issue_token(
-    conn: &Connection,
-    app_id: &str,
-    email: &str,
-    kind: &str,
-    now: i64,
-) -> rusqlite::Result<()> {
-    let token = tokens::random_alnum(64);
-    let token_id = tokens::new_object_id();
-    conn.execute(
-        "INSERT INTO userpass_tokens (token_id, app_id, email, kind, token_hash, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        params![token_id, app_id, email, kind, tokens::sha256_hex(&token), now + TOKEN_LIFETIME_SECS],
-    )?;
-    conn.execute(
-        "INSERT INTO outbox (app_id, kind, email, token, token_id, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        params![app_id, kind, email, token, token_id, now],
-    )?;
-    Ok(())
-}
-
-/// Consumes a token: returns its email when `token`/`tokenId` match an unexpired token of `kind`.
-fn take_token(
-    conn: &Connection,
-    app_id: &str,
-    kind: &str,
-    token: &str,
-    token_id: &str,
-    now: i64,
-) -> Result<String, ApiError> {
-    let row: Option<(String, String, i64)> = conn
-        .query_row(
-            "SELECT email, token_hash, expires_at FROM userpass_tokens WHERE token_id = ?1 AND app_id = ?2 AND kind = ?3",
-            params![token_id, app_id, kind],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )
-        .optional()?;
-    match row {
-        Some((email, hash, exp)) if hash == tokens::sha256_hex(token) && exp > now => {
-            conn.execute(
-                "DELETE FROM userpass_tokens WHERE token_id = ?1",
-                [token_id],
-            )?;
-            Ok(email)
-        }
-        _ => Err(invalid_token()),
-    }
-}
-
-/// Sets a new password and ends the user's sessions (like Firebase: a password reset signs
-/// out every device, since the old password may have been compromised).
-fn set_password(
-    conn: &mut Connection,
-    app_id: &str,
-    email: &str,
-    hash: &str,
-) -> Result<(), ApiError> {
-    let tx = conn.transaction()?;
-    let row = db::userpass(&tx, app_id, email)?.ok_or_else(ApiError::user_not_found)?;
-    tx.execute(
-        "UPDATE userpass SET password_hash = ?1 WHERE app_id = ?2 AND email = ?3",
-        params![hash, app_id, email],
-    )?;
-    tx.execute(
-        "DELETE FROM userpass_tokens WHERE app_id = ?1 AND email = ?2 AND kind = 'reset'",
-        params![app_id, email],
-    )?;
-    if let Some(user) = db::identity_owner(&tx, app_id, "local-userpass", &row.identity_id)? {
-        db::revoke_user_sessions(&tx, &user)?;
-    }
-    tx.commit()?;
-    Ok(())
-}
-
 /// POST register.
 pub async fn register(
     State(st): State<AppState>,
@@ -156,39 +67,15 @@ pub async fn register(
     let password = req_str(&body, "password")?.to_string();
     check_password(&password)?;
     let app_id = app.config.id.clone();
-    let (a, e) = (app_id.clone(), email.clone());
-    let taken = st
-        .db
-        .call(move |conn| Ok(db::userpass(conn, &a, &e)?.is_some()))
-        .await?;
-    let in_use = || {
-        ApiError::new(
-            StatusCode::CONFLICT,
-            "AccountNameInUse",
-            "name already in use",
-        )
-    };
-    if taken {
-        return Err(in_use());
+    // Refused before the slow hash when already taken; the insert decides in a race.
+    if st.store.userpass(&app_id, &email).await?.is_some() {
+        return Err(account_name_in_use());
     }
     let hash = st.passwords.hash(password).await?;
     let now = st.now();
-    st.db
-        .call(move |conn| {
-            let tx = conn.transaction()?;
-            if db::userpass(&tx, &app_id, &email)?.is_some() {
-                return Err(in_use());
-            }
-            tx.execute(
-                "INSERT INTO userpass (app_id, email, identity_id, password_hash, confirmed, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![app_id, email, tokens::new_object_id(), hash, cfg.auto_confirm, now],
-            )?;
-            if !cfg.auto_confirm {
-                issue_token(&tx, &app_id, &email, CONFIRM, now)?;
-            }
-            tx.commit()?;
-            Ok(())
-        })
+    let confirm = (!cfg.auto_confirm).then(|| MailToken::new(CONFIRM, now));
+    st.store
+        .register(&app_id, &email, &hash, confirm, now)
         .await?;
     Ok(StatusCode::CREATED.into_response())
 }
@@ -204,18 +91,7 @@ pub async fn confirm(
     let token_id = req_str(&body, "tokenId")?.to_string();
     let app_id = app.config.id.clone();
     let now = st.now();
-    st.db
-        .call(move |conn| {
-            let tx = conn.transaction()?;
-            let email = take_token(&tx, &app_id, CONFIRM, &token, &token_id, now)?;
-            tx.execute(
-                "UPDATE userpass SET confirmed = 1 WHERE app_id = ?1 AND email = ?2",
-                params![app_id, email],
-            )?;
-            tx.commit()?;
-            Ok(())
-        })
-        .await?;
+    st.store.confirm(&app_id, &token, &token_id, now).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -229,19 +105,8 @@ async fn resend_confirmation(
     let email = email::lookup(req_str(&body, "email")?);
     let app_id = app.config.id.clone();
     let now = st.now();
-    st.db
-        .call(move |conn| {
-            let row = db::userpass(conn, &app_id, &email)?.ok_or_else(ApiError::user_not_found)?;
-            if row.confirmed {
-                return Err(ApiError::new(
-                    StatusCode::CONFLICT,
-                    "UserAlreadyConfirmed",
-                    "already confirmed",
-                ));
-            }
-            issue_token(conn, &app_id, &email, CONFIRM, now)?;
-            Ok(())
-        })
+    st.store
+        .issue_mail_token(&app_id, &email, MailToken::new(CONFIRM, now))
         .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -280,12 +145,8 @@ pub async fn reset_send(
     let email = email::lookup(req_str(&body, "email")?);
     let app_id = app.config.id.clone();
     let now = st.now();
-    st.db
-        .call(move |conn| {
-            db::userpass(conn, &app_id, &email)?.ok_or_else(ApiError::user_not_found)?;
-            issue_token(conn, &app_id, &email, RESET, now)?;
-            Ok(())
-        })
+    st.store
+        .issue_mail_token(&app_id, &email, MailToken::new(RESET, now))
         .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -304,29 +165,13 @@ pub async fn reset(
     let app_id = app.config.id.clone();
     let now = st.now();
     // Check (without consuming) before the slow hash, so bad tokens answer fast.
-    let (a, tid) = (app_id.clone(), token_id.clone());
-    let known = st
-        .db
-        .call(move |conn| {
-            Ok(conn
-                .query_row(
-                    "SELECT token_hash FROM userpass_tokens WHERE token_id = ?1 AND app_id = ?2 AND kind = 'reset' AND expires_at > ?3",
-                    params![tid, a, now],
-                    |r| r.get::<_, String>(0),
-                )
-                .optional()?)
-        })
-        .await?;
+    let known = st.store.reset_token_hash(&app_id, &token_id, now).await?;
     if known.as_deref() != Some(tokens::sha256_hex(&token).as_str()) {
-        return Err(invalid_token());
+        return Err(crate::store::invalid_mail_token());
     }
     let hash = st.passwords.hash(password).await?;
-    st.db
-        .call(move |conn| {
-            let email = take_token(conn, &app_id, RESET, &token, &token_id, now)?;
-            set_password(conn, &app_id, &email, &hash)
-        })
-        .await?;
+    let account = PasswordAccount::ResetToken(&token, &token_id);
+    st.store.set_password(&app_id, account, &hash, now).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -347,29 +192,25 @@ pub async fn reset_call(
     }
     check_password(&password)?;
     let app_id = app.config.id.clone();
-    let (a, e) = (app_id.clone(), email.clone());
-    st.db
-        .call(move |conn| {
-            db::userpass(conn, &a, &e)?.ok_or_else(ApiError::user_not_found)?;
-            Ok(())
-        })
-        .await?;
+    st.store
+        .userpass(&app_id, &email)
+        .await?
+        .ok_or_else(ApiError::user_not_found)?;
     let now = st.now();
     match cfg.reset_function {
         ResetFunction::Fail => Err(ApiError::bad_request(format!(
             "failed to reset password for user \"{email}\""
         ))),
         ResetFunction::Pending => {
-            st.db
-                .call(move |conn| Ok(issue_token(conn, &app_id, &email, RESET, now)?))
+            st.store
+                .issue_mail_token(&app_id, &email, MailToken::new(RESET, now))
                 .await?;
             Ok(StatusCode::NO_CONTENT.into_response())
         }
         ResetFunction::Success => {
             let hash = st.passwords.hash(password).await?;
-            st.db
-                .call(move |conn| set_password(conn, &app_id, &email, &hash))
-                .await?;
+            let account = PasswordAccount::Email(&email);
+            st.store.set_password(&app_id, account, &hash, now).await?;
             Ok(StatusCode::NO_CONTENT.into_response())
         }
     }

@@ -19,6 +19,16 @@ pub fn spawn_listening(
     std::io::Lines<std::io::BufReader<std::process::ChildStdout>>,
 ) {
     use std::io::BufRead;
+    // On the PostgreSQL pass, the database goes with the --data-dir: a restart on the same
+    // directory finds the same data.
+    let dir = cmd
+        .get_args()
+        .skip_while(|a| *a != "--data-dir")
+        .nth(1)
+        .map(|d| d.to_string_lossy().into_owned());
+    if let Some(url) = test_database_blocking(dir) {
+        cmd.env("SESSIONKIT_DATABASE_URL", url);
+    }
     let mut child = cmd
         .stdout(std::process::Stdio::piped())
         .spawn()
@@ -156,8 +166,58 @@ pub async fn start() -> T {
     start_with(CONFIG).await
 }
 
-/// Starts a server with a ready config.
-pub async fn start_config(config: Config) -> T {
+/// With `SESSIONKIT_TEST_POSTGRES` (scripts/test-all's second pass), a fresh PostgreSQL
+/// database for one server; `None` on the SQLite pass.
+pub async fn test_database(same_as: Option<String>) -> Option<String> {
+    let cluster = std::env::var("SESSIONKIT_TEST_POSTGRES").ok()?;
+    Some(
+        sessionkit_server::store::postgres::create_test_database(&cluster, same_as.as_deref())
+            .await
+            .expect("a fresh PostgreSQL database for the test server"),
+    )
+}
+
+/// [`test_database`] from synchronous code (a thread of its own, so any caller may use it).
+pub fn test_database_blocking(same_as: Option<String>) -> Option<String> {
+    std::env::var("SESSIONKIT_TEST_POSTGRES").ok()?;
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(test_database(same_as))
+    })
+    .join()
+    .unwrap()
+}
+
+/// Starts a server with a ready config on SQLite whatever the pass (tests of SQLite's files).
+pub async fn start_config_sqlite(config: Config) -> T {
+    let srv = RunningServer::start(config).await.expect("server starts");
+    let base = srv.base_url();
+    T {
+        srv,
+        http: reqwest::Client::new(),
+        base,
+    }
+}
+
+/// Points a command of the server binary at the database a test server on `dir` uses (the
+/// PostgreSQL pass; nothing on the SQLite pass, where `--data-dir` or the config says it).
+pub fn same_database(cmd: &mut std::process::Command, dir: &std::path::Path) {
+    if let Some(url) = test_database_blocking(Some(dir.display().to_string())) {
+        cmd.env("SESSIONKIT_DATABASE_URL", url);
+    }
+}
+
+/// Starts a server with a ready config (on a fresh PostgreSQL database on the PostgreSQL pass,
+/// unless the config names one).
+pub async fn start_config(mut config: Config) -> T {
+    if config.database.url.is_none()
+        && let Some(url) = test_database(Some(config.data_dir.display().to_string())).await
+    {
+        config.database.url = Some(sessionkit_server::config::DatabaseUrl::new(url));
+    }
     let srv = RunningServer::start(config).await.expect("server starts");
     let base = srv.base_url();
     T {

@@ -1,0 +1,545 @@
+//! Storage: one interface in the server's own terms, two implementations.
+//!
+//! [`Store`] is what handlers call; it has no SQL in its signature. [`sqlite::SqliteStore`] is
+//! the embedded default (one file, one process), [`postgres::PostgresStore`] the scale-out
+//! backend (several server instances on one database). Every method that must be atomic is
+//! one transaction in both, and every guarantee of the protocol (rotation with reuse
+//! detection, single-use mail tokens, unique API key names, one signing secret per app) holds
+//! with several instances: it comes from the database (constraints, row locks), never from an
+//! in-process mutex. Both run the same test suites (`SESSIONKIT_TEST_POSTGRES`).
+
+pub mod postgres;
+pub mod sqlite;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde_json::{Map, Value, json};
+
+use crate::error::{ApiError, Reason};
+use crate::providers::Identity;
+use crate::tokens;
+
+/// What every store method answers: the protocol's error on failure (a database error is a 500
+/// with no detail for the client, logged on the server).
+pub type StoreResult<T> = Result<T, ApiError>;
+
+/// How long a rotated-out refresh token keeps working, in seconds: a retry after a lost
+/// response (PROTOCOL.md, "Refresh token rotation").
+pub const ROTATION_GRACE_SECS: i64 = 10;
+
+/// A user row.
+#[derive(Debug, Clone)]
+pub struct UserRow {
+    /// User id.
+    pub id: String,
+    /// App id.
+    pub app_id: String,
+    /// Creation time (Unix seconds).
+    pub created_at: i64,
+    /// Last login time (Unix seconds).
+    pub last_login_at: i64,
+    /// Disabled by the admin.
+    pub disabled: bool,
+    /// Created by anonymous login.
+    pub anonymous: bool,
+    /// Custom user data (`user_data` claim).
+    pub custom_data: Option<Value>,
+}
+
+/// An identity of a user.
+#[derive(Debug, Clone)]
+pub struct IdentityRow {
+    /// Provider type, e.g. `local-userpass`.
+    pub provider_type: String,
+    /// The id within the provider.
+    pub external_id: String,
+    /// Profile data from this identity.
+    pub data: Map<String, Value>,
+}
+
+/// A login session (one per login; rotation keeps the row).
+#[derive(Debug, Clone)]
+pub struct SessionRow {
+    /// Session id.
+    pub id: String,
+    /// Owner.
+    pub user_id: String,
+    /// Device id of the login.
+    pub device_id: String,
+    /// Last refresh (or the login), Unix seconds.
+    pub last_used_at: i64,
+    /// Absolute expiry of the session's refresh tokens, Unix seconds.
+    pub expires_at: i64,
+    /// Logged out or revoked.
+    pub revoked: bool,
+    /// The API key it logged in with, if it did.
+    pub api_key_id: Option<String>,
+}
+
+/// An email/password account.
+#[derive(Debug, Clone)]
+pub struct UserpassRow {
+    /// The email (canonical form, email.rs).
+    pub email: String,
+    /// The `local-userpass` identity id.
+    pub identity_id: String,
+    /// argon2 PHC string.
+    pub password_hash: String,
+    /// Email confirmed.
+    pub confirmed: bool,
+}
+
+/// An API key as its owner sees it (never the key itself, which is stored hashed).
+#[derive(Debug, Clone)]
+pub struct ApiKeyRow {
+    /// Key id.
+    pub id: String,
+    /// Owner.
+    pub user_id: String,
+    /// Name, unique per user.
+    pub name: String,
+    /// Disabled by its owner.
+    pub disabled: bool,
+}
+
+/// An access-token signing key as stored (signing.rs parses it).
+#[derive(Debug, Clone)]
+pub struct SigningKeyRow {
+    /// Key id (`kid`).
+    pub kid: String,
+    /// `ES256` or `RS256`.
+    pub alg: String,
+    /// PKCS#8 PEM of the private key.
+    pub private_pem: String,
+    /// The public JWK, as JSON text.
+    pub public_jwk: String,
+    /// Creation time (Unix seconds).
+    pub created_at: i64,
+    /// When a newer key replaced it (Unix seconds).
+    pub retired_at: Option<i64>,
+}
+
+/// A mail the server would have sent (confirmation or reset), kept for the admin API.
+#[derive(Debug, Clone)]
+pub struct OutboxRow {
+    /// `confirm` or `reset`.
+    pub kind: String,
+    /// Recipient.
+    pub email: String,
+    /// The single-use token.
+    pub token: String,
+    /// Its id.
+    pub token_id: String,
+}
+
+/// A new single-use mail token: the token goes to the outbox, its hash to the token table.
+#[derive(Debug, Clone)]
+pub struct MailToken {
+    /// `confirm` or `reset`.
+    pub kind: &'static str,
+    /// The token (64 alphanumerics).
+    pub token: String,
+    /// Its id (an object id).
+    pub token_id: String,
+    /// When it was made (Unix seconds).
+    pub created_at: i64,
+    /// When it expires (Unix seconds).
+    pub expires_at: i64,
+}
+
+/// Kind of a confirmation token.
+pub const CONFIRM: &str = "confirm";
+/// Kind of a password-reset token.
+pub const RESET: &str = "reset";
+/// How long confirmation and reset tokens stay valid, in seconds.
+pub const MAIL_TOKEN_LIFETIME_SECS: i64 = 30 * 60;
+
+impl MailToken {
+    /// A fresh token of `kind`, valid for [`MAIL_TOKEN_LIFETIME_SECS`] from `now`.
+    pub fn new(kind: &'static str, now: i64) -> MailToken {
+        MailToken {
+            kind,
+            token: tokens::random_alnum(64),
+            token_id: tokens::new_object_id(),
+            created_at: now,
+            expires_at: now + MAIL_TOKEN_LIFETIME_SECS,
+        }
+    }
+}
+
+/// A login: who logs in, and the session to start once the user is known.
+pub struct Login {
+    /// App id.
+    pub app_id: String,
+    /// The verified identity; `None` is an anonymous login (a new user every time).
+    pub identity: Option<Identity>,
+    /// Link the identity to this (authenticated) user instead of logging in with it.
+    pub link_to: Option<String>,
+    /// Unix seconds.
+    pub now: i64,
+}
+
+/// A session about to be stored: the store keeps the refresh token's hash only.
+pub struct NewSession {
+    /// Session id.
+    pub id: String,
+    /// Device id of the login.
+    pub device_id: String,
+    /// Absolute expiry, Unix seconds.
+    pub expires_at: i64,
+    /// The first refresh token.
+    pub refresh_token: String,
+    /// The API key it logs in with, whose deletion or disabling ends it.
+    pub api_key_id: Option<String>,
+}
+
+/// Makes the session of a login once its user is known (in the login's transaction).
+pub type StartSession = Box<dyn FnOnce(&UserRow) -> NewSession + Send>;
+
+/// Makes the next refresh token of a rotating session.
+pub type NextRefreshToken = Box<dyn FnOnce(&SessionRow) -> String + Send>;
+
+/// What a refresh token is presented for.
+pub enum RefreshUse {
+    /// POST session: mark the session used and, with `Some`, rotate to the token it makes.
+    Refresh(Option<NextRefreshToken>),
+    /// DELETE session: end the session.
+    Logout,
+    /// Authenticate another call (API keys).
+    Authenticate,
+}
+
+/// A verified refresh token presented to the store.
+pub struct PresentedRefresh {
+    /// App id (the token's verified `iss`).
+    pub app_id: String,
+    /// The token's `sub`.
+    pub user_id: String,
+    /// SHA-256 (hex) of the token.
+    pub token_hash: String,
+    /// The app's inactivity timeout in seconds (0: none).
+    pub inactivity_timeout_secs: i64,
+    /// Unix seconds.
+    pub now: i64,
+}
+
+/// A refresh token that passed: its session and user, and the rotated-in token if any.
+pub struct CheckedSession {
+    /// The session.
+    pub session: SessionRow,
+    /// Its user.
+    pub user: UserRow,
+    /// The session's next refresh token (rotation).
+    pub rotated: Option<String>,
+}
+
+/// The part of judging a refresh token that needs no more queries. `Ok(Some(at))`: the token
+/// was rotated out at `at`, beyond the grace window, and is reuse unless its answer was lost
+/// ([`Store::use_refresh_token`] looks); `Ok(None)`: the token is good.
+pub fn judge_refresh(
+    presented: &PresentedRefresh,
+    user: Option<&UserRow>,
+    found: Option<&(SessionRow, Option<i64>)>,
+) -> Result<Option<i64>, Reason> {
+    let user = user.ok_or(Reason::Deleted)?;
+    if user.disabled {
+        return Err(Reason::Disabled);
+    }
+    let (session, superseded) = found.ok_or(Reason::Revoked)?;
+    if session.revoked || session.user_id != user.id {
+        return Err(Reason::Revoked);
+    }
+    let now = presented.now;
+    if session.expires_at <= now {
+        return Err(Reason::Expired);
+    }
+    let idle = presented.inactivity_timeout_secs;
+    if idle > 0 && now - session.last_used_at > idle {
+        return Err(Reason::Expired);
+    }
+    Ok(superseded.filter(|at| now > at + ROTATION_GRACE_SECS))
+}
+
+/// The storage interface of the server.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Which backend this is: `sqlite` or `postgres` (logs, `/health`).
+    fn backend(&self) -> &'static str;
+
+    /// Answers when the database does (GET /health).
+    async fn ping(&self) -> StoreResult<()>;
+
+    /// The value under `key`, storing `value` first when there is none. Two instances starting
+    /// together get the same value (the first insert wins).
+    async fn meta_get_or_insert(&self, key: &str, value: String) -> StoreResult<String>;
+    /// The value under `key`.
+    async fn meta_get(&self, key: &str) -> StoreResult<Option<String>>;
+    /// Stores `value` under `key`.
+    async fn meta_set(&self, key: &str, value: &str) -> StoreResult<()>;
+
+    /// An app's signing keys, newest first.
+    async fn signing_keys(&self, app_id: &str) -> StoreResult<Vec<SigningKeyRow>>;
+    /// Retires the app's active key and stores `make()`'s, in one transaction that excludes
+    /// every other key change of the app; with `only_if_alg_differs`, does nothing when the
+    /// active key already has that algorithm. Whether a key was stored.
+    async fn add_signing_key(
+        &self,
+        app_id: &str,
+        only_if_alg_differs: Option<&'static str>,
+        make: Box<dyn FnOnce() -> Result<SigningKeyRow, String> + Send>,
+        now: i64,
+    ) -> StoreResult<bool>;
+
+    /// Logs in (or links): finds or creates the user, records the identity, refuses a
+    /// disabled user (401 UserDisabled) or an identity of another user when linking (409),
+    /// and stores the session `start` makes, in one transaction. The user and that session.
+    async fn login(&self, login: Login, start: StartSession) -> StoreResult<(UserRow, NewSession)>;
+    /// A user of an app.
+    async fn user(&self, app_id: &str, user_id: &str) -> StoreResult<Option<UserRow>>;
+    /// A user's identities, oldest first.
+    async fn identities(&self, user_id: &str) -> StoreResult<Vec<IdentityRow>>;
+    /// Every user of an app with their identities, oldest first (admin API).
+    async fn users(&self, app_id: &str) -> StoreResult<Vec<(UserRow, Vec<IdentityRow>)>>;
+    /// Deletes a user with everything it owns, email accounts included. Whether it existed.
+    async fn delete_user(&self, app_id: &str, user_id: &str) -> StoreResult<bool>;
+    /// Ends every session of a user. Whether the user exists.
+    async fn revoke_sessions(&self, app_id: &str, user_id: &str) -> StoreResult<bool>;
+    /// Disables (ending its sessions) or enables a user. Whether the user exists.
+    async fn set_user_disabled(
+        &self,
+        app_id: &str,
+        user_id: &str,
+        disabled: bool,
+    ) -> StoreResult<bool>;
+    /// Replaces a user's custom data (a JSON object's text). Whether the user exists.
+    async fn set_custom_data(&self, app_id: &str, user_id: &str, doc: &str) -> StoreResult<bool>;
+
+    /// Judges a refresh token and uses it, in one transaction that excludes every other use
+    /// of the same session (on every instance): reuse of a rotated-out token after the grace
+    /// window revokes the session (committed, though the call fails with 401); a token that
+    /// passes is marked as seen by its client, then refreshed (and rotated), logged out, or
+    /// just accepted.
+    async fn use_refresh_token(
+        &self,
+        presented: PresentedRefresh,
+        purpose: RefreshUse,
+    ) -> StoreResult<CheckedSession>;
+
+    /// Stores a new API key (its SHA-256 only); 409 APIKeyAlreadyExists when the user has one
+    /// of that name.
+    async fn create_api_key(
+        &self,
+        app_id: &str,
+        user_id: &str,
+        key: &ApiKeyRow,
+        key_hash: &str,
+        now: i64,
+    ) -> StoreResult<()>;
+    /// A user's API keys, oldest first.
+    async fn api_keys(&self, user_id: &str) -> StoreResult<Vec<ApiKeyRow>>;
+    /// One API key of a user.
+    async fn api_key(&self, user_id: &str, id: &str) -> StoreResult<Option<ApiKeyRow>>;
+    /// The API key with this hash, in an app.
+    async fn api_key_by_hash(&self, app_id: &str, key_hash: &str)
+    -> StoreResult<Option<ApiKeyRow>>;
+    /// Deletes an API key, its identity, and ends the sessions that logged in with it.
+    /// Whether it existed.
+    async fn delete_api_key(&self, user_id: &str, id: &str) -> StoreResult<bool>;
+    /// Disables (ending its sessions) or enables an API key. Whether it exists.
+    async fn set_api_key_disabled(
+        &self,
+        user_id: &str,
+        id: &str,
+        disabled: bool,
+    ) -> StoreResult<bool>;
+
+    /// An email account.
+    async fn userpass(&self, app_id: &str, email: &str) -> StoreResult<Option<UserpassRow>>;
+    /// Creates an email account (with `confirm` in the outbox when it needs confirming);
+    /// 409 AccountNameInUse when the address has one.
+    async fn register(
+        &self,
+        app_id: &str,
+        email: &str,
+        password_hash: &str,
+        confirm: Option<MailToken>,
+        now: i64,
+    ) -> StoreResult<()>;
+    /// Creates a confirmed email account with its user (admin API); 409 AccountNameInUse.
+    async fn create_confirmed_user(
+        &self,
+        app_id: &str,
+        email: &str,
+        password_hash: &str,
+        now: i64,
+    ) -> StoreResult<(UserRow, Vec<IdentityRow>)>;
+    /// Stores a mail token for an existing account and puts it in the outbox; 404
+    /// UserNotFound without one, 409 UserAlreadyConfirmed for a confirmation of a confirmed
+    /// account.
+    async fn issue_mail_token(
+        &self,
+        app_id: &str,
+        email: &str,
+        token: MailToken,
+    ) -> StoreResult<()>;
+    /// The hash of an unexpired reset token, without consuming it (to answer bad tokens
+    /// before the slow password hash).
+    async fn reset_token_hash(
+        &self,
+        app_id: &str,
+        token_id: &str,
+        now: i64,
+    ) -> StoreResult<Option<String>>;
+    /// Consumes a confirmation token (exactly once, whichever instance sees it first) and
+    /// confirms its account; 400 UserpassTokenInvalid otherwise.
+    async fn confirm(&self, app_id: &str, token: &str, token_id: &str, now: i64)
+    -> StoreResult<()>;
+    /// Sets a new password and ends the user's sessions; with `token`, first consumes that
+    /// reset token (`(token, token_id)`, exactly once) and takes its account's email.
+    async fn set_password(
+        &self,
+        app_id: &str,
+        account: PasswordAccount<'_>,
+        password_hash: &str,
+        now: i64,
+    ) -> StoreResult<()>;
+    /// The outbox of an app, oldest first, for one address or all.
+    async fn outbox(&self, app_id: &str, email: Option<&str>) -> StoreResult<Vec<OutboxRow>>;
+
+    /// Deletes anonymous users created before `anon_cutoff`, sessions expired before
+    /// `session_cutoff` and expired mail tokens. The number of users deleted.
+    async fn sweep(&self, anon_cutoff: i64, session_cutoff: i64, now: i64) -> StoreResult<usize>;
+
+    /// Closes the database (SQLite checkpoints its WAL); later calls answer 503.
+    async fn close(&self);
+}
+
+/// Whose password [`Store::set_password`] sets.
+pub enum PasswordAccount<'a> {
+    /// The account of this email.
+    Email(&'a str),
+    /// The account a reset token `(token, token_id)` was issued for; the token is consumed.
+    ResetToken(&'a str, &'a str),
+}
+
+/// 400 UserpassTokenInvalid: a confirmation or reset token that does not match.
+pub fn invalid_mail_token() -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::BAD_REQUEST,
+        "UserpassTokenInvalid",
+        "invalid token data",
+    )
+}
+
+/// 409 UserAlreadyConfirmed.
+pub fn already_confirmed() -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::CONFLICT,
+        "UserAlreadyConfirmed",
+        "already confirmed",
+    )
+}
+
+/// 409 AccountNameInUse.
+pub fn account_name_in_use() -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::CONFLICT,
+        "AccountNameInUse",
+        "name already in use",
+    )
+}
+
+/// A shared handle on the store.
+pub type SharedStore = Arc<dyn Store>;
+
+/// Opens the configured store: PostgreSQL when a database URL is set, else SQLite in the data
+/// directory. Brings its schema up to date (numbered migrations of that backend).
+pub async fn open(config: &crate::config::Config) -> Result<SharedStore, String> {
+    match &config.database.url {
+        Some(url) => Ok(Arc::new(
+            postgres::PostgresStore::open(url.expose(), &config.database).await?,
+        )),
+        None => {
+            let dir = config.data_dir.clone();
+            let store = tokio::task::spawn_blocking(move || sqlite::SqliteStore::open(&dir))
+                .await
+                .map_err(|e| format!("cannot open the database: {e}"))??;
+            Ok(Arc::new(store))
+        }
+    }
+}
+
+/// A stable per-(app, provider) id, reported as `provider_id`.
+pub fn provider_id(app_id: &str, provider_type: &str) -> String {
+    tokens::sha256_hex(&format!("{app_id}/{provider_type}"))[..24].to_string()
+}
+
+fn identities_json(app_id: &str, ids: &[IdentityRow]) -> (Vec<Value>, Map<String, Value>) {
+    let mut data = Map::new();
+    let list = ids
+        .iter()
+        .map(|i| {
+            for (k, v) in &i.data {
+                data.insert(k.clone(), v.clone());
+            }
+            json!({
+                "id": i.external_id,
+                "provider_type": i.provider_type,
+                "provider_id": provider_id(app_id, &i.provider_type),
+            })
+        })
+        .collect();
+    (list, data)
+}
+
+/// The client profile document of a user (PROTOCOL.md, "Profile").
+pub fn profile_json(user: &UserRow, ids: &[IdentityRow], domain_id: &str) -> Value {
+    let (list, data) = identities_json(&user.app_id, ids);
+    json!({
+        "user_id": user.id,
+        "domain_id": domain_id,
+        "identities": list,
+        "data": data,
+        "type": "normal",
+    })
+}
+
+/// The admin API's user document.
+pub fn admin_user_json(user: &UserRow, ids: &[IdentityRow]) -> Value {
+    let (list, data) = identities_json(&user.app_id, ids);
+    json!({
+        "_id": user.id,
+        "identities": list,
+        "type": "normal",
+        "creation_date": user.created_at,
+        "last_authentication_date": user.last_login_at,
+        "disabled": user.disabled,
+        "data": data,
+        "custom_data": user.custom_data,
+    })
+}
+
+/// Whether an identity's profile data merges with what was stored (social issuers send profile
+/// claims only sometimes: Apple the email once) rather than replacing it.
+pub fn merges_profile_data(provider_type: &str) -> bool {
+    provider_type.starts_with("oauth2-") || provider_type.starts_with(crate::config::OIDC_PREFIX)
+}
+
+/// 401 UserDisabled.
+pub fn user_disabled() -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::UNAUTHORIZED,
+        "UserDisabled",
+        "user disabled",
+    )
+}
+
+/// 409 when an identity being linked belongs to another user.
+pub fn identity_of_another_user() -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::CONFLICT,
+        "AccountNameInUse",
+        "a user already exists with the specified provider identity",
+    )
+}

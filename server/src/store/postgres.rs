@@ -1,0 +1,1302 @@
+//! The PostgreSQL store: several server instances on one database.
+//!
+//! Everything that must be atomic across instances is one transaction whose conflicts the
+//! database resolves: rows are locked (`SELECT … FOR UPDATE`) before they are judged, inserts
+//! that must be unique rely on constraints (`ON CONFLICT DO NOTHING`), single-use tokens are
+//! consumed by one `DELETE … RETURNING`, and key changes of an app are serialized by a
+//! transaction-scoped advisory lock. READ COMMITTED is enough for that: each statement after a
+//! lock sees what the other instance committed. Migrations are sqlx's, versioned files in
+//! `server/migrations/postgres`, run under sqlx's advisory lock so that instances starting
+//! together migrate once.
+
+use std::borrow::Cow;
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::{Postgres, Row, SqlStr};
+
+use super::{
+    ApiKeyRow, CONFIRM, CheckedSession, IdentityRow, Login, MailToken, NewSession, OutboxRow,
+    PasswordAccount, PresentedRefresh, RESET, RefreshUse, SessionRow, SigningKeyRow, StartSession,
+    Store, StoreResult, UserRow, UserpassRow,
+};
+use crate::config::DatabaseConfig;
+use crate::error::{ApiError, Reason};
+use crate::tokens;
+
+/// The numbered migrations of this backend, embedded in the binary.
+const MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "schema",
+    include_str!("../../migrations/postgres/0001_schema.sql"),
+)];
+
+/// The schema version this build writes.
+pub const SCHEMA_VERSION: i64 = 1;
+
+fn migrator() -> Migrator {
+    let migrations: Vec<Migration> = MIGRATIONS
+        .iter()
+        .map(|(version, description, sql)| {
+            Migration::new(
+                *version,
+                Cow::Borrowed(*description),
+                MigrationType::Simple,
+                SqlStr::from_static(sql),
+                false,
+            )
+        })
+        .collect();
+    Migrator {
+        migrations: Cow::Owned(migrations),
+        ..Migrator::DEFAULT
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(e: sqlx::Error) -> Self {
+        match &e {
+            // The database is down or every connection is busy: busy, not broken; the client
+            // retries (503 with Retry-After).
+            sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
+                tracing::warn!("database unavailable: {e}");
+                ApiError::unavailable("the database does not answer; retry shortly", 1)
+            }
+            _ => {
+                tracing::error!("database error: {e}");
+                ApiError::internal()
+            }
+        }
+    }
+}
+
+/// The PostgreSQL store: a connection pool on one database.
+#[derive(Clone)]
+pub struct PostgresStore {
+    pool: PgPool,
+}
+
+/// Parses a `postgres://` URL, with an error that says what to fix (never the password).
+fn connect_options(url: &str) -> Result<PgConnectOptions, String> {
+    url.parse::<PgConnectOptions>().map_err(|e| {
+        format!(
+            "database url: not a PostgreSQL URL ({}): expected \
+             postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE",
+            redact(&e.to_string(), url)
+        )
+    })
+}
+
+/// `text` with the URL's password, if any, replaced.
+fn redact(text: &str, url: &str) -> String {
+    let password = url
+        .split_once("://")
+        .and_then(|(_, rest)| rest.split_once('@'))
+        .and_then(|(userinfo, _)| userinfo.split_once(':'))
+        .map(|(_, p)| p)
+        .filter(|p| !p.is_empty());
+    match password {
+        Some(p) => text.replace(p, "***"),
+        None => text.to_string(),
+    }
+}
+
+impl PostgresStore {
+    /// Connects to `url` and brings the schema up to date (unless `config.migrate` is off, when
+    /// the schema must already be current: `sessionkit-server migrate`). Errors name the URL's
+    /// host and database, never its password.
+    pub async fn open(url: &str, config: &DatabaseConfig) -> Result<PostgresStore, String> {
+        let store = Self::open_unchecked(url, config).await?;
+        if config.migrate {
+            store.migrate().await?;
+        } else {
+            store.check_version().await?;
+        }
+        Ok(store)
+    }
+
+    /// Connects without looking at the schema (`migrate` looks itself).
+    pub async fn open_unchecked(
+        url: &str,
+        config: &DatabaseConfig,
+    ) -> Result<PostgresStore, String> {
+        let options = connect_options(url)?;
+        let pool = PgPoolOptions::new()
+            .max_connections(config.max_connections)
+            .min_connections(0)
+            .acquire_timeout(Duration::from_secs(config.connect_timeout_secs))
+            .idle_timeout(Some(Duration::from_secs(300)))
+            .connect_with(options)
+            .await
+            .map_err(|e| {
+                format!(
+                    "cannot connect to PostgreSQL: {}",
+                    redact(&e.to_string(), url)
+                )
+            })?;
+        Ok(PostgresStore { pool })
+    }
+
+    /// Applies every migration the database lacks; the versions applied.
+    pub async fn migrate(&self) -> Result<Vec<i64>, String> {
+        let before = self.applied().await.unwrap_or_default();
+        self.check_version()
+            .await
+            .or_else(|e| if before.is_empty() { Ok(()) } else { Err(e) })?;
+        migrator()
+            .run(&self.pool)
+            .await
+            .map_err(|e| format!("cannot migrate the PostgreSQL schema: {e}"))?;
+        let after = self.applied().await?;
+        Ok(after.into_iter().filter(|v| !before.contains(v)).collect())
+    }
+
+    async fn applied(&self) -> Result<Vec<i64>, String> {
+        let exists: bool = sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| format!("cannot read the schema version: {e}"))?;
+        if !exists {
+            return Ok(Vec::new());
+        }
+        sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success ORDER BY version")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| format!("cannot read the schema version: {e}"))
+    }
+
+    /// Refuses a database migrated by a newer server, or not migrated at all.
+    async fn check_version(&self) -> Result<(), String> {
+        let applied = self.applied().await?;
+        match applied.iter().max() {
+            Some(v) if *v > SCHEMA_VERSION => Err(format!(
+                "database schema version {v} is newer than this server ({SCHEMA_VERSION}); \
+                 run a newer sessionkit-server"
+            )),
+            Some(v) if *v == SCHEMA_VERSION => Ok(()),
+            _ => Err(format!(
+                "the database schema is not at version {SCHEMA_VERSION}: run \
+                 `sessionkit-server migrate`, or set [database] migrate = true"
+            )),
+        }
+    }
+
+    /// Creates the database of `url` when it does not exist (connecting to the server's
+    /// `postgres` database to do it). Whether it was created.
+    pub async fn create_database(url: &str) -> Result<bool, String> {
+        use sqlx::migrate::MigrateDatabase;
+        let exists = Postgres::database_exists(url)
+            .await
+            .map_err(|e| format!("cannot reach PostgreSQL: {}", redact(&e.to_string(), url)))?;
+        if exists {
+            return Ok(false);
+        }
+        match Postgres::create_database(url).await {
+            Ok(()) => Ok(true),
+            // Another instance created it in the meantime.
+            Err(_) if Postgres::database_exists(url).await.unwrap_or(false) => Ok(false),
+            Err(e) => Err(format!(
+                "cannot create the database: {}",
+                redact(&e.to_string(), url)
+            )),
+        }
+    }
+}
+
+/// For test harnesses (`SESSIONKIT_TEST_POSTGRES`): creates a new, empty database on the
+/// cluster of `cluster_url` (the URL of any database there) and returns its URL, so that every
+/// test server starts on a database of its own, as it would on a fresh SQLite data directory.
+/// With `same_as`, the database is named after it (a data directory's path, say) and reused
+/// when it exists: a restarted test server finds its data again.
+pub async fn create_test_database(
+    cluster_url: &str,
+    same_as: Option<&str>,
+) -> Result<String, String> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let mut url = reqwest::Url::parse(cluster_url)
+        .map_err(|e| format!("SESSIONKIT_TEST_POSTGRES is not a URL: {e}"))?;
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let name = match same_as {
+        Some(key) => format!("sk_test_{}", &tokens::sha256_hex(key)[..24]),
+        None => format!(
+            "sk_test_{}_{}_{nanos}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::SeqCst)
+        ),
+    };
+    url.set_path(&format!("/{name}"));
+    let url = url.to_string();
+    PostgresStore::create_database(&url).await?;
+    Ok(url)
+}
+
+fn user_row(r: &PgRow) -> Result<UserRow, sqlx::Error> {
+    let cd: Option<String> = r.try_get(6)?;
+    Ok(UserRow {
+        id: r.try_get(0)?,
+        app_id: r.try_get(1)?,
+        created_at: r.try_get(2)?,
+        last_login_at: r.try_get(3)?,
+        disabled: r.try_get(4)?,
+        anonymous: r.try_get(5)?,
+        custom_data: cd.and_then(|s| serde_json::from_str(&s).ok()),
+    })
+}
+
+fn api_key_row(r: &PgRow) -> Result<ApiKeyRow, sqlx::Error> {
+    Ok(ApiKeyRow {
+        id: r.try_get(0)?,
+        user_id: r.try_get(1)?,
+        name: r.try_get(2)?,
+        disabled: r.try_get(3)?,
+    })
+}
+
+type Conn = sqlx::PgConnection;
+
+async fn user(c: &mut Conn, app_id: &str, id: &str) -> Result<Option<UserRow>, sqlx::Error> {
+    sqlx::query(
+        "SELECT id, app_id, created_at, last_login_at, disabled, anonymous, custom_data \
+         FROM users WHERE id = $1 AND app_id = $2",
+    )
+    .bind(id)
+    .bind(app_id)
+    .fetch_optional(&mut *c)
+    .await?
+    .map(|r| user_row(&r))
+    .transpose()
+}
+
+async fn create_user(
+    c: &mut Conn,
+    app_id: &str,
+    now: i64,
+    anonymous: bool,
+) -> Result<String, sqlx::Error> {
+    let id = tokens::new_object_id();
+    sqlx::query(
+        "INSERT INTO users (id, app_id, created_at, last_login_at, anonymous) VALUES ($1, $2, $3, $3, $4)",
+    )
+    .bind(&id)
+    .bind(app_id)
+    .bind(now)
+    .bind(anonymous)
+    .execute(&mut *c)
+    .await?;
+    Ok(id)
+}
+
+async fn identity_owner(
+    c: &mut Conn,
+    app_id: &str,
+    provider_type: &str,
+    external_id: &str,
+) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT user_id FROM identities WHERE app_id = $1 AND provider_type = $2 AND external_id = $3",
+    )
+    .bind(app_id)
+    .bind(provider_type)
+    .bind(external_id)
+    .fetch_optional(&mut *c)
+    .await
+}
+
+/// Inserts an identity, or updates its profile data: merged (a shallow merge, the profile
+/// claims are flat) or replaced, see [`super::merges_profile_data`].
+async fn upsert_identity(
+    c: &mut Conn,
+    app_id: &str,
+    provider_type: &str,
+    external_id: &str,
+    user_id: &str,
+    data: &Map<String, Value>,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO identities (app_id, provider_type, external_id, user_id, data, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6)
+         ON CONFLICT (app_id, provider_type, external_id) DO UPDATE SET data =
+           CASE WHEN $7 THEN (identities.data::jsonb || excluded.data::jsonb)::text
+                ELSE excluded.data END",
+    )
+    .bind(app_id)
+    .bind(provider_type)
+    .bind(external_id)
+    .bind(user_id)
+    .bind(Value::Object(data.clone()).to_string())
+    .bind(now)
+    .bind(super::merges_profile_data(provider_type))
+    .execute(&mut *c)
+    .await?;
+    Ok(())
+}
+
+async fn identities(c: &mut Conn, user_id: &str) -> Result<Vec<IdentityRow>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT provider_type, external_id, data FROM identities WHERE user_id = $1 ORDER BY created_at, seq",
+    )
+    .bind(user_id)
+    .fetch_all(&mut *c)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            let data: String = r.try_get(2)?;
+            Ok(IdentityRow {
+                provider_type: r.try_get(0)?,
+                external_id: r.try_get(1)?,
+                data: match serde_json::from_str(&data) {
+                    Ok(Value::Object(m)) => m,
+                    _ => Map::new(),
+                },
+            })
+        })
+        .collect()
+}
+
+async fn revoke_user_sessions(c: &mut Conn, user_id: &str) -> Result<u64, sqlx::Error> {
+    Ok(
+        sqlx::query("UPDATE sessions SET revoked = TRUE WHERE user_id = $1 AND NOT revoked")
+            .bind(user_id)
+            .execute(&mut *c)
+            .await?
+            .rows_affected(),
+    )
+}
+
+async fn userpass(
+    c: &mut Conn,
+    app_id: &str,
+    email: &str,
+    lock: bool,
+) -> Result<Option<UserpassRow>, sqlx::Error> {
+    let sql = if lock {
+        "SELECT email, identity_id, password_hash, confirmed FROM userpass WHERE app_id = $1 AND email = $2 FOR UPDATE"
+    } else {
+        "SELECT email, identity_id, password_hash, confirmed FROM userpass WHERE app_id = $1 AND email = $2"
+    };
+    sqlx::query(sql)
+        .bind(app_id)
+        .bind(email)
+        .fetch_optional(&mut *c)
+        .await?
+        .map(|r| {
+            Ok(UserpassRow {
+                email: r.try_get(0)?,
+                identity_id: r.try_get(1)?,
+                password_hash: r.try_get(2)?,
+                confirmed: r.try_get(3)?,
+            })
+        })
+        .transpose()
+}
+
+async fn store_mail_token(
+    c: &mut Conn,
+    app_id: &str,
+    email: &str,
+    t: &MailToken,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO userpass_tokens (token_id, app_id, email, kind, token_hash, expires_at) VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(&t.token_id)
+    .bind(app_id)
+    .bind(email)
+    .bind(t.kind)
+    .bind(tokens::sha256_hex(&t.token))
+    .bind(t.expires_at)
+    .execute(&mut *c)
+    .await?;
+    sqlx::query(
+        "INSERT INTO outbox (app_id, kind, email, token, token_id, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(app_id)
+    .bind(t.kind)
+    .bind(email)
+    .bind(&t.token)
+    .bind(&t.token_id)
+    .bind(t.created_at)
+    .execute(&mut *c)
+    .await?;
+    Ok(())
+}
+
+/// Consumes a matching unexpired token of `kind`: one `DELETE … RETURNING`, so of two
+/// instances presented the same token at once exactly one gets its email.
+async fn take_mail_token(
+    c: &mut Conn,
+    app_id: &str,
+    kind: &str,
+    token: &str,
+    token_id: &str,
+    now: i64,
+) -> Result<String, ApiError> {
+    sqlx::query_scalar(
+        "DELETE FROM userpass_tokens
+         WHERE token_id = $1 AND app_id = $2 AND kind = $3 AND token_hash = $4 AND expires_at > $5
+         RETURNING email",
+    )
+    .bind(token_id)
+    .bind(app_id)
+    .bind(kind)
+    .bind(tokens::sha256_hex(token))
+    .bind(now)
+    .fetch_optional(&mut *c)
+    .await?
+    .ok_or_else(super::invalid_mail_token)
+}
+
+/// Whether a token rotated out at `superseded_at` is the parent of a current token its
+/// client never presented (the answer carrying it was lost); see the SQLite store.
+async fn answer_was_lost(
+    c: &mut Conn,
+    session_id: &str,
+    superseded_at: i64,
+) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT COALESCE(
+           (SELECT MAX(superseded_at) FROM refresh_tokens WHERE session_id = $1) = $2
+           AND EXISTS (SELECT 1 FROM refresh_tokens
+                       WHERE session_id = $1 AND superseded_at IS NULL AND used_at IS NULL),
+           FALSE)",
+    )
+    .bind(session_id)
+    .bind(superseded_at)
+    .fetch_one(&mut *c)
+    .await
+}
+
+impl PostgresStore {
+    async fn begin(&self) -> Result<sqlx::Transaction<'static, Postgres>, sqlx::Error> {
+        self.pool.begin().await
+    }
+
+    /// Applies `change` to an existing user of the app, in one transaction that locks the
+    /// user row; whether it exists.
+    async fn change_user(
+        &self,
+        app_id: &str,
+        user_id: &str,
+        change: UserChange<'_>,
+    ) -> StoreResult<bool> {
+        let mut tx = self.begin().await?;
+        let found: Option<String> =
+            sqlx::query_scalar("SELECT id FROM users WHERE id = $1 AND app_id = $2 FOR UPDATE")
+                .bind(user_id)
+                .bind(app_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if found.is_none() {
+            return Ok(false);
+        }
+        match change {
+            UserChange::Revoke => {
+                revoke_user_sessions(&mut tx, user_id).await?;
+            }
+            UserChange::Disabled(disabled) => {
+                sqlx::query("UPDATE users SET disabled = $2 WHERE id = $1")
+                    .bind(user_id)
+                    .bind(disabled)
+                    .execute(&mut *tx)
+                    .await?;
+                if disabled {
+                    revoke_user_sessions(&mut tx, user_id).await?;
+                }
+            }
+            UserChange::CustomData(doc) => {
+                sqlx::query("UPDATE users SET custom_data = $2 WHERE id = $1")
+                    .bind(user_id)
+                    .bind(doc)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+}
+
+enum UserChange<'a> {
+    Revoke,
+    Disabled(bool),
+    CustomData(&'a str),
+}
+
+/// A key for `pg_advisory_xact_lock` that serializes the signing-key changes of one app.
+fn key_lock(app_id: &str) -> i64 {
+    let h = tokens::sha256_hex(&format!("signing_keys/{app_id}"));
+    i64::from_str_radix(&h[..15], 16).unwrap_or(0)
+}
+
+#[async_trait::async_trait]
+impl Store for PostgresStore {
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn meta_get_or_insert(&self, key: &str, value: String) -> StoreResult<String> {
+        // The first insert wins; everyone (this instance included) reads the winner.
+        sqlx::query("INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING")
+            .bind(key)
+            .bind(&value)
+            .execute(&self.pool)
+            .await?;
+        Ok(sqlx::query_scalar("SELECT value FROM meta WHERE key = $1")
+            .bind(key)
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
+    async fn meta_get(&self, key: &str) -> StoreResult<Option<String>> {
+        Ok(sqlx::query_scalar("SELECT value FROM meta WHERE key = $1")
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    async fn meta_set(&self, key: &str, value: &str) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        )
+        .bind(key)
+        .bind(value)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn signing_keys(&self, app_id: &str) -> StoreResult<Vec<SigningKeyRow>> {
+        let rows = sqlx::query(
+            "SELECT kid, alg, private_pem, public_jwk, created_at, retired_at FROM signing_keys
+             WHERE app_id = $1 ORDER BY created_at DESC, seq DESC",
+        )
+        .bind(app_id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                Ok(SigningKeyRow {
+                    kid: r.try_get(0)?,
+                    alg: r.try_get(1)?,
+                    private_pem: r.try_get(2)?,
+                    public_jwk: r.try_get(3)?,
+                    created_at: r.try_get(4)?,
+                    retired_at: r.try_get(5)?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()?)
+    }
+
+    async fn add_signing_key(
+        &self,
+        app_id: &str,
+        only_if_alg_differs: Option<&'static str>,
+        make: Box<dyn FnOnce() -> Result<SigningKeyRow, String> + Send>,
+        now: i64,
+    ) -> StoreResult<bool> {
+        let mut tx = self.begin().await?;
+        // Two instances starting together on an empty database make one key: the second
+        // waits here, then sees the first one's key.
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(key_lock(app_id))
+            .execute(&mut *tx)
+            .await?;
+        if let Some(alg) = only_if_alg_differs {
+            let active: Option<String> = sqlx::query_scalar(
+                "SELECT alg FROM signing_keys WHERE app_id = $1 AND retired_at IS NULL",
+            )
+            .bind(app_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if active.as_deref() == Some(alg) {
+                return Ok(false);
+            }
+        }
+        let key = make().map_err(|e| {
+            tracing::error!("cannot make a signing key: {e}");
+            ApiError::internal()
+        })?;
+        sqlx::query(
+            "UPDATE signing_keys SET retired_at = $2 WHERE app_id = $1 AND retired_at IS NULL",
+        )
+        .bind(app_id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO signing_keys (kid, app_id, alg, private_pem, public_jwk, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&key.kid)
+        .bind(app_id)
+        .bind(&key.alg)
+        .bind(&key.private_pem)
+        .bind(&key.public_jwk)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn login(&self, login: Login, start: StartSession) -> StoreResult<(UserRow, NewSession)> {
+        let Login {
+            app_id,
+            identity,
+            link_to,
+            now,
+        } = login;
+        let app_id = app_id.as_str();
+        let mut tx = self.begin().await?;
+        let user_id = match &identity {
+            None => {
+                let id = create_user(&mut tx, app_id, now, true).await?;
+                let ext = tokens::new_object_id();
+                upsert_identity(&mut tx, app_id, "anon-user", &ext, &id, &Map::new(), now).await?;
+                id
+            }
+            Some(ident) => {
+                let owner = match &ident.owner {
+                    Some(o) => Some(o.clone()),
+                    None => {
+                        identity_owner(&mut tx, app_id, &ident.provider_type, &ident.external_id)
+                            .await?
+                    }
+                };
+                let user_id = match (link_to, owner) {
+                    (Some(c), Some(o)) if c != o => return Err(super::identity_of_another_user()),
+                    (Some(c), _) => {
+                        // A linked anonymous user is a normal user from now on.
+                        sqlx::query("UPDATE users SET anonymous = FALSE WHERE id = $1")
+                            .bind(&c)
+                            .execute(&mut *tx)
+                            .await?;
+                        c
+                    }
+                    (None, Some(o)) => o,
+                    (None, None) => create_user(&mut tx, app_id, now, false).await?,
+                };
+                // Two first logins of one new identity at once: both created a user, the
+                // identity's primary key keeps one; the loser's insert updates the winner's
+                // row, and the loser's user is rolled back below.
+                upsert_identity(
+                    &mut tx,
+                    app_id,
+                    &ident.provider_type,
+                    &ident.external_id,
+                    &user_id,
+                    &ident.data,
+                    now,
+                )
+                .await?;
+                let owner =
+                    identity_owner(&mut tx, app_id, &ident.provider_type, &ident.external_id)
+                        .await?
+                        .ok_or_else(ApiError::internal)?;
+                if owner != user_id {
+                    tx.rollback().await?;
+                    return Err(ApiError::unavailable(
+                        "this identity logged in twice at once; retry",
+                        1,
+                    ));
+                }
+                user_id
+            }
+        };
+        // Locks the user: a disable committed on another instance is seen here.
+        let user = sqlx::query(
+            "UPDATE users SET last_login_at = $3 WHERE id = $1 AND app_id = $2 \
+             RETURNING id, app_id, created_at, last_login_at, disabled, anonymous, custom_data",
+        )
+        .bind(&user_id)
+        .bind(app_id)
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await?
+        .map(|r| user_row(&r))
+        .transpose()?
+        .ok_or_else(ApiError::internal)?;
+        if user.disabled {
+            return Err(super::user_disabled());
+        }
+        let s = start(&user);
+        sqlx::query(
+            "INSERT INTO sessions (id, app_id, user_id, device_id, created_at, last_used_at, expires_at, api_key_id)
+             VALUES ($1, $2, $3, $4, $5, $5, $6, $7)",
+        )
+        .bind(&s.id)
+        .bind(app_id)
+        .bind(&user.id)
+        .bind(&s.device_id)
+        .bind(now)
+        .bind(s.expires_at)
+        .bind(&s.api_key_id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO refresh_tokens (token_hash, session_id, issued_at) VALUES ($1, $2, $3)",
+        )
+        .bind(tokens::sha256_hex(&s.refresh_token))
+        .bind(&s.id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok((user, s))
+    }
+
+    async fn user(&self, app_id: &str, user_id: &str) -> StoreResult<Option<UserRow>> {
+        let mut c = self.pool.acquire().await?;
+        Ok(user(&mut c, app_id, user_id).await?)
+    }
+
+    async fn identities(&self, user_id: &str) -> StoreResult<Vec<IdentityRow>> {
+        let mut c = self.pool.acquire().await?;
+        Ok(identities(&mut c, user_id).await?)
+    }
+
+    async fn users(&self, app_id: &str) -> StoreResult<Vec<(UserRow, Vec<IdentityRow>)>> {
+        let mut c = self.pool.acquire().await?;
+        let rows = sqlx::query(
+            "SELECT id, app_id, created_at, last_login_at, disabled, anonymous, custom_data \
+             FROM users WHERE app_id = $1 ORDER BY created_at, seq",
+        )
+        .bind(app_id)
+        .fetch_all(&mut *c)
+        .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let u = user_row(r)?;
+            let ids = identities(&mut c, &u.id).await?;
+            out.push((u, ids));
+        }
+        Ok(out)
+    }
+
+    async fn delete_user(&self, app_id: &str, user_id: &str) -> StoreResult<bool> {
+        let mut tx = self.begin().await?;
+        // Email accounts are keyed by email, not user; drop those linked to this user so the
+        // address can register again and an old password no longer logs in.
+        sqlx::query(
+            "DELETE FROM userpass_tokens WHERE app_id = $1 AND email IN (
+                SELECT email FROM userpass WHERE app_id = $1 AND identity_id IN (
+                    SELECT external_id FROM identities WHERE user_id = $2 AND provider_type = 'local-userpass'))",
+        )
+        .bind(app_id)
+        .bind(user_id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "DELETE FROM userpass WHERE app_id = $1 AND identity_id IN (
+                SELECT external_id FROM identities WHERE user_id = $2 AND provider_type = 'local-userpass')",
+        )
+        .bind(app_id)
+        .bind(user_id)
+        .execute(&mut *tx)
+        .await?;
+        let n = sqlx::query("DELETE FROM users WHERE id = $1 AND app_id = $2")
+            .bind(user_id)
+            .bind(app_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        tx.commit().await?;
+        Ok(n > 0)
+    }
+
+    async fn revoke_sessions(&self, app_id: &str, user_id: &str) -> StoreResult<bool> {
+        self.change_user(app_id, user_id, UserChange::Revoke).await
+    }
+
+    async fn set_user_disabled(
+        &self,
+        app_id: &str,
+        user_id: &str,
+        disabled: bool,
+    ) -> StoreResult<bool> {
+        self.change_user(app_id, user_id, UserChange::Disabled(disabled))
+            .await
+    }
+
+    async fn set_custom_data(&self, app_id: &str, user_id: &str, doc: &str) -> StoreResult<bool> {
+        self.change_user(app_id, user_id, UserChange::CustomData(doc))
+            .await
+    }
+
+    async fn use_refresh_token(
+        &self,
+        presented: PresentedRefresh,
+        purpose: RefreshUse,
+    ) -> StoreResult<CheckedSession> {
+        let p = &presented;
+        let mut tx = self.begin().await?;
+        // Lock the session first: two instances presented tokens of one session (the same
+        // old token, say) take turns, and the second judges what the first committed.
+        let session_id: Option<String> =
+            sqlx::query_scalar("SELECT session_id FROM refresh_tokens WHERE token_hash = $1")
+                .bind(&p.token_hash)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let found = match &session_id {
+            None => None,
+            Some(sid) => {
+                let row = sqlx::query(
+                    "SELECT id, user_id, device_id, last_used_at, expires_at, revoked, api_key_id
+                     FROM sessions WHERE id = $1 FOR UPDATE",
+                )
+                .bind(sid)
+                .fetch_optional(&mut *tx)
+                .await?;
+                match row {
+                    None => None,
+                    Some(r) => {
+                        let session = SessionRow {
+                            id: r.try_get(0)?,
+                            user_id: r.try_get(1)?,
+                            device_id: r.try_get(2)?,
+                            last_used_at: r.try_get(3)?,
+                            expires_at: r.try_get(4)?,
+                            revoked: r.try_get(5)?,
+                            api_key_id: r.try_get(6)?,
+                        };
+                        // Read after the lock: a rotation committed meanwhile is seen.
+                        let superseded: Option<Option<i64>> = sqlx::query_scalar(
+                            "SELECT superseded_at FROM refresh_tokens WHERE token_hash = $1",
+                        )
+                        .bind(&p.token_hash)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                        superseded.map(|at| (session, at))
+                    }
+                }
+            }
+        };
+        let user = user(&mut tx, &p.app_id, &p.user_id).await?;
+        let past_grace = super::judge_refresh(p, user.as_ref(), found.as_ref())
+            .map_err(ApiError::session_ended)?;
+        let (Some(user), Some((session, _))) = (user, found) else {
+            return Err(ApiError::internal());
+        };
+        if let Some(at) = past_grace
+            && !answer_was_lost(&mut tx, &session.id, at).await?
+        {
+            tracing::warn!(session = %session.id, "rotated refresh token reused: revoking the session");
+            sqlx::query("UPDATE sessions SET revoked = TRUE WHERE id = $1")
+                .bind(&session.id)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            return Err(ApiError::session_ended(Reason::Revoked));
+        }
+        // Marks the token as seen by its client: from now on its parent counts as reused.
+        sqlx::query(
+            "UPDATE refresh_tokens SET used_at = $1 WHERE token_hash = $2 AND used_at IS NULL",
+        )
+        .bind(p.now)
+        .bind(&p.token_hash)
+        .execute(&mut *tx)
+        .await?;
+        let mut rotated = None;
+        match purpose {
+            RefreshUse::Authenticate => {}
+            RefreshUse::Logout => {
+                sqlx::query("UPDATE sessions SET revoked = TRUE WHERE id = $1")
+                    .bind(&session.id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            RefreshUse::Refresh(next) => {
+                sqlx::query("UPDATE sessions SET last_used_at = $1 WHERE id = $2")
+                    .bind(p.now)
+                    .bind(&session.id)
+                    .execute(&mut *tx)
+                    .await?;
+                if let Some(next) = next {
+                    let token = next(&session);
+                    // A retried parent supersedes the successor its client never got, too.
+                    sqlx::query(
+                        "UPDATE refresh_tokens SET superseded_at = $1 WHERE session_id = $2 AND superseded_at IS NULL",
+                    )
+                    .bind(p.now)
+                    .bind(&session.id)
+                    .execute(&mut *tx)
+                    .await?;
+                    sqlx::query(
+                        "INSERT INTO refresh_tokens (token_hash, session_id, issued_at) VALUES ($1, $2, $3)",
+                    )
+                    .bind(tokens::sha256_hex(&token))
+                    .bind(&session.id)
+                    .bind(p.now)
+                    .execute(&mut *tx)
+                    .await?;
+                    rotated = Some(token);
+                }
+            }
+        }
+        tx.commit().await?;
+        Ok(CheckedSession {
+            session,
+            user,
+            rotated,
+        })
+    }
+
+    async fn create_api_key(
+        &self,
+        app_id: &str,
+        user_id: &str,
+        key: &ApiKeyRow,
+        key_hash: &str,
+        now: i64,
+    ) -> StoreResult<()> {
+        // The UNIQUE (user_id, name) constraint decides, on every instance.
+        let n = sqlx::query(
+            "INSERT INTO api_keys (id, app_id, user_id, name, key_hash, created_at) VALUES ($1, $2, $3, $4, $5, $6)
+             ON CONFLICT (user_id, name) DO NOTHING",
+        )
+        .bind(&key.id)
+        .bind(app_id)
+        .bind(user_id)
+        .bind(&key.name)
+        .bind(key_hash)
+        .bind(now)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        if n == 0 {
+            return Err(ApiError::new(
+                axum::http::StatusCode::CONFLICT,
+                "APIKeyAlreadyExists",
+                "API key with that name already exists",
+            ));
+        }
+        Ok(())
+    }
+
+    async fn api_keys(&self, user_id: &str) -> StoreResult<Vec<ApiKeyRow>> {
+        let rows = sqlx::query(
+            "SELECT id, user_id, name, disabled FROM api_keys WHERE user_id = $1 ORDER BY created_at, seq",
+        )
+        .bind(user_id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(api_key_row)
+            .collect::<Result<_, sqlx::Error>>()?)
+    }
+
+    async fn api_key(&self, user_id: &str, id: &str) -> StoreResult<Option<ApiKeyRow>> {
+        Ok(sqlx::query(
+            "SELECT id, user_id, name, disabled FROM api_keys WHERE id = $1 AND user_id = $2",
+        )
+        .bind(id)
+        .bind(user_id)
+        .fetch_optional(&self.pool)
+        .await?
+        .map(|r| api_key_row(&r))
+        .transpose()?)
+    }
+
+    async fn api_key_by_hash(
+        &self,
+        app_id: &str,
+        key_hash: &str,
+    ) -> StoreResult<Option<ApiKeyRow>> {
+        Ok(sqlx::query(
+            "SELECT id, user_id, name, disabled FROM api_keys WHERE key_hash = $1 AND app_id = $2",
+        )
+        .bind(key_hash)
+        .bind(app_id)
+        .fetch_optional(&self.pool)
+        .await?
+        .map(|r| api_key_row(&r))
+        .transpose()?)
+    }
+
+    async fn delete_api_key(&self, user_id: &str, id: &str) -> StoreResult<bool> {
+        let mut tx = self.begin().await?;
+        let n = sqlx::query("DELETE FROM api_keys WHERE id = $1 AND user_id = $2")
+            .bind(id)
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if n == 0 {
+            return Ok(false);
+        }
+        sqlx::query(
+            "DELETE FROM identities WHERE provider_type = 'api-key' AND external_id = $1 AND user_id = $2",
+        )
+        .bind(id)
+        .bind(user_id)
+        .execute(&mut *tx)
+        .await?;
+        // The sessions that logged in with the key end with it.
+        sqlx::query("UPDATE sessions SET revoked = TRUE WHERE api_key_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn set_api_key_disabled(
+        &self,
+        user_id: &str,
+        id: &str,
+        disabled: bool,
+    ) -> StoreResult<bool> {
+        let mut tx = self.begin().await?;
+        let n = sqlx::query("UPDATE api_keys SET disabled = $1 WHERE id = $2 AND user_id = $3")
+            .bind(disabled)
+            .bind(id)
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if n == 0 {
+            return Ok(false);
+        }
+        if disabled {
+            // Disabling ends the key's sessions; enabling it again does not revive them.
+            sqlx::query("UPDATE sessions SET revoked = TRUE WHERE api_key_id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn userpass(&self, app_id: &str, email: &str) -> StoreResult<Option<UserpassRow>> {
+        let mut c = self.pool.acquire().await?;
+        Ok(userpass(&mut c, app_id, email, false).await?)
+    }
+
+    async fn register(
+        &self,
+        app_id: &str,
+        email: &str,
+        password_hash: &str,
+        confirm: Option<MailToken>,
+        now: i64,
+    ) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        let n = sqlx::query(
+            "INSERT INTO userpass (app_id, email, identity_id, password_hash, confirmed, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (app_id, email) DO NOTHING",
+        )
+        .bind(app_id)
+        .bind(email)
+        .bind(tokens::new_object_id())
+        .bind(password_hash)
+        .bind(confirm.is_none())
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if n == 0 {
+            return Err(super::account_name_in_use());
+        }
+        if let Some(t) = &confirm {
+            store_mail_token(&mut tx, app_id, email, t).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn create_confirmed_user(
+        &self,
+        app_id: &str,
+        email: &str,
+        password_hash: &str,
+        now: i64,
+    ) -> StoreResult<(UserRow, Vec<IdentityRow>)> {
+        let mut tx = self.begin().await?;
+        let identity = tokens::new_object_id();
+        let n = sqlx::query(
+            "INSERT INTO userpass (app_id, email, identity_id, password_hash, confirmed, created_at)
+             VALUES ($1, $2, $3, $4, TRUE, $5) ON CONFLICT (app_id, email) DO NOTHING",
+        )
+        .bind(app_id)
+        .bind(email)
+        .bind(&identity)
+        .bind(password_hash)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if n == 0 {
+            return Err(super::account_name_in_use());
+        }
+        let user_id = create_user(&mut tx, app_id, now, false).await?;
+        let mut data = Map::new();
+        data.insert("email".into(), Value::String(email.to_string()));
+        upsert_identity(
+            &mut tx,
+            app_id,
+            "local-userpass",
+            &identity,
+            &user_id,
+            &data,
+            now,
+        )
+        .await?;
+        let user = user(&mut tx, app_id, &user_id)
+            .await?
+            .ok_or_else(ApiError::internal)?;
+        let ids = identities(&mut tx, &user_id).await?;
+        tx.commit().await?;
+        Ok((user, ids))
+    }
+
+    async fn issue_mail_token(
+        &self,
+        app_id: &str,
+        email: &str,
+        token: MailToken,
+    ) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        let row = userpass(&mut tx, app_id, email, true)
+            .await?
+            .ok_or_else(ApiError::user_not_found)?;
+        if token.kind == CONFIRM && row.confirmed {
+            return Err(super::already_confirmed());
+        }
+        store_mail_token(&mut tx, app_id, email, &token).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn reset_token_hash(
+        &self,
+        app_id: &str,
+        token_id: &str,
+        now: i64,
+    ) -> StoreResult<Option<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT token_hash FROM userpass_tokens WHERE token_id = $1 AND app_id = $2 AND kind = 'reset' AND expires_at > $3",
+        )
+        .bind(token_id)
+        .bind(app_id)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    async fn confirm(
+        &self,
+        app_id: &str,
+        token: &str,
+        token_id: &str,
+        now: i64,
+    ) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        let email = take_mail_token(&mut tx, app_id, CONFIRM, token, token_id, now).await?;
+        sqlx::query("UPDATE userpass SET confirmed = TRUE WHERE app_id = $1 AND email = $2")
+            .bind(app_id)
+            .bind(&email)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn set_password(
+        &self,
+        app_id: &str,
+        account: PasswordAccount<'_>,
+        password_hash: &str,
+        now: i64,
+    ) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        let email = match account {
+            PasswordAccount::Email(e) => e.to_string(),
+            PasswordAccount::ResetToken(token, token_id) => {
+                take_mail_token(&mut tx, app_id, RESET, token, token_id, now).await?
+            }
+        };
+        let row = userpass(&mut tx, app_id, &email, true)
+            .await?
+            .ok_or_else(ApiError::user_not_found)?;
+        sqlx::query("UPDATE userpass SET password_hash = $1 WHERE app_id = $2 AND email = $3")
+            .bind(password_hash)
+            .bind(app_id)
+            .bind(&email)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "DELETE FROM userpass_tokens WHERE app_id = $1 AND email = $2 AND kind = 'reset'",
+        )
+        .bind(app_id)
+        .bind(&email)
+        .execute(&mut *tx)
+        .await?;
+        if let Some(user) =
+            identity_owner(&mut tx, app_id, "local-userpass", &row.identity_id).await?
+        {
+            revoke_user_sessions(&mut tx, &user).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn outbox(&self, app_id: &str, email: Option<&str>) -> StoreResult<Vec<OutboxRow>> {
+        let rows = sqlx::query(
+            "SELECT kind, email, token, token_id FROM outbox
+             WHERE app_id = $1 AND ($2::text IS NULL OR email = $2) ORDER BY seq",
+        )
+        .bind(app_id)
+        .bind(email)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                Ok(OutboxRow {
+                    kind: r.try_get(0)?,
+                    email: r.try_get(1)?,
+                    token: r.try_get(2)?,
+                    token_id: r.try_get(3)?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()?)
+    }
+
+    async fn sweep(&self, anon_cutoff: i64, session_cutoff: i64, now: i64) -> StoreResult<usize> {
+        let mut tx = self.begin().await?;
+        let n = sqlx::query("DELETE FROM users WHERE anonymous AND created_at < $1")
+            .bind(anon_cutoff)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        sqlx::query("DELETE FROM sessions WHERE expires_at < $1")
+            .bind(session_cutoff)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM userpass_tokens WHERE expires_at < $1")
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(n as usize)
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+}

@@ -1,0 +1,1289 @@
+//! The SQLite store: schema and migrations, the one connection, and the queries.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use serde_json::{Map, Value};
+
+use super::{
+    ApiKeyRow, CONFIRM, CheckedSession, IdentityRow, Login, MailToken, NewSession, OutboxRow,
+    PasswordAccount, PresentedRefresh, RESET, RefreshUse, SessionRow, SigningKeyRow, StartSession,
+    Store, StoreResult, UserRow, UserpassRow,
+};
+use crate::error::{ApiError, Reason};
+use crate::tokens;
+
+/// The schema version this build writes (`PRAGMA user_version`).
+pub const SCHEMA_VERSION: i64 = 5;
+
+/// A data step of a migration, run in its transaction after its SQL.
+type DataStep = fn(&rusqlite::Transaction) -> rusqlite::Result<()>;
+
+/// Numbered migrations: `(version, SQL, data step)` takes a database from `version - 1` to
+/// `version`. Version 1 is `SCHEMA`. Each runs in its own transaction, at start; never edit one
+/// that has shipped, add the next.
+const MIGRATIONS: &[(i64, &str, Option<DataStep>)] = &[
+    (
+        2,
+        // The API key a session logged in with (its sessions end with the key), and whether a
+        // refresh token was ever presented (a crash between rotating and answering is not reuse).
+        "ALTER TABLE sessions ADD COLUMN api_key_id TEXT;
+         CREATE INDEX sessions_api_key ON sessions(api_key_id);
+         ALTER TABLE refresh_tokens ADD COLUMN used_at INTEGER;",
+        None,
+    ),
+    (3, "", Some(canonical_emails)),
+    (
+        4,
+        // Asymmetric access-token signing keys (signing.rs): the private key stays here, the
+        // public one is served as a JWKS until the last token it signed has expired.
+        "CREATE TABLE signing_keys (
+           kid TEXT PRIMARY KEY,
+           app_id TEXT NOT NULL,
+           alg TEXT NOT NULL,
+           private_pem TEXT NOT NULL,
+           public_jwk TEXT NOT NULL,
+           created_at INTEGER NOT NULL,
+           retired_at INTEGER
+         );
+         CREATE INDEX signing_keys_app ON signing_keys(app_id);",
+        None,
+    ),
+    (
+        5,
+        // A rotating session keeps every token it had (reuse of any of them is detected), so
+        // the queries of a refresh must not scan them: by (session, superseded_at) the current
+        // token (superseded_at IS NULL) and the newest superseded one are one search each.
+        // With the session id alone a refresh got slower the longer its session lived
+        // (BENCHMARKS.md, rotating refreshes). The new index also serves the old one's uses.
+        "CREATE INDEX refresh_tokens_superseded ON refresh_tokens(session_id, superseded_at);
+         DROP INDEX refresh_tokens_session;",
+        None,
+    ),
+];
+
+/// Version 3: email addresses are stored in their canonical form (email.rs), so that every
+/// spelling of an address finds its account. Where two accounts of an app differ only in
+/// spelling, the older keeps the canonical form and the other its own, with a warning.
+fn canonical_emails(tx: &rusqlite::Transaction) -> rusqlite::Result<()> {
+    let rows: Vec<(String, String)> = tx
+        .prepare("SELECT app_id, email FROM userpass ORDER BY created_at")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    for (app_id, email) in rows {
+        let Ok(canonical) = crate::email::canonical(&email) else {
+            continue; // not an address at all: left as it was, found by its exact spelling
+        };
+        if canonical == email {
+            continue;
+        }
+        let taken: bool = tx.query_row(
+            "SELECT EXISTS (SELECT 1 FROM userpass WHERE app_id = ?1 AND email = ?2)",
+            params![app_id, canonical],
+            |r| r.get(0),
+        )?;
+        if taken {
+            tracing::warn!(
+                "app {app_id}: two accounts differ only in the spelling of their email; \
+                 the newer keeps its exact spelling"
+            );
+            continue;
+        }
+        for table in ["userpass", "userpass_tokens"] {
+            tx.execute(
+                &format!("UPDATE {table} SET email = ?1 WHERE app_id = ?2 AND email = ?3"),
+                params![canonical, app_id, email],
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// The schema of version 1; later versions are `MIGRATIONS` applied to it.
+pub const SCHEMA: &str = r#"
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE users (
+    id TEXT PRIMARY KEY,
+    app_id TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    last_login_at INTEGER NOT NULL,
+    disabled INTEGER NOT NULL DEFAULT 0,
+    anonymous INTEGER NOT NULL DEFAULT 0,
+    custom_data TEXT
+);
+CREATE INDEX users_app ON users(app_id, created_at);
+CREATE TABLE identities (
+    app_id TEXT NOT NULL,
+    provider_type TEXT NOT NULL,
+    external_id TEXT NOT NULL,
+    user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    data TEXT NOT NULL DEFAULT '{}',
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (app_id, provider_type, external_id)
+);
+CREATE INDEX identities_user ON identities(user_id);
+CREATE TABLE userpass (
+    app_id TEXT NOT NULL,
+    email TEXT NOT NULL,
+    identity_id TEXT NOT NULL,
+    password_hash TEXT NOT NULL,
+    confirmed INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (app_id, email)
+);
+CREATE TABLE userpass_tokens (
+    token_id TEXT PRIMARY KEY,
+    app_id TEXT NOT NULL,
+    email TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    token_hash TEXT NOT NULL,
+    expires_at INTEGER NOT NULL
+);
+CREATE TABLE outbox (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    app_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    email TEXT NOT NULL,
+    token TEXT NOT NULL,
+    token_id TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+);
+CREATE TABLE api_keys (
+    id TEXT PRIMARY KEY,
+    app_id TEXT NOT NULL,
+    user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    name TEXT NOT NULL,
+    key_hash TEXT NOT NULL UNIQUE,
+    disabled INTEGER NOT NULL DEFAULT 0,
+    created_at INTEGER NOT NULL,
+    UNIQUE (user_id, name)
+);
+CREATE TABLE sessions (
+    id TEXT PRIMARY KEY,
+    app_id TEXT NOT NULL,
+    user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    device_id TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    last_used_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    revoked INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX sessions_user ON sessions(user_id);
+CREATE TABLE refresh_tokens (
+    token_hash TEXT PRIMARY KEY,
+    session_id TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+    issued_at INTEGER NOT NULL,
+    superseded_at INTEGER
+);
+CREATE INDEX refresh_tokens_session ON refresh_tokens(session_id);
+"#;
+
+/// The database: one connection behind a mutex, used from blocking threads.
+#[derive(Clone)]
+pub struct Db {
+    conn: Arc<Mutex<Option<Connection>>>,
+}
+
+impl Db {
+    /// Opens (creating if needed) `<dir>/sessionkit.db` and brings its schema up to date.
+    pub fn open(dir: &Path) -> Result<Db, String> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create data dir {}: {e}", dir.display()))?;
+        let path = dir.join("sessionkit.db");
+        restrict_permissions(dir, &path)?;
+        let mut conn = Connection::open(&path)
+            .map_err(|e| format!("cannot open database {}: {e}", path.display()))?;
+        // WAL lets readers proceed during a write; synchronous=FULL fsyncs the WAL on every
+        // commit, so every write we acknowledge survives a power cut. Auth traffic is small,
+        // the extra fsync is affordable.
+        conn.execute_batch(
+            "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; PRAGMA busy_timeout=5000;",
+        )
+        .map_err(|e| format!("cannot configure database: {e}"))?;
+        // Every statement of the store is prepared once and kept (prepare_cached).
+        conn.set_prepared_statement_cache_capacity(128);
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(|e| format!("cannot read schema version: {e}"))?;
+        if version > SCHEMA_VERSION {
+            return Err(format!(
+                "database schema version {version} is newer than this server ({SCHEMA_VERSION}); \
+                 run a newer sessionkit-server"
+            ));
+        }
+        if version == 0 {
+            conn.execute_batch(&format!("BEGIN; {SCHEMA} PRAGMA user_version = 1; COMMIT;"))
+                .map_err(|e| format!("cannot create schema: {e}"))?;
+        }
+        for (to, sql, data) in MIGRATIONS.iter().filter(|(to, ..)| *to > version.max(1)) {
+            let migrate = |conn: &mut Connection| -> rusqlite::Result<()> {
+                let tx = conn.transaction()?;
+                tx.execute_batch(sql)?;
+                if let Some(step) = data {
+                    step(&tx)?;
+                }
+                tx.execute_batch(&format!("PRAGMA user_version = {to};"))?;
+                tx.commit()
+            };
+            migrate(&mut conn)
+                .map_err(|e| format!("cannot migrate the database to version {to}: {e}"))?;
+        }
+        Ok(Db {
+            conn: Arc::new(Mutex::new(Some(conn))),
+        })
+    }
+
+    /// Runs `f` with the connection on the current thread (startup and shutdown only).
+    pub fn call_sync<T>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, ApiError>,
+    ) -> Result<T, ApiError> {
+        let mut guard = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        match guard.as_mut() {
+            Some(conn) => f(conn),
+            None => Err(ApiError::new(
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                "MaintenanceInProgress",
+                "server is shutting down",
+            )),
+        }
+    }
+
+    /// Runs `f` with the connection on a blocking thread.
+    pub async fn call<T, F>(&self, f: F) -> Result<T, ApiError>
+    where
+        F: FnOnce(&mut Connection) -> Result<T, ApiError> + Send + 'static,
+        T: Send + 'static,
+    {
+        let db = self.clone();
+        tokio::task::spawn_blocking(move || db.call_sync(f))
+            .await
+            .map_err(|e| {
+                tracing::error!("database task failed: {e}");
+                ApiError::internal()
+            })?
+    }
+
+    /// Checkpoints the WAL into the main file and closes the connection.
+    pub fn close(&self) {
+        let mut guard = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(conn) = guard.take() {
+            if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);") {
+                tracing::warn!("checkpoint at close failed: {e}");
+            }
+            if let Err((_, e)) = conn.close() {
+                tracing::warn!("closing database failed: {e}");
+            }
+        }
+    }
+}
+
+fn meta_get(conn: &Connection, key: &str) -> rusqlite::Result<Option<String>> {
+    conn.prepare_cached("SELECT value FROM meta WHERE key = ?1")?
+        .query_row([key], |r| r.get(0))
+        .optional()
+}
+
+const USER_COLUMNS: &str =
+    "id, app_id, created_at, last_login_at, disabled, anonymous, custom_data";
+
+fn user_row(r: &rusqlite::Row) -> rusqlite::Result<UserRow> {
+    let cd: Option<String> = r.get(6)?;
+    Ok(UserRow {
+        id: r.get(0)?,
+        app_id: r.get(1)?,
+        created_at: r.get(2)?,
+        last_login_at: r.get(3)?,
+        disabled: r.get(4)?,
+        anonymous: r.get(5)?,
+        custom_data: cd.and_then(|s| serde_json::from_str(&s).ok()),
+    })
+}
+
+fn user(conn: &Connection, app_id: &str, id: &str) -> rusqlite::Result<Option<UserRow>> {
+    conn.prepare_cached(&format!(
+        "SELECT {USER_COLUMNS} FROM users WHERE id = ?1 AND app_id = ?2"
+    ))?
+    .query_row(params![id, app_id], user_row)
+    .optional()
+}
+
+fn create_user(
+    conn: &Connection,
+    app_id: &str,
+    now: i64,
+    anonymous: bool,
+) -> rusqlite::Result<String> {
+    let id = tokens::new_object_id();
+    conn.prepare_cached(
+        "INSERT INTO users (id, app_id, created_at, last_login_at, anonymous) VALUES (?1, ?2, ?3, ?3, ?4)",
+    )?
+    .execute(params![id, app_id, now, anonymous])?;
+    Ok(id)
+}
+
+fn identity_owner(
+    conn: &Connection,
+    app_id: &str,
+    provider_type: &str,
+    external_id: &str,
+) -> rusqlite::Result<Option<String>> {
+    conn.prepare_cached(
+        "SELECT user_id FROM identities WHERE app_id = ?1 AND provider_type = ?2 AND external_id = ?3",
+    )?
+    .query_row(params![app_id, provider_type, external_id], |r| r.get(0))
+    .optional()
+}
+
+/// Inserts an identity, or updates its profile data (merged or replaced, see
+/// [`super::merges_profile_data`]).
+fn upsert_identity(
+    conn: &Connection,
+    app_id: &str,
+    provider_type: &str,
+    external_id: &str,
+    user_id: &str,
+    data: &Map<String, Value>,
+    now: i64,
+) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO identities (app_id, provider_type, external_id, user_id, data, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         ON CONFLICT(app_id, provider_type, external_id) DO UPDATE SET data =
+           CASE WHEN ?7 THEN json_patch(identities.data, excluded.data) ELSE excluded.data END",
+    )?
+    .execute(params![
+        app_id,
+        provider_type,
+        external_id,
+        user_id,
+        Value::Object(data.clone()).to_string(),
+        now,
+        super::merges_profile_data(provider_type),
+    ])?;
+    Ok(())
+}
+
+fn identities(conn: &Connection, user_id: &str) -> rusqlite::Result<Vec<IdentityRow>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT provider_type, external_id, data FROM identities WHERE user_id = ?1 ORDER BY created_at, rowid",
+    )?;
+    let rows = stmt.query_map([user_id], |r| {
+        let data: String = r.get(2)?;
+        Ok(IdentityRow {
+            provider_type: r.get(0)?,
+            external_id: r.get(1)?,
+            data: match serde_json::from_str(&data) {
+                Ok(Value::Object(m)) => m,
+                _ => Map::new(),
+            },
+        })
+    })?;
+    rows.collect()
+}
+
+fn revoke_user_sessions(conn: &Connection, user_id: &str) -> rusqlite::Result<usize> {
+    conn.prepare_cached("UPDATE sessions SET revoked = 1 WHERE user_id = ?1 AND revoked = 0")?
+        .execute([user_id])
+}
+
+fn userpass(conn: &Connection, app_id: &str, email: &str) -> rusqlite::Result<Option<UserpassRow>> {
+    conn.prepare_cached(
+        "SELECT email, identity_id, password_hash, confirmed FROM userpass WHERE app_id = ?1 AND email = ?2",
+    )?
+    .query_row(params![app_id, email], |r| {
+        Ok(UserpassRow {
+            email: r.get(0)?,
+            identity_id: r.get(1)?,
+            password_hash: r.get(2)?,
+            confirmed: r.get(3)?,
+        })
+    })
+    .optional()
+}
+
+/// Stores a mail token's hash and puts the token in the outbox.
+fn store_mail_token(
+    conn: &Connection,
+    app_id: &str,
+    email: &str,
+    t: &MailToken,
+) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO userpass_tokens (token_id, app_id, email, kind, token_hash, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![t.token_id, app_id, email, t.kind, tokens::sha256_hex(&t.token), t.expires_at])?;
+    conn.prepare_cached(
+        "INSERT INTO outbox (app_id, kind, email, token, token_id, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![app_id, t.kind, email, t.token, t.token_id, t.created_at])?;
+    Ok(())
+}
+
+/// Consumes a matching unexpired token of `kind` (one statement: exactly once) and returns its
+/// email.
+fn take_mail_token(
+    conn: &Connection,
+    app_id: &str,
+    kind: &str,
+    token: &str,
+    token_id: &str,
+    now: i64,
+) -> Result<String, ApiError> {
+    conn.prepare_cached(
+        "DELETE FROM userpass_tokens
+         WHERE token_id = ?1 AND app_id = ?2 AND kind = ?3 AND token_hash = ?4 AND expires_at > ?5
+         RETURNING email",
+    )?
+    .query_row(
+        params![token_id, app_id, kind, tokens::sha256_hex(token), now],
+        |r| r.get(0),
+    )
+    .optional()?
+    .ok_or_else(super::invalid_mail_token)
+}
+
+/// Deletes a user with everything it owns (identities, sessions and keys cascade).
+fn delete_user(tx: &Transaction, app_id: &str, user_id: &str) -> rusqlite::Result<bool> {
+    // Email accounts are keyed by email, not user; drop those linked to this user so the
+    // address can register again and an old password no longer logs in.
+    tx.execute(
+        "DELETE FROM userpass_tokens WHERE app_id = ?1 AND email IN (
+            SELECT email FROM userpass WHERE app_id = ?1 AND identity_id IN (
+                SELECT external_id FROM identities WHERE user_id = ?2 AND provider_type = 'local-userpass'))",
+        params![app_id, user_id],
+    )?;
+    tx.execute(
+        "DELETE FROM userpass WHERE app_id = ?1 AND identity_id IN (
+            SELECT external_id FROM identities WHERE user_id = ?2 AND provider_type = 'local-userpass')",
+        params![app_id, user_id],
+    )?;
+    let n = tx.execute(
+        "DELETE FROM users WHERE id = ?1 AND app_id = ?2",
+        params![user_id, app_id],
+    )?;
+    Ok(n > 0)
+}
+
+/// The session of a refresh token hash, with the token's `superseded_at`.
+fn session_by_token(
+    conn: &Connection,
+    token_hash: &str,
+) -> rusqlite::Result<Option<(SessionRow, Option<i64>)>> {
+    conn.prepare_cached(
+        "SELECT s.id, s.user_id, s.device_id, s.last_used_at, s.expires_at, s.revoked, t.superseded_at, s.api_key_id
+         FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id WHERE t.token_hash = ?1",
+    )?
+    .query_row([token_hash], |r| {
+        Ok((
+            SessionRow {
+                id: r.get(0)?,
+                user_id: r.get(1)?,
+                device_id: r.get(2)?,
+                last_used_at: r.get(3)?,
+                expires_at: r.get(4)?,
+                revoked: r.get(5)?,
+                api_key_id: r.get(7)?,
+            },
+            r.get(6)?,
+        ))
+    })
+    .optional()
+}
+
+/// Whether a rotated-out token superseded at `superseded_at` is the immediate parent of the
+/// session's current token, and that current token has never been presented: its client then
+/// never received it (a crash or a lost answer after the rotation was committed), and the
+/// parent is still the client's latest token. Anything older, or a parent whose successor was
+/// used, is reuse.
+fn answer_was_lost(
+    conn: &Connection,
+    session_id: &str,
+    superseded_at: i64,
+) -> rusqlite::Result<bool> {
+    conn.prepare_cached(
+        "SELECT
+           (SELECT MAX(superseded_at) FROM refresh_tokens WHERE session_id = ?1) = ?2
+           AND EXISTS (SELECT 1 FROM refresh_tokens
+                       WHERE session_id = ?1 AND superseded_at IS NULL AND used_at IS NULL)",
+    )?
+    .query_row(params![session_id, superseded_at], |r| r.get(0))
+}
+
+fn api_key_row(r: &rusqlite::Row) -> rusqlite::Result<ApiKeyRow> {
+    Ok(ApiKeyRow {
+        id: r.get(0)?,
+        user_id: r.get(1)?,
+        name: r.get(2)?,
+        disabled: r.get(3)?,
+    })
+}
+
+/// Runs `f` in an immediate transaction (the write lock from the start: a read-then-write
+/// cannot be overtaken by another writer) and commits.
+fn in_tx<T>(
+    conn: &mut Connection,
+    f: impl FnOnce(&Transaction) -> Result<T, ApiError>,
+) -> Result<T, ApiError> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let out = f(&tx)?;
+    tx.commit()?;
+    Ok(out)
+}
+
+/// The SQLite store: one file in the data directory, one connection.
+#[derive(Clone)]
+pub struct SqliteStore {
+    db: Db,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) `<dir>/sessionkit.db` and brings its schema up to date.
+    pub fn open(dir: &Path) -> Result<SqliteStore, String> {
+        Ok(SqliteStore { db: Db::open(dir)? })
+    }
+
+    /// The underlying connection (tests and the `keys` command).
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    async fn call<T, F>(&self, f: F) -> Result<T, ApiError>
+    where
+        F: FnOnce(&mut Connection) -> Result<T, ApiError> + Send + 'static,
+        T: Send + 'static,
+    {
+        self.db.call(f).await
+    }
+
+    /// Runs `f` on an existing user of the app, in one transaction; whether it exists.
+    async fn with_user(
+        &self,
+        app_id: &str,
+        user_id: &str,
+        f: impl FnOnce(&Transaction, &str) -> rusqlite::Result<()> + Send + 'static,
+    ) -> StoreResult<bool> {
+        let (app_id, user_id) = (app_id.to_owned(), user_id.to_owned());
+        self.call(move |conn| {
+            in_tx(conn, |tx| {
+                if user(tx, &app_id, &user_id)?.is_none() {
+                    return Ok(false);
+                }
+                f(tx, &user_id)?;
+                Ok(true)
+            })
+        })
+        .await
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for SqliteStore {
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        self.call(|conn| {
+            Ok(conn
+                .query_row("SELECT 1", [], |r| r.get::<_, i64>(0))
+                .map(|_| ())?)
+        })
+        .await
+    }
+
+    async fn meta_get_or_insert(&self, key: &str, value: String) -> StoreResult<String> {
+        let key = key.to_owned();
+        self.call(move |conn| {
+            in_tx(conn, |tx| {
+                tx.prepare_cached(
+                    "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO NOTHING",
+                )?
+                .execute(params![key, value])?;
+                Ok(meta_get(tx, &key)?.unwrap_or_default())
+            })
+        })
+        .await
+    }
+
+    async fn meta_get(&self, key: &str) -> StoreResult<Option<String>> {
+        let key = key.to_owned();
+        self.call(move |conn| Ok(meta_get(conn, &key)?)).await
+    }
+
+    async fn meta_set(&self, key: &str, value: &str) -> StoreResult<()> {
+        let (key, value) = (key.to_owned(), value.to_owned());
+        self.call(move |conn| {
+            conn.prepare_cached(
+                "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            )?
+            .execute(params![key, value])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn signing_keys(&self, app_id: &str) -> StoreResult<Vec<SigningKeyRow>> {
+        let app_id = app_id.to_owned();
+        self.call(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT kid, alg, private_pem, public_jwk, created_at, retired_at FROM signing_keys
+                 WHERE app_id = ?1 ORDER BY created_at DESC, rowid DESC",
+            )?;
+            let rows = stmt.query_map([&app_id], |r| {
+                Ok(SigningKeyRow {
+                    kid: r.get(0)?,
+                    alg: r.get(1)?,
+                    private_pem: r.get(2)?,
+                    public_jwk: r.get(3)?,
+                    created_at: r.get(4)?,
+                    retired_at: r.get(5)?,
+                })
+            })?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+
+    async fn add_signing_key(
+        &self,
+        app_id: &str,
+        only_if_alg_differs: Option<&'static str>,
+        make: Box<dyn FnOnce() -> Result<SigningKeyRow, String> + Send>,
+        now: i64,
+    ) -> StoreResult<bool> {
+        let app_id = app_id.to_owned();
+        self.call(move |conn| {
+            in_tx(conn, |tx| {
+                if let Some(alg) = only_if_alg_differs {
+                    let active: Option<String> = tx
+                        .query_row(
+                            "SELECT alg FROM signing_keys WHERE app_id = ?1 AND retired_at IS NULL",
+                            [&app_id],
+                            |r| r.get(0),
+                        )
+                        .optional()?;
+                    if active.as_deref() == Some(alg) {
+                        return Ok(false);
+                    }
+                }
+                let key = make().map_err(|e| {
+                    tracing::error!("cannot make a signing key: {e}");
+                    ApiError::internal()
+                })?;
+                tx.execute(
+                    "UPDATE signing_keys SET retired_at = ?2 WHERE app_id = ?1 AND retired_at IS NULL",
+                    params![app_id, now],
+                )?;
+                tx.execute(
+                    "INSERT INTO signing_keys (kid, app_id, alg, private_pem, public_jwk, created_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    params![key.kid, app_id, key.alg, key.private_pem, key.public_jwk, now],
+                )?;
+                Ok(true)
+            })
+        })
+        .await
+    }
+
+    async fn login(&self, login: Login, start: StartSession) -> StoreResult<(UserRow, NewSession)> {
+        self.call(move |conn| {
+            in_tx(conn, |tx| {
+                let Login {
+                    app_id,
+                    identity,
+                    link_to,
+                    now,
+                } = login;
+                let app_id = app_id.as_str();
+                let user_id = match &identity {
+                    None => {
+                        let id = create_user(tx, app_id, now, true)?;
+                        let ext = tokens::new_object_id();
+                        upsert_identity(tx, app_id, "anon-user", &ext, &id, &Map::new(), now)?;
+                        id
+                    }
+                    Some(ident) => {
+                        let owner = match &ident.owner {
+                            Some(o) => Some(o.clone()),
+                            None => identity_owner(tx, app_id, &ident.provider_type, &ident.external_id)?,
+                        };
+                        let user_id = match (link_to, owner) {
+                            (Some(c), Some(o)) if c != o => return Err(super::identity_of_another_user()),
+                            (Some(c), _) => {
+                                // A linked anonymous user is a normal user from now on.
+                                tx.prepare_cached("UPDATE users SET anonymous = 0 WHERE id = ?1")?
+                                    .execute([&c])?;
+                                c
+                            }
+                            (None, Some(o)) => o,
+                            (None, None) => create_user(tx, app_id, now, false)?,
+                        };
+                        upsert_identity(
+                            tx,
+                            app_id,
+                            &ident.provider_type,
+                            &ident.external_id,
+                            &user_id,
+                            &ident.data,
+                            now,
+                        )?;
+                        user_id
+                    }
+                };
+                let user = user(tx, app_id, &user_id)?.ok_or_else(ApiError::internal)?;
+                if user.disabled {
+                    return Err(super::user_disabled());
+                }
+                tx.prepare_cached("UPDATE users SET last_login_at = ?1 WHERE id = ?2")?
+                    .execute(params![now, user_id])?;
+                let s = start(&user);
+                tx.prepare_cached(
+                    "INSERT INTO sessions (id, app_id, user_id, device_id, created_at, last_used_at, expires_at, api_key_id)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6, ?7)",
+                )?
+                .execute(params![s.id, app_id, user.id, s.device_id, now, s.expires_at, s.api_key_id])?;
+                tx.prepare_cached(
+                    "INSERT INTO refresh_tokens (token_hash, session_id, issued_at) VALUES (?1, ?2, ?3)",
+                )?
+                .execute(params![tokens::sha256_hex(&s.refresh_token), s.id, now])?;
+                Ok((
+                    UserRow {
+                        last_login_at: now,
+                        ..user
+                    },
+                    s,
+                ))
+            })
+        })
+        .await
+    }
+
+    async fn user(&self, app_id: &str, user_id: &str) -> StoreResult<Option<UserRow>> {
+        let (app_id, user_id) = (app_id.to_owned(), user_id.to_owned());
+        self.call(move |conn| Ok(user(conn, &app_id, &user_id)?))
+            .await
+    }
+
+    async fn identities(&self, user_id: &str) -> StoreResult<Vec<IdentityRow>> {
+        let user_id = user_id.to_owned();
+        self.call(move |conn| Ok(identities(conn, &user_id)?)).await
+    }
+
+    async fn users(&self, app_id: &str) -> StoreResult<Vec<(UserRow, Vec<IdentityRow>)>> {
+        let app_id = app_id.to_owned();
+        self.call(move |conn| {
+            let users: Vec<UserRow> = conn
+                .prepare_cached(&format!(
+                    "SELECT {USER_COLUMNS} FROM users WHERE app_id = ?1 ORDER BY created_at, rowid"
+                ))?
+                .query_map([&app_id], user_row)?
+                .collect::<rusqlite::Result<_>>()?;
+            let mut out = Vec::with_capacity(users.len());
+            for u in users {
+                let ids = identities(conn, &u.id)?;
+                out.push((u, ids));
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn delete_user(&self, app_id: &str, user_id: &str) -> StoreResult<bool> {
+        let (app_id, user_id) = (app_id.to_owned(), user_id.to_owned());
+        self.call(move |conn| in_tx(conn, |tx| Ok(delete_user(tx, &app_id, &user_id)?)))
+            .await
+    }
+
+    async fn revoke_sessions(&self, app_id: &str, user_id: &str) -> StoreResult<bool> {
+        self.with_user(app_id, user_id, |tx, id| {
+            revoke_user_sessions(tx, id).map(|_| ())
+        })
+        .await
+    }
+
+    async fn set_user_disabled(
+        &self,
+        app_id: &str,
+        user_id: &str,
+        disabled: bool,
+    ) -> StoreResult<bool> {
+        self.with_user(app_id, user_id, move |tx, id| {
+            tx.execute(
+                "UPDATE users SET disabled = ?1 WHERE id = ?2",
+                params![disabled, id],
+            )?;
+            if disabled {
+                revoke_user_sessions(tx, id)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn set_custom_data(&self, app_id: &str, user_id: &str, doc: &str) -> StoreResult<bool> {
+        let doc = doc.to_owned();
+        self.with_user(app_id, user_id, move |tx, id| {
+            tx.execute(
+                "UPDATE users SET custom_data = ?1 WHERE id = ?2",
+                params![doc, id],
+            )
+            .map(|_| ())
+        })
+        .await
+    }
+
+    async fn use_refresh_token(
+        &self,
+        presented: PresentedRefresh,
+        purpose: RefreshUse,
+    ) -> StoreResult<CheckedSession> {
+        self.call(move |conn| {
+            // One immediate transaction: the one writer of the file, so no other use of the
+            // session can come between the judging and the writes.
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let p = &presented;
+            let user = user(&tx, &p.app_id, &p.user_id)?;
+            let found = session_by_token(&tx, &p.token_hash)?;
+            let past_grace = super::judge_refresh(p, user.as_ref(), found.as_ref())
+                .map_err(ApiError::session_ended)?;
+            let (Some(user), Some((session, _))) = (user, found) else {
+                return Err(ApiError::internal());
+            };
+            if let Some(at) = past_grace
+                && !answer_was_lost(&tx, &session.id, at)?
+            {
+                tracing::warn!(session = %session.id, "rotated refresh token reused: revoking the session");
+                tx.prepare_cached("UPDATE sessions SET revoked = 1 WHERE id = ?1")?
+                    .execute([&session.id])?;
+                tx.commit()?;
+                return Err(ApiError::session_ended(Reason::Revoked));
+            }
+            // Marks the token as seen by its client: from now on its parent counts as reused.
+            tx.prepare_cached(
+                "UPDATE refresh_tokens SET used_at = ?1 WHERE token_hash = ?2 AND used_at IS NULL",
+            )?
+            .execute(params![p.now, p.token_hash])?;
+            let mut rotated = None;
+            match purpose {
+                RefreshUse::Authenticate => {}
+                RefreshUse::Logout => {
+                    tx.prepare_cached("UPDATE sessions SET revoked = 1 WHERE id = ?1")?
+                        .execute([&session.id])?;
+                }
+                RefreshUse::Refresh(next) => {
+                    tx.prepare_cached("UPDATE sessions SET last_used_at = ?1 WHERE id = ?2")?
+                        .execute(params![p.now, session.id])?;
+                    if let Some(next) = next {
+                        let token = next(&session);
+                        // A retried parent supersedes the successor its client never got, too.
+                        tx.prepare_cached(
+                            "UPDATE refresh_tokens SET superseded_at = ?1 WHERE session_id = ?2 AND superseded_at IS NULL",
+                        )?
+                        .execute(params![p.now, session.id])?;
+                        tx.prepare_cached(
+                            "INSERT INTO refresh_tokens (token_hash, session_id, issued_at) VALUES (?1, ?2, ?3)",
+                        )?
+                        .execute(params![tokens::sha256_hex(&token), session.id, p.now])?;
+                        rotated = Some(token);
+                    }
+                }
+            }
+            tx.commit()?;
+            Ok(CheckedSession {
+                session,
+                user,
+                rotated,
+            })
+        })
+        .await
+    }
+
+    async fn create_api_key(
+        &self,
+        app_id: &str,
+        user_id: &str,
+        key: &ApiKeyRow,
+        key_hash: &str,
+        now: i64,
+    ) -> StoreResult<()> {
+        let (app_id, user_id, key, key_hash) = (
+            app_id.to_owned(),
+            user_id.to_owned(),
+            key.clone(),
+            key_hash.to_owned(),
+        );
+        self.call(move |conn| {
+            // The UNIQUE (user_id, name) constraint decides, so two concurrent creations of one
+            // name make one key.
+            let n = conn
+                .prepare_cached(
+                    "INSERT INTO api_keys (id, app_id, user_id, name, key_hash, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                     ON CONFLICT(user_id, name) DO NOTHING",
+                )?
+                .execute(params![key.id, app_id, user_id, key.name, key_hash, now])?;
+            if n == 0 {
+                return Err(ApiError::new(
+                    axum::http::StatusCode::CONFLICT,
+                    "APIKeyAlreadyExists",
+                    "API key with that name already exists",
+                ));
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn api_keys(&self, user_id: &str) -> StoreResult<Vec<ApiKeyRow>> {
+        let user_id = user_id.to_owned();
+        self.call(move |conn| {
+            let rows = conn
+                .prepare_cached(
+                    "SELECT id, user_id, name, disabled FROM api_keys WHERE user_id = ?1 ORDER BY created_at, rowid",
+                )?
+                .query_map([&user_id], api_key_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    async fn api_key(&self, user_id: &str, id: &str) -> StoreResult<Option<ApiKeyRow>> {
+        let (user_id, id) = (user_id.to_owned(), id.to_owned());
+        self.call(move |conn| {
+            Ok(conn
+                .prepare_cached("SELECT id, user_id, name, disabled FROM api_keys WHERE id = ?1 AND user_id = ?2")?
+                .query_row(params![id, user_id], api_key_row)
+                .optional()?)
+        })
+        .await
+    }
+
+    async fn api_key_by_hash(
+        &self,
+        app_id: &str,
+        key_hash: &str,
+    ) -> StoreResult<Option<ApiKeyRow>> {
+        let (app_id, key_hash) = (app_id.to_owned(), key_hash.to_owned());
+        self.call(move |conn| {
+            Ok(conn
+                .prepare_cached(
+                    "SELECT id, user_id, name, disabled FROM api_keys WHERE key_hash = ?1 AND app_id = ?2",
+                )?
+                .query_row(params![key_hash, app_id], api_key_row)
+                .optional()?)
+        })
+        .await
+    }
+
+    async fn delete_api_key(&self, user_id: &str, id: &str) -> StoreResult<bool> {
+        let (user_id, id) = (user_id.to_owned(), id.to_owned());
+        self.call(move |conn| {
+            in_tx(conn, |tx| {
+                let n = tx.execute(
+                    "DELETE FROM api_keys WHERE id = ?1 AND user_id = ?2",
+                    params![id, user_id],
+                )?;
+                if n == 0 {
+                    return Ok(false);
+                }
+                tx.execute(
+                    "DELETE FROM identities WHERE provider_type = 'api-key' AND external_id = ?1 AND user_id = ?2",
+                    params![id, user_id],
+                )?;
+                // The sessions that logged in with the key end with it.
+                tx.execute("UPDATE sessions SET revoked = 1 WHERE api_key_id = ?1", [&id])?;
+                Ok(true)
+            })
+        })
+        .await
+    }
+
+    async fn set_api_key_disabled(
+        &self,
+        user_id: &str,
+        id: &str,
+        disabled: bool,
+    ) -> StoreResult<bool> {
+        let (user_id, id) = (user_id.to_owned(), id.to_owned());
+        self.call(move |conn| {
+            in_tx(conn, |tx| {
+                let n = tx.execute(
+                    "UPDATE api_keys SET disabled = ?1 WHERE id = ?2 AND user_id = ?3",
+                    params![disabled, id, user_id],
+                )?;
+                if n == 0 {
+                    return Ok(false);
+                }
+                if disabled {
+                    // Disabling ends the key's sessions; enabling it again does not revive them.
+                    tx.execute(
+                        "UPDATE sessions SET revoked = 1 WHERE api_key_id = ?1",
+                        [&id],
+                    )?;
+                }
+                Ok(true)
+            })
+        })
+        .await
+    }
+
+    async fn userpass(&self, app_id: &str, email: &str) -> StoreResult<Option<UserpassRow>> {
+        let (app_id, email) = (app_id.to_owned(), email.to_owned());
+        self.call(move |conn| Ok(userpass(conn, &app_id, &email)?))
+            .await
+    }
+
+    async fn register(
+        &self,
+        app_id: &str,
+        email: &str,
+        password_hash: &str,
+        confirm: Option<MailToken>,
+        now: i64,
+    ) -> StoreResult<()> {
+        let (app_id, email, hash) = (
+            app_id.to_owned(),
+            email.to_owned(),
+            password_hash.to_owned(),
+        );
+        self.call(move |conn| {
+            in_tx(conn, |tx| {
+                let n = tx
+                    .prepare_cached(
+                        "INSERT INTO userpass (app_id, email, identity_id, password_hash, confirmed, created_at)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT(app_id, email) DO NOTHING",
+                    )?
+                    .execute(params![app_id, email, tokens::new_object_id(), hash, confirm.is_none(), now])?;
+                if n == 0 {
+                    return Err(super::account_name_in_use());
+                }
+                if let Some(t) = &confirm {
+                    store_mail_token(tx, &app_id, &email, t)?;
+                }
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn create_confirmed_user(
+        &self,
+        app_id: &str,
+        email: &str,
+        password_hash: &str,
+        now: i64,
+    ) -> StoreResult<(UserRow, Vec<IdentityRow>)> {
+        let (app_id, email, hash) = (
+            app_id.to_owned(),
+            email.to_owned(),
+            password_hash.to_owned(),
+        );
+        self.call(move |conn| {
+            in_tx(conn, |tx| {
+                let identity = tokens::new_object_id();
+                let n = tx.execute(
+                    "INSERT INTO userpass (app_id, email, identity_id, password_hash, confirmed, created_at)
+                     VALUES (?1, ?2, ?3, ?4, 1, ?5) ON CONFLICT(app_id, email) DO NOTHING",
+                    params![app_id, email, identity, hash, now],
+                )?;
+                if n == 0 {
+                    return Err(super::account_name_in_use());
+                }
+                let user_id = create_user(tx, &app_id, now, false)?;
+                let mut data = Map::new();
+                data.insert("email".into(), Value::String(email));
+                upsert_identity(tx, &app_id, "local-userpass", &identity, &user_id, &data, now)?;
+                let user = user(tx, &app_id, &user_id)?.ok_or_else(ApiError::internal)?;
+                let ids = identities(tx, &user_id)?;
+                Ok((user, ids))
+            })
+        })
+        .await
+    }
+
+    async fn issue_mail_token(
+        &self,
+        app_id: &str,
+        email: &str,
+        token: MailToken,
+    ) -> StoreResult<()> {
+        let (app_id, email) = (app_id.to_owned(), email.to_owned());
+        self.call(move |conn| {
+            in_tx(conn, |tx| {
+                let row = userpass(tx, &app_id, &email)?.ok_or_else(ApiError::user_not_found)?;
+                if token.kind == CONFIRM && row.confirmed {
+                    return Err(super::already_confirmed());
+                }
+                store_mail_token(tx, &app_id, &email, &token)?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn reset_token_hash(
+        &self,
+        app_id: &str,
+        token_id: &str,
+        now: i64,
+    ) -> StoreResult<Option<String>> {
+        let (app_id, token_id) = (app_id.to_owned(), token_id.to_owned());
+        self.call(move |conn| {
+            Ok(conn
+                .prepare_cached(
+                    "SELECT token_hash FROM userpass_tokens WHERE token_id = ?1 AND app_id = ?2 AND kind = 'reset' AND expires_at > ?3",
+                )?
+                .query_row(params![token_id, app_id, now], |r| r.get::<_, String>(0))
+                .optional()?)
+        })
+        .await
+    }
+
+    async fn confirm(
+        &self,
+        app_id: &str,
+        token: &str,
+        token_id: &str,
+        now: i64,
+    ) -> StoreResult<()> {
+        let (app_id, token, token_id) = (app_id.to_owned(), token.to_owned(), token_id.to_owned());
+        self.call(move |conn| {
+            in_tx(conn, |tx| {
+                let email = take_mail_token(tx, &app_id, CONFIRM, &token, &token_id, now)?;
+                tx.execute(
+                    "UPDATE userpass SET confirmed = 1 WHERE app_id = ?1 AND email = ?2",
+                    params![app_id, email],
+                )?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn set_password(
+        &self,
+        app_id: &str,
+        account: PasswordAccount<'_>,
+        password_hash: &str,
+        now: i64,
+    ) -> StoreResult<()> {
+        let app_id = app_id.to_owned();
+        let hash = password_hash.to_owned();
+        let account = match account {
+            PasswordAccount::Email(e) => Err(e.to_owned()),
+            PasswordAccount::ResetToken(t, id) => Ok((t.to_owned(), id.to_owned())),
+        };
+        self.call(move |conn| {
+            in_tx(conn, |tx| {
+                let email = match account {
+                    Err(email) => email,
+                    Ok((token, token_id)) => take_mail_token(tx, &app_id, RESET, &token, &token_id, now)?,
+                };
+                let row = userpass(tx, &app_id, &email)?.ok_or_else(ApiError::user_not_found)?;
+                tx.execute(
+                    "UPDATE userpass SET password_hash = ?1 WHERE app_id = ?2 AND email = ?3",
+                    params![hash, app_id, email],
+                )?;
+                tx.execute(
+                    "DELETE FROM userpass_tokens WHERE app_id = ?1 AND email = ?2 AND kind = 'reset'",
+                    params![app_id, email],
+                )?;
+                if let Some(user) = identity_owner(tx, &app_id, "local-userpass", &row.identity_id)? {
+                    revoke_user_sessions(tx, &user)?;
+                }
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn outbox(&self, app_id: &str, email: Option<&str>) -> StoreResult<Vec<OutboxRow>> {
+        let (app_id, email) = (app_id.to_owned(), email.map(str::to_owned));
+        self.call(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT kind, email, token, token_id FROM outbox WHERE app_id = ?1 AND (?2 IS NULL OR email = ?2) ORDER BY seq",
+            )?;
+            let rows = stmt.query_map(params![app_id, email], |r| {
+                Ok(OutboxRow {
+                    kind: r.get(0)?,
+                    email: r.get(1)?,
+                    token: r.get(2)?,
+                    token_id: r.get(3)?,
+                })
+            })?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+
+    async fn sweep(&self, anon_cutoff: i64, session_cutoff: i64, now: i64) -> StoreResult<usize> {
+        self.call(move |conn| {
+            in_tx(conn, |tx| {
+                let n = tx.execute(
+                    "DELETE FROM users WHERE anonymous = 1 AND created_at < ?1",
+                    [anon_cutoff],
+                )?;
+                tx.execute(
+                    "DELETE FROM sessions WHERE expires_at < ?1",
+                    [session_cutoff],
+                )?;
+                tx.execute("DELETE FROM userpass_tokens WHERE expires_at < ?1", [now])?;
+                Ok(n)
+            })
+        })
+        .await
+    }
+
+    async fn close(&self) {
+        let db = self.db.clone();
+        let _ = tokio::task::spawn_blocking(move || db.close()).await;
+    }
+}
+
+/// The database holds the signing secrets, the admin secret, password hashes and reset tokens:
+/// the data directory is made 0700 and the database files 0600, whatever the umask, before
+/// SQLite opens them (it gives its -wal and -shm files the database file's mode). Looser modes
+/// found at start are tightened, with a warning.
+#[cfg(unix)]
+fn restrict_permissions(dir: &Path, db: &Path) -> Result<(), String> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let tighten = |path: &Path, mode: u32| -> Result<(), String> {
+        let meta = match std::fs::metadata(path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+        };
+        let current = meta.permissions().mode() & 0o777;
+        if current & !mode != 0 {
+            tracing::warn!(
+                "{} had mode {current:o}; tightening to {mode:o} (it holds secrets)",
+                path.display()
+            );
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+                .map_err(|e| format!("cannot restrict {} to {mode:o}: {e}", path.display()))?;
+        }
+        Ok(())
+    };
+    tighten(dir, 0o700)?;
+    // Created 0600 from the start, so there is no moment at which it is readable by others.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(db)
+        .map_err(|e| format!("cannot create database {}: {e}", db.display()))?;
+    for suffix in ["", "-wal", "-shm"] {
+        let mut name = db.as_os_str().to_owned();
+        name.push(suffix);
+        tighten(Path::new(&name), 0o600)?;
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn restrict_permissions(_dir: &Path, _db: &Path) -> Result<(), String> {
+    Ok(())
+}
