@@ -3,19 +3,19 @@
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::{Map, Value};
 
 use super::{
     ApiKeyRow, CONFIRM, CheckedSession, IdentityRow, Login, MailToken, NewSession, OutboxRow,
-    PasswordAccount, PresentedRefresh, RESET, RefreshUse, SessionRow, SigningKeyRow, StartSession,
-    Store, StoreResult, UserRow, UserpassRow,
+    PasswordAccount, PresentedRefresh, PresentedToken, RESET, RefreshUse, SessionRow,
+    SigningKeyRow, StartSession, Store, StoreResult, StoreStats, UserRow, UserpassRow,
 };
 use crate::error::{ApiError, Reason};
 use crate::tokens;
 
 /// The schema version this build writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 5;
+pub const SCHEMA_VERSION: i64 = 6;
 
 /// A data step of a migration, run in its transaction after its SQL.
 type DataStep = fn(&rusqlite::Transaction) -> rusqlite::Result<()>;
@@ -61,7 +61,26 @@ const MIGRATIONS: &[(i64, &str, Option<DataStep>)] = &[
          DROP INDEX refresh_tokens_session;",
         None,
     ),
+    (
+        6,
+        // A token's place in its session's chain (the first is 0, a rotation's is its
+        // parent's + 1): "the parent of the current token" is exact, where comparing
+        // superseded_at seconds took a grandparent rotated out in the same second for the
+        // parent (and let its reuse through).
+        "ALTER TABLE refresh_tokens ADD COLUMN generation INTEGER NOT NULL DEFAULT 0;",
+        Some(number_generations),
+    ),
 ];
+
+/// Version 6: tokens stored before get their generation from their order in the session
+/// (insertion order: rowid).
+fn number_generations(tx: &rusqlite::Transaction) -> rusqlite::Result<()> {
+    tx.execute_batch(
+        "UPDATE refresh_tokens SET generation = (
+           SELECT COUNT(*) FROM refresh_tokens AS older
+           WHERE older.session_id = refresh_tokens.session_id AND older.rowid < refresh_tokens.rowid)",
+    )
+}
 
 /// Version 3: email addresses are stored in their canonical form (email.rs), so that every
 /// spelling of an address finds its account. Where two accounts of an app differ only in
@@ -179,7 +198,8 @@ CREATE TABLE refresh_tokens (
 CREATE INDEX refresh_tokens_session ON refresh_tokens(session_id);
 "#;
 
-/// The database: one connection behind a mutex, used from blocking threads.
+/// The database file with its schema brought up to date: one connection, which the store hands
+/// to its writer thread; tests and tools use it directly.
 #[derive(Clone)]
 pub struct Db {
     conn: Arc<Mutex<Option<Connection>>>,
@@ -194,39 +214,56 @@ impl Db {
         restrict_permissions(dir, &path)?;
         let mut conn = Connection::open(&path)
             .map_err(|e| format!("cannot open database {}: {e}", path.display()))?;
+        // Waits for another process's lock (several instances on one file) before anything
+        // else, switching to WAL included.
+        conn.execute_batch("PRAGMA busy_timeout=5000;")
+            .map_err(|e| format!("cannot configure database: {e}"))?;
         // WAL lets readers proceed during a write; synchronous=FULL fsyncs the WAL on every
-        // commit, so every write we acknowledge survives a power cut. Auth traffic is small,
-        // the extra fsync is affordable.
+        // commit, so every write we acknowledge survives a power cut (the writer commits the
+        // writes waiting together, so the fsyncs stay few under load).
         conn.execute_batch(
-            "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; PRAGMA busy_timeout=5000;",
+            "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;",
         )
         .map_err(|e| format!("cannot configure database: {e}"))?;
         // Every statement of the store is prepared once and kept (prepare_cached).
         conn.set_prepared_statement_cache_capacity(128);
-        let version: i64 = conn
-            .query_row("PRAGMA user_version", [], |r| r.get(0))
-            .map_err(|e| format!("cannot read schema version: {e}"))?;
-        if version > SCHEMA_VERSION {
-            return Err(format!(
-                "database schema version {version} is newer than this server ({SCHEMA_VERSION}); \
-                 run a newer sessionkit-server"
-            ));
-        }
-        if version == 0 {
-            conn.execute_batch(&format!("BEGIN; {SCHEMA} PRAGMA user_version = 1; COMMIT;"))
-                .map_err(|e| format!("cannot create schema: {e}"))?;
-        }
-        for (to, sql, data) in MIGRATIONS.iter().filter(|(to, ..)| *to > version.max(1)) {
-            let migrate = |conn: &mut Connection| -> rusqlite::Result<()> {
-                let tx = conn.transaction()?;
+        // One step per immediate transaction, the version read under the write lock: two
+        // instances starting together on one file migrate it once, in order.
+        loop {
+            let tx = conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(|e| format!("cannot lock the database to migrate it: {e}"))?;
+            let version: i64 = tx
+                .query_row("PRAGMA user_version", [], |r| r.get(0))
+                .map_err(|e| format!("cannot read schema version: {e}"))?;
+            if version > SCHEMA_VERSION {
+                return Err(format!(
+                    "database schema version {version} is newer than this server \
+                     ({SCHEMA_VERSION}); run a newer sessionkit-server"
+                ));
+            }
+            if version == 0 {
+                tx.execute_batch(&format!("{SCHEMA} PRAGMA user_version = 1;"))
+                    .and_then(|()| tx.commit())
+                    .map_err(|e| format!("cannot create schema: {e}"))?;
+                continue;
+            }
+            let Some((to, sql, data)) = MIGRATIONS.iter().find(|(to, ..)| *to == version + 1)
+            else {
+                tx.commit()
+                    .map_err(|e| format!("cannot read schema version: {e}"))?;
+                break;
+            };
+            let migrate = || -> rusqlite::Result<()> {
                 tx.execute_batch(sql)?;
                 if let Some(step) = data {
                     step(&tx)?;
                 }
                 tx.execute_batch(&format!("PRAGMA user_version = {to};"))?;
-                tx.commit()
+                Ok(())
             };
-            migrate(&mut conn)
+            migrate()
+                .and_then(|()| tx.commit())
                 .map_err(|e| format!("cannot migrate the database to version {to}: {e}"))?;
         }
         Ok(Db {
@@ -248,21 +285,6 @@ impl Db {
                 "server is shutting down",
             )),
         }
-    }
-
-    /// Runs `f` with the connection on a blocking thread.
-    pub async fn call<T, F>(&self, f: F) -> Result<T, ApiError>
-    where
-        F: FnOnce(&mut Connection) -> Result<T, ApiError> + Send + 'static,
-        T: Send + 'static,
-    {
-        let db = self.clone();
-        tokio::task::spawn_blocking(move || db.call_sync(f))
-            .await
-            .map_err(|e| {
-                tracing::error!("database task failed: {e}");
-                ApiError::internal()
-            })?
     }
 
     /// Checkpoints the WAL into the main file and closes the connection.
@@ -445,7 +467,7 @@ fn take_mail_token(
 }
 
 /// Deletes a user with everything it owns (identities, sessions and keys cascade).
-fn delete_user(tx: &Transaction, app_id: &str, user_id: &str) -> rusqlite::Result<bool> {
+fn delete_user(tx: &Connection, app_id: &str, user_id: &str) -> rusqlite::Result<bool> {
     // Email accounts are keyed by email, not user; drop those linked to this user so the
     // address can register again and an old password no longer logs in.
     tx.execute(
@@ -466,13 +488,33 @@ fn delete_user(tx: &Transaction, app_id: &str, user_id: &str) -> rusqlite::Resul
     Ok(n > 0)
 }
 
+/// Stores a new session with its first refresh token (its hash).
+fn insert_session(
+    conn: &Connection,
+    app_id: &str,
+    user_id: &str,
+    s: &NewSession,
+    now: i64,
+) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO sessions (id, app_id, user_id, device_id, created_at, last_used_at, expires_at, api_key_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6, ?7)",
+    )?
+    .execute(params![s.id, app_id, user_id, s.device_id, now, s.expires_at, s.api_key_id])?;
+    conn.prepare_cached(
+        "INSERT INTO refresh_tokens (token_hash, session_id, issued_at) VALUES (?1, ?2, ?3)",
+    )?
+    .execute(params![tokens::sha256_hex(&s.refresh_token), s.id, now])?;
+    Ok(())
+}
+
 /// The session of a refresh token hash, with the token's `superseded_at`.
 fn session_by_token(
     conn: &Connection,
     token_hash: &str,
-) -> rusqlite::Result<Option<(SessionRow, Option<i64>)>> {
+) -> rusqlite::Result<Option<(SessionRow, PresentedToken)>> {
     conn.prepare_cached(
-        "SELECT s.id, s.user_id, s.device_id, s.last_used_at, s.expires_at, s.revoked, t.superseded_at, s.api_key_id
+        "SELECT s.id, s.user_id, s.device_id, s.last_used_at, s.expires_at, s.revoked, t.superseded_at, s.api_key_id, t.generation
          FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id WHERE t.token_hash = ?1",
     )?
     .query_row([token_hash], |r| {
@@ -486,29 +528,27 @@ fn session_by_token(
                 revoked: r.get(5)?,
                 api_key_id: r.get(7)?,
             },
-            r.get(6)?,
+            PresentedToken {
+                superseded_at: r.get(6)?,
+                generation: r.get(8)?,
+            },
         ))
     })
     .optional()
 }
 
-/// Whether a rotated-out token superseded at `superseded_at` is the immediate parent of the
-/// session's current token, and that current token has never been presented: its client then
-/// never received it (a crash or a lost answer after the rotation was committed), and the
-/// parent is still the client's latest token. Anything older, or a parent whose successor was
-/// used, is reuse.
-fn answer_was_lost(
-    conn: &Connection,
-    session_id: &str,
-    superseded_at: i64,
-) -> rusqlite::Result<bool> {
+/// Whether a rotated-out token of generation `generation` is the parent of the session's
+/// current token, and that current token has never been presented: its client then never
+/// received it (a crash or a lost answer after the rotation was committed), and the parent is
+/// still the client's latest token. Anything older, or a parent whose successor was used, is
+/// reuse.
+fn answer_was_lost(conn: &Connection, session_id: &str, generation: i64) -> rusqlite::Result<bool> {
     conn.prepare_cached(
-        "SELECT
-           (SELECT MAX(superseded_at) FROM refresh_tokens WHERE session_id = ?1) = ?2
-           AND EXISTS (SELECT 1 FROM refresh_tokens
-                       WHERE session_id = ?1 AND superseded_at IS NULL AND used_at IS NULL)",
+        "SELECT EXISTS (SELECT 1 FROM refresh_tokens
+                        WHERE session_id = ?1 AND superseded_at IS NULL AND used_at IS NULL
+                          AND generation = ?2 + 1)",
     )?
-    .query_row(params![session_id, superseded_at], |r| r.get(0))
+    .query_row(params![session_id, generation], |r| r.get(0))
 }
 
 fn api_key_row(r: &rusqlite::Row) -> rusqlite::Result<ApiKeyRow> {
@@ -520,41 +560,213 @@ fn api_key_row(r: &rusqlite::Row) -> rusqlite::Result<ApiKeyRow> {
     })
 }
 
-/// Runs `f` in an immediate transaction (the write lock from the start: a read-then-write
-/// cannot be overtaken by another writer) and commits.
-fn in_tx<T>(
-    conn: &mut Connection,
-    f: impl FnOnce(&Transaction) -> Result<T, ApiError>,
-) -> Result<T, ApiError> {
-    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    let out = f(&tx)?;
-    tx.commit()?;
-    Ok(out)
+/// What the writer hands back once the batch's commit is known: sends the job's result, or
+/// the commit's error, to the caller.
+type Reply = Box<dyn FnOnce(Option<&ApiError>) + Send>;
+/// A write: runs in the batch's transaction (in a savepoint of its own); whether its writes
+/// are kept, and its reply.
+type Job = Box<dyn FnOnce(&Connection) -> (bool, Reply) + Send>;
+
+/// Most writes committed together (bounds the latency of the first one of a batch).
+const MAX_BATCH: usize = 256;
+/// Read connections: reads never wait for the writer's fsync (WAL: readers see the last commit).
+const READERS: usize = 4;
+
+/// The SQLite store: one file in the data directory.
+///
+/// Group commit: every write goes to one writer thread, which takes all the writes waiting,
+/// runs them in one transaction (each in a savepoint, so one that fails is rolled back alone),
+/// commits once (one fsync with `synchronous=FULL`), and only then answers each of them. While
+/// it waits for the disk the next writes queue up, so the fsyncs per request fall as the load
+/// rises; an answered write is durable as before. Reads run on connections of their own.
+pub struct SqliteStore {
+    counts: Arc<WriteCounts>,
+    jobs: std::sync::RwLock<Option<std::sync::mpsc::Sender<Job>>>,
+    writer: Mutex<Option<std::thread::JoinHandle<Connection>>>,
+    readers: Arc<Vec<Mutex<Connection>>>,
+    next_reader: std::sync::atomic::AtomicUsize,
 }
 
-/// The SQLite store: one file in the data directory, one connection.
-#[derive(Clone)]
-pub struct SqliteStore {
-    db: Db,
+/// Runs one batch: BEGIN IMMEDIATE, each job in its savepoint, one COMMIT, then the replies.
+fn run_batch(conn: &Connection, batch: Vec<Job>) {
+    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+        // Another process held the file's write lock past busy_timeout: the jobs are not run,
+        // and their callers (whose reply channels close) answer 500.
+        tracing::error!("cannot begin a write transaction: {e}");
+        return;
+    }
+    let mut replies = Vec::with_capacity(batch.len());
+    for job in batch {
+        let ran = conn
+            .execute_batch("SAVEPOINT job")
+            .map_err(ApiError::from)
+            .and_then(|()| {
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(conn))).map_err(|_| {
+                    tracing::error!("a database job panicked; rolled back");
+                    ApiError::internal()
+                })
+            });
+        match ran {
+            Ok((keep, reply)) => {
+                let end = if keep {
+                    "RELEASE job"
+                } else {
+                    "ROLLBACK TO job; RELEASE job"
+                };
+                if let Err(e) = conn.execute_batch(end) {
+                    tracing::error!("savepoint failed: {e}");
+                }
+                replies.push(reply);
+            }
+            Err(_) => {
+                let _ = conn.execute_batch("ROLLBACK TO job; RELEASE job");
+            }
+        }
+    }
+    let committed = conn.execute_batch("COMMIT").map_err(ApiError::from);
+    if committed.is_err() {
+        let _ = conn.execute_batch("ROLLBACK");
+    }
+    for reply in replies {
+        reply(committed.as_ref().err());
+    }
+}
+
+/// Writes and commits made by the writer.
+#[derive(Default)]
+struct WriteCounts {
+    writes: std::sync::atomic::AtomicU64,
+    commits: std::sync::atomic::AtomicU64,
+}
+
+fn writer_loop(
+    conn: Connection,
+    jobs: std::sync::mpsc::Receiver<Job>,
+    counts: Arc<WriteCounts>,
+) -> Connection {
+    use std::sync::atomic::Ordering::Relaxed;
+    while let Ok(first) = jobs.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        counts.writes.fetch_add(batch.len() as u64, Relaxed);
+        counts.commits.fetch_add(1, Relaxed);
+        run_batch(&conn, batch);
+    }
+    conn
+}
+
+fn shutting_down() -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::SERVICE_UNAVAILABLE,
+        "MaintenanceInProgress",
+        "server is shutting down",
+    )
 }
 
 impl SqliteStore {
-    /// Opens (creating if needed) `<dir>/sessionkit.db` and brings its schema up to date.
+    /// Opens (creating if needed) `<dir>/sessionkit.db`, brings its schema up to date, and
+    /// starts the writer thread.
     pub fn open(dir: &Path) -> Result<SqliteStore, String> {
-        Ok(SqliteStore { db: Db::open(dir)? })
+        let db = Db::open(dir)?;
+        let conn = db
+            .conn
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+            .ok_or("database closed")?;
+        let path = dir.join("sessionkit.db");
+        let mut readers = Vec::with_capacity(READERS);
+        for _ in 0..READERS {
+            let r = Connection::open(&path)
+                .map_err(|e| format!("cannot open database {}: {e}", path.display()))?;
+            r.execute_batch("PRAGMA query_only=ON; PRAGMA busy_timeout=5000;")
+                .map_err(|e| format!("cannot configure database: {e}"))?;
+            r.set_prepared_statement_cache_capacity(64);
+            readers.push(Mutex::new(r));
+        }
+        let (tx, rx) = std::sync::mpsc::channel::<Job>();
+        let counts = Arc::new(WriteCounts::default());
+        let writer_counts = counts.clone();
+        let writer = std::thread::Builder::new()
+            .name("sessionkit-sqlite-writer".into())
+            .spawn(move || writer_loop(conn, rx, writer_counts))
+            .map_err(|e| format!("cannot start the database writer: {e}"))?;
+        Ok(SqliteStore {
+            counts,
+            jobs: std::sync::RwLock::new(Some(tx)),
+            writer: Mutex::new(Some(writer)),
+            readers: Arc::new(readers),
+            next_reader: std::sync::atomic::AtomicUsize::new(0),
+        })
     }
 
-    /// The underlying connection (tests and the `keys` command).
-    pub fn db(&self) -> &Db {
-        &self.db
-    }
-
-    async fn call<T, F>(&self, f: F) -> Result<T, ApiError>
+    /// Runs `f` in the writer's next batch; its result once that batch is committed. An `Err`
+    /// from `f` rolls back `f`'s writes alone.
+    async fn write<T, F>(&self, f: F) -> Result<T, ApiError>
     where
-        F: FnOnce(&mut Connection) -> Result<T, ApiError> + Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, ApiError> + Send + 'static,
         T: Send + 'static,
     {
-        self.db.call(f).await
+        let (tx, rx) = tokio::sync::oneshot::channel::<Result<T, ApiError>>();
+        let job: Job = Box::new(move |conn| {
+            let out = f(conn);
+            let keep = out.is_ok();
+            let reply: Reply = Box::new(move |commit: Option<&ApiError>| {
+                let _ = tx.send(match commit {
+                    Some(e) => Err(e.clone()),
+                    None => out,
+                });
+            });
+            (keep, reply)
+        });
+        {
+            let jobs = self.jobs.read().unwrap_or_else(|p| p.into_inner());
+            let sender = jobs.as_ref().ok_or_else(shutting_down)?;
+            sender.send(job).map_err(|_| shutting_down())?;
+        }
+        rx.await.unwrap_or_else(|_| Err(ApiError::internal()))
+    }
+
+    /// Runs `f` on a read connection, on a blocking thread.
+    async fn read<T, F>(&self, f: F) -> Result<T, ApiError>
+    where
+        F: FnOnce(&Connection) -> Result<T, ApiError> + Send + 'static,
+        T: Send + 'static,
+    {
+        if self
+            .jobs
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_none()
+        {
+            return Err(shutting_down());
+        }
+        let readers = self.readers.clone();
+        let start = self
+            .next_reader
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        tokio::task::spawn_blocking(move || {
+            // The first free connection from a rotating start, else wait for one.
+            for i in 0..readers.len() {
+                if let Ok(conn) = readers[(start + i) % readers.len()].try_lock() {
+                    return f(&conn);
+                }
+            }
+            let conn = readers[start % readers.len()]
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            f(&conn)
+        })
+        .await
+        .map_err(|e| {
+            tracing::error!("database task failed: {e}");
+            ApiError::internal()
+        })?
     }
 
     /// Runs `f` on an existing user of the app, in one transaction; whether it exists.
@@ -562,17 +774,16 @@ impl SqliteStore {
         &self,
         app_id: &str,
         user_id: &str,
-        f: impl FnOnce(&Transaction, &str) -> rusqlite::Result<()> + Send + 'static,
+        f: impl FnOnce(&Connection, &str) -> rusqlite::Result<()> + Send + 'static,
     ) -> StoreResult<bool> {
         let (app_id, user_id) = (app_id.to_owned(), user_id.to_owned());
-        self.call(move |conn| {
-            in_tx(conn, |tx| {
-                if user(tx, &app_id, &user_id)?.is_none() {
-                    return Ok(false);
-                }
-                f(tx, &user_id)?;
-                Ok(true)
-            })
+        self.write(move |conn| {
+            let tx = conn;
+            if user(tx, &app_id, &user_id)?.is_none() {
+                return Ok(false);
+            }
+            f(tx, &user_id)?;
+            Ok(true)
         })
         .await
     }
@@ -584,8 +795,17 @@ impl Store for SqliteStore {
         "sqlite"
     }
 
+    fn stats(&self) -> StoreStats {
+        use std::sync::atomic::Ordering::Relaxed;
+        StoreStats {
+            backend: "sqlite",
+            writes: self.counts.writes.load(Relaxed),
+            commits: self.counts.commits.load(Relaxed),
+        }
+    }
+
     async fn ping(&self) -> StoreResult<()> {
-        self.call(|conn| {
+        self.read(|conn| {
             Ok(conn
                 .query_row("SELECT 1", [], |r| r.get::<_, i64>(0))
                 .map(|_| ())?)
@@ -595,26 +815,25 @@ impl Store for SqliteStore {
 
     async fn meta_get_or_insert(&self, key: &str, value: String) -> StoreResult<String> {
         let key = key.to_owned();
-        self.call(move |conn| {
-            in_tx(conn, |tx| {
-                tx.prepare_cached(
-                    "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO NOTHING",
-                )?
-                .execute(params![key, value])?;
-                Ok(meta_get(tx, &key)?.unwrap_or_default())
-            })
+        self.write(move |conn| {
+            let tx = conn;
+            tx.prepare_cached(
+                "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO NOTHING",
+            )?
+            .execute(params![key, value])?;
+            Ok(meta_get(tx, &key)?.unwrap_or_default())
         })
         .await
     }
 
     async fn meta_get(&self, key: &str) -> StoreResult<Option<String>> {
         let key = key.to_owned();
-        self.call(move |conn| Ok(meta_get(conn, &key)?)).await
+        self.read(move |conn| Ok(meta_get(conn, &key)?)).await
     }
 
     async fn meta_set(&self, key: &str, value: &str) -> StoreResult<()> {
         let (key, value) = (key.to_owned(), value.to_owned());
-        self.call(move |conn| {
+        self.write(move |conn| {
             conn.prepare_cached(
                 "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
             )?
@@ -626,7 +845,7 @@ impl Store for SqliteStore {
 
     async fn signing_keys(&self, app_id: &str) -> StoreResult<Vec<SigningKeyRow>> {
         let app_id = app_id.to_owned();
-        self.call(move |conn| {
+        self.read(move |conn| {
             let mut stmt = conn.prepare_cached(
                 "SELECT kid, alg, private_pem, public_jwk, created_at, retired_at FROM signing_keys
                  WHERE app_id = ?1 ORDER BY created_at DESC, rowid DESC",
@@ -654,42 +873,49 @@ impl Store for SqliteStore {
         now: i64,
     ) -> StoreResult<bool> {
         let app_id = app_id.to_owned();
-        self.call(move |conn| {
-            in_tx(conn, |tx| {
-                if let Some(alg) = only_if_alg_differs {
-                    let active: Option<String> = tx
-                        .query_row(
-                            "SELECT alg FROM signing_keys WHERE app_id = ?1 AND retired_at IS NULL",
-                            [&app_id],
-                            |r| r.get(0),
-                        )
-                        .optional()?;
-                    if active.as_deref() == Some(alg) {
-                        return Ok(false);
-                    }
+        self.write(move |conn| {
+            let tx = conn;
+            if let Some(alg) = only_if_alg_differs {
+                let active: Option<String> = tx
+                    .query_row(
+                        "SELECT alg FROM signing_keys WHERE app_id = ?1 AND retired_at IS NULL",
+                        [&app_id],
+                        |r| r.get(0),
+                    )
+                    .optional()?;
+                if active.as_deref() == Some(alg) {
+                    return Ok(false);
                 }
-                let key = make().map_err(|e| {
-                    tracing::error!("cannot make a signing key: {e}");
-                    ApiError::internal()
-                })?;
-                tx.execute(
-                    "UPDATE signing_keys SET retired_at = ?2 WHERE app_id = ?1 AND retired_at IS NULL",
-                    params![app_id, now],
-                )?;
-                tx.execute(
-                    "INSERT INTO signing_keys (kid, app_id, alg, private_pem, public_jwk, created_at)
+            }
+            let key = make().map_err(|e| {
+                tracing::error!("cannot make a signing key: {e}");
+                ApiError::internal()
+            })?;
+            tx.execute(
+                "UPDATE signing_keys SET retired_at = ?2 WHERE app_id = ?1 AND retired_at IS NULL",
+                params![app_id, now],
+            )?;
+            tx.execute(
+                "INSERT INTO signing_keys (kid, app_id, alg, private_pem, public_jwk, created_at)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                    params![key.kid, app_id, key.alg, key.private_pem, key.public_jwk, now],
-                )?;
-                Ok(true)
-            })
+                params![
+                    key.kid,
+                    app_id,
+                    key.alg,
+                    key.private_pem,
+                    key.public_jwk,
+                    now
+                ],
+            )?;
+            Ok(true)
         })
         .await
     }
 
     async fn login(&self, login: Login, start: StartSession) -> StoreResult<(UserRow, NewSession)> {
-        self.call(move |conn| {
-            in_tx(conn, |tx| {
+        self.write(move |conn| {
+            {
+                let tx = conn;
                 let Login {
                     app_id,
                     identity,
@@ -702,15 +928,34 @@ impl Store for SqliteStore {
                         let id = create_user(tx, app_id, now, true)?;
                         let ext = tokens::new_object_id();
                         upsert_identity(tx, app_id, "anon-user", &ext, &id, &Map::new(), now)?;
-                        id
+                        // A new user is what was just written: no need to read it back.
+                        let user = UserRow {
+                            id,
+                            app_id: app_id.to_string(),
+                            created_at: now,
+                            last_login_at: now,
+                            disabled: false,
+                            anonymous: true,
+                            custom_data: None,
+                        };
+                        let s = start(&user);
+                        insert_session(tx, app_id, &user.id, &s, now)?;
+                        return Ok((user, s));
                     }
                     Some(ident) => {
                         let owner = match &ident.owner {
                             Some(o) => Some(o.clone()),
-                            None => identity_owner(tx, app_id, &ident.provider_type, &ident.external_id)?,
+                            None => identity_owner(
+                                tx,
+                                app_id,
+                                &ident.provider_type,
+                                &ident.external_id,
+                            )?,
                         };
                         let user_id = match (link_to, owner) {
-                            (Some(c), Some(o)) if c != o => return Err(super::identity_of_another_user()),
+                            (Some(c), Some(o)) if c != o => {
+                                return Err(super::identity_of_another_user());
+                            }
                             (Some(c), _) => {
                                 // A linked anonymous user is a normal user from now on.
                                 tx.prepare_cached("UPDATE users SET anonymous = 0 WHERE id = ?1")?
@@ -739,15 +984,7 @@ impl Store for SqliteStore {
                 tx.prepare_cached("UPDATE users SET last_login_at = ?1 WHERE id = ?2")?
                     .execute(params![now, user_id])?;
                 let s = start(&user);
-                tx.prepare_cached(
-                    "INSERT INTO sessions (id, app_id, user_id, device_id, created_at, last_used_at, expires_at, api_key_id)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6, ?7)",
-                )?
-                .execute(params![s.id, app_id, user.id, s.device_id, now, s.expires_at, s.api_key_id])?;
-                tx.prepare_cached(
-                    "INSERT INTO refresh_tokens (token_hash, session_id, issued_at) VALUES (?1, ?2, ?3)",
-                )?
-                .execute(params![tokens::sha256_hex(&s.refresh_token), s.id, now])?;
+                insert_session(tx, app_id, &user.id, &s, now)?;
                 Ok((
                     UserRow {
                         last_login_at: now,
@@ -755,25 +992,25 @@ impl Store for SqliteStore {
                     },
                     s,
                 ))
-            })
+            }
         })
         .await
     }
 
     async fn user(&self, app_id: &str, user_id: &str) -> StoreResult<Option<UserRow>> {
         let (app_id, user_id) = (app_id.to_owned(), user_id.to_owned());
-        self.call(move |conn| Ok(user(conn, &app_id, &user_id)?))
+        self.read(move |conn| Ok(user(conn, &app_id, &user_id)?))
             .await
     }
 
     async fn identities(&self, user_id: &str) -> StoreResult<Vec<IdentityRow>> {
         let user_id = user_id.to_owned();
-        self.call(move |conn| Ok(identities(conn, &user_id)?)).await
+        self.read(move |conn| Ok(identities(conn, &user_id)?)).await
     }
 
     async fn users(&self, app_id: &str) -> StoreResult<Vec<(UserRow, Vec<IdentityRow>)>> {
         let app_id = app_id.to_owned();
-        self.call(move |conn| {
+        self.read(move |conn| {
             let users: Vec<UserRow> = conn
                 .prepare_cached(&format!(
                     "SELECT {USER_COLUMNS} FROM users WHERE app_id = ?1 ORDER BY created_at, rowid"
@@ -792,7 +1029,7 @@ impl Store for SqliteStore {
 
     async fn delete_user(&self, app_id: &str, user_id: &str) -> StoreResult<bool> {
         let (app_id, user_id) = (app_id.to_owned(), user_id.to_owned());
-        self.call(move |conn| in_tx(conn, |tx| Ok(delete_user(tx, &app_id, &user_id)?)))
+        self.write(move |conn| Ok(delete_user(conn, &app_id, &user_id)?))
             .await
     }
 
@@ -839,26 +1076,26 @@ impl Store for SqliteStore {
         presented: PresentedRefresh,
         purpose: RefreshUse,
     ) -> StoreResult<CheckedSession> {
-        self.call(move |conn| {
-            // One immediate transaction: the one writer of the file, so no other use of the
-            // session can come between the judging and the writes.
-            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        // The writer runs one job at a time: no other use of the session comes between the
+        // judging and the writes. Reuse revokes the session, kept though the call fails.
+        self.write(move |tx| {
             let p = &presented;
-            let user = user(&tx, &p.app_id, &p.user_id)?;
-            let found = session_by_token(&tx, &p.token_hash)?;
-            let past_grace = super::judge_refresh(p, user.as_ref(), found.as_ref())
-                .map_err(ApiError::session_ended)?;
-            let (Some(user), Some((session, _))) = (user, found) else {
+            let user = user(tx, &p.app_id, &p.user_id)?;
+            let found = session_by_token(tx, &p.token_hash)?;
+            let past_grace = match super::judge_refresh(p, user.as_ref(), found.as_ref()) {
+                Ok(g) => g,
+                Err(reason) => return Ok(Err(ApiError::session_ended(reason))),
+            };
+            let (Some(user), Some((session, presented_token))) = (user, found) else {
                 return Err(ApiError::internal());
             };
-            if let Some(at) = past_grace
-                && !answer_was_lost(&tx, &session.id, at)?
+            if past_grace.is_some()
+                && !answer_was_lost(tx, &session.id, presented_token.generation)?
             {
                 tracing::warn!(session = %session.id, "rotated refresh token reused: revoking the session");
                 tx.prepare_cached("UPDATE sessions SET revoked = 1 WHERE id = ?1")?
                     .execute([&session.id])?;
-                tx.commit()?;
-                return Err(ApiError::session_ended(Reason::Revoked));
+                return Ok(Err(ApiError::session_ended(Reason::Revoked)));
             }
             // Marks the token as seen by its client: from now on its parent counts as reused.
             tx.prepare_cached(
@@ -883,21 +1120,25 @@ impl Store for SqliteStore {
                         )?
                         .execute(params![p.now, session.id])?;
                         tx.prepare_cached(
-                            "INSERT INTO refresh_tokens (token_hash, session_id, issued_at) VALUES (?1, ?2, ?3)",
+                            "INSERT INTO refresh_tokens (token_hash, session_id, issued_at, generation) VALUES (?1, ?2, ?3, ?4)",
                         )?
-                        .execute(params![tokens::sha256_hex(&token), session.id, p.now])?;
+                        .execute(params![
+                            tokens::sha256_hex(&token),
+                            session.id,
+                            p.now,
+                            presented_token.generation + 1
+                        ])?;
                         rotated = Some(token);
                     }
                 }
             }
-            tx.commit()?;
-            Ok(CheckedSession {
+            Ok(Ok(CheckedSession {
                 session,
                 user,
                 rotated,
-            })
+            }))
         })
-        .await
+        .await?
     }
 
     async fn create_api_key(
@@ -914,7 +1155,7 @@ impl Store for SqliteStore {
             key.clone(),
             key_hash.to_owned(),
         );
-        self.call(move |conn| {
+        self.write(move |conn| {
             // The UNIQUE (user_id, name) constraint decides, so two concurrent creations of one
             // name make one key.
             let n = conn
@@ -937,7 +1178,7 @@ impl Store for SqliteStore {
 
     async fn api_keys(&self, user_id: &str) -> StoreResult<Vec<ApiKeyRow>> {
         let user_id = user_id.to_owned();
-        self.call(move |conn| {
+        self.read(move |conn| {
             let rows = conn
                 .prepare_cached(
                     "SELECT id, user_id, name, disabled FROM api_keys WHERE user_id = ?1 ORDER BY created_at, rowid",
@@ -951,7 +1192,7 @@ impl Store for SqliteStore {
 
     async fn api_key(&self, user_id: &str, id: &str) -> StoreResult<Option<ApiKeyRow>> {
         let (user_id, id) = (user_id.to_owned(), id.to_owned());
-        self.call(move |conn| {
+        self.read(move |conn| {
             Ok(conn
                 .prepare_cached("SELECT id, user_id, name, disabled FROM api_keys WHERE id = ?1 AND user_id = ?2")?
                 .query_row(params![id, user_id], api_key_row)
@@ -966,7 +1207,7 @@ impl Store for SqliteStore {
         key_hash: &str,
     ) -> StoreResult<Option<ApiKeyRow>> {
         let (app_id, key_hash) = (app_id.to_owned(), key_hash.to_owned());
-        self.call(move |conn| {
+        self.read(move |conn| {
             Ok(conn
                 .prepare_cached(
                     "SELECT id, user_id, name, disabled FROM api_keys WHERE key_hash = ?1 AND app_id = ?2",
@@ -979,8 +1220,9 @@ impl Store for SqliteStore {
 
     async fn delete_api_key(&self, user_id: &str, id: &str) -> StoreResult<bool> {
         let (user_id, id) = (user_id.to_owned(), id.to_owned());
-        self.call(move |conn| {
-            in_tx(conn, |tx| {
+        self.write(move |conn| {
+            {
+                let tx = conn;
                 let n = tx.execute(
                     "DELETE FROM api_keys WHERE id = ?1 AND user_id = ?2",
                     params![id, user_id],
@@ -995,7 +1237,7 @@ impl Store for SqliteStore {
                 // The sessions that logged in with the key end with it.
                 tx.execute("UPDATE sessions SET revoked = 1 WHERE api_key_id = ?1", [&id])?;
                 Ok(true)
-            })
+            }
         })
         .await
     }
@@ -1007,8 +1249,9 @@ impl Store for SqliteStore {
         disabled: bool,
     ) -> StoreResult<bool> {
         let (user_id, id) = (user_id.to_owned(), id.to_owned());
-        self.call(move |conn| {
-            in_tx(conn, |tx| {
+        self.write(move |conn| {
+            {
+                let tx = conn;
                 let n = tx.execute(
                     "UPDATE api_keys SET disabled = ?1 WHERE id = ?2 AND user_id = ?3",
                     params![disabled, id, user_id],
@@ -1024,14 +1267,14 @@ impl Store for SqliteStore {
                     )?;
                 }
                 Ok(true)
-            })
+            }
         })
         .await
     }
 
     async fn userpass(&self, app_id: &str, email: &str) -> StoreResult<Option<UserpassRow>> {
         let (app_id, email) = (app_id.to_owned(), email.to_owned());
-        self.call(move |conn| Ok(userpass(conn, &app_id, &email)?))
+        self.read(move |conn| Ok(userpass(conn, &app_id, &email)?))
             .await
     }
 
@@ -1048,8 +1291,9 @@ impl Store for SqliteStore {
             email.to_owned(),
             password_hash.to_owned(),
         );
-        self.call(move |conn| {
-            in_tx(conn, |tx| {
+        self.write(move |conn| {
+            {
+                let tx = conn;
                 let n = tx
                     .prepare_cached(
                         "INSERT INTO userpass (app_id, email, identity_id, password_hash, confirmed, created_at)
@@ -1063,7 +1307,7 @@ impl Store for SqliteStore {
                     store_mail_token(tx, &app_id, &email, t)?;
                 }
                 Ok(())
-            })
+            }
         })
         .await
     }
@@ -1080,8 +1324,9 @@ impl Store for SqliteStore {
             email.to_owned(),
             password_hash.to_owned(),
         );
-        self.call(move |conn| {
-            in_tx(conn, |tx| {
+        self.write(move |conn| {
+            {
+                let tx = conn;
                 let identity = tokens::new_object_id();
                 let n = tx.execute(
                     "INSERT INTO userpass (app_id, email, identity_id, password_hash, confirmed, created_at)
@@ -1098,7 +1343,7 @@ impl Store for SqliteStore {
                 let user = user(tx, &app_id, &user_id)?.ok_or_else(ApiError::internal)?;
                 let ids = identities(tx, &user_id)?;
                 Ok((user, ids))
-            })
+            }
         })
         .await
     }
@@ -1110,15 +1355,14 @@ impl Store for SqliteStore {
         token: MailToken,
     ) -> StoreResult<()> {
         let (app_id, email) = (app_id.to_owned(), email.to_owned());
-        self.call(move |conn| {
-            in_tx(conn, |tx| {
-                let row = userpass(tx, &app_id, &email)?.ok_or_else(ApiError::user_not_found)?;
-                if token.kind == CONFIRM && row.confirmed {
-                    return Err(super::already_confirmed());
-                }
-                store_mail_token(tx, &app_id, &email, &token)?;
-                Ok(())
-            })
+        self.write(move |conn| {
+            let tx = conn;
+            let row = userpass(tx, &app_id, &email)?.ok_or_else(ApiError::user_not_found)?;
+            if token.kind == CONFIRM && row.confirmed {
+                return Err(super::already_confirmed());
+            }
+            store_mail_token(tx, &app_id, &email, &token)?;
+            Ok(())
         })
         .await
     }
@@ -1130,7 +1374,7 @@ impl Store for SqliteStore {
         now: i64,
     ) -> StoreResult<Option<String>> {
         let (app_id, token_id) = (app_id.to_owned(), token_id.to_owned());
-        self.call(move |conn| {
+        self.read(move |conn| {
             Ok(conn
                 .prepare_cached(
                     "SELECT token_hash FROM userpass_tokens WHERE token_id = ?1 AND app_id = ?2 AND kind = 'reset' AND expires_at > ?3",
@@ -1149,15 +1393,14 @@ impl Store for SqliteStore {
         now: i64,
     ) -> StoreResult<()> {
         let (app_id, token, token_id) = (app_id.to_owned(), token.to_owned(), token_id.to_owned());
-        self.call(move |conn| {
-            in_tx(conn, |tx| {
-                let email = take_mail_token(tx, &app_id, CONFIRM, &token, &token_id, now)?;
-                tx.execute(
-                    "UPDATE userpass SET confirmed = 1 WHERE app_id = ?1 AND email = ?2",
-                    params![app_id, email],
-                )?;
-                Ok(())
-            })
+        self.write(move |conn| {
+            let tx = conn;
+            let email = take_mail_token(tx, &app_id, CONFIRM, &token, &token_id, now)?;
+            tx.execute(
+                "UPDATE userpass SET confirmed = 1 WHERE app_id = ?1 AND email = ?2",
+                params![app_id, email],
+            )?;
+            Ok(())
         })
         .await
     }
@@ -1175,33 +1418,34 @@ impl Store for SqliteStore {
             PasswordAccount::Email(e) => Err(e.to_owned()),
             PasswordAccount::ResetToken(t, id) => Ok((t.to_owned(), id.to_owned())),
         };
-        self.call(move |conn| {
-            in_tx(conn, |tx| {
-                let email = match account {
-                    Err(email) => email,
-                    Ok((token, token_id)) => take_mail_token(tx, &app_id, RESET, &token, &token_id, now)?,
-                };
-                let row = userpass(tx, &app_id, &email)?.ok_or_else(ApiError::user_not_found)?;
-                tx.execute(
-                    "UPDATE userpass SET password_hash = ?1 WHERE app_id = ?2 AND email = ?3",
-                    params![hash, app_id, email],
-                )?;
-                tx.execute(
-                    "DELETE FROM userpass_tokens WHERE app_id = ?1 AND email = ?2 AND kind = 'reset'",
-                    params![app_id, email],
-                )?;
-                if let Some(user) = identity_owner(tx, &app_id, "local-userpass", &row.identity_id)? {
-                    revoke_user_sessions(tx, &user)?;
+        self.write(move |conn| {
+            let tx = conn;
+            let email = match account {
+                Err(email) => email,
+                Ok((token, token_id)) => {
+                    take_mail_token(tx, &app_id, RESET, &token, &token_id, now)?
                 }
-                Ok(())
-            })
+            };
+            let row = userpass(tx, &app_id, &email)?.ok_or_else(ApiError::user_not_found)?;
+            tx.execute(
+                "UPDATE userpass SET password_hash = ?1 WHERE app_id = ?2 AND email = ?3",
+                params![hash, app_id, email],
+            )?;
+            tx.execute(
+                "DELETE FROM userpass_tokens WHERE app_id = ?1 AND email = ?2 AND kind = 'reset'",
+                params![app_id, email],
+            )?;
+            if let Some(user) = identity_owner(tx, &app_id, "local-userpass", &row.identity_id)? {
+                revoke_user_sessions(tx, &user)?;
+            }
+            Ok(())
         })
         .await
     }
 
     async fn outbox(&self, app_id: &str, email: Option<&str>) -> StoreResult<Vec<OutboxRow>> {
         let (app_id, email) = (app_id.to_owned(), email.map(str::to_owned));
-        self.call(move |conn| {
+        self.read(move |conn| {
             let mut stmt = conn.prepare_cached(
                 "SELECT kind, email, token, token_id FROM outbox WHERE app_id = ?1 AND (?2 IS NULL OR email = ?2) ORDER BY seq",
             )?;
@@ -1219,26 +1463,40 @@ impl Store for SqliteStore {
     }
 
     async fn sweep(&self, anon_cutoff: i64, session_cutoff: i64, now: i64) -> StoreResult<usize> {
-        self.call(move |conn| {
-            in_tx(conn, |tx| {
-                let n = tx.execute(
-                    "DELETE FROM users WHERE anonymous = 1 AND created_at < ?1",
-                    [anon_cutoff],
-                )?;
-                tx.execute(
-                    "DELETE FROM sessions WHERE expires_at < ?1",
-                    [session_cutoff],
-                )?;
-                tx.execute("DELETE FROM userpass_tokens WHERE expires_at < ?1", [now])?;
-                Ok(n)
-            })
+        self.write(move |conn| {
+            let tx = conn;
+            let n = tx.execute(
+                "DELETE FROM users WHERE anonymous = 1 AND created_at < ?1",
+                [anon_cutoff],
+            )?;
+            tx.execute(
+                "DELETE FROM sessions WHERE expires_at < ?1",
+                [session_cutoff],
+            )?;
+            tx.execute("DELETE FROM userpass_tokens WHERE expires_at < ?1", [now])?;
+            Ok(n)
         })
         .await
     }
 
     async fn close(&self) {
-        let db = self.db.clone();
-        let _ = tokio::task::spawn_blocking(move || db.close()).await;
+        // No new work; the writer finishes what is queued, then hands its connection back.
+        self.jobs.write().unwrap_or_else(|p| p.into_inner()).take();
+        let writer = self.writer.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let Some(writer) = writer else { return };
+        let _ = tokio::task::spawn_blocking(move || {
+            let Ok(conn) = writer.join() else {
+                tracing::error!("the database writer panicked");
+                return;
+            };
+            if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);") {
+                tracing::warn!("checkpoint at close failed: {e}");
+            }
+            if let Err((_, e)) = conn.close() {
+                tracing::warn!("closing database failed: {e}");
+            }
+        })
+        .await;
     }
 }
 
