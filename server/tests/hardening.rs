@@ -677,3 +677,37 @@ fn stored_emails_are_migrated_to_their_canonical_form() {
     );
     db.close();
 }
+
+/// Refresh tokens stored before version 6 get their place in their session's chain from their
+/// order, so reuse detection knows a parent from a grandparent after the upgrade too.
+#[test]
+fn stored_refresh_tokens_are_numbered_in_their_chain() {
+    let dir = common::temp_dir("generations");
+    std::fs::create_dir_all(&dir).unwrap();
+    {
+        let conn = rusqlite::Connection::open(dir.join("sessionkit.db")).unwrap();
+        conn.execute_batch(&format!(
+            "{} PRAGMA user_version = 1;
+             INSERT INTO users (id, app_id, created_at, last_login_at) VALUES ('u', 'a', 1, 1);
+             INSERT INTO sessions (id, app_id, user_id, device_id, created_at, last_used_at, expires_at)
+               VALUES ('s1', 'a', 'u', 'd', 1, 1, 99), ('s2', 'a', 'u', 'd', 1, 1, 99);
+             INSERT INTO refresh_tokens (token_hash, session_id, issued_at, superseded_at) VALUES
+               ('h1', 's1', 1, 5), ('h2', 's1', 5, 5), ('x1', 's2', 1, NULL), ('h3', 's1', 5, NULL);",
+            sessionkit_server::store::sqlite::SCHEMA
+        ))
+        .unwrap();
+    }
+    let db = sessionkit_server::store::sqlite::Db::open(&dir).unwrap();
+    let generations: Vec<(String, i64)> = db
+        .call_sync(|conn| {
+            let mut stmt = conn
+                .prepare("SELECT token_hash, generation FROM refresh_tokens ORDER BY token_hash")?;
+            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+        .unwrap();
+    let expected = [("h1", 0), ("h2", 1), ("h3", 2), ("x1", 0)];
+    let expected: Vec<(String, i64)> = expected.iter().map(|(h, g)| (h.to_string(), *g)).collect();
+    assert_eq!(generations, expected);
+    db.close();
+}

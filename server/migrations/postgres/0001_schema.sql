@@ -1,4 +1,4 @@
--- Version 1 of the PostgreSQL schema: what SQLite reached in its version 5 (store/sqlite.rs).
+-- Version 1 of the PostgreSQL schema: what SQLite reached in its version 6 (store/sqlite.rs).
 -- Times are Unix seconds (BIGINT); documents are JSON text, as in SQLite, so both backends
 -- return them byte for byte alike. `seq` columns keep insertion order (SQLite's rowid).
 -- Never edit a migration that has shipped: add the next file.
@@ -98,7 +98,9 @@ CREATE TABLE refresh_tokens (
     session_id TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
     issued_at BIGINT NOT NULL,
     superseded_at BIGINT,
-    used_at BIGINT
+    used_at BIGINT,
+    -- Its place in the session's chain: 0 for the login's, its parent's + 1 for a rotation's.
+    generation BIGINT NOT NULL DEFAULT 0
 );
 CREATE INDEX refresh_tokens_superseded ON refresh_tokens(session_id, superseded_at);
 

@@ -20,6 +20,18 @@ use crate::error::{ApiError, Reason};
 use crate::providers::Identity;
 use crate::tokens;
 
+/// Write counts of one instance, for the metrics extension.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct StoreStats {
+    /// `sqlite` or `postgres`.
+    pub backend: &'static str,
+    /// Write operations answered (each a transaction of its own on PostgreSQL).
+    pub writes: u64,
+    /// Commits made: on SQLite, one commit (one fsync) holds every write waiting at the time
+    /// (group commit), so under load `commits` < `writes`.
+    pub commits: u64,
+}
+
 /// What every store method answers: the protocol's error on failure (a database error is a 500
 /// with no detail for the client, logged on the server).
 pub type StoreResult<T> = Result<T, ApiError>;
@@ -234,19 +246,28 @@ pub struct CheckedSession {
     pub rotated: Option<String>,
 }
 
+/// What the store knows of a presented refresh token.
+#[derive(Debug, Clone, Copy)]
+pub struct PresentedToken {
+    /// When a rotation replaced it (Unix seconds); `None` for the session's current token.
+    pub superseded_at: Option<i64>,
+    /// Its place in the session's chain: 0 for the login's, parent's + 1 for a rotation's.
+    pub generation: i64,
+}
+
 /// The part of judging a refresh token that needs no more queries. `Ok(Some(at))`: the token
 /// was rotated out at `at`, beyond the grace window, and is reuse unless its answer was lost
 /// ([`Store::use_refresh_token`] looks); `Ok(None)`: the token is good.
 pub fn judge_refresh(
     presented: &PresentedRefresh,
     user: Option<&UserRow>,
-    found: Option<&(SessionRow, Option<i64>)>,
+    found: Option<&(SessionRow, PresentedToken)>,
 ) -> Result<Option<i64>, Reason> {
     let user = user.ok_or(Reason::Deleted)?;
     if user.disabled {
         return Err(Reason::Disabled);
     }
-    let (session, superseded) = found.ok_or(Reason::Revoked)?;
+    let (session, token) = found.ok_or(Reason::Revoked)?;
     if session.revoked || session.user_id != user.id {
         return Err(Reason::Revoked);
     }
@@ -258,7 +279,9 @@ pub fn judge_refresh(
     if idle > 0 && now - session.last_used_at > idle {
         return Err(Reason::Expired);
     }
-    Ok(superseded.filter(|at| now > at + ROTATION_GRACE_SECS))
+    Ok(token
+        .superseded_at
+        .filter(|at| now > at + ROTATION_GRACE_SECS))
 }
 
 /// The storage interface of the server.
@@ -266,6 +289,9 @@ pub fn judge_refresh(
 pub trait Store: Send + Sync + 'static {
     /// Which backend this is: `sqlite` or `postgres` (logs, `/health`).
     fn backend(&self) -> &'static str;
+
+    /// This instance's write counts since start (GET metrics).
+    fn stats(&self) -> StoreStats;
 
     /// Answers when the database does (GET /health).
     async fn ping(&self) -> StoreResult<()>;

@@ -19,8 +19,8 @@ use sqlx::{Postgres, Row, SqlStr};
 
 use super::{
     ApiKeyRow, CONFIRM, CheckedSession, IdentityRow, Login, MailToken, NewSession, OutboxRow,
-    PasswordAccount, PresentedRefresh, RESET, RefreshUse, SessionRow, SigningKeyRow, StartSession,
-    Store, StoreResult, UserRow, UserpassRow,
+    PasswordAccount, PresentedRefresh, PresentedToken, RESET, RefreshUse, SessionRow,
+    SigningKeyRow, StartSession, Store, StoreResult, StoreStats, UserRow, UserpassRow,
 };
 use crate::config::DatabaseConfig;
 use crate::error::{ApiError, Reason};
@@ -76,6 +76,8 @@ impl From<sqlx::Error> for ApiError {
 #[derive(Clone)]
 pub struct PostgresStore {
     pool: PgPool,
+    /// Write transactions begun (each its own commit).
+    writes: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// Parses a `postgres://` URL, with an error that says what to fix (never the password).
@@ -136,7 +138,10 @@ impl PostgresStore {
                     redact(&e.to_string(), url)
                 )
             })?;
-        Ok(PostgresStore { pool })
+        Ok(PostgresStore {
+            pool,
+            writes: Default::default(),
+        })
     }
 
     /// Applies every migration the database lacks; the versions applied.
@@ -453,28 +458,28 @@ async fn take_mail_token(
     .ok_or_else(super::invalid_mail_token)
 }
 
-/// Whether a token rotated out at `superseded_at` is the parent of a current token its
+/// Whether a rotated-out token of generation `generation` is the parent of a current token its
 /// client never presented (the answer carrying it was lost); see the SQLite store.
 async fn answer_was_lost(
     c: &mut Conn,
     session_id: &str,
-    superseded_at: i64,
+    generation: i64,
 ) -> Result<bool, sqlx::Error> {
     sqlx::query_scalar(
-        "SELECT COALESCE(
-           (SELECT MAX(superseded_at) FROM refresh_tokens WHERE session_id = $1) = $2
-           AND EXISTS (SELECT 1 FROM refresh_tokens
-                       WHERE session_id = $1 AND superseded_at IS NULL AND used_at IS NULL),
-           FALSE)",
+        "SELECT EXISTS (SELECT 1 FROM refresh_tokens
+                        WHERE session_id = $1 AND superseded_at IS NULL AND used_at IS NULL
+                          AND generation = $2 + 1)",
     )
     .bind(session_id)
-    .bind(superseded_at)
+    .bind(generation)
     .fetch_one(&mut *c)
     .await
 }
 
 impl PostgresStore {
     async fn begin(&self) -> Result<sqlx::Transaction<'static, Postgres>, sqlx::Error> {
+        self.writes
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.pool.begin().await
     }
 
@@ -539,6 +544,16 @@ fn key_lock(app_id: &str) -> i64 {
 impl Store for PostgresStore {
     fn backend(&self) -> &'static str {
         "postgres"
+    }
+
+    fn stats(&self) -> StoreStats {
+        use std::sync::atomic::Ordering::Relaxed;
+        let writes = self.writes.load(Relaxed);
+        StoreStats {
+            backend: "postgres",
+            writes,
+            commits: writes,
+        }
     }
 
     async fn ping(&self) -> StoreResult<()> {
@@ -873,13 +888,22 @@ impl Store for PostgresStore {
                             api_key_id: r.try_get(6)?,
                         };
                         // Read after the lock: a rotation committed meanwhile is seen.
-                        let superseded: Option<Option<i64>> = sqlx::query_scalar(
-                            "SELECT superseded_at FROM refresh_tokens WHERE token_hash = $1",
+                        let token = sqlx::query(
+                            "SELECT superseded_at, generation FROM refresh_tokens WHERE token_hash = $1",
                         )
                         .bind(&p.token_hash)
                         .fetch_optional(&mut *tx)
                         .await?;
-                        superseded.map(|at| (session, at))
+                        match token {
+                            None => None,
+                            Some(t) => Some((
+                                session,
+                                PresentedToken {
+                                    superseded_at: t.try_get(0)?,
+                                    generation: t.try_get(1)?,
+                                },
+                            )),
+                        }
                     }
                 }
             }
@@ -887,11 +911,11 @@ impl Store for PostgresStore {
         let user = user(&mut tx, &p.app_id, &p.user_id).await?;
         let past_grace = super::judge_refresh(p, user.as_ref(), found.as_ref())
             .map_err(ApiError::session_ended)?;
-        let (Some(user), Some((session, _))) = (user, found) else {
+        let (Some(user), Some((session, presented_token))) = (user, found) else {
             return Err(ApiError::internal());
         };
-        if let Some(at) = past_grace
-            && !answer_was_lost(&mut tx, &session.id, at).await?
+        if past_grace.is_some()
+            && !answer_was_lost(&mut tx, &session.id, presented_token.generation).await?
         {
             tracing::warn!(session = %session.id, "rotated refresh token reused: revoking the session");
             sqlx::query("UPDATE sessions SET revoked = TRUE WHERE id = $1")
@@ -935,11 +959,12 @@ impl Store for PostgresStore {
                     .execute(&mut *tx)
                     .await?;
                     sqlx::query(
-                        "INSERT INTO refresh_tokens (token_hash, session_id, issued_at) VALUES ($1, $2, $3)",
+                        "INSERT INTO refresh_tokens (token_hash, session_id, issued_at, generation) VALUES ($1, $2, $3, $4)",
                     )
                     .bind(tokens::sha256_hex(&token))
                     .bind(&session.id)
                     .bind(p.now)
+                    .bind(presented_token.generation + 1)
                     .execute(&mut *tx)
                     .await?;
                     rotated = Some(token);
