@@ -11,6 +11,9 @@ use tokio::sync::Notify;
 use crate::config::{AdminConfig, AppConfig, Config};
 use crate::error::ApiError;
 
+/// Meta key of the test clock's offset (seconds), shared by every instance on a database.
+pub const TEST_CLOCK_KEY: &str = "test_clock_offset";
+
 /// The server's notion of now: system time plus a test offset.
 #[derive(Debug, Default)]
 pub struct Clock {
@@ -26,9 +29,14 @@ impl Clock {
             .unwrap_or(0);
         sys + self.offset.load(Ordering::SeqCst)
     }
-    /// Moves now forward by `secs`.
-    pub fn advance(&self, secs: i64) {
-        self.offset.fetch_add(secs, Ordering::SeqCst);
+    /// Moves now forward by `secs`; the new offset from system time.
+    pub fn advance(&self, secs: i64) -> i64 {
+        self.offset.fetch_add(secs, Ordering::SeqCst) + secs
+    }
+    /// Moves the offset up to `secs` (the one stored in the database, which another instance
+    /// may have moved); never back, as the clock only moves forward.
+    pub fn catch_up(&self, secs: i64) {
+        self.offset.fetch_max(secs, Ordering::SeqCst);
     }
 }
 

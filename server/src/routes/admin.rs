@@ -140,7 +140,11 @@ pub async fn test_clock(
             })?,
         None => return Err(ApiError::bad_request("missing field 'advance_secs'")),
     };
-    st.clock.advance(secs);
+    let offset = st.clock.advance(secs);
+    // Every instance on this database moves with it (routes::shared_test_clock).
+    st.store
+        .meta_set(crate::state::TEST_CLOCK_KEY, &offset.to_string())
+        .await?;
     st.sweep_now.notify_one();
     Ok(json_response(StatusCode::OK, &json!({ "now": st.now() })))
 }
@@ -413,7 +417,8 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// GET metrics (extension): request counters of this app.
+/// GET metrics (extension): request counters of this app, and this instance's database
+/// writes (`database`: backend, writes, commits; SQLite commits several writes at once).
 pub async fn metrics(
     State(st): State<AppState>,
     path: AppPath,
@@ -423,6 +428,9 @@ pub async fn metrics(
     admin_app(&st, &headers, &app_id)?;
     Ok(json_response(
         StatusCode::OK,
-        &json!({ "requests": st.counters.for_app(&app_id) }),
+        &json!({
+            "requests": st.counters.for_app(&app_id),
+            "database": st.store.stats(),
+        }),
     ))
 }

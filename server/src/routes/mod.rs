@@ -210,8 +210,29 @@ pub fn router(state: AppState) -> Router {
         .route(&r(ADM, "/metrics"), get(admin::metrics))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            shared_test_clock,
+        ))
         .layer(axum::middleware::from_fn(render_errors))
         .with_state(state)
+}
+
+/// With `test_clock = true`: before each request, the clock takes the offset stored in the
+/// database, so several instances on one database share one test clock (as they share one
+/// real clock). Off otherwise: a production server never reads it.
+async fn shared_test_clock(
+    axum::extract::State(st): axum::extract::State<AppState>,
+    req: axum::extract::Request,
+    next: Next,
+) -> Response {
+    if st.config.test_clock
+        && let Ok(Some(v)) = st.store.meta_get(crate::state::TEST_CLOCK_KEY).await
+        && let Ok(offset) = v.parse::<i64>()
+    {
+        st.clock.catch_up(offset);
+    }
+    next.run(req).await
 }
 
 async fn not_found() -> ApiError {
