@@ -1,5 +1,6 @@
 //! Runs every conformance scenario through the Rust API against fresh servers, and writes the
-//! transcript (target/conformance/rust.json) that the cross-language report compares.
+//! transcript (target/conformance/rust.json; rust-pg.json on the PostgreSQL pass) that the
+//! cross-language report compares.
 
 use sessionkit_tests::conformance::{Options, run_file, scenario_files, transcript_json};
 
@@ -22,12 +23,15 @@ async fn every_scenario_passes_in_rust() {
         .unwrap()
         .join("conformance");
     std::fs::create_dir_all(&out).unwrap();
-    let doc = transcript_json("rust", &outcomes);
-    std::fs::write(
-        out.join("rust.json"),
-        serde_json::to_string_pretty(&doc).unwrap(),
-    )
-    .unwrap();
+    // On scripts/test-all's PostgreSQL pass the transcript is a language of its own in the
+    // report, so a backend that answers differently shows up as a differing scenario.
+    let (language, file) = if std::env::var_os("SESSIONKIT_TEST_POSTGRES").is_some() {
+        ("rust-pg", "rust-pg.json")
+    } else {
+        ("rust", "rust.json")
+    };
+    let doc = transcript_json(language, &outcomes);
+    std::fs::write(out.join(file), serde_json::to_string_pretty(&doc).unwrap()).unwrap();
     let failed: Vec<String> = outcomes
         .iter()
         .filter(|o| !o.failures.is_empty())
