@@ -840,3 +840,29 @@ async fn sigkill_of_one_instance_mid_burst_loses_nothing_acknowledged() {
         "acknowledged but lost after the kill: {lost:#?}"
     );
 }
+
+/// 8. The test clock is the database's: moved through A, it has moved on B too (before B's
+/// next request), so a suite can drive several instances like one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_test_clock_moved_through_one_instance_moves_on_the_other() {
+    let p = Pair::start("mi-clock");
+    let admin_a = p.a.admin().await;
+    let login = p.b.anon("mi-rot").await;
+    let access = s(&login, "access_token");
+    p.b.profile(&access).await.ok(200);
+    // mi-rot's access tokens live 60 s: past that on A's clock, B refuses the token.
+    p.a.advance_clock(&admin_a, 61).await;
+    let r = p.b.profile(&access).await;
+    r.err(401, "InvalidSession");
+    assert!(
+        r.body["error"].as_str().unwrap().contains("expired"),
+        "{}",
+        r.body
+    );
+    // And B's refresh mints a token for B's (moved) now, which A accepts.
+    let fresh =
+        p.b.refresh(&s(&login, "refresh_token"))
+            .await
+            .s("access_token");
+    p.a.profile(&fresh).await.ok(200);
+}
