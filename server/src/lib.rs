@@ -200,6 +200,7 @@ impl RunningServer {
             admin_secret,
             clock: Clock::default(),
             counters: Counters::default(),
+            instance_id: tokens::new_object_id(),
             store,
             jwks: jwks::JwksCache::new(http.clone()),
             http,

@@ -13,6 +13,8 @@ use crate::error::ApiError;
 
 /// Meta key of the test clock's offset (seconds), shared by every instance on a database.
 pub const TEST_CLOCK_KEY: &str = "test_clock_offset";
+/// Meta key prefix of each instance's request counters in test mode (`<prefix><instance id>`).
+pub const TEST_COUNTERS_PREFIX: &str = "test_requests/";
 
 /// The server's notion of now: system time plus a test offset.
 #[derive(Debug, Default)]
@@ -60,6 +62,21 @@ impl Counters {
     pub fn get(&self, op: &str) -> u64 {
         let m = self.map.lock().unwrap_or_else(|p| p.into_inner());
         m.get(&(None, op.to_string())).copied().unwrap_or(0)
+    }
+    /// Every app's counts, `{app: {op: n}}`: what an instance publishes to the database in
+    /// test mode.
+    pub fn all_apps(&self) -> serde_json::Value {
+        let m = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out = serde_json::Map::new();
+        for ((app, op), n) in m.iter() {
+            if let Some(app) = app {
+                let entry = out
+                    .entry(app.clone())
+                    .or_insert_with(|| serde_json::Value::Object(Default::default()));
+                entry[op.as_str()] = serde_json::Value::from(*n);
+            }
+        }
+        serde_json::Value::Object(out)
     }
     /// All counts of one app.
     pub fn for_app(&self, app: &str) -> serde_json::Map<String, serde_json::Value> {
@@ -133,6 +150,8 @@ pub struct Inner {
     pub clock: Clock,
     /// Request counters.
     pub counters: Counters,
+    /// This process's id among the instances on the database (test-mode counters).
+    pub instance_id: String,
     /// The database (SQLite or PostgreSQL).
     pub store: crate::store::SharedStore,
     /// HTTP client for custom-function webhooks.

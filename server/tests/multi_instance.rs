@@ -247,7 +247,7 @@ impl Instance {
         r.s("access_token")
     }
 
-    /// Moves this process's test clock forward.
+    /// Moves the test clock forward (the database's: every instance on it moves).
     async fn advance_clock(&self, admin: &str, secs: i64) {
         self.post(
             "/api/admin/v3.0/test/clock",
@@ -865,4 +865,23 @@ async fn the_test_clock_moved_through_one_instance_moves_on_the_other() {
             .await
             .s("access_token");
     p.a.profile(&fresh).await.ok(200);
+}
+
+/// 9. Metrics in test mode are the database's too: refreshes through A and through B are all
+/// counted, whichever instance is asked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_the_requests_of_every_instance() {
+    let p = Pair::start("mi-metrics");
+    let (admin_a, admin_b) = (p.a.admin().await, p.b.admin().await);
+    let mut refresh = s(&p.a.anon("mi-rot").await, "refresh_token");
+    for i in 0..6 {
+        let via = if i % 2 == 0 { &p.a } else { &p.b };
+        refresh = via.refresh(&refresh).await.s("refresh_token");
+    }
+    let path = "/api/admin/v3.0/groups/g1/apps/mi-rot/metrics";
+    for (name, inst, admin) in [("A", &p.a, &admin_a), ("B", &p.b, &admin_b)] {
+        let m = inst.get(path, Some(admin)).await.ok(200).clone();
+        assert_eq!(m["requests"]["refresh"], 6, "through {name}: {m}");
+        assert_eq!(m["requests"]["login"], 1, "through {name}: {m}");
+    }
 }

@@ -220,7 +220,9 @@ pub fn router(state: AppState) -> Router {
 
 /// With `test_clock = true`: before each request, the clock takes the offset stored in the
 /// database, so several instances on one database share one test clock (as they share one
-/// real clock). Off otherwise: a production server never reads it.
+/// real clock); after it, this instance's request counters are stored there before the answer
+/// leaves, so metrics read through any instance count every instance's requests. Off
+/// otherwise: a production server neither reads nor writes them.
 async fn shared_test_clock(
     axum::extract::State(st): axum::extract::State<AppState>,
     req: axum::extract::Request,
@@ -232,7 +234,18 @@ async fn shared_test_clock(
     {
         st.clock.catch_up(offset);
     }
-    next.run(req).await
+    let response = next.run(req).await;
+    if st.config.test_clock {
+        let key = format!("{}{}", crate::state::TEST_COUNTERS_PREFIX, st.instance_id);
+        if let Err(e) = st
+            .store
+            .meta_set(&key, &st.counters.all_apps().to_string())
+            .await
+        {
+            tracing::warn!("cannot store the test counters: {}", e.message);
+        }
+    }
+    response
 }
 
 async fn not_found() -> ApiError {

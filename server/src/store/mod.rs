@@ -303,6 +303,8 @@ pub trait Store: Send + Sync + 'static {
     async fn meta_get(&self, key: &str) -> StoreResult<Option<String>>;
     /// Stores `value` under `key`.
     async fn meta_set(&self, key: &str, value: &str) -> StoreResult<()>;
+    /// Every `(key, value)` whose key starts with `prefix`, by key.
+    async fn meta_with_prefix(&self, prefix: &str) -> StoreResult<Vec<(String, String)>>;
 
     /// An app's signing keys, newest first.
     async fn signing_keys(&self, app_id: &str) -> StoreResult<Vec<SigningKeyRow>>;

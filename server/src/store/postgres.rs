@@ -592,6 +592,19 @@ impl Store for PostgresStore {
         Ok(())
     }
 
+    async fn meta_with_prefix(&self, prefix: &str) -> StoreResult<Vec<(String, String)>> {
+        let rows = sqlx::query(
+            "SELECT key, value FROM meta WHERE left(key, length($1)) = $1 ORDER BY key",
+        )
+        .bind(prefix)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect::<Result<_, sqlx::Error>>()?)
+    }
+
     async fn signing_keys(&self, app_id: &str) -> StoreResult<Vec<SigningKeyRow>> {
         let rows = sqlx::query(
             "SELECT kid, alg, private_pem, public_jwk, created_at, retired_at FROM signing_keys

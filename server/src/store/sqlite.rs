@@ -221,10 +221,24 @@ impl Db {
         // WAL lets readers proceed during a write; synchronous=FULL fsyncs the WAL on every
         // commit, so every write we acknowledge survives a power cut (the writer commits the
         // writes waiting together, so the fsyncs stay few under load).
-        conn.execute_batch(
-            "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;",
-        )
-        .map_err(|e| format!("cannot configure database: {e}"))?;
+        // Switching to WAL does not wait on the busy handler: another instance creating the
+        // file at the same moment makes it fail with SQLITE_BUSY, so it is retried for as
+        // long as busy_timeout.
+        let mut tries = 0;
+        loop {
+            match conn.execute_batch("PRAGMA journal_mode=WAL;") {
+                Ok(()) => break,
+                Err(rusqlite::Error::SqliteFailure(e, _))
+                    if e.code == rusqlite::ErrorCode::DatabaseBusy && tries < 100 =>
+                {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                Err(e) => return Err(format!("cannot configure database: {e}")),
+            }
+        }
+        conn.execute_batch("PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")
+            .map_err(|e| format!("cannot configure database: {e}"))?;
         // Every statement of the store is prepared once and kept (prepare_cached).
         conn.set_prepared_statement_cache_capacity(128);
         // One step per immediate transaction, the version read under the write lock: two
@@ -839,6 +853,20 @@ impl Store for SqliteStore {
             )?
             .execute(params![key, value])?;
             Ok(())
+        })
+        .await
+    }
+
+    async fn meta_with_prefix(&self, prefix: &str) -> StoreResult<Vec<(String, String)>> {
+        let prefix = prefix.to_owned();
+        self.read(move |conn| {
+            let rows = conn
+                .prepare_cached(
+                    "SELECT key, value FROM meta WHERE substr(key, 1, length(?1)) = ?1 ORDER BY key",
+                )?
+                .query_map([&prefix], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(rows)
         })
         .await
     }
