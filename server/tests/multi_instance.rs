@@ -885,3 +885,38 @@ async fn metrics_count_the_requests_of_every_instance() {
         assert_eq!(m["requests"]["login"], 1, "through {name}: {m}");
     }
 }
+
+/// 10. The first login of a new identity through both instances at once makes one user: both
+/// answers carry the same user id, and the admin API lists one user for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_identity_logging_in_on_both_instances_at_once_is_one_user() {
+    let p = Pair::start("mi-first-login");
+    let admin = p.b.admin().await;
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 600;
+    for round in 0..5 {
+        let jwt = common::custom_jwt(
+            "custom-secret",
+            json!({"sub": format!("ext-{round}"), "aud": "test-app", "exp": exp}),
+        );
+        let path = "/api/client/v2.0/app/test-app/auth/providers/custom-token/login";
+        let (x, y) = tokio::join!(
+            p.a.post(path, json!({"token": jwt}), None),
+            p.b.post(path, json!({"token": jwt}), None)
+        );
+        let (ux, uy) = (x.ok(200)["user_id"].clone(), y.ok(200)["user_id"].clone());
+        assert_eq!(ux, uy, "round {round}: two users for one identity");
+    }
+    let users =
+        p.b.get(
+            "/api/admin/v3.0/groups/g1/apps/test-app/users",
+            Some(&admin),
+        )
+        .await
+        .ok(200)
+        .clone();
+    assert_eq!(users.as_array().unwrap().len(), 5, "{users}");
+}

@@ -704,6 +704,8 @@ impl Store for PostgresStore {
                             .await?
                     }
                 };
+                let linking = link_to.is_some();
+                let mut created = false;
                 let user_id = match (link_to, owner) {
                     (Some(c), Some(o)) if c != o => return Err(super::identity_of_another_user()),
                     (Some(c), _) => {
@@ -715,11 +717,16 @@ impl Store for PostgresStore {
                         c
                     }
                     (None, Some(o)) => o,
-                    (None, None) => create_user(&mut tx, app_id, now, false).await?,
+                    (None, None) => {
+                        created = true;
+                        create_user(&mut tx, app_id, now, false).await?
+                    }
                 };
-                // Two first logins of one new identity at once: both created a user, the
-                // identity's primary key keeps one; the loser's insert updates the winner's
-                // row, and the loser's user is rolled back below.
+                // Two first logins of one new identity at once (on two instances): both made a
+                // user, the identity's primary key keeps the first; the second's insert waits
+                // for it, then only updates the profile data. The second then logs in as the
+                // first's user and drops its own, as if it had come a moment later. A link
+                // that lost the same race is refused like any link of a taken identity.
                 upsert_identity(
                     &mut tx,
                     app_id,
@@ -735,13 +742,19 @@ impl Store for PostgresStore {
                         .await?
                         .ok_or_else(ApiError::internal)?;
                 if owner != user_id {
-                    tx.rollback().await?;
-                    return Err(ApiError::unavailable(
-                        "this identity logged in twice at once; retry",
-                        1,
-                    ));
+                    if linking {
+                        return Err(super::identity_of_another_user());
+                    }
+                    if created {
+                        sqlx::query("DELETE FROM users WHERE id = $1")
+                            .bind(&user_id)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                    owner
+                } else {
+                    user_id
                 }
-                user_id
             }
         };
         // Locks the user: a disable committed on another instance is seen here.
