@@ -1,50 +1,83 @@
 //! A load generator for sessionkit-server, run as its own process against a server on loopback.
 //!
-//! `loadgen --base-url URL --app-id ID --op login|refresh|rotate [--concurrency N] [--seconds S]
-//! [--history H]`
+//! `loadgen --url URL [--url URL2 ...] --app-id ID --op login|refresh|rotate
+//! [--concurrency N[,N2...]] [--seconds S] [--history H] [--tsv]`
 //!
 //! `login`: anonymous logins. `refresh`: each worker first logs in one anonymous user, then
 //! refreshes its access token in a loop. `rotate`: the same against an app with refresh-token
 //! rotation, each refresh presenting the token the previous one answered; `--history H` first
-//! rotates each session H times unmeasured, so that sessions with a long past are measured. Every request is checked (2xx and the expected field).
-//! The loop is bounded by time and stops by itself. Prints requests per second and the p50, p99
-//! and max latencies.
+//! rotates each session H times unmeasured, so that sessions with a long past are measured.
+//!
+//! Several `--url`s (`--base-url` is the same option) are instances of one server sharing a
+//! database: each worker sends its requests to them in turn (worker `w`'s `n`-th request goes to
+//! URL `(w + n) mod count`). A worker's session, and so a rotating refresh-token chain, stays
+//! with that worker and is used one request after another, so consecutive links of a chain are
+//! presented to different instances.
+//!
+//! Every answer is checked (2xx and the expected field). A failed request is counted, not
+//! fatal: it is left out of the latencies, the worker waits 10 ms, and a `refresh`/`rotate`
+//! worker logs in a new user (after a failed rotation the token it holds may be spent). The
+//! counts of failures by kind go to stderr and the exit status is 1 when there were any.
+//! Failures before the clock starts (the logins, the history) end the run, exit status 2.
+//!
+//! Several concurrency levels (`--concurrency 16,64`) are measured one after another, S seconds
+//! each, by one set of workers: as many as the largest level, all logged in (and given their
+//! history) once, of which the first N work during level N's run while the others wait.
+//!
+//! Each run is bounded by time and stops by itself. Prints, per level, requests per second, the
+//! p50, p99 and max latencies, and how busy each CPU of the machine was during the run (from
+//! /proc/stat: every process, not only this one's); with `--tsv`, those lines go to stderr and
+//! stdout gets one line per level of tab-separated fields:
+//! `concurrency requests errors seconds req/s p50_ms p99_ms max_ms cpu_busy` (cpu_busy: the
+//! percentages of cpu0, cpu1, ... joined by `/`).
 
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
 struct Args {
-    base_url: String,
+    urls: Vec<String>,
     app_id: String,
     op: String,
-    concurrency: usize,
+    concurrency: Vec<usize>,
     seconds: u64,
     history: usize,
+    tsv: bool,
 }
+
+const USAGE: &str = "usage: loadgen --url URL [--url URL ...] [--app-id ID] --op login|refresh|rotate \
+                     [--concurrency N[,N...]] [--seconds S] [--history H] [--tsv]";
 
 fn parse_args() -> Args {
     let mut args = Args {
-        base_url: String::new(),
+        urls: Vec::new(),
         app_id: "sessionkit-dev".into(),
         op: "login".into(),
-        concurrency: 16,
+        concurrency: vec![16],
         seconds: 10,
         history: 0,
+        tsv: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
+        if flag == "--tsv" {
+            args.tsv = true;
+            continue;
+        }
         let value = it
             .next()
             .unwrap_or_else(|| die(&format!("{flag} needs a value")));
         match flag.as_str() {
-            "--base-url" => args.base_url = value,
+            "--url" | "--base-url" => args.urls.push(value.trim_end_matches('/').to_string()),
             "--app-id" => args.app_id = value,
             "--op" => args.op = value,
             "--concurrency" => {
                 args.concurrency = value
-                    .parse()
-                    .unwrap_or_else(|_| die("--concurrency: a number"))
+                    .split(',')
+                    .map(|n| n.trim().parse().unwrap_or(0))
+                    .collect()
             }
             "--seconds" => {
                 args.seconds = value.parse().unwrap_or_else(|_| die("--seconds: a number"))
@@ -52,17 +85,24 @@ fn parse_args() -> Args {
             "--history" => {
                 args.history = value.parse().unwrap_or_else(|_| die("--history: a number"))
             }
-            other => die(&format!("unknown option {other}")),
+            other => die(&format!("unknown option {other}\n{USAGE}")),
         }
     }
-    if args.base_url.is_empty() || !["login", "refresh", "rotate"].contains(&args.op.as_str()) {
-        die(
-            "usage: loadgen --base-url URL [--app-id ID] --op login|refresh|rotate [--concurrency N] [--seconds S] [--history H]",
-        );
+    if args.urls.is_empty()
+        || args.concurrency.contains(&0)
+        || !["login", "refresh", "rotate"].contains(&args.op.as_str())
+    {
+        die(USAGE);
     }
     let loopback = ["http://127.", "http://localhost", "http://[::1]"];
-    if !loopback.iter().any(|p| args.base_url.starts_with(p)) {
-        die("loadgen only targets a server on this machine's loopback addresses");
+    if let Some(url) = args
+        .urls
+        .iter()
+        .find(|u| !loopback.iter().any(|p| u.starts_with(p)))
+    {
+        die(&format!(
+            "loadgen only targets servers on this machine's loopback addresses, not {url}"
+        ));
     }
     args
 }
@@ -72,13 +112,15 @@ fn die(message: &str) -> ! {
     std::process::exit(2)
 }
 
+/// One POST; the answer's JSON when it is a 2xx carrying `field` as a string, else what went
+/// wrong, in a short form that failures of one kind share (for the counts).
 async fn post(
     http: &reqwest::Client,
     url: &str,
     bearer: Option<&str>,
     body: Option<Value>,
     field: &str,
-) -> Value {
+) -> Result<Value, String> {
     let mut request = http.post(url).header("Accept", "application/json");
     if let Some(token) = bearer {
         request = request.bearer_auth(token);
@@ -86,107 +128,275 @@ async fn post(
     if let Some(body) = body {
         request = request.json(&body);
     }
-    let response = request
-        .send()
-        .await
-        .unwrap_or_else(|e| die(&format!("request failed: {e}")));
+    let response = request.send().await.map_err(|e| {
+        let mut kind = String::from("request failed");
+        // reqwest's Display is terse ("error sending request"); the source says why.
+        let mut source: Option<&dyn std::error::Error> = Some(&e);
+        while let Some(s) = source {
+            kind = format!("{kind}: {s}");
+            source = s.source();
+        }
+        kind
+    })?;
     let status = response.status();
     let doc: Value = response.json().await.unwrap_or(Value::Null);
     if !status.is_success() || !doc[field].is_string() {
-        die(&format!("unexpected answer {status}: {doc}"));
+        // The error code and message, not the whole body: one line per kind of failure.
+        let what = match (doc["error_code"].as_str(), doc["error"].as_str()) {
+            (Some(code), Some(msg)) => format!("{code}: {msg}"),
+            (None, Some(msg)) => msg.to_string(),
+            _ if status.is_success() => format!("no {field} in {doc}"),
+            _ => doc.to_string(),
+        };
+        return Err(format!("HTTP {status}: {what}"));
     }
-    doc
+    Ok(doc)
+}
+
+/// A worker's view of the servers: its requests go to each base URL in turn.
+struct Targets {
+    login: Vec<String>,
+    refresh: Vec<String>,
+    next: usize,
+}
+
+impl Targets {
+    fn new(urls: &[String], app_id: &str, worker: usize) -> Targets {
+        Targets {
+            login: urls
+                .iter()
+                .map(|u| format!("{u}/api/client/v2.0/app/{app_id}/auth/providers/anon-user/login"))
+                .collect(),
+            refresh: urls
+                .iter()
+                .map(|u| format!("{u}/api/client/v2.0/auth/session"))
+                .collect(),
+            next: worker,
+        }
+    }
+
+    /// The index of the instance for the next request.
+    fn advance(&mut self) -> usize {
+        let i = self.next % self.login.len();
+        self.next = self.next.wrapping_add(1);
+        i
+    }
+
+    async fn login(&mut self, http: &reqwest::Client) -> Result<String, String> {
+        let i = self.advance();
+        let doc = post(http, &self.login[i], None, Some(json!({})), "refresh_token").await?;
+        Ok(doc["refresh_token"].as_str().unwrap().to_string())
+    }
+
+    /// A refresh with `token`; the new refresh token when `rotate`.
+    async fn refresh(
+        &mut self,
+        http: &reqwest::Client,
+        token: &str,
+        rotate: bool,
+    ) -> Result<Option<String>, String> {
+        let i = self.advance();
+        let field = if rotate {
+            "refresh_token"
+        } else {
+            "access_token"
+        };
+        let doc = post(http, &self.refresh[i], Some(token), None, field).await?;
+        Ok(rotate.then(|| doc["refresh_token"].as_str().unwrap().to_string()))
+    }
+}
+
+/// What one worker did during one run.
+#[derive(Default)]
+struct Outcome {
+    latencies: Vec<Duration>,
+    errors: usize,
+}
+
+/// Busy and total jiffies of each CPU (`cpuN` lines of /proc/stat).
+fn cpu_times() -> Vec<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    stat.lines()
+        .filter(|l| l.starts_with("cpu") && l.as_bytes().get(3).is_some_and(u8::is_ascii_digit))
+        .map(|l| {
+            let f: Vec<u64> = l
+                .split_whitespace()
+                .skip(1)
+                .map(|v| v.parse().unwrap_or(0))
+                .collect();
+            let at = |i: usize| f.get(i).copied().unwrap_or(0);
+            // user nice system idle iowait irq softirq steal
+            let busy = at(0) + at(1) + at(2) + at(5) + at(6) + at(7);
+            (busy, busy + at(3) + at(4))
+        })
+        .collect()
+}
+
+/// `95/97`: the percentage of each CPU's time spent busy between two samples.
+fn cpu_busy(before: &[(u64, u64)], after: &[(u64, u64)]) -> String {
+    if before.is_empty() || before.len() != after.len() {
+        return "?".into();
+    }
+    before
+        .iter()
+        .zip(after)
+        .map(|((b0, t0), (b1, t1))| match t1.saturating_sub(*t0) {
+            0 => "?".to_string(),
+            t => format!("{}", (100 * b1.saturating_sub(*b0) + t / 2) / t),
+        })
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 #[tokio::main]
 async fn main() {
     let args = parse_args();
+    let workers_needed = *args.concurrency.iter().max().unwrap();
     let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(args.concurrency)
+        .pool_max_idle_per_host(workers_needed)
         .build()
         .unwrap();
-    let login_url = format!(
-        "{}/api/client/v2.0/app/{}/auth/providers/anon-user/login",
-        args.base_url, args.app_id
-    );
-    let refresh_url = format!("{}/api/client/v2.0/auth/session", args.base_url);
     let history = args.history;
-    // Every worker logs in (and builds its history) before the clock starts.
-    let ready = std::sync::Arc::new(tokio::sync::Barrier::new(args.concurrency + 1));
+    // Every worker logs in (and builds its history) before the first run; every run starts
+    // when all workers and main have reached the barrier.
+    let ready = Arc::new(tokio::sync::Barrier::new(workers_needed + 1));
+    let (done, mut outcomes) = tokio::sync::mpsc::unbounded_channel::<Outcome>();
+    let failures: Arc<Mutex<BTreeMap<String, usize>>> = Arc::default();
     let seconds = args.seconds;
-    let workers: Vec<_> = (0..args.concurrency)
-        .map(|_| {
-            let (http, login_url, refresh_url, op, ready) = (
-                http.clone(),
-                login_url.clone(),
-                refresh_url.clone(),
-                args.op.clone(),
-                ready.clone(),
-            );
-            tokio::spawn(async move {
-                let mut refresh_token = if op == "login" {
-                    None
-                } else {
-                    let doc = post(&http, &login_url, None, Some(json!({})), "refresh_token").await;
-                    Some(doc["refresh_token"].as_str().unwrap().to_string())
-                };
-                let rotate = op == "rotate";
-                if rotate {
-                    for _ in 0..history {
-                        let token = refresh_token.as_deref().unwrap();
-                        let doc =
-                            post(&http, &refresh_url, Some(token), None, "refresh_token").await;
-                        refresh_token = Some(doc["refresh_token"].as_str().unwrap().to_string());
-                    }
+    let levels = args.concurrency.clone();
+    for w in 0..workers_needed {
+        let (http, op, ready, failures, done, levels) = (
+            http.clone(),
+            args.op.clone(),
+            ready.clone(),
+            failures.clone(),
+            done.clone(),
+            levels.clone(),
+        );
+        let mut targets = Targets::new(&args.urls, &args.app_id, w);
+        tokio::spawn(async move {
+            let rotate = op == "rotate";
+            let mut refresh_token = if op == "login" {
+                None
+            } else {
+                let token = targets
+                    .login(&http)
+                    .await
+                    .unwrap_or_else(|e| die(&format!("logging in before the run: {e}")));
+                Some(token)
+            };
+            if rotate {
+                for n in 0..history {
+                    let token = refresh_token.as_deref().unwrap();
+                    let next = targets
+                        .refresh(&http, token, true)
+                        .await
+                        .unwrap_or_else(|e| {
+                            die(&format!("rotation {n} of the history before the run: {e}"))
+                        });
+                    refresh_token = next;
                 }
+            }
+            for level in levels {
                 ready.wait().await;
+                if w >= level {
+                    continue;
+                }
                 let deadline = Instant::now() + Duration::from_secs(seconds);
-                let mut latencies = Vec::new();
+                let mut outcome = Outcome::default();
                 while Instant::now() < deadline {
                     let start = Instant::now();
-                    match refresh_token.as_deref() {
-                        Some(token) if rotate => {
-                            let doc =
-                                post(&http, &refresh_url, Some(token), None, "refresh_token").await;
-                            refresh_token =
-                                Some(doc["refresh_token"].as_str().unwrap().to_string());
-                        }
-                        Some(token) => {
-                            post(&http, &refresh_url, Some(token), None, "access_token").await;
-                        }
-                        None => {
-                            post(&http, &login_url, None, Some(json!({})), "access_token").await;
-                        }
+                    let result = match refresh_token.as_deref() {
+                        Some(token) => targets.refresh(&http, token, rotate).await.map(|next| {
+                            if let Some(next) = next {
+                                refresh_token = Some(next);
+                            }
+                        }),
+                        None => targets.login(&http).await.map(|_| ()),
                     };
-                    latencies.push(start.elapsed());
+                    match result {
+                        Ok(()) => outcome.latencies.push(start.elapsed()),
+                        Err(kind) => {
+                            outcome.errors += 1;
+                            let key = format!("{level} concurrent: {kind}");
+                            *failures.lock().unwrap().entry(key).or_default() += 1;
+                            tokio::time::sleep(Duration::from_millis(10)).await;
+                            if refresh_token.is_some() && Instant::now() < deadline {
+                                // A new session: the old one may be spent or revoked. If this
+                                // login fails too, the next refresh fails and tries again.
+                                match targets.login(&http).await {
+                                    Ok(token) => refresh_token = Some(token),
+                                    Err(kind) => {
+                                        outcome.errors += 1;
+                                        let key = format!("{level} concurrent: {kind}");
+                                        *failures.lock().unwrap().entry(key).or_default() += 1;
+                                    }
+                                }
+                            }
+                        }
+                    }
                 }
-                latencies
-            })
-        })
-        .collect();
-    ready.wait().await;
-    let begin = Instant::now();
-    let mut all = Vec::new();
-    for w in workers {
-        all.extend(w.await.unwrap());
+                let _ = done.send(outcome);
+            }
+        });
     }
-    let elapsed = begin.elapsed().as_secs_f64();
-    all.sort();
-    let pct =
-        |p: f64| all[((all.len() as f64 * p) as usize).min(all.len() - 1)].as_secs_f64() * 1e3;
-    println!(
-        "{}{}: {} requests in {elapsed:.1} s = {:.0} req/s; latency p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms ({} concurrent)",
-        args.op,
-        if args.op == "rotate" {
-            format!(" (after {history} rotations per session)")
+    let mut total_errors = 0;
+    for &level in &args.concurrency {
+        ready.wait().await;
+        let cpu_before = cpu_times();
+        let begin = Instant::now();
+        let mut all = Vec::new();
+        let mut errors = 0;
+        for _ in 0..level {
+            let outcome = outcomes.recv().await.expect("a worker ended early");
+            all.extend(outcome.latencies);
+            errors += outcome.errors;
+        }
+        let elapsed = begin.elapsed().as_secs_f64();
+        let busy = cpu_busy(&cpu_before, &cpu_times());
+        total_errors += errors;
+        all.sort();
+        let ms = |d: &Duration| d.as_secs_f64() * 1e3;
+        let pct = |p: f64| {
+            all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1)))
+                .map_or(f64::NAN, ms)
+        };
+        let (p50, p99, max) = (pct(0.50), pct(0.99), all.last().map_or(f64::NAN, ms));
+        let rate = all.len() as f64 / elapsed;
+        let line = format!(
+            "{}{}: {} requests in {elapsed:.1} s = {rate:.0} req/s; latency p50 {p50:.2} ms, p99 {p99:.2} ms, max {max:.2} ms ({level} concurrent{}; CPUs busy {busy} %){}",
+            args.op,
+            if args.op == "rotate" {
+                format!(" (after {history} rotations per session)")
+            } else {
+                String::new()
+            },
+            all.len(),
+            if args.urls.len() > 1 {
+                format!(", {} instances", args.urls.len())
+            } else {
+                String::new()
+            },
+            if errors > 0 {
+                format!("; {errors} FAILED requests")
+            } else {
+                String::new()
+            },
+        );
+        if args.tsv {
+            eprintln!("{line}");
+            println!(
+                "{level}\t{}\t{errors}\t{elapsed:.2}\t{rate:.0}\t{p50:.2}\t{p99:.2}\t{max:.2}\t{busy}",
+                all.len()
+            );
         } else {
-            String::new()
-        },
-        all.len(),
-        all.len() as f64 / elapsed,
-        pct(0.50),
-        pct(0.99),
-        all.last().unwrap().as_secs_f64() * 1e3,
-        args.concurrency
-    );
+            println!("{line}");
+        }
+    }
+    if total_errors > 0 {
+        for (kind, count) in failures.lock().unwrap().iter() {
+            eprintln!("loadgen: failed {count} times at {kind}");
+        }
+        std::process::exit(1);
+    }
 }
