@@ -885,54 +885,38 @@ impl Store for PostgresStore {
         let p = &presented;
         let mut tx = self.begin().await?;
         // Lock the session first: two instances presented tokens of one session (the same
-        // old token, say) take turns, and the second judges what the first committed.
-        let session_id: Option<String> =
-            sqlx::query_scalar("SELECT session_id FROM refresh_tokens WHERE token_hash = $1")
-                .bind(&p.token_hash)
-                .fetch_optional(&mut *tx)
-                .await?;
-        let found = match &session_id {
+        // old token, say) take turns, and the second judges what the first committed. One
+        // statement finds and locks it (a refresh is a few round trips to the database: each
+        // one counts). After a wait for the lock the session row is the committed one; the
+        // token's columns are as of before the wait, which matters not: only a rotation
+        // changes them, and a rotation that came between is within the grace window, where
+        // both readings are judged alike.
+        let row = sqlx::query(
+            "SELECT s.id, s.user_id, s.device_id, s.last_used_at, s.expires_at, s.revoked,
+                    s.api_key_id, t.superseded_at, t.generation
+             FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id
+             WHERE t.token_hash = $1 FOR UPDATE OF s",
+        )
+        .bind(&p.token_hash)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let found = match row {
             None => None,
-            Some(sid) => {
-                let row = sqlx::query(
-                    "SELECT id, user_id, device_id, last_used_at, expires_at, revoked, api_key_id
-                     FROM sessions WHERE id = $1 FOR UPDATE",
-                )
-                .bind(sid)
-                .fetch_optional(&mut *tx)
-                .await?;
-                match row {
-                    None => None,
-                    Some(r) => {
-                        let session = SessionRow {
-                            id: r.try_get(0)?,
-                            user_id: r.try_get(1)?,
-                            device_id: r.try_get(2)?,
-                            last_used_at: r.try_get(3)?,
-                            expires_at: r.try_get(4)?,
-                            revoked: r.try_get(5)?,
-                            api_key_id: r.try_get(6)?,
-                        };
-                        // Read after the lock: a rotation committed meanwhile is seen.
-                        let token = sqlx::query(
-                            "SELECT superseded_at, generation FROM refresh_tokens WHERE token_hash = $1",
-                        )
-                        .bind(&p.token_hash)
-                        .fetch_optional(&mut *tx)
-                        .await?;
-                        match token {
-                            None => None,
-                            Some(t) => Some((
-                                session,
-                                PresentedToken {
-                                    superseded_at: t.try_get(0)?,
-                                    generation: t.try_get(1)?,
-                                },
-                            )),
-                        }
-                    }
-                }
-            }
+            Some(r) => Some((
+                SessionRow {
+                    id: r.try_get(0)?,
+                    user_id: r.try_get(1)?,
+                    device_id: r.try_get(2)?,
+                    last_used_at: r.try_get(3)?,
+                    expires_at: r.try_get(4)?,
+                    revoked: r.try_get(5)?,
+                    api_key_id: r.try_get(6)?,
+                },
+                PresentedToken {
+                    superseded_at: r.try_get(7)?,
+                    generation: r.try_get(8)?,
+                },
+            )),
         };
         let user = user(&mut tx, &p.app_id, &p.user_id).await?;
         let past_grace = super::judge_refresh(p, user.as_ref(), found.as_ref())
@@ -951,49 +935,52 @@ impl Store for PostgresStore {
             tx.commit().await?;
             return Err(ApiError::session_ended(Reason::Revoked));
         }
-        // Marks the token as seen by its client: from now on its parent counts as reused.
-        sqlx::query(
-            "UPDATE refresh_tokens SET used_at = $1 WHERE token_hash = $2 AND used_at IS NULL",
-        )
-        .bind(p.now)
-        .bind(&p.token_hash)
-        .execute(&mut *tx)
-        .await?;
         let mut rotated = None;
         match purpose {
-            RefreshUse::Authenticate => {}
-            RefreshUse::Logout => {
-                sqlx::query("UPDATE sessions SET revoked = TRUE WHERE id = $1")
-                    .bind(&session.id)
-                    .execute(&mut *tx)
-                    .await?;
-            }
             RefreshUse::Refresh(next) => {
-                sqlx::query("UPDATE sessions SET last_used_at = $1 WHERE id = $2")
-                    .bind(p.now)
-                    .bind(&session.id)
-                    .execute(&mut *tx)
-                    .await?;
-                if let Some(next) = next {
-                    let token = next(&session);
-                    // A retried parent supersedes the successor its client never got, too.
-                    sqlx::query(
-                        "UPDATE refresh_tokens SET superseded_at = $1 WHERE session_id = $2 AND superseded_at IS NULL",
-                    )
-                    .bind(p.now)
-                    .bind(&session.id)
-                    .execute(&mut *tx)
-                    .await?;
-                    sqlx::query(
-                        "INSERT INTO refresh_tokens (token_hash, session_id, issued_at, generation) VALUES ($1, $2, $3, $4)",
-                    )
-                    .bind(tokens::sha256_hex(&token))
-                    .bind(&session.id)
-                    .bind(p.now)
-                    .bind(presented_token.generation + 1)
-                    .execute(&mut *tx)
-                    .await?;
-                    rotated = Some(token);
+                // One statement: the token is marked as seen by its client (from now on its
+                // parent counts as reused), the session as used, and with rotation the
+                // current token (a retried parent's successor too) is superseded by the next.
+                let next = next.map(|next| next(&session));
+                sqlx::query(
+                    "WITH tokens AS (
+                       UPDATE refresh_tokens SET
+                         used_at = CASE WHEN token_hash = $2 THEN COALESCE(used_at, $1)
+                                        ELSE used_at END,
+                         superseded_at = CASE WHEN $4::text IS NOT NULL AND superseded_at IS NULL
+                                              THEN $1 ELSE superseded_at END
+                       WHERE token_hash = $2
+                          OR ($4::text IS NOT NULL AND session_id = $3 AND superseded_at IS NULL)
+                     ), used AS (
+                       UPDATE sessions SET last_used_at = $1 WHERE id = $3
+                     )
+                     INSERT INTO refresh_tokens (token_hash, session_id, issued_at, generation)
+                     SELECT $4, $3, $1, $5 WHERE $4::text IS NOT NULL",
+                )
+                .bind(p.now)
+                .bind(&p.token_hash)
+                .bind(&session.id)
+                .bind(next.as_deref().map(tokens::sha256_hex))
+                .bind(presented_token.generation + 1)
+                .execute(&mut *tx)
+                .await?;
+                rotated = next;
+            }
+            purpose => {
+                // Marks the token as seen by its client: from now on its parent counts as
+                // reused.
+                sqlx::query(
+                    "UPDATE refresh_tokens SET used_at = $1 WHERE token_hash = $2 AND used_at IS NULL",
+                )
+                .bind(p.now)
+                .bind(&p.token_hash)
+                .execute(&mut *tx)
+                .await?;
+                if let RefreshUse::Logout = purpose {
+                    sqlx::query("UPDATE sessions SET revoked = TRUE WHERE id = $1")
+                        .bind(&session.id)
+                        .execute(&mut *tx)
+                        .await?;
                 }
             }
         }
