@@ -27,15 +27,16 @@ fn a_rotating_refresh_finds_the_current_and_newest_superseded_token_by_index() {
             "UPDATE refresh_tokens SET superseded_at = 1 WHERE session_id = 's' AND superseded_at IS NULL",
             "refresh_tokens_superseded",
         ),
-        // The newest superseded token (answer_was_lost).
+        // Whether the parent's successor is current and was never presented (answer_was_lost).
         (
-            "SELECT MAX(superseded_at) FROM refresh_tokens WHERE session_id = 's'",
+            "SELECT 1 FROM refresh_tokens WHERE session_id = 's' AND superseded_at IS NULL AND used_at IS NULL AND generation = 2",
             "refresh_tokens_superseded",
         ),
-        // Whether the current token was ever presented (answer_was_lost).
+        // The sessions of a deleted or disabled API key (the index leaves out the sessions
+        // that did not log in with one).
         (
-            "SELECT 1 FROM refresh_tokens WHERE session_id = 's' AND superseded_at IS NULL AND used_at IS NULL",
-            "refresh_tokens_superseded",
+            "UPDATE sessions SET revoked = 1 WHERE api_key_id = 'k'",
+            "sessions_api_key",
         ),
     ];
     for (sql, index) in cases {

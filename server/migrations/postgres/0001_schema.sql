@@ -1,4 +1,4 @@
--- Version 1 of the PostgreSQL schema: what SQLite reached in its version 6 (store/sqlite.rs).
+-- Version 1 of the PostgreSQL schema: what SQLite reached in its version 7 (store/sqlite.rs).
 -- Times are Unix seconds (BIGINT); documents are JSON text, as in SQLite, so both backends
 -- return them byte for byte alike. `seq` columns keep insertion order (SQLite's rowid).
 -- Never edit a migration that has shipped: add the next file.
@@ -87,7 +87,7 @@ CREATE TABLE sessions (
     api_key_id TEXT
 );
 CREATE INDEX sessions_user ON sessions(user_id);
-CREATE INDEX sessions_api_key ON sessions(api_key_id);
+CREATE INDEX sessions_api_key ON sessions(api_key_id) WHERE api_key_id IS NOT NULL;
 CREATE INDEX sessions_expiry ON sessions(expires_at);
 
 -- A rotating session keeps every token it had (reuse of any of them is detected); by
