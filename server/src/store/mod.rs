@@ -469,6 +469,15 @@ pub fn already_confirmed() -> ApiError {
     )
 }
 
+/// 409 APIKeyAlreadyExists: the user has a key of that name.
+pub fn api_key_name_taken() -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::CONFLICT,
+        "APIKeyAlreadyExists",
+        "API key with that name already exists",
+    )
+}
+
 /// 409 AccountNameInUse.
 pub fn account_name_in_use() -> ApiError {
     ApiError::new(

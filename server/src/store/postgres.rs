@@ -1015,11 +1015,7 @@ impl Store for PostgresStore {
         .await?
         .rows_affected();
         if n == 0 {
-            return Err(ApiError::new(
-                axum::http::StatusCode::CONFLICT,
-                "APIKeyAlreadyExists",
-                "API key with that name already exists",
-            ));
+            return Err(super::api_key_name_taken());
         }
         Ok(())
     }

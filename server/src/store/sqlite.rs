@@ -1207,11 +1207,7 @@ impl Store for SqliteStore {
                 )?
                 .execute(params![key.id, app_id, user_id, key.name, key_hash, now])?;
             if n == 0 {
-                return Err(ApiError::new(
-                    axum::http::StatusCode::CONFLICT,
-                    "APIKeyAlreadyExists",
-                    "API key with that name already exists",
-                ));
+                return Err(super::api_key_name_taken());
             }
             Ok(())
         })

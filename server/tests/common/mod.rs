@@ -191,7 +191,8 @@ pub fn test_database_blocking(same_as: Option<String>) -> Option<String> {
     .unwrap()
 }
 
-/// Starts a server with a ready config on SQLite whatever the pass (tests of SQLite's files).
+/// Starts a server with a ready config as it is: on SQLite whatever the pass unless the config
+/// names a database (tests of SQLite's files).
 pub async fn start_config_sqlite(config: Config) -> T {
     let srv = RunningServer::start(config).await.expect("server starts");
     let base = srv.base_url();
@@ -218,13 +219,7 @@ pub async fn start_config(mut config: Config) -> T {
     {
         config.database.url = Some(sessionkit_server::config::DatabaseUrl::new(url));
     }
-    let srv = RunningServer::start(config).await.expect("server starts");
-    let base = srv.base_url();
-    T {
-        srv,
-        http: reqwest::Client::new(),
-        base,
-    }
+    start_config_sqlite(config).await
 }
 
 pub const BR: &str = "/api/client/v2.0";
