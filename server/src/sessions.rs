@@ -198,6 +198,7 @@ pub async fn use_refresh_token(
         app_id: app.config.id.clone(),
         user_id: claims.sub.clone(),
         token_hash: tokens::sha256_hex(token),
+        session_id: claims.sid.clone(),
         inactivity_timeout_secs: app.config.inactivity_timeout_secs as i64,
         now,
     };

@@ -138,6 +138,60 @@ async fn rotation_grace_window_and_reuse_detection() {
     t.refresh(&s(&v, "refresh_token")).await.ok(201);
 }
 
+/// The refresh tokens a rotating session has stored (SQLite file or the PostgreSQL database
+/// of the test server on `dir`).
+async fn stored_tokens(dir: &std::path::Path, session: &str) -> i64 {
+    match test_database(Some(dir.display().to_string())).await {
+        Some(url) => {
+            let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&url)
+                .await
+                .unwrap();
+            sqlx::query_scalar("SELECT COUNT(*) FROM refresh_tokens WHERE session_id = $1")
+                .bind(session)
+                .fetch_one(&mut conn)
+                .await
+                .unwrap()
+        }
+        None => rusqlite::Connection::open(dir.join("sessionkit.db"))
+            .unwrap()
+            .query_row(
+                "SELECT COUNT(*) FROM refresh_tokens WHERE session_id = ?1",
+                [session],
+                |r| r.get(0),
+            )
+            .unwrap(),
+    }
+}
+
+/// A rotating session's rotated-out tokens are deleted once past the grace window (#16: a
+/// session's refresh got slower the longer it lived), and reuse of a deleted one still revokes
+/// the session (its `sid` names it).
+#[tokio::test]
+async fn rotated_out_tokens_are_pruned_and_their_reuse_still_revokes() {
+    let mut config = sessionkit_server::config::Config::from_toml_str(CONFIG).unwrap();
+    config.data_dir = temp_dir("prune");
+    let dir = config.data_dir.clone();
+    let t = start_config(config).await;
+    let other = s(&t.anon("rot-app").await, "refresh_token");
+    let mut chain = vec![s(&t.anon("rot-app").await, "refresh_token")];
+    let session = claims(&chain[0])["sid"].as_str().unwrap().to_string();
+    for _ in 0..30 {
+        t.srv.advance_clock(11); // each token is rotated out past the grace window
+        let next = t.refresh(chain.last().unwrap()).await.s("refresh_token");
+        chain.push(next);
+    }
+    // The current token and its parent (a retry after a lost answer), not 31.
+    assert_eq!(stored_tokens(&dir, &session).await, 2);
+    t.srv.advance_clock(11);
+    t.refresh(&chain[5])
+        .await
+        .reason("InvalidSession", "revoked");
+    t.refresh(chain.last().unwrap())
+        .await
+        .reason("InvalidSession", "revoked");
+    t.refresh(&other).await.ok(201);
+}
+
 #[tokio::test]
 async fn inactivity_timeout() {
     let t = start().await;

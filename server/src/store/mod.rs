@@ -40,6 +40,14 @@ pub type StoreResult<T> = Result<T, ApiError>;
 /// response (PROTOCOL.md, "Refresh token rotation").
 pub const ROTATION_GRACE_SECS: i64 = 10;
 
+// Pruning rotated-out refresh tokens (both stores, at each rotation): a session keeps its
+// current token, the token just presented (the current one's parent: a retry after a lost
+// answer), and every token still within its grace window; older rows are deleted, so a
+// session's rows stay few however long it lives (#16: refreshes got slower with session age).
+// Reuse of a pruned token is still detected: its signature proves the server issued it, its
+// `sid` names its session, and a live session's token that is not in the store can only be a
+// rotated-out one (PresentedRefresh::session_id).
+
 /// A user row.
 #[derive(Debug, Clone)]
 pub struct UserRow {
@@ -230,6 +238,9 @@ pub struct PresentedRefresh {
     pub user_id: String,
     /// SHA-256 (hex) of the token.
     pub token_hash: String,
+    /// The token's `sid`: the session it was issued for. Finds the session of a rotated-out
+    /// token whose row was pruned, so that its reuse still revokes the session.
+    pub session_id: Option<String>,
     /// The app's inactivity timeout in seconds (0: none).
     pub inactivity_timeout_secs: i64,
     /// Unix seconds.

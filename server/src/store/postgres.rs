@@ -919,6 +919,25 @@ impl Store for PostgresStore {
             )),
         };
         let user = user(&mut tx, &p.app_id, &p.user_id).await?;
+        if found.is_none()
+            && user.as_ref().is_some_and(|u| !u.disabled)
+            && let Some(sid) = &p.session_id
+        {
+            // A token of a live session that is not stored was rotated out and pruned.
+            let n = sqlx::query(
+                "UPDATE sessions SET revoked = TRUE WHERE id = $1 AND user_id = $2 AND NOT revoked",
+            )
+            .bind(sid)
+            .bind(&p.user_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            tx.commit().await?;
+            if n > 0 {
+                tracing::warn!(session = %sid, "rotated refresh token reused: revoking the session");
+            }
+            return Err(ApiError::session_ended(Reason::Revoked));
+        }
         let past_grace = super::judge_refresh(p, user.as_ref(), found.as_ref())
             .map_err(ApiError::session_ended)?;
         let (Some(user), Some((session, presented_token))) = (user, found) else {
@@ -940,10 +959,16 @@ impl Store for PostgresStore {
             RefreshUse::Refresh(next) => {
                 // One statement: the token is marked as seen by its client (from now on its
                 // parent counts as reused), the session as used, and with rotation the
-                // current token (a retried parent's successor too) is superseded by the next.
+                // current token (a retried parent's successor too) is superseded by the next,
+                // and the tokens older than the presented one and past the grace window are
+                // pruned (store/mod.rs; rows no other part of the statement touches).
                 let next = next.map(|next| next(&session));
                 sqlx::query(
-                    "WITH tokens AS (
+                    "WITH pruned AS (
+                       DELETE FROM refresh_tokens
+                       WHERE $4::text IS NOT NULL AND session_id = $3
+                         AND superseded_at <= $6 AND generation < $7
+                     ), tokens AS (
                        UPDATE refresh_tokens SET
                          used_at = CASE WHEN token_hash = $2 THEN COALESCE(used_at, $1)
                                         ELSE used_at END,
@@ -962,6 +987,8 @@ impl Store for PostgresStore {
                 .bind(&session.id)
                 .bind(next.as_deref().map(tokens::sha256_hex))
                 .bind(presented_token.generation + 1)
+                .bind(p.now - super::ROTATION_GRACE_SECS)
+                .bind(presented_token.generation)
                 .execute(&mut *tx)
                 .await?;
                 rotated = next;

@@ -1131,6 +1131,21 @@ impl Store for SqliteStore {
             let p = &presented;
             let user = user(tx, &p.app_id, &p.user_id)?;
             let found = session_by_token(tx, &p.token_hash)?;
+            if found.is_none()
+                && user.as_ref().is_some_and(|u| !u.disabled)
+                && let Some(sid) = &p.session_id
+            {
+                // A token of a live session that is not stored was rotated out and pruned.
+                let n = tx
+                    .prepare_cached(
+                        "UPDATE sessions SET revoked = 1 WHERE id = ?1 AND user_id = ?2 AND revoked = 0",
+                    )?
+                    .execute(params![sid, p.user_id])?;
+                if n > 0 {
+                    tracing::warn!(session = %sid, "rotated refresh token reused: revoking the session");
+                }
+                return Ok(Err(ApiError::session_ended(Reason::Revoked)));
+            }
             let past_grace = match super::judge_refresh(p, user.as_ref(), found.as_ref()) {
                 Ok(g) => g,
                 Err(reason) => return Ok(Err(ApiError::session_ended(reason))),
@@ -1176,6 +1191,16 @@ impl Store for SqliteStore {
                             session.id,
                             p.now,
                             presented_token.generation + 1
+                        ])?;
+                        // Pruning (store/mod.rs): older than the presented token, and past
+                        // the grace window.
+                        tx.prepare_cached(
+                            "DELETE FROM refresh_tokens WHERE session_id = ?1 AND superseded_at <= ?2 AND generation < ?3",
+                        )?
+                        .execute(params![
+                            session.id,
+                            p.now - super::ROTATION_GRACE_SECS,
+                            presented_token.generation
                         ])?;
                         rotated = Some(token);
                     }
