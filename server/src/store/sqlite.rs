@@ -247,7 +247,7 @@ impl Db {
         }
         // temp_store=MEMORY keeps the sub-journal of the writer's per-request savepoints in
         // memory: on a file it spilled past 64 KiB in a batch, and copying every page a batch
-        // touches into it was about a third of the writer's writes (strace of a login burst).
+        // touches into it was over half of the writer's page writes (strace of a login burst).
         // It only ever serves rolling back one request inside the open transaction, so it
         // need not survive anything.
         conn.execute_batch(
