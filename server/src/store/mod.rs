@@ -295,6 +295,21 @@ pub fn judge_refresh(
         .filter(|at| now > at + ROTATION_GRACE_SECS))
 }
 
+/// The session to revoke when a presented refresh token is not stored: one of a live user's
+/// tokens that names its session (`sid`) can only be a rotated-out token that was pruned, so
+/// presenting it is reuse (see "Pruning rotated-out refresh tokens" above). `None` when the
+/// token was found, or when its user is gone or disabled (`judge_refresh` says which).
+pub fn pruned_token_session<'a>(
+    presented: &'a PresentedRefresh,
+    user: Option<&UserRow>,
+    found: Option<&(SessionRow, PresentedToken)>,
+) -> Option<&'a str> {
+    if found.is_some() || user.is_none_or(|u| u.disabled) {
+        return None;
+    }
+    presented.session_id.as_deref()
+}
+
 /// The storage interface of the server.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {

@@ -919,11 +919,7 @@ impl Store for PostgresStore {
             )),
         };
         let user = user(&mut tx, &p.app_id, &p.user_id).await?;
-        if found.is_none()
-            && user.as_ref().is_some_and(|u| !u.disabled)
-            && let Some(sid) = &p.session_id
-        {
-            // A token of a live session that is not stored was rotated out and pruned.
+        if let Some(sid) = super::pruned_token_session(p, user.as_ref(), found.as_ref()) {
             let n = sqlx::query(
                 "UPDATE sessions SET revoked = TRUE WHERE id = $1 AND user_id = $2 AND NOT revoked",
             )

@@ -1131,11 +1131,7 @@ impl Store for SqliteStore {
             let p = &presented;
             let user = user(tx, &p.app_id, &p.user_id)?;
             let found = session_by_token(tx, &p.token_hash)?;
-            if found.is_none()
-                && user.as_ref().is_some_and(|u| !u.disabled)
-                && let Some(sid) = &p.session_id
-            {
-                // A token of a live session that is not stored was rotated out and pruned.
+            if let Some(sid) = super::pruned_token_session(p, user.as_ref(), found.as_ref()) {
                 let n = tx
                     .prepare_cached(
                         "UPDATE sessions SET revoked = 1 WHERE id = ?1 AND user_id = ?2 AND revoked = 0",
