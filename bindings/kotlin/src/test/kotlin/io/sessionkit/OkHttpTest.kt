@@ -159,14 +159,15 @@ class OkHttpTest {
 
     @Test
     fun `a token due for refresh is refreshed before sending, once for concurrent requests`() =
-        withServer(access = 2) { server ->
+        withServer(access = 4) { server ->
             LocalApi(server).use { api ->
                 server.app().use { app ->
                     val user = app.logIn(Creds.anonymous())
                     val client = OkHttpClient.Builder().authorizeWith(user).build()
                     val old = user.accessToken()
-                    // A 2 s token with the 60 s margin is due at half its life (the SDK's rule).
-                    Thread.sleep(1500)
+                    // A 4 s token with the 60 s margin is due at half its life (the SDK's rule);
+                    // the new one stays fresh for 2 s, however slowly the 8 requests go out.
+                    Thread.sleep(2_200)
                     val before = server.refreshCount()
                     val results = concurrently(8) {
                         client.newCall(Request.Builder().url(api.url).build()).execute().use { it.code }

@@ -84,13 +84,15 @@ class SessionTest {
     // refresh find a token that is no longer expiring.
     @Test
     fun `concurrent callers of an expiring token share one refresh`() =
-        withServer(access = 1) { server ->
+        withServer(access = 4) { server ->
             val user = server.app().logIn(Creds.anonymous())
             val first = user.accessToken()
             assertEquals(first, user.validAccessToken())
             assertEquals(0, server.refreshCount())
-            // A 1 s token counts as expiring once half its life is gone (the margin is longer).
-            delay(600)
+            // A 4 s token counts as expiring once half its life is gone (the margin is longer);
+            // 2 s on either side of each check, so that a busy machine cannot make a fresh
+            // token due.
+            delay(2_200)
             val tokens = coroutineScope { (1..8).map { async { user.freshAccessToken() } }.awaitAll() }
             assertEquals(1, server.refreshCount())
             assertEquals(setOf(user.accessToken()), tokens.toSet())
