@@ -431,6 +431,56 @@ fn a_version_1_database_is_migrated() {
     db.close();
 }
 
+/// A PostgreSQL database an earlier release left at schema version 1 is migrated at start, its
+/// sessions kept: a refresh token issued before the upgrade rotates after it, and reuse of its
+/// parent is still detected. Runs on the PostgreSQL pass (scripts/test-all); the SQLite pass
+/// has no such database, and the SQLite upgrade is `a_version_1_database_is_migrated`.
+#[tokio::test]
+async fn a_version_1_postgres_database_is_migrated() {
+    let mut config =
+        sessionkit_server::config::Config::from_toml_str(common::CONFIG).expect("test config");
+    config.data_dir = common::temp_dir("pg-upgrade");
+    let Some(url) = common::test_database(Some(config.data_dir.display().to_string())).await else {
+        eprintln!("not run on the SQLite pass: it needs SESSIONKIT_TEST_POSTGRES");
+        return;
+    };
+    let t = common::start_config(config.clone()).await;
+    let first = t.anon("rot-app").await["refresh_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let current = t.refresh(&first).await.s("refresh_token");
+    t.srv.shutdown().await;
+    // Back to version 1 as its release left it: migration 0002 undone.
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&url)
+        .await
+        .unwrap();
+    sqlx::raw_sql(
+        "DROP INDEX refresh_tokens_session_generation;
+         CREATE INDEX refresh_tokens_superseded ON refresh_tokens(session_id, superseded_at);
+         ALTER TABLE refresh_tokens RESET (fillfactor);
+         ALTER TABLE sessions DROP COLUMN prune_from;
+         DELETE FROM _sqlx_migrations WHERE version > 1;",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    let t = common::start_config(config).await;
+    let versions: Vec<i64> =
+        sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success ORDER BY version")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+    assert_eq!(
+        versions.last(),
+        Some(&sessionkit_server::store::postgres::SCHEMA_VERSION)
+    );
+    let next = t.refresh(&current).await.s("refresh_token");
+    t.srv.advance_clock(11);
+    t.refresh(&next).await.ok(201);
+    t.refresh(&first).await.reason("InvalidSession", "revoked");
+}
+
 /// Slow and idle clients cannot hold the server: headers and bodies have deadlines, idle
 /// keep-alive connections are closed, and the connections open are capped, so a flood of
 /// sockets is shed and requests are served again as soon as it stops.

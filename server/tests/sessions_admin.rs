@@ -192,6 +192,34 @@ async fn rotated_out_tokens_are_pruned_and_their_reuse_still_revokes() {
     t.refresh(&other).await.ok(201);
 }
 
+/// A retried rotation (its answer lost) leaves two tokens of one generation; pruning takes both,
+/// also when they pass the grace window at different rotations (PostgreSQL prunes from the
+/// newest generation it pruned, migration 0002: the one past that could otherwise stay forever).
+#[tokio::test]
+async fn a_retried_rotations_tokens_are_pruned_too() {
+    let mut config = sessionkit_server::config::Config::from_toml_str(CONFIG).unwrap();
+    config.data_dir = temp_dir("prune-retry");
+    let dir = config.data_dir.clone();
+    let t = start_config(config).await;
+    let a = s(&t.anon("rot-app").await, "refresh_token");
+    let session = claims(&a)["sid"].as_str().unwrap().to_string();
+    // t = 0: A -> B, whose answer is lost; t = 5: A again -> C (B superseded at 5).
+    t.refresh(&a).await.ok(201);
+    t.srv.advance_clock(5);
+    let c = t.refresh(&a).await.s("refresh_token");
+    // t = 14: C -> D prunes A; t = 20: D -> E prunes B but not C (superseded at 14).
+    t.srv.advance_clock(9);
+    let d = t.refresh(&c).await.s("refresh_token");
+    t.srv.advance_clock(6);
+    let e = t.refresh(&d).await.s("refresh_token");
+    // t = 40: E -> F prunes C and D.
+    t.srv.advance_clock(20);
+    let f = t.refresh(&e).await.s("refresh_token");
+    assert_eq!(stored_tokens(&dir, &session).await, 2);
+    t.srv.advance_clock(11);
+    t.refresh(&f).await.ok(201);
+}
+
 #[tokio::test]
 async fn inactivity_timeout() {
     let t = start().await;

@@ -27,18 +27,34 @@ use crate::error::{ApiError, Reason};
 use crate::tokens;
 
 /// The numbered migrations of this backend, embedded in the binary.
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "schema",
-    include_str!("../../migrations/postgres/0001_schema.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "schema",
+        include_str!("../../migrations/postgres/0001_schema.sql"),
+    ),
+    (
+        2,
+        "refresh tokens by generation",
+        include_str!("../../migrations/postgres/0002_refresh_tokens_by_generation.sql"),
+    ),
+];
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
-fn migrator() -> Migrator {
+fn newer_schema(version: i64) -> String {
+    format!(
+        "database schema version {version} is newer than this server ({SCHEMA_VERSION}); \
+         run a newer sessionkit-server"
+    )
+}
+
+/// The migrations up to `version`.
+fn migrator(version: i64) -> Migrator {
     let migrations: Vec<Migration> = MIGRATIONS
         .iter()
+        .filter(|(v, _, _)| *v <= version)
         .map(|(version, description, sql)| {
             Migration::new(
                 *version,
@@ -146,11 +162,19 @@ impl PostgresStore {
 
     /// Applies every migration the database lacks; the versions applied.
     pub async fn migrate(&self) -> Result<Vec<i64>, String> {
-        let before = self.applied().await.unwrap_or_default();
-        self.check_version()
-            .await
-            .or_else(|e| if before.is_empty() { Ok(()) } else { Err(e) })?;
-        migrator()
+        self.migrate_to(SCHEMA_VERSION).await
+    }
+
+    /// Applies the migrations the database lacks up to `version` (an older schema, as an
+    /// earlier release left it: the upgrade tests start there); the versions applied. Refuses a
+    /// database newer than this build.
+    pub async fn migrate_to(&self, version: i64) -> Result<Vec<i64>, String> {
+        let before = self.applied().await?;
+        // An older schema is what this is for; only a newer one is refused.
+        if let Some(v) = before.iter().max().filter(|v| **v > SCHEMA_VERSION) {
+            return Err(newer_schema(*v));
+        }
+        migrator(version)
             .run(&self.pool)
             .await
             .map_err(|e| format!("cannot migrate the PostgreSQL schema: {e}"))?;
@@ -176,10 +200,7 @@ impl PostgresStore {
     async fn check_version(&self) -> Result<(), String> {
         let applied = self.applied().await?;
         match applied.iter().max() {
-            Some(v) if *v > SCHEMA_VERSION => Err(format!(
-                "database schema version {v} is newer than this server ({SCHEMA_VERSION}); \
-                 run a newer sessionkit-server"
-            )),
+            Some(v) if *v > SCHEMA_VERSION => Err(newer_schema(*v)),
             Some(v) if *v == SCHEMA_VERSION => Ok(()),
             _ => Err(format!(
                 "the database schema is not at version {SCHEMA_VERSION}: run \
@@ -893,13 +914,18 @@ impl Store for PostgresStore {
         // both readings are judged alike.
         let row = sqlx::query(
             "SELECT s.id, s.user_id, s.device_id, s.last_used_at, s.expires_at, s.revoked,
-                    s.api_key_id, t.superseded_at, t.generation
+                    s.api_key_id, t.superseded_at, t.generation, s.prune_from
              FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id
              WHERE t.token_hash = $1 FOR UPDATE OF s",
         )
         .bind(&p.token_hash)
         .fetch_optional(&mut *tx)
         .await?;
+        // Where the session's next pruning starts (migration 0002).
+        let prune_from: i64 = match &row {
+            Some(r) => r.try_get(9)?,
+            None => 0,
+        };
         let found = match row {
             None => None,
             Some(r) => Some((
@@ -957,13 +983,17 @@ impl Store for PostgresStore {
                 // parent counts as reused), the session as used, and with rotation the
                 // current token (a retried parent's successor too) is superseded by the next,
                 // and the tokens older than the presented one and past the grace window are
-                // pruned (store/mod.rs; rows no other part of the statement touches).
+                // pruned (store/mod.rs; rows no other part of the statement touches). The
+                // current token is the presented one or a later generation. Pruned tokens are a
+                // prefix of the chain, from prune_from on (migration 0002), which moves to the
+                // newest generation pruned.
                 let next = next.map(|next| next(&session));
                 sqlx::query(
                     "WITH pruned AS (
                        DELETE FROM refresh_tokens
                        WHERE $4::text IS NOT NULL AND session_id = $3
-                         AND superseded_at <= $6 AND generation < $7
+                         AND generation >= $8 AND generation < $7 AND superseded_at <= $6
+                       RETURNING generation
                      ), tokens AS (
                        UPDATE refresh_tokens SET
                          used_at = CASE WHEN token_hash = $2 THEN COALESCE(used_at, $1)
@@ -971,9 +1001,12 @@ impl Store for PostgresStore {
                          superseded_at = CASE WHEN $4::text IS NOT NULL AND superseded_at IS NULL
                                               THEN $1 ELSE superseded_at END
                        WHERE token_hash = $2
-                          OR ($4::text IS NOT NULL AND session_id = $3 AND superseded_at IS NULL)
+                          OR ($4::text IS NOT NULL AND session_id = $3 AND generation >= $7
+                              AND superseded_at IS NULL)
                      ), used AS (
-                       UPDATE sessions SET last_used_at = $1 WHERE id = $3
+                       UPDATE sessions SET last_used_at = $1,
+                         prune_from = COALESCE((SELECT max(generation) FROM pruned), prune_from)
+                       WHERE id = $3
                      )
                      INSERT INTO refresh_tokens (token_hash, session_id, issued_at, generation)
                      SELECT $4, $3, $1, $5 WHERE $4::text IS NOT NULL",
@@ -985,6 +1018,7 @@ impl Store for PostgresStore {
                 .bind(presented_token.generation + 1)
                 .bind(p.now - super::ROTATION_GRACE_SECS)
                 .bind(presented_token.generation)
+                .bind(prune_from)
                 .execute(&mut *tx)
                 .await?;
                 rotated = next;
