@@ -163,15 +163,21 @@ async fn stored_tokens(dir: &std::path::Path, session: &str) -> i64 {
     }
 }
 
+/// A test server on a data dir of its own, and that dir: [`stored_tokens`] finds the server's
+/// database by it.
+async fn start_in(tag: &str) -> (T, std::path::PathBuf) {
+    let mut config = sessionkit_server::config::Config::from_toml_str(CONFIG).unwrap();
+    config.data_dir = temp_dir(tag);
+    let dir = config.data_dir.clone();
+    (start_config(config).await, dir)
+}
+
 /// A rotating session's rotated-out tokens are deleted once past the grace window (#16: a
 /// session's refresh got slower the longer it lived), and reuse of a deleted one still revokes
 /// the session (its `sid` names it).
 #[tokio::test]
 async fn rotated_out_tokens_are_pruned_and_their_reuse_still_revokes() {
-    let mut config = sessionkit_server::config::Config::from_toml_str(CONFIG).unwrap();
-    config.data_dir = temp_dir("prune");
-    let dir = config.data_dir.clone();
-    let t = start_config(config).await;
+    let (t, dir) = start_in("prune").await;
     let other = s(&t.anon("rot-app").await, "refresh_token");
     let mut chain = vec![s(&t.anon("rot-app").await, "refresh_token")];
     let session = claims(&chain[0])["sid"].as_str().unwrap().to_string();
@@ -197,10 +203,7 @@ async fn rotated_out_tokens_are_pruned_and_their_reuse_still_revokes() {
 /// newest generation it pruned, migration 0002: the one past that could otherwise stay forever).
 #[tokio::test]
 async fn a_retried_rotations_tokens_are_pruned_too() {
-    let mut config = sessionkit_server::config::Config::from_toml_str(CONFIG).unwrap();
-    config.data_dir = temp_dir("prune-retry");
-    let dir = config.data_dir.clone();
-    let t = start_config(config).await;
+    let (t, dir) = start_in("prune-retry").await;
     let a = s(&t.anon("rot-app").await, "refresh_token");
     let session = claims(&a)["sid"].as_str().unwrap().to_string();
     // t = 0: A -> B, whose answer is lost; t = 5: A again -> C (B superseded at 5).
