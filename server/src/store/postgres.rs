@@ -50,11 +50,9 @@ fn newer_schema(version: i64) -> String {
     )
 }
 
-/// The migrations up to `version`.
-fn migrator(version: i64) -> Migrator {
+fn migrator() -> Migrator {
     let migrations: Vec<Migration> = MIGRATIONS
         .iter()
-        .filter(|(v, _, _)| *v <= version)
         .map(|(version, description, sql)| {
             Migration::new(
                 *version,
@@ -160,21 +158,14 @@ impl PostgresStore {
         })
     }
 
-    /// Applies every migration the database lacks; the versions applied.
+    /// Applies every migration the database lacks (an empty or older schema); the versions
+    /// applied. Refuses a database newer than this build.
     pub async fn migrate(&self) -> Result<Vec<i64>, String> {
-        self.migrate_to(SCHEMA_VERSION).await
-    }
-
-    /// Applies the migrations the database lacks up to `version` (an older schema, as an
-    /// earlier release left it: the upgrade tests start there); the versions applied. Refuses a
-    /// database newer than this build.
-    pub async fn migrate_to(&self, version: i64) -> Result<Vec<i64>, String> {
         let before = self.applied().await?;
-        // An older schema is what this is for; only a newer one is refused.
         if let Some(v) = before.iter().max().filter(|v| **v > SCHEMA_VERSION) {
             return Err(newer_schema(*v));
         }
-        migrator(version)
+        migrator()
             .run(&self.pool)
             .await
             .map_err(|e| format!("cannot migrate the PostgreSQL schema: {e}"))?;
