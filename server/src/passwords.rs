@@ -5,11 +5,18 @@
 //!
 //! Unknown emails are checked against a dummy hash, so a login costs the same whether or not
 //! the account exists and its timing does not tell (OWASP ASVS V2.2, "account enumeration").
+//!
+//! Passwords are prepared as RFC 8265's OpaqueString profile does before they are hashed or
+//! compared ([`prepare`]): a password typed as NFC `café` on one device and NFD on another is
+//! one password (#22). Hashes made before that are of the password as it was sent, and keep
+//! working for that spelling ([`Passwords::verify`]).
 
 use std::sync::LazyLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tokio::sync::Semaphore;
+use unicode_normalization::UnicodeNormalization;
+use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
 
 use crate::error::ApiError;
 use crate::tokens;
@@ -19,6 +26,41 @@ const RETRY_AFTER_SECS: u64 = 1;
 
 /// What unknown accounts are verified against: a real hash of a password nobody has.
 static DUMMY: LazyLock<String> = LazyLock::new(|| tokens::hash_password(&tokens::random_alnum(32)));
+
+/// A password as it is hashed and compared: RFC 8265 section 4.2 (OpaqueString), i.e. every
+/// non-ASCII space (general category Zs) mapped to U+0020, then Unicode NFC. No case or width
+/// mapping: `Café` and `café` stay different passwords.
+pub fn prepare(raw: &str) -> String {
+    raw.chars()
+        .map(|c| {
+            if !c.is_ascii() && c.general_category() == GeneralCategory::SpaceSeparator {
+                ' '
+            } else {
+                c
+            }
+        })
+        .nfc()
+        .collect()
+}
+
+/// A new password (registration, reset, the admin API), prepared ([`prepare`]) and checked:
+/// 6 to 128 characters after preparation, and no control characters (RFC 8265 section 4.2.2
+/// takes OpaqueString from the FreeformClass, which disallows them). 400 BadRequest otherwise.
+pub fn new_password(raw: &str) -> Result<String, ApiError> {
+    let password = prepare(raw);
+    let n = password.chars().count();
+    if !(6..=128).contains(&n) {
+        return Err(ApiError::bad_request(
+            "password must be between 6 and 128 characters",
+        ));
+    }
+    if password.chars().any(char::is_control) {
+        return Err(ApiError::bad_request(
+            "a password cannot contain control characters (such as a line break or a tab)",
+        ));
+    }
+    Ok(password)
+}
 
 /// The hashing pool.
 pub struct Passwords {
@@ -73,21 +115,68 @@ impl Passwords {
             .map_err(|_| ApiError::internal())
     }
 
-    /// An argon2id PHC string for `password`.
+    /// An argon2id PHC string for `password`, prepared first ([`prepare`]).
     pub async fn hash(&self, password: String) -> Result<String, ApiError> {
-        self.run(move || tokens::hash_password(&password)).await
+        self.run(move || tokens::hash_password(&prepare(&password)))
+            .await
     }
 
-    /// Whether `password` matches `phc`; with no account (`None`), the same work against a
-    /// dummy hash, and false.
+    /// Whether `password` matches `phc`: its prepared form ([`prepare`]), or else, when that
+    /// differs, the password as sent, which is what a hash made before preparation (#22) is of,
+    /// so no account is locked out by the change. With no account (`None`), the same work
+    /// against a dummy hash, and false.
     pub async fn verify(&self, password: String, phc: Option<String>) -> Result<bool, ApiError> {
-        self.run(move || match phc {
-            Some(phc) => tokens::verify_password(&password, &phc),
-            None => {
-                tokens::verify_password(&password, &DUMMY);
-                false
+        self.run(move || {
+            let prepared = prepare(&password);
+            let as_sent = (prepared != password).then_some(password);
+            match phc {
+                Some(phc) => {
+                    tokens::verify_password(&prepared, &phc)
+                        || as_sent.is_some_and(|p| tokens::verify_password(&p, &phc))
+                }
+                None => {
+                    // The same number of hashes as with an account and a wrong password.
+                    tokens::verify_password(&prepared, &DUMMY);
+                    if let Some(p) = as_sent {
+                        tokens::verify_password(&p, &DUMMY);
+                    }
+                    false
+                }
             }
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Passwords, prepare};
+    use crate::tokens;
+
+    const NFC: &str = "caf\u{e9}-au-lait";
+    const NFD: &str = "cafe\u{301}-au-lait";
+
+    #[test]
+    fn prepare_is_nfc_with_spaces_mapped_and_nothing_else() {
+        assert_eq!(prepare(NFD), NFC);
+        assert_eq!(prepare(NFC), NFC);
+        assert_eq!(prepare("a\u{A0}b\u{3000}c\u{2009}d"), "a b c d");
+        assert_eq!(prepare("Caf\u{e9}"), "Caf\u{e9}"); // no case mapping
+        assert_eq!(prepare("\u{FF41}"), "\u{FF41}"); // no width mapping (NFC, not NFKC)
+    }
+
+    /// A hash made before passwords were prepared is of the password as the client sent it:
+    /// that spelling still logs in, so the change locks no account out.
+    #[tokio::test]
+    async fn a_hash_made_before_preparation_still_matches_its_spelling() {
+        let pool = Passwords::new(1, 4);
+        let legacy = tokens::hash_password(NFD);
+        assert!(pool.verify(NFD.into(), Some(legacy.clone())).await.unwrap());
+        assert!(!pool.verify("wrong".into(), Some(legacy)).await.unwrap());
+        // A new hash is of the prepared form: both spellings match it.
+        let new = pool.hash(NFD.into()).await.unwrap();
+        assert!(pool.verify(NFC.into(), Some(new.clone())).await.unwrap());
+        assert!(pool.verify(NFD.into(), Some(new)).await.unwrap());
+        assert!(!pool.verify(NFD.into(), None).await.unwrap());
     }
 }

@@ -242,20 +242,12 @@ pub async fn create_user(
     let Path((_, app_id)) = path.map_err(path_error)?;
     admin_app(&st, &headers, &app_id)?;
     let body = json_object(&body)?;
-    let email = req_str(&body, "email")?.to_string();
-    let password = req_str(&body, "password")?.to_string();
-    if email.trim().is_empty() {
-        return Err(ApiError::bad_request("field 'email' must not be empty"));
-    }
-    let n = password.chars().count();
-    if !(6..=128).contains(&n) {
-        return Err(ApiError::bad_request(
-            "password must be between 6 and 128 characters",
-        ));
-    }
-    let hash = tokio::task::spawn_blocking(move || tokens::hash_password(&password))
-        .await
-        .map_err(|_| ApiError::internal())?;
+    // The same rules as a registration (#22): the address's canonical form, so that the user
+    // can log in with it as typed, and a prepared password.
+    let email = crate::email::canonical(req_str(&body, "email")?)
+        .map_err(|e| ApiError::bad_request(format!("field 'email': {}", e.0)))?;
+    let password = crate::passwords::new_password(req_str(&body, "password")?)?;
+    let hash = st.passwords.hash(password).await?;
     let now = st.now();
     let (user, ids) = st
         .store

@@ -43,16 +43,6 @@ fn prologue(
     Ok((app, cfg, body))
 }
 
-fn check_password(password: &str) -> Result<(), ApiError> {
-    let n = password.chars().count();
-    if !(6..=128).contains(&n) {
-        return Err(ApiError::bad_request(
-            "password must be between 6 and 128 characters",
-        ));
-    }
-    Ok(())
-}
-
 /// POST register.
 pub async fn register(
     State(st): State<AppState>,
@@ -64,8 +54,7 @@ pub async fn register(
     let (app, cfg, body) = prologue(&st, path, "register", &body)?;
     let email = email::canonical(req_str(&body, "email")?)
         .map_err(|e| ApiError::bad_request(format!("field 'email': {}", e.0)))?;
-    let password = req_str(&body, "password")?.to_string();
-    check_password(&password)?;
+    let password = crate::passwords::new_password(req_str(&body, "password")?)?;
     let app_id = app.config.id.clone();
     // Refused before the slow hash when already taken; the insert decides in a race.
     if st.store.userpass(&app_id, &email).await?.is_some() {
@@ -158,10 +147,9 @@ pub async fn reset(
     RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {
     let (app, _, body) = prologue(&st, path, "reset", &body)?;
-    let password = req_str(&body, "password")?.to_string();
+    let password = crate::passwords::new_password(req_str(&body, "password")?)?;
     let token = req_str(&body, "token")?.to_string();
     let token_id = req_str(&body, "tokenId")?.to_string();
-    check_password(&password)?;
     let app_id = app.config.id.clone();
     let now = st.now();
     // Check (without consuming) before the slow hash, so bad tokens answer fast.
@@ -185,12 +173,11 @@ pub async fn reset_call(
     st.rate_limits.mail(addr)?;
     let (app, cfg, body) = prologue(&st, path, "reset_call", &body)?;
     let email = email::lookup(req_str(&body, "email")?);
-    let password = req_str(&body, "password")?.to_string();
+    let password = crate::passwords::new_password(req_str(&body, "password")?)?;
     match body.get("arguments") {
         None | Some(Value::Array(_)) => {}
         Some(_) => return Err(ApiError::bad_request("field 'arguments' must be an array")),
     }
-    check_password(&password)?;
     let app_id = app.config.id.clone();
     st.store
         .userpass(&app_id, &email)
