@@ -1030,6 +1030,10 @@ impl Store for PostgresStore {
                 },
             )),
         };
+        // The user is read after the session is locked, without a lock of its own: a deletion
+        // (or a disable) of the user also needs this session row (the cascade, the revocation),
+        // so it either committed before the lock (no session, no user: `deleted`) or waits for
+        // this refresh and then ends the session and whatever it hands out (#22).
         let user = user(&mut tx, &p.app_id, &p.user_id).await?;
         if let Some(sid) = super::pruned_token_session(p, user.as_ref(), found.as_ref()) {
             let n = sqlx::query(
