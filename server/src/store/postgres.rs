@@ -789,13 +789,15 @@ impl Store for PostgresStore {
                     }
                 };
                 let linking = link_to.is_some();
+                if let Some(c) = &link_to
+                    && !lock_user(&mut tx, app_id, c).await?
+                {
+                    return Err(super::linking_user_gone());
+                }
                 let mut created = false;
                 let user_id = match (link_to, owner) {
                     (Some(c), Some(o)) if c != o => return Err(super::identity_of_another_user()),
                     (Some(c), _) => {
-                        if !lock_user(&mut tx, app_id, &c).await? {
-                            return Err(super::linking_user_gone());
-                        }
                         // A linked anonymous user is a normal user from now on.
                         sqlx::query("UPDATE users SET anonymous = FALSE WHERE id = $1")
                             .bind(&c)
@@ -1479,5 +1481,64 @@ impl Store for PostgresStore {
 
     async fn close(&self) {
         self.pool.close().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::borrow::Cow;
+
+    use sqlx::error::{DatabaseError, ErrorKind};
+
+    use super::ApiError;
+
+    /// A database error with only a SQLSTATE, as PostgreSQL sends one.
+    #[derive(Debug)]
+    struct State(&'static str);
+
+    impl std::fmt::Display for State {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "SQLSTATE {}", self.0)
+        }
+    }
+
+    impl std::error::Error for State {}
+
+    impl DatabaseError for State {
+        fn message(&self) -> &str {
+            "test"
+        }
+        fn code(&self) -> Option<Cow<'_, str>> {
+            Some(Cow::Borrowed(self.0))
+        }
+        fn as_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+        fn as_error_mut(&mut self) -> &mut (dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+        fn into_error(self: Box<Self>) -> Box<dyn std::error::Error + Send + Sync + 'static> {
+            self
+        }
+        fn kind(&self) -> ErrorKind {
+            ErrorKind::Other
+        }
+    }
+
+    fn status(code: &'static str) -> u16 {
+        ApiError::from(sqlx::Error::Database(Box::new(State(code))))
+            .status
+            .as_u16()
+    }
+
+    /// A concurrent change the database breaks (deadlock, serialization failure, a row a
+    /// foreign key needs deleted meanwhile) is a retry (503), not a 500 (#22); other database
+    /// errors stay 500.
+    #[test]
+    fn concurrent_changes_are_retried_not_internal_errors() {
+        for code in ["40P01", "40001", "23503"] {
+            assert_eq!(status(code), 503, "SQLSTATE {code}");
+        }
+        assert_eq!(status("42601"), 500);
     }
 }
