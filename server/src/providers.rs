@@ -33,9 +33,10 @@ pub struct Identity {
 }
 
 /// What a login's credentials were checked against, before the login's transaction: the
-/// store checks it again in the transaction that writes the session (PROTOCOL.md, "A login
-/// that races a deletion").
-#[derive(Debug, Clone)]
+/// store checks it again in the transaction that writes the session (PROTOCOL.md,
+/// "Credentials"; store/mod.rs, "A login that races a deletion"). Its `Debug` leaves the
+/// password hash out.
+#[derive(Clone)]
 pub enum Proof {
     /// An identity kept by an outside issuer (Google, a custom JWT, a custom function...):
     /// nothing stored here to check; a deleted user's identity logs in as a new user.
@@ -55,6 +56,19 @@ pub enum Proof {
         /// The user owning the key.
         owner: String,
     },
+}
+
+impl std::fmt::Debug for Proof {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Proof::Outside => f.write_str("Outside"),
+            Proof::Userpass { email, .. } => f
+                .debug_struct("Userpass")
+                .field("email", email)
+                .finish_non_exhaustive(),
+            Proof::ApiKey { owner } => f.debug_struct("ApiKey").field("owner", owner).finish(),
+        }
+    }
 }
 
 /// A required string field of a JSON object (400 BadRequest naming the field otherwise).
