@@ -27,8 +27,48 @@ pub struct Identity {
     pub external_id: String,
     /// Profile data contributed by this identity.
     pub data: Map<String, Value>,
-    /// For API keys: the user owning the key.
-    pub owner: Option<String>,
+    /// What the credentials proved that is stored here, for the login's transaction to find
+    /// again: they are checked before it, and a deletion may come between.
+    pub proof: Proof,
+}
+
+/// What a login's credentials were checked against, before the login's transaction: the
+/// store checks it again in the transaction that writes the session (PROTOCOL.md,
+/// "Credentials"; store/mod.rs, "A login that races a deletion"). Its `Debug` leaves the
+/// password hash out.
+#[derive(Clone)]
+pub enum Proof {
+    /// An identity kept by an outside issuer (Google, a custom JWT, a custom function...):
+    /// nothing stored here to check; a deleted user's identity logs in as a new user.
+    Outside,
+    /// An email account (`email`, canonical) whose password was checked against
+    /// `password_hash`: the account must still be there with that hash (a deleted account or
+    /// a changed password fails as a wrong password).
+    Userpass {
+        /// The account's email.
+        email: String,
+        /// The argon2 PHC string the password was checked against.
+        password_hash: String,
+    },
+    /// An API key (the identity's `external_id`) of `owner`: the key must still be there,
+    /// enabled, and its owner too.
+    ApiKey {
+        /// The user owning the key.
+        owner: String,
+    },
+}
+
+impl std::fmt::Debug for Proof {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Proof::Outside => f.write_str("Outside"),
+            Proof::Userpass { email, .. } => f
+                .debug_struct("Userpass")
+                .field("email", email)
+                .finish_non_exhaustive(),
+            Proof::ApiKey { owner } => f.debug_struct("ApiKey").field("owner", owner).finish(),
+        }
+    }
 }
 
 /// A required string field of a JSON object (400 BadRequest naming the field otherwise).
@@ -121,7 +161,7 @@ async fn custom_token_jwks(
         provider_type: "custom-token".into(),
         external_id: sub,
         data: metadata(cfg, &claims),
-        owner: None,
+        proof: Proof::Outside,
     })
 }
 
@@ -149,29 +189,25 @@ async fn userpass(
     let password = req_str(body, "password")?.to_string();
     let app_id = app.id.clone();
     let row = st.store.userpass(&app_id, &email).await?;
-    let wrong = || {
-        ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "InvalidPassword",
-            "invalid username/password",
-        )
-    };
     // The same hashing work whether or not the account exists (see passwords.rs).
     let phc = row.as_ref().map(|r| r.password_hash.clone());
     let ok = st.passwords.verify(password, phc).await?;
     let Some(row) = row.filter(|_| ok) else {
-        return Err(wrong());
+        return Err(crate::store::invalid_password());
     };
     if !row.confirmed {
         return Err(ApiError::auth("confirmation required"));
     }
     let mut data = Map::new();
-    data.insert("email".into(), Value::String(row.email));
+    data.insert("email".into(), Value::String(row.email.clone()));
     Ok(Identity {
         provider_type: "local-userpass".into(),
         external_id: row.identity_id,
         data,
-        owner: None,
+        proof: Proof::Userpass {
+            email: row.email,
+            password_hash: row.password_hash,
+        },
     })
 }
 
@@ -190,11 +226,11 @@ async fn api_key(
                 provider_type: "api-key".into(),
                 external_id: key.id,
                 data,
-                owner: Some(key.user_id),
+                proof: Proof::ApiKey { owner: key.user_id },
             })
         }
-        Some(_) => Err(ApiError::auth("API key is disabled")),
-        None => Err(ApiError::auth("invalid API key")),
+        Some(_) => Err(crate::store::api_key_disabled()),
+        None => Err(crate::store::invalid_api_key()),
     }
 }
 
@@ -296,7 +332,7 @@ pub fn custom_token(cfg: &CustomTokenConfig, token: &str, now: i64) -> Result<Id
         provider_type: "custom-token".into(),
         external_id: sub,
         data: metadata(cfg, &claims),
-        owner: None,
+        proof: Proof::Outside,
     })
 }
 
@@ -356,6 +392,6 @@ async fn custom_function(
         provider_type: "custom-function".into(),
         external_id: id,
         data: Map::new(),
-        owner: None,
+        proof: Proof::Outside,
     })
 }

@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 use crate::config::{AppleConfig, FacebookConfig, GoogleConfig, OidcConfig};
 use crate::error::ApiError;
 use crate::jwks::{self, ISSUER_TIMEOUT, Rules, issuer_unavailable};
-use crate::providers::{Identity, req_str};
+use crate::providers::{Identity, Proof, req_str};
 use crate::state::Inner;
 
 /// ID-token claims copied into the profile, by the profile field they fill.
@@ -41,7 +41,7 @@ fn identity(provider_type: String, claims: &Map<String, Value>) -> Identity {
         provider_type,
         external_id: sub,
         data,
-        owner: None,
+        proof: Proof::Outside,
     }
 }
 
@@ -239,6 +239,6 @@ pub async fn facebook(
         provider_type: "oauth2-facebook".into(),
         external_id: user_id,
         data,
-        owner: None,
+        proof: Proof::Outside,
     })
 }

@@ -17,7 +17,7 @@ use async_trait::async_trait;
 use serde_json::{Map, Value, json};
 
 use crate::error::{ApiError, Reason};
-use crate::providers::Identity;
+use crate::providers::{Identity, Proof};
 use crate::tokens;
 
 /// Write counts of one instance, for the metrics extension.
@@ -188,6 +188,16 @@ impl MailToken {
     }
 }
 
+// A login that races a deletion (#22): credentials are checked before the login's transaction
+// (a password hash takes tens of milliseconds), so the account they proved may be deleted in
+// between, by this instance or another. [`Store::login`] checks again, in the transaction that
+// writes the session, what the credentials proved ([`crate::providers::Proof`]) and that the
+// user still exists, and fails as a login a moment later would ([`Login::gone`]); on
+// PostgreSQL it locks those rows first (email account, then user, then API key: the order of a
+// deletion) so that a deletion on another instance cannot come between the check and the
+// session. Never a new user for a deleted email account or API key; an outside identity of a
+// deleted user logs in as a new, whole user (identity and session), as it would a moment later.
+
 /// A login: who logs in, and the session to start once the user is known.
 pub struct Login {
     /// App id.
@@ -198,6 +208,25 @@ pub struct Login {
     pub link_to: Option<String>,
     /// Unix seconds.
     pub now: i64,
+}
+
+impl Login {
+    /// The error of this login when what its credentials proved is gone by the time of its
+    /// transaction (deleted meanwhile): the answer the same login gets a moment later.
+    pub fn gone(&self) -> ApiError {
+        if self.link_to.is_some() {
+            return linking_user_gone();
+        }
+        match self.identity.as_ref().map(|i| &i.proof) {
+            Some(Proof::Userpass { .. }) => invalid_password(),
+            Some(Proof::ApiKey { .. }) => invalid_api_key(),
+            // An outside identity whose user vanished after the store saw it (PostgreSQL, a
+            // deletion racing a first login on another instance): the next try logs in.
+            Some(Proof::Outside) | None => {
+                ApiError::unavailable("the account changed during the login; retry the login", 1)
+            }
+        }
+    }
 }
 
 /// A session about to be stored: the store keeps the refresh token's hash only.
@@ -347,7 +376,11 @@ pub trait Store: Send + Sync + 'static {
 
     /// Logs in (or links): finds or creates the user, records the identity, refuses a
     /// disabled user (401 UserDisabled) or an identity of another user when linking (409),
-    /// and stores the session `start` makes, in one transaction. The user and that session.
+    /// and stores the session `start` makes, in one transaction. That transaction first finds
+    /// again what the credentials proved (the identity's `proof`: the email account with the
+    /// checked password hash, the enabled API key) and the linking user, and fails with
+    /// [`Login::gone`] when a deletion came between (see "A login that races a deletion"
+    /// above). The user and that session.
     async fn login(&self, login: Login, start: StartSession) -> StoreResult<(UserRow, NewSession)>;
     /// A user of an app.
     async fn user(&self, app_id: &str, user_id: &str) -> StoreResult<Option<UserRow>>;
@@ -587,6 +620,33 @@ pub fn admin_user_json(user: &UserRow, ids: &[IdentityRow]) -> Value {
 /// claims only sometimes: Apple the email once) rather than replacing it.
 pub fn merges_profile_data(provider_type: &str) -> bool {
     provider_type.starts_with("oauth2-") || provider_type.starts_with(crate::config::OIDC_PREFIX)
+}
+
+/// 401 InvalidPassword: a wrong password, an unknown email, or an account deleted while its
+/// login was under way (the same answer, so it says nothing of which).
+pub fn invalid_password() -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::UNAUTHORIZED,
+        "InvalidPassword",
+        "invalid username/password",
+    )
+}
+
+/// 401 AuthError for an API key that does not exist (never did, or deleted, with its owner or
+/// alone, while its login was under way).
+pub fn invalid_api_key() -> ApiError {
+    ApiError::auth("invalid API key")
+}
+
+/// 401 AuthError for a disabled API key.
+pub fn api_key_disabled() -> ApiError {
+    ApiError::auth("API key is disabled")
+}
+
+/// 401 InvalidSession: the user a link is for no longer exists (what its access token gets a
+/// moment later).
+pub fn linking_user_gone() -> ApiError {
+    ApiError::invalid_session("invalid session: user not found")
 }
 
 /// 401 UserDisabled.

@@ -24,6 +24,7 @@ use super::{
 };
 use crate::config::DatabaseConfig;
 use crate::error::{ApiError, Reason};
+use crate::providers::Proof;
 use crate::tokens;
 
 /// The numbered migrations of this backend, embedded in the binary.
@@ -77,6 +78,17 @@ impl From<sqlx::Error> for ApiError {
             sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
                 tracing::warn!("database unavailable: {e}");
                 ApiError::unavailable("the database does not answer; retry shortly", 1)
+            }
+            // A change on another instance came between (a deadlock broken, a serialization
+            // failure, a row a foreign key needs deleted meanwhile): nothing was written, and
+            // the same request a moment later sees the change. The row locks of each
+            // transaction are meant to keep these from happening; if one does, the client
+            // retries rather than taking a 500 for a transient state.
+            sqlx::Error::Database(db)
+                if matches!(db.code().as_deref(), Some("40001" | "40P01" | "23503")) =>
+            {
+                tracing::warn!("concurrent change, the request is to be retried: {e}");
+                ApiError::unavailable("a concurrent change came between; retry shortly", 1)
             }
             _ => {
                 tracing::error!("database error: {e}");
@@ -414,6 +426,45 @@ async fn userpass(
         .transpose()
 }
 
+/// An email account, locked against deletion and password changes (`FOR SHARE`) until the end
+/// of the transaction: a login's check that the account is still there.
+async fn userpass_shared(
+    c: &mut Conn,
+    app_id: &str,
+    email: &str,
+) -> Result<Option<UserpassRow>, sqlx::Error> {
+    sqlx::query(
+        "SELECT email, identity_id, password_hash, confirmed FROM userpass WHERE app_id = $1 AND email = $2 FOR SHARE",
+    )
+    .bind(app_id)
+    .bind(email)
+    .fetch_optional(&mut *c)
+    .await?
+    .map(|r| {
+        Ok(UserpassRow {
+            email: r.try_get(0)?,
+            identity_id: r.try_get(1)?,
+            password_hash: r.try_get(2)?,
+            confirmed: r.try_get(3)?,
+        })
+    })
+    .transpose()
+}
+
+/// Locks a user of the app against deletion and other logins' updates until the end of the
+/// transaction (`FOR NO KEY UPDATE`: the lock the login's own `last_login_at` update takes, so
+/// two logins of one user queue instead of deadlocking on an upgrade; sessions' foreign keys
+/// still go through). Whether the user exists (after waiting for a deletion in progress).
+async fn lock_user(c: &mut Conn, app_id: &str, user_id: &str) -> Result<bool, sqlx::Error> {
+    let found: Option<String> =
+        sqlx::query_scalar("SELECT id FROM users WHERE id = $1 AND app_id = $2 FOR NO KEY UPDATE")
+            .bind(user_id)
+            .bind(app_id)
+            .fetch_optional(&mut *c)
+            .await?;
+    Ok(found.is_some())
+}
+
 async fn store_mail_token(
     c: &mut Conn,
     app_id: &str,
@@ -693,6 +744,7 @@ impl Store for PostgresStore {
     }
 
     async fn login(&self, login: Login, start: StartSession) -> StoreResult<(UserRow, NewSession)> {
+        let gone = login.gone();
         let Login {
             app_id,
             identity,
@@ -709,14 +761,39 @@ impl Store for PostgresStore {
                 id
             }
             Some(ident) => {
-                let owner = match &ident.owner {
-                    Some(o) => Some(o.clone()),
-                    None => {
+                // What the credentials proved is found again and locked before the session is
+                // written (store/mod.rs, "A login that races a deletion"), in the order a
+                // deletion takes its rows: the email account, then the user, then the API key.
+                // A deletion that committed first is seen (READ COMMITTED: each statement sees
+                // what committed before it, a lock waits for the deletion and then finds no
+                // row); one that comes later waits for this login, then deletes its session.
+                if let Proof::Userpass {
+                    email,
+                    password_hash,
+                } = &ident.proof
+                {
+                    let still = userpass_shared(&mut tx, app_id, email)
+                        .await?
+                        .is_some_and(|r| {
+                            r.identity_id == ident.external_id && r.password_hash == *password_hash
+                        });
+                    if !still {
+                        return Err(super::invalid_password());
+                    }
+                }
+                let owner = match &ident.proof {
+                    Proof::ApiKey { owner } => Some(owner.clone()),
+                    _ => {
                         identity_owner(&mut tx, app_id, &ident.provider_type, &ident.external_id)
                             .await?
                     }
                 };
                 let linking = link_to.is_some();
+                if let Some(c) = &link_to
+                    && !lock_user(&mut tx, app_id, c).await?
+                {
+                    return Err(super::linking_user_gone());
+                }
                 let mut created = false;
                 let user_id = match (link_to, owner) {
                     (Some(c), Some(o)) if c != o => return Err(super::identity_of_another_user()),
@@ -728,12 +805,32 @@ impl Store for PostgresStore {
                             .await?;
                         c
                     }
-                    (None, Some(o)) => o,
-                    (None, None) => {
+                    (None, Some(o)) if lock_user(&mut tx, app_id, &o).await? => o,
+                    (None, owner) => {
+                        // The owner was deleted after it was read here: its identities went
+                        // with it. An email account or an API key went with it too.
+                        if owner.is_some() && !matches!(ident.proof, Proof::Outside) {
+                            return Err(gone);
+                        }
                         created = true;
                         create_user(&mut tx, app_id, now, false).await?
                     }
                 };
+                if let Proof::ApiKey { .. } = &ident.proof {
+                    let key: Option<bool> = sqlx::query_scalar(
+                        "SELECT disabled FROM api_keys WHERE id = $1 AND user_id = $2 AND app_id = $3 FOR SHARE",
+                    )
+                    .bind(&ident.external_id)
+                    .bind(&user_id)
+                    .bind(app_id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    match key {
+                        None => return Err(super::invalid_api_key()),
+                        Some(true) => return Err(super::api_key_disabled()),
+                        Some(false) => {}
+                    }
+                }
                 // Two first logins of one new identity at once (on two instances): both made a
                 // user, the identity's primary key keeps the first; the second's insert waits
                 // for it, then only updates the profile data. The second then logs in as the
@@ -781,7 +878,7 @@ impl Store for PostgresStore {
         .await?
         .map(|r| user_row(&r))
         .transpose()?
-        .ok_or_else(ApiError::internal)?;
+        .ok_or(gone)?;
         if user.disabled {
             return Err(super::user_disabled());
         }
@@ -935,6 +1032,10 @@ impl Store for PostgresStore {
                 },
             )),
         };
+        // The user is read after the session is locked, without a lock of its own: a deletion
+        // (or a disable) of the user also needs this session row (the cascade, the revocation),
+        // so it either committed before the lock (no session, no user: `deleted`) or waits for
+        // this refresh and then ends the session and whatever it hands out (#22).
         let user = user(&mut tx, &p.app_id, &p.user_id).await?;
         if let Some(sid) = super::pruned_token_session(p, user.as_ref(), found.as_ref()) {
             let n = sqlx::query(
@@ -1380,5 +1481,64 @@ impl Store for PostgresStore {
 
     async fn close(&self) {
         self.pool.close().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::borrow::Cow;
+
+    use sqlx::error::{DatabaseError, ErrorKind};
+
+    use super::ApiError;
+
+    /// A database error with only a SQLSTATE, as PostgreSQL sends one.
+    #[derive(Debug)]
+    struct State(&'static str);
+
+    impl std::fmt::Display for State {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "SQLSTATE {}", self.0)
+        }
+    }
+
+    impl std::error::Error for State {}
+
+    impl DatabaseError for State {
+        fn message(&self) -> &str {
+            "test"
+        }
+        fn code(&self) -> Option<Cow<'_, str>> {
+            Some(Cow::Borrowed(self.0))
+        }
+        fn as_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+        fn as_error_mut(&mut self) -> &mut (dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+        fn into_error(self: Box<Self>) -> Box<dyn std::error::Error + Send + Sync + 'static> {
+            self
+        }
+        fn kind(&self) -> ErrorKind {
+            ErrorKind::Other
+        }
+    }
+
+    fn status(code: &'static str) -> u16 {
+        ApiError::from(sqlx::Error::Database(Box::new(State(code))))
+            .status
+            .as_u16()
+    }
+
+    /// A concurrent change the database breaks (deadlock, serialization failure, a row a
+    /// foreign key needs deleted meanwhile) is a retry (503), not a 500 (#22); other database
+    /// errors stay 500.
+    #[test]
+    fn concurrent_changes_are_retried_not_internal_errors() {
+        for code in ["40P01", "40001", "23503"] {
+            assert_eq!(status(code), 503, "SQLSTATE {code}");
+        }
+        assert_eq!(status("42601"), 500);
     }
 }

@@ -12,6 +12,7 @@ use super::{
     SigningKeyRow, StartSession, Store, StoreResult, StoreStats, UserRow, UserpassRow,
 };
 use crate::error::{ApiError, Reason};
+use crate::providers::Proof;
 use crate::tokens;
 
 /// The schema version this build writes (`PRAGMA user_version`).
@@ -961,6 +962,9 @@ impl Store for SqliteStore {
         self.write(move |conn| {
             {
                 let tx = conn;
+                // The writer runs one job at a time: what is checked here stays so until the
+                // session is stored (store/mod.rs, "A login that races a deletion").
+                let gone = login.gone();
                 let Login {
                     app_id,
                     identity,
@@ -992,15 +996,51 @@ impl Store for SqliteStore {
                         return Ok((user, s));
                     }
                     Some(ident) => {
-                        let owner = match &ident.owner {
-                            Some(o) => Some(o.clone()),
-                            None => identity_owner(
-                                tx,
-                                app_id,
-                                &ident.provider_type,
-                                &ident.external_id,
-                            )?,
+                        let owner = match &ident.proof {
+                            Proof::ApiKey { owner } => {
+                                let key: Option<bool> = tx
+                                    .prepare_cached(
+                                        "SELECT disabled FROM api_keys WHERE id = ?1 AND user_id = ?2 AND app_id = ?3",
+                                    )?
+                                    .query_row(params![ident.external_id, owner, app_id], |r| {
+                                        r.get(0)
+                                    })
+                                    .optional()?;
+                                match key {
+                                    None => return Err(super::invalid_api_key()),
+                                    Some(true) => return Err(super::api_key_disabled()),
+                                    Some(false) => Some(owner.clone()),
+                                }
+                            }
+                            proof => {
+                                if let Proof::Userpass {
+                                    email,
+                                    password_hash,
+                                } = proof
+                                {
+                                    // Deleted, or its password changed, since the password
+                                    // was checked: what a login a moment later gets.
+                                    let still = userpass(tx, app_id, email)?.is_some_and(|r| {
+                                        r.identity_id == ident.external_id
+                                            && r.password_hash == *password_hash
+                                    });
+                                    if !still {
+                                        return Err(super::invalid_password());
+                                    }
+                                }
+                                identity_owner(
+                                    tx,
+                                    app_id,
+                                    &ident.provider_type,
+                                    &ident.external_id,
+                                )?
+                            }
                         };
+                        if let Some(c) = &link_to
+                            && user(tx, app_id, c)?.is_none()
+                        {
+                            return Err(super::linking_user_gone());
+                        }
                         let user_id = match (link_to, owner) {
                             (Some(c), Some(o)) if c != o => {
                                 return Err(super::identity_of_another_user());
@@ -1026,7 +1066,7 @@ impl Store for SqliteStore {
                         user_id
                     }
                 };
-                let user = user(tx, app_id, &user_id)?.ok_or_else(ApiError::internal)?;
+                let user = user(tx, app_id, &user_id)?.ok_or(gone)?;
                 if user.disabled {
                     return Err(super::user_disabled());
                 }
