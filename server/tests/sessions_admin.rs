@@ -167,6 +167,37 @@ async fn stored_tokens(dir: &std::path::Path, session: &str) -> i64 {
     }
 }
 
+/// Makes the stored successor (generation 1) of a session's first refresh token look like one an
+/// older release issued: its `issued_at` moves a second back, so the token can no longer be made
+/// again from the row (as one with a random `jti` cannot).
+async fn make_first_successor_unrepeatable(dir: &std::path::Path, session: &str) {
+    let n: u64 = match test_database(Some(dir.display().to_string())).await {
+        Some(url) => {
+            let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&url)
+                .await
+                .unwrap();
+            sqlx::query(
+                "UPDATE refresh_tokens SET issued_at = issued_at - 1
+                 WHERE generation = 1 AND session_id = $1",
+            )
+            .bind(session)
+            .execute(&mut conn)
+            .await
+            .unwrap()
+            .rows_affected()
+        }
+        None => rusqlite::Connection::open(dir.join("sessionkit.db"))
+            .unwrap()
+            .execute(
+                "UPDATE refresh_tokens SET issued_at = issued_at - 1
+                 WHERE generation = 1 AND session_id = ?1",
+                [session],
+            )
+            .unwrap() as u64,
+    };
+    assert_eq!(n, 1);
+}
+
 /// A test server on a data dir of its own, and that dir: [`stored_tokens`] finds the server's
 /// database by it.
 async fn start_in(tag: &str) -> (T, std::path::PathBuf) {
@@ -308,6 +339,32 @@ async fn a_retry_after_its_successor_rotated_gets_its_own_successor_then_catches
     t.refresh(&rt3).await.ok(201);
     // rt1 is two rotations old now: reuse.
     t.refresh(&rt1).await.reason("InvalidSession", "revoked");
+}
+
+/// A retried token whose successor cannot be made again (issued by a release before successors
+/// were derived) rotates to a new successor, as that release did: the session goes on, and its
+/// reuse rules are unchanged.
+#[tokio::test]
+async fn a_successor_that_cannot_be_made_again_is_replaced_as_before() {
+    let (t, dir) = start_in("unrepeatable").await;
+    let rt0 = s(&t.anon("rot-app").await, "refresh_token");
+    let session = claims(&rt0)["sid"].as_str().unwrap().to_string();
+    let rt1 = t.refresh(&rt0).await.s("refresh_token");
+    make_first_successor_unrepeatable(&dir, &session).await;
+    t.srv.advance_clock(3);
+    let rt1b = t.refresh(&rt0).await.s("refresh_token");
+    assert!(
+        rt1b != rt1,
+        "a successor made again that the store does not hold"
+    );
+    // The new successor is repeatable: a second retry gets it again.
+    assert!(t.refresh(&rt0).await.s("refresh_token") == rt1b);
+    assert_eq!(stored_tokens(&dir, &session).await, 3);
+    t.srv.advance_clock(11);
+    let rt2 = t.refresh(&rt1b).await.s("refresh_token");
+    t.srv.advance_clock(11);
+    t.refresh(&rt2).await.ok(201);
+    t.refresh(&rt0).await.reason("InvalidSession", "revoked");
 }
 
 #[tokio::test]
