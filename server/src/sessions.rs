@@ -39,6 +39,8 @@ pub fn access_token(app: &AppRuntime, user: &UserRow, device_id: &str, now: i64)
     }
 }
 
+/// A refresh token of session `sid`. Signing (HS256) is deterministic: the same claims give the
+/// same token.
 fn refresh_token(
     app: &AppRuntime,
     user_id: &str,
@@ -46,6 +48,7 @@ fn refresh_token(
     sid: &str,
     exp: i64,
     now: i64,
+    jti: String,
 ) -> String {
     let claims = Claims {
         exp,
@@ -58,9 +61,37 @@ fn refresh_token(
         aud: None,
         user_data: None,
         sid: Some(sid.to_string()),
-        jti: Some(tokens::new_object_id()),
+        jti: Some(jti),
     };
     tokens::sign(&claims, &app.secret)
+}
+
+/// The successor of the refresh token whose SHA-256 (hex) is `parent_hash`, issued at
+/// `issued_at` (Unix seconds). A function of its arguments: its `jti` is derived from the parent
+/// under the app secret, its other claims are the session's, and the successor of a session's
+/// token keeps the session's absolute expiry. So the store makes the very token a rotation
+/// handed out again from what it keeps (the parent's hash and the successor's `issued_at`)
+/// when the parent is accepted a second time, without keeping any token in clear
+/// (PROTOCOL.md, "Refresh token rotation").
+fn successor_refresh_token(
+    app: &AppRuntime,
+    session: &SessionRow,
+    parent_hash: &str,
+    issued_at: i64,
+) -> String {
+    let jti = tokens::derived_id(
+        &app.secret,
+        &format!("refresh-successor:{}:{parent_hash}", session.id),
+    );
+    refresh_token(
+        app,
+        &session.user_id,
+        &session.device_id,
+        &session.id,
+        session.expires_at,
+        issued_at,
+        jti,
+    )
 }
 
 /// The session a login starts for `user`, with its first refresh token. `api_key_id`: the API
@@ -79,7 +110,8 @@ pub fn new_session(
     };
     let expires_at = now.saturating_add(lifetime);
     let id = tokens::new_object_id();
-    let refresh_token = refresh_token(app, &user.id, device_id, &id, expires_at, now);
+    let jti = tokens::new_object_id();
+    let refresh_token = refresh_token(app, &user.id, device_id, &id, expires_at, now, jti);
     NewSession {
         id,
         device_id: device_id.to_string(),
@@ -185,7 +217,9 @@ pub async fn access_user(
 
 /// Judges a verified refresh token against the store and uses it for `purpose` (PROTOCOL.md,
 /// "Refresh token rotation"): with rotation on, a refresh also makes the session's next
-/// refresh token. Reuse of a rotated-out token after the grace window revokes the session.
+/// refresh token, or hands out again the one the presented token already produced (a retry
+/// within the grace window, or after a lost answer). Reuse of a rotated-out token after the
+/// grace window revokes the session.
 pub async fn use_refresh_token(
     st: &Inner,
     app: &Arc<AppRuntime>,
@@ -205,9 +239,11 @@ pub async fn use_refresh_token(
     let purpose = match purpose {
         Purpose::Refresh if app.config.refresh_token_rotation => {
             let app = app.clone();
-            RefreshUse::Refresh(Some(Box::new(move |s: &SessionRow| {
-                refresh_token(&app, &s.user_id, &s.device_id, &s.id, s.expires_at, now)
-            })))
+            RefreshUse::Refresh(Some(Box::new(
+                move |s: &SessionRow, parent: &str, issued_at: i64| {
+                    successor_refresh_token(&app, s, parent, issued_at)
+                },
+            )))
         }
         Purpose::Refresh => RefreshUse::Refresh(None),
         Purpose::Logout => RefreshUse::Logout,

@@ -58,6 +58,19 @@ pub fn sha256_hex(s: &str) -> String {
     hex::encode(Sha256::digest(s.as_bytes()))
 }
 
+/// An id derived from `input` with HMAC-SHA256 under `secret` (RFC 2104), base64url without
+/// padding (43 characters): the same inputs always give the same id, and nobody without the
+/// secret can compute it. Makes a rotated refresh token reproducible from its parent (the
+/// successor's `jti`, sessions.rs), so the store need not keep tokens to answer a retry.
+pub fn derived_id(secret: &[u8], input: &str) -> String {
+    jsonwebtoken::crypto::sign(
+        input.as_bytes(),
+        &EncodingKey::from_secret(secret),
+        Algorithm::HS256,
+    )
+    .expect("HMAC-SHA256 cannot fail")
+}
+
 /// Hashes a password with argon2id (default parameters). Slow: call from a blocking thread.
 pub fn hash_password(password: &str) -> String {
     use argon2::PasswordHasher;
@@ -114,7 +127,9 @@ pub struct Claims {
     /// Session id (refresh tokens).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sid: Option<String>,
-    /// Unique token id: each token differs from every other, even within one second.
+    /// Unique token id: each token differs from every other, even within one second. A rotated
+    /// refresh token's is derived from its parent ([`derived_id`]), so that a retry of the
+    /// parent gets the same successor.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jti: Option<String>,
 }

@@ -500,6 +500,57 @@ async fn reuse_of_a_token_two_rotations_old_revokes_the_session() {
     p.b.refresh(&r2).await.reason("InvalidSession", "revoked");
 }
 
+/// 3c. Issue 22, item 1: one refresh token presented 8 times at once, 4 to each instance (an
+/// app and its extension sharing a session): every answer is 201 with the same new refresh
+/// token, in each of several trials. The two copies then refresh in turn, each on its own
+/// instance, within the grace window and long past it: never refused, one chain. Reuse of an
+/// older token still revokes the session on both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_token_refreshed_at_once_on_both_instances_gets_one_successor() {
+    let p = Pair::start("mi-same-successor");
+    let admin = p.a.admin().await;
+    for trial in 0..6 {
+        let rt0 = s(&p.a.anon("mi-rot").await, "refresh_token");
+        let answers = common::refresh_at_once(&p.a.http, &[&p.a.base, &p.b.base], &rt0, 8).await;
+        let rt1 = common::one_successor(trial, &answers);
+        // Copy A refreshes on A, copy B (holding what A just rotated out) on B.
+        let (mut a, mut b) = (rt1.clone(), rt1);
+        let mut parent = rt0;
+        for round in 0..6 {
+            let r = p.a.refresh(&a).await;
+            assert_eq!(
+                r.status, 201,
+                "trial {trial} round {round}: A refused: {}",
+                r.body["reason"]
+            );
+            let next = r.s("refresh_token");
+            // The test clock is the database's: moved through A, it moves on B.
+            p.a.advance_clock(&admin, if round % 2 == 0 { 11 } else { 3 })
+                .await;
+            let r = p.b.refresh(&b).await;
+            assert_eq!(
+                r.status, 201,
+                "trial {trial} round {round}: B refused: {}",
+                r.body["reason"]
+            );
+            assert!(
+                r.s("refresh_token") == next,
+                "trial {trial} round {round}: B got another token"
+            );
+            parent = a;
+            (a, b) = (next.clone(), next);
+            p.a.advance_clock(&admin, 11).await;
+        }
+        p.b.refresh(&a).await.ok(201);
+        p.a.advance_clock(&admin, 11).await;
+        // `parent`'s successor was used: past the grace window, it is reuse.
+        p.b.refresh(&parent)
+            .await
+            .reason("InvalidSession", "revoked");
+        p.a.refresh(&a).await.reason("InvalidSession", "revoked");
+    }
+}
+
 /// 4. A confirmation token, and then a password-reset token, presented to A and B at the same
 /// time: exactly one is accepted, the other is 400 UserpassTokenInvalid; the reset that won is
 /// the password that works.

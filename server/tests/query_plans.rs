@@ -27,9 +27,10 @@ fn a_rotating_refresh_finds_the_current_and_newest_superseded_token_by_index() {
             "UPDATE refresh_tokens SET superseded_at = 1 WHERE session_id = 's' AND superseded_at IS NULL",
             "refresh_tokens_superseded",
         ),
-        // Whether the parent's successor is current and was never presented (answer_was_lost).
+        // A rotated-out token's successors: whether one is current and was never presented
+        // (a lost answer), and the one to answer again (successors).
         (
-            "SELECT 1 FROM refresh_tokens WHERE session_id = 's' AND superseded_at IS NULL AND used_at IS NULL AND generation = 2",
+            "SELECT token_hash, issued_at, superseded_at IS NULL AND used_at IS NULL FROM refresh_tokens WHERE session_id = 's' AND generation = 1 + 1",
             "refresh_tokens_superseded",
         ),
         // The sessions of a deleted or disabled API key (the index leaves out the sessions

@@ -124,10 +124,14 @@ async fn rotation_grace_window_and_reuse_detection() {
     let rt1 = r1.s("refresh_token");
     assert_ne!(rt1, rt0);
     assert!(r1.body["access_token"].is_string());
-    // Within 10 s the old token still works (a lost response) and rotates again.
+    // Within 10 s the old token still works (a lost response) and answers the successor it
+    // already produced.
     t.srv.advance_clock(5);
     let rt2 = t.refresh(&rt0).await.s("refresh_token");
-    assert_ne!(rt2, rt1);
+    assert!(
+        rt2 == rt1,
+        "a retry within the grace window got a new token"
+    );
     let rt3 = t.refresh(&rt2).await.s("refresh_token");
     // After the window, presenting a rotated-out token revokes the whole family.
     t.srv.advance_clock(11);
@@ -161,6 +165,37 @@ async fn stored_tokens(dir: &std::path::Path, session: &str) -> i64 {
             )
             .unwrap(),
     }
+}
+
+/// Makes the stored successor (generation 1) of a session's first refresh token look like one an
+/// older release issued: its `issued_at` moves a second back, so the token can no longer be made
+/// again from the row (as one with a random `jti` cannot).
+async fn make_first_successor_unrepeatable(dir: &std::path::Path, session: &str) {
+    let n: u64 = match test_database(Some(dir.display().to_string())).await {
+        Some(url) => {
+            let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&url)
+                .await
+                .unwrap();
+            sqlx::query(
+                "UPDATE refresh_tokens SET issued_at = issued_at - 1
+                 WHERE generation = 1 AND session_id = $1",
+            )
+            .bind(session)
+            .execute(&mut conn)
+            .await
+            .unwrap()
+            .rows_affected()
+        }
+        None => rusqlite::Connection::open(dir.join("sessionkit.db"))
+            .unwrap()
+            .execute(
+                "UPDATE refresh_tokens SET issued_at = issued_at - 1
+                 WHERE generation = 1 AND session_id = ?1",
+                [session],
+            )
+            .unwrap() as u64,
+    };
+    assert_eq!(n, 1);
 }
 
 /// A test server on a data dir of its own, and that dir: [`stored_tokens`] finds the server's
@@ -198,19 +233,21 @@ async fn rotated_out_tokens_are_pruned_and_their_reuse_still_revokes() {
     t.refresh(&other).await.ok(201);
 }
 
-/// A retried rotation (its answer lost) leaves two tokens of one generation; pruning takes both,
-/// also when they pass the grace window at different rotations (PostgreSQL prunes from the
-/// newest generation it pruned, migration 0002: the one past that could otherwise stay forever).
+/// A retried rotation (its answer lost) answers the successor again and stores nothing more;
+/// its tokens are pruned like any (PostgreSQL prunes from the newest generation it pruned,
+/// migration 0002).
 #[tokio::test]
 async fn a_retried_rotations_tokens_are_pruned_too() {
     let (t, dir) = start_in("prune-retry").await;
     let a = s(&t.anon("rot-app").await, "refresh_token");
     let session = claims(&a)["sid"].as_str().unwrap().to_string();
-    // t = 0: A -> B, whose answer is lost; t = 5: A again -> C (B superseded at 5).
-    t.refresh(&a).await.ok(201);
+    // t = 0: A -> B, whose answer is lost; t = 5: A again -> B again, no new row.
+    let b = t.refresh(&a).await.s("refresh_token");
     t.srv.advance_clock(5);
     let c = t.refresh(&a).await.s("refresh_token");
-    // t = 14: C -> D prunes A; t = 20: D -> E prunes B but not C (superseded at 14).
+    assert!(c == b, "the retry got a new token");
+    assert_eq!(stored_tokens(&dir, &session).await, 2);
+    // t = 14: C -> D prunes A; t = 20: D -> E keeps C (superseded at 14).
     t.srv.advance_clock(9);
     let d = t.refresh(&c).await.s("refresh_token");
     t.srv.advance_clock(6);
@@ -221,6 +258,113 @@ async fn a_retried_rotations_tokens_are_pruned_too() {
     assert_eq!(stored_tokens(&dir, &session).await, 2);
     t.srv.advance_clock(11);
     t.refresh(&f).await.ok(201);
+}
+
+/// Issue 22, item 1: one refresh token presented 8 times at once (an app and its extension
+/// sharing a session, a client retrying on two connections) gets one successor, the same in
+/// every answer, in each of several trials. Two copies of the session holding it then refresh
+/// in turn, often past the grace window, and are never refused: they stay on one chain. Reuse
+/// of an older token still revokes the session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_refreshes_of_one_token_get_one_successor_and_copies_converge() {
+    let t = start().await;
+    for trial in 0..6 {
+        let login = t.anon("rot-app").await;
+        let rt0 = s(&login, "refresh_token");
+        let answers = refresh_at_once(&t.http, &[&t.base], &rt0, 8).await;
+        let rt1 = one_successor(trial, &answers);
+        assert!(rt1 != rt0);
+        // And once more, the same token: the same successor again (within the grace window).
+        let again = refresh_at_once(&t.http, &[&t.base], &rt0, 4).await;
+        assert!(
+            one_successor(trial, &again) == rt1,
+            "trial {trial}: a later retry differs"
+        );
+
+        // Copy A and copy B both hold rt1. In turn: A refreshes; B refreshes the token it has
+        // (the one A just rotated out), within the grace window or long past it (its successor
+        // unused: a lost answer); both go on with the answer, which is the same token.
+        let (mut a, mut b) = (rt1.clone(), rt1);
+        let mut chain = vec![rt0];
+        for round in 0..8 {
+            let r = t.refresh(&a).await;
+            assert_eq!(
+                r.status, 201,
+                "trial {trial} round {round}: A refused: {}",
+                r.body["reason"]
+            );
+            let next = r.s("refresh_token");
+            t.srv.advance_clock(if round % 2 == 0 { 11 } else { 3 });
+            let r = t.refresh(&b).await;
+            assert_eq!(
+                r.status, 201,
+                "trial {trial} round {round}: B refused: {}",
+                r.body["reason"]
+            );
+            assert!(
+                r.s("refresh_token") == next,
+                "trial {trial} round {round}: B got another token"
+            );
+            chain.push(a);
+            (a, b) = (next.clone(), next);
+            t.srv.advance_clock(11);
+        }
+        t.refresh(&a).await.ok(201);
+        // The parent of a successor that was used, past the grace window: reuse.
+        t.srv.advance_clock(11);
+        t.refresh(chain.last().unwrap())
+            .await
+            .reason("InvalidSession", "revoked");
+        t.refresh(&a).await.reason("InvalidSession", "revoked");
+    }
+}
+
+/// A parent presented again within its grace window after its successor was itself rotated:
+/// it gets its own successor (not the newest token), which, presented next within its own
+/// grace window, gets the newest: the copy catches up with the chain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_after_its_successor_rotated_gets_its_own_successor_then_catches_up() {
+    let t = start().await;
+    let rt0 = s(&t.anon("rot-app").await, "refresh_token");
+    let rt1 = t.refresh(&rt0).await.s("refresh_token");
+    t.srv.advance_clock(2);
+    let rt2 = t.refresh(&rt1).await.s("refresh_token");
+    t.srv.advance_clock(2);
+    assert!(t.refresh(&rt0).await.s("refresh_token") == rt1);
+    t.srv.advance_clock(2);
+    assert!(t.refresh(&rt1).await.s("refresh_token") == rt2);
+    t.srv.advance_clock(11);
+    let rt3 = t.refresh(&rt2).await.s("refresh_token");
+    t.srv.advance_clock(11);
+    t.refresh(&rt3).await.ok(201);
+    // rt1 is two rotations old now: reuse.
+    t.refresh(&rt1).await.reason("InvalidSession", "revoked");
+}
+
+/// A retried token whose successor cannot be made again (issued by a release before successors
+/// were derived) rotates to a new successor, as that release did: the session goes on, and its
+/// reuse rules are unchanged.
+#[tokio::test]
+async fn a_successor_that_cannot_be_made_again_is_replaced_as_before() {
+    let (t, dir) = start_in("unrepeatable").await;
+    let rt0 = s(&t.anon("rot-app").await, "refresh_token");
+    let session = claims(&rt0)["sid"].as_str().unwrap().to_string();
+    let rt1 = t.refresh(&rt0).await.s("refresh_token");
+    make_first_successor_unrepeatable(&dir, &session).await;
+    t.srv.advance_clock(3);
+    let rt1b = t.refresh(&rt0).await.s("refresh_token");
+    assert!(
+        rt1b != rt1,
+        "a successor made again that the store does not hold"
+    );
+    // The new successor is repeatable: a second retry gets it again.
+    assert!(t.refresh(&rt0).await.s("refresh_token") == rt1b);
+    assert_eq!(stored_tokens(&dir, &session).await, 3);
+    t.srv.advance_clock(11);
+    let rt2 = t.refresh(&rt1b).await.s("refresh_token");
+    t.srv.advance_clock(11);
+    t.refresh(&rt2).await.ok(201);
+    t.refresh(&rt0).await.reason("InvalidSession", "revoked");
 }
 
 #[tokio::test]

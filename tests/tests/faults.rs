@@ -622,7 +622,8 @@ async fn with_rotation_the_new_refresh_token_replaces_the_old_one() {
 }
 
 /// A rotated answer that is lost on the way (cut short) leaves the client with the old token,
-/// which the server still honours within its grace window: the retry rotates again.
+/// which the server still honours within its grace window: the retry gets the successor the
+/// lost answer carried.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_rotation_a_lost_answer_is_retried_within_the_grace() {
     let rig = Rig::with(

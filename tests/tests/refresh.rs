@@ -3,14 +3,16 @@
 //! skew and the proactive scheduler. Time moves by the client's ManualClock and the server's test
 //! clock; nothing sleeps.
 
+use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sessionkit::{
-    App, AppError, AuthEventKind, Credentials, SessionError, SessionErrorKind, User, UserState,
+    App, AppError, AuthEventKind, Credentials, FileStore, SessionError, SessionErrorKind,
+    StorageConfig, User, UserState,
 };
-use sessionkit_tests::{Recorder, ServerOptions, TestServer, unique_email};
+use sessionkit_tests::{APP_ID, Recorder, ServerOptions, TestServer, temp_dir, unique_email};
 
 async fn email_user(app: &App) -> User {
     let email = unique_email("refresh");
@@ -108,6 +110,78 @@ async fn a_401_is_refreshed_and_replayed_once() {
     let profile = user.refresh_profile().await.unwrap();
     assert!(profile.email.is_some());
     assert_eq!(server.refresh_count(), before + 1, "the new token is good");
+    server.stop().await;
+}
+
+/// Issue 22, item 1, through the SDK: two Apps holding copies of one stored session (an app and
+/// its extension, each with its own copy of the session file) refresh at the same moment with
+/// rotation on, then in turn, each time past the server's 10 s grace window: both stay logged
+/// in, holding the same refresh token after each round (one chain), and no session error is
+/// reported. Before the fix the refreshes at once got different successors: two chains, one
+/// of which is reuse sooner or later (both copies were logged out within minutes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_copies_of_one_session_refreshing_at_once_stay_logged_in() {
+    let server = TestServer::with(ServerOptions {
+        refresh_token_rotation: true,
+        ..Default::default()
+    })
+    .await;
+    let file_app = |dir: &Path| {
+        let (mut config, _) = server.config();
+        config.storage = StorageConfig::File {
+            dir: dir.to_path_buf(),
+            encryption_key: None,
+        };
+        App::new(config).unwrap()
+    };
+    let session_file = |dir: &Path| {
+        FileStore::new(dir, APP_ID, None)
+            .unwrap()
+            .path()
+            .to_path_buf()
+    };
+    let (dir_a, dir_b) = (temp_dir("copy-a"), temp_dir("copy-b"));
+    let user_id = {
+        let app = file_app(&dir_a);
+        email_user(&app).await.id()
+    };
+    std::fs::create_dir_all(&dir_b).unwrap();
+    std::fs::copy(session_file(&dir_a), session_file(&dir_b)).unwrap();
+    let (a, b) = (file_app(&dir_a), file_app(&dir_b));
+    let (calls_a, calls_b) = (handler(&a), handler(&b));
+    let (ua, ub) = (a.current_user().unwrap(), b.current_user().unwrap());
+    assert_eq!((ua.id(), ub.id()), (user_id.clone(), user_id));
+    assert!(
+        ua.refresh_token() == ub.refresh_token(),
+        "one session, two copies"
+    );
+    for round in 0..5 {
+        let before = server.refresh_count();
+        let (ra, rb) = tokio::join!(ua.refresh_access_token(), ub.refresh_access_token());
+        ra.unwrap_or_else(|e| panic!("round {round}: A: {e}"));
+        rb.unwrap_or_else(|e| panic!("round {round}: B: {e}"));
+        assert_eq!(server.refresh_count(), before + 2, "each copy refreshed");
+        // In turn, past the grace window: B's token is the one A rotated out, whose successor
+        // was never presented (a lost answer): B gets that same successor.
+        server.advance_server_clock(11);
+        ua.refresh_access_token()
+            .await
+            .unwrap_or_else(|e| panic!("round {round}: A alone: {e}"));
+        server.advance_server_clock(11);
+        ub.refresh_access_token()
+            .await
+            .unwrap_or_else(|e| panic!("round {round}: B alone: {e}"));
+        assert!(
+            ua.refresh_token() == ub.refresh_token(),
+            "round {round}: the copies hold different refresh tokens (two chains)"
+        );
+        server.advance_server_clock(11);
+    }
+    assert_eq!(
+        (ua.state(), ub.state()),
+        (UserState::LoggedIn, UserState::LoggedIn)
+    );
+    assert!(calls_a.lock().unwrap().is_empty() && calls_b.lock().unwrap().is_empty());
     server.stop().await;
 }
 

@@ -47,6 +47,11 @@ pub const ROTATION_GRACE_SECS: i64 = 10;
 // Reuse of a pruned token is still detected: its signature proves the server issued it, its
 // `sid` names its session, and a live session's token that is not in the store can only be a
 // rotated-out one (PresentedRefresh::session_id).
+//
+// A token that is accepted again (within its grace window, or after a lost answer) is answered
+// with its successor, made again from that successor's row (`successor_again`), so the row must
+// still be there; it is: a pruning that keeps the parent keeps its successor too, which is of a
+// later generation and was superseded no earlier (or is current).
 
 /// A user row.
 #[derive(Debug, Clone)]
@@ -246,12 +251,48 @@ pub struct NewSession {
 /// Makes the session of a login once its user is known (in the login's transaction).
 pub type StartSession = Box<dyn FnOnce(&UserRow) -> NewSession + Send>;
 
-/// Makes the next refresh token of a rotating session.
-pub type NextRefreshToken = Box<dyn FnOnce(&SessionRow) -> String + Send>;
+/// Makes the refresh tokens of a rotating session: `(session, parent_hash, issued_at)` is the
+/// successor of the token whose SHA-256 (hex) is `parent_hash`, issued at `issued_at` (Unix
+/// seconds). The same arguments give the same token, so the store can hand out again the
+/// successor a token already produced from the successor's row (sessions.rs).
+pub type NextRefreshToken = Box<dyn Fn(&SessionRow, &str, i64) -> String + Send>;
+
+/// A stored token of the generation after a presented one's: its successor, or (in sessions
+/// rotated before successors were derived, when a retry made a sibling) a token of another
+/// parent.
+#[derive(Debug, Clone)]
+pub struct Successor {
+    /// SHA-256 (hex) of the token.
+    pub token_hash: String,
+    /// When it was issued (its `iat`), Unix seconds.
+    pub issued_at: i64,
+    /// Whether it is the session's current token and was never presented: the answer that
+    /// carried it was lost (the "lost answer" rule, PROTOCOL.md "Refresh token rotation").
+    pub current_unused: bool,
+}
+
+/// The successor the presented token (SHA-256 `parent_hash`) already produced, made again by
+/// `next` from one of the stored tokens of the next generation: the first whose hash the remade
+/// token has. `None` when none is the presented token's (its successor was made before they
+/// were derived, with a random `jti`, or under another app secret): the caller then rotates as
+/// before, to a new successor. Accepting a token a second time thus answers the same successor,
+/// so that copies of one session converge on one chain (PROTOCOL.md, "Refresh token rotation").
+pub fn successor_again(
+    next: &NextRefreshToken,
+    session: &SessionRow,
+    parent_hash: &str,
+    successors: &[Successor],
+) -> Option<String> {
+    successors.iter().find_map(|s| {
+        let token = next(session, parent_hash, s.issued_at);
+        (crate::tokens::sha256_hex(&token) == s.token_hash).then_some(token)
+    })
+}
 
 /// What a refresh token is presented for.
 pub enum RefreshUse {
-    /// POST session: mark the session used and, with `Some`, rotate to the token it makes.
+    /// POST session: mark the session used and, with `Some`, rotate to the token it makes (a
+    /// token rotated out already gets the successor it produced, [`successor_again`]).
     Refresh(Option<NextRefreshToken>),
     /// DELETE session: end the session.
     Logout,
@@ -406,7 +447,8 @@ pub trait Store: Send + Sync + 'static {
     /// of the same session (on every instance): reuse of a rotated-out token after the grace
     /// window revokes the session (committed, though the call fails with 401); a token that
     /// passes is marked as seen by its client, then refreshed (and rotated), logged out, or
-    /// just accepted.
+    /// just accepted. A rotated-out token that passes (the grace window, a lost answer) gets
+    /// the successor it already produced, not a new one: no row is added or superseded.
     async fn use_refresh_token(
         &self,
         presented: PresentedRefresh,

@@ -20,7 +20,7 @@ use sqlx::{Postgres, Row, SqlStr};
 use super::{
     ApiKeyRow, CONFIRM, CheckedSession, IdentityRow, Login, MailToken, NewSession, OutboxRow,
     PasswordAccount, PresentedRefresh, PresentedToken, RESET, RefreshUse, SessionRow,
-    SigningKeyRow, StartSession, Store, StoreResult, StoreStats, UserRow, UserpassRow,
+    SigningKeyRow, StartSession, Store, StoreResult, StoreStats, Successor, UserRow, UserpassRow,
 };
 use crate::config::DatabaseConfig;
 use crate::error::{ApiError, Reason};
@@ -521,22 +521,94 @@ async fn take_mail_token(
     .ok_or_else(super::invalid_mail_token)
 }
 
-/// Whether a rotated-out token of generation `generation` is the parent of a current token its
-/// client never presented (the answer carrying it was lost); see the SQLite store.
-async fn answer_was_lost(
+/// The session's tokens of generation `generation + 1`: a rotated-out token's successor (and,
+/// from rotations before successors were derived, its siblings'). A token of generation
+/// `generation` rotated out past the grace window still passes when one of them is current and
+/// was never presented: its client never received it (a crash or a lost answer after the
+/// rotation was committed), and the parent is still the client's latest token. Anything older,
+/// or a parent whose successor was used, is reuse.
+async fn successors(
     c: &mut Conn,
     session_id: &str,
     generation: i64,
-) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM refresh_tokens
-                        WHERE session_id = $1 AND superseded_at IS NULL AND used_at IS NULL
-                          AND generation = $2 + 1)",
+) -> Result<Vec<Successor>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT token_hash, issued_at, superseded_at IS NULL AND used_at IS NULL
+         FROM refresh_tokens WHERE session_id = $1 AND generation = $2 + 1",
     )
     .bind(session_id)
     .bind(generation)
-    .fetch_one(&mut *c)
-    .await
+    .fetch_all(&mut *c)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(Successor {
+                token_hash: r.try_get(0)?,
+                issued_at: r.try_get(1)?,
+                current_unused: r.try_get(2)?,
+            })
+        })
+        .collect()
+}
+
+/// The writes of a refresh, in one statement (a refresh is a few round trips to the database:
+/// each one counts): the presented token is marked as seen by its client (from now on its
+/// parent counts as reused) and the session as used; with `next` (the new token), the current
+/// token (a retried parent's old successor too) is superseded by it, and the tokens older than
+/// the presented one and past the grace window are pruned (store/mod.rs; rows no other part of
+/// the statement touches). The current token is the presented one or a later generation.
+/// Pruned tokens are a prefix of the chain, from `prune_from` on (migration 0002), which moves to
+/// the newest generation pruned. With `only_if_first`, nothing rotates when the presented token
+/// already has a successor (in this statement's snapshot, taken after the session's lock).
+/// Whether `next` was stored.
+async fn refresh_statement(
+    c: &mut Conn,
+    p: &PresentedRefresh,
+    session_id: &str,
+    generation: i64,
+    prune_from: i64,
+    next: Option<&str>,
+    only_if_first: bool,
+) -> Result<bool, sqlx::Error> {
+    let inserted = sqlx::query(
+        "WITH go AS (
+           SELECT $4::text IS NOT NULL AND NOT ($9 AND EXISTS (
+             SELECT 1 FROM refresh_tokens WHERE session_id = $3 AND generation = $5)) AS rotate
+         ), pruned AS (
+           DELETE FROM refresh_tokens
+           WHERE (SELECT rotate FROM go) AND session_id = $3
+             AND generation >= $8 AND generation < $7 AND superseded_at <= $6
+           RETURNING generation
+         ), tokens AS (
+           UPDATE refresh_tokens SET
+             used_at = CASE WHEN token_hash = $2 THEN COALESCE(used_at, $1)
+                            ELSE used_at END,
+             superseded_at = CASE WHEN (SELECT rotate FROM go) AND superseded_at IS NULL
+                                  THEN $1 ELSE superseded_at END
+           WHERE token_hash = $2
+              OR ((SELECT rotate FROM go) AND session_id = $3 AND generation >= $7
+                  AND superseded_at IS NULL)
+         ), used AS (
+           UPDATE sessions SET last_used_at = $1,
+             prune_from = COALESCE((SELECT max(generation) FROM pruned), prune_from)
+           WHERE id = $3
+         )
+         INSERT INTO refresh_tokens (token_hash, session_id, issued_at, generation)
+         SELECT $4, $3, $1, $5 WHERE (SELECT rotate FROM go)",
+    )
+    .bind(p.now)
+    .bind(&p.token_hash)
+    .bind(session_id)
+    .bind(next.map(tokens::sha256_hex))
+    .bind(generation + 1)
+    .bind(p.now - super::ROTATION_GRACE_SECS)
+    .bind(generation)
+    .bind(prune_from)
+    .bind(only_if_first)
+    .execute(&mut *c)
+    .await?
+    .rows_affected();
+    Ok(inserted > 0)
 }
 
 impl PostgresStore {
@@ -1057,9 +1129,15 @@ impl Store for PostgresStore {
         let (Some(user), Some((session, presented_token))) = (user, found) else {
             return Err(ApiError::internal());
         };
-        if past_grace.is_some()
-            && !answer_was_lost(&mut tx, &session.id, presented_token.generation).await?
-        {
+        // A rotated-out token's successors: whether its answer was lost, and the successor to
+        // answer again. A token read as current may have been rotated out by the use we waited
+        // for: the rotation below then finds its successor in its own (later) snapshot.
+        let mut successors = if presented_token.superseded_at.is_some() {
+            self::successors(&mut tx, &session.id, presented_token.generation).await?
+        } else {
+            Vec::new()
+        };
+        if past_grace.is_some() && !successors.iter().any(|s| s.current_unused) {
             tracing::warn!(session = %session.id, "rotated refresh token reused: revoking the session");
             sqlx::query("UPDATE sessions SET revoked = TRUE WHERE id = $1")
                 .bind(&session.id)
@@ -1071,49 +1149,41 @@ impl Store for PostgresStore {
         let mut rotated = None;
         match purpose {
             RefreshUse::Refresh(next) => {
-                // One statement: the token is marked as seen by its client (from now on its
-                // parent counts as reused), the session as used, and with rotation the
-                // current token (a retried parent's successor too) is superseded by the next,
-                // and the tokens older than the presented one and past the grace window are
-                // pruned (store/mod.rs; rows no other part of the statement touches). The
-                // current token is the presented one or a later generation. Pruned tokens are a
-                // prefix of the chain, from prune_from on (migration 0002), which moves to the
-                // newest generation pruned.
-                let next = next.map(|next| next(&session));
-                sqlx::query(
-                    "WITH pruned AS (
-                       DELETE FROM refresh_tokens
-                       WHERE $4::text IS NOT NULL AND session_id = $3
-                         AND generation >= $8 AND generation < $7 AND superseded_at <= $6
-                       RETURNING generation
-                     ), tokens AS (
-                       UPDATE refresh_tokens SET
-                         used_at = CASE WHEN token_hash = $2 THEN COALESCE(used_at, $1)
-                                        ELSE used_at END,
-                         superseded_at = CASE WHEN $4::text IS NOT NULL AND superseded_at IS NULL
-                                              THEN $1 ELSE superseded_at END
-                       WHERE token_hash = $2
-                          OR ($4::text IS NOT NULL AND session_id = $3 AND generation >= $7
-                              AND superseded_at IS NULL)
-                     ), used AS (
-                       UPDATE sessions SET last_used_at = $1,
-                         prune_from = COALESCE((SELECT max(generation) FROM pruned), prune_from)
-                       WHERE id = $3
-                     )
-                     INSERT INTO refresh_tokens (token_hash, session_id, issued_at, generation)
-                     SELECT $4, $3, $1, $5 WHERE $4::text IS NOT NULL",
-                )
-                .bind(p.now)
-                .bind(&p.token_hash)
-                .bind(&session.id)
-                .bind(next.as_deref().map(tokens::sha256_hex))
-                .bind(presented_token.generation + 1)
-                .bind(p.now - super::ROTATION_GRACE_SECS)
-                .bind(presented_token.generation)
-                .bind(prune_from)
-                .execute(&mut *tx)
-                .await?;
-                rotated = next;
+                // With `looked`, `successors` are this transaction's latest: one made again
+                // is the answer, and when none can be (made before successors were derived)
+                // the token rotates to a new one. Without, the statement rotates only when the
+                // presented token has no successor; when it has (rotated out by the use we
+                // waited for), they are looked up and made again.
+                let mut looked = presented_token.superseded_at.is_some();
+                loop {
+                    let again = next.as_ref().and_then(|next| {
+                        super::successor_again(next, &session, &p.token_hash, &successors)
+                    });
+                    let fresh = match (&again, &next) {
+                        (None, Some(next)) => Some(next(&session, &p.token_hash, p.now)),
+                        _ => None,
+                    };
+                    let inserted = refresh_statement(
+                        &mut tx,
+                        p,
+                        &session.id,
+                        presented_token.generation,
+                        prune_from,
+                        fresh.as_deref(),
+                        !looked,
+                    )
+                    .await?;
+                    if fresh.is_some() && !inserted && !looked {
+                        successors =
+                            self::successors(&mut tx, &session.id, presented_token.generation)
+                                .await?;
+                        looked = true;
+                        continue;
+                    }
+                    // Accepted again: the successor it already produced, nothing rotated.
+                    rotated = again.or(fresh);
+                    break;
+                }
             }
             purpose => {
                 // Marks the token as seen by its client: from now on its parent counts as

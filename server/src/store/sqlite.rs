@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 use super::{
     ApiKeyRow, CONFIRM, CheckedSession, IdentityRow, Login, MailToken, NewSession, OutboxRow,
     PasswordAccount, PresentedRefresh, PresentedToken, RESET, RefreshUse, SessionRow,
-    SigningKeyRow, StartSession, Store, StoreResult, StoreStats, UserRow, UserpassRow,
+    SigningKeyRow, StartSession, Store, StoreResult, StoreStats, Successor, UserRow, UserpassRow,
 };
 use crate::error::{ApiError, Reason};
 use crate::providers::Proof;
@@ -567,18 +567,29 @@ fn session_by_token(
     .optional()
 }
 
-/// Whether a rotated-out token of generation `generation` is the parent of the session's
-/// current token, and that current token has never been presented: its client then never
-/// received it (a crash or a lost answer after the rotation was committed), and the parent is
-/// still the client's latest token. Anything older, or a parent whose successor was used, is
-/// reuse.
-fn answer_was_lost(conn: &Connection, session_id: &str, generation: i64) -> rusqlite::Result<bool> {
+/// The session's tokens of generation `generation + 1`: a rotated-out token's successor (and,
+/// from rotations before successors were derived, its siblings'). A token of generation
+/// `generation` rotated out past the grace window still passes when one of them is current and
+/// was never presented: its client never received it (a crash or a lost answer after the
+/// rotation was committed), and the parent is still the client's latest token. Anything older,
+/// or a parent whose successor was used, is reuse.
+fn successors(
+    conn: &Connection,
+    session_id: &str,
+    generation: i64,
+) -> rusqlite::Result<Vec<Successor>> {
     conn.prepare_cached(
-        "SELECT EXISTS (SELECT 1 FROM refresh_tokens
-                        WHERE session_id = ?1 AND superseded_at IS NULL AND used_at IS NULL
-                          AND generation = ?2 + 1)",
+        "SELECT token_hash, issued_at, superseded_at IS NULL AND used_at IS NULL
+         FROM refresh_tokens WHERE session_id = ?1 AND generation = ?2 + 1",
     )?
-    .query_row(params![session_id, generation], |r| r.get(0))
+    .query_map(params![session_id, generation], |r| {
+        Ok(Successor {
+            token_hash: r.get(0)?,
+            issued_at: r.get(1)?,
+            current_unused: r.get(2)?,
+        })
+    })?
+    .collect()
 }
 
 fn api_key_row(r: &rusqlite::Row) -> rusqlite::Result<ApiKeyRow> {
@@ -1189,9 +1200,14 @@ impl Store for SqliteStore {
             let (Some(user), Some((session, presented_token))) = (user, found) else {
                 return Err(ApiError::internal());
             };
-            if past_grace.is_some()
-                && !answer_was_lost(tx, &session.id, presented_token.generation)?
-            {
+            // A rotated-out token's successors: whether its answer was lost, and the successor
+            // to answer again. The current token has none.
+            let successors = if presented_token.superseded_at.is_some() {
+                successors(tx, &session.id, presented_token.generation)?
+            } else {
+                Vec::new()
+            };
+            if past_grace.is_some() && !successors.iter().any(|s| s.current_unused) {
                 tracing::warn!(session = %session.id, "rotated refresh token reused: revoking the session");
                 tx.prepare_cached("UPDATE sessions SET revoked = 1 WHERE id = ?1")?
                     .execute([&session.id])?;
@@ -1212,9 +1228,16 @@ impl Store for SqliteStore {
                 RefreshUse::Refresh(next) => {
                     tx.prepare_cached("UPDATE sessions SET last_used_at = ?1 WHERE id = ?2")?
                         .execute(params![p.now, session.id])?;
-                    if let Some(next) = next {
-                        let token = next(&session);
-                        // A retried parent supersedes the successor its client never got, too.
+                    let again = next.as_ref().and_then(|next| {
+                        super::successor_again(next, &session, &p.token_hash, &successors)
+                    });
+                    if again.is_some() {
+                        // Accepted again: the successor it already produced, nothing rotates.
+                        rotated = again;
+                    } else if let Some(next) = next {
+                        let token = next(&session, &p.token_hash, p.now);
+                        // A retried parent whose successor cannot be made again (rotated
+                        // before successors were derived) supersedes it, too.
                         tx.prepare_cached(
                             "UPDATE refresh_tokens SET superseded_at = ?1 WHERE session_id = ?2 AND superseded_at IS NULL",
                         )?

@@ -389,3 +389,63 @@ pub fn custom_jwt(key: &str, claims: Value) -> String {
     )
     .unwrap()
 }
+
+/// Presents `token` to POST session `n` times at once (released together), through `bases`
+/// in turn (one server, or several instances on one database). Each answer's status and new
+/// refresh token.
+pub async fn refresh_at_once(
+    http: &reqwest::Client,
+    bases: &[&str],
+    token: &str,
+    n: usize,
+) -> Vec<(u16, Option<String>)> {
+    let start = std::sync::Arc::new(tokio::sync::Barrier::new(n));
+    let calls: Vec<_> = (0..n)
+        .map(|i| {
+            let req = http
+                .post(format!("{}{BR}/auth/session", bases[i % bases.len()]))
+                .bearer_auth(token);
+            let start = start.clone();
+            tokio::spawn(async move {
+                start.wait().await;
+                let r = req.send().await.expect("request sent");
+                let status = r.status().as_u16();
+                let body: Value = r.json().await.expect("a JSON answer");
+                let next = body["refresh_token"].as_str().map(str::to_string);
+                (status, next)
+            })
+        })
+        .collect();
+    let mut out = Vec::new();
+    for c in calls {
+        out.push(c.await.unwrap());
+    }
+    out
+}
+
+/// The token every answer of a burst carried: all 201, one and the same refresh token (no
+/// token is printed: the count of distinct ones says what went wrong).
+#[track_caller]
+pub fn one_successor(trial: usize, answers: &[(u16, Option<String>)]) -> String {
+    let statuses: Vec<u16> = answers.iter().map(|a| a.0).collect();
+    assert!(
+        statuses.iter().all(|s| *s == 201),
+        "trial {trial}: {statuses:?}"
+    );
+    let mut tokens: Vec<&String> = answers.iter().filter_map(|a| a.1.as_ref()).collect();
+    assert_eq!(
+        tokens.len(),
+        answers.len(),
+        "trial {trial}: every answer rotates"
+    );
+    tokens.sort();
+    tokens.dedup();
+    assert_eq!(
+        tokens.len(),
+        1,
+        "trial {trial}: one refresh token presented {} times at once got {} different successors",
+        answers.len(),
+        tokens.len()
+    );
+    tokens[0].clone()
+}
