@@ -13,7 +13,10 @@
 //! POST `/control/mint` `{"claims": {...}, "alg": "RS256"|"ES256"|"none"|"HS256-public-key"}`
 //! -> `{"token"}` (`iss` defaults to the issuer's URL, `iat`/`exp` to now and an hour on);
 //! `/control/code` `{"code", "claims"}`; `/control/facebook` `{"token", "app_id", "user_id",
-//! "name", "email"}`; `/control/down` `{"down": bool}`.
+//! "name", "email"}`; `/control/down` `{"down": bool}`; `/control/habits` `{"omit_kids": bool,
+//! "extra_jwks": [jwk...], "move_jwks": name, "discovery_status": status|null,
+//! "discovery_issuer": string|null}` (each field optional: what it names changes); GET
+//! `/control/counts` -> `{"jwks_fetches", "discovery_fetches"}`.
 //!
 //! Conformance scenarios name social credentials by intent, and the issuer turns them into
 //! tokens, so that every language's runner stays a thin HTTP call: GET
@@ -165,6 +168,8 @@ impl TestIssuer {
             .route("/control/code", post(control_code))
             .route("/control/facebook", post(control_facebook))
             .route("/control/down", post(control_down))
+            .route("/control/habits", post(control_habits))
+            .route("/control/counts", get(control_counts))
             .route("/control/credential", post(control_credential))
             .route("/control/providers.toml", get(control_providers))
             .with_state(shared.clone());
@@ -577,6 +582,32 @@ pub fn tamper(token: &str) -> String {
     let new = if old == b'A' { "B" } else { "A" };
     t.replace_range(at..=at, new);
     t
+}
+
+async fn control_habits(State(s): State<Arc<Shared>>, Json(body): Json<Value>) -> Response {
+    if let Some(omit) = body.get("omit_kids").and_then(Value::as_bool) {
+        s.omit_kids.store(omit, Ordering::SeqCst);
+    }
+    if let Some(jwks) = body.get("extra_jwks").and_then(Value::as_array) {
+        s.extra_jwks.lock().unwrap().extend(jwks.iter().cloned());
+    }
+    if let Some(name) = body.get("move_jwks").and_then(Value::as_str) {
+        *s.jwks_path.lock().unwrap() = format!("/keys/{name}");
+    }
+    if let Some(status) = body.get("discovery_status") {
+        *s.discovery_status.lock().unwrap() = status.as_u64().map(|n| n as u16);
+    }
+    if let Some(issuer) = body.get("discovery_issuer") {
+        *s.discovery_issuer.lock().unwrap() = issuer.as_str().map(str::to_string);
+    }
+    StatusCode::NO_CONTENT.into_response()
+}
+
+async fn control_counts(State(s): State<Arc<Shared>>) -> Json<Value> {
+    Json(json!({
+        "jwks_fetches": s.jwks_fetches.load(Ordering::SeqCst),
+        "discovery_fetches": s.discovery_fetches.load(Ordering::SeqCst),
+    }))
 }
 
 /// An unsigned (`none`) token, or one "signed" with HMAC over the public key (`HS256-public-key`).

@@ -873,3 +873,49 @@ async fn id_tokens_with_an_untrusted_audience_or_a_far_exp_are_refused() {
     }
     server.stop().await;
 }
+
+/// Runners in other languages set the same habits over HTTP (`test_issuer` binary).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_test_issuers_habits_are_set_over_http_too() {
+    let issuer = TestIssuer::start().await;
+    let http = reqwest::Client::new();
+    let habits = json!({
+        "omit_kids": true,
+        "extra_jwks": [{"kty": "AKP", "alg": "ML-DSA-44", "pub": "AAAA"}],
+        "move_jwks": "v2",
+        "discovery_status": 500,
+    });
+    let r = http
+        .post(format!("{}/control/habits", issuer.url))
+        .json(&habits)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 204);
+    let get = |path: &str| http.get(format!("{}{path}", issuer.url)).send();
+    assert_eq!(get("/jwks").await.unwrap().status().as_u16(), 404);
+    let set: Value = get("/keys/v2").await.unwrap().json().await.unwrap();
+    let keys = set["keys"].as_array().unwrap();
+    assert_eq!(keys.len(), 3);
+    assert!(keys.iter().all(|k| k.get("kid").is_none()));
+    assert_eq!(keys[2]["kty"], "AKP");
+    let discovery = get("/.well-known/openid-configuration").await.unwrap();
+    assert_eq!(discovery.status().as_u16(), 500);
+    let counts: Value = get("/control/counts").await.unwrap().json().await.unwrap();
+    assert_eq!(counts, json!({"jwks_fetches": 2, "discovery_fetches": 1}));
+    let r = http
+        .post(format!("{}/control/habits", issuer.url))
+        .json(&json!({"discovery_status": null, "discovery_issuer": "https://other.example"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 204);
+    let doc: Value = get("/.well-known/openid-configuration")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(doc["issuer"], "https://other.example");
+    assert_eq!(doc["jwks_uri"], format!("{}/keys/v2", issuer.url));
+}
