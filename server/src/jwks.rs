@@ -301,14 +301,7 @@ impl JwksCache {
             .ok_or_else(|| "its discovery document has no http(s) jwks_uri".to_string())
     }
 
-    /// GETs a JSON document from an issuer: 503 when it cannot be had.
-    pub async fn fetch_json<T: serde::de::DeserializeOwned>(
-        &self,
-        url: &str,
-    ) -> Result<T, ApiError> {
-        self.get_json(url).await.map_err(|t| issuer_unavailable(&t))
-    }
-
+    /// GETs a JSON document from an issuer; what went wrong otherwise.
     async fn get_json<T: serde::de::DeserializeOwned>(&self, url: &str) -> Result<T, String> {
         let resp = self
             .http
@@ -557,4 +550,100 @@ pub fn check_times(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// The modulus of RFC 7517's example RSA key (appendix A.1).
+    const N: &str = "0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhD\
+        R1L6tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-\
+        65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdk\
+        t-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw";
+    const X: &str = "WfbGsWV8jzjL2ut7nr1pySJi9Cd4dO6ZNLcpXqz3DBM";
+    const Y: &str = "NOk6KwqvFZ3KG8OMD1ftj7J1r4eBTEtbaN0fcuCfYAs";
+
+    #[test]
+    fn only_rs256_and_es256_signing_keys_are_kept() {
+        let set = json!({"keys": [
+            {"kty": "RSA", "kid": "rsa", "n": N, "e": "AQAB"},
+            {"kty": "EC", "crv": "P-256", "kid": "ec", "x": X, "y": Y, "alg": "ES256"},
+            {"kty": "RSA", "kid": "enc", "use": "enc", "n": N, "e": "AQAB"},
+            {"kty": "RSA", "kid": "rs512", "alg": "RS512", "n": N, "e": "AQAB"},
+            {"kty": "EC", "crv": "P-384", "kid": "p384", "x": X, "y": Y},
+            {"kty": "EC", "crv": "secp256k1", "kid": "k1", "x": X, "y": Y},
+            {"kty": "OKP", "crv": "X25519", "kid": "x25519", "x": X},
+            {"kty": "OKP", "crv": "Ed25519", "kid": "ed", "x": X},
+            {"kty": "AKP", "alg": "ML-DSA-44", "kid": "mldsa", "pub": X},
+            {"kty": "RSA", "kid": "no-e", "n": N},
+            {"kty": "oct", "kid": "hmac", "k": X},
+            "not an object",
+        ]});
+        let kept: Vec<(Option<String>, Algorithm)> = usable_keys(&set)
+            .unwrap()
+            .into_iter()
+            .map(|k| (k.kid, k.alg))
+            .collect();
+        assert_eq!(
+            kept,
+            [
+                (Some("rsa".into()), Algorithm::RS256),
+                (Some("ec".into()), Algorithm::ES256)
+            ]
+        );
+        let err = usable_keys(&json!({"keys": [{"kty": "AKP", "pub": X}]}))
+            .err()
+            .unwrap();
+        assert!(err.contains("none of the 1 keys"), "{err}");
+        assert!(usable_keys(&json!({"no": "keys"})).is_err());
+    }
+
+    #[test]
+    fn an_id_token_lives_a_day_at_most() {
+        let now = 1_800_000_000;
+        let claims = |v: Value| v.as_object().cloned().unwrap();
+        let day = Some(MAX_ID_TOKEN_LIFETIME_SECS);
+        let ok = claims(json!({"iat": now, "exp": now + 86_400}));
+        assert_eq!(check_times(&ok, now, day), Ok(()));
+        for exp in [
+            json!(now + 86_401),
+            json!(2_147_483_649_i64 + now),
+            json!(1e20),
+        ] {
+            let c = claims(json!({"iat": now, "exp": exp}));
+            assert!(check_times(&c, now, day).unwrap_err().contains("exp"));
+            // A custom JWT has no such bound.
+            assert_eq!(check_times(&c, now, None), Ok(()));
+        }
+        // Without iat, the bound counts from now.
+        let c = claims(json!({"exp": now + 86_401}));
+        assert!(check_times(&c, now, day).is_err());
+    }
+
+    #[test]
+    fn every_audience_must_be_trusted_and_azp_named_with_several() {
+        let trusted = ["a".to_string(), "b".to_string()];
+        let check = |v: Value| check_audiences(v.as_object().unwrap(), &trusted);
+        assert!(check(json!({"aud": "a"})).is_ok());
+        assert!(check(json!({"aud": "a", "azp": "android"})).is_ok());
+        assert!(check(json!({"aud": ["a"]})).is_ok());
+        assert!(check(json!({"aud": ["a", "b"], "azp": "b"})).is_ok());
+        assert!(
+            check(json!({"aud": ["a", "evil"], "azp": "a"}))
+                .unwrap_err()
+                .contains("aud")
+        );
+        assert!(
+            check(json!({"aud": ["a", "b"]}))
+                .unwrap_err()
+                .contains("azp")
+        );
+        assert!(
+            check(json!({"aud": ["a", "b"], "azp": "evil"}))
+                .unwrap_err()
+                .contains("azp")
+        );
+    }
 }
