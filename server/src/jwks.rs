@@ -216,9 +216,11 @@ impl JwksCache {
         if left > 0 {
             let trouble = match &entry.trouble {
                 Some(t) => format!("its keys could not be fetched again ({t})"),
-                None => "its keys were fetched moments ago without the token's key, and may \
-                         be fetched again shortly"
-                    .to_string(),
+                None => format!(
+                    "the keys fetched {}s ago do not verify the token ({why}), and may be \
+                     fetched again in {left}s (the issuer may have rotated them)",
+                    entry.fetched_at.map_or(0, |at| now - at)
+                ),
             };
             return Err(unavailable_for(&trouble, left));
         }

@@ -524,6 +524,7 @@ async fn a_kid_the_issuer_could_not_be_asked_about_is_unavailable_not_refused() 
     server.server.advance_clock(10);
     let a = google_login(&server, &token).await;
     assert_unavailable(&a, FLOOR - 10, "held back by the floor");
+    assert!(a.error.contains("unknown key"), "says why: {a:?}");
     assert_eq!(issuer.jwks_fetches(), fetches);
 
     // The issuer is down when the floor allows a refetch: 503, retry after a floor.
