@@ -147,9 +147,12 @@ async fn custom_token_jwks(
     let issuers: Vec<String> = cfg.issuer.iter().cloned().collect();
     let rules = crate::jwks::Rules {
         label: "custom auth token",
-        jwks_url,
+        keys: crate::jwks::KeySource::Url(jwks_url),
         issuers: &issuers,
         audiences: &audiences,
+        // A custom JWT is not an ID token: RFC 7519's audience rule (one of them is ours) and
+        // whatever lifetime its issuer gives it.
+        id_token: false,
     };
     let claims = st.jwks.verify(token, &rules, st.now()).await?;
     let sub = claims

@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 
 use crate::config::{AppleConfig, FacebookConfig, GoogleConfig, OidcConfig};
 use crate::error::ApiError;
-use crate::jwks::{self, ISSUER_TIMEOUT, Rules, issuer_unavailable};
+use crate::jwks::{self, ISSUER_TIMEOUT, KeySource, Rules, issuer_unavailable};
 use crate::providers::{Identity, Proof, req_str};
 use crate::state::Inner;
 
@@ -64,9 +64,10 @@ pub async fn google(
     };
     let rules = Rules {
         label: "Google ID token",
-        jwks_url: &cfg.jwks_url,
+        keys: KeySource::Url(&cfg.jwks_url),
         issuers: &cfg.issuers,
         audiences: &cfg.client_ids,
+        id_token: true,
     };
     let claims = st.jwks.verify(id_token, &rules, st.now()).await?;
     Ok(identity("oauth2-google".into(), &claims))
@@ -120,9 +121,10 @@ pub async fn apple(
     let issuers = [cfg.issuer.clone()];
     let rules = Rules {
         label: "Apple ID token",
-        jwks_url: &cfg.jwks_url,
+        keys: KeySource::Url(&cfg.jwks_url),
         issuers: &issuers,
         audiences: &cfg.client_ids,
+        id_token: true,
     };
     let claims = st
         .jwks
@@ -139,17 +141,20 @@ pub async fn oidc(
     body: &Map<String, Value>,
 ) -> Result<Identity, ApiError> {
     let token = req_str(body, "id_token")?;
-    let jwks_url = match &cfg.jwks_url {
-        Some(url) => url.clone(),
-        None => st.jwks.discover(&cfg.issuer).await?,
+    // Without a configured JWKS URL, the discovery document names it; it is fetched again
+    // with the keys (OpenID Connect Discovery 1.0 section 4).
+    let keys = match &cfg.jwks_url {
+        Some(url) => KeySource::Url(url),
+        None => KeySource::Discovery(&cfg.issuer),
     };
     let issuers = [cfg.issuer.clone()];
     let label = format!("ID token of {name}");
     let rules = Rules {
         label: &label,
-        jwks_url: &jwks_url,
+        keys,
         issuers: &issuers,
         audiences: &cfg.audiences,
+        id_token: true,
     };
     let claims = st.jwks.verify(token, &rules, st.now()).await?;
     Ok(identity(

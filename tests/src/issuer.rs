@@ -4,13 +4,19 @@
 //! It serves a JWKS (`/jwks`), OpenID Connect discovery, an OAuth token endpoint (`/token`,
 //! auth codes registered with [`TestIssuer::add_code`]) and a Graph-like API (`/debug_token`,
 //! `/me`). Keys (RSA 2048 and P-256) are generated per run; tokens are minted with any claims;
-//! keys rotate on demand; the issuer can be made slow or unavailable.
+//! keys rotate on demand; the issuer can be made slow or unavailable. For the habits of real
+//! issuers it can also serve keys a verifier cannot use, leave `kid` out, regenerate a key
+//! under the same `kid`, move its JWKS, fail its discovery document or name another issuer
+//! there, and count the requests.
 //!
 //! Runners in other languages drive it over HTTP (the `test_issuer` binary prints its URL):
 //! POST `/control/mint` `{"claims": {...}, "alg": "RS256"|"ES256"|"none"|"HS256-public-key"}`
 //! -> `{"token"}` (`iss` defaults to the issuer's URL, `iat`/`exp` to now and an hour on);
 //! `/control/code` `{"code", "claims"}`; `/control/facebook` `{"token", "app_id", "user_id",
-//! "name", "email"}`; `/control/down` `{"down": bool}`.
+//! "name", "email"}`; `/control/down` `{"down": bool}`; `/control/habits` `{"omit_kids": bool,
+//! "extra_jwks": [jwk...], "move_jwks": name, "discovery_status": status|null,
+//! "discovery_issuer": string|null}` (each field optional: what it names changes); GET
+//! `/control/counts` -> `{"jwks_fetches", "discovery_fetches"}`.
 //!
 //! Conformance scenarios name social credentials by intent, and the issuer turns them into
 //! tokens, so that every language's runner stays a thin HTTP call: GET
@@ -109,8 +115,20 @@ struct Shared {
     down: AtomicBool,
     delay_ms: AtomicU64,
     jwks_fetches: AtomicUsize,
+    discovery_fetches: AtomicUsize,
     next_kid: AtomicUsize,
     url: Mutex<String>,
+    /// JWKs served after the real keys, as given (keys a verifier cannot use).
+    extra_jwks: Mutex<Vec<Value>>,
+    /// The JWKS leaves `kid` out of its keys.
+    omit_kids: AtomicBool,
+    /// Where the JWKS is served (`/jwks`, or `/keys/<name>` after [`TestIssuer::move_jwks`]);
+    /// other JWKS paths answer 404.
+    jwks_path: Mutex<String>,
+    /// A status the discovery document answers with instead (e.g. 500).
+    discovery_status: Mutex<Option<u16>>,
+    /// An `issuer` the discovery document names instead of the real one.
+    discovery_issuer: Mutex<Option<String>>,
 }
 
 /// The running test issuer.
@@ -141,6 +159,7 @@ impl TestIssuer {
         shared.next_kid.store(2, Ordering::SeqCst);
         let app = Router::new()
             .route("/jwks", get(jwks))
+            .route("/keys/{name}", get(jwks_moved))
             .route("/.well-known/openid-configuration", get(discovery))
             .route("/token", post(token))
             .route("/debug_token", get(debug_token))
@@ -149,12 +168,15 @@ impl TestIssuer {
             .route("/control/code", post(control_code))
             .route("/control/facebook", post(control_facebook))
             .route("/control/down", post(control_down))
+            .route("/control/habits", post(control_habits))
+            .route("/control/counts", get(control_counts))
             .route("/control/credential", post(control_credential))
             .route("/control/providers.toml", get(control_providers))
             .with_state(shared.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         *shared.url.lock().unwrap() = url.clone();
+        *shared.jwks_path.lock().unwrap() = "/jwks".into();
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
@@ -169,6 +191,75 @@ impl TestIssuer {
     /// How many times the JWKS was fetched.
     pub fn jwks_fetches(&self) -> usize {
         self.shared.jwks_fetches.load(Ordering::SeqCst)
+    }
+
+    /// How many times the discovery document was asked for (answered or not).
+    pub fn discovery_fetches(&self) -> usize {
+        self.shared.discovery_fetches.load(Ordering::SeqCst)
+    }
+
+    /// Serves `jwks` (raw JWK objects, e.g. keys no verifier can use) after the real keys.
+    pub fn add_raw_jwks(&self, jwks: Vec<Value>) {
+        self.shared.extra_jwks.lock().unwrap().extend(jwks);
+    }
+
+    /// Makes the JWKS leave `kid` out of every key (`true`), as a single-key issuer may.
+    pub fn omit_kids(&self, omit: bool) {
+        self.shared.omit_kids.store(omit, Ordering::SeqCst);
+    }
+
+    /// A token with `claims` and no `kid` in its header, signed with the newest published key
+    /// of `alg`.
+    pub fn mint_without_kid(&self, alg: Algorithm, claims: &Value) -> String {
+        let header = Header::new(alg);
+        jsonwebtoken::encode(&header, claims, &self.key(alg).encoding).expect("sign")
+    }
+
+    /// Withdraws every published key (tokens minted before still carry their signatures): with
+    /// [`Self::add_raw_jwks`], a set of only unusable keys.
+    pub fn withdraw_keys(&self) {
+        self.shared.published.lock().unwrap().clear();
+    }
+
+    /// Publishes one more RSA key (the newest, which [`Self::mint`] then signs with) and keeps
+    /// the older ones.
+    pub fn add_rsa_key(&self) {
+        let n = self.shared.next_kid.fetch_add(1, Ordering::SeqCst);
+        let key = rsa_key(&format!("rsa-{n}"));
+        self.shared.published.lock().unwrap().push(Arc::new(key));
+    }
+
+    /// Replaces the newest published key of `alg` with a new key under the same `kid` (a key
+    /// regenerated in place): tokens signed before fail against the new one, and the other way
+    /// round.
+    pub fn regenerate_key(&self, alg: Algorithm) {
+        let mut published = self.shared.published.lock().unwrap();
+        let at = published
+            .iter()
+            .rposition(|k| k.alg == alg)
+            .expect("a published key of that algorithm");
+        let kid = published[at].kid.clone();
+        published[at] = Arc::new(match alg {
+            Algorithm::ES256 => ec_key(&kid),
+            _ => rsa_key(&kid),
+        });
+    }
+
+    /// Moves the JWKS to `/keys/<name>` (the discovery document names the new place); the old
+    /// place answers 404.
+    pub fn move_jwks(&self, name: &str) {
+        *self.shared.jwks_path.lock().unwrap() = format!("/keys/{name}");
+    }
+
+    /// Makes the discovery document answer `status` instead (`None`: answer it again).
+    pub fn set_discovery_status(&self, status: Option<u16>) {
+        *self.shared.discovery_status.lock().unwrap() = status;
+    }
+
+    /// Makes the discovery document name `issuer` instead of the real one (`None`: the real
+    /// one again).
+    pub fn set_discovery_issuer(&self, issuer: Option<&str>) {
+        *self.shared.discovery_issuer.lock().unwrap() = issuer.map(str::to_string);
     }
 
     /// Makes every endpoint answer 503 (`true`) or work again.
@@ -371,12 +462,7 @@ fn credential(s: &Shared, kind: &str, spec: &Value) -> Result<String, String> {
         "ES256" => sign(&*newest(s, Algorithm::ES256).ok_or("no EC key")?, &claims),
         "unknown_key" => sign(&rsa_key("never-published"), &claims),
         "none" | "HS256-public-key" => forge(&rsa, &text("signature", ""), &claims),
-        "tampered" => {
-            let mut t = sign(&rsa, &claims);
-            let last = t.pop().unwrap_or('A');
-            t.push(if last == 'A' { 'B' } else { 'A' });
-            t
-        }
+        "tampered" => tamper(&sign(&rsa, &claims)),
         other => return Err(format!("unknown signature {other}")),
     };
     if kind == "google_auth_code" {
@@ -486,6 +572,44 @@ async fn control_down(State(s): State<Arc<Shared>>, Json(body): Json<Value>) -> 
     StatusCode::NO_CONTENT.into_response()
 }
 
+/// `token` with one character in the middle of its signature changed: well-formed, and its
+/// signature fails. (The last character may only carry padding bits, so it is not the one.)
+pub fn tamper(token: &str) -> String {
+    let sig_start = token.rfind('.').map_or(0, |i| i + 1);
+    let at = sig_start + (token.len() - sig_start) / 2;
+    let mut t = token.to_string();
+    let old = t.as_bytes()[at];
+    let new = if old == b'A' { "B" } else { "A" };
+    t.replace_range(at..=at, new);
+    t
+}
+
+async fn control_habits(State(s): State<Arc<Shared>>, Json(body): Json<Value>) -> Response {
+    if let Some(omit) = body.get("omit_kids").and_then(Value::as_bool) {
+        s.omit_kids.store(omit, Ordering::SeqCst);
+    }
+    if let Some(jwks) = body.get("extra_jwks").and_then(Value::as_array) {
+        s.extra_jwks.lock().unwrap().extend(jwks.iter().cloned());
+    }
+    if let Some(name) = body.get("move_jwks").and_then(Value::as_str) {
+        *s.jwks_path.lock().unwrap() = format!("/keys/{name}");
+    }
+    if let Some(status) = body.get("discovery_status") {
+        *s.discovery_status.lock().unwrap() = status.as_u64().map(|n| n as u16);
+    }
+    if let Some(issuer) = body.get("discovery_issuer") {
+        *s.discovery_issuer.lock().unwrap() = issuer.as_str().map(str::to_string);
+    }
+    StatusCode::NO_CONTENT.into_response()
+}
+
+async fn control_counts(State(s): State<Arc<Shared>>) -> Json<Value> {
+    Json(json!({
+        "jwks_fetches": s.jwks_fetches.load(Ordering::SeqCst),
+        "discovery_fetches": s.discovery_fetches.load(Ordering::SeqCst),
+    }))
+}
+
 /// An unsigned (`none`) token, or one "signed" with HMAC over the public key (`HS256-public-key`).
 fn forge(key: &Key, alg: &str, claims: &Value) -> String {
     if alg == "none" {
@@ -521,26 +645,60 @@ async fn gate(s: &Shared) -> Option<Response> {
 }
 
 async fn jwks(State(s): State<Arc<Shared>>) -> Response {
-    if let Some(r) = gate(&s).await {
+    serve_jwks(&s, "/jwks").await
+}
+
+async fn jwks_moved(
+    State(s): State<Arc<Shared>>,
+    axum::extract::Path(name): axum::extract::Path<String>,
+) -> Response {
+    serve_jwks(&s, &format!("/keys/{name}")).await
+}
+
+async fn serve_jwks(s: &Shared, path: &str) -> Response {
+    if let Some(r) = gate(s).await {
         return r;
     }
     s.jwks_fetches.fetch_add(1, Ordering::SeqCst);
-    let keys: Vec<Value> = s
+    if *s.jwks_path.lock().unwrap() != path {
+        return (StatusCode::NOT_FOUND, "the keys moved").into_response();
+    }
+    let omit_kids = s.omit_kids.load(Ordering::SeqCst);
+    let mut keys: Vec<Value> = s
         .published
         .lock()
         .unwrap()
         .iter()
-        .map(|k| k.jwk.clone())
+        .map(|k| {
+            let mut jwk = k.jwk.clone();
+            if omit_kids && let Some(o) = jwk.as_object_mut() {
+                o.remove("kid");
+            }
+            jwk
+        })
         .collect();
+    keys.extend(s.extra_jwks.lock().unwrap().iter().cloned());
     Json(json!({ "keys": keys })).into_response()
 }
 
 async fn discovery(State(s): State<Arc<Shared>>) -> Response {
+    s.discovery_fetches.fetch_add(1, Ordering::SeqCst);
     if let Some(r) = gate(&s).await {
         return r;
     }
+    if let Some(status) = *s.discovery_status.lock().unwrap() {
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        return (status, "discovery fails for the test").into_response();
+    }
     let url = s.url.lock().unwrap().clone();
-    Json(json!({"issuer": url, "jwks_uri": format!("{url}/jwks")})).into_response()
+    let issuer = s
+        .discovery_issuer
+        .lock()
+        .unwrap()
+        .clone()
+        .unwrap_or(url.clone());
+    let jwks_uri = format!("{url}{}", s.jwks_path.lock().unwrap());
+    Json(json!({"issuer": issuer, "jwks_uri": jwks_uri})).into_response()
 }
 
 async fn token(
