@@ -538,11 +538,18 @@ mod tests {
             Some(20)
         );
         // An unreadable Date falls back to the device's clock; a past date is no wait.
-        assert_eq!(read("Sun, 06 Nov 1994 08:49:37 GMT", Some("junk")), Some(7200));
+        assert_eq!(
+            read("Sun, 06 Nov 1994 08:49:37 GMT", Some("junk")),
+            Some(7200)
+        );
         assert_eq!(read("Sun, 06 Nov 1994 05:00:00 GMT", None), Some(0));
         assert_eq!(read("Sun, 06 Nov 1994 25:00:00 GMT", None), None);
 
-        let mut answer = response(429, true, r#"{"error":"slow","error_code":"TooManyRequests"}"#);
+        let mut answer = response(
+            429,
+            true,
+            r#"{"error":"slow","error_code":"TooManyRequests"}"#,
+        );
         answer.headers = vec![("Retry-After".into(), "1199".into())];
         let e = answer.error().unwrap();
         assert_eq!(e.retry_after(), Some(Duration::from_secs(1199)));

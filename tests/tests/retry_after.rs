@@ -7,7 +7,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use sessionkit::{App, AppConfig, AppError, AuthEventKind, Credentials, ManualClock, StorageConfig};
+use sessionkit::{
+    App, AppConfig, AppError, AuthEventKind, Credentials, ManualClock, StorageConfig,
+};
 use sessionkit::{User, UserState};
 use sessionkit_tests::proxy::{Endpoint, Fault, FaultProxy};
 use sessionkit_tests::{APP_ID, Recorder, TestServer, unique_email};
