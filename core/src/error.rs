@@ -161,7 +161,7 @@ impl AppError {
     /// of its answer (RFC 9110 section 10.2.3), as the server sent it; `None` if it sent none
     /// (or this is not a server error). Logins, refreshes, function calls and every other
     /// request report it alike. The automatic refresh never retries sooner (it waits at most
-    /// an hour, whatever the server asks: PROTOCOL.md, "Retry-After").
+    /// an hour, whatever the server asks: PROTOCOL.md, "Client refresh rules").
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
             Self::Service {

@@ -25,7 +25,7 @@ const CALLER_COOLDOWN_CAP: Duration = Duration::from_secs(5);
 const BACKOFF_START: Duration = Duration::from_secs(1);
 const BACKOFF_CAP: Duration = Duration::from_secs(300);
 /// The longest a server's `Retry-After` holds off the scheduler and callers: a wrong or hostile
-/// value must not stop refreshing for days (PROTOCOL.md, "Retry-After").
+/// value must not stop refreshing for days (PROTOCOL.md, "Client refresh rules").
 const RETRY_AFTER_CAP: Duration = Duration::from_secs(3600);
 
 /// Why a refresh is wanted: it decides whether the cooldown applies and whether the app asked.
