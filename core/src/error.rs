@@ -1,6 +1,7 @@
 //! The public error type. Every variant tells the app what to do next, and none carries a token.
 
 use std::fmt;
+use std::time::Duration;
 
 /// Why a session ended for good: the refresh token can no longer be used.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -61,12 +62,19 @@ pub enum AppError {
     #[error("request timed out: {message} (retry, or raise request_timeout_ms)")]
     Timeout { message: String },
     /// The server answered with an error; `code` is its `error_code` as sent.
+    ///
+    /// `retry_after_secs` is the answer's `Retry-After` (RFC 9110 section 10.2.3: seconds, or
+    /// an HTTP-date counted from the answer's `Date`), in whole seconds from when the answer
+    /// arrived: how long the server asks the app to wait (a 429 rate limit such as a login
+    /// lockout, a busy 503). `None` when the answer had none or an unreadable one. Values
+    /// above 2^31 s read as 2^31 (RFC 9111 section 1.2.2). See [`AppError::retry_after`].
     #[error("{message} (server error {code}, HTTP {http_status})")]
     Service {
         code: String,
         message: String,
         http_status: u16,
         link: Option<String>,
+        retry_after_secs: Option<u64>,
     },
     /// The refresh token was rejected: the user must log in again.
     #[error("{kind}; the user must log in again")]
@@ -145,6 +153,20 @@ impl AppError {
     pub fn server_code(&self) -> Option<&str> {
         match self {
             Self::Service { code, .. } => Some(code),
+            _ => None,
+        }
+    }
+
+    /// How long the server asked to wait before this request is sent again: the `Retry-After`
+    /// of its answer (RFC 9110 section 10.2.3), as the server sent it; `None` if it sent none
+    /// (or this is not a server error). Logins, refreshes, function calls and every other
+    /// request report it alike. The automatic refresh never retries sooner (it waits at most
+    /// an hour, whatever the server asks: PROTOCOL.md, "Client refresh rules").
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::Service {
+                retry_after_secs, ..
+            } => retry_after_secs.map(Duration::from_secs),
             _ => None,
         }
     }

@@ -24,6 +24,9 @@ pub(crate) type Flight = watch::Receiver<Option<Result<String>>>;
 const CALLER_COOLDOWN_CAP: Duration = Duration::from_secs(5);
 const BACKOFF_START: Duration = Duration::from_secs(1);
 const BACKOFF_CAP: Duration = Duration::from_secs(300);
+/// The longest a server's `Retry-After` holds off the scheduler and callers: a wrong or hostile
+/// value must not stop refreshing for days (PROTOCOL.md, "Client refresh rules").
+const RETRY_AFTER_CAP: Duration = Duration::from_secs(3600);
 
 /// Why a refresh is wanted: it decides whether the cooldown applies and whether the app asked.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -61,8 +64,10 @@ impl Backoff {
         self.failures = self.failures.saturating_add(1);
         let exp = BACKOFF_START.saturating_mul(1 << self.failures.saturating_sub(1).min(16));
         let delay = jitter(exp.min(BACKOFF_CAP));
-        self.callers_wait_until = now + delay.min(CALLER_COOLDOWN_CAP);
-        self.scheduler_wait_until = now + delay;
+        // The server's Retry-After is a floor for both, never shortened by the jitter.
+        let asked = error.retry_after().unwrap_or_default().min(RETRY_AFTER_CAP);
+        self.callers_wait_until = now + delay.min(CALLER_COOLDOWN_CAP).max(asked);
+        self.scheduler_wait_until = now + delay.max(asked);
         self.last_error = Some(error);
     }
 }

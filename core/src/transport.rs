@@ -86,6 +86,7 @@ impl ApiResponse {
                 message: text("error").unwrap_or_else(|| "no error message".into()),
                 http_status: self.status,
                 link: text("link"),
+                retry_after_secs: self.retry_after_secs(),
             });
         }
         if !(200..300).contains(&self.status) {
@@ -99,9 +100,26 @@ impl ApiResponse {
                 message,
                 http_status: self.status,
                 link: None,
+                retry_after_secs: self.retry_after_secs(),
             });
         }
         None
+    }
+
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The answer's `Retry-After` in seconds from now, if it has a readable one.
+    fn retry_after_secs(&self) -> Option<u64> {
+        retry_after_secs(
+            self.header("retry-after")?,
+            self.header("date"),
+            std::time::SystemTime::now(),
+        )
     }
 
     /// Ok with the parsed JSON body (Null when empty), or the server's error.
@@ -143,6 +161,38 @@ impl ApiResponse {
     pub(crate) fn reason(&self) -> Option<String> {
         self.json()?.get("reason")?.as_str().map(str::to_string)
     }
+}
+
+/// RFC 9111 section 1.2.2: a delta-seconds too large to represent counts as 2^31.
+const RETRY_AFTER_MAX_SECS: u64 = 1 << 31;
+
+/// Reads a `Retry-After` value (RFC 9110 section 10.2.3): delta-seconds, or an HTTP-date
+/// (section 5.6.7, all three formats) measured against the answer's own `Date` when it has a
+/// readable one, so a device clock set wrong does not change the wait; else against `now`.
+/// A date in the past is 0; anything else (negative, fractional, empty, junk) is `None`.
+pub(crate) fn retry_after_secs(
+    value: &str,
+    date: Option<&str>,
+    now: std::time::SystemTime,
+) -> Option<u64> {
+    let value = value.trim();
+    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+        return Some(
+            value
+                .parse::<u64>()
+                .unwrap_or(u64::MAX)
+                .min(RETRY_AFTER_MAX_SECS),
+        );
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    let base = date
+        .and_then(|d| httpdate::parse_http_date(d.trim()).ok())
+        .unwrap_or(now);
+    Some(
+        at.duration_since(base)
+            .map_or(0, |d| d.as_secs())
+            .min(RETRY_AFTER_MAX_SECS),
+    )
 }
 
 /// Reads a required string field of a JSON answer.
@@ -454,7 +504,8 @@ mod tests {
                 code: "Custom".into(),
                 message: "m".into(),
                 http_status: 200,
-                link: Some("l".into())
+                link: Some("l".into()),
+                retry_after_secs: None,
             })
         );
         let e = response(502, false, "<html>").error().unwrap();
@@ -462,5 +513,48 @@ mod tests {
         assert!(e.is_transient());
         assert!(response(204, false, "").error().is_none());
         assert!(response(200, true, r#"{"a":1}"#).error().is_none());
+    }
+
+    #[test]
+    fn retry_after_values() {
+        let now = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(784_111_777 - 7200);
+        let read = |v: &str, date: Option<&str>| retry_after_secs(v, date, now);
+        assert_eq!(read("120", None), Some(120));
+        assert_eq!(read(" 0 ", None), Some(0));
+        assert_eq!(read("99999999999999999999999", None), Some(1 << 31));
+        for bad in ["", "-5", "1.5", "+3", "soon", "12 s", "0x10"] {
+            assert_eq!(read(bad, None), None, "{bad:?}");
+        }
+        // The three HTTP-date forms of RFC 9110 section 5.6.7; `now` is 06:49:37.
+        assert_eq!(read("Sun, 06 Nov 1994 08:49:37 GMT", None), Some(7200));
+        assert_eq!(read("Sunday, 06-Nov-94 08:49:37 GMT", None), Some(7200));
+        assert_eq!(read("Sun Nov  6 08:49:37 1994", None), Some(7200));
+        // Against the answer's Date (the server's clock), not the device's.
+        assert_eq!(
+            read(
+                "Sun, 06 Nov 1994 08:49:57 GMT",
+                Some("Sun, 06 Nov 1994 08:49:37 GMT")
+            ),
+            Some(20)
+        );
+        // An unreadable Date falls back to the device's clock; a past date is no wait.
+        assert_eq!(
+            read("Sun, 06 Nov 1994 08:49:37 GMT", Some("junk")),
+            Some(7200)
+        );
+        assert_eq!(read("Sun, 06 Nov 1994 05:00:00 GMT", None), Some(0));
+        assert_eq!(read("Sun, 06 Nov 1994 25:00:00 GMT", None), None);
+
+        let mut answer = response(
+            429,
+            true,
+            r#"{"error":"slow","error_code":"TooManyRequests"}"#,
+        );
+        answer.headers = vec![("Retry-After".into(), "1199".into())];
+        let e = answer.error().unwrap();
+        assert_eq!(e.retry_after(), Some(Duration::from_secs(1199)));
+        assert!(e.is_transient());
+        answer.headers = vec![("retry-after".into(), "later".into())];
+        assert_eq!(answer.error().unwrap().retry_after(), None);
     }
 }

@@ -1,7 +1,7 @@
 //! A fault-injecting HTTP proxy on a loopback port, between the SDK and a [`TestServer`]. It
 //! forwards every request unless a rule for that endpoint says otherwise: delay the answer,
-//! drop the connection, answer a status, cut the answer short, or answer malformed JSON or a
-//! given 401. Rules are changed while the test runs; every request is counted.
+//! drop the connection, answer a status (with headers such as `Retry-After` if asked), cut the
+//! answer short, or answer malformed JSON or a given 401. Rules are changed while the test runs; every request is counted.
 //!
 //! [`TestServer`]: crate::TestServer
 
@@ -76,6 +76,9 @@ pub enum Fault {
     MalformedJson,
     /// Answers 401 with this JSON body; not forwarded.
     Unauthorized(String),
+    /// Answers this status, these headers (e.g. `Retry-After`) and this body (JSON content type
+    /// when the body is JSON); not forwarded.
+    StatusWithHeaders(u16, Vec<(String, String)>, String),
 }
 
 #[derive(Clone, Debug)]
@@ -254,6 +257,16 @@ async fn handle(State(st): State<Arc<ProxyState>>, request: Request) -> Response
         }
         Some(Fault::Status(status, body)) => answer(status, body),
         Some(Fault::Unauthorized(body)) => answer(401, body),
+        Some(Fault::StatusWithHeaders(status, headers, body)) => {
+            let mut response = answer(status, body);
+            for (name, value) in headers {
+                response.headers_mut().append(
+                    header::HeaderName::from_bytes(name.as_bytes()).expect("header name"),
+                    HeaderValue::from_str(&value).expect("header value"),
+                );
+            }
+            response
+        }
         Some(Fault::MalformedJson) => answer(200, r#"{"access_token": "eyJ, oops"#.into()),
         Some(Fault::Truncated) => {
             let (mut parts, body) = forward(&st, request).await.into_parts();

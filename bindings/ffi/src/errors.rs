@@ -51,12 +51,17 @@ pub enum AppError {
     Network { message: String },
     #[error("request timed out: {message} (retry, or raise request_timeout_ms)")]
     Timeout { message: String },
+    /// The server answered with an error. `retry_after_secs`: its `Retry-After` in seconds
+    /// (RFC 9110 section 10.2.3; an HTTP-date is turned into seconds), how long it asks the
+    /// app to wait (a login lockout, a busy server); null when it sent none or an unreadable
+    /// one. Signed, as `http_status`, so that Kotlin gets a `Long` rather than a `ULong`.
     #[error("{message} (server error {code}, HTTP {http_status})")]
     Service {
         code: String,
         message: String,
         http_status: i32,
         link: Option<String>,
+        retry_after_secs: Option<i64>,
     },
     #[error("{message}; the user must log in again")]
     SessionExpired {
@@ -99,11 +104,14 @@ impl From<sk::AppError> for AppError {
                 message,
                 http_status,
                 link,
+                retry_after_secs,
             } => Self::Service {
                 code,
                 message,
                 http_status: i32::from(http_status),
                 link,
+                // At most 2^31 (the core caps it), so it always fits.
+                retry_after_secs: retry_after_secs.map(|s| i64::try_from(s).unwrap_or(i64::MAX)),
             },
             E::SessionExpired { kind, message } => Self::SessionExpired {
                 kind: kind.into(),

@@ -22,11 +22,13 @@ JWT_KEY = "pytest-custom-token-key"
 ADMIN_PUBLIC = "pytest-admin-public"
 ADMIN_PRIVATE = "pytest-admin-private"
 
+NO_RATE_LIMITS = "{ enabled = false }"
+
 CONFIG = """
 listen = "127.0.0.1:0"
 data_dir = "{data_dir}"
 test_clock = true
-rate_limits = {{ enabled = false }}
+rate_limits = {rate_limits}
 
 [admin]
 public_key = "{admin_public}"
@@ -120,11 +122,16 @@ def _server_bin() -> pathlib.Path:
 
 @contextlib.contextmanager
 def start_server(
-    access: int = 1800, refresh: int = 86400, app_extra: str = "", providers_extra: str = ""
+    access: int = 1800,
+    refresh: int = 86400,
+    app_extra: str = "",
+    providers_extra: str = "",
+    rate_limits: str = NO_RATE_LIMITS,
 ) -> Iterator[Server]:
     """Runs sessionkit-server on a free loopback port with a fresh data dir until exit;
     `app_extra` is added to the app's table (e.g. `access_token_algorithm = "ES256"`),
-    `providers_extra` after its providers (e.g. the test issuer's tables)."""
+    `providers_extra` after its providers (e.g. the test issuer's tables), `rate_limits` is the
+    `[rate_limits]` table inline (off unless given, e.g. `{ logins_per_account_per_hour = 2 }`)."""
     with sk_server.ServerProcess(
         _server_bin(),
         CONFIG,
@@ -137,6 +144,7 @@ def start_server(
         refresh=refresh,
         app_extra=app_extra,
         providers_extra=providers_extra,
+        rate_limits=rate_limits,
     ) as proc:
         server = Server(proc.base_url)
         server.process = proc

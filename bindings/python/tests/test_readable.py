@@ -31,7 +31,8 @@ def test_errors_read_as_a_sentence_then_the_fields(server: Server) -> None:
     assert str(e) == f"{e.describe()} [code='InvalidPassword', http_status=401]"
     assert e.describe().startswith("invalid username/password")
     assert repr(e) == (
-        f"AppError.Service(code='InvalidPassword', message={e.message!r}, http_status=401, link=None)"
+        f"AppError.Service(code='InvalidPassword', message={e.message!r}, http_status=401, "
+        "link=None, retry_after_secs=None)"
     )
     shown = "".join(traceback.format_exception_only(type(e), e))
     assert shown.startswith("sessionkit.AppError.Service: invalid username/password"), shown

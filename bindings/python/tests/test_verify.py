@@ -18,7 +18,7 @@ import sessionkit
 import sk_server
 from sessionkit import AccessTokenError, Credentials, verify_access_token
 
-from conftest import APP_ID, CONFIG, Server, _server_bin, aio, start_server
+from conftest import APP_ID, CONFIG, NO_RATE_LIMITS, Issuer, Server, _server_bin, aio, start_server
 
 
 def _segment(token: str, i: int) -> Dict[str, Any]:
@@ -87,9 +87,10 @@ async def test_an_expired_token_is_refused_within_leeway_accepted() -> None:
         token = await _token(server)
         time.sleep(2.2)  # exp is iat + 1 s, in whole seconds
         with pytest.raises(AccessTokenError) as err:
-            verify_access_token(token, base_url=server.base_url, app_id=APP_ID)
+            verify_access_token(token, base_url=server.base_url, app_id=APP_ID, leeway_secs=1)
         assert err.value.reason == "expired"
-        claims = verify_access_token(token, base_url=server.base_url, app_id=APP_ID, leeway_secs=60)
+        # The default leeway is 60 s.
+        claims = verify_access_token(token, base_url=server.base_url, app_id=APP_ID)
         assert claims["exp"] < time.time()
 
 
@@ -115,6 +116,7 @@ async def test_a_rotated_key_is_fetched_on_its_unknown_kid_rate_limited() -> Non
             _server_bin(), template, prefix="sessionkit-pytest-b-", admin_public="p", admin_private="q",
             app_id=APP_ID, jwt_key="k", access=1800, refresh=86400,
             app_extra='access_token_algorithm = "ES256"', providers_extra="",
+            rate_limits=NO_RATE_LIMITS,
         ) as second:
             new = await _token(Server(second.base_url))
         assert _segment(new, 0)["kid"] != _segment(old, 0)["kid"]
@@ -168,3 +170,51 @@ async def test_no_key_published_and_an_unreachable_jwks_are_told_apart() -> None
         verify_access_token(token, jwks_url="http://127.0.0.1:9/jwks", app_id=APP_ID, timeout_secs=2)
     assert err.value.reason == "jwks_unavailable"
     assert type(err.value).__module__ == "sessionkit"
+
+
+@aio
+async def test_a_token_from_a_server_whose_clock_is_ahead_verifies_by_default() -> None:
+    # The server's clock a few seconds ahead: its tokens' iat is in this machine's future.
+    with start_server(app_extra='access_token_algorithm = "ES256"') as server:
+        verify = functools.partial(verify_access_token, base_url=server.base_url, app_id=APP_ID)
+        server.advance_clock(5)
+        token = await _token(server)
+        assert _segment(token, 1)["iat"] > time.time() + 2
+        assert verify(token)["sub"] == _segment(token, 1)["sub"]
+        # Without leeway that is a token not valid yet, said as such.
+        with pytest.raises(AccessTokenError) as err:
+            verify(token, leeway_secs=0)
+        assert err.value.reason == "not_yet_valid"
+        assert token not in str(err.value) + repr(err.value)
+
+
+def test_iat_ahead_within_the_leeway_is_accepted_nbf_far_ahead_is_not_yet_valid(
+    issuer: Issuer,
+) -> None:
+    verify = functools.partial(
+        verify_access_token, jwks_url=f"{issuer.url}/jwks", audience="backend", issuer=issuer.url
+    )
+
+    def mint(**claims: Any) -> str:
+        status, doc = sk_server.http(
+            "POST",
+            f"{issuer.url}/control/mint",
+            {"claims": {"sub": "u1", "aud": "backend", **claims}, "alg": "ES256"},
+        )
+        assert status == 200, doc
+        return str(doc["token"])
+
+    now = int(time.time())
+    for ahead in (1, 10, 30):
+        assert verify(mint(iat=now + ahead))["sub"] == "u1", ahead
+    with pytest.raises(AccessTokenError) as err:
+        verify(mint(iat=now, nbf=now + 3600, exp=now + 7200))
+    assert err.value.reason == "not_yet_valid"
+    with pytest.raises(AccessTokenError) as err:
+        verify(mint(iat=now + 3600, exp=now + 7200))
+    assert err.value.reason == "not_yet_valid"
+    # exp gets the same leeway: ten seconds ago is still accepted, two minutes ago is not.
+    assert verify(mint(iat=now - 600, exp=now - 10))["sub"] == "u1"
+    with pytest.raises(AccessTokenError) as err:
+        verify(mint(iat=now - 600, exp=now - 120))
+    assert err.value.reason == "expired"

@@ -376,6 +376,11 @@ class AppError(Exception):
     ``str(error)`` is ``describe()`` followed by the variant's other fields; no field carries
     a token."""
 
+    retry_after_secs: Optional[int]
+    """Seconds the server asked to wait before trying again (its ``Retry-After``, RFC 9110
+    section 10.2.3), e.g. a login lockout's; only ``AppError.Service`` can carry one, every
+    other variant answers ``None``."""
+
     def describe(self) -> str:
         """Returns the error as a sentence: what went wrong, then what to do."""
 
@@ -394,13 +399,22 @@ class AppError(Exception):
     class Service(AppError):
         """The server refused the request: ``code`` is its ``error_code`` as sent (e.g.
         ``'InvalidPassword'``), ``http_status`` the HTTP status, ``link`` only from servers
-        that send one (sessionkit-server does not)."""
+        that send one (sessionkit-server does not), ``retry_after_secs`` the seconds its
+        ``Retry-After`` asked to wait (``None`` when it sent none or an unreadable one)."""
 
         code: str
         message: str
         http_status: int
         link: Optional[str]
-        def __init__(self, code: str, message: str, http_status: int, link: Optional[str]) -> None: ...
+        retry_after_secs: Optional[int]
+        def __init__(
+            self,
+            code: str,
+            message: str,
+            http_status: int,
+            link: Optional[str],
+            retry_after_secs: Optional[int],
+        ) -> None: ...
 
     class SessionExpired(AppError):
         """The refresh token was refused: the user must log in again (the session error

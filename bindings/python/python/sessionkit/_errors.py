@@ -84,6 +84,9 @@ def install() -> None:
         _rename(cls, name)
         for variant_name, variant in _variants(cls):
             _rename(variant, f"{name}.{variant_name}")
+    # Every variant answers `retry_after_secs`, so `except AppError as e` can read it; only
+    # Service sets it (to the server's Retry-After, in seconds).
+    setattr(_ffi.AppError, "retry_after_secs", None)
     for variant_name, variant in _variants(_ffi.AppError):
         setattr(variant, "__str__", _error_str)
         setattr(variant, "__repr__", _error_repr)

@@ -18,12 +18,31 @@ __all__ = ["verify_access_token", "AccessTokenError"]
 _ALGORITHMS = ["ES256", "RS256"]
 # The server serves its JWKS with Cache-Control: max-age=300.
 _JWKS_LIFESPAN_SECS = 300.0
+# Clock skew tolerated on exp, nbf and iat by default: the server's own leeway for the tokens it
+# verifies (docs/PROTOCOL.md, Tokens). Without it a token from a server whose clock is a second
+# ahead is refused (iat in the future).
+DEFAULT_LEEWAY_SECS = 60.0
+
+
+# Every reason AccessTokenError gives, for type checkers.
+Reason = typing.Literal[
+    "expired",
+    "not_yet_valid",
+    "audience",
+    "issuer",
+    "signature",
+    "unknown_key",
+    "malformed",
+    "jwks_unavailable",
+]
 
 
 class AccessTokenError(Exception):
     """An access token was not accepted by ``verify_access_token``.
 
     ``reason`` says why, one of: ``"expired"`` (past ``exp``, beyond the leeway),
+    ``"not_yet_valid"`` (``nbf`` or ``iat`` ahead of this machine's clock by more than the
+    leeway: a clock far off on either side, or a token not meant for use yet),
     ``"audience"`` (``aud`` is not the expected one), ``"issuer"`` (``iss`` is not the expected
     one), ``"signature"`` (forged or tampered, or an algorithm other than ES256/RS256),
     ``"unknown_key"`` (its ``kid`` is not in the JWKS, even after a refetch), ``"malformed"``
@@ -31,9 +50,9 @@ class AccessTokenError(Exception):
     fetched: transient, not the token's fault). The message never contains the token.
     """
 
-    def __init__(self, reason: str, message: str) -> None:
+    def __init__(self, reason: Reason, message: str) -> None:
         super().__init__(message)
-        self.reason = reason
+        self.reason: Reason = reason
 
     def __repr__(self) -> str:
         return f"AccessTokenError(reason={self.reason!r}, message={str(self)!r})"
@@ -80,7 +99,7 @@ def verify_access_token(
     app_id: typing.Optional[str] = None,
     audience: typing.Optional[str] = None,
     issuer: typing.Optional[str] = None,
-    leeway_secs: float = 0,
+    leeway_secs: float = DEFAULT_LEEWAY_SECS,
     refetch_interval_secs: float = 30,
     timeout_secs: float = 10,
 ) -> typing.Dict[str, typing.Any]:
@@ -93,7 +112,9 @@ def verify_access_token(
     ``kid`` is not in the cache makes one refetch (a rotated key), at most once per
     ``refetch_interval_secs`` seconds per URL, so made-up ``kid``s cannot make this process
     hammer the server. The token must be signed with ES256 or RS256 by that key, be before
-    ``exp`` (``leeway_secs`` seconds of tolerance for clock skew), and carry ``iss`` equal to
+    ``exp`` and not before ``nbf`` (when present) nor ``iat``, each with ``leeway_secs`` seconds
+    of tolerance for clock skew between the server and this machine (default 60, as the server
+    allows for tokens it verifies; RFC 7519 section 4.1), and carry ``iss`` equal to
     ``issuer`` and ``aud`` containing ``audience``; both default to ``app_id`` (the server sets
     both to the app id), and one of ``issuer``/``app_id`` and one of ``audience``/``app_id`` is
     required. ``timeout_secs``: for fetching the JWKS, in seconds.
@@ -101,9 +122,9 @@ def verify_access_token(
     Returns the claims as a dict (``sub`` is the user id; ``exp``/``iat`` in Unix seconds;
     ``user_data`` the custom user data when there is some).
 
-    Raises ``AccessTokenError`` (``.reason``: ``expired``, ``audience``, ``issuer``,
-    ``signature``, ``unknown_key``, ``malformed``, ``jwks_unavailable``) when the token is not
-    accepted, ``ValueError`` for missing arguments, and ``ImportError`` saying what to install
+    Raises ``AccessTokenError`` (``.reason``: ``expired``, ``not_yet_valid``, ``audience``,
+    ``issuer``, ``signature``, ``unknown_key``, ``malformed``, ``jwks_unavailable``) when the
+    token is not accepted, ``ValueError`` for missing arguments, and ``ImportError`` saying what to install
     when PyJWT or cryptography is missing (``pip install 'sessionkit[verify]'``). Built on
     PyJWT's ``PyJWKClient`` and ``jwt.decode``. Never logs the token, nor puts it in an error.
     """
@@ -151,6 +172,13 @@ def verify_access_token(
         )
     except jwt.ExpiredSignatureError:
         raise AccessTokenError("expired", "the access token has expired") from None
+    except jwt.ImmatureSignatureError:
+        # PyJWT's error for nbf, and for iat, in the future beyond the leeway.
+        raise AccessTokenError(
+            "not_yet_valid",
+            f"the access token is not valid yet (nbf or iat more than {leeway_secs:g} s ahead of "
+            "this machine's clock; check the clocks, or raise leeway_secs)",
+        ) from None
     except jwt.InvalidAudienceError:
         raise AccessTokenError("audience", f"the access token is not for audience {audience!r}") from None
     except jwt.InvalidIssuerError:

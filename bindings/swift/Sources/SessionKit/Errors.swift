@@ -15,6 +15,15 @@ extension AppError: LocalizedError, CustomStringConvertible {
     /// `description`; also what `localizedDescription` returns (Foundation reads it from
     /// `LocalizedError`), so an alert or a log line shows the sentence.
     public var errorDescription: String? { describe() }
+
+    /// Seconds the server asked to wait before trying again: the `Retry-After` of its answer
+    /// (RFC 9110 section 10.2.3), e.g. a login lockout's. Only `.Service` carries one (its last
+    /// associated value); every other case, and an answer without one, is nil. Lets an app say
+    /// "try again in N minutes" without a `switch` over the cases.
+    public var retryAfterSecs: Int64? {
+        if case let .Service(_, _, _, _, retryAfterSecs) = self { return retryAfterSecs }
+        return nil
+    }
 }
 
 extension StoreError: LocalizedError, CustomStringConvertible {

@@ -332,7 +332,7 @@ func normaliseError(_ e: AppError) -> CJSON {
     switch e {
     case .Network: out["type"] = .string("Network")
     case .Timeout: out["type"] = .string("Timeout")
-    case let .Service(code, _, _, _):
+    case let .Service(code, _, _, _, _):
         out["type"] = .string("Service")
         out["code"] = .string(code)
     case let .SessionExpired(kind, _):

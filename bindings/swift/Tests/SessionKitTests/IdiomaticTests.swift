@@ -46,7 +46,7 @@ final class NumberTypeTests: XCTestCase {
             do {
                 _ = try await app.logIn(credentials: .emailPassword(email: email, password: "wrong-horse"))
                 XCTFail("a wrong password logged in")
-            } catch let AppError.Service(code, _, httpStatus, _) {
+            } catch let AppError.Service(code, _, httpStatus, _, _) {
                 XCTAssertEqual(code, "InvalidPassword")
                 XCTAssertTrue(httpStatus == 401, "\(httpStatus)")
             }
@@ -137,7 +137,7 @@ final class ReadableErrorTests: XCTestCase {
             XCTAssertEqual(appError.errorDescription, sentence)
             XCTAssertEqual(error?.localizedDescription, sentence)
             XCTAssertEqual((error as? LocalizedError)?.errorDescription, sentence)
-            guard case let .Service(code, _, status, link) = appError else { return XCTFail("\(appError)") }
+            guard case let .Service(code, _, status, link, _) = appError else { return XCTFail("\(appError)") }
             XCTAssertEqual(code, "InvalidPassword")
             XCTAssertEqual(status, 401)
             XCTAssertNil(link) // sessionkit-server sends none
@@ -280,7 +280,7 @@ final class TypedCallTests: XCTestCase {
                 $0 is DecodingError
             }
             await assertThrowsAsync({ let _: Int = try await user.callFunction("no-such-function") }) {
-                guard case let AppError.Service(code, _, status, _) = $0 else { return false }
+                guard case let AppError.Service(code, _, status, _, _) = $0 else { return false }
                 return code == "FunctionNotFound" && status == 404
             }
         }

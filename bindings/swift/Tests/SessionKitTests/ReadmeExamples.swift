@@ -36,7 +36,7 @@ func readmeExample2(app: App, user: User) async throws {
         _ = try await app.logIn(credentials: .emailPassword(email: "ada@example.com", password: "wrong"))
     } catch let error as AppError {
         print(error)      // invalid username/password (server error InvalidPassword, HTTP 401)
-        if case .Service(_, _, let httpStatus, _) = error, httpStatus == 401 { /* ask again */ }
+        if case .Service(_, _, let httpStatus, _, _) = error, httpStatus == 401 { /* ask again */ }
     }
 
     // Who is current: the value now first, then each change; ending the task (or releasing

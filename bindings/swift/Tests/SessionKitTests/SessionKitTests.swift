@@ -5,7 +5,7 @@ import XCTest
 
 private func isService(_ code: String? = nil, status: Int32? = nil) -> (Error) -> Bool {
     { error in
-        guard case let AppError.Service(c, _, s, _) = error else { return false }
+        guard case let AppError.Service(c, _, s, _, _) = error else { return false }
         return (code == nil || c == code) && (status == nil || s == status)
     }
 }
@@ -425,7 +425,7 @@ final class StoreAndErrorTests: XCTestCase {
                 if case AppError.InvalidArgument = $0 { return true } else { return false }
             }
             await assertThrowsAsync({ try await user.callFunction(name: "no-such-function", argsJson: "[]") }) {
-                if case let AppError.Service(code, _, status, _) = $0 { return !code.isEmpty && status >= 400 }
+                if case let AppError.Service(code, _, status, _, _) = $0 { return !code.isEmpty && status >= 400 }
                 return false
             }
             await assertThrowsAsync({ try await user.linkCredentials(credentials: .anonymous(reuse: false)) }) {

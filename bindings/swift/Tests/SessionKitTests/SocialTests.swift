@@ -32,7 +32,7 @@ final class SocialTests: XCTestCase {
             let misaddressed = try await issuer.credential(
                 kind: "google_id_token", specJson: #"{"sub":"g-other","aud":"wrong"}"#)
             await assertThrowsAsync({ try await app.logIn(credentials: .googleIdToken(idToken: misaddressed)) }) {
-                if case let AppError.Service(code, _, _, _) = $0 { return code == "AuthError" }
+                if case let AppError.Service(code, _, _, _, _) = $0 { return code == "AuthError" }
                 return false
             }
             XCTAssertEqual(app.allUsers().map { $0.id() }, [user.id()])

@@ -31,8 +31,10 @@ final class TestServer {
     }
 
     /// Starts the server on a free loopback port with a fresh data dir; lifetimes in seconds.
-    /// `extraProviders`: more `[app.providers.*]` tables for the app (a TestIssuer's).
-    init(access: Int = 1800, refresh: Int = 86400, extraProviders: String = "") throws {
+    /// `extraProviders`: more `[app.providers.*]` tables for the app (a TestIssuer's);
+    /// `rateLimits`: the `[rate_limits]` table inline (off unless given).
+    init(access: Int = 1800, refresh: Int = 86400, extraProviders: String = "",
+         rateLimits: String = "{ enabled = false }") throws {
         let dir = FileManager.default.temporaryDirectory
             .appendingPathComponent("sessionkit-swift-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
@@ -41,7 +43,7 @@ final class TestServer {
         listen = "127.0.0.1:0"
         data_dir = "\(dir.appendingPathComponent("data").path)"
         test_clock = true
-        rate_limits = { enabled = false }
+        rate_limits = \(rateLimits)
 
         [admin]
         public_key = "\(adminPublic)"

@@ -155,3 +155,12 @@ fun sessionStore(loader: () -> ByteArray?, saver: (ByteArray) -> Unit): SessionS
         override fun load(): ByteArray? = loader()
         override fun save(bytes: ByteArray) = saver(bytes)
     }
+
+/**
+ * Seconds the server asked to wait before trying again: the `Retry-After` of its answer (RFC
+ * 9110 section 10.2.3), e.g. a login lockout's; only [AppException.Service] carries one (its
+ * `retryAfterSecs` property), every other variant answers null. Lets an app that catches
+ * [AppException] say "try again in N minutes" without a `when` over the variants.
+ */
+val AppException.retryAfterSecs: Long?
+    get() = (this as? AppException.Service)?.retryAfterSecs

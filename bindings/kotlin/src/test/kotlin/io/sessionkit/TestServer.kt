@@ -47,9 +47,15 @@ class TestServer private constructor(
 
         /**
          * Starts the server on a free loopback port; token lifetimes in seconds; [extraToml] is
-         * appended to the app's table (e.g. a TestIssuer's social providers).
+         * appended to the app's table (e.g. a TestIssuer's social providers); [rateLimits] is the
+         * `[rate_limits]` table inline (off unless given).
          */
-        fun start(access: Int = 1800, refresh: Int = 86400, extraToml: String = ""): TestServer {
+        fun start(
+            access: Int = 1800,
+            refresh: Int = 86400,
+            extraToml: String = "",
+            rateLimits: String = "{ enabled = false }",
+        ): TestServer {
             val dir = Files.createTempDirectory("sessionkit-kotlin-")
             val config = dir.resolve("server.toml")
             Files.writeString(
@@ -58,7 +64,7 @@ class TestServer private constructor(
                 listen = "127.0.0.1:0"
                 data_dir = "${dir.resolve("data")}"
                 test_clock = true
-                rate_limits = { enabled = false }
+                rate_limits = $rateLimits
 
                 [admin]
                 public_key = "$ADMIN_PUBLIC"
