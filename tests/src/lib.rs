@@ -15,6 +15,7 @@ use sessionkit_server::{Config, RunningServer};
 pub mod conformance;
 pub mod issuer;
 pub mod proxy;
+pub mod rig;
 
 pub const APP_ID: &str = "sk-test";
 pub const ADMIN_PUBLIC: &str = "test-admin-public";

@@ -5,100 +5,13 @@
 //! moves by the ManualClock and server time by its test clock; no test sleeps for long.
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::json;
-use sessionkit::{
-    App, AppConfig, AppError, AuthEventKind, Credentials, ManualClock, SessionError,
-    SessionErrorKind, StorageConfig, User, UserState,
-};
+use sessionkit::{AppError, AuthEventKind, SessionErrorKind, UserState};
 use sessionkit_tests::proxy::{Endpoint, Fault, FaultProxy};
-use sessionkit_tests::{APP_ID, Recorder, ServerOptions, TestServer, unique_email};
-
-/// A server, a proxy in front of it, and a client App that only knows the proxy.
-struct Rig {
-    server: TestServer,
-    proxy: FaultProxy,
-    app: App,
-    clock: Arc<ManualClock>,
-    calls: Arc<Mutex<Vec<(String, SessionError)>>>,
-    recorder: Arc<Recorder>,
-    _sub: sessionkit::Subscription,
-}
-
-impl Rig {
-    async fn start() -> Self {
-        Self::with(ServerOptions::default(), 10_000).await
-    }
-
-    async fn with(options: ServerOptions, request_timeout_ms: u64) -> Self {
-        let server = TestServer::with(options).await;
-        let proxy = FaultProxy::start(&server.base_url()).await;
-        let clock = Arc::new(ManualClock::new());
-        let mut config = AppConfig::new(APP_ID, proxy.url());
-        config.storage = StorageConfig::InMemory;
-        config.request_timeout_ms = request_timeout_ms;
-        config.clock = Some(clock.clone());
-        let app = App::new(config).expect("App::new");
-        let calls = Arc::new(Mutex::new(Vec::new()));
-        let sink = calls.clone();
-        app.set_session_error_handler(Some(Arc::new(move |user: User, error: SessionError| {
-            sink.lock().unwrap().push((user.id(), error));
-        })));
-        let recorder = Recorder::new();
-        let sub = app.subscribe(recorder.clone());
-        Self {
-            server,
-            proxy,
-            app,
-            clock,
-            calls,
-            recorder,
-            _sub: sub,
-        }
-    }
-
-    async fn user(&self) -> User {
-        let email = unique_email("faults");
-        self.app
-            .email_password_auth()
-            .register_user(&email, "password-123")
-            .await
-            .unwrap();
-        let user = self
-            .app
-            .log_in(Credentials::email_password(&email, "password-123"))
-            .await
-            .unwrap();
-        // Tokens carry whole seconds: without this a refresh in the login's second would hand
-        // out the very same token, and a test could not tell that it was refreshed.
-        self.server.advance_server_clock(2);
-        user
-    }
-
-    fn callbacks(&self) -> Vec<(String, SessionError)> {
-        self.calls.lock().unwrap().clone()
-    }
-
-    fn refreshes(&self) -> usize {
-        self.proxy.count(&Endpoint::refresh())
-    }
-
-    async fn stop(self) {
-        drop(self.app);
-        drop(self.proxy);
-        self.server.stop().await;
-    }
-}
-
-/// Polls `done` for up to five seconds.
-async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
+use sessionkit_tests::rig::{Rig, eventually};
+use sessionkit_tests::{APP_ID, ServerOptions, TestServer};
 
 /// Lets anything that is wrongly going to happen happen, before asserting that it did not.
 async fn settle() {

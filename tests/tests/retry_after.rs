@@ -4,81 +4,12 @@
 //! time moves by the ManualClock), at most an hour; and the error of a login, a refresh and a
 //! function call carries the value, whether seconds or an HTTP-date.
 
-use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
-use sessionkit::{
-    App, AppConfig, AppError, AuthEventKind, Credentials, ManualClock, StorageConfig,
-};
-use sessionkit::{User, UserState};
-use sessionkit_tests::proxy::{Endpoint, Fault, FaultProxy};
-use sessionkit_tests::{APP_ID, Recorder, TestServer, unique_email};
-
-struct Rig {
-    server: TestServer,
-    proxy: FaultProxy,
-    app: App,
-    clock: Arc<ManualClock>,
-    recorder: Arc<Recorder>,
-    _sub: sessionkit::Subscription,
-}
-
-impl Rig {
-    async fn start() -> Self {
-        let server = TestServer::start().await;
-        let proxy = FaultProxy::start(&server.base_url()).await;
-        let clock = Arc::new(ManualClock::new());
-        let mut config = AppConfig::new(APP_ID, proxy.url());
-        config.storage = StorageConfig::InMemory;
-        config.clock = Some(clock.clone());
-        let app = App::new(config).expect("App::new");
-        let recorder = Recorder::new();
-        let sub = app.subscribe(recorder.clone());
-        Self {
-            server,
-            proxy,
-            app,
-            clock,
-            recorder,
-            _sub: sub,
-        }
-    }
-
-    async fn user(&self) -> User {
-        let email = unique_email("retry-after");
-        self.app
-            .email_password_auth()
-            .register_user(&email, "password-123")
-            .await
-            .unwrap();
-        let user = self
-            .app
-            .log_in(Credentials::email_password(&email, "password-123"))
-            .await
-            .unwrap();
-        self.server.advance_server_clock(2);
-        user
-    }
-
-    fn refreshes(&self) -> usize {
-        self.proxy.count(&Endpoint::refresh())
-    }
-
-    async fn stop(self) {
-        drop(self.app);
-        drop(self.proxy);
-        self.server.stop().await;
-    }
-}
-
-/// Polls `done` for up to five seconds.
-async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
+use sessionkit::{AppError, AuthEventKind, Credentials, UserState};
+use sessionkit_tests::proxy::{Endpoint, Fault};
+use sessionkit_tests::rig::{Rig, eventually};
+use sessionkit_tests::unique_email;
 
 /// An answer with `Retry-After: value`: JSON from the protocol for 429, HTML for 503 (a load
 /// balancer's page).

@@ -399,16 +399,35 @@ async fn revoke_user_sessions(c: &mut Conn, user_id: &str) -> Result<u64, sqlx::
     )
 }
 
+/// How [`userpass`] locks the account it reads, until the end of the transaction.
+#[derive(Clone, Copy)]
+enum RowLock {
+    /// A plain read.
+    None,
+    /// `FOR UPDATE`: the account is about to change (a new mail token, a new password).
+    Update,
+    /// `FOR SHARE`: a login's check that the account is still there, which holds off a
+    /// deletion or a password change until the login's session is written.
+    Share,
+}
+
+/// An email account of an app, locked as `lock` says.
 async fn userpass(
     c: &mut Conn,
     app_id: &str,
     email: &str,
-    lock: bool,
+    lock: RowLock,
 ) -> Result<Option<UserpassRow>, sqlx::Error> {
-    let sql = if lock {
-        "SELECT email, identity_id, password_hash, confirmed FROM userpass WHERE app_id = $1 AND email = $2 FOR UPDATE"
-    } else {
-        "SELECT email, identity_id, password_hash, confirmed FROM userpass WHERE app_id = $1 AND email = $2"
+    let sql = match lock {
+        RowLock::None => {
+            "SELECT email, identity_id, password_hash, confirmed FROM userpass WHERE app_id = $1 AND email = $2"
+        }
+        RowLock::Update => {
+            "SELECT email, identity_id, password_hash, confirmed FROM userpass WHERE app_id = $1 AND email = $2 FOR UPDATE"
+        }
+        RowLock::Share => {
+            "SELECT email, identity_id, password_hash, confirmed FROM userpass WHERE app_id = $1 AND email = $2 FOR SHARE"
+        }
     };
     sqlx::query(sql)
         .bind(app_id)
@@ -424,31 +443,6 @@ async fn userpass(
             })
         })
         .transpose()
-}
-
-/// An email account, locked against deletion and password changes (`FOR SHARE`) until the end
-/// of the transaction: a login's check that the account is still there.
-async fn userpass_shared(
-    c: &mut Conn,
-    app_id: &str,
-    email: &str,
-) -> Result<Option<UserpassRow>, sqlx::Error> {
-    sqlx::query(
-        "SELECT email, identity_id, password_hash, confirmed FROM userpass WHERE app_id = $1 AND email = $2 FOR SHARE",
-    )
-    .bind(app_id)
-    .bind(email)
-    .fetch_optional(&mut *c)
-    .await?
-    .map(|r| {
-        Ok(UserpassRow {
-            email: r.try_get(0)?,
-            identity_id: r.try_get(1)?,
-            password_hash: r.try_get(2)?,
-            confirmed: r.try_get(3)?,
-        })
-    })
-    .transpose()
 }
 
 /// Locks a user of the app against deletion and other logins' updates until the end of the
@@ -844,7 +838,7 @@ impl Store for PostgresStore {
                     password_hash,
                 } = &ident.proof
                 {
-                    let still = userpass_shared(&mut tx, app_id, email)
+                    let still = userpass(&mut tx, app_id, email, RowLock::Share)
                         .await?
                         .is_some_and(|r| {
                             r.identity_id == ident.external_id && r.password_hash == *password_hash
@@ -1337,7 +1331,7 @@ impl Store for PostgresStore {
 
     async fn userpass(&self, app_id: &str, email: &str) -> StoreResult<Option<UserpassRow>> {
         let mut c = self.pool.acquire().await?;
-        Ok(userpass(&mut c, app_id, email, false).await?)
+        Ok(userpass(&mut c, app_id, email, RowLock::None).await?)
     }
 
     async fn register(
@@ -1424,7 +1418,7 @@ impl Store for PostgresStore {
         token: MailToken,
     ) -> StoreResult<()> {
         let mut tx = self.begin().await?;
-        let row = userpass(&mut tx, app_id, email, true)
+        let row = userpass(&mut tx, app_id, email, RowLock::Update)
             .await?
             .ok_or_else(ApiError::user_not_found)?;
         if token.kind == CONFIRM && row.confirmed {
@@ -1483,7 +1477,7 @@ impl Store for PostgresStore {
                 take_mail_token(&mut tx, app_id, RESET, token, token_id, now).await?
             }
         };
-        let row = userpass(&mut tx, app_id, &email, true)
+        let row = userpass(&mut tx, app_id, &email, RowLock::Update)
             .await?
             .ok_or_else(ApiError::user_not_found)?;
         sqlx::query("UPDATE userpass SET password_hash = $1 WHERE app_id = $2 AND email = $3")
