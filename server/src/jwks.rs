@@ -311,7 +311,7 @@ impl JwksCache {
             .timeout(ISSUER_TIMEOUT)
             .send()
             .await
-            .map_err(|e| format!("{}", e.without_url()))?;
+            .map_err(http_trouble)?;
         read_json_or_trouble(resp).await
     }
 }
@@ -489,6 +489,16 @@ pub async fn read_json<T: serde::de::DeserializeOwned>(
         .map_err(|t| issuer_unavailable(&t))
 }
 
+/// What went wrong asking an issuer, for the log and the 503's message: a time-out says so
+/// (reqwest's own text, "error sending request", does not), other errors without their URL.
+fn http_trouble(e: reqwest::Error) -> String {
+    if e.is_timeout() {
+        format!("no answer within {}s", ISSUER_TIMEOUT.as_secs())
+    } else {
+        e.without_url().to_string()
+    }
+}
+
 async fn read_json_or_trouble<T: serde::de::DeserializeOwned>(
     resp: reqwest::Response,
 ) -> Result<T, String> {
@@ -502,10 +512,7 @@ async fn read_json_or_trouble<T: serde::de::DeserializeOwned>(
     {
         return Err("its answer is too large".into());
     }
-    let bytes = resp
-        .bytes()
-        .await
-        .map_err(|e| format!("{}", e.without_url()))?;
+    let bytes = resp.bytes().await.map_err(http_trouble)?;
     if bytes.len() > MAX_DOCUMENT_BYTES {
         return Err("its answer is too large".into());
     }
@@ -541,13 +548,13 @@ pub fn check_times(
         }
     }
     if let Some(max) = max_lifetime {
-        let issued = claims
-            .get("iat")
-            .and_then(Value::as_f64)
-            .unwrap_or(now as f64);
+        let (issued, from) = match claims.get("iat").and_then(Value::as_f64) {
+            Some(iat) => (iat, "iat"),
+            None => (now as f64, "now (the token has no iat)"),
+        };
         if exp - issued > max as f64 {
             return Err(format!(
-                "exp is more than {max} seconds after iat (an ID token is valid for a day at most)"
+                "exp is more than {max} seconds after {from} (an ID token is valid for a day at most)"
             ));
         }
     }
@@ -621,7 +628,11 @@ mod tests {
         }
         // Without iat, the bound counts from now.
         let c = claims(json!({"exp": now + 86_401}));
-        assert!(check_times(&c, now, day).is_err());
+        let err = check_times(&c, now, day).unwrap_err();
+        assert!(err.contains("after now (the token has no iat)"), "{err}");
+        let c = claims(json!({"iat": now, "exp": now + 86_401}));
+        let err = check_times(&c, now, day).unwrap_err();
+        assert!(err.contains("seconds after iat "), "{err}");
     }
 
     #[test]
