@@ -82,6 +82,8 @@ pub struct Config {
     pub limits: Limits,
     /// Request rate limits (`[rate_limits]`).
     pub rate_limits: RateLimitConfig,
+    /// The SMTP relay (`[mail]`); without it, mails stay in the development outbox.
+    pub mail: Option<MailConfig>,
     /// The apps served.
     pub apps: Vec<AppConfig>,
 }
@@ -270,6 +272,59 @@ pub enum ResetFunction {
     Fail,
 }
 
+/// The mail settings of `local-userpass`: links must be http(s) URLs without a query of their
+/// own named like ours, templates readable files; with `[mail]`, the pages mails link to are
+/// required.
+fn validate_userpass_mail(i: usize, up: &UserpassConfig, mail: bool) -> Result<(), ConfigError> {
+    let k = |name: &str| format!("app[{i}].providers.local-userpass.{name}");
+    for (name, url) in [
+        ("confirm_url", &up.confirm_url),
+        ("reset_url", &up.reset_url),
+    ] {
+        if let Some(u) = url
+            && reqwest::Url::parse(u)
+                .ok()
+                .filter(|p| p.scheme() == "https" || p.scheme() == "http")
+                .is_none_or(|p| p.query_pairs().any(|(k, _)| k == "token" || k == "tokenId"))
+        {
+            return Err(invalid(
+                k(name),
+                "must be an http:// or https:// URL (the mail links to it with \
+                 ?token=...&tokenId=... added)",
+            ));
+        }
+    }
+    if mail && up.reset_url.is_none() {
+        return Err(invalid(
+            k("reset_url"),
+            "required with [mail]: the page of your app that reset mails link to",
+        ));
+    }
+    if mail && !up.auto_confirm && up.confirm_url.is_none() {
+        return Err(invalid(
+            k("confirm_url"),
+            "required with [mail] and auto_confirm = false: the page of your app that \
+             confirmation mails link to",
+        ));
+    }
+    for (name, file) in [
+        ("confirm_template_text", &up.confirm_template_text),
+        ("confirm_template_html", &up.confirm_template_html),
+        ("reset_template_text", &up.reset_template_text),
+        ("reset_template_html", &up.reset_template_html),
+    ] {
+        if let Some(f) = file
+            && let Err(e) = std::fs::read_to_string(f)
+        {
+            return Err(invalid(
+                k(name),
+                format!("cannot read {}: {e}", f.display()),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// `local-userpass` settings.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -284,6 +339,24 @@ pub struct UserpassConfig {
     /// that account's password: for tests and demos only.
     #[serde(default)]
     pub allow_insecure_reset_function: bool,
+    /// The page a confirmation mail links to, with `?token=...&tokenId=...` (required with
+    /// `[mail]` when `auto_confirm` is off).
+    pub confirm_url: Option<String>,
+    /// The page a reset mail links to, with `?token=...&tokenId=...` (required with `[mail]`).
+    pub reset_url: Option<String>,
+    /// Subject of confirmation mails (placeholders as in the templates).
+    pub confirm_subject: Option<String>,
+    /// Subject of reset mails.
+    pub reset_subject: Option<String>,
+    /// Text body of confirmation mails, a file with placeholders `{link}`, `{email}`, `{app}`,
+    /// `{expires_minutes}` (mail.rs has the built-in default).
+    pub confirm_template_text: Option<PathBuf>,
+    /// HTML body of confirmation mails (placeholders HTML-escaped).
+    pub confirm_template_html: Option<PathBuf>,
+    /// Text body of reset mails.
+    pub reset_template_text: Option<PathBuf>,
+    /// HTML body of reset mails.
+    pub reset_template_html: Option<PathBuf>,
 }
 
 impl Default for UserpassConfig {
@@ -292,6 +365,14 @@ impl Default for UserpassConfig {
             auto_confirm: true,
             reset_function: ResetFunction::Pending,
             allow_insecure_reset_function: false,
+            confirm_url: None,
+            reset_url: None,
+            confirm_subject: None,
+            reset_subject: None,
+            confirm_template_text: None,
+            confirm_template_html: None,
+            reset_template_text: None,
+            reset_template_html: None,
         }
     }
 }
@@ -613,8 +694,23 @@ struct FileConfig {
     limits: Limits,
     #[serde(default)]
     rate_limits: RateLimitConfig,
+    mail: Option<MailConfig>,
     #[serde(default)]
     app: Vec<AppConfig>,
+}
+
+/// `[mail]`: the SMTP relay that confirmation and reset mails go through (mail.rs).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MailConfig {
+    /// `smtp://host[:port]` (STARTTLS, required unless the host is loopback; port 587) or
+    /// `smtps://host[:port]` (TLS from the start; port 465). A user name may be given in the
+    /// URL (`smtp://user@host`), never a password (SESSIONKIT_SMTP_PASSWORD).
+    pub smtp_url: String,
+    /// The sender, e.g. `Example <no-reply@example.com>`.
+    pub from: String,
+    /// A PEM file of an extra CA that the relay's certificate may chain to (a private relay).
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Config {
@@ -643,6 +739,7 @@ impl Config {
             database: file.database,
             limits: file.limits,
             rate_limits: file.rate_limits,
+            mail: file.mail,
             apps: file.app,
         };
         config.validate()?;
@@ -676,6 +773,7 @@ impl Config {
                 enabled: false,
                 ..RateLimitConfig::default()
             },
+            mail: None,
             apps: vec![AppConfig {
                 id: DEV_APP_ID.to_string(),
                 access_token_lifetime_secs: default_access(),
@@ -879,6 +977,12 @@ impl Config {
         }
         for (i, app) in self.apps.iter().enumerate() {
             validate_social(i, &app.providers)?;
+            if let Some(up) = &app.providers.local_userpass {
+                validate_userpass_mail(i, up, self.mail.is_some())?;
+            }
+        }
+        if let Some(mail) = &self.mail {
+            crate::mail::SmtpSettings::from_config(mail)?;
         }
         Ok(())
     }

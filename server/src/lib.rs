@@ -9,6 +9,7 @@ pub mod email;
 pub mod error;
 pub mod functions;
 pub mod jwks;
+pub mod mail;
 pub mod passwords;
 pub mod providers;
 pub mod rate_limit;
@@ -147,6 +148,7 @@ pub struct RunningServer {
     stop: Option<oneshot::Sender<()>>,
     serve: Option<JoinHandle<()>>,
     sweeper: JoinHandle<()>,
+    mailer: Option<JoinHandle<()>>,
 }
 
 fn storage(e: impl std::fmt::Display) -> ServerError {
@@ -172,6 +174,14 @@ impl RunningServer {
                 );
             }
         }
+        // Built before the database is opened: a bad [mail] or template stops the start.
+        let delivery = match &config.mail {
+            Some(m) => Some((
+                Arc::new(mail::SmtpMailer::new(m)?) as Arc<dyn mail::Mailer>,
+                mail::templates(&config.apps)?,
+            )),
+            None => None,
+        };
         let store = store::open(&config).await.map_err(ServerError::Storage)?;
         let loaded = load_apps(store.as_ref(), &config)
             .await
@@ -205,6 +215,7 @@ impl RunningServer {
             jwks: jwks::JwksCache::new(http.clone()),
             http,
             sweep_now: Notify::new(),
+            mail_now: Notify::new(),
             keys_changed: Notify::new(),
             last_key_reload: AtomicI64::new(0),
             passwords: passwords::Passwords::for_this_machine(),
@@ -218,12 +229,16 @@ impl RunningServer {
             serve::serve(listener, router, stop_rx, deadline, &limits).await
         });
         let sweeper = tokio::spawn(sweep_loop(state.clone()));
+        let mailer = delivery.map(|(mailer, templates)| {
+            tokio::spawn(mail::worker(state.clone(), mailer, templates))
+        });
         Ok(RunningServer {
             addr,
             state,
             stop: Some(stop_tx),
             serve: Some(serve),
             sweeper,
+            mailer,
         })
     }
 
@@ -248,6 +263,7 @@ impl RunningServer {
     pub fn advance_clock(&self, secs: i64) {
         let _ = self.state.clock.advance(secs);
         self.state.sweep_now.notify_one();
+        self.state.mail_now.notify_one();
     }
 
     /// The server clock's now (unix seconds).
@@ -281,6 +297,9 @@ impl RunningServer {
             let _ = serve.await;
         }
         self.sweeper.abort();
+        if let Some(m) = &self.mailer {
+            m.abort();
+        }
         self.state.store.close().await;
     }
 }
@@ -291,6 +310,9 @@ impl Drop for RunningServer {
             let _ = stop.send(());
         }
         self.sweeper.abort();
+        if let Some(m) = &self.mailer {
+            m.abort();
+        }
     }
 }
 

@@ -160,6 +160,8 @@ pub struct Inner {
     pub jwks: crate::jwks::JwksCache,
     /// Wakes the sweeper (after the test clock moves).
     pub sweep_now: Notify,
+    /// Wakes the mail worker (a mail was queued, the test clock moved).
+    pub mail_now: Notify,
     /// Asks the sweeper to reload signing keys (a token with an unknown `kid` arrived).
     pub keys_changed: Notify,
     /// Server-clock second of the last reload asked for by an unknown `kid`.

@@ -146,6 +146,7 @@ pub async fn test_clock(
         .meta_set(crate::state::TEST_CLOCK_KEY, &offset.to_string())
         .await?;
     st.sweep_now.notify_one();
+    st.mail_now.notify_one();
     Ok(json_response(StatusCode::OK, &json!({ "now": st.now() })))
 }
 
@@ -384,7 +385,7 @@ pub async fn outbox(
 }
 
 /// Decodes `%XX` escapes and `+` of a query value.
-fn percent_decode(s: &str) -> String {
+pub(crate) fn percent_decode(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;

@@ -63,10 +63,24 @@ pub async fn register(
     let hash = st.passwords.hash(password).await?;
     let now = st.now();
     let confirm = (!cfg.auto_confirm).then(|| MailToken::new(CONFIRM, now));
+    let mail = confirm
+        .as_ref()
+        .map(|t| (t.token.clone(), t.token_id.clone()));
     st.store
         .register(&app_id, &email, &hash, confirm, now)
         .await?;
+    if let Some((token, token_id)) = mail {
+        crate::mail::queued(&st, &app_id, CONFIRM, &email, &token, &token_id);
+    }
     Ok(StatusCode::CREATED.into_response())
+}
+
+/// Stores a mail token and queues its mail (one transaction), then wakes the mail worker.
+async fn issue(st: &AppState, app_id: &str, email: &str, t: MailToken) -> Result<(), ApiError> {
+    let (kind, token, token_id) = (t.kind, t.token.clone(), t.token_id.clone());
+    st.store.issue_mail_token(app_id, email, t).await?;
+    crate::mail::queued(st, app_id, kind, email, &token, &token_id);
+    Ok(())
 }
 
 /// POST confirm.
@@ -94,9 +108,7 @@ async fn resend_confirmation(
     let email = email::lookup(req_str(&body, "email")?);
     let app_id = app.config.id.clone();
     let now = st.now();
-    st.store
-        .issue_mail_token(&app_id, &email, MailToken::new(CONFIRM, now))
-        .await?;
+    issue(&st, &app_id, &email, MailToken::new(CONFIRM, now)).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -134,9 +146,7 @@ pub async fn reset_send(
     let email = email::lookup(req_str(&body, "email")?);
     let app_id = app.config.id.clone();
     let now = st.now();
-    st.store
-        .issue_mail_token(&app_id, &email, MailToken::new(RESET, now))
-        .await?;
+    issue(&st, &app_id, &email, MailToken::new(RESET, now)).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -189,9 +199,7 @@ pub async fn reset_call(
             "failed to reset password for user \"{email}\""
         ))),
         ResetFunction::Pending => {
-            st.store
-                .issue_mail_token(&app_id, &email, MailToken::new(RESET, now))
-                .await?;
+            issue(&st, &app_id, &email, MailToken::new(RESET, now)).await?;
             Ok(StatusCode::NO_CONTENT.into_response())
         }
         ResetFunction::Success => {

@@ -158,6 +158,47 @@ pub struct OutboxRow {
     pub token_id: String,
 }
 
+/// A mail of the queue, claimed by the delivery worker (mail.rs) for a while.
+#[derive(Debug, Clone)]
+pub struct QueuedMail {
+    /// Its place in the queue.
+    pub seq: i64,
+    /// App id.
+    pub app_id: String,
+    /// `confirm` or `reset`.
+    pub kind: String,
+    /// Recipient (canonical form, email.rs).
+    pub email: String,
+    /// The single-use token the mail carries.
+    pub token: String,
+    /// Its id.
+    pub token_id: String,
+    /// When it was queued (Unix seconds, server clock).
+    pub created_at: i64,
+    /// When its token expires (Unix seconds).
+    pub expires_at: i64,
+    /// Tries so far, this one included.
+    pub attempts: i64,
+}
+
+/// Status of a queued mail: waiting for (another) try.
+pub const MAIL_PENDING: &str = "pending";
+/// Status of a queued mail: the relay took it.
+pub const MAIL_SENT: &str = "sent";
+/// Status of a queued mail: given up (5xx, or retried too long), reason kept.
+pub const MAIL_FAILED: &str = "failed";
+
+/// What the delivery worker reports of a try.
+#[derive(Debug, Clone)]
+pub enum MailOutcome {
+    /// The relay accepted the mail at this time (Unix seconds): the token is no longer kept.
+    Sent(i64),
+    /// Try again at this time (Unix seconds); the reason of this failure.
+    RetryAt(i64, String),
+    /// Given up, with the reason.
+    Failed(String),
+}
+
 /// A new single-use mail token: the token goes to the outbox, its hash to the token table.
 #[derive(Debug, Clone)]
 pub struct MailToken {
@@ -535,6 +576,17 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<()>;
     /// The outbox of an app, oldest first, for one address or all.
     async fn outbox(&self, app_id: &str, email: Option<&str>) -> StoreResult<Vec<OutboxRow>>;
+    /// Claims up to `limit` pending mails due at `now` for `lease_secs`: each is handed to one
+    /// caller only, on every instance (PostgreSQL: `FOR UPDATE SKIP LOCKED`), and comes back
+    /// after the lease if its outcome is never reported (the process died while sending).
+    async fn claim_mail(
+        &self,
+        now: i64,
+        lease_secs: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<QueuedMail>>;
+    /// Records the outcome of a try of mail `seq`. A sent mail's token is erased.
+    async fn mail_outcome(&self, seq: i64, outcome: MailOutcome) -> StoreResult<()>;
 
     /// Deletes anonymous users created before `anon_cutoff`, sessions expired before
     /// `session_cutoff` and expired mail tokens. The number of users deleted.

@@ -18,9 +18,10 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Postgres, Row, SqlStr};
 
 use super::{
-    ApiKeyRow, CONFIRM, CheckedSession, IdentityRow, Login, MailToken, NewSession, OutboxRow,
-    PasswordAccount, PresentedRefresh, PresentedToken, RESET, RefreshUse, SessionRow,
-    SigningKeyRow, StartSession, Store, StoreResult, StoreStats, Successor, UserRow, UserpassRow,
+    ApiKeyRow, CONFIRM, CheckedSession, IdentityRow, Login, MailOutcome, MailToken, NewSession,
+    OutboxRow, PasswordAccount, PresentedRefresh, PresentedToken, QueuedMail, RESET, RefreshUse,
+    SessionRow, SigningKeyRow, StartSession, Store, StoreResult, StoreStats, Successor, UserRow,
+    UserpassRow,
 };
 use crate::config::DatabaseConfig;
 use crate::error::{ApiError, Reason};
@@ -39,10 +40,15 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "refresh tokens by generation",
         include_str!("../../migrations/postgres/0002_refresh_tokens_by_generation.sql"),
     ),
+    (
+        3,
+        "mail queue",
+        include_str!("../../migrations/postgres/0003_mail_queue.sql"),
+    ),
 ];
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 fn newer_schema(version: i64) -> String {
     format!(
@@ -477,7 +483,8 @@ async fn store_mail_token(
     .execute(&mut *c)
     .await?;
     sqlx::query(
-        "INSERT INTO outbox (app_id, kind, email, token, token_id, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+        "INSERT INTO outbox (app_id, kind, email, token, token_id, created_at, next_at, expires_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $6, $7)",
     )
     .bind(app_id)
     .bind(t.kind)
@@ -485,6 +492,7 @@ async fn store_mail_token(
     .bind(&t.token)
     .bind(&t.token_id)
     .bind(t.created_at)
+    .bind(t.expires_at)
     .execute(&mut *c)
     .await?;
     Ok(())
@@ -1522,6 +1530,68 @@ impl Store for PostgresStore {
                 })
             })
             .collect::<Result<_, sqlx::Error>>()?)
+    }
+
+    async fn claim_mail(
+        &self,
+        now: i64,
+        lease_secs: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<QueuedMail>> {
+        // SKIP LOCKED: instances claiming at the same time take different mails; the lease
+        // (next_at) keeps a claimed mail from the others after this transaction commits.
+        let rows = sqlx::query(
+            "UPDATE outbox SET next_at = $1 + $2, attempts = attempts + 1
+             WHERE seq IN (SELECT seq FROM outbox WHERE status = 'pending' AND next_at <= $1
+                           ORDER BY next_at, seq LIMIT $3 FOR UPDATE SKIP LOCKED)
+             RETURNING seq, app_id, kind, email, token, token_id, created_at, expires_at, attempts",
+        )
+        .bind(now)
+        .bind(lease_secs)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = rows
+            .iter()
+            .map(|r| {
+                Ok(QueuedMail {
+                    seq: r.try_get(0)?,
+                    app_id: r.try_get(1)?,
+                    kind: r.try_get(2)?,
+                    email: r.try_get(3)?,
+                    token: r.try_get(4)?,
+                    token_id: r.try_get(5)?,
+                    created_at: r.try_get(6)?,
+                    expires_at: r.try_get(7)?,
+                    attempts: r.try_get(8)?,
+                })
+            })
+            .collect::<Result<Vec<_>, sqlx::Error>>()?;
+        out.sort_by_key(|m| m.seq);
+        Ok(out)
+    }
+
+    async fn mail_outcome(&self, seq: i64, outcome: MailOutcome) -> StoreResult<()> {
+        let q = match &outcome {
+            MailOutcome::Sent(at) => sqlx::query(
+                "UPDATE outbox SET status = 'sent', sent_at = $2, token = '', error = NULL WHERE seq = $1",
+            )
+            .bind(seq)
+            .bind(*at),
+            MailOutcome::RetryAt(at, why) => sqlx::query(
+                "UPDATE outbox SET next_at = $2, error = $3 WHERE seq = $1 AND status = 'pending'",
+            )
+            .bind(seq)
+            .bind(*at)
+            .bind(why),
+            MailOutcome::Failed(why) => {
+                sqlx::query("UPDATE outbox SET status = 'failed', error = $2 WHERE seq = $1")
+                    .bind(seq)
+                    .bind(why)
+            }
+        };
+        q.execute(&self.pool).await?;
+        Ok(())
     }
 
     async fn sweep(&self, anon_cutoff: i64, session_cutoff: i64, now: i64) -> StoreResult<usize> {

@@ -7,16 +7,17 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::{Map, Value};
 
 use super::{
-    ApiKeyRow, CONFIRM, CheckedSession, IdentityRow, Login, MailToken, NewSession, OutboxRow,
-    PasswordAccount, PresentedRefresh, PresentedToken, RESET, RefreshUse, SessionRow,
-    SigningKeyRow, StartSession, Store, StoreResult, StoreStats, Successor, UserRow, UserpassRow,
+    ApiKeyRow, CONFIRM, CheckedSession, IdentityRow, Login, MailOutcome, MailToken, NewSession,
+    OutboxRow, PasswordAccount, PresentedRefresh, PresentedToken, QueuedMail, RESET, RefreshUse,
+    SessionRow, SigningKeyRow, StartSession, Store, StoreResult, StoreStats, Successor, UserRow,
+    UserpassRow,
 };
 use crate::error::{ApiError, Reason};
 use crate::providers::Proof;
 use crate::tokens;
 
 /// The schema version this build writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 7;
+pub const SCHEMA_VERSION: i64 = 8;
 
 /// A data step of a migration, run in its transaction after its SQL.
 type DataStep = fn(&rusqlite::Transaction) -> rusqlite::Result<()>;
@@ -77,6 +78,23 @@ const MIGRATIONS: &[(i64, &str, Option<DataStep>)] = &[
         // out the others (most), one index entry less for every login to write.
         "DROP INDEX sessions_api_key;
          CREATE INDEX sessions_api_key ON sessions(api_key_id) WHERE api_key_id IS NOT NULL;",
+        None,
+    ),
+    (
+        8,
+        // The outbox becomes the mail queue (#23; mail.rs): a mail is queued in the
+        // transaction that makes its token and sent by the delivery worker. Mails of the
+        // development outbox made before were never meant to be sent: failed, with that reason
+        // (an operator can retry them).
+        "ALTER TABLE outbox ADD COLUMN status TEXT NOT NULL DEFAULT 'pending';
+         ALTER TABLE outbox ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
+         ALTER TABLE outbox ADD COLUMN next_at INTEGER NOT NULL DEFAULT 0;
+         ALTER TABLE outbox ADD COLUMN expires_at INTEGER NOT NULL DEFAULT 0;
+         ALTER TABLE outbox ADD COLUMN error TEXT;
+         ALTER TABLE outbox ADD COLUMN sent_at INTEGER;
+         UPDATE outbox SET status = 'failed',
+           error = 'queued before this server could send mail (development outbox)';
+         CREATE INDEX outbox_due ON outbox(next_at) WHERE status = 'pending';",
         None,
     ),
 ];
@@ -467,9 +485,18 @@ fn store_mail_token(
     )?
     .execute(params![t.token_id, app_id, email, t.kind, tokens::sha256_hex(&t.token), t.expires_at])?;
     conn.prepare_cached(
-        "INSERT INTO outbox (app_id, kind, email, token, token_id, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        "INSERT INTO outbox (app_id, kind, email, token, token_id, created_at, next_at, expires_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7)",
     )?
-    .execute(params![app_id, t.kind, email, t.token, t.token_id, t.created_at])?;
+    .execute(params![
+        app_id,
+        t.kind,
+        email,
+        t.token,
+        t.token_id,
+        t.created_at,
+        t.expires_at
+    ])?;
     Ok(())
 }
 
@@ -1587,6 +1614,61 @@ impl Store for SqliteStore {
                 })
             })?;
             Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+
+    async fn claim_mail(
+        &self,
+        now: i64,
+        lease_secs: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<QueuedMail>> {
+        // One process per SQLite file, and one writer: the UPDATE is the claim.
+        self.write(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "UPDATE outbox SET next_at = ?1 + ?2, attempts = attempts + 1
+                 WHERE seq IN (SELECT seq FROM outbox WHERE status = 'pending' AND next_at <= ?1
+                               ORDER BY next_at, seq LIMIT ?3)
+                 RETURNING seq, app_id, kind, email, token, token_id, created_at, expires_at, attempts",
+            )?;
+            let rows = stmt.query_map(params![now, lease_secs, limit], |r| {
+                Ok(QueuedMail {
+                    seq: r.get(0)?,
+                    app_id: r.get(1)?,
+                    kind: r.get(2)?,
+                    email: r.get(3)?,
+                    token: r.get(4)?,
+                    token_id: r.get(5)?,
+                    created_at: r.get(6)?,
+                    expires_at: r.get(7)?,
+                    attempts: r.get(8)?,
+                })
+            })?;
+            let mut out = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+            out.sort_by_key(|m| m.seq);
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn mail_outcome(&self, seq: i64, outcome: MailOutcome) -> StoreResult<()> {
+        self.write(move |conn| {
+            match outcome {
+                MailOutcome::Sent(at) => conn.execute(
+                    "UPDATE outbox SET status = 'sent', sent_at = ?2, token = '', error = NULL WHERE seq = ?1",
+                    params![seq, at],
+                )?,
+                MailOutcome::RetryAt(at, why) => conn.execute(
+                    "UPDATE outbox SET next_at = ?2, error = ?3 WHERE seq = ?1 AND status = 'pending'",
+                    params![seq, at, why],
+                )?,
+                MailOutcome::Failed(why) => conn.execute(
+                    "UPDATE outbox SET status = 'failed', error = ?2 WHERE seq = ?1",
+                    params![seq, why],
+                )?,
+            };
+            Ok(())
         })
         .await
     }

@@ -1,0 +1,520 @@
+//! Mail (#23): confirmation and reset mails, one seam (STYLE.md lesson 8, after GoTrue's
+//! `internal/mailer`).
+//!
+//! A mail is queued in the database in the transaction that makes its token (the outbox table,
+//! [`crate::store::Store::register`], [`crate::store::Store::issue_mail_token`]), so a request
+//! never waits for SMTP and nothing queued is lost across a restart. With `[mail]` configured,
+//! a background [`worker`] claims due mails ([`crate::store::Store::claim_mail`]: one instance
+//! per mail, `FOR UPDATE SKIP LOCKED` on PostgreSQL), renders them from the app's templates
+//! ([`Templates`]) and hands them to a [`Mailer`] ([`SmtpMailer`], lettre over rustls). A
+//! connection failure or a 4xx answer is retried with exponential backoff for
+//! [`GIVE_UP_SECS`]; a 5xx answer fails the mail at once, reason kept. A sent mail's token is
+//! erased from the queue (its hash stays in the token table until it is used or expires).
+//!
+//! Without `[mail]` no worker runs: the queue is the development outbox that the admin API
+//! reads (`GET .../outbox`), exactly as before; `--dev` also prints each link on the console.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use lettre::message::{Mailbox, MultiPart};
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+
+use crate::config::{AppConfig, ConfigError, MailConfig, UserpassConfig};
+use crate::state::AppState;
+use crate::store::{CONFIRM, MAIL_TOKEN_LIFETIME_SECS, MailOutcome, QueuedMail};
+
+/// Environment variable of the SMTP user name (when the URL has none).
+pub const USERNAME_ENV: &str = "SESSIONKIT_SMTP_USERNAME";
+/// Environment variable of the SMTP password (never in the config file).
+pub const PASSWORD_ENV: &str = "SESSIONKIT_SMTP_PASSWORD";
+/// How long a claimed mail is kept from other instances (server-clock seconds): longer than
+/// one SMTP exchange ([`SMTP_TIMEOUT`] per step).
+pub const LEASE_SECS: i64 = 300;
+/// How long a mail the relay does not take (down, 4xx) is retried, from its queuing (seconds).
+pub const GIVE_UP_SECS: i64 = 12 * 3600;
+/// Longest wait between two tries (seconds).
+pub const MAX_BACKOFF_SECS: i64 = 3600;
+/// Timeout of each SMTP step.
+pub const SMTP_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often the worker looks for due mails when nothing wakes it (real time).
+const POLL: Duration = Duration::from_secs(1);
+/// Mails claimed at a time.
+const BATCH: i64 = 20;
+
+/// A rendered mail, ready for a [`Mailer`].
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    /// Recipient address (canonical form, email.rs).
+    pub to: String,
+    /// Subject.
+    pub subject: String,
+    /// Plain-text body.
+    pub text: String,
+    /// HTML body.
+    pub html: String,
+}
+
+/// Why a mail was not sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SendError {
+    /// Try again later: no connection, a timeout, a 4xx answer.
+    Transient(String),
+    /// Never: a 5xx answer, an address the relay or the message builder refuses.
+    Permanent(String),
+}
+
+/// Something that sends mail: the SMTP relay in production; tests use the real relay too.
+#[async_trait]
+pub trait Mailer: Send + Sync + 'static {
+    /// Sends one mail; `Ok` once the relay has accepted it.
+    async fn send(&self, mail: &Outgoing) -> Result<(), SendError>;
+}
+
+/// TLS of the relay connection, from the URL's scheme and host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsMode {
+    /// `smtps://`: TLS from the start.
+    Wrapper,
+    /// `smtp://` to a non-loopback host: STARTTLS, refused without it.
+    StartTls,
+    /// `smtp://` to a loopback host: STARTTLS when the relay offers it.
+    Opportunistic,
+}
+
+/// `[mail]` checked: what [`SmtpMailer`] connects with (the password is read at start from
+/// [`PASSWORD_ENV`], never kept here).
+#[derive(Debug, Clone)]
+pub struct SmtpSettings {
+    /// Relay host.
+    pub host: String,
+    /// Relay port (587 for smtp://, 465 for smtps:// by default).
+    pub port: u16,
+    /// TLS mode.
+    pub tls: TlsMode,
+    /// User name from the URL, else [`USERNAME_ENV`].
+    pub username: Option<String>,
+    /// The sender.
+    pub from: Mailbox,
+    /// PEM of the extra CA (`ca_file`).
+    pub ca_pem: Option<Vec<u8>>,
+}
+
+fn invalid(key: &str, problem: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.to_string(),
+        problem: problem.into(),
+    }
+}
+
+impl SmtpSettings {
+    /// Checks `[mail]`: the URL's scheme, host and absence of a password, the sender address,
+    /// the CA file. The errors name the key and what to write.
+    pub fn from_config(c: &MailConfig) -> Result<SmtpSettings, ConfigError> {
+        let url = reqwest::Url::parse(&c.smtp_url).map_err(|e| {
+            invalid(
+                "mail.smtp_url",
+                format!("not a URL ({e}); write smtp://host:587 or smtps://host:465"),
+            )
+        })?;
+        let (default_port, tls) = match url.scheme() {
+            "smtps" => (465, TlsMode::Wrapper),
+            "smtp" => (587, TlsMode::StartTls),
+            other => {
+                return Err(invalid(
+                    "mail.smtp_url",
+                    format!("scheme {other:?}: use smtp:// (STARTTLS) or smtps:// (TLS)"),
+                ));
+            }
+        };
+        let host = match url.host_str() {
+            Some(h) if !h.is_empty() => h.trim_start_matches('[').trim_end_matches(']').to_string(),
+            _ => return Err(invalid("mail.smtp_url", "no host")),
+        };
+        let loopback = host == "localhost"
+            || host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback());
+        let tls = if tls == TlsMode::StartTls && loopback {
+            TlsMode::Opportunistic
+        } else {
+            tls
+        };
+        if url.password().is_some() {
+            return Err(invalid(
+                "mail.smtp_url",
+                format!("must not contain a password: set {PASSWORD_ENV} instead"),
+            ));
+        }
+        if url.path() != "" && url.path() != "/" || url.query().is_some() {
+            return Err(invalid(
+                "mail.smtp_url",
+                "only smtp://[user@]host[:port] (no path or query)",
+            ));
+        }
+        let username = match url.username() {
+            "" => std::env::var(USERNAME_ENV).ok().filter(|u| !u.is_empty()),
+            u => Some(crate::routes::admin::percent_decode(u)),
+        };
+        let from: Mailbox = c.from.parse().map_err(|e| {
+            invalid(
+                "mail.from",
+                format!("not an address ({e}); write e.g. \"Example <no-reply@example.com>\""),
+            )
+        })?;
+        let ca_pem = match &c.ca_file {
+            None => None,
+            Some(path) => {
+                let pem = std::fs::read(path).map_err(|e| {
+                    invalid(
+                        "mail.ca_file",
+                        format!("cannot read {}: {e}", path.display()),
+                    )
+                })?;
+                Certificate::from_pem(&pem).map_err(|e| {
+                    invalid(
+                        "mail.ca_file",
+                        format!("{} is not a PEM certificate: {e}", path.display()),
+                    )
+                })?;
+                Some(pem)
+            }
+        };
+        Ok(SmtpSettings {
+            port: url.port().unwrap_or(default_port),
+            host,
+            tls,
+            username,
+            from,
+            ca_pem,
+        })
+    }
+}
+
+/// The SMTP relay, through lettre (rustls, tokio).
+pub struct SmtpMailer {
+    transport: AsyncSmtpTransport<Tokio1Executor>,
+    from: Mailbox,
+}
+
+impl SmtpMailer {
+    /// A mailer for `[mail]`; reads the password from [`PASSWORD_ENV`].
+    pub fn new(c: &MailConfig) -> Result<SmtpMailer, ConfigError> {
+        let s = SmtpSettings::from_config(c)?;
+        let mut params = TlsParameters::builder(s.host.clone());
+        if let Some(pem) = &s.ca_pem {
+            let cert = Certificate::from_pem(pem)
+                .map_err(|e| invalid("mail.ca_file", format!("not a PEM certificate: {e}")))?;
+            params = params.add_root_certificate(cert);
+        }
+        let params = params
+            .build()
+            .map_err(|e| invalid("mail.smtp_url", format!("TLS setup: {e}")))?;
+        let tls = match s.tls {
+            TlsMode::Wrapper => Tls::Wrapper(params),
+            TlsMode::StartTls => Tls::Required(params),
+            TlsMode::Opportunistic => Tls::Opportunistic(params),
+        };
+        let mut b = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(s.host)
+            .port(s.port)
+            .tls(tls)
+            .timeout(Some(SMTP_TIMEOUT));
+        let password = std::env::var(PASSWORD_ENV).ok().filter(|p| !p.is_empty());
+        match (s.username, password) {
+            (Some(u), Some(p)) => b = b.credentials(Credentials::new(u, p)),
+            (Some(_), None) => {
+                return Err(invalid(
+                    "mail.smtp_url",
+                    format!("a user name is set but {PASSWORD_ENV} is not"),
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(invalid(
+                    "mail.smtp_url",
+                    format!(
+                        "{PASSWORD_ENV} is set but no user name: write smtp://user@host or \
+                         set {USERNAME_ENV}"
+                    ),
+                ));
+            }
+            (None, None) => {}
+        }
+        Ok(SmtpMailer {
+            transport: b.build(),
+            from: s.from,
+        })
+    }
+}
+
+#[async_trait]
+impl Mailer for SmtpMailer {
+    async fn send(&self, mail: &Outgoing) -> Result<(), SendError> {
+        // lettre's address type refuses CR/LF and anything else that could break out of the
+        // header (email.rs refused it before it was stored; this is the second line).
+        let to: Mailbox = mail
+            .to
+            .parse()
+            .map_err(|e| SendError::Permanent(format!("bad recipient address: {e}")))?;
+        let message = Message::builder()
+            .from(self.from.clone())
+            .to(to)
+            .subject(mail.subject.clone())
+            .multipart(MultiPart::alternative_plain_html(
+                mail.text.clone(),
+                mail.html.clone(),
+            ))
+            .map_err(|e| SendError::Permanent(format!("cannot build the message: {e}")))?;
+        match self.transport.send(message).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.is_permanent() => Err(SendError::Permanent(e.to_string())),
+            Err(e) => Err(SendError::Transient(e.to_string())),
+        }
+    }
+}
+
+/// Subject and bodies of one kind of mail, with placeholders `{link}`, `{email}`, `{app}` and
+/// `{expires_minutes}`.
+#[derive(Debug, Clone)]
+pub struct Template {
+    /// Subject line.
+    pub subject: String,
+    /// Plain-text body.
+    pub text: String,
+    /// HTML body (values are HTML-escaped).
+    pub html: String,
+}
+
+const CONFIRM_SUBJECT: &str = "Confirm your email address for {app}";
+const CONFIRM_TEXT: &str = "Hello,\n\nTo confirm {email} for {app}, open this link within \
+{expires_minutes} minutes:\n\n{link}\n\nIf you did not sign up, ignore this mail.\n";
+const CONFIRM_HTML: &str = "<p>Hello,</p>\n<p>To confirm {email} for {app}, open \
+<a href=\"{link}\">this link</a> within {expires_minutes} minutes.</p>\n<p>If you did not sign \
+up, ignore this mail.</p>\n";
+const RESET_SUBJECT: &str = "Reset your password for {app}";
+const RESET_TEXT: &str = "Hello,\n\nTo choose a new password for {email} on {app}, open this \
+link within {expires_minutes} minutes:\n\n{link}\n\nIf you did not ask for it, ignore this \
+mail; your password stays as it is.\n";
+const RESET_HTML: &str = "<p>Hello,</p>\n<p>To choose a new password for {email} on {app}, \
+open <a href=\"{link}\">this link</a> within {expires_minutes} minutes.</p>\n<p>If you did not \
+ask for it, ignore this mail; your password stays as it is.</p>\n";
+
+/// The mails of one app: where they link to and what they say.
+#[derive(Debug, Clone)]
+pub struct AppMail {
+    confirm_url: Option<String>,
+    reset_url: Option<String>,
+    confirm: Template,
+    reset: Template,
+}
+
+fn read(path: &Option<std::path::PathBuf>, default: &str) -> Result<String, ConfigError> {
+    match path {
+        None => Ok(default.to_string()),
+        Some(p) => std::fs::read_to_string(p).map_err(|e| ConfigError::Io {
+            path: p.display().to_string(),
+            problem: e.to_string(),
+        }),
+    }
+}
+
+impl AppMail {
+    /// The app's mail settings, template files read.
+    pub fn load(up: &UserpassConfig) -> Result<AppMail, ConfigError> {
+        Ok(AppMail {
+            confirm_url: up.confirm_url.clone(),
+            reset_url: up.reset_url.clone(),
+            confirm: Template {
+                subject: up
+                    .confirm_subject
+                    .clone()
+                    .unwrap_or_else(|| CONFIRM_SUBJECT.into()),
+                text: read(&up.confirm_template_text, CONFIRM_TEXT)?,
+                html: read(&up.confirm_template_html, CONFIRM_HTML)?,
+            },
+            reset: Template {
+                subject: up
+                    .reset_subject
+                    .clone()
+                    .unwrap_or_else(|| RESET_SUBJECT.into()),
+                text: read(&up.reset_template_text, RESET_TEXT)?,
+                html: read(&up.reset_template_html, RESET_HTML)?,
+            },
+        })
+    }
+}
+
+/// Every app's mails.
+pub type Templates = HashMap<String, AppMail>;
+
+/// Loads the mail settings of every app with `local-userpass`.
+pub fn templates(apps: &[AppConfig]) -> Result<Templates, ConfigError> {
+    apps.iter()
+        .filter_map(|a| Some((a.id.clone(), a.providers.local_userpass.as_ref()?)))
+        .map(|(id, up)| Ok((id, AppMail::load(up)?)))
+        .collect()
+}
+
+/// `base` with `token` and `tokenId` added to its query: the link a mail carries.
+pub fn link(base: &str, token: &str, token_id: &str) -> Option<String> {
+    let mut url = reqwest::Url::parse(base).ok()?;
+    url.query_pairs_mut()
+        .append_pair("token", token)
+        .append_pair("tokenId", token_id);
+    Some(url.into())
+}
+
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;")
+}
+
+fn fill(template: &str, values: &[(&str, &str)], escape: bool) -> String {
+    let mut out = template.to_string();
+    for (name, value) in values {
+        let value = if escape {
+            html_escape(value)
+        } else {
+            (*value).to_string()
+        };
+        out = out.replace(&format!("{{{name}}}"), &value);
+    }
+    out
+}
+
+/// Renders a queued mail; `Err` (a reason to keep) when its app no longer has a page to link
+/// to (the config changed since it was queued).
+pub fn render(templates: &Templates, m: &QueuedMail) -> Result<Outgoing, String> {
+    let app = templates
+        .get(&m.app_id)
+        .ok_or_else(|| format!("app {} no longer has local-userpass", m.app_id))?;
+    let (base, template, key) = if m.kind == CONFIRM {
+        (&app.confirm_url, &app.confirm, "confirm_url")
+    } else {
+        (&app.reset_url, &app.reset, "reset_url")
+    };
+    let base = base
+        .as_deref()
+        .ok_or_else(|| format!("app {}: local-userpass.{key} is not set", m.app_id))?;
+    let link = link(base, &m.token, &m.token_id).ok_or_else(|| format!("bad {key}"))?;
+    let minutes = ((m.expires_at - m.created_at).max(0) / 60).to_string();
+    let minutes = if m.expires_at == 0 {
+        (MAIL_TOKEN_LIFETIME_SECS / 60).to_string()
+    } else {
+        minutes
+    };
+    let values = [
+        ("link", link.as_str()),
+        ("email", m.email.as_str()),
+        ("app", m.app_id.as_str()),
+        ("expires_minutes", minutes.as_str()),
+    ];
+    Ok(Outgoing {
+        to: m.email.clone(),
+        // A subject is one header line: no line breaks from a template.
+        subject: fill(&template.subject, &values, false).replace(['\r', '\n'], " "),
+        text: fill(&template.text, &values, false),
+        html: fill(&template.html, &values, true),
+    })
+}
+
+/// Seconds to wait before try `attempts + 1`: 30 s, doubling, at most [`MAX_BACKOFF_SECS`].
+pub fn backoff_secs(attempts: i64) -> i64 {
+    let doublings = (attempts - 1).clamp(0, 20) as u32;
+    (30i64 << doublings).min(MAX_BACKOFF_SECS)
+}
+
+/// What to record after a try of `m` at `now`.
+pub fn outcome(m: &QueuedMail, result: Result<(), SendError>, now: i64) -> MailOutcome {
+    match result {
+        Ok(()) => MailOutcome::Sent(now),
+        Err(SendError::Permanent(why)) => MailOutcome::Failed(why),
+        Err(SendError::Transient(why)) => {
+            let next = now + backoff_secs(m.attempts);
+            if next - m.created_at > GIVE_UP_SECS {
+                MailOutcome::Failed(format!(
+                    "gave up after {} tries over {} hours; last: {why}",
+                    m.attempts,
+                    GIVE_UP_SECS / 3600
+                ))
+            } else {
+                MailOutcome::RetryAt(next, why)
+            }
+        }
+    }
+}
+
+/// Sends every due mail now; the number of tries made.
+pub async fn drain(st: &AppState, mailer: &dyn Mailer, templates: &Templates) -> usize {
+    let mut tries = 0;
+    loop {
+        let batch = match st.store.claim_mail(st.now(), LEASE_SECS, BATCH).await {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!("mail queue: cannot claim mails: {}", e.message);
+                return tries;
+            }
+        };
+        if batch.is_empty() {
+            return tries;
+        }
+        for m in batch {
+            tries += 1;
+            let result = match render(templates, &m) {
+                Ok(mail) => mailer.send(&mail).await,
+                Err(why) => Err(SendError::Permanent(why)),
+            };
+            let out = outcome(&m, result, st.now());
+            // The address and the reason, never the token.
+            match &out {
+                MailOutcome::Sent(_) => tracing::info!(app = m.app_id, seq = m.seq, "mail sent"),
+                MailOutcome::RetryAt(at, why) => tracing::warn!(
+                    app = m.app_id,
+                    seq = m.seq,
+                    "mail not sent, retrying in {}s: {why}",
+                    at - st.now()
+                ),
+                MailOutcome::Failed(why) => {
+                    tracing::warn!(app = m.app_id, seq = m.seq, "mail failed: {why}")
+                }
+            }
+            if let Err(e) = st.store.mail_outcome(m.seq, out).await {
+                // The lease runs out and the mail is tried again.
+                tracing::warn!("mail queue: cannot record a try: {}", e.message);
+            }
+        }
+    }
+}
+
+/// The delivery worker: drains the queue when woken ([`queued`], the test clock) and every
+/// second, until aborted. An abort while sending leaves the mail claimed until its lease runs
+/// out, then it is sent again (at least once; exactly once when no process dies mid-send).
+pub async fn worker(st: AppState, mailer: Arc<dyn Mailer>, templates: Templates) {
+    loop {
+        drain(&st, mailer.as_ref(), &templates).await;
+        tokio::select! {
+            _ = tokio::time::sleep(POLL) => {}
+            _ = st.mail_now.notified() => {}
+        }
+    }
+}
+
+/// Called by a handler once its mail is queued (committed): wakes the worker and, in `--dev`
+/// only, prints the link on the console (never in any other mode: no token in logs).
+pub fn queued(st: &AppState, app_id: &str, kind: &str, email: &str, token: &str, token_id: &str) {
+    st.mail_now.notify_one();
+    if st.config.dev {
+        let page = if kind == CONFIRM { "confirm" } else { "reset" };
+        // stdout, not the log: development only.
+        println!(
+            "[dev mail] {kind} for {email} (app {app_id}): POST .../local-userpass/{page} \
+             {{\"token\": \"{token}\", \"tokenId\": \"{token_id}\"}}"
+        );
+    }
+}
