@@ -384,6 +384,34 @@ pub async fn outbox(
     Ok(json_response(StatusCode::OK, &Value::Array(list)))
 }
 
+/// GET mail (extension, #23): the app's mail queue, oldest first: each mail's kind, address,
+/// status (`pending`, `sent`, `failed`), tries and the reason of the last failure; never a
+/// token (SERVER.md, "Mail").
+pub async fn mail_queue(
+    State(st): State<AppState>,
+    path: AppPath,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let Path((_, app_id)) = path.map_err(path_error)?;
+    admin_app(&st, &headers, &app_id)?;
+    let list = st.store.mail_queue(&app_id).await?;
+    Ok(json_response(StatusCode::OK, &json!(list)))
+}
+
+/// POST mail/retry (extension, #23): puts the app's failed mails back in the queue, due now;
+/// `{"retried": N}`.
+pub async fn retry_mail(
+    State(st): State<AppState>,
+    path: AppPath,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let Path((_, app_id)) = path.map_err(path_error)?;
+    admin_app(&st, &headers, &app_id)?;
+    let n = st.store.retry_failed_mail(&app_id, st.now()).await?;
+    st.mail_now.notify_one();
+    Ok(json_response(StatusCode::OK, &json!({ "retried": n })))
+}
+
 /// Decodes `%XX` escapes and `+` of a query value.
 pub(crate) fn percent_decode(s: &str) -> String {
     let b = s.as_bytes();

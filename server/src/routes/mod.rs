@@ -207,6 +207,8 @@ pub fn router(state: AppState) -> Router {
             put(admin::set_custom_data),
         )
         .route(&r(ADM, "/outbox"), get(admin::outbox))
+        .route(&r(ADM, "/mail"), get(admin::mail_queue))
+        .route(&r(ADM, "/mail/retry"), post(admin::retry_mail))
         .route(&r(ADM, "/metrics"), get(admin::metrics))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

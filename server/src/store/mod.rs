@@ -181,6 +181,29 @@ pub struct QueuedMail {
     pub attempts: i64,
 }
 
+/// A mail of the queue as an operator sees it (never its token).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct MailRow {
+    /// Its place in the queue.
+    pub seq: i64,
+    /// `confirm` or `reset`.
+    pub kind: String,
+    /// Recipient.
+    pub email: String,
+    /// `pending`, `sent` or `failed`.
+    pub status: String,
+    /// Tries so far.
+    pub attempts: i64,
+    /// When it was queued (Unix seconds, server clock).
+    pub created_at: i64,
+    /// When it is due for its next try (pending), Unix seconds.
+    pub next_at: i64,
+    /// When the relay took it (sent), Unix seconds.
+    pub sent_at: Option<i64>,
+    /// Why the last try failed (failed; pending after a failed try).
+    pub error: Option<String>,
+}
+
 /// Status of a queued mail: waiting for (another) try.
 pub const MAIL_PENDING: &str = "pending";
 /// Status of a queued mail: the relay took it.
@@ -587,6 +610,11 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<Vec<QueuedMail>>;
     /// Records the outcome of a try of mail `seq`. A sent mail's token is erased.
     async fn mail_outcome(&self, seq: i64, outcome: MailOutcome) -> StoreResult<()>;
+    /// The mail queue of an app, oldest first, without tokens (admin API).
+    async fn mail_queue(&self, app_id: &str) -> StoreResult<Vec<MailRow>>;
+    /// Puts an app's failed mails back in the queue, due at `now`, as if queued then (their
+    /// retry window starts again). How many.
+    async fn retry_failed_mail(&self, app_id: &str, now: i64) -> StoreResult<usize>;
 
     /// Deletes anonymous users created before `anon_cutoff`, sessions expired before
     /// `session_cutoff` and expired mail tokens. The number of users deleted.

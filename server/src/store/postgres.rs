@@ -18,10 +18,10 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Postgres, Row, SqlStr};
 
 use super::{
-    ApiKeyRow, CONFIRM, CheckedSession, IdentityRow, Login, MailOutcome, MailToken, NewSession,
-    OutboxRow, PasswordAccount, PresentedRefresh, PresentedToken, QueuedMail, RESET, RefreshUse,
-    SessionRow, SigningKeyRow, StartSession, Store, StoreResult, StoreStats, Successor, UserRow,
-    UserpassRow,
+    ApiKeyRow, CONFIRM, CheckedSession, IdentityRow, Login, MailOutcome, MailRow, MailToken,
+    NewSession, OutboxRow, PasswordAccount, PresentedRefresh, PresentedToken, QueuedMail, RESET,
+    RefreshUse, SessionRow, SigningKeyRow, StartSession, Store, StoreResult, StoreStats, Successor,
+    UserRow, UserpassRow,
 };
 use crate::config::DatabaseConfig;
 use crate::error::{ApiError, Reason};
@@ -1592,6 +1592,42 @@ impl Store for PostgresStore {
         };
         q.execute(&self.pool).await?;
         Ok(())
+    }
+
+    async fn mail_queue(&self, app_id: &str) -> StoreResult<Vec<MailRow>> {
+        let rows = sqlx::query("SELECT seq, kind, email, status, attempts, created_at, next_at, sent_at, error FROM outbox WHERE app_id = $1 ORDER BY seq")
+            .bind(app_id)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                Ok(MailRow {
+                    seq: r.try_get(0)?,
+                    kind: r.try_get(1)?,
+                    email: r.try_get(2)?,
+                    status: r.try_get(3)?,
+                    attempts: r.try_get(4)?,
+                    created_at: r.try_get(5)?,
+                    next_at: r.try_get(6)?,
+                    sent_at: r.try_get(7)?,
+                    error: r.try_get(8)?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()?)
+    }
+
+    async fn retry_failed_mail(&self, app_id: &str, now: i64) -> StoreResult<usize> {
+        let n = sqlx::query(
+            "UPDATE outbox SET status = 'pending', attempts = 0, next_at = $1, created_at = $1, error = NULL
+                 WHERE app_id = $2 AND status = 'failed' ",
+        )
+        .bind(now)
+        .bind(app_id)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(n as usize)
     }
 
     async fn sweep(&self, anon_cutoff: i64, session_cutoff: i64, now: i64) -> StoreResult<usize> {

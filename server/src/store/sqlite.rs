@@ -7,10 +7,10 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::{Map, Value};
 
 use super::{
-    ApiKeyRow, CONFIRM, CheckedSession, IdentityRow, Login, MailOutcome, MailToken, NewSession,
-    OutboxRow, PasswordAccount, PresentedRefresh, PresentedToken, QueuedMail, RESET, RefreshUse,
-    SessionRow, SigningKeyRow, StartSession, Store, StoreResult, StoreStats, Successor, UserRow,
-    UserpassRow,
+    ApiKeyRow, CONFIRM, CheckedSession, IdentityRow, Login, MailOutcome, MailRow, MailToken,
+    NewSession, OutboxRow, PasswordAccount, PresentedRefresh, PresentedToken, QueuedMail, RESET,
+    RefreshUse, SessionRow, SigningKeyRow, StartSession, Store, StoreResult, StoreStats, Successor,
+    UserRow, UserpassRow,
 };
 use crate::error::{ApiError, Reason};
 use crate::providers::Proof;
@@ -1669,6 +1669,42 @@ impl Store for SqliteStore {
                 )?,
             };
             Ok(())
+        })
+        .await
+    }
+
+    async fn mail_queue(&self, app_id: &str) -> StoreResult<Vec<MailRow>> {
+        let app_id = app_id.to_owned();
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT seq, kind, email, status, attempts, created_at, next_at, sent_at, error FROM outbox WHERE app_id = ?1 ORDER BY seq",
+            )?;
+            let rows = stmt.query_map([app_id], |r| {
+                Ok(MailRow {
+                    seq: r.get(0)?,
+                    kind: r.get(1)?,
+                    email: r.get(2)?,
+                    status: r.get(3)?,
+                    attempts: r.get(4)?,
+                    created_at: r.get(5)?,
+                    next_at: r.get(6)?,
+                    sent_at: r.get(7)?,
+                    error: r.get(8)?,
+                })
+            })?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+
+    async fn retry_failed_mail(&self, app_id: &str, now: i64) -> StoreResult<usize> {
+        let app_id = app_id.to_owned();
+        self.write(move |conn| {
+            Ok(conn.execute(
+                "UPDATE outbox SET status = 'pending', attempts = 0, next_at = ?1, created_at = ?1, error = NULL
+                 WHERE app_id = ?2 AND status = 'failed' ",
+                params![now, app_id],
+            )?)
         })
         .await
     }

@@ -1,0 +1,524 @@
+//! Mail delivery (#23) through a real SMTP relay on loopback: aiosmtpd run by
+//! tests/smtp/relay.py, with the Python of SESSIONKIT_TEST_SMTP_PYTHON (scripts/test-all makes
+//! it: target/smtp-venv). Both back ends; the worker's backoff follows the server's test clock.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::{Value, json};
+use sessionkit_server::Config;
+
+const APP: &str = "mail-app";
+
+/// The Python that runs the relay: SESSIONKIT_TEST_SMTP_PYTHON, else target/smtp-venv of this
+/// workspace. Fails (never skips) without one.
+fn python() -> PathBuf {
+    if let Ok(p) = std::env::var("SESSIONKIT_TEST_SMTP_PYTHON") {
+        return p.into();
+    }
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/smtp-venv/bin/python");
+    if venv.exists() {
+        return venv;
+    }
+    panic!("{}", HOW_TO_GET_THE_RELAY);
+}
+
+const HOW_TO_GET_THE_RELAY: &str = "the mail tests need a Python with aiosmtpd for their SMTP \
+relay: python3 -m venv target/smtp-venv && target/smtp-venv/bin/pip install aiosmtpd \
+cryptography, then set SESSIONKIT_TEST_SMTP_PYTHON=$PWD/target/smtp-venv/bin/python \
+(scripts/test-all does both)";
+
+/// A real SMTP relay on 127.0.0.1, started and stopped by the test.
+struct Relay {
+    dir: PathBuf,
+    port: u16,
+    args: Vec<String>,
+    child: Option<Child>,
+}
+
+impl Relay {
+    /// A relay on a free port, not yet running (down).
+    fn new(args: &[&str]) -> Relay {
+        let dir = temp_dir("relay");
+        std::fs::create_dir_all(&dir).unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        Relay {
+            dir,
+            port,
+            args: args.iter().map(|a| a.to_string()).collect(),
+            child: None,
+        }
+    }
+
+    /// A relay already running.
+    async fn up(args: &[&str]) -> Relay {
+        let mut r = Relay::new(args);
+        r.start().await;
+        r
+    }
+
+    async fn start(&mut self) {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/smtp/relay.py");
+        let mut child = Command::new(python())
+            .arg(script)
+            .arg("--dir")
+            .arg(&self.dir)
+            .arg("--port")
+            .arg(self.port.to_string())
+            .args(&self.args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run the relay ({e}); {HOW_TO_GET_THE_RELAY}"));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !self.dir.join("ready").exists() {
+            if let Some(status) = child.try_wait().unwrap() {
+                let mut err = String::new();
+                use std::io::Read;
+                child
+                    .stderr
+                    .take()
+                    .unwrap()
+                    .read_to_string(&mut err)
+                    .unwrap();
+                panic!("the relay exited ({status}): {err}\n{HOW_TO_GET_THE_RELAY}");
+            }
+            assert!(Instant::now() < deadline, "the relay did not start");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        self.child = Some(child);
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = std::fs::remove_file(self.dir.join("ready"));
+    }
+
+    /// What the relay answers at the end of DATA: "ok", "4xx" or "5xx".
+    fn answer(&self, mode: &str) {
+        std::fs::write(self.dir.join("mode"), mode).unwrap();
+    }
+
+    /// Every mail received, in order.
+    fn mails(&self) -> Vec<Value> {
+        let mut names: Vec<_> = std::fs::read_dir(&self.dir)
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|n| n.starts_with("mail-") && n.ends_with(".json"))
+            .collect();
+        names.sort();
+        names
+            .iter()
+            .map(|n| serde_json::from_slice(&std::fs::read(self.dir.join(n)).unwrap()).unwrap())
+            .collect()
+    }
+
+    /// Waits until `n` mails have arrived; all of them.
+    async fn wait_mails(&self, n: usize) -> Vec<Value> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let mails = self.mails();
+            if mails.len() >= n {
+                return mails;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} of {n} mails arrived",
+                mails.len()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("smtp://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn toml(smtp_url: &str, mail_extra: &str) -> String {
+    format!(
+        r#"
+listen = "127.0.0.1:0"
+test_clock = true
+rate_limits = {{ enabled = false }}
+
+[admin]
+public_key = "admin-pub"
+private_key = "admin-priv"
+
+[mail]
+smtp_url = "{smtp_url}"
+from = "SessionKit Test <no-reply@sessionkit.test>"
+{mail_extra}
+
+[[app]]
+id = "{APP}"
+[app.providers.local-userpass]
+auto_confirm = false
+confirm_url = "https://app.example/confirm"
+reset_url = "https://app.example/reset?lang=en"
+"#
+    )
+}
+
+fn config(relay: &Relay, dir: &Path) -> Config {
+    let mut c = Config::from_toml_str(&toml(&relay.url(), "")).expect("mail config");
+    c.data_dir = dir.to_path_buf();
+    c
+}
+
+async fn server(relay: &Relay) -> T {
+    start_config(config(relay, &temp_dir("mail"))).await
+}
+
+fn up(path: &str) -> String {
+    format!("{}/auth/providers/local-userpass/{path}", ar(APP))
+}
+
+/// The link of a mail: its base (without our query) and its `token` and `tokenId`.
+fn link(mail: &Value) -> (String, String, String) {
+    let text = mail["text"].as_str().unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("https://app.example/"))
+        .unwrap_or_else(|| panic!("no link in {text}"));
+    let url = reqwest::Url::parse(line.trim()).unwrap();
+    let q = |k: &str| {
+        url.query_pairs()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_else(|| panic!("no {k} in {line}"))
+    };
+    let base = format!("{}{}", url.origin().ascii_serialization(), url.path());
+    // The HTML part carries the same link (its & escaped).
+    assert!(
+        mail["html"]
+            .as_str()
+            .unwrap()
+            .contains(&line.trim().replace('&', "&amp;")),
+        "{}",
+        mail["html"]
+    );
+    (base, q("token"), q("tokenId"))
+}
+
+async fn register(t: &T, email: &str) {
+    t.post(
+        &up("register"),
+        json!({"email": email, "password": "password1"}),
+        None,
+    )
+    .await
+    .ok(201);
+}
+
+async fn queue(t: &T) -> Vec<Value> {
+    let admin = t.admin().await;
+    t.get(&format!("{}/mail", adm(APP)), Some(&admin))
+        .await
+        .ok(200)
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+/// Waits until every mail of the queue satisfies `ok`; the queue.
+async fn wait_queue(t: &T, what: &str, ok: impl Fn(&Value) -> bool) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let q = queue(t).await;
+        if !q.is_empty() && q.iter().all(&ok) {
+            return q;
+        }
+        assert!(Instant::now() < deadline, "queue never {what}: {q:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Whether a mail was tried `n` times and the last failure recorded (the claim counts the try
+/// before the answer is known).
+fn tried(m: &Value, n: i64) -> bool {
+    m["attempts"] == n && m["error"].is_string()
+}
+
+async fn login(t: &T, email: &str, password: &str) -> u16 {
+    t.post(
+        &format!("{}/auth/providers/local-userpass/login", ar(APP)),
+        json!({"username": email, "password": password}),
+        None,
+    )
+    .await
+    .status
+}
+
+#[tokio::test]
+async fn a_confirmation_mail_arrives_and_its_link_confirms() {
+    let relay = Relay::up(&[]).await;
+    let t = server(&relay).await;
+    register(&t, "ada@example.com").await;
+    let mails = relay.wait_mails(1).await;
+    let m = &mails[0];
+    assert_eq!(m["rcpt_tos"], json!(["ada@example.com"]));
+    assert_eq!(m["mail_from"], "no-reply@sessionkit.test");
+    assert!(m["subject"].as_str().unwrap().contains(APP), "{m}");
+    assert!(m["text"].as_str().unwrap().contains("30 minutes"), "{m}");
+    let (base, token, token_id) = link(m);
+    assert_eq!(base, "https://app.example/confirm");
+    assert_eq!(login(&t, "ada@example.com", "password1").await, 401);
+    t.post(
+        &up("confirm"),
+        json!({"token": token, "tokenId": token_id}),
+        None,
+    )
+    .await
+    .ok(204);
+    assert_eq!(login(&t, "ada@example.com", "password1").await, 200);
+    // Sent, and the token no longer kept in clear.
+    let q = wait_queue(&t, "sent", |m| m["status"] == "sent").await;
+    assert_eq!(q[0]["attempts"], 1);
+    assert!(q[0].get("token").is_none(), "{q:?}");
+    let admin = t.admin().await;
+    assert_eq!(
+        t.outbox(&admin, APP, "ada@example.com").await[0]["token"],
+        ""
+    );
+}
+
+#[tokio::test]
+async fn a_reset_mail_arrives_and_its_link_resets() {
+    let relay = Relay::up(&[]).await;
+    let t = server(&relay).await;
+    register(&t, "bob@example.com").await;
+    let (_, token, token_id) = link(&relay.wait_mails(1).await[0]);
+    t.post(
+        &up("confirm"),
+        json!({"token": token, "tokenId": token_id}),
+        None,
+    )
+    .await
+    .ok(204);
+    t.post(&up("reset/send"), json!({"email": "bob@example.com"}), None)
+        .await
+        .ok(204);
+    let mails = relay.wait_mails(2).await;
+    let (base, token, token_id) = link(&mails[1]);
+    assert_eq!(base, "https://app.example/reset");
+    // The page's own query is kept.
+    assert!(
+        mails[1]["text"]
+            .as_str()
+            .unwrap()
+            .contains("?lang=en&token=")
+    );
+    t.post(
+        &up("reset"),
+        json!({"token": token, "tokenId": token_id, "password": "password2"}),
+        None,
+    )
+    .await
+    .ok(204);
+    assert_eq!(login(&t, "bob@example.com", "password1").await, 401);
+    assert_eq!(login(&t, "bob@example.com", "password2").await, 200);
+}
+
+#[tokio::test]
+async fn with_the_relay_down_requests_are_answered_and_every_mail_arrives_once_it_is_up() {
+    let mut relay = Relay::new(&[]);
+    let t = server(&relay).await;
+    let emails = ["c1@example.com", "c2@example.com", "c3@example.com"];
+    for e in emails {
+        register(&t, e).await;
+    }
+    wait_queue(&t, "tried", |m| tried(m, 1) && m["status"] == "pending").await;
+    // Still down at the next try (backoff: 30 s on the server clock).
+    t.srv.advance_clock(31);
+    let q = wait_queue(&t, "tried twice", |m| tried(m, 2)).await;
+    assert!(q.iter().all(|m| m["error"].as_str().is_some()), "{q:?}");
+    assert!(relay.mails().is_empty());
+    relay.start().await;
+    // The next try is an hour at most away (60 s here).
+    t.srv.advance_clock(61);
+    let mails = relay.wait_mails(3).await;
+    wait_queue(&t, "sent", |m| m["status"] == "sent" && m["attempts"] == 3).await;
+    // Once each, however often the worker looks again.
+    t.srv.advance_clock(3600);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let mails_after = relay.mails();
+    assert_eq!(mails_after.len(), 3, "{mails:?}");
+    let mut to: Vec<_> = mails_after
+        .iter()
+        .map(|m| m["rcpt_tos"][0].as_str().unwrap().to_string())
+        .collect();
+    to.sort();
+    assert_eq!(to, emails);
+}
+
+#[tokio::test]
+async fn a_4xx_answer_is_retried_until_the_relay_takes_the_mail() {
+    let relay = Relay::up(&[]).await;
+    relay.answer("4xx");
+    let t = server(&relay).await;
+    register(&t, "dan@example.com").await;
+    let q = wait_queue(&t, "tried", |m| tried(m, 1)).await;
+    assert_eq!(q[0]["status"], "pending");
+    assert!(q[0]["error"].as_str().unwrap().contains("451"), "{q:?}");
+    relay.answer("ok");
+    t.srv.advance_clock(31);
+    let mails = relay.wait_mails(1).await;
+    let (_, token, token_id) = link(&mails[0]);
+    wait_queue(&t, "sent", |m| m["status"] == "sent").await;
+    t.post(
+        &up("confirm"),
+        json!({"token": token, "tokenId": token_id}),
+        None,
+    )
+    .await
+    .ok(204);
+}
+
+#[tokio::test]
+async fn a_5xx_answer_fails_the_mail_with_its_reason_and_an_operator_can_retry_it() {
+    let relay = Relay::up(&[]).await;
+    relay.answer("5xx");
+    let t = server(&relay).await;
+    register(&t, "eve@example.com").await;
+    let q = wait_queue(&t, "failed", |m| m["status"] == "failed").await;
+    assert!(q[0]["error"].as_str().unwrap().contains("550"), "{q:?}");
+    assert_eq!(q[0]["attempts"], 1);
+    // Never tried again on its own (within the token's 30 minutes, so that it still confirms).
+    t.srv.advance_clock(600);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(queue(&t).await[0]["attempts"], 1);
+    assert!(relay.mails().is_empty());
+    relay.answer("ok");
+    let admin = t.admin().await;
+    let r = t
+        .post(&format!("{}/mail/retry", adm(APP)), json!({}), Some(&admin))
+        .await;
+    assert_eq!(r.ok(200)["retried"], 1);
+    let (_, token, token_id) = link(&relay.wait_mails(1).await[0]);
+    t.post(
+        &up("confirm"),
+        json!({"token": token, "tokenId": token_id}),
+        None,
+    )
+    .await
+    .ok(204);
+}
+
+#[tokio::test]
+async fn a_mail_queued_before_a_restart_is_sent_after_it() {
+    let mut relay = Relay::new(&[]);
+    let dir = temp_dir("mail-restart");
+    let t = start_config(config(&relay, &dir)).await;
+    register(&t, "fay@example.com").await;
+    wait_queue(&t, "tried", |m| tried(m, 1)).await;
+    t.srv.shutdown().await;
+    relay.start().await;
+    let t = start_config(config(&relay, &dir)).await;
+    t.srv.advance_clock(31);
+    let (_, token, token_id) = link(&relay.wait_mails(1).await[0]);
+    t.post(
+        &up("confirm"),
+        json!({"token": token, "tokenId": token_id}),
+        None,
+    )
+    .await
+    .ok(204);
+}
+
+#[tokio::test]
+async fn two_instances_on_postgres_send_each_mail_once() {
+    if std::env::var("SESSIONKIT_TEST_POSTGRES").is_err() {
+        eprintln!(
+            "not run on the SQLite pass (one process per SQLite file): it needs SESSIONKIT_TEST_POSTGRES"
+        );
+        return;
+    }
+    let mut relay = Relay::new(&[]);
+    let dir = temp_dir("mail-two");
+    let a = start_config(config(&relay, &dir)).await;
+    let b = start_config(config(&relay, &dir)).await;
+    let n = 20;
+    for i in 0..n {
+        let t = if i % 2 == 0 { &a } else { &b };
+        register(t, &format!("u{i}@example.com")).await;
+    }
+    wait_queue(&a, "tried", |m| tried(m, 1)).await;
+    relay.start().await;
+    // Both instances find every mail due at once, and race for them.
+    a.srv.advance_clock(31);
+    b.srv.advance_clock(31);
+    relay.wait_mails(n).await;
+    wait_queue(&a, "sent", |m| m["status"] == "sent").await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let mails = relay.mails();
+    let mut to: Vec<_> = mails
+        .iter()
+        .map(|m| m["rcpt_tos"][0].as_str().unwrap().to_string())
+        .collect();
+    to.sort();
+    to.dedup();
+    assert_eq!((mails.len(), to.len()), (n, n));
+    assert!(queue(&a).await.iter().all(|m| m["attempts"] == 2));
+}
+
+#[tokio::test]
+async fn a_header_injection_in_the_address_is_refused() {
+    let relay = Relay::up(&[]).await;
+    let t = server(&relay).await;
+    for bad in [
+        "victim@example.com\r\nBcc: attacker@evil.example",
+        "victim@example.com\nBcc: attacker@evil.example",
+        "victim@example.com>\r\nBcc:<attacker@evil.example",
+    ] {
+        t.post(
+            &up("register"),
+            json!({"email": bad, "password": "password1"}),
+            None,
+        )
+        .await
+        .err(400, "BadRequest");
+        let r = t.post(&up("reset/send"), json!({"email": bad}), None).await;
+        assert_ne!(r.status, 204, "{bad:?}");
+    }
+    assert!(queue(&t).await.is_empty());
+    // The second line: the sender itself refuses such a recipient, before any SMTP.
+    let mailer = sessionkit_server::mail::SmtpMailer::new(
+        Config::from_toml_str(&toml(&relay.url(), ""))
+            .unwrap()
+            .mail
+            .as_ref()
+            .unwrap(),
+    )
+    .unwrap();
+    use sessionkit_server::mail::{Mailer, Outgoing, SendError};
+    let sent = mailer
+        .send(&Outgoing {
+            to: "victim@example.com\r\nBcc: attacker@evil.example".into(),
+            subject: "s".into(),
+            text: "t".into(),
+            html: "h".into(),
+        })
+        .await;
+    assert!(matches!(sent, Err(SendError::Permanent(_))), "{sent:?}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(relay.mails().is_empty());
+}

@@ -1,0 +1,169 @@
+"""A real SMTP relay on loopback for the server's mail tests (server/tests/mail.rs, #23).
+
+aiosmtpd (PyPI) speaks SMTP, STARTTLS and AUTH; this script only decides what it answers and
+where what it receives goes. Run it with the interpreter of the venv scripts/test-all makes
+(target/smtp-venv, SESSIONKIT_TEST_SMTP_PYTHON):
+
+    python relay.py --dir DIR --port PORT [--tls] [--auth USER:PASSWORD]
+
+- Listens on 127.0.0.1:PORT; writes DIR/ready once it accepts connections.
+- Each mail it accepts is written to DIR/mail-NNNN.json (atomically): envelope sender and
+  recipients, Subject, From, To, and the decoded text and HTML parts.
+- DIR/mode, read at each mail, says what to answer at the end of DATA: absent or "ok" -> 250,
+  "4xx" -> 451 (try later), "5xx" -> 550 (never). "Down" is the process not running.
+- --tls: makes a self-signed certificate for 127.0.0.1 and localhost (DIR/ca.pem, the file
+  the server gets as ca_file) and requires STARTTLS before MAIL.
+- --auth USER:PASSWORD: requires AUTH (PLAIN or LOGIN) with these before MAIL.
+"""
+
+import argparse
+import datetime
+import email
+import email.policy
+import ipaddress
+import json
+import os
+import signal
+import ssl
+import threading
+
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult
+
+
+def self_signed(directory):
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "sessionkit test relay")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=30))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path = os.path.join(directory, "ca.pem")
+    key_path = os.path.join(directory, "key.pem")
+    with open(cert_path, "wb") as f:
+        f.write(cert.public_bytes(serialization.Encoding.PEM))
+    with open(key_path, "wb") as f:
+        f.write(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(cert_path, key_path)
+    return ctx
+
+
+def write_atomically(path, data):
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(data)
+    os.replace(tmp, path)
+
+
+class Handler:
+    def __init__(self, directory):
+        self.directory = directory
+        self.count = 0
+        self.lock = threading.Lock()
+
+    def mode(self):
+        try:
+            with open(os.path.join(self.directory, "mode"), encoding="utf-8") as f:
+                return f.read().strip()
+        except FileNotFoundError:
+            return "ok"
+
+    async def handle_DATA(self, server, session, envelope):
+        mode = self.mode()
+        if mode == "4xx":
+            return "451 4.3.0 relay busy, try again later"
+        if mode == "5xx":
+            return "550 5.1.1 mailbox unavailable"
+        msg = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        parts = {}
+        for part in msg.walk():
+            if part.get_content_maintype() == "text":
+                parts.setdefault(part.get_content_subtype(), part.get_content())
+        record = {
+            "mail_from": envelope.mail_from,
+            "rcpt_tos": envelope.rcpt_tos,
+            "subject": str(msg.get("Subject", "")),
+            "from": str(msg.get("From", "")),
+            "to": str(msg.get("To", "")),
+            "text": parts.get("plain", ""),
+            "html": parts.get("html", ""),
+        }
+        with self.lock:
+            self.count += 1
+            n = self.count
+        write_atomically(
+            os.path.join(self.directory, "mail-%04d.json" % n), json.dumps(record, indent=1)
+        )
+        return "250 OK"
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--dir", required=True)
+    p.add_argument("--port", type=int, required=True)
+    p.add_argument("--tls", action="store_true")
+    p.add_argument("--auth")
+    args = p.parse_args()
+    os.makedirs(args.dir, exist_ok=True)
+    # Mails already received (a restarted relay) keep their numbers.
+    handler = Handler(args.dir)
+    handler.count = len([f for f in os.listdir(args.dir) if f.startswith("mail-") and f.endswith(".json")])
+    kwargs = {}
+    if args.tls:
+        kwargs["tls_context"] = self_signed(args.dir)
+        kwargs["require_starttls"] = True
+    if args.auth:
+        user, password = args.auth.split(":", 1)
+
+        def authenticator(server, session, envelope, mechanism, auth_data):
+            ok = (
+                auth_data.login.decode() == user and auth_data.password.decode() == password
+            )
+            return AuthResult(success=ok)
+
+        kwargs["authenticator"] = authenticator
+        kwargs["auth_required"] = True
+        # The tests without --tls use AUTH over plain loopback.
+        kwargs["auth_require_tls"] = bool(args.tls)
+    controller = Controller(handler, hostname="127.0.0.1", port=args.port, **kwargs)
+    controller.start()
+    write_atomically(os.path.join(args.dir, "ready"), str(args.port))
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    stop.wait()
+    controller.stop()
+    try:
+        os.remove(os.path.join(args.dir, "ready"))
+    except FileNotFoundError:
+        pass
+
+
+if __name__ == "__main__":
+    main()
