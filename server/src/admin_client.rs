@@ -176,4 +176,25 @@ impl AdminClient {
         )
         .await
     }
+
+    /// The app's mail queue (SERVER.md, "Mail"): each mail's `seq`, `kind`, `email`, `status`
+    /// (`pending`, `sent`, `failed`), `attempts` and `error`; never a token.
+    pub async fn list_mail(&self, app_id: &str) -> Result<Vec<Value>, AdminError> {
+        let doc = self
+            .send(Method::GET, &Self::app_path(app_id, "/mail"), None)
+            .await?;
+        Ok(doc.as_array().cloned().unwrap_or_default())
+    }
+
+    /// Puts the app's failed mails back in the queue, due now; how many.
+    pub async fn retry_mail(&self, app_id: &str) -> Result<u64, AdminError> {
+        let doc = self
+            .send(
+                Method::POST,
+                &Self::app_path(app_id, "/mail/retry"),
+                Some(Value::Object(Default::default())),
+            )
+            .await?;
+        Ok(doc["retried"].as_u64().unwrap_or(0))
+    }
 }

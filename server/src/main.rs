@@ -96,6 +96,26 @@ enum AdminAction {
         #[command(subcommand)]
         action: TokensAction,
     },
+    /// The mail queue of an app (confirmation and reset mails).
+    Mail {
+        #[command(subcommand)]
+        action: MailAction,
+    },
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum MailAction {
+    /// Prints each queued mail: seq, kind, address, status (pending, sent, failed), tries and
+    /// the last failure's reason (one JSON document per line; never a token).
+    List {
+        #[arg(long)]
+        app: String,
+    },
+    /// Puts the app's failed mails back in the queue, due now.
+    Retry {
+        #[arg(long)]
+        app: String,
+    },
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -254,6 +274,20 @@ async fn admin(config: Option<&Config>, url: Option<&String>, action: &AdminActi
                 Err(e) => report("verify the token".into(), Err(e)),
             }
         }
+        AdminAction::Mail { action } => match action {
+            MailAction::List { app } => match client.list_mail(app).await {
+                Ok(mails) => {
+                    for m in mails {
+                        println!("{m}");
+                    }
+                }
+                Err(e) => report(format!("list the mail of {app}"), Err(e)),
+            },
+            MailAction::Retry { app } => match client.retry_mail(app).await {
+                Ok(n) => println!("{n} failed mail(s) of {app} queued again"),
+                Err(e) => report(format!("retry the mail of {app}"), Err(e)),
+            },
+        },
     }
     if failed {
         ExitCode::FAILURE

@@ -522,3 +522,45 @@ async fn a_header_injection_in_the_address_is_refused() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(relay.mails().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_lists_and_retries_the_queue_from_the_shell() {
+    let relay = Relay::up(&[]).await;
+    relay.answer("5xx");
+    let t = server(&relay).await;
+    register(&t, "gus@example.com").await;
+    wait_queue(&t, "failed", |m| m["status"] == "failed").await;
+    let cli = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_sessionkit-server"))
+            .args(["admin", "--url", &t.base, "mail"])
+            .args(args)
+            .env("SESSIONKIT_ADMIN_PUBLIC_KEY", "admin-pub")
+            .env("SESSIONKIT_ADMIN_PRIVATE_KEY", "admin-priv")
+            .output()
+            .unwrap()
+    };
+    let out = cli(&["list", "--app", APP]);
+    let listed = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line: Value = serde_json::from_str(listed.trim()).unwrap();
+    assert_eq!(line["status"], "failed");
+    assert_eq!(line["email"], "gus@example.com");
+    assert!(line["error"].as_str().unwrap().contains("550"), "{line}");
+    assert!(!listed.contains("token"), "{listed}");
+    relay.answer("ok");
+    let out = cli(&["retry", "--app", APP]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("1 failed mail"));
+    relay.wait_mails(1).await;
+    wait_queue(&t, "sent", |m| m["status"] == "sent").await;
+    let out = cli(&["list", "--app", "no-such-app"]);
+    assert_eq!(out.status.code(), Some(1));
+}
