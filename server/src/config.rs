@@ -711,6 +711,10 @@ pub struct MailConfig {
     pub from: String,
     /// A PEM file of an extra CA that the relay's certificate may chain to (a private relay).
     pub ca_file: Option<PathBuf>,
+    /// The SMTP password: never from the file (a config file is read by more people than its
+    /// secrets should be); the binary takes it from SESSIONKIT_SMTP_PASSWORD.
+    #[serde(skip)]
+    pub password: Option<Secret>,
 }
 
 impl Config {

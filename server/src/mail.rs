@@ -86,8 +86,7 @@ pub enum TlsMode {
     Opportunistic,
 }
 
-/// `[mail]` checked: what [`SmtpMailer`] connects with (the password is read at start from
-/// [`PASSWORD_ENV`], never kept here).
+/// `[mail]` checked: what [`SmtpMailer`] connects with (the password is not kept here).
 #[derive(Debug, Clone)]
 pub struct SmtpSettings {
     /// Relay host.
@@ -202,7 +201,7 @@ pub struct SmtpMailer {
 }
 
 impl SmtpMailer {
-    /// A mailer for `[mail]`; reads the password from [`PASSWORD_ENV`].
+    /// A mailer for `[mail]`, with its password (the binary sets it from [`PASSWORD_ENV`]).
     pub fn new(c: &MailConfig) -> Result<SmtpMailer, ConfigError> {
         let s = SmtpSettings::from_config(c)?;
         let mut params = TlsParameters::builder(s.host.clone());
@@ -223,7 +222,7 @@ impl SmtpMailer {
             .port(s.port)
             .tls(tls)
             .timeout(Some(SMTP_TIMEOUT));
-        let password = std::env::var(PASSWORD_ENV).ok().filter(|p| !p.is_empty());
+        let password = c.password.as_ref().map(|p| p.0.clone());
         match (s.username, password) {
             (Some(u), Some(p)) => b = b.credentials(Credentials::new(u, p)),
             (Some(_), None) => {

@@ -426,6 +426,12 @@ fn load(cli: &Cli) -> Result<Config, String> {
     if let Some(url) = url {
         config.database.url = Some(sessionkit_server::config::DatabaseUrl::new(url));
     }
+    if let Some(mail) = config.mail.as_mut() {
+        mail.password = std::env::var(sessionkit_server::mail::PASSWORD_ENV)
+            .ok()
+            .filter(|p| !p.is_empty())
+            .map(sessionkit_server::config::Secret);
+    }
     config
         .validate()
         .map_err(|e| format!("config error: {e}"))?;

@@ -564,3 +564,56 @@ async fn an_operator_lists_and_retries_the_queue_from_the_shell() {
     let out = cli(&["list", "--app", "no-such-app"]);
     assert_eq!(out.status.code(), Some(1));
 }
+
+#[tokio::test]
+async fn starttls_to_a_relay_with_a_self_signed_certificate_given_as_ca_file() {
+    let relay = Relay::up(&["--tls"]).await;
+    // Without the CA, the relay's certificate is refused and nothing is sent (in clear or not).
+    let t = server(&relay).await;
+    register(&t, "hal@example.com").await;
+    let q = wait_queue(&t, "tried", |m| m["error"].is_string()).await;
+    let why = q[0]["error"].as_str().unwrap().to_lowercase();
+    assert!(why.contains("tls") || why.contains("certificate"), "{why}");
+    assert!(relay.mails().is_empty());
+    // With it as ca_file: STARTTLS (the relay takes no mail without it).
+    let ca = format!("ca_file = \"{}\"", relay.dir.join("ca.pem").display());
+    let mut c = Config::from_toml_str(&toml(&relay.url(), &ca)).unwrap();
+    c.data_dir = temp_dir("mail-tls");
+    let t = start_config(c).await;
+    register(&t, "ida@example.com").await;
+    let mails = relay.wait_mails(1).await;
+    assert_eq!(mails[0]["rcpt_tos"], json!(["ida@example.com"]));
+}
+
+#[tokio::test]
+async fn auth_with_the_user_name_from_the_url_and_the_password_apart() {
+    let relay = Relay::up(&["--tls", "--auth", "mailer:s3cret-pw"]).await;
+    let ca = format!("ca_file = \"{}\"", relay.dir.join("ca.pem").display());
+    let url = format!("smtp://mailer@127.0.0.1:{}", relay.port);
+    let start = |password: &str| {
+        let mut c = Config::from_toml_str(&toml(&url, &ca)).unwrap();
+        c.data_dir = temp_dir("mail-auth");
+        c.mail.as_mut().unwrap().password =
+            Some(sessionkit_server::config::Secret(password.to_string()));
+        start_config(c)
+    };
+    // A wrong password: the relay's 535 fails the mail, reason kept (never the password).
+    let t = start("wrong-pw").await;
+    register(&t, "jon@example.com").await;
+    let q = wait_queue(&t, "failed", |m| m["status"] == "failed").await;
+    let why = q[0]["error"].as_str().unwrap();
+    assert!(why.contains("535"), "{why}");
+    assert!(!why.contains("wrong-pw"), "{why}");
+    let t = start("s3cret-pw").await;
+    register(&t, "kim@example.com").await;
+    let mails = relay.wait_mails(1).await;
+    assert_eq!(mails[0]["rcpt_tos"], json!(["kim@example.com"]));
+    // A password in the URL is refused, with where to put it instead.
+    let e = Config::from_toml_str(&toml(
+        &format!("smtp://mailer:pw@127.0.0.1:{}", relay.port),
+        "",
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("SESSIONKIT_SMTP_PASSWORD"), "{e}");
+}

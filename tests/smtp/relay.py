@@ -11,8 +11,8 @@ where what it receives goes. Run it with the interpreter of the venv scripts/tes
   recipients, Subject, From, To, and the decoded text and HTML parts.
 - DIR/mode, read at each mail, says what to answer at the end of DATA: absent or "ok" -> 250,
   "4xx" -> 451 (try later), "5xx" -> 550 (never). "Down" is the process not running.
-- --tls: makes a self-signed certificate for 127.0.0.1 and localhost (DIR/ca.pem, the file
-  the server gets as ca_file) and requires STARTTLS before MAIL.
+- --tls: makes a throwaway CA (DIR/ca.pem, the file the server gets as ca_file) and a
+  certificate it signs for 127.0.0.1 and localhost, and requires STARTTLS before MAIL.
 - --auth USER:PASSWORD: requires AUTH (PLAIN or LOGIN) with these before MAIL.
 """
 
@@ -32,41 +32,61 @@ from aiosmtpd.smtp import AuthResult
 
 
 def self_signed(directory):
+    """A throwaway CA (DIR/ca.pem, what the server gets as ca_file) and a certificate it signs
+    for 127.0.0.1 and localhost, which the relay serves (webpki refuses a CA certificate used
+    as the server's own)."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import NameOID
 
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "sessionkit test relay")])
     now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=30))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-            ),
-            critical=False,
+
+    def cert(subject, issuer, public_key, signing_key, ca):
+        b = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+            .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]))
+            .public_key(public_key)
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=30))
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
         )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path = os.path.join(directory, "ca.pem")
-    key_path = os.path.join(directory, "key.pem")
+        if ca:
+            b = b.add_extension(
+                x509.KeyUsage(
+                    digital_signature=True, content_commitment=False, key_encipherment=False,
+                    data_encipherment=False, key_agreement=False, key_cert_sign=True,
+                    crl_sign=True, encipher_only=False, decipher_only=False,
+                ),
+                critical=True,
+            )
+        else:
+            b = b.add_extension(
+                x509.SubjectAlternativeName(
+                    [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+                ),
+                critical=False,
+            )
+        return b.sign(signing_key, hashes.SHA256())
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = cert("sessionkit test CA", "sessionkit test CA", ca_key.public_key(), ca_key, True)
+    key = ec.generate_private_key(ec.SECP256R1())
+    leaf = cert("127.0.0.1", "sessionkit test CA", key.public_key(), ca_key, False)
+    pem = serialization.Encoding.PEM
+    ca_path = os.path.join(directory, "ca.pem")
+    cert_path = os.path.join(directory, "relay-cert.pem")
+    key_path = os.path.join(directory, "relay-key.pem")
+    with open(ca_path, "wb") as f:
+        f.write(ca.public_bytes(pem))
     with open(cert_path, "wb") as f:
-        f.write(cert.public_bytes(serialization.Encoding.PEM))
+        f.write(leaf.public_bytes(pem))
     with open(key_path, "wb") as f:
         f.write(
             key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
+                pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
             )
         )
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -145,7 +165,8 @@ def main():
             ok = (
                 auth_data.login.decode() == user and auth_data.password.decode() == password
             )
-            return AuthResult(success=ok)
+            # handled=False: aiosmtpd answers 535 itself on a failure.
+            return AuthResult(success=ok, handled=False)
 
         kwargs["authenticator"] = authenticator
         kwargs["auth_required"] = True
