@@ -983,6 +983,21 @@ impl Config {
             validate_social(i, &app.providers)?;
             if let Some(up) = &app.providers.local_userpass {
                 validate_userpass_mail(i, up, self.mail.is_some())?;
+                // Confirmation and reset (reset/send is always on) go by mail: without a relay
+                // they would go nowhere. The outbox stands in for it on development and test
+                // servers only.
+                if self.mail.is_none() && !self.dev && !self.test_clock {
+                    return Err(invalid(
+                        "mail",
+                        format!(
+                            "app {:?} has local-userpass, whose confirmation and reset mails \
+                             need a relay: add [mail] with smtp_url and from (docs/SERVER.md, \
+                             Mail) and set app[{i}].providers.local-userpass.reset_url; without \
+                             mail, run --dev or set test_clock = true (test servers)",
+                            app.id
+                        ),
+                    ));
+                }
             }
         }
         if let Some(mail) = &self.mail {

@@ -179,7 +179,9 @@ fn invalid_key(toml: &str) -> String {
 #[test]
 fn config_parsing_defaults_and_errors() {
     let c = Config::from_toml_str(
-        "listen = \"127.0.0.1:0\"\n[[app]]\nid = \"a\"\n[app.providers.anon-user]\n[app.providers.local-userpass]\n",
+        "listen = \"127.0.0.1:0\"\n[mail]\nsmtp_url = \"smtp://127.0.0.1:2525\"\nfrom = \"a@example.com\"\n\
+         [[app]]\nid = \"a\"\n[app.providers.anon-user]\n[app.providers.local-userpass]\n\
+         reset_url = \"https://a.example/reset\"\n",
     )
     .unwrap();
     let app = &c.apps[0];

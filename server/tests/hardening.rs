@@ -299,8 +299,8 @@ async fn location_never_echoes_an_untrusted_host_header() {
 /// acknowledged.
 #[test]
 fn an_insecure_reset_function_must_be_acknowledged() {
-    let toml =
-        "[[app]]\nid = \"a\"\n[app.providers.local-userpass]\nreset_function = \"success\"\n";
+    let toml = "test_clock = true\n[[app]]\nid = \"a\"\n[app.providers.local-userpass]\n\
+                reset_function = \"success\"\n";
     let err = sessionkit_server::Config::from_toml_str(toml).unwrap_err();
     assert!(
         err.to_string()

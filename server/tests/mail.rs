@@ -617,3 +617,40 @@ async fn auth_with_the_user_name_from_the_url_and_the_password_apart() {
     .to_string();
     assert!(e.contains("SESSIONKIT_SMTP_PASSWORD"), "{e}");
 }
+
+#[test]
+fn without_mail_a_production_server_with_local_userpass_refuses_to_start() {
+    let bare = "[[app]]\nid = \"a\"\n[app.providers.local-userpass]\n";
+    let e = Config::from_toml_str(bare).unwrap_err().to_string();
+    assert!(e.starts_with("mail: "), "{e}");
+    for what in ["[mail]", "smtp_url", "reset_url", "--dev", "test_clock"] {
+        assert!(e.contains(what), "{what}: {e}");
+    }
+    // A test server keeps the outbox; with [mail], reset_url is then required.
+    Config::from_toml_str(&format!("test_clock = true\n{bare}")).unwrap();
+    let with_mail =
+        format!("[mail]\nsmtp_url = \"smtp://127.0.0.1:2525\"\nfrom = \"a@example.com\"\n{bare}");
+    let e = Config::from_toml_str(&with_mail).unwrap_err().to_string();
+    assert!(
+        e.starts_with("app[0].providers.local-userpass.reset_url:"),
+        "{e}"
+    );
+    let ok = format!("{with_mail}reset_url = \"https://a.example/reset\"\n");
+    Config::from_toml_str(&ok).unwrap();
+    // Other checks of [mail]: the scheme, the sender, the confirmation page when confirmation
+    // is on.
+    let e = Config::from_toml_str(&ok.replace("smtp://", "http://")).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("use smtp:// (STARTTLS) or smtps:// (TLS)"),
+        "{e}"
+    );
+    let e = Config::from_toml_str(&ok.replace("a@example.com\"", "not an address\"")).unwrap_err();
+    assert!(e.to_string().starts_with("mail.from:"), "{e}");
+    let e = Config::from_toml_str(&format!("{ok}auto_confirm = false\n")).unwrap_err();
+    assert!(
+        e.to_string()
+            .starts_with("app[0].providers.local-userpass.confirm_url:"),
+        "{e}"
+    );
+}

@@ -736,8 +736,13 @@ async fn test_clock_endpoint_expires_tokens() {
         .await
         .err(401, "InvalidSession");
 
-    // Without test_clock = true the endpoint does not exist.
-    let t2 = start_with(&CONFIG.replace("test_clock = true", "")).await;
+    // Without test_clock = true the endpoint does not exist (a production config: no
+    // local-userpass, which would need [mail]).
+    let t2 = start_with(
+        "listen = \"127.0.0.1:0\"\n[admin]\npublic_key = \"admin-pub\"\n\
+         private_key = \"admin-priv\"\n[[app]]\nid = \"test-app\"\n[app.providers.anon-user]\n",
+    )
+    .await;
     let admin2 = t2.admin().await;
     t2.post(clock, json!({"advance_secs": 1}), Some(&admin2))
         .await
