@@ -50,12 +50,19 @@ class ConsumerTest {
             public_key = "consumer-admin-public"
             private_key = "consumer-admin-private"
 
+            # Email/password needs a mail relay outside tests (#23); this one is never reached
+            # by what the consumer does, and would only hold mail in the queue.
+            [mail]
+            smtp_url = "smtp://127.0.0.1:2525"
+            from = "Consumer <no-reply@consumer.example>"
+
             [[app]]
             id = "%s"
 
             [app.providers.anon-user]
             [app.providers.local-userpass]
             auto_confirm = true
+            reset_url = "https://consumer.example/reset"
             """.formatted(dir.resolve("data"), APP_ID));
         server = new ProcessBuilder(bin, "--config", config.toString(), "--listen", "127.0.0.1:0")
             .redirectError(ProcessBuilder.Redirect.DISCARD).start();
