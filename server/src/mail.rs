@@ -505,15 +505,45 @@ pub async fn worker(st: AppState, mailer: Arc<dyn Mailer>, templates: Templates)
 }
 
 /// Called by a handler once its mail is queued (committed): wakes the worker and, in `--dev`
-/// only, prints the link on the console (never in any other mode: no token in logs).
+/// only, prints the link (or, without a page configured, the token pair) on the console, never
+/// in any other mode: no token in logs.
 pub fn queued(st: &AppState, app_id: &str, kind: &str, email: &str, token: &str, token_id: &str) {
     st.mail_now.notify_one();
     if st.config.dev {
-        let page = if kind == CONFIRM { "confirm" } else { "reset" };
-        // stdout, not the log: development only.
-        println!(
-            "[dev mail] {kind} for {email} (app {app_id}): POST .../local-userpass/{page} \
-             {{\"token\": \"{token}\", \"tokenId\": \"{token_id}\"}}"
-        );
+        use std::io::Write;
+        // Not println!: a closed stdout must not fail the request.
+        let line = dev_line(st, app_id, kind, email, token, token_id);
+        let _ = writeln!(std::io::stdout(), "{line}");
+    }
+}
+
+fn dev_line(
+    st: &AppState,
+    app_id: &str,
+    kind: &str,
+    email: &str,
+    token: &str,
+    token_id: &str,
+) -> String {
+    let up = st
+        .apps
+        .get(app_id)
+        .and_then(|a| a.config.providers.local_userpass.clone());
+    let page = up.and_then(|u| {
+        if kind == CONFIRM {
+            u.confirm_url
+        } else {
+            u.reset_url
+        }
+    });
+    match page.as_deref().and_then(|p| link(p, token, token_id)) {
+        Some(l) => format!("[dev mail] {kind} for {email} (app {app_id}): {l}"),
+        None => {
+            let path = if kind == CONFIRM { "confirm" } else { "reset" };
+            format!(
+                "[dev mail] {kind} for {email} (app {app_id}): POST .../local-userpass/{path} \
+                 {{\"token\": \"{token}\", \"tokenId\": \"{token_id}\"}}"
+            )
+        }
     }
 }
