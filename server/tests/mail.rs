@@ -299,6 +299,13 @@ async fn a_confirmation_mail_arrives_and_its_link_confirms() {
         t.outbox(&admin, APP, "ada@example.com").await[0]["token"],
         ""
     );
+    // A sent mail leaves the listing after 30 days.
+    t.srv.advance_clock(29 * 24 * 3600);
+    t.srv.sweep().await.unwrap();
+    assert_eq!(queue(&t).await.len(), 1);
+    t.srv.advance_clock(2 * 24 * 3600);
+    t.srv.sweep().await.unwrap();
+    assert!(queue(&t).await.is_empty());
 }
 
 #[tokio::test]
