@@ -505,15 +505,132 @@ pub async fn worker(st: AppState, mailer: Arc<dyn Mailer>, templates: Templates)
 }
 
 /// Called by a handler once its mail is queued (committed): wakes the worker and, in `--dev`
-/// only, prints the link on the console (never in any other mode: no token in logs).
+/// only, prints the link (or, without a page configured, the token pair) on the console, never
+/// in any other mode: no token in logs.
 pub fn queued(st: &AppState, app_id: &str, kind: &str, email: &str, token: &str, token_id: &str) {
     st.mail_now.notify_one();
     if st.config.dev {
-        let page = if kind == CONFIRM { "confirm" } else { "reset" };
-        // stdout, not the log: development only.
-        println!(
-            "[dev mail] {kind} for {email} (app {app_id}): POST .../local-userpass/{page} \
-             {{\"token\": \"{token}\", \"tokenId\": \"{token_id}\"}}"
+        use std::io::Write;
+        // Not println!: a closed stdout must not fail the request.
+        let line = dev_line(st, app_id, kind, email, token, token_id);
+        let _ = writeln!(std::io::stdout(), "{line}");
+    }
+}
+
+fn dev_line(
+    st: &AppState,
+    app_id: &str,
+    kind: &str,
+    email: &str,
+    token: &str,
+    token_id: &str,
+) -> String {
+    let up = st
+        .apps
+        .get(app_id)
+        .and_then(|a| a.config.providers.local_userpass.clone());
+    let page = up.and_then(|u| {
+        if kind == CONFIRM {
+            u.confirm_url
+        } else {
+            u.reset_url
+        }
+    });
+    match page.as_deref().and_then(|p| link(p, token, token_id)) {
+        Some(l) => format!("[dev mail] {kind} for {email} (app {app_id}): {l}"),
+        None => {
+            let path = if kind == CONFIRM { "confirm" } else { "reset" };
+            format!(
+                "[dev mail] {kind} for {email} (app {app_id}): POST .../local-userpass/{path} \
+                 {{\"token\": \"{token}\", \"tokenId\": \"{token_id}\"}}"
+            )
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(url: &str) -> Result<SmtpSettings, ConfigError> {
+        SmtpSettings::from_config(&MailConfig {
+            smtp_url: url.into(),
+            from: "Example <no-reply@example.com>".into(),
+            ca_file: None,
+            password: None,
+        })
+    }
+
+    #[test]
+    fn starttls_is_required_on_smtp_except_to_loopback() {
+        for (url, tls, port) in [
+            ("smtp://mail.example", TlsMode::StartTls, 587),
+            ("smtp://mail.example:2525", TlsMode::StartTls, 2525),
+            ("smtp://10.0.0.5", TlsMode::StartTls, 587),
+            ("smtp://127.0.0.1:2525", TlsMode::Opportunistic, 2525),
+            ("smtp://localhost", TlsMode::Opportunistic, 587),
+            ("smtp://[::1]:25", TlsMode::Opportunistic, 25),
+            ("smtps://mail.example", TlsMode::Wrapper, 465),
+            ("smtps://127.0.0.1", TlsMode::Wrapper, 465),
+        ] {
+            let s = settings(url).unwrap();
+            assert_eq!((s.tls, s.port), (tls, port), "{url}");
+        }
+        assert_eq!(
+            settings("smtp://user%40corp@mail.example")
+                .unwrap()
+                .username
+                .as_deref(),
+            Some("user@corp")
         );
+        for bad in [
+            "mail.example:587",
+            "http://mail.example",
+            "smtp://u:p@mail.example",
+            "smtp://mail.example/path",
+        ] {
+            assert!(settings(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn backoff_doubles_to_an_hour_and_gives_up_after_twelve() {
+        let secs: Vec<i64> = (1..=9).map(backoff_secs).collect();
+        assert_eq!(secs, [30, 60, 120, 240, 480, 960, 1920, 3600, 3600]);
+        let mail = |attempts, created_at| QueuedMail {
+            seq: 1,
+            app_id: "a".into(),
+            kind: CONFIRM.into(),
+            email: "a@example.com".into(),
+            token: "t".into(),
+            token_id: "i".into(),
+            created_at,
+            expires_at: created_at + 1800,
+            attempts,
+        };
+        let down = || Err(SendError::Transient("down".into()));
+        assert!(matches!(
+            outcome(&mail(1, 0), down(), 10),
+            MailOutcome::RetryAt(40, _)
+        ));
+        assert!(matches!(
+            outcome(&mail(20, 0), down(), GIVE_UP_SECS - 3600),
+            MailOutcome::RetryAt(..)
+        ));
+        let MailOutcome::Failed(why) = outcome(&mail(20, 0), down(), GIVE_UP_SECS) else {
+            panic!("not given up");
+        };
+        assert!(
+            why.contains("gave up after 20 tries") && why.ends_with("down"),
+            "{why}"
+        );
+        assert!(matches!(
+            outcome(&mail(1, 0), Err(SendError::Permanent("550".into())), 10),
+            MailOutcome::Failed(w) if w == "550"
+        ));
+        assert!(matches!(
+            outcome(&mail(1, 0), Ok(()), 10),
+            MailOutcome::Sent(10)
+        ));
     }
 }

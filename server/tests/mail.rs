@@ -299,6 +299,13 @@ async fn a_confirmation_mail_arrives_and_its_link_confirms() {
         t.outbox(&admin, APP, "ada@example.com").await[0]["token"],
         ""
     );
+    // A sent mail leaves the listing after 30 days.
+    t.srv.advance_clock(29 * 24 * 3600);
+    t.srv.sweep().await.unwrap();
+    assert_eq!(queue(&t).await.len(), 1);
+    t.srv.advance_clock(2 * 24 * 3600);
+    t.srv.sweep().await.unwrap();
+    assert!(queue(&t).await.is_empty());
 }
 
 #[tokio::test]
@@ -653,4 +660,162 @@ fn without_mail_a_production_server_with_local_userpass_refuses_to_start() {
             .starts_with("app[0].providers.local-userpass.confirm_url:"),
         "{e}"
     );
+}
+
+/// `--dev` prints each mail's token on the console; a server of any other mode prints none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_dev_prints_the_tokens_on_the_console() {
+    let bin = env!("CARGO_BIN_EXE_sessionkit-server");
+    let http = reqwest::Client::new();
+    let reset_send = |base: String, app: &'static str| {
+        let http = http.clone();
+        async move {
+            let url = format!("{base}/api/client/v2.0/app/{app}/auth/providers/local-userpass");
+            let r = http
+                .post(format!("{url}/register"))
+                .json(&json!({"email": "dev@example.com", "password": "password1"}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 201);
+            let r = http
+                .post(format!("{url}/reset/send"))
+                .json(&json!({"email": "dev@example.com"}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 204);
+        }
+    };
+    let dir = temp_dir("mail-dev");
+    let (mut child, base, mut lines) = spawn_listening(
+        Command::new(bin)
+            .args(["--dev", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(&dir)
+            .stderr(Stdio::null()),
+    );
+    reset_send(base, "sessionkit-dev").await;
+    let line = lines
+        .by_ref()
+        .map(|l| l.unwrap())
+        .find(|l| l.starts_with("[dev mail]"))
+        .expect("a [dev mail] line");
+    assert!(
+        line.contains("reset for dev@example.com") && line.contains("\"tokenId\": \""),
+        "{line}"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+
+    // A test server (no --dev): the mail is in the outbox, its token on no line of stdout.
+    let cfg = temp_dir("mail-nodev");
+    std::fs::create_dir_all(&cfg).unwrap();
+    let file = cfg.join("server.toml");
+    std::fs::write(&file, CONFIG).unwrap();
+    let (mut child, base, lines) = spawn_listening(
+        Command::new(bin)
+            .arg("--config")
+            .arg(&file)
+            .args(["--data-dir"])
+            .arg(cfg.join("data"))
+            .stderr(Stdio::null()),
+    );
+    reset_send(base.clone(), "test-app").await;
+    let admin: Value = http
+        .post(format!(
+            "{base}/api/admin/v3.0/auth/providers/mongodb-cloud/login"
+        ))
+        .json(&json!({"username": "admin-pub", "apiKey": "admin-priv"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let outbox: Value = http
+        .get(format!("{base}{}/outbox", adm("test-app")))
+        .bearer_auth(admin["access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let tokens: Vec<String> = outbox
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["token"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(tokens.len(), 2, "{outbox}");
+    let ok = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let out: Vec<String> = lines.map(|l| l.unwrap()).collect();
+    let _ = child.wait();
+    for t in &tokens {
+        assert!(out.iter().all(|l| !l.contains(t.as_str())), "{out:?}");
+    }
+    assert!(out.iter().all(|l| !l.starts_with("[dev mail]")), "{out:?}");
+}
+
+#[tokio::test]
+async fn an_apps_own_templates_and_subjects_fill_their_placeholders() {
+    let relay = Relay::up(&[]).await;
+    let dir = temp_dir("mail-templates");
+    std::fs::create_dir_all(&dir).unwrap();
+    let text = dir.join("confirm.txt");
+    let html = dir.join("confirm.html");
+    std::fs::write(
+        &text,
+        "Hi {email}, welcome to {app}:\n{link}\n({expires_minutes} min)\n",
+    )
+    .unwrap();
+    std::fs::write(&html, "<a href=\"{link}\">{email}</a> {unknown}").unwrap();
+    let toml = toml(&relay.url(), "").replace(
+        "confirm_url =",
+        &format!(
+            "confirm_subject = \"Welcome to {{app}}, {{email}}\"\nconfirm_template_text = \"{}\"\n\
+             confirm_template_html = \"{}\"\nconfirm_url =",
+            text.display(),
+            html.display()
+        ),
+    );
+    let mut c = Config::from_toml_str(&toml).unwrap();
+    c.data_dir = dir.join("data");
+    let t = start_config(c).await;
+    register(&t, "liz@example.com").await;
+    let m = &relay.wait_mails(1).await[0];
+    assert_eq!(m["subject"], format!("Welcome to {APP}, liz@example.com"));
+    // SMTP ends lines with CRLF.
+    let body = m["text"].as_str().unwrap().replace("\r\n", "\n");
+    assert!(
+        body.starts_with(&format!(
+            "Hi liz@example.com, welcome to {APP}:\nhttps://app.example/confirm?token="
+        )),
+        "{body}"
+    );
+    assert!(body.contains("(30 min)"), "{body}");
+    // link() checks the HTML part has the same link, & escaped; unknown placeholders stay.
+    let (_, token, token_id) = link(m);
+    assert!(
+        m["html"]
+            .as_str()
+            .unwrap()
+            .ends_with("liz@example.com</a> {unknown}"),
+        "{m}"
+    );
+    t.post(
+        &up("confirm"),
+        json!({"token": token, "tokenId": token_id}),
+        None,
+    )
+    .await
+    .ok(204);
+    // A template file that cannot be read stops the start, naming the key.
+    let bad = toml.replace(&*text.to_string_lossy(), "/no/such/template.txt");
+    let e = Config::from_toml_str(&bad).unwrap_err().to_string();
+    assert!(e.starts_with("app[0].providers.local-userpass.confirm_template_text: cannot read /no/such/template.txt"), "{e}");
 }

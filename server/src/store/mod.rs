@@ -204,6 +204,10 @@ pub struct MailRow {
     pub error: Option<String>,
 }
 
+/// How long a sent mail stays in the queue's listing (seconds): then the sweeper deletes it.
+/// Failed and pending mails stay until an operator retries them or they are sent.
+pub const SENT_MAIL_KEPT_SECS: i64 = 30 * 24 * 3600;
+
 /// Status of a queued mail: waiting for (another) try.
 pub const MAIL_PENDING: &str = "pending";
 /// Status of a queued mail: the relay took it.
@@ -617,7 +621,8 @@ pub trait Store: Send + Sync + 'static {
     async fn retry_failed_mail(&self, app_id: &str, now: i64) -> StoreResult<usize>;
 
     /// Deletes anonymous users created before `anon_cutoff`, sessions expired before
-    /// `session_cutoff` and expired mail tokens. The number of users deleted.
+    /// `session_cutoff`, expired mail tokens and mails sent more than [`SENT_MAIL_KEPT_SECS`]
+    /// ago. The number of users deleted.
     async fn sweep(&self, anon_cutoff: i64, session_cutoff: i64, now: i64) -> StoreResult<usize>;
 
     /// Closes the database (SQLite checkpoints its WAL); later calls answer 503.

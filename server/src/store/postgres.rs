@@ -1641,6 +1641,10 @@ impl Store for PostgresStore {
             .bind(session_cutoff)
             .execute(&mut *tx)
             .await?;
+        sqlx::query("DELETE FROM outbox WHERE status = 'sent' AND sent_at < $1")
+            .bind(now - super::SENT_MAIL_KEPT_SECS)
+            .execute(&mut *tx)
+            .await?;
         sqlx::query("DELETE FROM userpass_tokens WHERE expires_at < $1")
             .bind(now)
             .execute(&mut *tx)

@@ -1624,6 +1624,19 @@ impl Store for SqliteStore {
         lease_secs: i64,
         limit: i64,
     ) -> StoreResult<Vec<QueuedMail>> {
+        // Most polls find nothing due: a read says so without a write (a commit) each time.
+        let due = self
+            .read(move |conn| {
+                Ok(conn
+                    .prepare_cached(
+                        "SELECT EXISTS (SELECT 1 FROM outbox WHERE status = 'pending' AND next_at <= ?1)",
+                    )?
+                    .query_row([now], |r| r.get::<_, bool>(0))?)
+            })
+            .await?;
+        if !due {
+            return Ok(Vec::new());
+        }
         // One process per SQLite file, and one writer: the UPDATE is the claim.
         self.write(move |conn| {
             let mut stmt = conn.prepare_cached(
@@ -1721,6 +1734,10 @@ impl Store for SqliteStore {
                 [session_cutoff],
             )?;
             tx.execute("DELETE FROM userpass_tokens WHERE expires_at < ?1", [now])?;
+            tx.execute(
+                "DELETE FROM outbox WHERE status = 'sent' AND sent_at < ?1",
+                [now - super::SENT_MAIL_KEPT_SECS],
+            )?;
             Ok(n)
         })
         .await
