@@ -8,7 +8,9 @@
 //! per mail, `FOR UPDATE SKIP LOCKED` on PostgreSQL), renders them from the app's templates
 //! ([`Templates`]) and hands them to a [`Mailer`] ([`SmtpMailer`], lettre over rustls). A
 //! connection failure or a 4xx answer is retried with exponential backoff for
-//! [`GIVE_UP_SECS`]; a 5xx answer fails the mail at once, reason kept. A sent mail's token is
+//! [`GIVE_UP_SECS`], but never past the expiry of the link it carries (a confirmation or
+//! reset link lives 30 minutes: a dead link is not sent, the mail fails saying so); a 5xx answer
+//! fails the mail at once, reason kept. A sent mail's token is
 //! erased from the queue (its hash stays in the token table until it is used or expires).
 //!
 //! Without `[mail]` no worker runs: the queue is the development outbox that the admin API
@@ -436,7 +438,14 @@ pub fn outcome(m: &QueuedMail, result: Result<(), SendError>, now: i64) -> MailO
         Err(SendError::Permanent(why)) => MailOutcome::Failed(why),
         Err(SendError::Transient(why)) => {
             let next = now + backoff_secs(m.attempts);
-            if next - m.created_at > GIVE_UP_SECS {
+            if m.expires_at > 0 && next >= m.expires_at {
+                // A link that is dead when it arrives only confuses its reader.
+                MailOutcome::Failed(format!(
+                    "gave up after {} tries: its link expires before the next one (the user \
+                     can ask for a new mail); last: {why}",
+                    m.attempts
+                ))
+            } else if next - m.created_at > GIVE_UP_SECS {
                 MailOutcome::Failed(format!(
                     "gave up after {} tries over {} hours; last: {why}",
                     m.attempts,
@@ -465,9 +474,17 @@ pub async fn drain(st: &AppState, mailer: &dyn Mailer, templates: &Templates) ->
         }
         for m in batch {
             tries += 1;
-            let result = match render(templates, &m) {
-                Ok(mail) => mailer.send(&mail).await,
-                Err(why) => Err(SendError::Permanent(why)),
+            let result = if m.expires_at > 0 && m.expires_at <= st.now() {
+                // An operator's retry of a mail whose link has expired meanwhile: not sent.
+                Err(SendError::Permanent(
+                    "its link expired before the relay took it (the user can ask for a new mail)"
+                        .into(),
+                ))
+            } else {
+                match render(templates, &m) {
+                    Ok(mail) => mailer.send(&mail).await,
+                    Err(why) => Err(SendError::Permanent(why)),
+                }
             };
             let out = outcome(&m, result, st.now());
             // The address and the reason, never the token.
@@ -597,7 +614,7 @@ mod tests {
     fn backoff_doubles_to_an_hour_and_gives_up_after_twelve() {
         let secs: Vec<i64> = (1..=9).map(backoff_secs).collect();
         assert_eq!(secs, [30, 60, 120, 240, 480, 960, 1920, 3600, 3600]);
-        let mail = |attempts, created_at| QueuedMail {
+        let mail_until = |attempts, created_at, expires_at| QueuedMail {
             seq: 1,
             app_id: "a".into(),
             kind: CONFIRM.into(),
@@ -605,9 +622,11 @@ mod tests {
             token: "t".into(),
             token_id: "i".into(),
             created_at,
-            expires_at: created_at + 1800,
+            expires_at,
             attempts,
         };
+        // A token that outlives the give-up time (one-time codes may; 0: none).
+        let mail = |attempts, created_at| mail_until(attempts, created_at, 0);
         let down = || Err(SendError::Transient("down".into()));
         assert!(matches!(
             outcome(&mail(1, 0), down(), 10),
@@ -622,6 +641,18 @@ mod tests {
         };
         assert!(
             why.contains("gave up after 20 tries") && why.ends_with("down"),
+            "{why}"
+        );
+        // A confirmation link lives 30 minutes: no try is made after it has expired.
+        assert!(matches!(
+            outcome(&mail_until(5, 0, 1800), down(), 1000),
+            MailOutcome::RetryAt(1480, _)
+        ));
+        let MailOutcome::Failed(why) = outcome(&mail_until(6, 0, 1800), down(), 1500) else {
+            panic!("retried past the link's expiry");
+        };
+        assert!(
+            why.contains("its link expires before the next one"),
             "{why}"
         );
         assert!(matches!(

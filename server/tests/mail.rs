@@ -400,6 +400,24 @@ async fn a_4xx_answer_is_retried_until_the_relay_takes_the_mail() {
     .ok(204);
 }
 
+/// A link that has expired by the time the relay would take the mail (30 minutes for a
+/// confirmation) is not sent: the mail fails saying so, and nothing reaches the relay.
+#[tokio::test]
+async fn a_mail_whose_link_has_expired_is_failed_not_sent() {
+    let relay = Relay::up(&[]).await;
+    relay.answer("4xx");
+    let t = server(&relay).await;
+    register(&t, "late@example.com").await;
+    wait_queue(&t, "tried", |m| tried(m, 1)).await;
+    relay.answer("ok");
+    t.srv.advance_clock(1900);
+    let q = wait_queue(&t, "failed", |m| m["status"] == "failed").await;
+    let why = q[0]["error"].as_str().unwrap();
+    assert!(why.contains("its link expired"), "{q:?}");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(relay.mails().is_empty(), "a dead link was sent");
+}
+
 #[tokio::test]
 async fn a_5xx_answer_fails_the_mail_with_its_reason_and_an_operator_can_retry_it() {
     let relay = Relay::up(&[]).await;
