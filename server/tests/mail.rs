@@ -229,6 +229,17 @@ async fn register(t: &T, email: &str) {
     .ok(201);
 }
 
+/// Confirms an account with the token pair its mail carried; asserts 204.
+async fn confirm(t: &T, token: &str, token_id: &str) {
+    t.post(
+        &up("confirm"),
+        json!({"token": token, "tokenId": token_id}),
+        None,
+    )
+    .await
+    .ok(204);
+}
+
 async fn queue(t: &T) -> Vec<Value> {
     let admin = t.admin().await;
     t.get(&format!("{}/mail", adm(APP)), Some(&admin))
@@ -282,13 +293,7 @@ async fn a_confirmation_mail_arrives_and_its_link_confirms() {
     let (base, token, token_id) = link(m);
     assert_eq!(base, "https://app.example/confirm");
     assert_eq!(login(&t, "ada@example.com", "password1").await, 401);
-    t.post(
-        &up("confirm"),
-        json!({"token": token, "tokenId": token_id}),
-        None,
-    )
-    .await
-    .ok(204);
+    confirm(&t, &token, &token_id).await;
     assert_eq!(login(&t, "ada@example.com", "password1").await, 200);
     // Sent, and the token no longer kept in clear.
     let q = wait_queue(&t, "sent", |m| m["status"] == "sent").await;
@@ -314,13 +319,7 @@ async fn a_reset_mail_arrives_and_its_link_resets() {
     let t = server(&relay).await;
     register(&t, "bob@example.com").await;
     let (_, token, token_id) = link(&relay.wait_mails(1).await[0]);
-    t.post(
-        &up("confirm"),
-        json!({"token": token, "tokenId": token_id}),
-        None,
-    )
-    .await
-    .ok(204);
+    confirm(&t, &token, &token_id).await;
     t.post(&up("reset/send"), json!({"email": "bob@example.com"}), None)
         .await
         .ok(204);
@@ -391,13 +390,7 @@ async fn a_4xx_answer_is_retried_until_the_relay_takes_the_mail() {
     let mails = relay.wait_mails(1).await;
     let (_, token, token_id) = link(&mails[0]);
     wait_queue(&t, "sent", |m| m["status"] == "sent").await;
-    t.post(
-        &up("confirm"),
-        json!({"token": token, "tokenId": token_id}),
-        None,
-    )
-    .await
-    .ok(204);
+    confirm(&t, &token, &token_id).await;
 }
 
 /// A link that has expired by the time the relay would take the mail (30 minutes for a
@@ -439,13 +432,7 @@ async fn a_5xx_answer_fails_the_mail_with_its_reason_and_an_operator_can_retry_i
         .await;
     assert_eq!(r.ok(200)["retried"], 1);
     let (_, token, token_id) = link(&relay.wait_mails(1).await[0]);
-    t.post(
-        &up("confirm"),
-        json!({"token": token, "tokenId": token_id}),
-        None,
-    )
-    .await
-    .ok(204);
+    confirm(&t, &token, &token_id).await;
 }
 
 #[tokio::test]
@@ -460,13 +447,7 @@ async fn a_mail_queued_before_a_restart_is_sent_after_it() {
     let t = start_config(config(&relay, &dir)).await;
     t.srv.advance_clock(31);
     let (_, token, token_id) = link(&relay.wait_mails(1).await[0]);
-    t.post(
-        &up("confirm"),
-        json!({"token": token, "tokenId": token_id}),
-        None,
-    )
-    .await
-    .ok(204);
+    confirm(&t, &token, &token_id).await;
 }
 
 #[tokio::test]
@@ -825,13 +806,7 @@ async fn an_apps_own_templates_and_subjects_fill_their_placeholders() {
             .ends_with("liz@example.com</a> {unknown}"),
         "{m}"
     );
-    t.post(
-        &up("confirm"),
-        json!({"token": token, "tokenId": token_id}),
-        None,
-    )
-    .await
-    .ok(204);
+    confirm(&t, &token, &token_id).await;
     // A template file that cannot be read stops the start, naming the key.
     let bad = toml.replace(&*text.to_string_lossy(), "/no/such/template.txt");
     let e = Config::from_toml_str(&bad).unwrap_err().to_string();
