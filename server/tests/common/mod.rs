@@ -1,6 +1,8 @@
 //! Shared helpers: a real server on 127.0.0.1:0 with a fresh data dir, and a small JSON client.
 #![allow(dead_code)]
 
+pub mod relay;
+
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 
