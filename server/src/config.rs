@@ -228,6 +228,9 @@ pub struct Providers {
     /// `oidc-<name>`.
     #[serde(default)]
     pub oidc: BTreeMap<String, OidcConfig>,
+    /// `email-otp`: a one-time code mailed to an address is the login (#23, email_otp.rs).
+    #[serde(rename = "email-otp")]
+    pub email_otp: Option<EmailOtpConfig>,
 }
 
 impl Providers {
@@ -242,6 +245,7 @@ impl Providers {
             "oauth2-google" => self.google.is_some(),
             "oauth2-apple" => self.apple.is_some(),
             "oauth2-facebook" => self.facebook.is_some(),
+            "email-otp" => self.email_otp.is_some(),
             other => other
                 .strip_prefix(OIDC_PREFIX)
                 .is_some_and(|name| self.oidc.contains_key(name)),
@@ -379,6 +383,114 @@ impl Default for UserpassConfig {
 
 fn yes() -> bool {
     true
+}
+
+/// `email-otp` settings (#23): the codes mailed and how long and how often they may be tried.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmailOtpConfig {
+    /// Digits of a code ([`EMAIL_OTP_CODE_LENGTH`], default 6).
+    #[serde(default = "default_code_length")]
+    pub code_length: u32,
+    /// How long a code is valid after it was sent, in seconds
+    /// ([`EMAIL_OTP_LIFETIME_SECS`], default 600).
+    #[serde(default = "default_code_lifetime")]
+    pub code_lifetime_secs: u64,
+    /// Wrong codes tried before the live code is void ([`EMAIL_OTP_ATTEMPTS`], default 5).
+    #[serde(default = "default_code_attempts")]
+    pub max_attempts: u32,
+    /// Subject of code mails (placeholders as in the templates; mail.rs has the default).
+    pub subject: Option<String>,
+    /// Text body of code mails, a file with placeholders `{code}`, `{email}`, `{app}`,
+    /// `{expires_minutes}` (mail.rs has the built-in default).
+    pub template_text: Option<PathBuf>,
+    /// HTML body of code mails (placeholders HTML-escaped).
+    pub template_html: Option<PathBuf>,
+}
+
+/// Allowed `code_length` of `email-otp`: 6 digits at least (a million codes against a few
+/// attempts), 10 at most (what a person types).
+pub const EMAIL_OTP_CODE_LENGTH: std::ops::RangeInclusive<u32> = 6..=10;
+/// Allowed `code_lifetime_secs` of `email-otp`: a minute to an hour.
+pub const EMAIL_OTP_LIFETIME_SECS: std::ops::RangeInclusive<u64> = 60..=3600;
+/// Allowed `max_attempts` of `email-otp`.
+pub const EMAIL_OTP_ATTEMPTS: std::ops::RangeInclusive<u32> = 1..=10;
+
+fn default_code_length() -> u32 {
+    6
+}
+fn default_code_lifetime() -> u64 {
+    600
+}
+fn default_code_attempts() -> u32 {
+    5
+}
+
+impl Default for EmailOtpConfig {
+    fn default() -> Self {
+        EmailOtpConfig {
+            code_length: default_code_length(),
+            code_lifetime_secs: default_code_lifetime(),
+            max_attempts: default_code_attempts(),
+            subject: None,
+            template_text: None,
+            template_html: None,
+        }
+    }
+}
+
+/// The checks of `email-otp` the parser cannot make: bounds, and templates that are readable
+/// and state the code (a mail without it is useless; there is no link to put in it).
+fn validate_email_otp(i: usize, c: &EmailOtpConfig) -> Result<(), ConfigError> {
+    let k = |name: &str| format!("app[{i}].providers.email-otp.{name}");
+    let (lo, hi) = EMAIL_OTP_CODE_LENGTH.into_inner();
+    if !EMAIL_OTP_CODE_LENGTH.contains(&c.code_length) {
+        return Err(invalid(
+            k("code_length"),
+            format!("must be {lo} to {hi} digits (default 6)"),
+        ));
+    }
+    let (lo, hi) = EMAIL_OTP_LIFETIME_SECS.into_inner();
+    if !EMAIL_OTP_LIFETIME_SECS.contains(&c.code_lifetime_secs) {
+        return Err(invalid(
+            k("code_lifetime_secs"),
+            format!("must be {lo} to {hi} seconds (default 600)"),
+        ));
+    }
+    let (lo, hi) = EMAIL_OTP_ATTEMPTS.into_inner();
+    if !EMAIL_OTP_ATTEMPTS.contains(&c.max_attempts) {
+        return Err(invalid(
+            k("max_attempts"),
+            format!("must be {lo} to {hi} (default 5)"),
+        ));
+    }
+    for (name, file) in [
+        ("template_text", &c.template_text),
+        ("template_html", &c.template_html),
+    ] {
+        let Some(f) = file else { continue };
+        let text = std::fs::read_to_string(f)
+            .map_err(|e| invalid(k(name), format!("cannot read {}: {e}", f.display())))?;
+        if !text.contains("{code}") {
+            return Err(invalid(
+                k(name),
+                format!(
+                    "{} has no {{code}} placeholder: the mail must state the code",
+                    f.display()
+                ),
+            ));
+        }
+        if text.contains("{link}") {
+            return Err(invalid(
+                k(name),
+                format!(
+                    "{} has a {{link}} placeholder: a code mail carries no link, use {{code}}",
+                    f.display()
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Signature algorithm of custom JWTs.
@@ -805,6 +917,8 @@ impl Config {
                     apple: None,
                     facebook: None,
                     oidc: BTreeMap::new(),
+                    // Codes go to the outbox and the console, as links do.
+                    email_otp: Some(EmailOtpConfig::default()),
                 },
             }],
         }
@@ -993,6 +1107,22 @@ impl Config {
                             "app {:?} has local-userpass, whose confirmation and reset mails \
                              need a relay: add [mail] with smtp_url and from (docs/SERVER.md, \
                              Mail) and set app[{i}].providers.local-userpass.reset_url; without \
+                             mail, run --dev or set test_clock = true (test servers)",
+                            app.id
+                        ),
+                    ));
+                }
+            }
+            if let Some(otp) = &app.providers.email_otp {
+                validate_email_otp(i, otp)?;
+                // The code travels by mail only: without a relay nobody could log in.
+                if self.mail.is_none() && !self.dev && !self.test_clock {
+                    return Err(invalid(
+                        "mail",
+                        format!(
+                            "app {:?} has email-otp, whose sign-in codes are sent by mail and \
+                             need a relay: add [mail] with smtp_url and from (docs/SERVER.md, \
+                             Mail), or remove [app.providers.email-otp] from app[{i}]; without \
                              mail, run --dev or set test_clock = true (test servers)",
                             app.id
                         ),

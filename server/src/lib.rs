@@ -6,6 +6,7 @@
 pub mod admin_client;
 pub mod config;
 pub mod email;
+pub mod email_otp;
 pub mod error;
 pub mod functions;
 pub mod jwks;

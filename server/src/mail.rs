@@ -1,5 +1,5 @@
-//! Mail (#23): confirmation and reset mails, one seam (STYLE.md lesson 8, after GoTrue's
-//! `internal/mailer`).
+//! Mail (#23): confirmation, reset and sign-in code mails, one seam (STYLE.md lesson 8, after
+//! GoTrue's `internal/mailer`).
 //!
 //! A mail is queued in the database in the transaction that makes its token (the outbox table,
 //! [`crate::store::Store::register`], [`crate::store::Store::issue_mail_token`]), so a request
@@ -9,12 +9,14 @@
 //! ([`Templates`]) and hands them to a [`Mailer`] ([`SmtpMailer`], lettre over rustls). A
 //! connection failure or a 4xx answer is retried with exponential backoff for
 //! [`GIVE_UP_SECS`], but never past the expiry of the link it carries (a confirmation or
-//! reset link lives 30 minutes: a dead link is not sent, the mail fails saying so); a 5xx answer
-//! fails the mail at once, reason kept. A sent mail's token is
-//! erased from the queue (its hash stays in the token table until it is used or expires).
+//! reset link lives 30 minutes, a sign-in code as `code_lifetime_secs` says: a dead link or code
+//! is not sent, the mail fails saying so); a 5xx answer fails the mail at once, reason kept. A
+//! sent mail's token or code is erased from the queue (its hash stays in the token or code table
+//! until it is used or expires); so is the code of a mail whose code a newer one replaced.
 //!
 //! Without `[mail]` no worker runs: the queue is the development outbox that the admin API
-//! reads (`GET .../outbox`), exactly as before; `--dev` also prints each link on the console.
+//! reads (`GET .../outbox`), exactly as before; `--dev` also prints each link (and code) on the
+//! console.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -26,9 +28,10 @@ use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
-use crate::config::{AppConfig, ConfigError, MailConfig, UserpassConfig};
+use crate::config::{AppConfig, ConfigError, EmailOtpConfig, MailConfig, UserpassConfig};
+use crate::email_otp::PROVIDER as EMAIL_OTP;
 use crate::state::AppState;
-use crate::store::{CONFIRM, MAIL_TOKEN_LIFETIME_SECS, MailOutcome, QueuedMail};
+use crate::store::{CODE_REPLACED, CONFIRM, MAIL_TOKEN_LIFETIME_SECS, MailOutcome, QueuedMail};
 
 /// Environment variable of the SMTP user name (when the URL has none).
 pub const USERNAME_ENV: &str = "SESSIONKIT_SMTP_USERNAME";
@@ -277,8 +280,8 @@ impl Mailer for SmtpMailer {
     }
 }
 
-/// Subject and bodies of one kind of mail, with placeholders `{link}`, `{email}`, `{app}` and
-/// `{expires_minutes}`.
+/// Subject and bodies of one kind of mail, with placeholders `{link}` (sign-in code mails:
+/// `{code}` instead), `{email}`, `{app}` and `{expires_minutes}`.
 #[derive(Debug, Clone)]
 pub struct Template {
     /// Subject line.
@@ -303,13 +306,29 @@ const RESET_HTML: &str = "<p>Hello,</p>\n<p>To choose a new password for {email}
 open <a href=\"{link}\">this link</a> within {expires_minutes} minutes.</p>\n<p>If you did not \
 ask for it, ignore this mail; your password stays as it is.</p>\n";
 
-/// The mails of one app: where they link to and what they say.
+const CODE_SUBJECT: &str = "Your sign-in code for {app}";
+const CODE_TEXT: &str = "Hello,\n\nYour code to sign in to {app} as {email} is:\n\n{code}\n\nIt \
+is valid for {expires_minutes} minutes and can be used once. Do not share it with anyone.\n\nIf \
+you did not ask for it, ignore this mail.\n";
+const CODE_HTML: &str = "<p>Hello,</p>\n<p>Your code to sign in to {app} as {email} is:</p>\n\
+<p style=\"font-size: 1.5em; font-weight: bold; letter-spacing: 0.2em\">{code}</p>\n<p>It is \
+valid for {expires_minutes} minutes and can be used once. Do not share it with anyone.</p>\n\
+<p>If you did not ask for it, ignore this mail.</p>\n";
+
+/// The confirmation and reset mails of an app with `local-userpass`.
 #[derive(Debug, Clone)]
-pub struct AppMail {
+struct UserpassMail {
     confirm_url: Option<String>,
     reset_url: Option<String>,
     confirm: Template,
     reset: Template,
+}
+
+/// The mails of one app: where they link to and what they say.
+#[derive(Debug, Clone)]
+pub struct AppMail {
+    userpass: Option<UserpassMail>,
+    email_otp: Option<Template>,
 }
 
 fn read(path: &Option<std::path::PathBuf>, default: &str) -> Result<String, ConfigError> {
@@ -322,10 +341,9 @@ fn read(path: &Option<std::path::PathBuf>, default: &str) -> Result<String, Conf
     }
 }
 
-impl AppMail {
-    /// The app's mail settings, template files read.
-    pub fn load(up: &UserpassConfig) -> Result<AppMail, ConfigError> {
-        Ok(AppMail {
+impl UserpassMail {
+    fn load(up: &UserpassConfig) -> Result<UserpassMail, ConfigError> {
+        Ok(UserpassMail {
             confirm_url: up.confirm_url.clone(),
             reset_url: up.reset_url.clone(),
             confirm: Template {
@@ -348,14 +366,42 @@ impl AppMail {
     }
 }
 
+fn code_template(c: &EmailOtpConfig) -> Result<Template, ConfigError> {
+    Ok(Template {
+        subject: c.subject.clone().unwrap_or_else(|| CODE_SUBJECT.into()),
+        text: read(&c.template_text, CODE_TEXT)?,
+        html: read(&c.template_html, CODE_HTML)?,
+    })
+}
+
+impl AppMail {
+    /// The app's mail settings (`local-userpass`, `email-otp`), template files read.
+    pub fn load(app: &AppConfig) -> Result<AppMail, ConfigError> {
+        Ok(AppMail {
+            userpass: app
+                .providers
+                .local_userpass
+                .as_ref()
+                .map(UserpassMail::load)
+                .transpose()?,
+            email_otp: app
+                .providers
+                .email_otp
+                .as_ref()
+                .map(code_template)
+                .transpose()?,
+        })
+    }
+}
+
 /// Every app's mails.
 pub type Templates = HashMap<String, AppMail>;
 
-/// Loads the mail settings of every app with `local-userpass`.
+/// Loads the mail settings of every app that sends mail (`local-userpass`, `email-otp`).
 pub fn templates(apps: &[AppConfig]) -> Result<Templates, ConfigError> {
     apps.iter()
-        .filter_map(|a| Some((a.id.clone(), a.providers.local_userpass.as_ref()?)))
-        .map(|(id, up)| Ok((id, AppMail::load(up)?)))
+        .filter(|a| a.providers.local_userpass.is_some() || a.providers.email_otp.is_some())
+        .map(|a| Ok((a.id.clone(), AppMail::load(a)?)))
         .collect()
 }
 
@@ -392,8 +438,12 @@ fn fill(template: &str, values: &[(&str, &str)], escape: bool) -> String {
 /// Renders a queued mail; `Err` (a reason to keep) when its app no longer has a page to link
 /// to (the config changed since it was queued).
 pub fn render(templates: &Templates, m: &QueuedMail) -> Result<Outgoing, String> {
+    if m.kind == EMAIL_OTP {
+        return render_code(templates, m);
+    }
     let app = templates
         .get(&m.app_id)
+        .and_then(|a| a.userpass.as_ref())
         .ok_or_else(|| format!("app {} no longer has local-userpass", m.app_id))?;
     let (base, template, key) = if m.kind == CONFIRM {
         (&app.confirm_url, &app.confirm, "confirm_url")
@@ -404,11 +454,10 @@ pub fn render(templates: &Templates, m: &QueuedMail) -> Result<Outgoing, String>
         .as_deref()
         .ok_or_else(|| format!("app {}: local-userpass.{key} is not set", m.app_id))?;
     let link = link(base, &m.token, &m.token_id).ok_or_else(|| format!("bad {key}"))?;
-    let minutes = ((m.expires_at - m.created_at).max(0) / 60).to_string();
     let minutes = if m.expires_at == 0 {
         (MAIL_TOKEN_LIFETIME_SECS / 60).to_string()
     } else {
-        minutes
+        lifetime_minutes(m)
     };
     let values = [
         ("link", link.as_str()),
@@ -416,13 +465,43 @@ pub fn render(templates: &Templates, m: &QueuedMail) -> Result<Outgoing, String>
         ("app", m.app_id.as_str()),
         ("expires_minutes", minutes.as_str()),
     ];
-    Ok(Outgoing {
-        to: m.email.clone(),
+    Ok(fill_template(template, &m.email, &values))
+}
+
+/// Whole minutes from the mail's queuing to its token's expiry (rounded down: a reader is told
+/// no more time than there is).
+fn lifetime_minutes(m: &QueuedMail) -> String {
+    ((m.expires_at - m.created_at).max(0) / 60).to_string()
+}
+
+fn fill_template(template: &Template, to: &str, values: &[(&str, &str)]) -> Outgoing {
+    Outgoing {
+        to: to.to_string(),
         // A subject is one header line: no line breaks from a template.
-        subject: fill(&template.subject, &values, false).replace(['\r', '\n'], " "),
-        text: fill(&template.text, &values, false),
-        html: fill(&template.html, &values, true),
-    })
+        subject: fill(&template.subject, values, false).replace(['\r', '\n'], " "),
+        text: fill(&template.text, values, false),
+        html: fill(&template.html, values, true),
+    }
+}
+
+/// A sign-in code mail (`email-otp`): the code, never a link.
+fn render_code(templates: &Templates, m: &QueuedMail) -> Result<Outgoing, String> {
+    let template = templates
+        .get(&m.app_id)
+        .and_then(|a| a.email_otp.as_ref())
+        .ok_or_else(|| format!("app {} no longer has email-otp", m.app_id))?;
+    if m.token.is_empty() {
+        // An operator's retry of a mail whose code a newer one replaced.
+        return Err(CODE_REPLACED.to_string());
+    }
+    let minutes = lifetime_minutes(m);
+    let values = [
+        ("code", m.token.as_str()),
+        ("email", m.email.as_str()),
+        ("app", m.app_id.as_str()),
+        ("expires_minutes", minutes.as_str()),
+    ];
+    Ok(fill_template(template, &m.email, &values))
 }
 
 /// Seconds to wait before try `attempts + 1`: 30 s, doubling, at most [`MAX_BACKOFF_SECS`].
@@ -522,8 +601,8 @@ pub async fn worker(st: AppState, mailer: Arc<dyn Mailer>, templates: Templates)
 }
 
 /// Called by a handler once its mail is queued (committed): wakes the worker and, in `--dev`
-/// only, prints the link (or, without a page configured, the token pair) on the console, never
-/// in any other mode: no token in logs.
+/// only, prints the link (or, without a page configured, the token pair; for a sign-in code,
+/// the code) on the console, never in any other mode: no token or code in logs.
 pub fn queued(st: &AppState, app_id: &str, kind: &str, email: &str, token: &str, token_id: &str) {
     st.mail_now.notify_one();
     if st.config.dev {
@@ -542,6 +621,9 @@ fn dev_line(
     token: &str,
     token_id: &str,
 ) -> String {
+    if kind == EMAIL_OTP {
+        return format!("[dev mail] {kind} for {email} (app {app_id}): code {token}");
+    }
     let up = st
         .apps
         .get(app_id)

@@ -56,6 +56,15 @@ pub enum Proof {
         /// The user owning the key.
         owner: String,
     },
+    /// A one-time code for the address `email` (canonical), as its MAC (email_otp.rs): the
+    /// login's transaction judges it against the address's live code, spends an attempt when
+    /// it is wrong, and consumes the code when it is right.
+    EmailOtp {
+        /// The address the code was sent to.
+        email: String,
+        /// [`crate::email_otp::code_mac`] of the code presented.
+        mac: String,
+    },
 }
 
 impl std::fmt::Debug for Proof {
@@ -67,6 +76,10 @@ impl std::fmt::Debug for Proof {
                 .field("email", email)
                 .finish_non_exhaustive(),
             Proof::ApiKey { owner } => f.debug_struct("ApiKey").field("owner", owner).finish(),
+            Proof::EmailOtp { email, .. } => f
+                .debug_struct("EmailOtp")
+                .field("email", email)
+                .finish_non_exhaustive(),
         }
     }
 }
@@ -92,6 +105,9 @@ pub async fn authenticate(
     match provider {
         "local-userpass" => userpass(st, app, body).await,
         "api-key" => api_key(st, app, body).await,
+        crate::email_otp::PROVIDER if app.providers.email_otp.is_some() => {
+            crate::email_otp::authenticate(st, &app.id, body)
+        }
         "custom-token" => {
             let cfg = app
                 .providers

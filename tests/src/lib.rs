@@ -109,6 +109,8 @@ auto_confirm = {confirm}
 reset_function = "{reset}"
 allow_insecure_reset_function = true
 [app.providers.api-key]
+[app.providers.email-otp]
+code_lifetime_secs = 300
 [app.providers.custom-token]
 {custom_token}
 {function}

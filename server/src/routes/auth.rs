@@ -142,10 +142,19 @@ pub async fn login(
     if provider == "anon-user" {
         st.rate_limits.signup(addr)?;
     } else {
-        let account = (provider == "local-userpass")
-            .then(|| body.get("username").and_then(Value::as_str))
-            .flatten()
-            .map(|email| format!("{app_id}/{}", crate::email::lookup(email)));
+        // The account a guess is aimed at: an email account, or an address's sign-in code
+        // (keyed apart: one budget per provider).
+        let account = match provider.as_str() {
+            "local-userpass" => body
+                .get("username")
+                .and_then(Value::as_str)
+                .map(|email| format!("{app_id}/{}", crate::email::lookup(email))),
+            crate::email_otp::PROVIDER => body
+                .get("email")
+                .and_then(Value::as_str)
+                .map(|email| format!("{app_id}/email-otp/{}", crate::email::lookup(email))),
+            _ => None,
+        };
         st.rate_limits.login(addr, account.as_deref())?;
     }
     let caller = if link {

@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod email_otp;
 pub mod userpass;
 
 use axum::Router;
@@ -146,6 +147,10 @@ pub fn router(state: AppState) -> Router {
         .route(
             &r(AR, "/auth/providers/{provider}/login"),
             post(auth::login),
+        )
+        .route(
+            &r(AR, "/auth/providers/email-otp/send"),
+            post(email_otp::send),
         )
         .route(&r(AR, "/functions/call"), post(auth::call_function))
         .route(&r(UP, "/register"), post(userpass::register))

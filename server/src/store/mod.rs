@@ -145,10 +145,11 @@ pub struct SigningKeyRow {
     pub retired_at: Option<i64>,
 }
 
-/// A mail the server would have sent (confirmation or reset), kept for the admin API.
+/// A mail the server would have sent (confirmation, reset, sign-in code), kept for the admin
+/// API.
 #[derive(Debug, Clone)]
 pub struct OutboxRow {
-    /// `confirm` or `reset`.
+    /// `confirm`, `reset` or `email-otp`.
     pub kind: String,
     /// Recipient.
     pub email: String,
@@ -165,11 +166,12 @@ pub struct QueuedMail {
     pub seq: i64,
     /// App id.
     pub app_id: String,
-    /// `confirm` or `reset`.
+    /// `confirm`, `reset` or `email-otp`.
     pub kind: String,
     /// Recipient (canonical form, email.rs).
     pub email: String,
-    /// The single-use token the mail carries.
+    /// The single-use token (or sign-in code) the mail carries; empty once it must no longer
+    /// be sent (a newer code replaced it).
     pub token: String,
     /// Its id.
     pub token_id: String,
@@ -241,6 +243,83 @@ pub struct MailToken {
     pub expires_at: i64,
 }
 
+/// A new one-time sign-in code (`email-otp`, email_otp.rs): its MAC goes to the code table
+/// (replacing the address's live code), the code itself to the mail queue. `Debug` leaves the
+/// code out.
+#[derive(Clone)]
+pub struct EmailOtpCode {
+    /// The code (decimal digits), for the mail only.
+    pub code: String,
+    /// [`crate::email_otp::code_mac`] of the code: what is stored.
+    pub mac: String,
+    /// Id of its mail in the queue (the outbox's `tokenId`).
+    pub mail_id: String,
+    /// When it was made (Unix seconds).
+    pub created_at: i64,
+    /// When it expires (Unix seconds).
+    pub expires_at: i64,
+    /// Wrong codes that may be tried before it is void.
+    pub attempts: i64,
+}
+
+impl std::fmt::Debug for EmailOtpCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmailOtpCode")
+            .field("mail_id", &self.mail_id)
+            .field("expires_at", &self.expires_at)
+            .field("attempts", &self.attempts)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a queued code mail of an address is no longer sent: a newer code replaced its code.
+pub const CODE_REPLACED: &str = "its code was replaced by a newer one before it was sent";
+
+/// An address's live code as stored: its MAC, expiry and the wrong attempts it has left.
+#[derive(Debug, Clone)]
+pub struct StoredCode {
+    /// The code's MAC.
+    pub mac: String,
+    /// Unix seconds.
+    pub expires_at: i64,
+    /// Wrong attempts left.
+    pub attempts_left: i64,
+}
+
+/// What a login's presented code (its MAC) does to the address's stored code (both stores,
+/// in the login's transaction, the code's row locked).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CodeVerdict {
+    /// No live code (none, or expired): 401 CodeExpired, nothing to write but the removal of
+    /// an expired row.
+    NoLiveCode,
+    /// Wrong: one attempt spent, and `left` remain (the row is deleted at 0). The spent
+    /// attempt is committed though the login fails (401 InvalidCode).
+    Wrong {
+        /// Attempts left after this one.
+        left: i64,
+    },
+    /// Right: the code is consumed in the transaction that writes the session.
+    Right,
+}
+
+/// Judges a presented MAC against the stored code at `now`, in constant time
+/// ([`crate::email_otp::same_mac`]).
+pub fn judge_code(stored: Option<&StoredCode>, mac: &str, now: i64) -> CodeVerdict {
+    match stored {
+        Some(c) if c.expires_at > now && c.attempts_left > 0 => {
+            if crate::email_otp::same_mac(&c.mac, mac) {
+                CodeVerdict::Right
+            } else {
+                CodeVerdict::Wrong {
+                    left: c.attempts_left - 1,
+                }
+            }
+        }
+        _ => CodeVerdict::NoLiveCode,
+    }
+}
+
 /// Kind of a confirmation token.
 pub const CONFIRM: &str = "confirm";
 /// Kind of a password-reset token.
@@ -270,6 +349,17 @@ impl MailToken {
 // deletion) so that a deletion on another instance cannot come between the check and the
 // session. Never a new user for a deleted email account or API key; an outside identity of a
 // deleted user logs in as a new, whole user (identity and session), as it would a moment later.
+//
+// An email one-time code ([`Proof::EmailOtp`], #23) is judged only in that transaction: the
+// address's code row is locked (PostgreSQL: `FOR UPDATE`; SQLite: the one writer) and
+// [`judge_code`] decides. A wrong code spends an attempt that is committed though the login
+// fails; a right one is deleted with the session's writes, so of two logins with one code one
+// gets a session and the other CodeExpired. The user is (1) the owner of the `email-otp`
+// identity of the address, else (2) the user of a confirmed `local-userpass` account of the
+// address (locked `FOR SHARE` like a password login's), which gets the identity, else (3) a new
+// user. Linking takes the same owner: a code never moves an address away from the user it logs
+// into (409 as for any identity of another user). An unconfirmed account is never logged into
+// by a code: its password may have been set by someone who does not own the address.
 
 /// A login: who logs in, and the session to start once the user is known.
 pub struct Login {
@@ -293,9 +383,11 @@ impl Login {
         match self.identity.as_ref().map(|i| &i.proof) {
             Some(Proof::Userpass { .. }) => invalid_password(),
             Some(Proof::ApiKey { .. }) => invalid_api_key(),
-            // An outside identity whose user vanished after the store saw it (PostgreSQL, a
-            // deletion racing a first login on another instance): the next try logs in.
-            Some(Proof::Outside) | None => {
+            // An outside identity (or an address that proved itself with a code) whose user
+            // vanished after the store saw it (PostgreSQL, a deletion racing a first login on
+            // another instance): nothing was written, the code is still live, and the next try
+            // logs in.
+            Some(Proof::Outside | Proof::EmailOtp { .. }) | None => {
                 ApiError::unavailable("the account changed during the login; retry the login", 1)
             }
         }
@@ -601,6 +693,15 @@ pub trait Store: Send + Sync + 'static {
         password_hash: &str,
         now: i64,
     ) -> StoreResult<()>;
+    /// Stores a new sign-in code for an address (replacing its live code, attempts reset) and
+    /// puts its mail in the queue, in one transaction; the queued mails of the address's older
+    /// codes that are not sent yet lose their code and are not sent ([`CODE_REPLACED`]).
+    async fn issue_email_otp(
+        &self,
+        app_id: &str,
+        email: &str,
+        code: EmailOtpCode,
+    ) -> StoreResult<()>;
     /// The outbox of an app, oldest first, for one address or all.
     async fn outbox(&self, app_id: &str, email: Option<&str>) -> StoreResult<Vec<OutboxRow>>;
     /// Claims up to `limit` pending mails due at `now` for `lease_secs`: each is handed to one
@@ -621,8 +722,8 @@ pub trait Store: Send + Sync + 'static {
     async fn retry_failed_mail(&self, app_id: &str, now: i64) -> StoreResult<usize>;
 
     /// Deletes anonymous users created before `anon_cutoff`, sessions expired before
-    /// `session_cutoff`, expired mail tokens and mails sent more than [`SENT_MAIL_KEPT_SECS`]
-    /// ago. The number of users deleted.
+    /// `session_cutoff`, expired mail tokens and sign-in codes, and mails sent more than
+    /// [`SENT_MAIL_KEPT_SECS`] ago. The number of users deleted.
     async fn sweep(&self, anon_cutoff: i64, session_cutoff: i64, now: i64) -> StoreResult<usize>;
 
     /// Closes the database (SQLite checkpoints its WAL); later calls answer 503.

@@ -18,10 +18,10 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Postgres, Row, SqlStr};
 
 use super::{
-    ApiKeyRow, CONFIRM, CheckedSession, IdentityRow, Login, MailOutcome, MailRow, MailToken,
-    NewSession, OutboxRow, PasswordAccount, PresentedRefresh, PresentedToken, QueuedMail, RESET,
-    RefreshUse, SessionRow, SigningKeyRow, StartSession, Store, StoreResult, StoreStats, Successor,
-    UserRow, UserpassRow,
+    ApiKeyRow, CODE_REPLACED, CONFIRM, CheckedSession, CodeVerdict, EmailOtpCode, IdentityRow,
+    Login, MailOutcome, MailRow, MailToken, NewSession, OutboxRow, PasswordAccount,
+    PresentedRefresh, PresentedToken, QueuedMail, RESET, RefreshUse, SessionRow, SigningKeyRow,
+    StartSession, Store, StoreResult, StoreStats, StoredCode, Successor, UserRow, UserpassRow,
 };
 use crate::config::DatabaseConfig;
 use crate::error::{ApiError, Reason};
@@ -45,10 +45,15 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "mail queue",
         include_str!("../../migrations/postgres/0003_mail_queue.sql"),
     ),
+    (
+        4,
+        "email one-time codes",
+        include_str!("../../migrations/postgres/0004_email_otp_codes.sql"),
+    ),
 ];
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 fn newer_schema(version: i64) -> String {
     format!(
@@ -613,6 +618,78 @@ async fn refresh_statement(
     Ok(inserted > 0)
 }
 
+/// Judges a login's code, if it has one ([`super::judge_code`]), its row locked until the end
+/// of the transaction (`FOR UPDATE`: two logins with one code take turns, and the second finds
+/// it consumed). The refusal to answer, its spent attempt to be committed; `None` to go on (a
+/// right code is deleted here, with the login's other writes).
+async fn spend_code(c: &mut Conn, login: &Login) -> StoreResult<Option<ApiError>> {
+    let Some(Proof::EmailOtp { email, mac }) = login.identity.as_ref().map(|i| &i.proof) else {
+        return Ok(None);
+    };
+    let app_id = login.app_id.as_str();
+    let stored = sqlx::query(
+        "SELECT code_mac, expires_at, attempts_left FROM email_otp_codes
+         WHERE app_id = $1 AND email = $2 FOR UPDATE",
+    )
+    .bind(app_id)
+    .bind(email)
+    .fetch_optional(&mut *c)
+    .await?
+    .map(|r| {
+        Ok::<_, sqlx::Error>(StoredCode {
+            mac: r.try_get(0)?,
+            expires_at: r.try_get(1)?,
+            attempts_left: r.try_get(2)?,
+        })
+    })
+    .transpose()?;
+    let verdict = super::judge_code(stored.as_ref(), mac, login.now);
+    let left = match verdict {
+        CodeVerdict::Wrong { left } => left,
+        _ => 0,
+    };
+    if stored.is_some() {
+        if left > 0 {
+            sqlx::query(
+                "UPDATE email_otp_codes SET attempts_left = $3 WHERE app_id = $1 AND email = $2",
+            )
+            .bind(app_id)
+            .bind(email)
+            .bind(left)
+            .execute(&mut *c)
+            .await?;
+        } else {
+            // Used, void after its last wrong attempt, or expired.
+            sqlx::query("DELETE FROM email_otp_codes WHERE app_id = $1 AND email = $2")
+                .bind(app_id)
+                .bind(email)
+                .execute(&mut *c)
+                .await?;
+        }
+    }
+    Ok(match verdict {
+        CodeVerdict::NoLiveCode => Some(crate::email_otp::code_expired()),
+        CodeVerdict::Wrong { left } => Some(crate::email_otp::invalid_code(left)),
+        CodeVerdict::Right => None,
+    })
+}
+
+/// The user of the confirmed email account of `email`, the account locked `FOR SHARE` (a
+/// deletion or a password change waits for the login): who a code for the address logs into
+/// when no user has the address's `email-otp` identity yet.
+async fn confirmed_account_owner(
+    c: &mut Conn,
+    app_id: &str,
+    email: &str,
+) -> Result<Option<String>, sqlx::Error> {
+    match userpass(c, app_id, email, RowLock::Share).await? {
+        Some(row) if row.confirmed => {
+            identity_owner(c, app_id, "local-userpass", &row.identity_id).await
+        }
+        _ => Ok(None),
+    }
+}
+
 impl PostgresStore {
     async fn begin(&self) -> Result<sqlx::Transaction<'static, Postgres>, sqlx::Error> {
         self.writes
@@ -818,6 +895,12 @@ impl Store for PostgresStore {
     }
 
     async fn login(&self, login: Login, start: StartSession) -> StoreResult<(UserRow, NewSession)> {
+        let mut tx = self.begin().await?;
+        if let Some(refused) = spend_code(&mut tx, &login).await? {
+            // The spent attempt (or the removal of an expired code) is kept.
+            tx.commit().await?;
+            return Err(refused);
+        }
         let gone = login.gone();
         let Login {
             app_id,
@@ -826,7 +909,6 @@ impl Store for PostgresStore {
             now,
         } = login;
         let app_id = app_id.as_str();
-        let mut tx = self.begin().await?;
         let user_id = match &identity {
             None => {
                 let id = create_user(&mut tx, app_id, now, true).await?;
@@ -857,9 +939,22 @@ impl Store for PostgresStore {
                 }
                 let owner = match &ident.proof {
                     Proof::ApiKey { owner } => Some(owner.clone()),
-                    _ => {
-                        identity_owner(&mut tx, app_id, &ident.provider_type, &ident.external_id)
-                            .await?
+                    proof => {
+                        let owner = identity_owner(
+                            &mut tx,
+                            app_id,
+                            &ident.provider_type,
+                            &ident.external_id,
+                        )
+                        .await?;
+                        match (owner, proof) {
+                            // An address without a code user yet: its confirmed email
+                            // account's user, if any (store/mod.rs).
+                            (None, Proof::EmailOtp { email, .. }) => {
+                                confirmed_account_owner(&mut tx, app_id, email).await?
+                            }
+                            (owner, _) => owner,
+                        }
                     }
                 };
                 let linking = link_to.is_some();
@@ -883,7 +978,11 @@ impl Store for PostgresStore {
                     (None, owner) => {
                         // The owner was deleted after it was read here: its identities went
                         // with it. An email account or an API key went with it too.
-                        if owner.is_some() && !matches!(ident.proof, Proof::Outside) {
+                        // (An address proved by a code is like an outside identity: its email
+                        // account, if that was the owner, is locked and cannot have gone.)
+                        if owner.is_some()
+                            && !matches!(ident.proof, Proof::Outside | Proof::EmailOtp { .. })
+                        {
                             return Err(gone);
                         }
                         created = true;
@@ -1510,6 +1609,57 @@ impl Store for PostgresStore {
         Ok(())
     }
 
+    async fn issue_email_otp(
+        &self,
+        app_id: &str,
+        email: &str,
+        code: EmailOtpCode,
+    ) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        // Waits for a login holding the address's code (FOR UPDATE), then replaces it.
+        sqlx::query(
+            "INSERT INTO email_otp_codes (app_id, email, code_mac, created_at, expires_at, attempts_left)
+             VALUES ($1, $2, $3, $4, $5, $6)
+             ON CONFLICT (app_id, email) DO UPDATE SET code_mac = excluded.code_mac,
+               created_at = excluded.created_at, expires_at = excluded.expires_at,
+               attempts_left = excluded.attempts_left",
+        )
+        .bind(app_id)
+        .bind(email)
+        .bind(&code.mac)
+        .bind(code.created_at)
+        .bind(code.expires_at)
+        .bind(code.attempts)
+        .execute(&mut *tx)
+        .await?;
+        // The older codes' mails: a dead code is not sent, nor kept in clear.
+        sqlx::query(
+            "UPDATE outbox SET token = '',
+               error = CASE WHEN status = 'pending' THEN $3 ELSE error END,
+               status = CASE WHEN status = 'pending' THEN 'failed' ELSE status END
+             WHERE app_id = $1 AND email = $2 AND kind = 'email-otp' AND token <> ''",
+        )
+        .bind(app_id)
+        .bind(email)
+        .bind(CODE_REPLACED)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO outbox (app_id, kind, email, token, token_id, created_at, next_at, expires_at)
+             VALUES ($1, 'email-otp', $2, $3, $4, $5, $5, $6)",
+        )
+        .bind(app_id)
+        .bind(email)
+        .bind(&code.code)
+        .bind(&code.mail_id)
+        .bind(code.created_at)
+        .bind(code.expires_at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     async fn outbox(&self, app_id: &str, email: Option<&str>) -> StoreResult<Vec<OutboxRow>> {
         let rows = sqlx::query(
             "SELECT kind, email, token, token_id FROM outbox
@@ -1646,6 +1796,10 @@ impl Store for PostgresStore {
             .execute(&mut *tx)
             .await?;
         sqlx::query("DELETE FROM userpass_tokens WHERE expires_at < $1")
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM email_otp_codes WHERE expires_at <= $1")
             .bind(now)
             .execute(&mut *tx)
             .await?;

@@ -7,17 +7,17 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::{Map, Value};
 
 use super::{
-    ApiKeyRow, CONFIRM, CheckedSession, IdentityRow, Login, MailOutcome, MailRow, MailToken,
-    NewSession, OutboxRow, PasswordAccount, PresentedRefresh, PresentedToken, QueuedMail, RESET,
-    RefreshUse, SessionRow, SigningKeyRow, StartSession, Store, StoreResult, StoreStats, Successor,
-    UserRow, UserpassRow,
+    ApiKeyRow, CODE_REPLACED, CONFIRM, CheckedSession, CodeVerdict, EmailOtpCode, IdentityRow,
+    Login, MailOutcome, MailRow, MailToken, NewSession, OutboxRow, PasswordAccount,
+    PresentedRefresh, PresentedToken, QueuedMail, RESET, RefreshUse, SessionRow, SigningKeyRow,
+    StartSession, Store, StoreResult, StoreStats, StoredCode, Successor, UserRow, UserpassRow,
 };
 use crate::error::{ApiError, Reason};
 use crate::providers::Proof;
 use crate::tokens;
 
 /// The schema version this build writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 8;
+pub const SCHEMA_VERSION: i64 = 9;
 
 /// A data step of a migration, run in its transaction after its SQL.
 type DataStep = fn(&rusqlite::Transaction) -> rusqlite::Result<()>;
@@ -95,6 +95,23 @@ const MIGRATIONS: &[(i64, &str, Option<DataStep>)] = &[
          UPDATE outbox SET status = 'failed',
            error = 'queued before this server could send mail (development outbox)';
          CREATE INDEX outbox_due ON outbox(next_at) WHERE status = 'pending';",
+        None,
+    ),
+    (
+        9,
+        // One-time sign-in codes (#23, email_otp.rs): one live code per address, as its MAC,
+        // with its expiry and the wrong attempts it has left. The queue finds the mails of an
+        // address's older codes (their code erased when a new one is sent) by the index.
+        "CREATE TABLE email_otp_codes (
+           app_id TEXT NOT NULL,
+           email TEXT NOT NULL,
+           code_mac TEXT NOT NULL,
+           created_at INTEGER NOT NULL,
+           expires_at INTEGER NOT NULL,
+           attempts_left INTEGER NOT NULL,
+           PRIMARY KEY (app_id, email)
+         );
+         CREATE INDEX outbox_codes ON outbox(app_id, email) WHERE kind = 'email-otp' AND token != '';",
         None,
     ),
 ];
@@ -473,6 +490,70 @@ fn userpass(conn: &Connection, app_id: &str, email: &str) -> rusqlite::Result<Op
     .optional()
 }
 
+/// The user of the confirmed email account of `email`, if any: who a code for the address logs
+/// into when no user has the address's `email-otp` identity yet.
+fn confirmed_account_owner(
+    conn: &Connection,
+    app_id: &str,
+    email: &str,
+) -> rusqlite::Result<Option<String>> {
+    match userpass(conn, app_id, email)? {
+        Some(row) if row.confirmed => {
+            identity_owner(conn, app_id, "local-userpass", &row.identity_id)
+        }
+        _ => Ok(None),
+    }
+}
+
+/// Judges a login's code, if it has one ([`super::judge_code`]): the refusal to answer (its
+/// spent attempt to be committed), or `None` to go on (a right code is consumed here, in the
+/// login's job).
+fn spend_code(conn: &Connection, login: &Login) -> StoreResult<Option<ApiError>> {
+    let Some(Proof::EmailOtp { email, mac }) = login.identity.as_ref().map(|i| &i.proof) else {
+        return Ok(None);
+    };
+    let app_id = login.app_id.as_str();
+    let stored = conn
+        .prepare_cached(
+            "SELECT code_mac, expires_at, attempts_left FROM email_otp_codes WHERE app_id = ?1 AND email = ?2",
+        )?
+        .query_row(params![app_id, email], |r| {
+            Ok(StoredCode {
+                mac: r.get(0)?,
+                expires_at: r.get(1)?,
+                attempts_left: r.get(2)?,
+            })
+        })
+        .optional()?;
+    let delete = || -> rusqlite::Result<usize> {
+        conn.prepare_cached("DELETE FROM email_otp_codes WHERE app_id = ?1 AND email = ?2")?
+            .execute(params![app_id, email])
+    };
+    Ok(match super::judge_code(stored.as_ref(), mac, login.now) {
+        CodeVerdict::NoLiveCode => {
+            if stored.is_some() {
+                delete()?;
+            }
+            Some(crate::email_otp::code_expired())
+        }
+        CodeVerdict::Wrong { left } => {
+            if left > 0 {
+                conn.prepare_cached(
+                    "UPDATE email_otp_codes SET attempts_left = ?3 WHERE app_id = ?1 AND email = ?2",
+                )?
+                .execute(params![app_id, email, left])?;
+            } else {
+                delete()?;
+            }
+            Some(crate::email_otp::invalid_code(left))
+        }
+        CodeVerdict::Right => {
+            delete()?;
+            None
+        }
+    })
+}
+
 /// Stores a mail token's hash and puts the token in the outbox.
 fn store_mail_token(
     conn: &Connection,
@@ -617,6 +698,137 @@ fn successors(
         })
     })?
     .collect()
+}
+
+/// The writes of a login once its code, if any, is spent (the login's job on the writer: an
+/// `Err` rolls back everything it wrote, the code's consumption included).
+fn login_tx(
+    tx: &Connection,
+    login: Login,
+    start: StartSession,
+) -> StoreResult<(UserRow, NewSession)> {
+    // The writer runs one job at a time: what is checked here stays so until the
+    // session is stored (store/mod.rs, "A login that races a deletion").
+    let gone = login.gone();
+    let Login {
+        app_id,
+        identity,
+        link_to,
+        now,
+    } = login;
+    let app_id = app_id.as_str();
+    let user_id = match &identity {
+        None => {
+            let id = create_user(tx, app_id, now, true)?;
+            // A new identity of its own: a plain insert (nothing to merge).
+            tx.prepare_cached(
+                "INSERT INTO identities (app_id, provider_type, external_id, user_id, created_at)
+                 VALUES (?1, 'anon-user', ?2, ?3, ?4)",
+            )?
+            .execute(params![app_id, tokens::new_object_id(), id, now])?;
+            // A new user is what was just written: no need to read it back.
+            let user = UserRow {
+                id,
+                app_id: app_id.to_string(),
+                created_at: now,
+                last_login_at: now,
+                disabled: false,
+                anonymous: true,
+                custom_data: None,
+            };
+            let s = start(&user);
+            insert_session(tx, app_id, &user.id, &s, now)?;
+            return Ok((user, s));
+        }
+        Some(ident) => {
+            let owner = match &ident.proof {
+                Proof::ApiKey { owner } => {
+                    let key: Option<bool> = tx
+                        .prepare_cached(
+                            "SELECT disabled FROM api_keys WHERE id = ?1 AND user_id = ?2 AND app_id = ?3",
+                        )?
+                        .query_row(params![ident.external_id, owner, app_id], |r| {
+                            r.get(0)
+                        })
+                        .optional()?;
+                    match key {
+                        None => return Err(super::invalid_api_key()),
+                        Some(true) => return Err(super::api_key_disabled()),
+                        Some(false) => Some(owner.clone()),
+                    }
+                }
+                proof => {
+                    if let Proof::Userpass {
+                        email,
+                        password_hash,
+                    } = proof
+                    {
+                        // Deleted, or its password changed, since the password
+                        // was checked: what a login a moment later gets.
+                        let still = userpass(tx, app_id, email)?.is_some_and(|r| {
+                            r.identity_id == ident.external_id && r.password_hash == *password_hash
+                        });
+                        if !still {
+                            return Err(super::invalid_password());
+                        }
+                    }
+                    let owner =
+                        identity_owner(tx, app_id, &ident.provider_type, &ident.external_id)?;
+                    match (owner, proof) {
+                        // An address without a code user yet: its confirmed email account's
+                        // user, if any (store/mod.rs).
+                        (None, Proof::EmailOtp { email, .. }) => {
+                            confirmed_account_owner(tx, app_id, email)?
+                        }
+                        (owner, _) => owner,
+                    }
+                }
+            };
+            if let Some(c) = &link_to
+                && user(tx, app_id, c)?.is_none()
+            {
+                return Err(super::linking_user_gone());
+            }
+            let user_id = match (link_to, owner) {
+                (Some(c), Some(o)) if c != o => {
+                    return Err(super::identity_of_another_user());
+                }
+                (Some(c), _) => {
+                    // A linked anonymous user is a normal user from now on.
+                    tx.prepare_cached("UPDATE users SET anonymous = 0 WHERE id = ?1")?
+                        .execute([&c])?;
+                    c
+                }
+                (None, Some(o)) => o,
+                (None, None) => create_user(tx, app_id, now, false)?,
+            };
+            upsert_identity(
+                tx,
+                app_id,
+                &ident.provider_type,
+                &ident.external_id,
+                &user_id,
+                &ident.data,
+                now,
+            )?;
+            user_id
+        }
+    };
+    let user = user(tx, app_id, &user_id)?.ok_or(gone)?;
+    if user.disabled {
+        return Err(super::user_disabled());
+    }
+    tx.prepare_cached("UPDATE users SET last_login_at = ?1 WHERE id = ?2")?
+        .execute(params![now, user_id])?;
+    let s = start(&user);
+    insert_session(tx, app_id, &user.id, &s, now)?;
+    Ok((
+        UserRow {
+            last_login_at: now,
+            ..user
+        },
+        s,
+    ))
 }
 
 fn api_key_row(r: &rusqlite::Row) -> rusqlite::Result<ApiKeyRow> {
@@ -998,130 +1210,13 @@ impl Store for SqliteStore {
 
     async fn login(&self, login: Login, start: StartSession) -> StoreResult<(UserRow, NewSession)> {
         self.write(move |conn| {
-            {
-                let tx = conn;
-                // The writer runs one job at a time: what is checked here stays so until the
-                // session is stored (store/mod.rs, "A login that races a deletion").
-                let gone = login.gone();
-                let Login {
-                    app_id,
-                    identity,
-                    link_to,
-                    now,
-                } = login;
-                let app_id = app_id.as_str();
-                let user_id = match &identity {
-                    None => {
-                        let id = create_user(tx, app_id, now, true)?;
-                        // A new identity of its own: a plain insert (nothing to merge).
-                        tx.prepare_cached(
-                            "INSERT INTO identities (app_id, provider_type, external_id, user_id, created_at)
-                             VALUES (?1, 'anon-user', ?2, ?3, ?4)",
-                        )?
-                        .execute(params![app_id, tokens::new_object_id(), id, now])?;
-                        // A new user is what was just written: no need to read it back.
-                        let user = UserRow {
-                            id,
-                            app_id: app_id.to_string(),
-                            created_at: now,
-                            last_login_at: now,
-                            disabled: false,
-                            anonymous: true,
-                            custom_data: None,
-                        };
-                        let s = start(&user);
-                        insert_session(tx, app_id, &user.id, &s, now)?;
-                        return Ok((user, s));
-                    }
-                    Some(ident) => {
-                        let owner = match &ident.proof {
-                            Proof::ApiKey { owner } => {
-                                let key: Option<bool> = tx
-                                    .prepare_cached(
-                                        "SELECT disabled FROM api_keys WHERE id = ?1 AND user_id = ?2 AND app_id = ?3",
-                                    )?
-                                    .query_row(params![ident.external_id, owner, app_id], |r| {
-                                        r.get(0)
-                                    })
-                                    .optional()?;
-                                match key {
-                                    None => return Err(super::invalid_api_key()),
-                                    Some(true) => return Err(super::api_key_disabled()),
-                                    Some(false) => Some(owner.clone()),
-                                }
-                            }
-                            proof => {
-                                if let Proof::Userpass {
-                                    email,
-                                    password_hash,
-                                } = proof
-                                {
-                                    // Deleted, or its password changed, since the password
-                                    // was checked: what a login a moment later gets.
-                                    let still = userpass(tx, app_id, email)?.is_some_and(|r| {
-                                        r.identity_id == ident.external_id
-                                            && r.password_hash == *password_hash
-                                    });
-                                    if !still {
-                                        return Err(super::invalid_password());
-                                    }
-                                }
-                                identity_owner(
-                                    tx,
-                                    app_id,
-                                    &ident.provider_type,
-                                    &ident.external_id,
-                                )?
-                            }
-                        };
-                        if let Some(c) = &link_to
-                            && user(tx, app_id, c)?.is_none()
-                        {
-                            return Err(super::linking_user_gone());
-                        }
-                        let user_id = match (link_to, owner) {
-                            (Some(c), Some(o)) if c != o => {
-                                return Err(super::identity_of_another_user());
-                            }
-                            (Some(c), _) => {
-                                // A linked anonymous user is a normal user from now on.
-                                tx.prepare_cached("UPDATE users SET anonymous = 0 WHERE id = ?1")?
-                                    .execute([&c])?;
-                                c
-                            }
-                            (None, Some(o)) => o,
-                            (None, None) => create_user(tx, app_id, now, false)?,
-                        };
-                        upsert_identity(
-                            tx,
-                            app_id,
-                            &ident.provider_type,
-                            &ident.external_id,
-                            &user_id,
-                            &ident.data,
-                            now,
-                        )?;
-                        user_id
-                    }
-                };
-                let user = user(tx, app_id, &user_id)?.ok_or(gone)?;
-                if user.disabled {
-                    return Err(super::user_disabled());
-                }
-                tx.prepare_cached("UPDATE users SET last_login_at = ?1 WHERE id = ?2")?
-                    .execute(params![now, user_id])?;
-                let s = start(&user);
-                insert_session(tx, app_id, &user.id, &s, now)?;
-                Ok((
-                    UserRow {
-                        last_login_at: now,
-                        ..user
-                    },
-                    s,
-                ))
+            // A refused code (its spent attempt kept) is committed as an `Ok` of the job.
+            if let Some(refused) = spend_code(conn, &login)? {
+                return Ok(Err(refused));
             }
+            login_tx(conn, login, start).map(Ok)
         })
-        .await
+        .await?
     }
 
     async fn user(&self, app_id: &str, user_id: &str) -> StoreResult<Option<UserRow>> {
@@ -1599,6 +1694,40 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn issue_email_otp(
+        &self,
+        app_id: &str,
+        email: &str,
+        code: EmailOtpCode,
+    ) -> StoreResult<()> {
+        let (app_id, email) = (app_id.to_owned(), email.to_owned());
+        self.write(move |conn| {
+            conn.prepare_cached(
+                "INSERT INTO email_otp_codes (app_id, email, code_mac, created_at, expires_at, attempts_left)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT(app_id, email) DO UPDATE SET code_mac = excluded.code_mac,
+                   created_at = excluded.created_at, expires_at = excluded.expires_at,
+                   attempts_left = excluded.attempts_left",
+            )?
+            .execute(params![app_id, email, code.mac, code.created_at, code.expires_at, code.attempts])?;
+            // The older codes' mails: a dead code is not sent, nor kept in clear.
+            conn.prepare_cached(
+                "UPDATE outbox SET token = '',
+                   error = CASE WHEN status = 'pending' THEN ?3 ELSE error END,
+                   status = CASE WHEN status = 'pending' THEN 'failed' ELSE status END
+                 WHERE app_id = ?1 AND email = ?2 AND kind = 'email-otp' AND token != ''",
+            )?
+            .execute(params![app_id, email, CODE_REPLACED])?;
+            conn.prepare_cached(
+                "INSERT INTO outbox (app_id, kind, email, token, token_id, created_at, next_at, expires_at)
+                 VALUES (?1, 'email-otp', ?2, ?3, ?4, ?5, ?5, ?6)",
+            )?
+            .execute(params![app_id, email, code.code, code.mail_id, code.created_at, code.expires_at])?;
+            Ok(())
+        })
+        .await
+    }
+
     async fn outbox(&self, app_id: &str, email: Option<&str>) -> StoreResult<Vec<OutboxRow>> {
         let (app_id, email) = (app_id.to_owned(), email.map(str::to_owned));
         self.read(move |conn| {
@@ -1734,6 +1863,7 @@ impl Store for SqliteStore {
                 [session_cutoff],
             )?;
             tx.execute("DELETE FROM userpass_tokens WHERE expires_at < ?1", [now])?;
+            tx.execute("DELETE FROM email_otp_codes WHERE expires_at <= ?1", [now])?;
             tx.execute(
                 "DELETE FROM outbox WHERE status = 'sent' AND sent_at < ?1",
                 [now - super::SENT_MAIL_KEPT_SECS],
