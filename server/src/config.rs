@@ -110,13 +110,14 @@ pub struct Limits {
 pub struct RateLimitConfig {
     /// All limits on or off (off under `--dev`).
     pub enabled: bool,
-    /// Login attempts on one email/password account (OWASP ASVS V2.2.1: 100).
+    /// Login attempts on one email/password account, and apart on one address's sign-in codes
+    /// (OWASP ASVS V2.2.1: 100).
     pub logins_per_account_per_hour: u32,
     /// Login attempts from one client address, any provider.
     pub logins_per_address_per_hour: u32,
     /// New accounts (anonymous logins, registrations) from one client address.
     pub signups_per_address_per_hour: u32,
-    /// Confirmation and reset mails asked for from one client address.
+    /// Confirmation, reset and sign-in code mails asked for from one client address.
     pub mails_per_address_per_hour: u32,
 }
 

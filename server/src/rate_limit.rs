@@ -2,12 +2,13 @@
 //! inbox with mails, or fill the database with sign-ups. Over a limit a request gets 429
 //! `TooManyRequests` with `Retry-After`; the SDK treats that as transient.
 //!
-//! - Logins per account (email/password; OWASP ASVS V2.2.1: at most 100 failed attempts an
-//!   hour on one account). Attempts are counted, not only failures, which bounds failures the
-//!   same way without a second store.
+//! - Logins per account (email/password, and an address's sign-in codes, keyed apart; OWASP
+//!   ASVS V2.2.1: at most 100 failed attempts an hour on one account). Attempts are counted,
+//!   not only failures, which bounds failures the same way without a second store.
 //! - Logins per client address, whatever the provider (API keys, custom tokens...).
 //! - Sign-ups per client address: anonymous logins and registrations.
-//! - Mails per client address: confirmation and reset mails (register, resend, reset).
+//! - Mails per client address: confirmation, reset and sign-in code mails (register, resend,
+//!   reset, email-otp/send).
 //!
 //! The limiters are GCRA buckets from `governor`, keyed and in memory (one server instance).
 
@@ -84,7 +85,8 @@ impl RateLimits {
         }
     }
 
-    /// A login attempt from `addr`, for an email/password `account` (`app_id` and email).
+    /// A login attempt from `addr`, for an `account` (`<app_id>/<email>` for email/password,
+    /// `<app_id>/email-otp/<email>` for a sign-in code).
     pub fn login(&self, addr: IpAddr, account: Option<&str>) -> Result<(), ApiError> {
         check(&self.logins_per_address, &addr, "logins from this address")?;
         match account {
@@ -106,7 +108,7 @@ impl RateLimits {
         )
     }
 
-    /// A mail (confirmation or reset) asked for from `addr`.
+    /// A mail (confirmation, reset, sign-in code) asked for from `addr`.
     pub fn mail(&self, addr: IpAddr) -> Result<(), ApiError> {
         check(
             &self.mails_per_address,

@@ -281,12 +281,12 @@ async fn two_logins_with_one_code_at_once_make_one_session() {
         .map(|_| login(&t, "race@example.com", &c, None))
         .collect();
     let answers = futures_join(logins).await;
-    let ok = answers.iter().filter(|r| r.status == 200).count();
+    // Statuses only: the bodies hold tokens.
+    let statuses: Vec<u16> = answers.iter().map(|r| r.status).collect();
     assert_eq!(
-        ok,
+        statuses.iter().filter(|s| **s == 200).count(),
         1,
-        "{:?}",
-        answers.iter().map(|r| &r.body).collect::<Vec<_>>()
+        "{statuses:?}"
     );
     for r in answers.iter().filter(|r| r.status != 200) {
         r.err(401, "CodeExpired");
@@ -397,6 +397,38 @@ async fn an_unconfirmed_email_account_is_never_logged_into_by_a_code() {
         login(&t, "fay@example.com", &c, None).await.ok(200)["user_id"],
         r.body["user_id"]
     );
+    // An account that has a user but is not confirmed in the store (set so directly here: no
+    // API leads there today) is not logged into either.
+    let user = email_account(&t, "gil@example.com", true).await.unwrap();
+    unconfirm(&t.srv.config().data_dir, "gil@example.com").await;
+    let c = fresh_code(&t, "gil@example.com").await;
+    let r = login(&t, "gil@example.com", &c, None).await;
+    assert_ne!(r.ok(200)["user_id"], user.as_str());
+}
+
+/// Marks an email account of the test server on `dir` unconfirmed, in its database.
+async fn unconfirm(dir: &std::path::Path, email: &str) {
+    let n = match test_database(Some(dir.display().to_string())).await {
+        Some(url) => {
+            let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&url)
+                .await
+                .unwrap();
+            sqlx::query("UPDATE userpass SET confirmed = FALSE WHERE email = $1")
+                .bind(email)
+                .execute(&mut conn)
+                .await
+                .unwrap()
+                .rows_affected() as usize
+        }
+        None => rusqlite::Connection::open(dir.join("sessionkit.db"))
+            .unwrap()
+            .execute(
+                "UPDATE userpass SET confirmed = FALSE WHERE email = ?1",
+                [email],
+            )
+            .unwrap(),
+    };
+    assert_eq!(n, 1);
 }
 
 #[tokio::test]
@@ -779,7 +811,7 @@ async fn dev_prints_the_code_on_the_console() {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 204);
+    assert_eq!(r.status(), 204, "{}", r.text().await.unwrap());
     let line = lines
         .by_ref()
         .map(|l| l.unwrap())
