@@ -10,6 +10,7 @@ pub mod email_otp;
 pub mod error;
 pub mod functions;
 pub mod jwks;
+pub mod legacy_hashes;
 pub mod mail;
 pub mod passwords;
 pub mod providers;

@@ -19,6 +19,7 @@ use unicode_normalization::UnicodeNormalization;
 use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
 
 use crate::error::ApiError;
+use crate::legacy_hashes::LegacyHash;
 use crate::tokens;
 
 /// Seconds a refused caller is told to wait.
@@ -146,6 +147,25 @@ impl Passwords {
         })
         .await
     }
+
+    /// Whether `password` matches a hash an import brought from another system (#24,
+    /// [`LegacyHash`]), checked under the same bound as argon2: the same workers and queue, and
+    /// 503 with `Retry-After` beyond them. The old system hashed the password as it was sent, so
+    /// that is tried first; when preparation ([`prepare`]) changes it, the prepared form too.
+    /// On `true` the caller replaces the legacy hash at once with [`Passwords::hash`] of the
+    /// same password (every legacy hash is upgraded at its first successful login).
+    pub async fn verify_legacy(
+        &self,
+        password: String,
+        hash: LegacyHash,
+    ) -> Result<bool, ApiError> {
+        self.run(move || {
+            let prepared = prepare(&password);
+            hash.verify(password.as_bytes())
+                || (prepared != password && hash.verify(prepared.as_bytes()))
+        })
+        .await
+    }
 }
 
 #[cfg(test)]
@@ -163,6 +183,26 @@ mod tests {
         assert_eq!(prepare("a\u{A0}b\u{3000}c\u{2009}d"), "a b c d");
         assert_eq!(prepare("Caf\u{e9}"), "Caf\u{e9}"); // no case mapping
         assert_eq!(prepare("\u{FF41}"), "\u{FF41}"); // no width mapping (NFC, not NFKC)
+    }
+
+    /// Legacy hashes (#24) are checked through the same gate as argon2: with the pool full, a
+    /// legacy check is refused with 503 like any other; with room, it runs.
+    #[tokio::test]
+    async fn legacy_hashes_are_checked_through_the_same_gate() {
+        use std::sync::atomic::Ordering;
+        let pool = Passwords::new(1, 0);
+        let hash =
+            crate::legacy_hashes::LegacyHash::parse(&bcrypt::hash("gated", 4).unwrap()).unwrap();
+        // As while another login's argon2 check holds the only place.
+        pool.admitted.fetch_add(1, Ordering::SeqCst);
+        let e = pool
+            .verify_legacy("gated".into(), hash.clone())
+            .await
+            .unwrap_err();
+        assert_eq!(e.status, axum::http::StatusCode::SERVICE_UNAVAILABLE);
+        pool.admitted.fetch_sub(1, Ordering::SeqCst);
+        assert!(pool.verify_legacy("gated".into(), hash).await.unwrap());
+        assert_eq!(pool.admitted.load(Ordering::SeqCst), 0);
     }
 
     /// A hash made before passwords were prepared is of the password as the client sent it:
