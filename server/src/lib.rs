@@ -9,6 +9,7 @@ pub mod email;
 pub mod email_otp;
 pub mod error;
 pub mod functions;
+pub mod import;
 pub mod jwks;
 pub mod legacy_hashes;
 pub mod mail;

@@ -63,6 +63,56 @@ pub fn new_password(raw: &str) -> Result<String, ApiError> {
     Ok(password)
 }
 
+/// The password column of an email account, told apart by its form: the server's own argon2id
+/// PHC string, a hash an import brought from another system (kept behind [`LEGACY_MARK`] until
+/// the user's next login replaces it, #24), or the mark of an imported account that has no
+/// password until a reset sets one ([`MUST_RESET_MARK`]). Neither mark is a PHC string, so no
+/// argon2 check ever matches a marked column.
+pub enum StoredPassword<'a> {
+    /// The server's own hash.
+    Own(&'a str),
+    /// An imported hash, to be checked with [`Passwords::verify_legacy`].
+    Legacy(LegacyHash),
+    /// No password: the user sets one through a reset (login: 401 PasswordResetRequired).
+    MustReset,
+}
+
+/// What precedes an imported hash in the password column.
+pub const LEGACY_MARK: &str = "legacy:";
+/// The password column of an imported account that must reset its password.
+pub const MUST_RESET_MARK: &str = "!must-reset";
+
+impl<'a> StoredPassword<'a> {
+    /// Reads a password column. A marked legacy hash that no longer parses (it was checked when
+    /// imported) is logged and read as [`StoredPassword::MustReset`]: that account logs in
+    /// after a reset, never with a hash that is not understood.
+    pub fn of(column: &'a str) -> StoredPassword<'a> {
+        if column == MUST_RESET_MARK {
+            return StoredPassword::MustReset;
+        }
+        match column.strip_prefix(LEGACY_MARK) {
+            Some(hash) => match LegacyHash::parse(hash) {
+                Ok(h) => StoredPassword::Legacy(h),
+                Err(e) => {
+                    tracing::error!("an imported password hash no longer parses: {e}");
+                    StoredPassword::MustReset
+                }
+            },
+            None => StoredPassword::Own(column),
+        }
+    }
+
+    /// The password column for this (a legacy hash is stored in its canonical form,
+    /// [`LegacyHash::as_stored`]).
+    pub fn to_column(&self) -> String {
+        match self {
+            StoredPassword::Own(phc) => (*phc).to_string(),
+            StoredPassword::Legacy(h) => format!("{LEGACY_MARK}{}", h.as_stored()),
+            StoredPassword::MustReset => MUST_RESET_MARK.to_string(),
+        }
+    }
+}
+
 /// The hashing pool.
 pub struct Passwords {
     running: Semaphore,

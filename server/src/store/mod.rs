@@ -109,7 +109,8 @@ pub struct UserpassRow {
     pub email: String,
     /// The `local-userpass` identity id.
     pub identity_id: String,
-    /// argon2 PHC string.
+    /// The password column: the server's argon2 PHC string, or an imported hash or the
+    /// must-reset mark ([`crate::passwords::StoredPassword`]).
     pub password_hash: String,
     /// Email confirmed.
     pub confirmed: bool,
@@ -583,6 +584,28 @@ pub trait Store: Send + Sync + 'static {
     /// [`Login::gone`] when a deletion came between (see "A login that races a deletion"
     /// above). The user and that session.
     async fn login(&self, login: Login, start: StartSession) -> StoreResult<(UserRow, NewSession)>;
+    /// Imports a batch of users (import.rs), each line in a transaction of its own (SQLite: a
+    /// savepoint of its own): created, updated, unchanged, or refused with the reason (a
+    /// refused line writes nothing). With `dry_run`, nothing is kept, and the lines of the
+    /// batch still see each other's effects (one transaction, rolled back at the end).
+    /// PostgreSQL serializes imports of one user id, email or identity across instances.
+    async fn import_users(
+        &self,
+        app_id: &str,
+        users: Vec<crate::import::ImportUser>,
+        dry_run: bool,
+        now: i64,
+    ) -> StoreResult<Vec<Result<crate::import::Imported, String>>>;
+    /// Replaces the password column `old` of an email account by `new` when `old` is still
+    /// there (an imported hash upgraded at its first login, #24). Whether it was: `false` when
+    /// another login upgraded it first or the password changed meanwhile.
+    async fn upgrade_password(
+        &self,
+        app_id: &str,
+        email: &str,
+        old: &str,
+        new: &str,
+    ) -> StoreResult<bool>;
     /// A user of an app.
     async fn user(&self, app_id: &str, user_id: &str) -> StoreResult<Option<UserRow>>;
     /// A user's identities, oldest first.

@@ -25,6 +25,7 @@ use super::{
 };
 use crate::config::DatabaseConfig;
 use crate::error::{ApiError, Reason};
+use crate::import::{self, ImportUser, Imported, Write};
 use crate::providers::Proof;
 use crate::tokens;
 
@@ -690,6 +691,228 @@ async fn confirmed_account_owner(
     }
 }
 
+/// A key for `pg_advisory_xact_lock` that serializes the imports (#24) of one user id, email or
+/// identity of an app across instances.
+fn import_lock(app_id: &str, what: &str) -> i64 {
+    let h = tokens::sha256_hex(&format!("import/{app_id}/{what}"));
+    i64::from_str_radix(&h[..15], 16).unwrap_or(0)
+}
+
+/// Imports one line (import.rs) in the caller's transaction: takes the line's locks (its id,
+/// email and identities, in one order so that two imports never wait on each other in a
+/// circle), reads what is stored (the email account locked as a password change locks it,
+/// then the user), lets [`crate::import::plan`] decide, makes its writes. `Ok(Err(reason))`:
+/// refused (the caller rolls back).
+async fn import_line(
+    c: &mut Conn,
+    app_id: &str,
+    u: &ImportUser,
+    now: i64,
+) -> StoreResult<Result<Imported, String>> {
+    let email = u
+        .identities
+        .iter()
+        .find_map(|i| i.account.as_ref())
+        .map(|a| a.email.clone());
+    let mut keys: Vec<i64> = u
+        .identities
+        .iter()
+        .map(|i| {
+            import_lock(
+                app_id,
+                &format!("identity/{}/{}", i.provider_type, i.external_id),
+            )
+        })
+        .chain(std::iter::once(import_lock("", &format!("user/{}", u.id))))
+        .chain(
+            email
+                .iter()
+                .map(|e| import_lock(app_id, &format!("email/{e}"))),
+        )
+        .collect();
+    keys.sort_unstable();
+    keys.dedup();
+    for k in keys {
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(k)
+            .execute(&mut *c)
+            .await?;
+    }
+    let account = match &email {
+        Some(e) => match userpass(c, app_id, e, RowLock::Update).await? {
+            Some(row) => {
+                let owner = identity_owner(c, app_id, import::USERPASS, &row.identity_id).await?;
+                Some((row, owner))
+            }
+            None => None,
+        },
+        None => None,
+    };
+    let user = sqlx::query(
+        "SELECT id, app_id, created_at, last_login_at, disabled, anonymous, custom_data \
+         FROM users WHERE id = $1 FOR UPDATE",
+    )
+    .bind(&u.id)
+    .fetch_optional(&mut *c)
+    .await?
+    .map(|r| user_row(&r))
+    .transpose()?;
+    let stored = match &user {
+        Some(_) => identities(c, &u.id).await?,
+        None => Vec::new(),
+    };
+    let mut owners = Vec::with_capacity(u.identities.len());
+    for i in &u.identities {
+        owners.push(identity_owner(c, app_id, &i.provider_type, &i.external_id).await?);
+    }
+    let previous_account = match import::previous_email(u, &stored) {
+        Some(e) => userpass(c, app_id, &e, RowLock::Update).await?,
+        None => None,
+    };
+    let found = import::Existing {
+        user,
+        identities: stored,
+        owners,
+        account,
+        previous_account,
+    };
+    let plan = match import::plan(app_id, u, &found, now) {
+        Ok(p) => p,
+        Err(reason) => return Ok(Err(reason)),
+    };
+    for write in plan.writes {
+        match write {
+            Write::DeleteAccount { email } => {
+                sqlx::query("DELETE FROM userpass WHERE app_id = $1 AND email = $2")
+                    .bind(app_id)
+                    .bind(&email)
+                    .execute(&mut *c)
+                    .await?;
+                sqlx::query("DELETE FROM userpass_tokens WHERE app_id = $1 AND email = $2")
+                    .bind(app_id)
+                    .bind(&email)
+                    .execute(&mut *c)
+                    .await?;
+            }
+            Write::InsertUser {
+                created_at,
+                disabled,
+                custom_data,
+            } => {
+                let n = sqlx::query(
+                    "INSERT INTO users (id, app_id, created_at, last_login_at, disabled, anonymous, custom_data)
+                     VALUES ($1, $2, $3, $3, $4, FALSE, $5) ON CONFLICT (id) DO NOTHING",
+                )
+                .bind(&u.id)
+                .bind(app_id)
+                .bind(created_at)
+                .bind(disabled)
+                .bind(custom_data)
+                .execute(&mut *c)
+                .await?
+                .rows_affected();
+                if n == 0 {
+                    // Imports of one id are serialized by its lock, and ids the server makes
+                    // are new ObjectIds: only a user of another app is left.
+                    return Ok(Err(format!("id {} is a user of another app", u.id)));
+                }
+            }
+            Write::UpdateUser {
+                created_at,
+                disabled,
+                custom_data,
+            } => {
+                sqlx::query(
+                    "UPDATE users SET created_at = $2, disabled = $3, custom_data = $4, anonymous = FALSE WHERE id = $1",
+                )
+                .bind(&u.id)
+                .bind(created_at)
+                .bind(disabled)
+                .bind(custom_data)
+                .execute(&mut *c)
+                .await?;
+            }
+            Write::RevokeSessions => {
+                revoke_user_sessions(c, &u.id).await?;
+            }
+            Write::InsertIdentity {
+                provider_type,
+                external_id,
+                data,
+            } => {
+                let n = sqlx::query(
+                    "INSERT INTO identities (app_id, provider_type, external_id, user_id, data, created_at)
+                     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+                )
+                .bind(app_id)
+                .bind(&provider_type)
+                .bind(&external_id)
+                .bind(&u.id)
+                .bind(Value::Object(data).to_string())
+                .bind(now)
+                .execute(&mut *c)
+                .await?
+                .rows_affected();
+                if n == 0 {
+                    // A first login of that identity on another instance came between.
+                    return Ok(Err(format!(
+                        "{provider_type} identity {external_id} belongs to another user"
+                    )));
+                }
+            }
+            Write::UpdateIdentity {
+                provider_type,
+                external_id,
+                data,
+            } => {
+                sqlx::query(
+                    "UPDATE identities SET data = $4 WHERE app_id = $1 AND provider_type = $2 AND external_id = $3",
+                )
+                .bind(app_id)
+                .bind(&provider_type)
+                .bind(&external_id)
+                .bind(Value::Object(data).to_string())
+                .execute(&mut *c)
+                .await?;
+            }
+            Write::InsertAccount {
+                email,
+                identity_id,
+                password,
+            } => {
+                let n = sqlx::query(
+                    "INSERT INTO userpass (app_id, email, identity_id, password_hash, confirmed, created_at)
+                     VALUES ($1, $2, $3, $4, TRUE, $5) ON CONFLICT DO NOTHING",
+                )
+                .bind(app_id)
+                .bind(&email)
+                .bind(&identity_id)
+                .bind(&password)
+                .bind(now)
+                .execute(&mut *c)
+                .await?
+                .rows_affected();
+                if n == 0 {
+                    // A registration on another instance came between.
+                    return Ok(Err(format!(
+                        "email {email} is already the email/password account of another user"
+                    )));
+                }
+            }
+            Write::UpdateAccount { email, password } => {
+                sqlx::query(
+                    "UPDATE userpass SET password_hash = $3, confirmed = TRUE WHERE app_id = $1 AND email = $2",
+                )
+                .bind(app_id)
+                .bind(&email)
+                .bind(&password)
+                .execute(&mut *c)
+                .await?;
+            }
+        }
+    }
+    Ok(Ok(plan.outcome))
+}
 impl PostgresStore {
     async fn begin(&self) -> Result<sqlx::Transaction<'static, Postgres>, sqlx::Error> {
         self.writes
@@ -1079,6 +1302,60 @@ impl Store for PostgresStore {
         .await?;
         tx.commit().await?;
         Ok((user, s))
+    }
+
+    async fn import_users(
+        &self,
+        app_id: &str,
+        users: Vec<ImportUser>,
+        dry_run: bool,
+        now: i64,
+    ) -> StoreResult<Vec<Result<Imported, String>>> {
+        let mut out = Vec::with_capacity(users.len());
+        if dry_run {
+            // One transaction, a savepoint a line, never committed.
+            let mut outer = self.begin().await?;
+            for u in &users {
+                let mut line = sqlx::Connection::begin(&mut *outer).await?;
+                let result = import_line(&mut line, app_id, u, now).await?;
+                if result.is_ok() {
+                    line.commit().await?;
+                }
+                out.push(result);
+            }
+            return Ok(out);
+        }
+        for u in &users {
+            let mut tx = self.begin().await?;
+            let result = import_line(&mut tx, app_id, u, now).await?;
+            if result.is_ok() {
+                tx.commit().await?;
+            }
+            out.push(result);
+        }
+        Ok(out)
+    }
+
+    async fn upgrade_password(
+        &self,
+        app_id: &str,
+        email: &str,
+        old: &str,
+        new: &str,
+    ) -> StoreResult<bool> {
+        self.writes
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let n = sqlx::query(
+            "UPDATE userpass SET password_hash = $4 WHERE app_id = $1 AND email = $2 AND password_hash = $3",
+        )
+        .bind(app_id)
+        .bind(email)
+        .bind(old)
+        .bind(new)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(n == 1)
     }
 
     async fn user(&self, app_id: &str, user_id: &str) -> StoreResult<Option<UserRow>> {

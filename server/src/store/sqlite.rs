@@ -13,6 +13,7 @@ use super::{
     StartSession, Store, StoreResult, StoreStats, StoredCode, Successor, UserRow, UserpassRow,
 };
 use crate::error::{ApiError, Reason};
+use crate::import::{self, ImportUser, Imported, Write};
 use crate::providers::Proof;
 use crate::tokens;
 
@@ -505,6 +506,160 @@ fn confirmed_account_owner(
     }
 }
 
+/// The user with this id, in any app (ids are unique across apps).
+fn user_any_app(conn: &Connection, id: &str) -> rusqlite::Result<Option<UserRow>> {
+    conn.prepare_cached(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?1"))?
+        .query_row([id], user_row)
+        .optional()
+}
+
+/// Imports one line (import.rs) in the caller's savepoint: reads what is stored, lets
+/// [`crate::import::plan`] decide, makes its writes. `Ok(Err(reason))`: refused (the caller
+/// rolls the savepoint back).
+fn import_line(
+    conn: &Connection,
+    app_id: &str,
+    u: &ImportUser,
+    now: i64,
+) -> StoreResult<Result<Imported, String>> {
+    let user = user_any_app(conn, &u.id)?;
+    let stored = match &user {
+        Some(_) => identities(conn, &u.id)?,
+        None => Vec::new(),
+    };
+    let owners = u
+        .identities
+        .iter()
+        .map(|i| identity_owner(conn, app_id, &i.provider_type, &i.external_id))
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let account = match u.identities.iter().find_map(|i| i.account.as_ref()) {
+        Some(a) => match userpass(conn, app_id, &a.email)? {
+            Some(row) => {
+                let owner = identity_owner(conn, app_id, import::USERPASS, &row.identity_id)?;
+                Some((row, owner))
+            }
+            None => None,
+        },
+        None => None,
+    };
+    let previous_account = match import::previous_email(u, &stored) {
+        Some(email) => userpass(conn, app_id, &email)?,
+        None => None,
+    };
+    let found = import::Existing {
+        user,
+        identities: stored,
+        owners,
+        account,
+        previous_account,
+    };
+    let plan = match import::plan(app_id, u, &found, now) {
+        Ok(p) => p,
+        Err(reason) => return Ok(Err(reason)),
+    };
+    for write in plan.writes {
+        match write {
+            Write::DeleteAccount { email } => {
+                conn.execute(
+                    "DELETE FROM userpass WHERE app_id = ?1 AND email = ?2",
+                    params![app_id, email],
+                )?;
+                conn.execute(
+                    "DELETE FROM userpass_tokens WHERE app_id = ?1 AND email = ?2",
+                    params![app_id, email],
+                )?;
+            }
+            Write::InsertUser {
+                created_at,
+                disabled,
+                custom_data,
+            } => {
+                conn.prepare_cached(
+                    "INSERT INTO users (id, app_id, created_at, last_login_at, disabled, anonymous, custom_data)
+                     VALUES (?1, ?2, ?3, ?3, ?4, 0, ?5)",
+                )?
+                .execute(params![u.id, app_id, created_at, disabled, custom_data])?;
+            }
+            Write::UpdateUser {
+                created_at,
+                disabled,
+                custom_data,
+            } => {
+                conn.prepare_cached(
+                    "UPDATE users SET created_at = ?2, disabled = ?3, custom_data = ?4, anonymous = 0 WHERE id = ?1",
+                )?
+                .execute(params![u.id, created_at, disabled, custom_data])?;
+            }
+            Write::RevokeSessions => {
+                revoke_user_sessions(conn, &u.id)?;
+            }
+            Write::InsertIdentity {
+                provider_type,
+                external_id,
+                data,
+            } => {
+                let n = conn
+                    .prepare_cached(
+                        "INSERT INTO identities (app_id, provider_type, external_id, user_id, data, created_at)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING",
+                    )?
+                    .execute(params![
+                        app_id,
+                        provider_type,
+                        external_id,
+                        u.id,
+                        Value::Object(data).to_string(),
+                        now
+                    ])?;
+                if n == 0 {
+                    return Ok(Err(format!(
+                        "{provider_type} identity {external_id} belongs to another user"
+                    )));
+                }
+            }
+            Write::UpdateIdentity {
+                provider_type,
+                external_id,
+                data,
+            } => {
+                conn.prepare_cached(
+                    "UPDATE identities SET data = ?4 WHERE app_id = ?1 AND provider_type = ?2 AND external_id = ?3",
+                )?
+                .execute(params![
+                    app_id,
+                    provider_type,
+                    external_id,
+                    Value::Object(data).to_string()
+                ])?;
+            }
+            Write::InsertAccount {
+                email,
+                identity_id,
+                password,
+            } => {
+                let n = conn
+                    .prepare_cached(
+                        "INSERT INTO userpass (app_id, email, identity_id, password_hash, confirmed, created_at)
+                         VALUES (?1, ?2, ?3, ?4, 1, ?5) ON CONFLICT DO NOTHING",
+                    )?
+                    .execute(params![app_id, email, identity_id, password, now])?;
+                if n == 0 {
+                    return Ok(Err(format!(
+                        "email {email} is already the email/password account of another user"
+                    )));
+                }
+            }
+            Write::UpdateAccount { email, password } => {
+                conn.prepare_cached(
+                    "UPDATE userpass SET password_hash = ?3, confirmed = 1 WHERE app_id = ?1 AND email = ?2",
+                )?
+                .execute(params![app_id, email, password])?;
+            }
+        }
+    }
+    Ok(Ok(plan.outcome))
+}
+
 /// Judges a login's code, if it has one ([`super::judge_code`]): the refusal to answer (its
 /// spent attempt to be committed), or `None` to go on (a right code is consumed here, in the
 /// login's job).
@@ -994,10 +1149,20 @@ impl SqliteStore {
         F: FnOnce(&Connection) -> Result<T, ApiError> + Send + 'static,
         T: Send + 'static,
     {
+        self.write_job(f, true).await
+    }
+
+    /// As [`SqliteStore::write`]; with `commit` false, `f`'s writes are rolled back even when
+    /// it succeeds (a dry run), and its result answered.
+    async fn write_job<T, F>(&self, f: F, commit: bool) -> Result<T, ApiError>
+    where
+        F: FnOnce(&Connection) -> Result<T, ApiError> + Send + 'static,
+        T: Send + 'static,
+    {
         let (tx, rx) = tokio::sync::oneshot::channel::<Result<T, ApiError>>();
         let job: Job = Box::new(move |conn| {
             let out = f(conn);
-            let keep = out.is_ok();
+            let keep = out.is_ok() && commit;
             let reply: Reply = Box::new(move |commit: Option<&ApiError>| {
                 let _ = tx.send(match commit {
                     Some(e) => Err(e.clone()),
@@ -1217,6 +1382,58 @@ impl Store for SqliteStore {
             login_tx(conn, login, start).map(Ok)
         })
         .await?
+    }
+
+    async fn import_users(
+        &self,
+        app_id: &str,
+        users: Vec<ImportUser>,
+        dry_run: bool,
+        now: i64,
+    ) -> StoreResult<Vec<Result<Imported, String>>> {
+        let app_id = app_id.to_owned();
+        self.write_job(
+            move |conn| {
+                let mut out = Vec::with_capacity(users.len());
+                for u in &users {
+                    conn.prepare_cached("SAVEPOINT import_line")?.execute([])?;
+                    let result = import_line(conn, &app_id, u, now);
+                    if matches!(result, Ok(Ok(_))) {
+                        conn.prepare_cached("RELEASE import_line")?.execute([])?;
+                    } else {
+                        conn.execute_batch("ROLLBACK TO import_line; RELEASE import_line")?;
+                    }
+                    out.push(result?);
+                }
+                Ok(out)
+            },
+            !dry_run,
+        )
+        .await
+    }
+
+    async fn upgrade_password(
+        &self,
+        app_id: &str,
+        email: &str,
+        old: &str,
+        new: &str,
+    ) -> StoreResult<bool> {
+        let (app_id, email, old, new) = (
+            app_id.to_owned(),
+            email.to_owned(),
+            old.to_owned(),
+            new.to_owned(),
+        );
+        self.write(move |conn| {
+            Ok(conn
+                .prepare_cached(
+                    "UPDATE userpass SET password_hash = ?4 WHERE app_id = ?1 AND email = ?2 AND password_hash = ?3",
+                )?
+                .execute(params![app_id, email, old, new])?
+                == 1)
+        })
+        .await
     }
 
     async fn user(&self, app_id: &str, user_id: &str) -> StoreResult<Option<UserRow>> {

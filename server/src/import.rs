@@ -1,0 +1,765 @@
+//! Importing users from another system (#24): the line format (docs/SERVER.md, "Importing
+//! users"), its parsing, and the plan of one line's writes against what is stored.
+//!
+//! An import is newline-delimited JSON, one user a line; the CLI (`sessionkit-server import`)
+//! streams a file through it in batches of [`MAX_BATCH`] lines and the admin API
+//! (`POST .../users/import`) takes one batch. Each line is parsed here into an [`ImportUser`]
+//! (every error names the line and what is wrong), then each store imports it in one
+//! transaction: it reads what is stored ([`Existing`]), [`plan`] decides (created, updated,
+//! unchanged, or refused with the reason) and lists the writes, and the store makes them.
+//! The decision is made once, here, for both back ends.
+
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use crate::legacy_hashes::{FirebaseParams, LegacyHash};
+use crate::passwords::StoredPassword;
+use crate::store::{IdentityRow, UserRow, UserpassRow};
+
+/// The most lines one batch holds (the CLI's batches, and an admin API request).
+pub const MAX_BATCH: usize = 1000;
+/// The longest line read, in bytes: a user's line is small; a longer one is refused without
+/// being kept in memory whole.
+pub const MAX_LINE_BYTES: usize = 256 * 1024;
+/// The longest user id or identity id accepted, in characters.
+pub const MAX_ID_CHARS: usize = 256;
+
+/// The provider type of email/password identities.
+pub const USERPASS: &str = "local-userpass";
+
+/// One user of an import, parsed and checked.
+#[derive(Debug, Clone)]
+pub struct ImportUser {
+    /// The user id to keep (an App Services ObjectId, or another system's id as given).
+    pub id: String,
+    /// Disabled; `None`: keep what is stored (a new user is enabled).
+    pub disabled: Option<bool>,
+    /// Custom user data: `None` keeps what is stored, `Some(None)` clears it.
+    pub custom_data: Option<Option<Map<String, Value>>>,
+    /// Creation time (Unix seconds); `None` keeps what is stored (a new user: the import's
+    /// time).
+    pub created_at: Option<i64>,
+    /// The identities, each at most once.
+    pub identities: Vec<ImportIdentity>,
+}
+
+/// One identity of an imported user.
+#[derive(Debug, Clone)]
+pub struct ImportIdentity {
+    /// Provider type, e.g. `local-userpass`, `oauth2-google`, `custom-token`.
+    pub provider_type: String,
+    /// The id within the provider (the subject a later login presents).
+    pub external_id: String,
+    /// Profile data; `None` keeps what is stored (a new identity: none).
+    pub data: Option<Map<String, Value>>,
+    /// The email/password account of a `local-userpass` identity.
+    pub account: Option<ImportAccount>,
+}
+
+/// The email/password account a `local-userpass` identity brings. `Debug` leaves the password
+/// hash out.
+#[derive(Clone)]
+pub struct ImportAccount {
+    /// The email, canonical (email.rs).
+    pub email: String,
+    /// What goes in the account's password column ([`StoredPassword::to_column`]): a legacy
+    /// hash, or the mark of an account that must reset its password.
+    pub password: String,
+}
+
+impl std::fmt::Debug for ImportAccount {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ImportAccount")
+            .field("email", &self.email)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What importing a line did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Imported {
+    /// A new user.
+    Created,
+    /// An existing user (same id) changed.
+    Updated,
+    /// An existing user that already was as the line says.
+    Unchanged,
+}
+
+/// A line of a batch: its number (1-based, in the file or request) and what it holds.
+#[derive(Debug)]
+pub enum Line {
+    /// A user to import.
+    User(u64, ImportUser),
+    /// A line refused before the store saw it (unreadable, or not a valid user), with why.
+    Refused(u64, String),
+}
+
+/// The report of an import (CLI and admin API).
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct Report {
+    /// New users.
+    pub created: u64,
+    /// Existing users changed.
+    pub updated: u64,
+    /// Existing users already as their line says.
+    pub unchanged: u64,
+    /// Lines refused.
+    pub refused: u64,
+    /// Whether nothing was written (a dry run).
+    pub dry_run: bool,
+    /// Each refused line with the reason, in line order.
+    pub refusals: Vec<Refusal>,
+}
+
+/// A refused line.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Refusal {
+    /// Its number (1-based).
+    pub line: u64,
+    /// Why, naming the field or the other user.
+    pub reason: String,
+}
+
+impl Report {
+    /// Counts one line's result.
+    pub fn add(&mut self, line: u64, result: Result<Imported, String>) {
+        match result {
+            Ok(Imported::Created) => self.created += 1,
+            Ok(Imported::Updated) => self.updated += 1,
+            Ok(Imported::Unchanged) => self.unchanged += 1,
+            Err(reason) => {
+                self.refused += 1;
+                self.refusals.push(Refusal { line, reason });
+            }
+        }
+    }
+
+    /// `created N, updated N, unchanged N, refused N`.
+    pub fn summary(&self) -> String {
+        format!(
+            "created {}, updated {}, unchanged {}, refused {}",
+            self.created, self.updated, self.unchanged, self.refused
+        )
+    }
+}
+
+// ---- The line format (docs/SERVER.md, "Importing users") ----
+
+/// `Some` for a field that is present (even `null`), `None` (the default) when absent.
+fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<T>, D::Error> {
+    T::deserialize(d).map(Some)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UserLine {
+    id: String,
+    #[serde(default)]
+    disabled: Option<bool>,
+    #[serde(default, deserialize_with = "present")]
+    custom_data: Option<Value>,
+    #[serde(default)]
+    created_at: Option<Value>,
+    #[serde(default)]
+    identities: Vec<IdentityLine>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IdentityLine {
+    provider_type: String,
+    id: String,
+    #[serde(default)]
+    profile_data: Option<Map<String, Value>>,
+    #[serde(default)]
+    password_hash: Option<String>,
+    #[serde(default)]
+    firebase_scrypt: Option<FirebaseHashLine>,
+    #[serde(default)]
+    must_reset: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FirebaseHashLine {
+    hash: String,
+    salt: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ParamsLine {
+    firebase_params: FirebaseParamsLine,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FirebaseParamsLine {
+    #[serde(alias = "base64_signer_key")]
+    signer_key: String,
+    #[serde(alias = "base64_salt_separator")]
+    salt_separator: String,
+    rounds: u32,
+    mem_cost: u32,
+}
+
+/// Reads the lines of one import in order: keeps the Firebase project parameters a
+/// `{"firebase_params": …}` line gives for the lines after it.
+#[derive(Default)]
+pub struct Reader {
+    firebase: Option<FirebaseParams>,
+}
+
+/// serde's message with quoted values left out: a value in the wrong field may be a hash.
+fn serde_message(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    let mut out = String::with_capacity(text.len());
+    let mut quoted = false;
+    for c in text.chars() {
+        if c == '"' {
+            if !quoted {
+                out.push_str("\"…\"");
+            }
+            quoted = !quoted;
+        } else if !quoted {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn check_id(what: &str, id: &str) -> Result<(), String> {
+    if id.is_empty() {
+        return Err(format!("{what} is empty"));
+    }
+    if id.chars().count() > MAX_ID_CHARS {
+        return Err(format!("{what} is longer than {MAX_ID_CHARS} characters"));
+    }
+    if id.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err(format!(
+            "{what} contains a space or a control character"
+        ));
+    }
+    Ok(())
+}
+
+/// `created_at`: RFC 3339 text or Unix seconds (an integer ≥ 0).
+fn created_at(v: &Value) -> Result<i64, String> {
+    match v {
+        Value::Number(n) => n
+            .as_i64()
+            .filter(|s| *s >= 0)
+            .ok_or_else(|| "created_at: seconds must be a whole number ≥ 0".to_string()),
+        Value::String(s) => {
+            time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+                .map(|t| t.unix_timestamp())
+                .map_err(|e| format!("created_at: not an RFC 3339 time ({e})"))
+                .and_then(|t| {
+                    (t >= 0)
+                        .then_some(t)
+                        .ok_or_else(|| "created_at: before 1970".to_string())
+                })
+        }
+        _ => Err("created_at must be an RFC 3339 string or Unix seconds".into()),
+    }
+}
+
+impl Reader {
+    /// A reader with no Firebase parameters yet.
+    pub fn new() -> Reader {
+        Reader::default()
+    }
+
+    /// Parses line `n` (1-based): `None` for a blank line or a parameters line (which sets
+    /// the Firebase parameters for the lines after it), else the user or why it is refused.
+    pub fn line(&mut self, n: u64, text: &str) -> Option<Line> {
+        let text = text.trim();
+        if text.is_empty() {
+            return None;
+        }
+        let value: Value = match serde_json::from_str(text) {
+            Ok(v) => v,
+            Err(e) => return Some(Line::Refused(n, format!("not JSON: {}", serde_message(&e)))),
+        };
+        self.value(n, value)
+    }
+
+    /// As [`Reader::line`], for a line already read as JSON (an admin API array's element).
+    pub fn value(&mut self, n: u64, value: Value) -> Option<Line> {
+        if value.get("firebase_params").is_some() {
+            return match serde_json::from_value::<ParamsLine>(value) {
+                Ok(p) => {
+                    let p = p.firebase_params;
+                    self.firebase = Some(FirebaseParams {
+                        signer_key: p.signer_key,
+                        salt_separator: p.salt_separator,
+                        rounds: p.rounds,
+                        mem_cost: p.mem_cost,
+                    });
+                    None
+                }
+                Err(e) => Some(Line::Refused(
+                    n,
+                    format!("firebase_params line: {}", serde_message(&e)),
+                )),
+            };
+        }
+        Some(match self.user(value) {
+            Ok(u) => Line::User(n, u),
+            Err(reason) => Line::Refused(n, reason),
+        })
+    }
+
+    fn user(&self, value: Value) -> Result<ImportUser, String> {
+        if !value.is_object() {
+            return Err("a line must be a JSON object (one user)".into());
+        }
+        let line: UserLine = serde_json::from_value(value).map_err(|e| serde_message(&e))?;
+        check_id("id", &line.id)?;
+        let custom_data = match line.custom_data {
+            None => None,
+            Some(Value::Null) => Some(None),
+            Some(Value::Object(m)) => Some(Some(m)),
+            Some(_) => return Err("custom_data must be a JSON object or null".into()),
+        };
+        let created_at = line.created_at.as_ref().map(created_at).transpose()?;
+        let mut identities: Vec<ImportIdentity> = Vec::with_capacity(line.identities.len());
+        for (i, ident) in line.identities.into_iter().enumerate() {
+            let ident = self
+                .identity(ident)
+                .map_err(|e| format!("identities[{i}]: {e}"))?;
+            if identities.iter().any(|o| {
+                o.provider_type == ident.provider_type && o.external_id == ident.external_id
+            }) {
+                return Err(format!(
+                    "identities[{i}]: {} identity {} is listed twice",
+                    ident.provider_type, ident.external_id
+                ));
+            }
+            if ident.account.is_some() && identities.iter().any(|o| o.account.is_some()) {
+                return Err(format!(
+                    "identities[{i}]: a user has at most one {USERPASS} identity"
+                ));
+            }
+            identities.push(ident);
+        }
+        Ok(ImportUser {
+            id: line.id,
+            disabled: line.disabled,
+            custom_data,
+            created_at,
+            identities,
+        })
+    }
+
+    fn identity(&self, line: IdentityLine) -> Result<ImportIdentity, String> {
+        let pt = line.provider_type.as_str();
+        check_id("provider_type", pt)?;
+        check_id("id", &line.id)?;
+        match pt {
+            "api-key" => {
+                return Err("api-key identities are not imported: an export holds no key \
+                            (only its hash's owner); the user makes new keys"
+                    .into());
+            }
+            "anon-user" => {
+                return Err("anon-user identities are not imported: an anonymous user is \
+                            tied to one device's session, which an import cannot bring"
+                    .into());
+            }
+            _ => {}
+        }
+        let has_password =
+            line.password_hash.is_some() || line.firebase_scrypt.is_some() || line.must_reset;
+        if pt != USERPASS {
+            if has_password {
+                return Err(format!(
+                    "only a {USERPASS} identity has password_hash, firebase_scrypt or must_reset"
+                ));
+            }
+            return Ok(ImportIdentity {
+                provider_type: line.provider_type,
+                external_id: line.id,
+                data: line.profile_data,
+                account: None,
+            });
+        }
+        let mut data = line.profile_data.unwrap_or_default();
+        let email = match data.remove("email") {
+            Some(Value::String(e)) => {
+                crate::email::canonical(&e).map_err(|e| format!("profile_data.email: {}", e.0))?
+            }
+            Some(_) => return Err("profile_data.email must be a string".into()),
+            None => return Err(format!("a {USERPASS} identity needs profile_data.email")),
+        };
+        if let Some(k) = data.keys().next() {
+            return Err(format!(
+                "profile_data.{k}: a {USERPASS} identity's profile is its email only"
+            ));
+        }
+        let password = match (line.password_hash, line.firebase_scrypt, line.must_reset) {
+            (Some(h), None, false) => StoredPassword::Legacy(
+                LegacyHash::parse(&h).map_err(|e| format!("password_hash: {e}"))?,
+            ),
+            (None, Some(f), false) => {
+                let params = self.firebase.as_ref().ok_or(
+                    "firebase_scrypt needs the Firebase project's parameters: put a \
+                     {\"firebase_params\": {\"signer_key\", \"salt_separator\", \"rounds\", \
+                     \"mem_cost\"}} line before it",
+                )?;
+                StoredPassword::Legacy(
+                    LegacyHash::firebase_scrypt(&f.hash, &f.salt, params)
+                        .map_err(|e| format!("firebase_scrypt: {e}"))?,
+                )
+            }
+            (None, None, true) => StoredPassword::MustReset,
+            (None, None, false) => {
+                return Err(format!(
+                    "a {USERPASS} identity needs password_hash, firebase_scrypt or \
+                     \"must_reset\": true"
+                ));
+            }
+            _ => {
+                return Err(
+                    "password_hash, firebase_scrypt and must_reset exclude each other".into(),
+                );
+            }
+        };
+        let mut profile = Map::new();
+        profile.insert("email".into(), Value::String(email.clone()));
+        Ok(ImportIdentity {
+            provider_type: line.provider_type,
+            external_id: line.id,
+            data: Some(profile),
+            account: Some(ImportAccount {
+                email,
+                password: password.to_column(),
+            }),
+        })
+    }
+}
+
+// ---- The plan of one line ----
+
+/// What a store found for a line, read in the line's transaction (PostgreSQL: locked).
+#[derive(Debug, Default)]
+pub struct Existing {
+    /// The user with the line's id, in any app.
+    pub user: Option<UserRow>,
+    /// That user's identities.
+    pub identities: Vec<IdentityRow>,
+    /// The owner of each of the line's identities, in the line's order.
+    pub owners: Vec<Option<String>>,
+    /// The account of the line's email (if it has a `local-userpass` identity), with the
+    /// owner of that account's identity.
+    pub account: Option<(UserpassRow, Option<String>)>,
+    /// The account of the email the user's `local-userpass` identity had until now, when the
+    /// line gives it another ([`previous_email`]).
+    pub previous_account: Option<UserpassRow>,
+}
+
+/// One write of a plan, in order.
+#[derive(Debug, Clone)]
+pub enum Write {
+    /// Deletes the email account of `email` (the identity's email changed).
+    DeleteAccount {
+        /// Its email.
+        email: String,
+    },
+    /// Inserts the user.
+    InsertUser {
+        /// Unix seconds.
+        created_at: i64,
+        /// Disabled.
+        disabled: bool,
+        /// Custom data, JSON text.
+        custom_data: Option<String>,
+    },
+    /// Updates the user (no longer anonymous).
+    UpdateUser {
+        /// Unix seconds.
+        created_at: i64,
+        /// Disabled.
+        disabled: bool,
+        /// Custom data, JSON text.
+        custom_data: Option<String>,
+    },
+    /// Ends the user's sessions (it is disabled now).
+    RevokeSessions,
+    /// Inserts an identity of the user; a store refuses the line if another user took it
+    /// meanwhile.
+    InsertIdentity {
+        /// Provider type.
+        provider_type: String,
+        /// Id within the provider.
+        external_id: String,
+        /// Profile data.
+        data: Map<String, Value>,
+    },
+    /// Replaces the profile data of an identity of the user.
+    UpdateIdentity {
+        /// Provider type.
+        provider_type: String,
+        /// Id within the provider.
+        external_id: String,
+        /// Profile data.
+        data: Map<String, Value>,
+    },
+    /// Inserts a confirmed email account; a store refuses the line if the email was taken
+    /// meanwhile.
+    InsertAccount {
+        /// Email (canonical).
+        email: String,
+        /// The `local-userpass` identity id.
+        identity_id: String,
+        /// The password column ([`StoredPassword`]).
+        password: String,
+    },
+    /// Sets an account's password column and confirms it.
+    UpdateAccount {
+        /// Email.
+        email: String,
+        /// The password column.
+        password: String,
+    },
+}
+
+/// What a line does: the result to report and the writes to make.
+#[derive(Debug)]
+pub struct Plan {
+    /// Created, updated or unchanged.
+    pub outcome: Imported,
+    /// The writes, in order.
+    pub writes: Vec<Write>,
+}
+
+/// The email the user's `local-userpass` identity of the line had until now, when the line
+/// gives that identity another one: its account is moved to the new email.
+pub fn previous_email(user: &ImportUser, stored: &[IdentityRow]) -> Option<String> {
+    let ident = user.identities.iter().find(|i| i.account.is_some())?;
+    let email = &ident.account.as_ref()?.email;
+    stored
+        .iter()
+        .find(|s| s.provider_type == USERPASS && s.external_id == ident.external_id)
+        .and_then(|s| s.data.get("email")?.as_str().map(str::to_string))
+        .filter(|old| old != email)
+}
+
+/// Decides what line `user` does to app `app_id`, given what is stored: the plan, or why the
+/// line is refused (it would give an email or an identity of another user to this one, or its
+/// id is a user of another app).
+pub fn plan(app_id: &str, user: &ImportUser, found: &Existing, now: i64) -> Result<Plan, String> {
+    let id = &user.id;
+    let mut writes = Vec::new();
+    let mut changed = false;
+    if let Some(u) = &found.user
+        && u.app_id != app_id
+    {
+        return Err(format!("id {id} is a user of another app"));
+    }
+    for (ident, owner) in user.identities.iter().zip(&found.owners) {
+        if let Some(o) = owner
+            && o != id
+        {
+            return Err(format!(
+                "{} identity {} belongs to another user ({o})",
+                ident.provider_type, ident.external_id
+            ));
+        }
+    }
+    let ident = user.identities.iter().find(|i| i.account.is_some());
+    if let (Some(ident), Some((row, owner))) = (ident, &found.account)
+        && row.identity_id != ident.external_id
+    {
+        let whose = match owner {
+            Some(o) => format!("user {o}"),
+            None => "an account that has not logged in yet".into(),
+        };
+        return Err(format!(
+            "email {} is already the email/password account of {whose}",
+            row.email
+        ));
+    }
+    let custom = |c: &Option<Map<String, Value>>| c.as_ref().map(|m| Value::Object(m.clone()));
+    match &found.user {
+        None => {
+            writes.push(Write::InsertUser {
+                created_at: user.created_at.unwrap_or(now),
+                disabled: user.disabled.unwrap_or(false),
+                custom_data: user
+                    .custom_data
+                    .as_ref()
+                    .and_then(custom)
+                    .map(|v| v.to_string()),
+            });
+        }
+        Some(u) => {
+            let created_at = user.created_at.unwrap_or(u.created_at);
+            let disabled = user.disabled.unwrap_or(u.disabled);
+            let custom_data = match &user.custom_data {
+                None => u.custom_data.clone(),
+                Some(c) => custom(c),
+            };
+            if created_at != u.created_at
+                || disabled != u.disabled
+                || custom_data != u.custom_data
+                || u.anonymous
+            {
+                changed = true;
+                writes.push(Write::UpdateUser {
+                    created_at,
+                    disabled,
+                    custom_data: custom_data.map(|v| v.to_string()),
+                });
+                if disabled && !u.disabled {
+                    writes.push(Write::RevokeSessions);
+                }
+            }
+        }
+    }
+    for (ident, owner) in user.identities.iter().zip(&found.owners) {
+        let stored = found.identities.iter().find(|s| {
+            s.provider_type == ident.provider_type && s.external_id == ident.external_id
+        });
+        match (owner, stored) {
+            (Some(_), Some(s)) => {
+                if let Some(data) = &ident.data
+                    && *data != s.data
+                {
+                    changed = true;
+                    writes.push(Write::UpdateIdentity {
+                        provider_type: ident.provider_type.clone(),
+                        external_id: ident.external_id.clone(),
+                        data: data.clone(),
+                    });
+                }
+            }
+            _ => {
+                changed = true;
+                writes.push(Write::InsertIdentity {
+                    provider_type: ident.provider_type.clone(),
+                    external_id: ident.external_id.clone(),
+                    data: ident.data.clone().unwrap_or_default(),
+                });
+            }
+        }
+    }
+    if let Some(ident) = ident
+        && let Some(account) = &ident.account
+    {
+        match &found.account {
+            None => {
+                if let Some(prev) = &found.previous_account
+                    && prev.identity_id == ident.external_id
+                {
+                    writes.insert(
+                        0,
+                        Write::DeleteAccount {
+                            email: prev.email.clone(),
+                        },
+                    );
+                }
+                changed = true;
+                writes.push(Write::InsertAccount {
+                    email: account.email.clone(),
+                    identity_id: ident.external_id.clone(),
+                    password: account.password.clone(),
+                });
+            }
+            Some((row, _)) => {
+                // A password set or upgraded here is newer than the export's: a re-import
+                // leaves it. An imported one not used yet is replaced by the line's.
+                let imported = !matches!(
+                    StoredPassword::of(&row.password_hash),
+                    StoredPassword::Own(_)
+                );
+                if (imported && row.password_hash != account.password) || !row.confirmed {
+                    changed = true;
+                    let password = if imported {
+                        account.password.clone()
+                    } else {
+                        row.password_hash.clone()
+                    };
+                    writes.push(Write::UpdateAccount {
+                        email: row.email.clone(),
+                        password,
+                    });
+                }
+            }
+        }
+    }
+    let outcome = match (&found.user, changed) {
+        (None, _) => Imported::Created,
+        (Some(_), true) => Imported::Updated,
+        (Some(_), false) => Imported::Unchanged,
+    };
+    Ok(Plan { outcome, writes })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(text: &str) -> Result<ImportUser, String> {
+        match Reader::new().line(7, text) {
+            Some(Line::User(7, u)) => Ok(u),
+            Some(Line::Refused(7, r)) => Err(r),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn errors_name_the_field_and_never_quote_a_value() {
+        let e = read(r#"{"id":"a","disabled":"$2b$04$secret"}"#).unwrap_err();
+        assert!(!e.contains("secret"), "{e}");
+        assert!(e.contains("boolean"), "{e}");
+        let e = read(r#"{"id":"a","passwordHash":"x"}"#).unwrap_err();
+        assert!(e.contains("passwordHash"), "{e}");
+        let e = read(r#"{"id":"a","identities":[{"provider_type":"local-userpass","id":"i","profile_data":{"email":"a@example.com"}}]}"#).unwrap_err();
+        assert!(e.starts_with("identities[0]: "), "{e}");
+        assert!(e.contains("must_reset"), "{e}");
+        let e = read(r#"{"id":"a","identities":[{"provider_type":"local-userpass","id":"i","profile_data":{"email":"a@example.com"},"password_hash":"$md5$x"}]}"#).unwrap_err();
+        assert!(e.contains("password_hash: unsupported"), "{e}");
+        let e = read(r#"{"id":"a","identities":[{"provider_type":"local-userpass","id":"i","profile_data":{"email":"a@example.com"},"firebase_scrypt":{"hash":"aGk=","salt":"aGk="}}]}"#).unwrap_err();
+        assert!(e.contains("firebase_params"), "{e}");
+    }
+
+    #[test]
+    fn created_at_takes_rfc3339_or_seconds() {
+        let u = read(r#"{"id":"a","created_at":"2021-03-04T05:06:07Z"}"#).unwrap();
+        assert_eq!(u.created_at, Some(1_614_834_367));
+        let u = read(r#"{"id":"a","created_at":1614834367}"#).unwrap();
+        assert_eq!(u.created_at, Some(1_614_834_367));
+        assert!(read(r#"{"id":"a","created_at":"yesterday"}"#).is_err());
+        assert!(read(r#"{"id":"a","created_at":-5}"#).is_err());
+    }
+
+    #[test]
+    fn custom_data_absent_keeps_and_null_clears() {
+        assert!(read(r#"{"id":"a"}"#).unwrap().custom_data.is_none());
+        assert_eq!(
+            read(r#"{"id":"a","custom_data":null}"#).unwrap().custom_data,
+            Some(None)
+        );
+        assert!(read(r#"{"id":"a","custom_data":[1]}"#).is_err());
+    }
+
+    #[test]
+    fn a_params_line_sets_firebase_parameters_for_later_lines() {
+        let mut r = Reader::new();
+        assert!(r
+            .line(1, r#"{"firebase_params":{"signer_key":"c2VjcmV0","salt_separator":"Bw==","rounds":8,"mem_cost":14}}"#)
+            .is_none());
+        let line = r.line(2, r#"{"id":"a","identities":[{"provider_type":"local-userpass","id":"i","profile_data":{"email":"A@Example.com"},"firebase_scrypt":{"hash":"c2VjcmVu","salt":"aGk="}}]}"#);
+        let Some(Line::User(2, u)) = line else {
+            panic!("{line:?}")
+        };
+        let account = u.identities[0].account.as_ref().unwrap();
+        assert_eq!(account.email, "a@example.com");
+        assert!(format!("{account:?}").find("firebase").is_none());
+    }
+}
