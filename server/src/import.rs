@@ -700,6 +700,170 @@ pub fn plan(app_id: &str, user: &ImportUser, found: &Existing, now: i64) -> Resu
     Ok(Plan { outcome, writes })
 }
 
+// ---- Running a batch (CLI and admin API) ----
+
+/// Imports a batch of read lines through `store` and counts each in `report`, in line order.
+/// Lines refused when read are counted without reaching the store.
+pub async fn run_batch(
+    store: &dyn crate::store::Store,
+    app_id: &str,
+    lines: Vec<Line>,
+    dry_run: bool,
+    now: i64,
+    report: &mut Report,
+) -> crate::store::StoreResult<()> {
+    let mut order = Vec::with_capacity(lines.len());
+    let mut users = Vec::new();
+    for line in lines {
+        match line {
+            Line::User(n, u) => {
+                order.push((n, None));
+                users.push(u);
+            }
+            Line::Refused(n, reason) => order.push((n, Some(reason))),
+        }
+    }
+    let mut results = store
+        .import_users(app_id, users, dry_run, now)
+        .await?
+        .into_iter();
+    for (n, refused) in order {
+        let result = match refused {
+            Some(reason) => Err(reason),
+            None => results.next().ok_or_else(crate::error::ApiError::internal)?,
+        };
+        report.add(n, result);
+    }
+    Ok(())
+}
+
+/// The lines of an admin API request's body: a JSON array of lines (numbered from 1), or
+/// newline-delimited JSON (numbered by line). 400 when it holds more than [`MAX_BATCH`] lines
+/// or is neither.
+pub fn request_lines(body: &[u8]) -> Result<Vec<Line>, crate::error::ApiError> {
+    use crate::error::ApiError;
+    let text = std::str::from_utf8(body)
+        .map_err(|_| ApiError::bad_request("the body is not UTF-8 text"))?;
+    let too_many = || {
+        ApiError::bad_request(format!(
+            "at most {MAX_BATCH} lines a request: send the rest in further requests"
+        ))
+    };
+    let mut reader = Reader::new();
+    let mut lines = Vec::new();
+    if text.trim_start().starts_with('[') {
+        let values: Vec<Value> = serde_json::from_str(text).map_err(|e| {
+            ApiError::bad_request(format!(
+                "the body is not a JSON array of lines: {}",
+                serde_message(&e)
+            ))
+        })?;
+        if values.len() > MAX_BATCH {
+            return Err(too_many());
+        }
+        for (i, v) in values.into_iter().enumerate() {
+            lines.extend(reader.value(i as u64 + 1, v));
+        }
+    } else {
+        for (i, text) in text.lines().enumerate() {
+            lines.extend(reader.line(i as u64 + 1, text));
+            if lines.len() > MAX_BATCH {
+                return Err(too_many());
+            }
+        }
+    }
+    Ok(lines)
+}
+
+/// Imports a file of lines (`sessionkit-server import`): reads it line by line (no line longer
+/// than [`MAX_LINE_BYTES`] is kept whole), imports it in batches of [`MAX_BATCH`], and hands
+/// each batch's refusals to `refused` as they come, so that memory stays bounded whatever the
+/// file's size. The counts (its `refusals` empty).
+pub async fn run_file(
+    store: &dyn crate::store::Store,
+    app_id: &str,
+    input: impl std::io::BufRead,
+    dry_run: bool,
+    now: impl Fn() -> i64,
+    mut refused: impl FnMut(&Refusal),
+) -> Result<Report, String> {
+    let mut report = Report {
+        dry_run,
+        ..Report::default()
+    };
+    let mut reader = Reader::new();
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    let mut input = input;
+    let mut n = 0u64;
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        let (read, whole) = read_bounded_line(&mut input, &mut buf)
+            .map_err(|e| format!("cannot read the file after line {n}: {e}"))?;
+        if read == 0 {
+            break;
+        }
+        n += 1;
+        let line = if !whole {
+            Some(Line::Refused(
+                n,
+                format!("longer than {MAX_LINE_BYTES} bytes"),
+            ))
+        } else {
+            match std::str::from_utf8(&buf) {
+                Ok(text) => reader.line(n, text),
+                Err(_) => Some(Line::Refused(n, "not UTF-8 text".into())),
+            }
+        };
+        batch.extend(line);
+        if batch.len() >= MAX_BATCH {
+            let lines = std::mem::take(&mut batch);
+            run_batch(store, app_id, lines, dry_run, now(), &mut report)
+                .await
+                .map_err(|e| format!("import stopped at line {n}: {}", e.message))?;
+            report.refusals.drain(..).for_each(|r| refused(&r));
+        }
+    }
+    if !batch.is_empty() {
+        run_batch(store, app_id, batch, dry_run, now(), &mut report)
+            .await
+            .map_err(|e| format!("import stopped at line {n}: {}", e.message))?;
+        report.refusals.drain(..).for_each(|r| refused(&r));
+    }
+    Ok(report)
+}
+
+/// Reads one line into `buf` (without its end), keeping at most [`MAX_LINE_BYTES`] of it:
+/// the bytes consumed (0 at the end), and whether the line was kept whole.
+fn read_bounded_line(
+    input: &mut impl std::io::BufRead,
+    buf: &mut Vec<u8>,
+) -> std::io::Result<(usize, bool)> {
+    let mut consumed = 0;
+    let mut whole = true;
+    loop {
+        let available = input.fill_buf()?;
+        if available.is_empty() {
+            return Ok((consumed, whole));
+        }
+        let (chunk, done) = match available.iter().position(|b| *b == b'\n') {
+            Some(i) => (&available[..i], Some(i + 1)),
+            None => (available, None),
+        };
+        if buf.len() + chunk.len() <= MAX_LINE_BYTES {
+            buf.extend_from_slice(chunk);
+        } else {
+            whole = false;
+        }
+        let used = done.unwrap_or(chunk.len());
+        consumed += used;
+        input.consume(used);
+        if done.is_some() {
+            return Ok((consumed, whole));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -726,6 +890,20 @@ mod tests {
         assert!(e.contains("password_hash: unsupported"), "{e}");
         let e = read(r#"{"id":"a","identities":[{"provider_type":"local-userpass","id":"i","profile_data":{"email":"a@example.com"},"firebase_scrypt":{"hash":"aGk=","salt":"aGk="}}]}"#).unwrap_err();
         assert!(e.contains("firebase_params"), "{e}");
+    }
+
+    #[test]
+    fn an_overlong_line_is_refused_without_being_kept() {
+        let long = "x".repeat(MAX_LINE_BYTES + 10);
+        let text = format!("{long}\nshort\n");
+        let mut input = std::io::BufReader::with_capacity(1024, text.as_bytes());
+        let mut buf = Vec::new();
+        let (n, whole) = read_bounded_line(&mut input, &mut buf).unwrap();
+        assert_eq!((n, whole), (MAX_LINE_BYTES + 11, false));
+        assert!(buf.len() <= MAX_LINE_BYTES);
+        buf.clear();
+        assert_eq!(read_bounded_line(&mut input, &mut buf).unwrap(), (6, true));
+        assert_eq!(buf, b"short");
     }
 
     #[test]

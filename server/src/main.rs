@@ -62,6 +62,21 @@ enum Command {
         #[command(subcommand)]
         action: KeysAction,
     },
+    /// Imports users from newline-delimited JSON, one user a line (SERVER.md, "Importing
+    /// users"), straight into the configured database, in batches: prints each refused line
+    /// with the reason, then `created N, updated N, unchanged N, refused N`. Exits 1 when a
+    /// line was refused.
+    Import {
+        /// The app id.
+        #[arg(long)]
+        app: String,
+        /// Check every line against the database and report, writing nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// The file (`-`: standard input).
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
     /// Brings the database schema up to date and exits (the server also does it at start
     /// unless [database] migrate = false). On PostgreSQL, creates the database when missing.
     Migrate,
@@ -355,6 +370,63 @@ async fn keys(config: &Config, action: &KeysAction) -> ExitCode {
     }
 }
 
+/// Runs `import`: streams the file through the configured database; the exit code.
+async fn import(config: &Config, app_id: &str, dry_run: bool, file: &std::path::Path) -> ExitCode {
+    if config.app(app_id).is_none() {
+        eprintln!("argument error: --app: no app {app_id:?} in the config");
+        return ExitCode::from(2);
+    }
+    let input: Box<dyn std::io::BufRead> = if file.as_os_str() == "-" {
+        Box::new(std::io::BufReader::new(std::io::stdin()))
+    } else {
+        match std::fs::File::open(file) {
+            Ok(f) => Box::new(std::io::BufReader::new(f)),
+            Err(e) => {
+                eprintln!("argument error: cannot open {}: {e}", file.display());
+                return ExitCode::from(2);
+            }
+        }
+    };
+    let store = match sessionkit_server::store::open(config).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0)
+    };
+    let report = sessionkit_server::import::run_file(
+        store.as_ref(),
+        app_id,
+        input,
+        dry_run,
+        now,
+        |r| println!("line {}: refused: {}", r.line, r.reason),
+    )
+    .await;
+    store.close().await;
+    match report {
+        Ok(report) => {
+            let dry = if dry_run { " (dry run: nothing written)" } else { "" };
+            println!("{}{dry}", report.summary());
+            if report.refused > 0 {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 /// Runs `migrate`: creates the PostgreSQL database when missing, applies pending migrations,
 /// and says what it did; the exit code.
 async fn migrate(config: &Config) -> ExitCode {
@@ -540,6 +612,11 @@ fn main() -> ExitCode {
         match &cli.command {
             Some(Command::Keys { action }) => return keys(&config, action).await,
             Some(Command::Migrate) => return migrate(&config).await,
+            Some(Command::Import {
+                app,
+                dry_run,
+                file,
+            }) => return import(&config, app, *dry_run, file).await,
             _ => {}
         }
         let server = match RunningServer::start(config).await {

@@ -12,6 +12,7 @@ use crate::config::{
     OIDC_PREFIX,
 };
 use crate::error::ApiError;
+use crate::passwords::StoredPassword;
 use crate::state::Inner;
 use crate::tokens;
 
@@ -207,13 +208,59 @@ async fn userpass(
     let email = crate::email::lookup(req_str(body, "username")?);
     let password = req_str(body, "password")?.to_string();
     let app_id = app.id.clone();
-    let row = st.store.userpass(&app_id, &email).await?;
+    let mut row = st.store.userpass(&app_id, &email).await?;
+    // An imported hash is upgraded at its first successful login (#24). When another login
+    // upgraded it first (or the password changed) between the check and the upgrade, the
+    // password is checked again against what is stored now: once, as the stored column is then
+    // the server's own hash or a reset's.
+    for _ in 0..2 {
+        let stored = row.as_ref().map(|r| r.password_hash.as_str());
+        match stored.map(StoredPassword::of) {
+            Some(StoredPassword::Legacy(hash)) => {
+                let Some(r) = row.as_mut() else { break };
+                if !st.passwords.verify_legacy(password.clone(), hash).await? {
+                    return Err(crate::store::invalid_password());
+                }
+                let new = st.passwords.hash(password.clone()).await?;
+                if st
+                    .store
+                    .upgrade_password(&app_id, &r.email, &r.password_hash, &new)
+                    .await?
+                {
+                    r.password_hash = new;
+                    return userpass_identity(r.clone());
+                }
+                row = st.store.userpass(&app_id, &email).await?;
+            }
+            Some(StoredPassword::MustReset) => {
+                // The same work as a wrong password, then the answer that says what to do.
+                st.passwords.verify(password, None).await?;
+                return Err(password_reset_required());
+            }
+            Some(StoredPassword::Own(_)) | None => break,
+        }
+    }
     // The same hashing work whether or not the account exists (see passwords.rs).
     let phc = row.as_ref().map(|r| r.password_hash.clone());
     let ok = st.passwords.verify(password, phc).await?;
     let Some(row) = row.filter(|_| ok) else {
         return Err(crate::store::invalid_password());
     };
+    userpass_identity(row)
+}
+
+/// 401 PasswordResetRequired: an imported account with no password (#24, `must_reset`); a
+/// reset (reset/send, then reset) sets one.
+pub fn password_reset_required() -> ApiError {
+    ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "PasswordResetRequired",
+        "this account has no password yet: reset the password (a reset mail sets one)",
+    )
+}
+
+/// The identity of an email account whose password was just checked against its column.
+fn userpass_identity(row: crate::store::UserpassRow) -> Result<Identity, ApiError> {
     if !row.confirmed {
         return Err(ApiError::auth("confirmation required"));
     }

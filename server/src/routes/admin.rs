@@ -359,6 +359,52 @@ pub async fn set_custom_data(
     change_user(st, path, headers, UserChange::CustomData(doc)).await
 }
 
+/// POST users/import (#24): imports a batch of users (a JSON array of import lines, or
+/// newline-delimited JSON; at most [`crate::import::MAX_BATCH`] lines and the body limit);
+/// `?dry_run=true` writes nothing and answers the same report. 200 with the report
+/// (`created`, `updated`, `unchanged`, `refused`, `dry_run`, `refusals: [{line, reason}]`);
+/// refused lines are in the report, not an error status (docs/SERVER.md, "Importing users").
+pub async fn import_users(
+    State(st): State<AppState>,
+    path: AppPath,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    RawBody(body): RawBody,
+) -> Result<Response, ApiError> {
+    let Path((_, app_id)) = path.map_err(path_error)?;
+    admin_app(&st, &headers, &app_id)?;
+    let mut dry_run = false;
+    for (k, v) in query
+        .as_deref()
+        .unwrap_or_default()
+        .split('&')
+        .filter_map(|p| p.split_once('='))
+    {
+        if k == "dry_run" {
+            dry_run = match v {
+                "true" | "1" => true,
+                "false" | "0" => false,
+                _ => return Err(ApiError::bad_request("dry_run must be true or false")),
+            };
+        }
+    }
+    let lines = crate::import::request_lines(&body)?;
+    let mut report = crate::import::Report {
+        dry_run,
+        ..Default::default()
+    };
+    crate::import::run_batch(
+        st.store.as_ref(),
+        &app_id,
+        lines,
+        dry_run,
+        st.now(),
+        &mut report,
+    )
+    .await?;
+    Ok(json_response(StatusCode::OK, &json!(report)))
+}
+
 /// GET outbox?email=...: confirmation and reset tokens that would have been mailed.
 pub async fn outbox(
     State(st): State<AppState>,

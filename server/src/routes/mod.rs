@@ -197,6 +197,7 @@ pub fn router(state: AppState) -> Router {
             &r(ADM, "/users"),
             get(admin::list_users).post(admin::create_user),
         )
+        .route(&r(ADM, "/users/import"), post(admin::import_users))
         .route(
             &r(ADM, "/users/{user_id}"),
             get(admin::get_user).delete(admin::delete_user),
