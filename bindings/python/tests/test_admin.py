@@ -127,3 +127,59 @@ def test_a_wrong_key_pair_and_an_unreachable_server_raise_admin_error(server: Se
         AdminClient("http://127.0.0.1:9", APP_ID, ADMIN_PUBLIC, ADMIN_PRIVATE, timeout_secs=2).list_users()
     assert err.value.code == "Network" and err.value.http_status == 0
     assert ADMIN_PRIVATE not in repr(_admin(server))
+
+
+# An argon2id hash argon2-cffi made (server/tests/fixtures/legacy-hashes/vectors.json).
+_ARGON2_PASSWORD = "correct horse battery staple"
+_ARGON2_HASH = "$argon2id$v=19$m=65536,t=3,p=4$jBN4emKrU7ZFsqrx10K8Gg$r3eFJN0Qm7YpLdVMVYUU3+6T1cnAgaAXQeOhklFU+44"
+
+
+@aio
+async def test_import_users_keeps_the_exported_ids_for_the_sdks_logins(server: Server) -> None:
+    import time
+
+    from conftest import sign_jwt
+
+    admin = _admin(server)
+    tag = uuid.uuid4().hex[:10]
+    user_id = uuid.uuid4().hex[:24]  # an ObjectId-shaped id, as App Services exports them
+    email = f"py-imp-{tag}@example.com"
+    lines = [
+        {
+            "id": user_id,
+            "created_at": "2021-06-01T12:00:00Z",
+            "custom_data": {"plan": "pro"},
+            "identities": [
+                {"provider_type": "local-userpass", "id": uuid.uuid4().hex[:24],
+                 "profile_data": {"email": email}, "password_hash": _ARGON2_HASH},
+                {"provider_type": "custom-token", "id": f"sub-{tag}"},
+            ],
+        },
+        "",  # a blank line: counted, nothing imported
+        '{"id": "x", "colour": 1}',
+    ]
+    dry = admin.import_users(lines, dry_run=True)
+    assert (dry["created"], dry["refused"], dry["dry_run"]) == (1, 1, True)
+    assert admin.find_users(email=email) == []
+    report = admin.import_users(lines)
+    assert (report["created"], report["updated"], report["unchanged"], report["refused"]) == (1, 0, 0, 1)
+    assert [r["line"] for r in report["refusals"]] == [3]
+    assert "colour" in report["refusals"][0]["reason"]
+
+    app = server.app()
+    user = await app.log_in(Credentials.EMAIL_PASSWORD(email=email, password=_ARGON2_PASSWORD))
+    assert user.id() == user_id
+    token = sign_jwt({"sub": f"sub-{tag}", "exp": int(time.time()) + 600})
+    again = await app.log_in(Credentials.JWT(token=token))
+    assert again.id() == user_id
+    assert admin.import_users(lines[:1])["unchanged"] == 1
+
+
+def test_import_users_splits_batches_and_numbers_lines_as_given(server: Server) -> None:
+    admin = _admin(server)
+    tag = uuid.uuid4().hex[:8]
+    lines = [{"id": f"batch-{tag}-{i}"} for i in range(1203)]
+    lines[1100] = {"id": f"batch-{tag}-x", "disabled": "no"}
+    report = admin.import_users(lines)
+    assert (report["created"], report["refused"]) == (1202, 1)
+    assert [r["line"] for r in report["refusals"]] == [1101]

@@ -22,6 +22,10 @@ import urllib.request
 __all__ = ["AdminClient", "AdminError"]
 
 _API = "/api/admin/v3.0"
+# The server's bounds on one import request (docs/SERVER.md, "Importing users"): 1,000 lines and
+# a 1 MiB body; the bytes kept under it with room for the array's punctuation.
+_IMPORT_BATCH_LINES = 1000
+_IMPORT_BATCH_BYTES = 900 * 1024
 
 
 class AdminError(Exception):
@@ -208,6 +212,71 @@ class AdminClient:
         SDK's ``refresh_custom_data()`` reads it); returns None. PUT ``/users/{id}/custom_data``.
         Raises ``AdminError``; TypeError when ``data`` is not JSON-serializable."""
         self._call("PUT", f"/users/{_quote(user_id)}/custom_data", data)
+
+    def import_users(self, lines: typing.Iterable[typing.Any], dry_run: bool = False) -> typing.Dict[str, typing.Any]:
+        """Imports users (docs/SERVER.md, "Importing users") and returns the report:
+        ``created``, ``updated``, ``unchanged``, ``refused`` (counts), ``dry_run``, and
+        ``refusals``, a list of ``{"line", "reason"}`` whose ``line`` is the 1-based position in
+        ``lines``. Each line is a dict (one user, or a ``{"firebase_params": ...}`` line that
+        holds for the lines after it) or its JSON text; blank text lines count but import
+        nothing, and text that is not JSON is refused here. Sent in batches of at most 1,000
+        lines and under 1 MiB (POST ``/users/import``, ``?dry_run=true``), the last Firebase
+        parameters line repeated at the head of each later batch; with ``dry_run`` nothing is
+        written. A refused line is in the report, not an exception. Raises ``AdminError`` when
+        a batch is refused whole (``BadRequest``) or cannot be sent (the batches before it
+        stay imported); TypeError when a line is not JSON-serializable."""
+        report: typing.Dict[str, typing.Any] = {
+            "created": 0, "updated": 0, "unchanged": 0, "refused": 0,
+            "dry_run": bool(dry_run), "refusals": [],
+        }
+        items: typing.List[typing.Tuple[int, typing.Any]] = []
+        for n, line in enumerate(lines, start=1):
+            if isinstance(line, bytes):
+                line = line.decode()
+            if isinstance(line, str):
+                if not line.strip():
+                    continue
+                try:
+                    line = json.loads(line)
+                except ValueError as e:
+                    report["refused"] += 1
+                    report["refusals"].append({"line": n, "reason": f"not JSON: {e.msg} at column {e.colno}"})
+                    continue
+            items.append((n, line))
+        path = "/users/import" + ("?dry_run=true" if dry_run else "")
+        params: typing.Any = None
+        i = 0
+        while i < len(items):
+            batch: typing.List[typing.Any] = [] if params is None else [params]
+            numbers: typing.List[typing.Optional[int]] = [None] * len(batch)
+            carried = len(batch)
+            size = len(json.dumps(batch))
+            while i < len(items) and len(batch) < _IMPORT_BATCH_LINES:
+                n, line = items[i]
+                cost = len(json.dumps(line)) + 1
+                if len(numbers) > carried and size + cost > _IMPORT_BATCH_BYTES:
+                    break
+                batch.append(line)
+                numbers.append(n)
+                size += cost
+                if isinstance(line, dict) and "firebase_params" in line:
+                    params = line
+                i += 1
+            doc = self._call("POST", path, batch)
+            if not isinstance(doc, dict):
+                raise AdminError("MalformedResponse", "the import answered no report", 200)
+            for key in ("created", "updated", "unchanged", "refused"):
+                report[key] += int(doc.get(key) or 0)
+            for refusal in doc.get("refusals") or []:
+                at = int(refusal["line"]) - 1
+                original = numbers[at] if 0 <= at < len(numbers) else None
+                if original is None:
+                    # The repeated parameters line: already reported with its own batch.
+                    report["refused"] -= 1
+                    continue
+                report["refusals"].append({"line": original, "reason": str(refusal["reason"])})
+        report["refusals"].sort(key=lambda r: r["line"])
+        return report
 
     # ---- tokens and security ----
 
