@@ -240,9 +240,7 @@ fn check_id(what: &str, id: &str) -> Result<(), String> {
         return Err(format!("{what} is longer than {MAX_ID_CHARS} characters"));
     }
     if id.chars().any(|c| c.is_control() || c.is_whitespace()) {
-        return Err(format!(
-            "{what} contains a space or a control character"
-        ));
+        return Err(format!("{what} contains a space or a control character"));
     }
     Ok(())
 }
@@ -362,14 +360,18 @@ impl Reader {
         check_id("id", &line.id)?;
         match pt {
             "api-key" => {
-                return Err("api-key identities are not imported: an export holds no key \
+                return Err(
+                    "api-key identities are not imported: an export holds no key \
                             (only its hash's owner); the user makes new keys"
-                    .into());
+                        .into(),
+                );
             }
             "anon-user" => {
-                return Err("anon-user identities are not imported: an anonymous user is \
+                return Err(
+                    "anon-user identities are not imported: an anonymous user is \
                             tied to one device's session, which an import cannot bring"
-                    .into());
+                        .into(),
+                );
             }
             _ => {}
         }
@@ -622,9 +624,10 @@ pub fn plan(app_id: &str, user: &ImportUser, found: &Existing, now: i64) -> Resu
         }
     }
     for (ident, owner) in user.identities.iter().zip(&found.owners) {
-        let stored = found.identities.iter().find(|s| {
-            s.provider_type == ident.provider_type && s.external_id == ident.external_id
-        });
+        let stored = found
+            .identities
+            .iter()
+            .find(|s| s.provider_type == ident.provider_type && s.external_id == ident.external_id);
         match (owner, stored) {
             (Some(_), Some(s)) => {
                 if let Some(data) = &ident.data
@@ -730,7 +733,9 @@ pub async fn run_batch(
     for (n, refused) in order {
         let result = match refused {
             Some(reason) => Err(reason),
-            None => results.next().ok_or_else(crate::error::ApiError::internal)?,
+            None => results
+                .next()
+                .ok_or_else(crate::error::ApiError::internal)?,
         };
         report.add(n, result);
     }
@@ -920,7 +925,9 @@ mod tests {
     fn custom_data_absent_keeps_and_null_clears() {
         assert!(read(r#"{"id":"a"}"#).unwrap().custom_data.is_none());
         assert_eq!(
-            read(r#"{"id":"a","custom_data":null}"#).unwrap().custom_data,
+            read(r#"{"id":"a","custom_data":null}"#)
+                .unwrap()
+                .custom_data,
             Some(None)
         );
         assert!(read(r#"{"id":"a","custom_data":[1]}"#).is_err());

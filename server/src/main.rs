@@ -400,19 +400,19 @@ async fn import(config: &Config, app_id: &str, dry_run: bool, file: &std::path::
             .map(|d| d.as_secs() as i64)
             .unwrap_or(0)
     };
-    let report = sessionkit_server::import::run_file(
-        store.as_ref(),
-        app_id,
-        input,
-        dry_run,
-        now,
-        |r| println!("line {}: refused: {}", r.line, r.reason),
-    )
-    .await;
+    let report =
+        sessionkit_server::import::run_file(store.as_ref(), app_id, input, dry_run, now, |r| {
+            println!("line {}: refused: {}", r.line, r.reason)
+        })
+        .await;
     store.close().await;
     match report {
         Ok(report) => {
-            let dry = if dry_run { " (dry run: nothing written)" } else { "" };
+            let dry = if dry_run {
+                " (dry run: nothing written)"
+            } else {
+                ""
+            };
             println!("{}{dry}", report.summary());
             if report.refused > 0 {
                 ExitCode::FAILURE
@@ -612,11 +612,9 @@ fn main() -> ExitCode {
         match &cli.command {
             Some(Command::Keys { action }) => return keys(&config, action).await,
             Some(Command::Migrate) => return migrate(&config).await,
-            Some(Command::Import {
-                app,
-                dry_run,
-                file,
-            }) => return import(&config, app, *dry_run, file).await,
+            Some(Command::Import { app, dry_run, file }) => {
+                return import(&config, app, *dry_run, file).await;
+            }
             _ => {}
         }
         let server = match RunningServer::start(config).await {

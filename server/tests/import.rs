@@ -82,7 +82,12 @@ fn counts(report: &Value, created: u64, updated: u64, unchanged: u64, refused: u
             &report["unchanged"],
             &report["refused"]
         ],
-        [&json!(created), &json!(updated), &json!(unchanged), &json!(refused)],
+        [
+            &json!(created),
+            &json!(updated),
+            &json!(unchanged),
+            &json!(refused)
+        ],
         "report: {report}"
     );
 }
@@ -98,7 +103,9 @@ async fn password_login(t: &T, email: &str, password: &str) -> Resp {
 
 /// The password column of an account, read through a second store on the server's database.
 async fn password_column(t: &T, email: &str) -> String {
-    let store = sessionkit_server::store::open(t.srv.config()).await.unwrap();
+    let store = sessionkit_server::store::open(t.srv.config())
+        .await
+        .unwrap();
     let row = store.userpass(APP, email).await.unwrap().expect("account");
     store.close().await;
     row.password_hash
@@ -117,7 +124,8 @@ async fn own_user(t: &T, email: &str, password: &str) {
 }
 
 fn userpass(id: &str, email: &str, password: Value) -> Value {
-    let mut ident = json!({"provider_type": "local-userpass", "id": id, "profile_data": {"email": email}});
+    let mut ident =
+        json!({"provider_type": "local-userpass", "id": id, "profile_data": {"email": email}});
     for (k, v) in password.as_object().unwrap() {
         ident[k] = v.clone();
     }
@@ -242,7 +250,10 @@ async fn every_scheme_logs_in_once_then_is_upgraded_and_wrong_passwords_are_refu
         // Changed in front: bcrypt reads only the first 72 bytes.
         let wrong = password_login(&t, email, &format!("!x{password}")).await;
         wrong.err(401, "InvalidPassword");
-        assert_eq!(wrong.body, own.body, "{made_by}: refused as any wrong password");
+        assert_eq!(
+            wrong.body, own.body,
+            "{made_by}: refused as any wrong password"
+        );
         assert_eq!(
             password_column(&t, email).await,
             column,
@@ -394,7 +405,13 @@ async fn a_dry_run_reports_the_same_and_writes_nothing() {
 async fn a_must_reset_account_logs_in_after_a_reset_only() {
     let t = server("import-reset").await;
     let line = json!({"id": "r1", "identities": [userpass("ri", "reset@example.com", json!({"must_reset": true}))]});
-    counts(&import(&t, &[line.clone()], false).await, 1, 0, 0, 0);
+    counts(
+        &import(&t, std::slice::from_ref(&line), false).await,
+        1,
+        0,
+        0,
+        0,
+    );
     password_login(&t, "reset@example.com", "anything")
         .await
         .err(401, "PasswordResetRequired");
@@ -444,7 +461,13 @@ async fn the_import_command_streams_a_file_and_reports() {
     let run = |dry: bool| {
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_sessionkit-server"));
         common::same_database(&mut cmd, &dir);
-        cmd.args(["--config", config_file.to_str().unwrap(), "import", "--app", APP]);
+        cmd.args([
+            "--config",
+            config_file.to_str().unwrap(),
+            "import",
+            "--app",
+            APP,
+        ]);
         if dry {
             cmd.arg("--dry-run");
         }
@@ -456,16 +479,25 @@ async fn the_import_command_streams_a_file_and_reports() {
     };
     let (code, out) = run(true);
     assert_eq!(code, Some(1), "{out}");
-    assert!(out.contains("line 4: refused: unknown field `colour`"), "{out}");
+    assert!(
+        out.contains("line 4: refused: unknown field `colour`"),
+        "{out}"
+    );
     assert!(
         out.contains("created 2, updated 0, unchanged 0, refused 1 (dry run: nothing written)"),
         "{out}"
     );
     let (code, out) = run(false);
     assert_eq!(code, Some(1), "{out}");
-    assert!(out.contains("created 2, updated 0, unchanged 0, refused 1"), "{out}");
+    assert!(
+        out.contains("created 2, updated 0, unchanged 0, refused 1"),
+        "{out}"
+    );
     let (_, out) = run(false);
-    assert!(out.contains("created 0, updated 0, unchanged 2, refused 1"), "{out}");
+    assert!(
+        out.contains("created 0, updated 0, unchanged 2, refused 1"),
+        "{out}"
+    );
     // The running server sees the imported users.
     let jwt = custom_jwt(
         "custom-secret",
