@@ -507,3 +507,71 @@ async fn the_import_command_streams_a_file_and_reports() {
     assert_eq!(login["user_id"], "5f1b2c3d4e5f60718293a4c0");
     t.srv.shutdown().await;
 }
+
+#[tokio::test]
+async fn concurrent_imports_and_logins_on_two_postgres_instances_make_one_user_per_id() {
+    if std::env::var("SESSIONKIT_TEST_POSTGRES").is_err() {
+        eprintln!(
+            "not run on the SQLite pass (one process per SQLite file): it needs SESSIONKIT_TEST_POSTGRES"
+        );
+        return;
+    }
+    let dir = temp_dir("import-two");
+    let a = start_config(config(&dir)).await;
+    let b = start_config(config(&dir)).await;
+    // bcrypt cost 4 from the fixtures: cheap, so that the logins overlap.
+    let bcrypt = vectors()
+        .into_iter()
+        .find(|v| v["made_by"].as_str().unwrap().contains("$2y$"))
+        .unwrap();
+    let n = 40;
+    let lines: Vec<Value> = (0..n)
+        .map(|i| {
+            json!({
+                "id": format!("{i:024x}"),
+                "identities": [
+                    userpass(&format!("ident-{i}"), &format!("c{i}@example.com"), json!({"password_hash": bcrypt["hash"]})),
+                    {"provider_type": "custom-token", "id": format!("sub-{i}")}
+                ]
+            })
+        })
+        .collect();
+    // The same file through both instances, twice each, at once.
+    let (r1, r2, r3, r4) = tokio::join!(
+        import(&a, &lines, false),
+        import(&b, &lines, false),
+        import(&a, &lines, false),
+        import(&b, &lines, false)
+    );
+    let reports = [r1, r2, r3, r4];
+    let created: u64 = reports.iter().map(|r| r["created"].as_u64().unwrap()).sum();
+    assert_eq!(created, n, "{reports:?}");
+    for r in &reports {
+        assert_eq!(r["refused"], 0, "{r}");
+        assert_eq!(
+            r["created"].as_u64().unwrap() + r["unchanged"].as_u64().unwrap(),
+            n,
+            "{r}"
+        );
+    }
+    let admin = a.admin().await;
+    let users = a.get(&format!("{}/users", adm(APP)), Some(&admin)).await;
+    assert_eq!(users.ok(200).as_array().unwrap().len() as u64, n);
+
+    // The first logins of one imported user on both instances at once: both succeed, as the
+    // same user, and the column ends as an argon2 hash of the password.
+    let password = bcrypt["password"].as_str().unwrap();
+    for i in 0..8 {
+        let email = format!("c{i}@example.com");
+        let (x, y) = tokio::join!(
+            password_login(&a, &email, password),
+            password_login(&b, &email, password)
+        );
+        assert_eq!(x.ok(200)["user_id"], format!("{i:024x}"));
+        assert_eq!(y.ok(200)["user_id"], format!("{i:024x}"));
+        assert!(password_column(&a, &email).await.starts_with("$argon2id$"));
+        password_login(&b, &email, password).await.ok(200);
+    }
+    a.srv.shutdown().await;
+    b.srv.shutdown().await;
+}
