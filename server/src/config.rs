@@ -330,6 +330,58 @@ fn validate_userpass_mail(i: usize, up: &UserpassConfig, mail: bool) -> Result<(
     Ok(())
 }
 
+/// Checks the lazy-migration settings of `app[i]`: an https URL (http only to a loopback
+/// host: the server must not be made to send passwords in clear text, or to other hosts of its
+/// network by a typo), a secret variable, a timeout within bounds.
+fn validate_migrate_webhook(i: usize, up: &UserpassConfig) -> Result<(), ConfigError> {
+    let k = |name: &str| format!("app[{i}].providers.local-userpass.{name}");
+    let Some(url) = &up.migrate_webhook else {
+        return Ok(());
+    };
+    let parsed =
+        reqwest::Url::parse(url).map_err(|e| invalid(k("migrate_webhook"), format!("{e}")))?;
+    let loopback = match parsed.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(a)) => a.is_loopback(),
+        Some(url::Host::Ipv6(a)) => a.is_loopback(),
+        None => false,
+    };
+    match parsed.scheme() {
+        "https" => {}
+        "http" if loopback => {}
+        _ => {
+            return Err(invalid(
+                k("migrate_webhook"),
+                "must be an https:// URL (http:// only to 127.0.0.1, [::1] or localhost): the \
+                 server sends it passwords",
+            ));
+        }
+    }
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err(invalid(
+            k("migrate_webhook"),
+            "must not hold credentials: the secret goes in migrate_webhook_secret_env",
+        ));
+    }
+    match &up.migrate_webhook_secret_env {
+        Some(v) if !v.is_empty() => {}
+        _ => {
+            return Err(invalid(
+                k("migrate_webhook_secret_env"),
+                "required with migrate_webhook: the name of the environment variable that \
+                 holds the secret shared with the old system",
+            ));
+        }
+    }
+    if !(100..=10_000).contains(&up.migrate_webhook_timeout_ms) {
+        return Err(invalid(
+            k("migrate_webhook_timeout_ms"),
+            "must be 100 to 10000 milliseconds",
+        ));
+    }
+    Ok(())
+}
+
 /// `local-userpass` settings.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -362,6 +414,25 @@ pub struct UserpassConfig {
     pub reset_template_text: Option<PathBuf>,
     /// HTML body of reset mails.
     pub reset_template_html: Option<PathBuf>,
+    /// Lazy migration (#24, SERVER.md "Lazy migration"): a login for an email with no account
+    /// asks this endpoint of the old system (POST, https; http on loopback only), and creates
+    /// the user it answers. `None`: off.
+    pub migrate_webhook: Option<String>,
+    /// The environment variable that holds the secret shared with `migrate_webhook` (sent as
+    /// `Authorization: Bearer <secret>`); required with it. The binary reads it at start.
+    pub migrate_webhook_secret_env: Option<String>,
+    /// The secret itself: filled from `migrate_webhook_secret_env` by the binary, or set by an
+    /// embedding program; never in the file.
+    #[serde(skip)]
+    pub migrate_webhook_secret: Option<Secret>,
+    /// How long a login waits for `migrate_webhook`, in milliseconds (100 to 10000, default
+    /// 3000); then it answers 503 with `Retry-After`.
+    #[serde(default = "default_migrate_timeout_ms")]
+    pub migrate_webhook_timeout_ms: u64,
+}
+
+fn default_migrate_timeout_ms() -> u64 {
+    3000
 }
 
 impl Default for UserpassConfig {
@@ -378,6 +449,10 @@ impl Default for UserpassConfig {
             confirm_template_html: None,
             reset_template_text: None,
             reset_template_html: None,
+            migrate_webhook: None,
+            migrate_webhook_secret_env: None,
+            migrate_webhook_secret: None,
+            migrate_webhook_timeout_ms: default_migrate_timeout_ms(),
         }
     }
 }
@@ -1013,6 +1088,9 @@ impl Config {
             }
             if app.inactivity_timeout_secs > i64::MAX as u64 / 4 {
                 return Err(invalid(k("inactivity_timeout_secs"), "too large"));
+            }
+            if let Some(up) = &app.providers.local_userpass {
+                validate_migrate_webhook(i, up)?;
             }
             if let Some(up) = &app.providers.local_userpass
                 && up.reset_function == ResetFunction::Success

@@ -13,6 +13,7 @@ pub mod import;
 pub mod jwks;
 pub mod legacy_hashes;
 pub mod mail;
+pub mod migrate;
 pub mod passwords;
 pub mod providers;
 pub mod rate_limit;

@@ -504,6 +504,26 @@ fn load(cli: &Cli) -> Result<Config, String> {
             .filter(|p| !p.is_empty())
             .map(sessionkit_server::config::Secret);
     }
+    // Lazy migration's shared secrets, from the variables the config names (never the file).
+    for (i, app) in config.apps.iter_mut().enumerate() {
+        if let Some(up) = app.providers.local_userpass.as_mut()
+            && up.migrate_webhook.is_some()
+            && let Some(var) = up.migrate_webhook_secret_env.clone()
+        {
+            match std::env::var(&var).ok().filter(|v| !v.is_empty()) {
+                Some(secret) => {
+                    up.migrate_webhook_secret = Some(sessionkit_server::config::Secret(secret))
+                }
+                None => {
+                    return Err(format!(
+                        "config error: app[{i}].providers.local-userpass.\
+                         migrate_webhook_secret_env: the environment variable {var} is not set \
+                         (it holds the secret shared with migrate_webhook)"
+                    ));
+                }
+            }
+        }
+    }
     config
         .validate()
         .map_err(|e| format!("config error: {e}"))?;

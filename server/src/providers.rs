@@ -209,6 +209,13 @@ async fn userpass(
     let password = req_str(body, "password")?.to_string();
     let app_id = app.id.clone();
     let mut row = st.store.userpass(&app_id, &email).await?;
+    if row.is_none()
+        && let Some(up) = app.providers.local_userpass.as_ref()
+        && up.migrate_webhook.is_some()
+        && migrate(st, up, &app_id, &email, &password).await?
+    {
+        row = st.store.userpass(&app_id, &email).await?;
+    }
     // An imported hash is upgraded at its first successful login (#24). When another login
     // upgraded it first (or the password changed) between the check and the upgrade, the
     // password is checked again against what is stored now: once, as the stored column is then
@@ -247,6 +254,39 @@ async fn userpass(
         return Err(crate::store::invalid_password());
     };
     userpass_identity(row)
+}
+
+/// Lazy migration (migrate.rs) of an email with no account: whether the old system vouched
+/// for the password and the user is now here (its account holds the server's hash of the
+/// password, checked again by the caller as any).
+async fn migrate(
+    st: &Inner,
+    up: &crate::config::UserpassConfig,
+    app_id: &str,
+    email: &str,
+    password: &str,
+) -> Result<bool, ApiError> {
+    // Only an address can have come from the old system's accounts.
+    if crate::email::canonical(email).as_deref() != Ok(email) {
+        return Ok(false);
+    }
+    let Some(mut user) = crate::migrate::ask(up, app_id, email, password).await? else {
+        return Ok(false);
+    };
+    let hash = st.passwords.hash(password.to_string()).await?;
+    crate::migrate::set_password(&mut user, hash);
+    let now = st.now();
+    match st.store.import_users(app_id, vec![user], false, now).await?.pop() {
+        Some(Ok(_)) => Ok(true),
+        Some(Err(why)) => {
+            tracing::warn!("lazy migration: the user the old system answered is refused: {why}");
+            Err(ApiError::auth(
+                "this account could not be moved from the app's previous system; contact the \
+                 app's support",
+            ))
+        }
+        None => Err(ApiError::internal()),
+    }
 }
 
 /// 401 PasswordResetRequired: an imported account with no password (#24, `must_reset`); a
