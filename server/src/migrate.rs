@@ -119,7 +119,9 @@ pub async fn ask(
     let mut user = match reader.value(1, line) {
         Some(crate::import::Line::User(_, u)) => u,
         Some(crate::import::Line::Refused(_, why)) => {
-            return Err(unavailable(&format!("its answer is not a valid user: {why}")));
+            return Err(unavailable(&format!(
+                "its answer is not a valid user: {why}"
+            )));
         }
         None => return Err(unavailable("its answer is not a user")),
     };

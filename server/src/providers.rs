@@ -276,7 +276,12 @@ async fn migrate(
     let hash = st.passwords.hash(password.to_string()).await?;
     crate::migrate::set_password(&mut user, hash);
     let now = st.now();
-    match st.store.import_users(app_id, vec![user], false, now).await?.pop() {
+    match st
+        .store
+        .import_users(app_id, vec![user], false, now)
+        .await?
+        .pop()
+    {
         Some(Ok(_)) => Ok(true),
         Some(Err(why)) => {
             tracing::warn!("lazy migration: the user the old system answered is refused: {why}");

@@ -575,3 +575,167 @@ async fn concurrent_imports_and_logins_on_two_postgres_instances_make_one_user_p
     a.srv.shutdown().await;
     b.srv.shutdown().await;
 }
+
+/// A stand-in for the old system of a lazy migration: vouches for one email and password when
+/// the shared secret is right; `mode` 0 answers, 1 never answers, 2 answers 500. Counts calls.
+struct OldSystem {
+    url: String,
+    calls: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    mode: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+async fn old_system() -> OldSystem {
+    use axum::http::{HeaderMap, StatusCode};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let calls = Arc::new(AtomicUsize::new(0));
+    let mode = Arc::new(AtomicUsize::new(0));
+    let (c, m) = (calls.clone(), mode.clone());
+    let app = axum::Router::new().route(
+        "/verify",
+        axum::routing::post(
+            move |headers: HeaderMap, axum::Json(body): axum::Json<Value>| {
+                let (c, m) = (c.clone(), m.clone());
+                async move {
+                    c.fetch_add(1, Ordering::SeqCst);
+                    match m.load(Ordering::SeqCst) {
+                        1 => std::future::pending::<()>().await,
+                        2 => return (StatusCode::INTERNAL_SERVER_ERROR, String::new()),
+                        _ => {}
+                    }
+                    let auth = headers.get("authorization").and_then(|v| v.to_str().ok());
+                    if auth != Some("Bearer old-secret") {
+                        return (StatusCode::FORBIDDEN, String::new());
+                    }
+                    if body == json!({"email": "old@example.com", "password": "old-password"}) {
+                        let user = json!({"id": "old-42", "custom_data": {"from": "old"}, "created_at": 1_500_000_000});
+                        (StatusCode::OK, user.to_string())
+                    } else {
+                        (StatusCode::UNAUTHORIZED, String::new())
+                    }
+                }
+            },
+        ),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    OldSystem {
+        url: format!("http://{addr}/verify"),
+        calls,
+        mode,
+    }
+}
+
+fn migrating(dir: &std::path::Path, url: &str, secret: &str) -> sessionkit_server::Config {
+    let toml = TOML.replace(
+        "[app.providers.local-userpass]\nauto_confirm = false\n",
+        &format!(
+            "[app.providers.local-userpass]\nauto_confirm = false\nmigrate_webhook = \"{url}\"\n\
+             migrate_webhook_secret_env = \"OLD_SECRET\"\nmigrate_webhook_timeout_ms = 300\n"
+        ),
+    );
+    let mut c = sessionkit_server::Config::from_toml_str(&toml).unwrap();
+    c.data_dir = dir.to_path_buf();
+    let up = c.apps[0].providers.local_userpass.as_mut().unwrap();
+    up.migrate_webhook_secret = Some(sessionkit_server::config::Secret(secret.into()));
+    c
+}
+
+#[tokio::test]
+async fn lazy_migration_creates_a_user_the_old_system_vouches_for_and_asks_once() {
+    use std::sync::atomic::Ordering;
+    let old = old_system().await;
+    let t = start_config(migrating(
+        &temp_dir("import-migrate"),
+        &old.url,
+        "old-secret",
+    ))
+    .await;
+    // Unknown to the old system, or a wrong password: refused as any wrong password.
+    password_login(&t, "nobody@example.com", "whatever")
+        .await
+        .err(401, "InvalidPassword");
+    password_login(&t, "old@example.com", "wrong-password")
+        .await
+        .err(401, "InvalidPassword");
+    assert_eq!(old.calls.load(Ordering::SeqCst), 2);
+    let login = password_login(&t, "old@example.com", "old-password").await;
+    assert_eq!(login.ok(200)["user_id"], "old-42");
+    assert_eq!(
+        claims(&login.s("access_token"))["user_data"],
+        json!({"from": "old"})
+    );
+    assert!(
+        password_column(&t, "old@example.com")
+            .await
+            .starts_with("$argon2id$")
+    );
+    // From now on the account is here: the old system is not asked again, even when down.
+    old.mode.store(2, Ordering::SeqCst);
+    let again = password_login(&t, "old@example.com", "old-password").await;
+    assert_eq!(again.ok(200)["user_id"], "old-42");
+    password_login(&t, "old@example.com", "wrong-password")
+        .await
+        .err(401, "InvalidPassword");
+    assert_eq!(old.calls.load(Ordering::SeqCst), 3);
+    t.srv.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_slow_or_failing_old_system_is_a_503_with_retry_after() {
+    use std::sync::atomic::Ordering;
+    let old = old_system().await;
+    let t = start_config(migrating(&temp_dir("import-slow"), &old.url, "old-secret")).await;
+    for mode in [1, 2] {
+        old.mode.store(mode, Ordering::SeqCst);
+        let resp = t
+            .http
+            .post(format!(
+                "{}{}/auth/providers/local-userpass/login",
+                t.base,
+                ar(APP)
+            ))
+            .json(&json!({"username": "old@example.com", "password": "old-password"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 503, "mode {mode}");
+        assert_eq!(resp.headers()["retry-after"], "5", "mode {mode}");
+    }
+    // A wrong shared secret is the old system refusing: nobody is created.
+    let t2 = start_config(migrating(&temp_dir("import-secret"), &old.url, "not-it")).await;
+    old.mode.store(0, Ordering::SeqCst);
+    password_login(&t2, "old@example.com", "old-password")
+        .await
+        .err(401, "InvalidPassword");
+    t.srv.shutdown().await;
+    t2.srv.shutdown().await;
+}
+
+#[test]
+fn a_migrate_webhook_must_be_https_or_loopback_and_name_its_secret() {
+    let with = |extra: &str| {
+        sessionkit_server::Config::from_toml_str(&TOML.replace(
+            "[app.providers.local-userpass]\nauto_confirm = false\n",
+            &format!("[app.providers.local-userpass]\nauto_confirm = false\n{extra}\n"),
+        ))
+    };
+    for bad in [
+        "migrate_webhook = \"http://old.example/verify\"\nmigrate_webhook_secret_env = \"S\"",
+        "migrate_webhook = \"ftp://old.example/verify\"\nmigrate_webhook_secret_env = \"S\"",
+        "migrate_webhook = \"https://old.example/verify\"",
+        "migrate_webhook = \"https://u:p@old.example/verify\"\nmigrate_webhook_secret_env = \"S\"",
+        "migrate_webhook = \"https://old.example/verify\"\nmigrate_webhook_secret_env = \"S\"\nmigrate_webhook_timeout_ms = 60000",
+    ] {
+        let e = with(bad).unwrap_err().to_string();
+        assert!(e.contains("migrate_webhook"), "{bad}: {e}");
+    }
+    for good in [
+        "migrate_webhook = \"https://old.example/verify\"\nmigrate_webhook_secret_env = \"S\"",
+        "migrate_webhook = \"http://127.0.0.1:8080/verify\"\nmigrate_webhook_secret_env = \"S\"",
+        "migrate_webhook = \"http://localhost/verify\"\nmigrate_webhook_secret_env = \"S\"",
+    ] {
+        with(good).unwrap_or_else(|e| panic!("{good}: {e}"));
+    }
+}
