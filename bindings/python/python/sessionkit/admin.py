@@ -238,7 +238,7 @@ class AdminClient:
                     continue
                 try:
                     line = json.loads(line)
-                except ValueError as e:
+                except json.JSONDecodeError as e:
                     report["refused"] += 1
                     report["refusals"].append({"line": n, "reason": f"not JSON: {e.msg} at column {e.colno}"})
                     continue
