@@ -21,6 +21,9 @@ pub const MAX_BATCH: usize = 1000;
 /// The longest line read, in bytes: a user's line is small; a longer one is refused without
 /// being kept in memory whole.
 pub const MAX_LINE_BYTES: usize = 256 * 1024;
+/// The most bytes of lines the CLI gathers before importing them (a batch is also cut at
+/// [`MAX_BATCH`] lines): with long lines, what a batch holds stays a few MiB.
+pub const MAX_BATCH_BYTES: usize = 4 * 1024 * 1024;
 /// The longest user id or identity id accepted, in characters.
 pub const MAX_ID_CHARS: usize = 256;
 
@@ -216,7 +219,8 @@ pub struct Reader {
 
 /// serde's message with quoted values left out: a value in the wrong field may be a hash.
 fn serde_message(e: &serde_json::Error) -> String {
-    let text = e.to_string();
+    // A line is one line of text: its column is what locates the error.
+    let text = e.to_string().replace(" at line 1 column ", " at column ");
     let mut out = String::with_capacity(text.len());
     let mut quoted = false;
     for c in text.chars() {
@@ -781,7 +785,8 @@ pub fn request_lines(body: &[u8]) -> Result<Vec<Line>, crate::error::ApiError> {
 }
 
 /// Imports a file of lines (`sessionkit-server import`): reads it line by line (no line longer
-/// than [`MAX_LINE_BYTES`] is kept whole), imports it in batches of [`MAX_BATCH`], and hands
+/// than [`MAX_LINE_BYTES`] is kept whole), imports it in batches of [`MAX_BATCH`] lines or
+/// [`MAX_BATCH_BYTES`], and hands
 /// each batch's refusals to `refused` as they come, so that memory stays bounded whatever the
 /// file's size. The counts (its `refusals` empty).
 pub async fn run_file(
@@ -801,6 +806,7 @@ pub async fn run_file(
     let mut input = input;
     let mut n = 0u64;
     let mut buf = Vec::new();
+    let mut batch_bytes = 0;
     loop {
         buf.clear();
         let (read, whole) = read_bounded_line(&mut input, &mut buf)
@@ -820,8 +826,10 @@ pub async fn run_file(
                 Err(_) => Some(Line::Refused(n, "not UTF-8 text".into())),
             }
         };
+        batch_bytes += buf.len();
         batch.extend(line);
-        if batch.len() >= MAX_BATCH {
+        if batch.len() >= MAX_BATCH || batch_bytes >= MAX_BATCH_BYTES {
+            batch_bytes = 0;
             let lines = std::mem::take(&mut batch);
             run_batch(store, app_id, lines, dry_run, now(), &mut report)
                 .await
