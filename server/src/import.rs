@@ -365,8 +365,8 @@ impl Reader {
         match pt {
             "api-key" => {
                 return Err(
-                    "api-key identities are not imported: an export holds no key \
-                            (only its hash's owner); the user makes new keys"
+                    "api-key identities are not imported: an export holds no API \
+                            key (keys are kept hashed); the user makes new keys"
                         .into(),
                 );
             }
