@@ -184,12 +184,9 @@ async fn a_code_logs_in_through_the_email_otp_provider_and_refusals_keep_their_c
 // ---------------------------------------------------------------------------------------------
 // Against the real server (its `[app.providers.email-otp]`, codes read from the dev outbox)
 
+/// Every test server's app has `[app.providers.email-otp]` (codes live 300 s).
 async fn otp_server() -> TestServer {
-    TestServer::with(ServerOptions {
-        extra_providers: "[app.providers.email-otp]".into(),
-        ..Default::default()
-    })
-    .await
+    TestServer::with(ServerOptions::default()).await
 }
 
 /// The newest one-time code the server mailed to `email` (outbox kind `email-otp`).
