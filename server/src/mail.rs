@@ -6,7 +6,8 @@
 //! never waits for SMTP and nothing queued is lost across a restart. With `[mail]` configured,
 //! a background [`worker`] claims due mails ([`crate::store::Store::claim_mail`]: one instance
 //! per mail, `FOR UPDATE SKIP LOCKED` on PostgreSQL), renders them from the app's templates
-//! ([`Templates`]) and hands them to a [`Mailer`] ([`SmtpMailer`], lettre over rustls). A
+//! ([`Templates`]) and hands them to a [`Mailer`] ([`SmtpMailer`], lettre over rustls), several
+//! at once ([`drain`]). A
 //! connection failure or a 4xx answer is retried with exponential backoff for
 //! [`GIVE_UP_SECS`], but never past the expiry of the link it carries (a confirmation or
 //! reset link lives 30 minutes: a dead link is not sent, the mail fails saying so); a 5xx answer
