@@ -197,6 +197,9 @@ def main():
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
+    # A parent may start us with these blocked (Swift's Process spawns from a libdispatch thread,
+    # whose mask blocks nearly every signal, and the mask is inherited): terminate must still work.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})
     stop.wait()
     controller.stop()
     try:

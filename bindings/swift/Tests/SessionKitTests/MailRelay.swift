@@ -33,7 +33,7 @@ final class MailRelay {
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         // A file, not a pipe that nobody reads while the relay runs; a failed start quotes it.
         let stderrPath = dir.appendingPathComponent("relay.stderr")
-        FileManager.default.createFile(atPath: stderrPath.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: stderrPath.path, contents: nil)
         let stderr = try FileHandle(forWritingTo: stderrPath)
         defer { try? stderr.close() }
         let process = Process()
@@ -67,7 +67,7 @@ final class MailRelay {
                     + "\(String(err.trimmingCharacters(in: .whitespacesAndNewlines).suffix(500)))\n\(howToGetTheRelay)")
             }
             if Date() > deadline {
-                process.terminate()
+                kill(process.processIdentifier, SIGKILL)
                 process.waitUntilExit()
                 try? FileManager.default.removeItem(at: dir)
                 throw TestFailure(description: "the SMTP relay did not start within 30 s")
@@ -98,7 +98,11 @@ final class MailRelay {
     func stop() {
         if process.isRunning {
             process.terminate()
-            process.waitUntilExit()
+            // Polled, not waitUntilExit(), which spins a run loop on this (concurrency) thread;
+            // killed if it lingers.
+            let deadline = Date().addingTimeInterval(5)
+            while process.isRunning && Date() < deadline { usleep(20_000) }
+            if process.isRunning { kill(process.processIdentifier, SIGKILL) }
         }
         try? FileManager.default.removeItem(at: dir)
     }
