@@ -459,7 +459,12 @@ final class ConformanceServer {
         process.arguments = ["--config", path.path, "--listen", "127.0.0.1:0"]
         let stdout = Pipe()
         process.standardOutput = stdout
-        process.standardError = FileHandle.nullDevice
+        // A file, not a pipe nobody reads; a failed start quotes it.
+        let stderrPath = dir.appendingPathComponent("server.stderr")
+        _ = FileManager.default.createFile(atPath: stderrPath.path, contents: nil)
+        let stderr = try FileHandle(forWritingTo: stderrPath)
+        defer { try? stderr.close() }
+        process.standardError = stderr
         try process.run()
         var line = Data()
         while true {
@@ -472,8 +477,10 @@ final class ConformanceServer {
         guard text.hasPrefix(prefix) else {
             process.terminate()
             process.waitUntilExit()
+            let err = ((try? String(contentsOf: stderrPath, encoding: .utf8)) ?? "")
+                .trimmingCharacters(in: .whitespacesAndNewlines).suffix(2000)
             try? FileManager.default.removeItem(at: dir)
-            throw ScriptError(description: "the server did not start: \(text)")
+            throw ScriptError(description: "the server did not start: \(text); stderr: \(err.isEmpty ? "(empty)" : String(err))")
         }
         // Keep draining stdout so the server never blocks on a full pipe.
         let reader = stdout.fileHandleForReading
@@ -1119,8 +1126,14 @@ func runScenario(_ file: URL, _ options: ConformanceOptions) async throws -> Sce
                 return ScenarioResult(name: name, skipped: nil, passed: false, failures: [e.description], transcript: [])
             }
         }
-        server = try ConformanceServer(binary: options.serverBin, options: serverOpts, extraProviders: extra,
-                                       relay: relay)
+        do {
+            server = try ConformanceServer(binary: options.serverBin, options: serverOpts, extraProviders: extra,
+                                           relay: relay)
+        } catch let e as ScriptError {
+            // The server refused its config (a provider this build lacks, say): this scenario
+            // fails, the others still run.
+            return ScenarioResult(name: name, skipped: nil, passed: false, failures: [e.description], transcript: [])
+        }
     }
     let baseUrl = server?.baseUrl ?? options.baseUrl!
     let appId = server != nil ? confAppId : options.appId!

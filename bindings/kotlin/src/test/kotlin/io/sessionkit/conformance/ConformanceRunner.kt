@@ -183,14 +183,17 @@ class LocalServer(binary: String, opts: JsonObject, extraToml: String = "", rela
         val path = File(dir, "server.toml")
         path.writeText(config)
         process = ProcessBuilder(binary, "--config", path.path, "--listen", "127.0.0.1:0")
-            .redirectError(ProcessBuilder.Redirect.DISCARD)
+            // A file, not a pipe nobody reads; a failed start quotes it.
+            .redirectError(File(dir, "server.stderr"))
             .start()
         val stdout = process.inputStream.bufferedReader()
         val line = stdout.readLine()?.trim()
         val prefix = "listening on "
         if (line == null || !line.startsWith(prefix)) {
+            process.waitFor(10, TimeUnit.SECONDS)
+            val stderr = runCatching { File(dir, "server.stderr").readText().trim().takeLast(2000) }.getOrDefault("")
             close()
-            throw IllegalStateException("the server did not start: $line")
+            throw IllegalStateException("the server did not start: $line; stderr: ${stderr.ifEmpty { "(empty)" }}")
         }
         baseUrl = line.removePrefix(prefix)
         // Keep draining stdout so the server never blocks on a full pipe.
@@ -714,6 +717,11 @@ fun runScenario(file: File, options: Options): ScenarioResult {
     } catch (e: Exception) {
         issuer?.close()
         relay?.close()
+        // The server refused its config (a provider this build lacks, say): this scenario
+        // fails, the others still run.
+        if (e is IllegalStateException) {
+            return ScenarioResult(name, null, false, listOf(e.message ?: "the server did not start"), emptyList())
+        }
         throw e
     }
     val failures = mutableListOf<String>()
