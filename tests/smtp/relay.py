@@ -6,7 +6,9 @@ where what it receives goes. Run it with the interpreter of the venv scripts/tes
 
     python relay.py --dir DIR --port PORT [--tls] [--auth USER:PASSWORD] [--count-only]
 
-- Listens on 127.0.0.1:PORT; writes DIR/ready once it accepts connections.
+- Listens on 127.0.0.1:PORT; writes DIR/ready (holding the port) once it accepts connections.
+  --port 0 binds a free port, chosen by the kernel at bind time (no race with another process
+  taking a port picked beforehand): read it from DIR/ready. The conformance runners do this.
 - Each mail it accepts is written to DIR/mail-NNNN.json (atomically): envelope sender and
   recipients, Subject, From, To, and the decoded text and HTML parts.
 - DIR/mode, read at each mail, says what to answer at the end of DATA: absent or "ok" -> 250,
@@ -32,6 +34,7 @@ import ipaddress
 import json
 import os
 import signal
+import socket
 import ssl
 import threading
 import time
@@ -191,6 +194,17 @@ class Handler:
         return "250 OK"
 
 
+class BoundController(Controller):
+    """A Controller serving a socket already bound (to a port the kernel chose)."""
+
+    def __init__(self, handler, sock, **kwargs):
+        super().__init__(handler, hostname="127.0.0.1", port=sock.getsockname()[1], **kwargs)
+        self.sock = sock
+
+    def _create_server(self):
+        return self.loop.create_server(self._factory_invoker, sock=self.sock, ssl=self.ssl_context)
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--dir", required=True)
@@ -221,12 +235,20 @@ def main():
         kwargs["auth_required"] = True
         # The tests without --tls use AUTH over plain loopback.
         kwargs["auth_require_tls"] = bool(args.tls)
-    controller = Controller(handler, hostname="127.0.0.1", port=args.port, **kwargs)
+    if args.port == 0:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.bind(("127.0.0.1", 0))
+        controller = BoundController(handler, sock, **kwargs)
+    else:
+        controller = Controller(handler, hostname="127.0.0.1", port=args.port, **kwargs)
     controller.start()
-    write_atomically(os.path.join(args.dir, "ready"), str(args.port))
+    write_atomically(os.path.join(args.dir, "ready"), str(controller.port))
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
+    # A parent may start us with these blocked (Swift's Process spawns from a libdispatch thread,
+    # whose mask blocks nearly every signal, and the mask is inherited): terminate must still work.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})
     handler.write_stats()
     written = 0
     # The stats file follows the count, 50 ms behind at most, without a write per mail.
