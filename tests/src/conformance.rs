@@ -23,8 +23,6 @@ use crate::{JWT_KEY, ServerOptions, TestMail, TestServer, temp_dir};
 const MAIL_FROM: &str = "SessionKit Conformance <no-reply@example.com>";
 const CONFIRM_URL: &str = "https://app.example/confirm";
 const RESET_URL: &str = "https://app.example/reset";
-/// `"server": {"email_otp": true}`: one-time codes by mail, living 300 s of the server's clock.
-const EMAIL_OTP_TOML: &str = "[app.providers.email-otp]\ncode_lifetime_secs = 300\n";
 /// How long `read_mail` waits for a mail.
 const MAIL_WAIT: std::time::Duration = std::time::Duration::from_secs(15);
 
@@ -285,9 +283,8 @@ impl Runner {
                     o.extra_providers = crate::issuer::providers_toml(&started.url);
                     issuer = Some(started);
                 }
-                if server_opts.get("email_otp").and_then(Value::as_bool) == Some(true) {
-                    o.extra_providers.push_str(EMAIL_OTP_TOML);
-                }
+                // `"email_otp": true` needs nothing here: every TestServer app has
+                // `[app.providers.email-otp]` with codes living 300 s (crate::TestServer).
                 if server_opts.get("mail").and_then(Value::as_bool) == Some(true) {
                     let started = Relay::start().await?;
                     o.mail = Some(TestMail {
