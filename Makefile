@@ -15,7 +15,7 @@ lint:  ## formatting, clippy, and the size budget of the library the wheel ships
 	cargo clippy --workspace --all-targets -- -D warnings
 	bash scripts/check-size
 
-bench:  ## every benchmark (Rust, server load, FFI size, Python, Kotlin); figures in BENCHMARKS.md
+bench:  ## every benchmark (Rust, server load, mail, FFI size, Python, Kotlin); figures in BENCHMARKS.md
 	bash scripts/bench-all
 
 conformance:  ## every language's conformance runner, then the cross-language report

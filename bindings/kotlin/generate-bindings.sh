@@ -52,6 +52,7 @@ src = src[:at] + new + src[at + len(old):]
 # Debug of the same types.
 redactions = [
     ("    data class EmailPassword(", 'override fun toString() = "EmailPassword(email=$email, password=<redacted>)"'),
+    ("    data class EmailOtp(", 'override fun toString() = "EmailOtp(email=$email, code=<redacted>)"'),
     ("    data class ApiKey(", 'override fun toString() = "ApiKey(key=<redacted>)"'),
     ("    data class Jwt(", 'override fun toString() = "Jwt(token=<redacted>)"'),
     ("    data class Function(", 'override fun toString() = "Function(payloadJson=<redacted>)"'),

@@ -75,9 +75,14 @@ def parse_api(md: str) -> List[Item]:
                 for sig in _ticks(cells[1]):
                     if _fn_name(sig):
                         items.append(("ApiKeyAuth", _fn_name(sig), "method"))
-    epa = re.search(r"`EmailPasswordAuth`:(.*?)all async", md, re.S)
-    for sig in _ticks(epa.group(1)):
-        items.append(("EmailPasswordAuth", _fn_name(sig), "method"))
+    # The provider objects' paragraphs: "`EmailPasswordAuth`: `a(x)`, `b(y)`; all async." The
+    # email one-time-code one (#23) must be there too, not only its App accessor.
+    for owner in ("EmailPasswordAuth", "EmailOtpAuth"):
+        found = re.search(rf"`{owner}`:(.*?)(?:all )?async", md, re.S)
+        if not found:
+            raise SystemExit(f"API.md: no paragraph for {owner}")
+        for sig in _ticks(found.group(1)):
+            items.append((owner, _fn_name(sig), "method"))
 
     values = _section(md, "Values")
     for v in _camel_words(_bullet(values, "Credentials"))[1:]:

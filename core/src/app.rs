@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{AppConfig, StorageConfig};
 use crate::credentials::Credentials;
+use crate::email_otp::EmailOtpAuth;
 use crate::email_password::EmailPasswordAuth;
 use crate::error::{AppError, Result};
 use crate::events::{
@@ -253,6 +254,12 @@ impl App {
     /// Registration, confirmation and password resets for email/password users.
     pub fn email_password_auth(&self) -> EmailPasswordAuth {
         EmailPasswordAuth::new(Arc::clone(&self.inner))
+    }
+
+    /// Email one-time codes (#23): [`EmailOtpAuth::send`] mails a sign-in code, which then
+    /// logs in as [`Credentials::email_otp`].
+    pub fn email_otp(&self) -> EmailOtpAuth {
+        EmailOtpAuth::new(Arc::clone(&self.inner))
     }
 
     /// Delivers every auth event of this app (an `InitialState` first) until the subscription

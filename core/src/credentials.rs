@@ -1,4 +1,4 @@
-//! The ways to log in (five providers, plus social and OpenID Connect sign-in), and the login
+//! The ways to log in (six providers, plus social and OpenID Connect sign-in), and the login
 //! body each one sends.
 
 use std::borrow::Cow;
@@ -29,6 +29,13 @@ pub enum Credentials {
     EmailPassword {
         email: String,
         password: String,
+    },
+    /// A one-time code the server mailed to `email` (ask for one with
+    /// [`EmailOtpAuth::send`](crate::EmailOtpAuth::send)): provider `email-otp`, body
+    /// `{"email", "code"}` (#23). `Debug` shows the address, never the code.
+    EmailOtp {
+        email: String,
+        code: String,
     },
     /// A user API key (or a server API key).
     ApiKey {
@@ -77,6 +84,16 @@ impl Credentials {
         Self::EmailPassword {
             email: email.into(),
             password: password.into(),
+        }
+    }
+    /// The one-time code mailed to `email` by [`EmailOtpAuth::send`](crate::EmailOtpAuth::send),
+    /// as the user typed it. Logs into the user with that address (or a new one); a wrong code
+    /// fails with `Service` code `InvalidCode`, none live (expired, used, voided, never sent)
+    /// with `CodeExpired`, both HTTP 401 (PROTOCOL.md).
+    pub fn email_otp(email: impl Into<String>, code: impl Into<String>) -> Self {
+        Self::EmailOtp {
+            email: email.into(),
+            code: code.into(),
         }
     }
     pub fn api_key(key: impl Into<String>) -> Self {
@@ -130,6 +147,7 @@ impl Credentials {
         Cow::Borrowed(match self {
             Self::Anonymous { .. } => "anon-user",
             Self::EmailPassword { .. } => "local-userpass",
+            Self::EmailOtp { .. } => "email-otp",
             Self::ApiKey { .. } => "api-key",
             Self::Jwt { .. } => "custom-token",
             Self::Function { .. } => "custom-function",
@@ -149,6 +167,17 @@ impl Credentials {
                     return Err(AppError::invalid("email: must not be empty"));
                 }
                 json!({ "username": email, "password": password })
+            }
+            Self::EmailOtp { email, code } => {
+                if email.trim().is_empty() {
+                    return Err(AppError::invalid("email: must not be empty"));
+                }
+                if code.trim().is_empty() {
+                    return Err(AppError::invalid(
+                        "one-time code: must not be empty (the code from the mail)",
+                    ));
+                }
+                json!({ "email": email, "code": code })
             }
             Self::ApiKey { key } => {
                 if key.is_empty() {
@@ -220,6 +249,11 @@ impl fmt::Debug for Credentials {
                 .field("email", email)
                 .field("password", &"<redacted>")
                 .finish(),
+            Self::EmailOtp { email, .. } => f
+                .debug_struct("EmailOtp")
+                .field("email", email)
+                .field("code", &"<redacted>")
+                .finish(),
             Self::ApiKey { .. } => f.write_str("ApiKey { key: <redacted> }"),
             Self::Jwt { .. } => f.write_str("Jwt { token: <redacted> }"),
             Self::Function { .. } => f.write_str("Function { payload_json: <redacted> }"),
@@ -235,5 +269,56 @@ impl fmt::Debug for Credentials {
                 .field("id_token", &"<redacted>")
                 .finish(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn email_otp_logs_in_with_email_and_code() {
+        let c = Credentials::email_otp("ada@example.com", "042137");
+        assert_eq!(c.provider(), "email-otp");
+        assert_eq!(
+            Value::Object(c.body().unwrap()),
+            json!({ "email": "ada@example.com", "code": "042137" })
+        );
+    }
+
+    #[test]
+    fn email_otp_needs_an_address_and_a_code() {
+        for (email, code, named) in [
+            ("", "042137", "email"),
+            ("  ", "042137", "email"),
+            ("ada@example.com", "", "one-time code"),
+            ("ada@example.com", " ", "one-time code"),
+        ] {
+            let err = Credentials::email_otp(email, code).body().unwrap_err();
+            assert!(
+                matches!(err, AppError::InvalidArgument { .. }) && err.to_string().contains(named),
+                "{email:?}/{code:?}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn email_otp_debug_shows_the_address_not_the_code() {
+        let c = Credentials::email_otp("ada@example.com", "042137");
+        for text in [
+            format!("{c:?}"),
+            format!("{c:#?}"),
+            format!("{:?}", vec![&c]),
+        ] {
+            assert!(!text.contains("042137"), "the code shows: {text}");
+            assert!(
+                text.contains("<redacted>") && text.contains("ada@example.com"),
+                "{text}"
+            );
+        }
+        assert_eq!(
+            format!("{c:?}"),
+            r#"EmailOtp { email: "ada@example.com", code: "<redacted>" }"#
+        );
     }
 }

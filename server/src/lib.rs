@@ -4,6 +4,7 @@
 //! Start it in-process with [`RunningServer::start`], or run the `sessionkit-server` binary.
 
 pub mod admin_client;
+pub mod backup;
 pub mod config;
 pub mod email;
 pub mod email_otp;

@@ -6,7 +6,8 @@
 //! never waits for SMTP and nothing queued is lost across a restart. With `[mail]` configured,
 //! a background [`worker`] claims due mails ([`crate::store::Store::claim_mail`]: one instance
 //! per mail, `FOR UPDATE SKIP LOCKED` on PostgreSQL), renders them from the app's templates
-//! ([`Templates`]) and hands them to a [`Mailer`] ([`SmtpMailer`], lettre over rustls). A
+//! ([`Templates`]) and hands them to a [`Mailer`] ([`SmtpMailer`], lettre over rustls), several
+//! at once ([`drain`]). A
 //! connection failure or a 4xx answer is retried with exponential backoff for
 //! [`GIVE_UP_SECS`], but never past the expiry of the link it carries (a confirmation or
 //! reset link lives 30 minutes, a sign-in code as `code_lifetime_secs` says: a dead link or code
@@ -50,6 +51,11 @@ pub const SMTP_TIMEOUT: Duration = Duration::from_secs(30);
 const POLL: Duration = Duration::from_secs(1);
 /// Mails claimed at a time.
 const BATCH: i64 = 20;
+/// Mails of a batch sent at once, each on its own connection. lettre 0.11.23 opens a connection
+/// per mail and leaves Nagle's algorithm on: it writes the closing `.` of DATA on its own, which
+/// waits for the relay's delayed ACK (40 ms on Linux) before it leaves. One mail at a time, that
+/// made 17 mails/s to a relay on loopback (BENCHMARKS.md, "Mail"); the waits overlap.
+const SENDERS: usize = 8;
 
 /// A rendered mail, ready for a [`Mailer`].
 #[derive(Debug, Clone)]
@@ -537,8 +543,8 @@ pub fn outcome(m: &QueuedMail, result: Result<(), SendError>, now: i64) -> MailO
     }
 }
 
-/// Sends every due mail now; the number of tries made.
-pub async fn drain(st: &AppState, mailer: &dyn Mailer, templates: &Templates) -> usize {
+/// Sends every due mail now, [`SENDERS`] at a time; the number of tries made.
+pub async fn drain(st: &AppState, mailer: &Arc<dyn Mailer>, templates: &Arc<Templates>) -> usize {
     let mut tries = 0;
     loop {
         let batch = match st.store.claim_mail(st.now(), LEASE_SECS, BATCH).await {
@@ -551,39 +557,50 @@ pub async fn drain(st: &AppState, mailer: &dyn Mailer, templates: &Templates) ->
         if batch.is_empty() {
             return tries;
         }
+        // Dropping the set (the worker aborted) aborts the sends in flight: their mails stay
+        // claimed until the lease runs out, as one mail did before.
+        let mut sending = tokio::task::JoinSet::new();
         for m in batch {
             tries += 1;
-            let result = if m.expires_at > 0 && m.expires_at <= st.now() {
-                // An operator's retry of a mail whose link has expired meanwhile: not sent.
-                Err(SendError::Permanent(
-                    "its link expired before the relay took it (the user can ask for a new mail)"
-                        .into(),
-                ))
-            } else {
-                match render(templates, &m) {
-                    Ok(mail) => mailer.send(&mail).await,
-                    Err(why) => Err(SendError::Permanent(why)),
-                }
-            };
-            let out = outcome(&m, result, st.now());
-            // The address and the reason, never the token.
-            match &out {
-                MailOutcome::Sent(_) => tracing::info!(app = m.app_id, seq = m.seq, "mail sent"),
-                MailOutcome::RetryAt(at, why) => tracing::warn!(
-                    app = m.app_id,
-                    seq = m.seq,
-                    "mail not sent, retrying in {}s: {why}",
-                    at - st.now()
-                ),
-                MailOutcome::Failed(why) => {
-                    tracing::warn!(app = m.app_id, seq = m.seq, "mail failed: {why}")
-                }
+            if sending.len() >= SENDERS {
+                sending.join_next().await;
             }
-            if let Err(e) = st.store.mail_outcome(m.seq, out).await {
-                // The lease runs out and the mail is tried again.
-                tracing::warn!("mail queue: cannot record a try: {}", e.message);
-            }
+            sending.spawn(try_one(st.clone(), mailer.clone(), templates.clone(), m));
         }
+        while sending.join_next().await.is_some() {}
+    }
+}
+
+/// One try of `m`: sent, or its failure and next try recorded.
+async fn try_one(st: AppState, mailer: Arc<dyn Mailer>, templates: Arc<Templates>, m: QueuedMail) {
+    let result = if m.expires_at > 0 && m.expires_at <= st.now() {
+        // An operator's retry of a mail whose link has expired meanwhile: not sent.
+        Err(SendError::Permanent(
+            "its link expired before the relay took it (the user can ask for a new mail)".into(),
+        ))
+    } else {
+        match render(&templates, &m) {
+            Ok(mail) => mailer.send(&mail).await,
+            Err(why) => Err(SendError::Permanent(why)),
+        }
+    };
+    let out = outcome(&m, result, st.now());
+    // The address and the reason, never the token.
+    match &out {
+        MailOutcome::Sent(_) => tracing::info!(app = m.app_id, seq = m.seq, "mail sent"),
+        MailOutcome::RetryAt(at, why) => tracing::warn!(
+            app = m.app_id,
+            seq = m.seq,
+            "mail not sent, retrying in {}s: {why}",
+            at - st.now()
+        ),
+        MailOutcome::Failed(why) => {
+            tracing::warn!(app = m.app_id, seq = m.seq, "mail failed: {why}")
+        }
+    }
+    if let Err(e) = st.store.mail_outcome(m.seq, out).await {
+        // The lease runs out and the mail is tried again.
+        tracing::warn!("mail queue: cannot record a try: {}", e.message);
     }
 }
 
@@ -591,8 +608,9 @@ pub async fn drain(st: &AppState, mailer: &dyn Mailer, templates: &Templates) ->
 /// second, until aborted. An abort while sending leaves the mail claimed until its lease runs
 /// out, then it is sent again (at least once; exactly once when no process dies mid-send).
 pub async fn worker(st: AppState, mailer: Arc<dyn Mailer>, templates: Templates) {
+    let templates = Arc::new(templates);
     loop {
-        drain(&st, mailer.as_ref(), &templates).await;
+        drain(&st, &mailer, &templates).await;
         tokio::select! {
             _ = tokio::time::sleep(POLL) => {}
             _ = st.mail_now.notified() => {}

@@ -80,6 +80,25 @@ enum Command {
     /// Brings the database schema up to date and exits (the server also does it at start
     /// unless [database] migrate = false). On PostgreSQL, creates the database when missing.
     Migrate,
+    /// Copies the SQLite database to FILE while the server runs: one consistent snapshot
+    /// (SQLite's online backup; the server's writes go on), checked, mode 0600, then moved into
+    /// place. On PostgreSQL it says how to use pg_dump instead.
+    Backup {
+        /// Replace FILE if it exists.
+        #[arg(long)]
+        force: bool,
+        /// Where the copy goes (a new file).
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
+    /// Replaces the SQLite database with a backup made by `backup`, after checking it. Stop
+    /// the server first: the restore is refused while anything has the database open. An
+    /// older schema is migrated when the server starts.
+    Restore {
+        /// The backup file.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -427,6 +446,52 @@ async fn import(config: &Config, app_id: &str, dry_run: bool, file: &std::path::
     }
 }
 
+/// Runs `backup` or `restore` (SQLite only); the exit code.
+fn backup_or_restore(config: &Config, command: &Command) -> ExitCode {
+    use sessionkit_server::backup;
+    let name = match command {
+        Command::Backup { .. } => "backup",
+        _ => "restore",
+    };
+    if config.database.url.is_some() {
+        eprintln!("{}", backup::postgres_refusal(name));
+        return ExitCode::from(2);
+    }
+    let result = match command {
+        Command::Backup { force, file } => {
+            backup::backup(&config.data_dir, file, *force).map(|c| {
+                format!(
+                    "backed up {} to {} (schema version {}, {} bytes)",
+                    config.data_dir.display(),
+                    file.display(),
+                    c.schema_version,
+                    c.bytes
+                )
+            })
+        }
+        Command::Restore { file } => backup::restore(&config.data_dir, file).map(|c| {
+            format!(
+                "restored {} into {} (schema version {}, {} bytes); start the server",
+                file.display(),
+                config.data_dir.display(),
+                c.schema_version,
+                c.bytes
+            )
+        }),
+        _ => return ExitCode::FAILURE,
+    };
+    match result {
+        Ok(text) => {
+            println!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{name} failed: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 /// Runs `migrate`: creates the PostgreSQL database when missing, applies pending migrations,
 /// and says what it did; the exit code.
 async fn migrate(config: &Config) -> ExitCode {
@@ -618,6 +683,9 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Some(command @ (Command::Backup { .. } | Command::Restore { .. })) = &cli.command {
+        return backup_or_restore(&config, command);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

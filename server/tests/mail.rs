@@ -208,6 +208,32 @@ async fn a_reset_mail_arrives_and_its_link_resets() {
 }
 
 #[tokio::test]
+async fn the_worker_sends_several_mails_at_once() {
+    // The relay takes a mail only once four are in DATA at the same time (451 after 10 s
+    // otherwise): a worker that sends one mail at a time gets none through (17 mails/s to a relay
+    // on loopback, each waiting 40 ms for a delayed ACK; BENCHMARKS.md, "Mail").
+    let mut relay = Relay::new(&[]);
+    let t = server(&relay).await;
+    let emails = [
+        "t1@example.com",
+        "t2@example.com",
+        "t3@example.com",
+        "t4@example.com",
+    ];
+    for e in emails {
+        register(&t, e).await;
+    }
+    // Queued with the relay down, so that all four are due together at the next try.
+    wait_queue(&t, "tried", |m| tried(m, 1) && m["status"] == "pending").await;
+    relay.answer("together 4");
+    relay.start().await;
+    t.srv.advance_clock(61);
+    relay.wait_mails(4).await;
+    let q = wait_queue(&t, "sent", |m| m["status"] == "sent").await;
+    assert!(q.iter().all(|m| m["attempts"] == 2), "{q:?}");
+}
+
+#[tokio::test]
 async fn with_the_relay_down_requests_are_answered_and_every_mail_arrives_once_it_is_up() {
     let mut relay = Relay::new(&[]);
     let t = server(&relay).await;

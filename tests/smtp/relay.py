@@ -4,16 +4,26 @@ aiosmtpd (PyPI) speaks SMTP, STARTTLS and AUTH; this script only decides what it
 where what it receives goes. Run it with the interpreter of the venv scripts/test-all makes
 (target/smtp-venv, SESSIONKIT_TEST_SMTP_PYTHON):
 
-    python relay.py --dir DIR --port PORT [--tls] [--auth USER:PASSWORD]
+    python relay.py --dir DIR --port PORT [--tls] [--auth USER:PASSWORD] [--count-only]
 
-- Listens on 127.0.0.1:PORT; writes DIR/ready once it accepts connections.
+- Listens on 127.0.0.1:PORT; writes DIR/ready (holding the port) once it accepts connections.
+  --port 0 binds a free port, chosen by the kernel at bind time (no race with another process
+  taking a port picked beforehand): read it from DIR/ready. The conformance runners do this.
 - Each mail it accepts is written to DIR/mail-NNNN.json (atomically): envelope sender and
   recipients, Subject, From, To, and the decoded text and HTML parts.
 - DIR/mode, read at each mail, says what to answer at the end of DATA: absent or "ok" -> 250,
-  "4xx" -> 451 (try later), "5xx" -> 550 (never). "Down" is the process not running.
+  "4xx" -> 451 (try later), "5xx" -> 550 (never), "together N" -> 250 once N mails have been
+  in DATA at the same time (each waits for the others), 451 for a mail that waited 10 s without
+  that happening: a client sending one mail at a time never gets one through. "Down" is the
+  process not running.
 - --tls: makes a throwaway CA (DIR/ca.pem, the file the server gets as ca_file) and a
   certificate it signs for 127.0.0.1 and localhost, and requires STARTTLS before MAIL.
 - --auth USER:PASSWORD: requires AUTH (PLAIN or LOGIN) with these before MAIL.
+- DIR/stats (rewritten every 50 ms while mails arrive, and at exit) is JSON: "count" of mails
+  accepted since the start, and the wall-clock times (Unix seconds) of the "first" and "last".
+  scripts/bench-mail reads it.
+- --count-only: answers 250 to every mail and only counts it (DIR/stats): no DIR/mode, no
+  parsing, no mail-NNNN.json. For the benchmark, to tell the relay's own cost from the server's.
 """
 
 import argparse
@@ -24,8 +34,10 @@ import ipaddress
 import json
 import os
 import signal
+import socket
 import ssl
 import threading
+import time
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
@@ -102,10 +114,31 @@ def write_atomically(path, data):
 
 
 class Handler:
-    def __init__(self, directory):
+    def __init__(self, directory, count_only=False):
         self.directory = directory
+        self.count_only = count_only
         self.count = 0
         self.lock = threading.Lock()
+        # Mails accepted since this process started, and when the first and last were.
+        self.accepted = 0
+        self.first = None
+        self.last = None
+        # "together N": mails in DATA now, and whether N ever were at once.
+        self.in_data = 0
+        self.together = None
+
+    def accept(self):
+        now = time.time()
+        with self.lock:
+            self.accepted += 1
+            if self.first is None:
+                self.first = now
+            self.last = now
+
+    def write_stats(self):
+        with self.lock:
+            stats = {"count": self.accepted, "first": self.first, "last": self.last}
+        write_atomically(os.path.join(self.directory, "stats"), json.dumps(stats))
 
     def mode(self):
         try:
@@ -115,11 +148,28 @@ class Handler:
             return "ok"
 
     async def handle_DATA(self, server, session, envelope):
+        if self.count_only:
+            self.accept()
+            return "250 OK"
         mode = self.mode()
         if mode == "4xx":
             return "451 4.3.0 relay busy, try again later"
         if mode == "5xx":
             return "550 5.1.1 mailbox unavailable"
+        if mode.startswith("together "):
+            import asyncio
+
+            if self.together is None:
+                self.together = asyncio.Event()  # on the relay's own event loop
+            self.in_data += 1
+            if self.in_data >= int(mode.split()[1]):
+                self.together.set()
+            try:
+                await asyncio.wait_for(self.together.wait(), 10)
+            except asyncio.TimeoutError:
+                return "451 4.3.0 waited for other mails in vain"
+            finally:
+                self.in_data -= 1
         msg = email.message_from_bytes(envelope.content, policy=email.policy.default)
         parts = {}
         for part in msg.walk():
@@ -140,7 +190,19 @@ class Handler:
         write_atomically(
             os.path.join(self.directory, "mail-%04d.json" % n), json.dumps(record, indent=1)
         )
+        self.accept()
         return "250 OK"
+
+
+class BoundController(Controller):
+    """A Controller serving a socket already bound (to a port the kernel chose)."""
+
+    def __init__(self, handler, sock, **kwargs):
+        super().__init__(handler, hostname="127.0.0.1", port=sock.getsockname()[1], **kwargs)
+        self.sock = sock
+
+    def _create_server(self):
+        return self.loop.create_server(self._factory_invoker, sock=self.sock, ssl=self.ssl_context)
 
 
 def main():
@@ -149,10 +211,11 @@ def main():
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--tls", action="store_true")
     p.add_argument("--auth")
+    p.add_argument("--count-only", action="store_true")
     args = p.parse_args()
     os.makedirs(args.dir, exist_ok=True)
     # Mails already received (a restarted relay) keep their numbers.
-    handler = Handler(args.dir)
+    handler = Handler(args.dir, args.count_only)
     handler.count = len([f for f in os.listdir(args.dir) if f.startswith("mail-") and f.endswith(".json")])
     kwargs = {}
     if args.tls:
@@ -172,14 +235,29 @@ def main():
         kwargs["auth_required"] = True
         # The tests without --tls use AUTH over plain loopback.
         kwargs["auth_require_tls"] = bool(args.tls)
-    controller = Controller(handler, hostname="127.0.0.1", port=args.port, **kwargs)
+    if args.port == 0:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.bind(("127.0.0.1", 0))
+        controller = BoundController(handler, sock, **kwargs)
+    else:
+        controller = Controller(handler, hostname="127.0.0.1", port=args.port, **kwargs)
     controller.start()
-    write_atomically(os.path.join(args.dir, "ready"), str(args.port))
+    write_atomically(os.path.join(args.dir, "ready"), str(controller.port))
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    stop.wait()
+    # A parent may start us with these blocked (Swift's Process spawns from a libdispatch thread,
+    # whose mask blocks nearly every signal, and the mask is inherited): terminate must still work.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})
+    handler.write_stats()
+    written = 0
+    # The stats file follows the count, 50 ms behind at most, without a write per mail.
+    while not stop.wait(0.05):
+        if handler.accepted != written:
+            written = handler.accepted
+            handler.write_stats()
     controller.stop()
+    handler.write_stats()
     try:
         os.remove(os.path.join(args.dir, "ready"))
     except FileNotFoundError:

@@ -14,7 +14,17 @@ use sessionkit::{
     App, AppConfig, AppError, AuthEvent, Credentials, SessionError, StorageConfig, User,
 };
 
-use crate::{JWT_KEY, ServerOptions, TestServer, temp_dir};
+use crate::relay::{Relay, link_token, mail_code, mail_link};
+use crate::{JWT_KEY, ServerOptions, TestMail, TestServer, temp_dir};
+
+/// Scenarios with `"server": {"mail": true}`: the server sends its mail through a loopback SMTP
+/// relay (crate::relay) as this sender, linking to these pages; `read_mail` knows the links by
+/// them.
+const MAIL_FROM: &str = "SessionKit Conformance <no-reply@example.com>";
+const CONFIRM_URL: &str = "https://app.example/confirm";
+const RESET_URL: &str = "https://app.example/reset";
+/// How long `read_mail` waits for a mail.
+const MAIL_WAIT: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// Where the scenarios run.
 #[derive(Clone, Debug, Default)]
@@ -207,6 +217,11 @@ struct Runner {
     server: Option<TestServer>,
     /// The loopback identity provider, for scenarios with `"server": {"social": true}`.
     issuer: Option<crate::issuer::TestIssuer>,
+    /// The loopback SMTP relay, for scenarios with `"server": {"mail": true}`.
+    relay: Option<Relay>,
+    /// Per address: how many of its mails `read_mail` has read, and the last one's text part.
+    mails_read: HashMap<String, usize>,
+    last_mail: HashMap<String, String>,
     base_url: String,
     app_id: String,
     admin: Option<(String, String)>,
@@ -231,6 +246,7 @@ impl Runner {
         options: &Options,
     ) -> Result<Self, String> {
         let mut issuer = None;
+        let mut relay = None;
         let (server, base_url, app_id, admin) = match &options.base_url {
             Some(url) => (
                 None,
@@ -267,6 +283,18 @@ impl Runner {
                     o.extra_providers = crate::issuer::providers_toml(&started.url);
                     issuer = Some(started);
                 }
+                // `"email_otp": true` needs nothing here: every TestServer app has
+                // `[app.providers.email-otp]` with codes living 300 s (crate::TestServer).
+                if server_opts.get("mail").and_then(Value::as_bool) == Some(true) {
+                    let started = Relay::start().await?;
+                    o.mail = Some(TestMail {
+                        smtp_url: started.url(),
+                        from: MAIL_FROM.into(),
+                        confirm_url: CONFIRM_URL.into(),
+                        reset_url: RESET_URL.into(),
+                    });
+                    relay = Some(started);
+                }
                 let server = TestServer::with(o).await;
                 let url = server.base_url();
                 let admin = Some((
@@ -282,6 +310,9 @@ impl Runner {
         let mut runner = Self {
             server,
             issuer,
+            relay,
+            mails_read: HashMap::new(),
+            last_mail: HashMap::new(),
             base_url,
             app_id,
             admin,
@@ -309,6 +340,7 @@ impl Runner {
         if let Some(server) = self.server {
             server.stop().await;
         }
+        drop(self.relay);
     }
 
     fn user(&self, step: &Value, key: &str) -> Result<User, Failure> {
@@ -411,6 +443,11 @@ impl Runner {
         }
         if let Some(f) = c.get("function") {
             return Ok(Credentials::function(f.to_string()));
+        }
+        if let Some(e) = c.get("email_otp") {
+            let email = self.text(&e["email"]);
+            let code = self.mailed_code(&email, &e["code"])?;
+            return Ok(Credentials::email_otp(email, code));
         }
         for kind in [
             "google_id_token",
@@ -538,6 +575,81 @@ impl Runner {
         ))
     }
 
+    /// Waits for the next mail to `email` not read yet; remembers it as its last mail.
+    async fn read_mail(&mut self, email: &str) -> StepResult {
+        let relay = self
+            .relay
+            .as_ref()
+            .ok_or_else(|| script("read_mail needs \"server\": {\"mail\": true}"))?;
+        let n = self.mails_read.get(email).copied().unwrap_or(0);
+        let deadline = std::time::Instant::now() + MAIL_WAIT;
+        let mail = loop {
+            if let Some(mail) = relay.mails_to(email).into_iter().nth(n) {
+                break mail;
+            }
+            if std::time::Instant::now() > deadline {
+                return Err(script(format!(
+                    "no mail number {} to {email} within {} s ({n} read)",
+                    n + 1,
+                    MAIL_WAIT.as_secs()
+                )));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        };
+        let text = mail["text"].as_str().unwrap_or_default().to_string();
+        let link = if mail_link(&text, CONFIRM_URL).is_some() {
+            json!("confirm")
+        } else if mail_link(&text, RESET_URL).is_some() {
+            json!("reset")
+        } else {
+            Value::Null
+        };
+        let value = json!({ "link": link, "code": mail_code(&text).is_some() });
+        self.mails_read.insert(email.to_string(), n + 1);
+        self.last_mail.insert(email.to_string(), text);
+        Ok(value)
+    }
+
+    /// The token and tokenId of the link to `page` in the last mail read for `email`.
+    fn mailed_token(&self, email: &str, page: &str) -> Result<(String, String), Failure> {
+        let link = self
+            .last_mail
+            .get(email)
+            .and_then(|text| mail_link(text, page))
+            .ok_or_else(|| {
+                script(format!(
+                    "the last mail read for {email} has no link to {page} (read_mail first)"
+                ))
+            })?;
+        link_token(link)
+            .ok_or_else(|| script(format!("the link to {page} has no token and tokenId")))
+    }
+
+    /// `"mailed"`: the code in the last mail read for `email`; `"wrong"`: that code with its
+    /// last digit changed.
+    fn mailed_code(&self, email: &str, which: &Value) -> Result<String, Failure> {
+        let code = self
+            .last_mail
+            .get(email)
+            .and_then(|text| mail_code(text))
+            .ok_or_else(|| {
+                script(format!(
+                    "the last mail read for {email} has no code (read_mail first)"
+                ))
+            })?;
+        match which.as_str() {
+            Some("mailed") => Ok(code),
+            Some("wrong") => {
+                let (head, last) = code.split_at(code.len() - 1);
+                let digit = last.parse::<u8>().unwrap_or(0);
+                Ok(format!("{head}{}", (digit + 1) % 10))
+            }
+            _ => Err(script(format!(
+                "email_otp \"code\" is \"mailed\" or \"wrong\", not {which}"
+            ))),
+        }
+    }
+
     fn take_events(&self, step: &Value) -> StepResult {
         let label = step["listener"]
             .as_str()
@@ -628,6 +740,33 @@ impl Runner {
                     .email_password_auth()
                     .reset_password(&token, &id, &password)
                     .await?;
+                Ok(Value::Null)
+            }
+            "read_mail" => {
+                let email = self.text(&step["email"]);
+                self.read_mail(&email).await
+            }
+            "confirm_from_mail" => {
+                let email = self.text(&step["email"]);
+                let (token, id) = self.mailed_token(&email, CONFIRM_URL)?;
+                self.app
+                    .email_password_auth()
+                    .confirm_user(&token, &id)
+                    .await?;
+                Ok(Value::Null)
+            }
+            "reset_from_mail" => {
+                let (email, password) = (self.text(&step["email"]), self.text(&step["password"]));
+                let (token, id) = self.mailed_token(&email, RESET_URL)?;
+                self.app
+                    .email_password_auth()
+                    .reset_password(&token, &id, &password)
+                    .await?;
+                Ok(Value::Null)
+            }
+            "email_otp_send" => {
+                let email = self.text(&step["email"]);
+                self.app.email_otp().send(&email).await?;
                 Ok(Value::Null)
             }
             "call_reset_function" => {

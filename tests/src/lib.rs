@@ -15,6 +15,7 @@ use sessionkit_server::{Config, RunningServer};
 pub mod conformance;
 pub mod issuer;
 pub mod proxy;
+pub mod relay;
 pub mod rig;
 
 pub const APP_ID: &str = "sk-test";
@@ -38,6 +39,21 @@ pub struct ServerOptions {
     pub custom_token: String,
     /// More provider tables, appended to the app's TOML as given (social sign-in tests).
     pub extra_providers: String,
+    /// Real mail (`[mail]` and the app's pages); `None`: no mail, the development outbox (test
+    /// servers run the test clock, which allows that).
+    pub mail: Option<TestMail>,
+}
+
+/// A test server's `[mail]` table and the pages its mails link to (`confirm_url`, `reset_url`
+/// of `local-userpass`), e.g. for a loopback SMTP relay ([`relay::Relay`]).
+#[derive(Clone, Debug)]
+pub struct TestMail {
+    /// `smtp://127.0.0.1:PORT`.
+    pub smtp_url: String,
+    /// The sender, `Name <address>`.
+    pub from: String,
+    pub confirm_url: String,
+    pub reset_url: String,
 }
 
 impl Default for ServerOptions {
@@ -50,6 +66,7 @@ impl Default for ServerOptions {
             reset_function: "pending".into(),
             custom_function: Some("id_field = \"username\"".into()),
             extra_providers: String::new(),
+            mail: None,
             custom_token: format!("algorithm = \"HS256\"\nkey = \"{JWT_KEY}\""),
         }
     }
@@ -108,6 +125,7 @@ refresh_token_rotation = {rotation}
 auto_confirm = {confirm}
 reset_function = "{reset}"
 allow_insecure_reset_function = true
+{mail_links}
 [app.providers.api-key]
 [app.providers.email-otp]
 code_lifetime_secs = 300
@@ -115,6 +133,7 @@ code_lifetime_secs = 300
 {custom_token}
 {function}
 {extra}
+{mail}
 "#,
             dir = data_dir.display(),
             access = o.access_token_lifetime_secs,
@@ -127,6 +146,22 @@ code_lifetime_secs = 300
                 .map(|body| format!("[app.providers.custom-function]\n{body}"))
                 .unwrap_or_default(),
             extra = o.extra_providers,
+            mail_links = o
+                .mail
+                .as_ref()
+                .map(|m| format!(
+                    "confirm_url = \"{}\"\nreset_url = \"{}\"",
+                    m.confirm_url, m.reset_url
+                ))
+                .unwrap_or_default(),
+            mail = o
+                .mail
+                .as_ref()
+                .map(|m| format!(
+                    "[mail]\nsmtp_url = \"{}\"\nfrom = \"{}\"",
+                    m.smtp_url, m.from
+                ))
+                .unwrap_or_default(),
             custom_token = o.custom_token,
         );
         let config = Config::from_toml_str(&toml).expect("test server config");

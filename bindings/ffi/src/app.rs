@@ -1,4 +1,4 @@
-//! The App, and the email/password flows it offers.
+//! The App, and the email/password and email one-time-code flows it offers.
 
 use std::sync::Arc;
 
@@ -83,6 +83,14 @@ impl App {
     pub fn email_password_auth(&self) -> Arc<EmailPasswordAuth> {
         Arc::new(EmailPasswordAuth {
             inner: Arc::new(self.inner.email_password_auth()),
+        })
+    }
+
+    /// Email one-time codes (#23): `send(email)` mails a sign-in code, which then logs in (or
+    /// is linked) as `Credentials::EmailOtp`.
+    pub fn email_otp(&self) -> Arc<EmailOtpAuth> {
+        Arc::new(EmailOtpAuth {
+            inner: Arc::new(self.inner.email_otp()),
         })
     }
 
@@ -206,5 +214,23 @@ impl EmailPasswordAuth {
                 .await
         })
         .await
+    }
+}
+
+/// The email one-time-code provider's request for a code; it logs nobody in (#23).
+#[derive(uniffi::Object)]
+pub struct EmailOtpAuth {
+    inner: Arc<sk::EmailOtpAuth>,
+}
+
+#[uniffi::export]
+impl EmailOtpAuth {
+    /// Asks the server to mail a one-time sign-in code to `email`; returns once it accepted
+    /// (HTTP 204, whether or not an account has that address). Errors: `InvalidArgument` (an
+    /// empty address), `Service` (400 a malformed address, 429 over the mail rate limit with
+    /// `retry_after_secs`), `Network`, `Timeout`, `AppClosed`. (core `EmailOtpAuth::send`)
+    pub async fn send(&self, email: String) -> Result<(), AppError> {
+        let auth = Arc::clone(&self.inner);
+        run(async move { auth.send(&email).await }).await
     }
 }

@@ -21,6 +21,12 @@ pub enum Credentials {
         email: String,
         password: String,
     },
+    /// The one-time code the server mailed to `email` (`EmailOtpAuth::send`): provider
+    /// `email-otp` (#23). Every string form shows the address, never the code.
+    EmailOtp {
+        email: String,
+        code: String,
+    },
     ApiKey {
         key: String,
     },
@@ -70,6 +76,7 @@ impl From<Credentials> for sk::Credentials {
             Credentials::EmailPassword { email, password } => {
                 Self::EmailPassword { email, password }
             }
+            Credentials::EmailOtp { email, code } => Self::EmailOtp { email, code },
             Credentials::ApiKey { key } => Self::ApiKey { key },
             Credentials::Jwt { token } => Self::Jwt { token },
             Credentials::Function { payload_json } => Self::Function { payload_json },

@@ -17,7 +17,7 @@ mod runtime;
 mod storage;
 mod user;
 
-pub use app::{App, EmailPasswordAuth};
+pub use app::{App, EmailOtpAuth, EmailPasswordAuth};
 pub use config::{AppConfig, Credentials, DeviceInfo, StorageConfig};
 pub use errors::{AppError, SessionError, SessionErrorKind};
 pub use events::{AuthEvent, AuthEventKind, AuthEventListener, SessionErrorHandler, Subscription};

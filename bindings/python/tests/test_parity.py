@@ -18,7 +18,7 @@ API = check_parity.default_api()
 def test_api_md_parses_into_every_section() -> None:
     owners = {owner for owner, _, _ in check_parity.parse_api(API.read_text())}
     assert {
-        "App", "User", "ApiKeyAuth", "EmailPasswordAuth", "Credentials", "AppConfig",
+        "App", "User", "ApiKeyAuth", "EmailPasswordAuth", "EmailOtpAuth", "Credentials", "AppConfig",
         "StorageConfig", "AuthEvent", "AuthEventKind", "SessionError", "SessionErrorKind",
         "SessionStore", "StoreError", "AuthEventListener", "SessionErrorHandler", "Logger",
         "AppError",

@@ -116,6 +116,7 @@ async def test_wrong_argument_types_raise_a_type_error_naming_the_parameter(serv
         (user, sessionkit.User),
         (user.api_keys(), sessionkit.ApiKeyAuth),
         (app.email_password_auth(), sessionkit.EmailPasswordAuth),
+        (app.email_otp(), sessionkit.EmailOtpAuth),
     ]:
         missed += _calls_with_a_wrong_argument(obj, cls)
     assert missed == []
@@ -145,6 +146,7 @@ def test_the_blocking_facade_checks_its_arguments_too(server: Server) -> None:
         (user, blocking.User),
         (user.api_keys(), blocking.ApiKeyAuth),
         (app.email_password_auth(), blocking.EmailPasswordAuth),
+        (app.email_otp(), blocking.EmailOtpAuth),
     ]:
         missed += _calls_with_a_wrong_argument(obj, cls)
     assert missed == []
@@ -251,7 +253,8 @@ def test_json_as_python_values_in_the_blocking_facade(server: Server) -> None:
 
 def test_docstrings_say_what_calls_return_and_raise() -> None:
     for cls in (sessionkit.App, sessionkit.User, sessionkit.ApiKeyAuth, sessionkit.EmailPasswordAuth,
-                blocking.App, blocking.User, blocking.ApiKeyAuth, blocking.EmailPasswordAuth):
+                sessionkit.EmailOtpAuth, blocking.App, blocking.User, blocking.ApiKeyAuth,
+                blocking.EmailPasswordAuth, blocking.EmailOtpAuth):
         for name, sig in _public_methods(cls):
             doc = getattr(cls, name).__doc__ or ""
             assert doc.strip(), f"{cls.__qualname__}.{name} has no docstring"

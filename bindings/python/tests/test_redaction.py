@@ -3,13 +3,15 @@
 import sessionkit as sk
 from conftest import Server
 
-SECRETS = ["hunter2-password", "k" * 64, "eyJhbGciOiJIUzI1NiJ9.e30.sig", '{"secret": "payload"}']
+SECRETS = ["hunter2-password", "k" * 64, "eyJhbGciOiJIUzI1NiJ9.e30.sig", '{"secret": "payload"}',
+           "90210417"]
 
 
 def test_str_and_repr_redact_every_secret() -> None:
     key = bytes(range(32))
     objects = [
         sk.Credentials.EMAIL_PASSWORD(email="ada@example.com", password=SECRETS[0]),
+        sk.Credentials.EMAIL_OTP(email="ada@example.com", code=SECRETS[4]),
         sk.Credentials.API_KEY(key=SECRETS[1]),
         sk.Credentials.JWT(token=SECRETS[2]),
         sk.Credentials.FUNCTION(payload_json=SECRETS[3]),
@@ -25,7 +27,9 @@ def test_str_and_repr_redact_every_secret() -> None:
         assert "<redacted>" in str(obj), str(obj)
     # What is not secret still reads.
     assert "ada@example.com" in str(objects[0])
-    assert "name='ci'" in str(objects[4])
+    # The one-time code (#23): the address reads, the code never does.
+    assert str(objects[1]) == "Credentials.EMAIL_OTP(email='ada@example.com', code=<redacted>)"
+    assert "name='ci'" in str(objects[5])
     assert str(sk.ApiKey(id="abc", key=None, name="ci", disabled=True)) == (
         "ApiKey(id='abc', key=None, name='ci', disabled=True)"
     )

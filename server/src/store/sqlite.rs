@@ -20,6 +20,9 @@ use crate::tokens;
 /// The schema version this build writes (`PRAGMA user_version`).
 pub const SCHEMA_VERSION: i64 = 9;
 
+/// The database file's name in the data directory.
+pub const DB_FILE: &str = "sessionkit.db";
+
 /// A data step of a migration, run in its transaction after its SQL.
 type DataStep = fn(&rusqlite::Transaction) -> rusqlite::Result<()>;
 
@@ -255,7 +258,7 @@ impl Db {
     pub fn open(dir: &Path) -> Result<Db, String> {
         std::fs::create_dir_all(dir)
             .map_err(|e| format!("cannot create data dir {}: {e}", dir.display()))?;
-        let path = dir.join("sessionkit.db");
+        let path = dir.join(DB_FILE);
         restrict_permissions(dir, &path)?;
         let mut conn = Connection::open(&path)
             .map_err(|e| format!("cannot open database {}: {e}", path.display()))?;
@@ -1116,7 +1119,7 @@ impl SqliteStore {
             .unwrap_or_else(|p| p.into_inner())
             .take()
             .ok_or("database closed")?;
-        let path = dir.join("sessionkit.db");
+        let path = dir.join(DB_FILE);
         let mut readers = Vec::with_capacity(READERS);
         for _ in 0..READERS {
             let r = Connection::open(&path)
@@ -2116,7 +2119,7 @@ impl Store for SqliteStore {
 /// SQLite opens them (it gives its -wal and -shm files the database file's mode). Looser modes
 /// found at start are tightened, with a warning.
 #[cfg(unix)]
-fn restrict_permissions(dir: &Path, db: &Path) -> Result<(), String> {
+pub(crate) fn restrict_permissions(dir: &Path, db: &Path) -> Result<(), String> {
     use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     let tighten = |path: &Path, mode: u32| -> Result<(), String> {
         let meta = match std::fs::metadata(path) {
@@ -2153,6 +2156,6 @@ fn restrict_permissions(dir: &Path, db: &Path) -> Result<(), String> {
 }
 
 #[cfg(not(unix))]
-fn restrict_permissions(_dir: &Path, _db: &Path) -> Result<(), String> {
+pub(crate) fn restrict_permissions(_dir: &Path, _db: &Path) -> Result<(), String> {
     Ok(())
 }

@@ -16,11 +16,14 @@ import asyncio
 import json
 import os
 import pathlib
+import re
 import shutil
+import subprocess
 import sys
 import tempfile
 import threading
 import time
+import urllib.parse
 from typing import Any, Optional
 
 import sessionkit
@@ -56,14 +59,30 @@ refresh_token_rotation = {rotation}
 auto_confirm = {auto_confirm}
 reset_function = "{reset_function}"
 allow_insecure_reset_function = true
-[app.providers.api-key]
+{mail_links}[app.providers.api-key]
 [app.providers.custom-token]
 algorithm = "HS256"
 key = "{jwt_key}"
 [app.providers.custom-function]
 id_field = "username"
 {social}
+{email_otp}
+{mail}
 """
+
+# Scenarios with "server": {"mail": true}: the server sends its mail through a loopback SMTP relay
+# (tests/smtp/relay.py) and links to these pages; read_mail recognises the links by them.
+MAIL_FROM = "SessionKit Conformance <no-reply@example.com>"
+CONFIRM_URL = "https://app.example/confirm"
+RESET_URL = "https://app.example/reset"
+# "server": {"email_otp": true}: one-time codes by mail, living 300 s of the server's clock.
+EMAIL_OTP_TOML = "[app.providers.email-otp]\ncode_lifetime_secs = 300\n"
+MAIL_WAIT_SECS = 15
+HOW_TO_GET_THE_RELAY = (
+    "the mail scenarios need a Python with aiosmtpd for their SMTP relay: python3 -m venv "
+    "target/smtp-venv && target/smtp-venv/bin/pip install aiosmtpd cryptography, then set "
+    "SESSIONKIT_TEST_SMTP_PYTHON=$PWD/target/smtp-venv/bin/python (scripts/test-all does both)"
+)
 
 # The social credential kinds of scenarios with "server": {"social": true}, and the
 # constructors they become; the OpenID Connect issuer is named "conformance" by the test issuer.
@@ -95,9 +114,89 @@ def normalise_error(e: Exception) -> dict:
     return out
 
 
-def local_server(binary: str, server_opts: dict, social: str = "") -> sk_server.ServerProcess:
+class Relay:
+    """The loopback SMTP relay of a scenario with "server": {"mail": true}: tests/smtp/relay.py
+    run by the Python of SESSIONKIT_TEST_SMTP_PYTHON in a fresh directory, on a port the kernel
+    picks (--port 0; the port is in DIR/ready). Each mail it takes is DIR/mail-NNNN.json. Raises
+    RuntimeError, saying how to get the relay, when it cannot start."""
+
+    def __init__(self) -> None:
+        python = os.environ.get("SESSIONKIT_TEST_SMTP_PYTHON")
+        if not python:
+            raise RuntimeError(f"SESSIONKIT_TEST_SMTP_PYTHON is not set; {HOW_TO_GET_THE_RELAY}")
+        self.dir = pathlib.Path(tempfile.mkdtemp(prefix="sk-conformance-relay-"))
+        # A file, not a pipe that nobody reads while the relay runs; a failed start quotes it.
+        self.stderr = open(self.dir / "relay.stderr", "w")
+        try:
+            self.proc = subprocess.Popen(
+                [python, str(REPO / "tests" / "smtp" / "relay.py"), "--dir", str(self.dir), "--port", "0"],
+                stdout=subprocess.DEVNULL, stderr=self.stderr)
+        except OSError as e:
+            self.stderr.close()
+            shutil.rmtree(self.dir, ignore_errors=True)
+            raise RuntimeError(f"cannot run the SMTP relay with {python} ({e}); {HOW_TO_GET_THE_RELAY}") from None
+        ready = self.dir / "ready"
+        deadline = time.monotonic() + 30
+        while not ready.exists():
+            if self.proc.poll() is not None:
+                err = (self.dir / "relay.stderr").read_text()
+                self.stop()
+                raise RuntimeError(f"the SMTP relay exited ({self.proc.returncode}): {err.strip()[-500:]}\n"
+                                   f"{HOW_TO_GET_THE_RELAY}")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError("the SMTP relay did not start within 30 s")
+            time.sleep(0.05)
+        self.port = int(ready.read_text().strip())
+
+    def toml(self) -> str:
+        """The server's [mail] table, pointing at this relay."""
+        return f'[mail]\nsmtp_url = "smtp://127.0.0.1:{self.port}"\nfrom = "{MAIL_FROM}"\n'
+
+    def mails_to(self, address: str) -> list:
+        """Every mail received for `address` so far, in order of arrival."""
+        out = []
+        for f in sorted(self.dir.glob("mail-*.json")):
+            mail = json.loads(f.read_text())
+            if any(r.lower() == address.lower() for r in mail.get("rcpt_tos", [])):
+                out.append(mail)
+        return out
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.stderr.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def mail_link(text: str, page: str) -> Optional[str]:
+    """The first link in a mail's text part to `page` (confirm_url or reset_url) with a query."""
+    m = re.search(re.escape(page) + r"\?\S+", text)
+    return m.group(0) if m else None
+
+
+def mail_code(text: str) -> Optional[str]:
+    """The one-time code a mail carries: the first run of 6 to 10 digits (no digit on either
+    side) in its text part, with the words that hold a link left out (a token in a link may hold
+    digits)."""
+    for word in text.split():
+        if "://" in word:
+            continue
+        for run in re.split(r"[^0-9]", word):
+            if 6 <= len(run) <= 10:
+                return run
+    return None
+
+
+def local_server(binary: str, server_opts: dict, social: str = "", relay: Optional[Relay] = None) -> sk_server.ServerProcess:
     """A sessionkit-server process for one scenario, configured by its "server" options;
-    `social`: the test issuer's provider tables, when the scenario signs in with them."""
+    `social`: the test issuer's provider tables, when the scenario signs in with them; `relay`:
+    the SMTP relay its mail goes through ("mail": true)."""
     return sk_server.ServerProcess(
         binary,
         SERVER_CONFIG,
@@ -112,6 +211,9 @@ def local_server(binary: str, server_opts: dict, social: str = "") -> sk_server.
         reset_function=server_opts.get("reset_function", "pending"),
         jwt_key=JWT_KEY,
         social=social,
+        mail_links=f'confirm_url = "{CONFIRM_URL}"\nreset_url = "{RESET_URL}"\n' if relay else "",
+        mail=relay.toml() if relay else "",
+        email_otp=EMAIL_OTP_TOML if server_opts.get("email_otp") else "",
     )
 
 
@@ -149,6 +251,10 @@ class Runner:
         self.listeners: dict = {}
         self.refresh_base = self.refresh_count() if admin else 0
         self.issuer: Optional[sk_server.IssuerProcess] = None
+        self.relay: Optional[Relay] = None
+        # Per address: how many of its mails read_mail has read, and the last one.
+        self.mails_read: dict = {}
+        self.last_mail: dict = {}
 
     def new_app(self):
         storage = StorageConfig.FILE(dir=self.storage_dir, encryption_key=None) if self.storage_dir else StorageConfig.IN_MEMORY()
@@ -213,6 +319,9 @@ class Runner:
             return Credentials.JWT(token=sign_jwt(c["jwt"], self.jwt_key, self.app_id))
         if "function" in c:
             return Credentials.FUNCTION(payload_json=json.dumps(c["function"]))
+        if "email_otp" in c:
+            e = c["email_otp"]
+            return Credentials.EMAIL_OTP(email=self.text(e["email"]), code=self.mailed_code(e))
         for kind, make in SOCIAL.items():
             if kind in c:
                 if self.issuer is None:
@@ -255,6 +364,52 @@ class Runner:
             raise Script(f"no {kind} token in the outbox for {email}")
         return items[-1]["token"], items[-1]["tokenId"]
 
+    def read_mail(self, email: str) -> dict:
+        """Waits for the next mail to `email` not read yet; remembers it as its last mail."""
+        if self.relay is None:
+            raise Script('read_mail needs "server": {"mail": true}')
+        n = self.mails_read.get(email, 0)
+        deadline = time.monotonic() + MAIL_WAIT_SECS
+        while True:
+            mails = self.relay.mails_to(email)
+            if len(mails) > n:
+                break
+            if time.monotonic() > deadline:
+                raise Script(f"no mail number {n + 1} to {email} within {MAIL_WAIT_SECS} s ({n} read)")
+            time.sleep(0.05)
+        mail = mails[n]
+        self.mails_read[email] = n + 1
+        self.last_mail[email] = mail
+        text = mail.get("text", "")
+        link = "confirm" if mail_link(text, CONFIRM_URL) else "reset" if mail_link(text, RESET_URL) else None
+        return {"link": link, "code": mail_code(text) is not None}
+
+    def mailed_token(self, email: str, page: str):
+        """The token and tokenId of the link to `page` in the last mail read for `email`."""
+        mail = self.last_mail.get(email)
+        link = mail_link(mail.get("text", ""), page) if mail else None
+        if link is None:
+            raise Script(f"the last mail read for {email} has no link to {page} (read_mail first)")
+        query = urllib.parse.parse_qs(urllib.parse.urlsplit(link).query)
+        if "token" not in query or "tokenId" not in query:
+            raise Script(f"the link to {page} has no token and tokenId")
+        return query["token"][0], query["tokenId"][0]
+
+    def mailed_code(self, spec: dict) -> str:
+        """{"email", "code": "mailed" | "wrong"}: the code in the address's last read mail, or
+        that code with its last digit changed."""
+        email = self.text(spec["email"])
+        mail = self.last_mail.get(email)
+        code = mail_code(mail.get("text", "")) if mail else None
+        if code is None:
+            raise Script(f"the last mail read for {email} has no code (read_mail first)")
+        which = spec.get("code")
+        if which == "mailed":
+            return code
+        if which == "wrong":
+            return code[:-1] + str((int(code[-1]) + 1) % 10)
+        raise Script(f'email_otp "code" is "mailed" or "wrong", not {which!r}')
+
     @staticmethod
     def key_view(k) -> dict:
         return {"name": k.name, "disabled": k.disabled, "has_key": k.key is not None}
@@ -289,6 +444,19 @@ class Runner:
         if op == "reset_from_outbox":
             token, token_id = self.outbox_token(self.text(step["email"]), "reset")
             await epa.reset_password(token, token_id, self.text(step["password"]))
+            return None
+        if op == "read_mail":
+            return self.read_mail(self.text(step["email"]))
+        if op == "confirm_from_mail":
+            token, token_id = self.mailed_token(self.text(step["email"]), CONFIRM_URL)
+            await epa.confirm_user(token, token_id)
+            return None
+        if op == "reset_from_mail":
+            token, token_id = self.mailed_token(self.text(step["email"]), RESET_URL)
+            await epa.reset_password(token, token_id, self.text(step["password"]))
+            return None
+        if op == "email_otp_send":
+            await self.app.email_otp().send(self.text(step["email"]))
             return None
         if op == "call_reset_function":
             await epa.call_reset_password_function(
@@ -469,19 +637,34 @@ async def run_scenario(path: pathlib.Path, args) -> dict:
         return {"name": name, "skipped": "needs its own server configuration", "passed": False,
                 "failures": [], "transcript": []}
     server = None
+    issuer = relay = None
     try:
         issuer = sk_server.IssuerProcess() if server_opts.get("social") and not args.base_url else None
+        relay = Relay() if server_opts.get("mail") and not args.base_url else None
     except RuntimeError as e:
+        if issuer:
+            issuer.stop()
         return {"name": name, "skipped": None, "passed": False, "failures": [str(e)], "transcript": []}
     if args.base_url:
         base_url, app_id, admin = args.base_url, args.app_id, args.admin
     else:
-        server = local_server(args.server_bin, server_opts, issuer.providers_toml() if issuer else "")
+        try:
+            server = local_server(args.server_bin, server_opts, issuer.providers_toml() if issuer else "", relay)
+        except BaseException as e:
+            for side in (issuer, relay):
+                if side:
+                    side.stop()
+            if not isinstance(e, RuntimeError):
+                raise
+            # The server refused its config (a provider this build lacks, say): this scenario
+            # fails, the others still run.
+            return {"name": name, "skipped": None, "passed": False, "failures": [str(e)], "transcript": []}
         base_url, app_id, admin = server.base_url, APP_ID, ADMIN
     failures, transcript = [], []
     runner = Runner(base_url, app_id, admin, args.jwt_key or JWT_KEY,
                     scenario.get("client", {}).get("storage") == "file")
     runner.issuer = issuer
+    runner.relay = relay
     try:
         for i, step in enumerate(scenario.get("steps", [])):
             op = step.get("do", "?")
@@ -502,6 +685,8 @@ async def run_scenario(path: pathlib.Path, args) -> dict:
             server.stop()
         if issuer:
             issuer.stop()
+        if relay:
+            relay.stop()
     return {"name": name, "skipped": None, "passed": not failures, "failures": failures, "transcript": transcript}
 
 

@@ -1,7 +1,7 @@
 //! A load generator for sessionkit-server, run as its own process against a server on loopback.
 //!
-//! `loadgen --url URL [--url URL2 ...] --app-id ID --op login|refresh|rotate
-//! [--concurrency N[,N2...]] [--seconds S] [--history H] [--tsv]`
+//! `loadgen --url URL [--url URL2 ...] --app-id ID --op login|refresh|rotate|register|confirm-send
+//! [--concurrency N[,N2...]] [--seconds S] [--requests R] [--history H] [--tsv]`
 //!
 //! `login`: anonymous logins. `refresh`: each worker first logs in one anonymous user, then
 //! refreshes its access token in a loop. `rotate`: the same against an app with refresh-token
@@ -12,6 +12,13 @@
 //! prunes it at a later rotation, so after the history every worker waits 11 s and rotates
 //! once more, unmeasured. The run then measures sessions in their steady state (a long past,
 //! pruned as it went) rather than each one's first rotation deleting a whole history at once.
+//!
+//! `register`: `local-userpass` registrations of new addresses (an argon2 hash each; with
+//! `auto_confirm = false` each one queues a confirmation mail). `confirm-send`: each worker first
+//! registers one address (unmeasured, so one mail queued per worker before the clock starts),
+//! then asks for its confirmation mail again in a loop: one mail queued per request, without a
+//! password hash (#23's mail benchmark, scripts/bench-mail). `--requests R` stops a level after
+//! R successful requests in all (the `S` seconds still bound it): exactly R mails queued.
 //!
 //! Several `--url`s (`--base-url` is the same option) are instances of one server sharing a
 //! database: each worker sends its requests to them in turn (worker `w`'s `n`-th request goes to
@@ -49,11 +56,15 @@ struct Args {
     concurrency: Vec<usize>,
     seconds: u64,
     history: usize,
+    requests: Option<usize>,
     tsv: bool,
 }
 
-const USAGE: &str = "usage: loadgen --url URL [--url URL ...] [--app-id ID] --op login|refresh|rotate \
-                     [--concurrency N[,N...]] [--seconds S] [--history H] [--tsv]";
+const USAGE: &str = "usage: loadgen --url URL [--url URL ...] [--app-id ID] \
+                     --op login|refresh|rotate|register|confirm-send \
+                     [--concurrency N[,N...]] [--seconds S] [--requests R] [--history H] [--tsv]";
+
+const OPS: [&str; 5] = ["login", "refresh", "rotate", "register", "confirm-send"];
 
 fn parse_args() -> Args {
     let mut args = Args {
@@ -63,6 +74,7 @@ fn parse_args() -> Args {
         concurrency: vec![16],
         seconds: 10,
         history: 0,
+        requests: None,
         tsv: false,
     };
     let mut it = std::env::args().skip(1);
@@ -90,13 +102,17 @@ fn parse_args() -> Args {
             "--history" => {
                 args.history = value.parse().unwrap_or_else(|_| die("--history: a number"))
             }
+            "--requests" => {
+                args.requests = Some(
+                    value
+                        .parse()
+                        .unwrap_or_else(|_| die("--requests: a number")),
+                )
+            }
             other => die(&format!("unknown option {other}\n{USAGE}")),
         }
     }
-    if args.urls.is_empty()
-        || args.concurrency.contains(&0)
-        || !["login", "refresh", "rotate"].contains(&args.op.as_str())
-    {
+    if args.urls.is_empty() || args.concurrency.contains(&0) || !OPS.contains(&args.op.as_str()) {
         die(USAGE);
     }
     let loopback = ["http://127.", "http://localhost", "http://[::1]"];
@@ -117,8 +133,9 @@ fn die(message: &str) -> ! {
     std::process::exit(2)
 }
 
-/// One POST; the answer's JSON when it is a 2xx carrying `field` as a string, else what went
-/// wrong, in a short form that failures of one kind share (for the counts).
+/// One POST; the answer's JSON when it is a 2xx carrying `field` as a string (any 2xx when
+/// `field` is empty: register and confirm/send answer without a body), else what went wrong, in
+/// a short form that failures of one kind share (for the counts).
 async fn post(
     http: &reqwest::Client,
     url: &str,
@@ -145,7 +162,7 @@ async fn post(
     })?;
     let status = response.status();
     let doc: Value = response.json().await.unwrap_or(Value::Null);
-    if !status.is_success() || !doc[field].is_string() {
+    if !status.is_success() || (!field.is_empty() && !doc[field].is_string()) {
         // The error code and message, not the whole body: one line per kind of failure.
         let what = match (doc["error_code"].as_str(), doc["error"].as_str()) {
             (Some(code), Some(msg)) => format!("{code}: {msg}"),
@@ -162,6 +179,8 @@ async fn post(
 struct Targets {
     login: Vec<String>,
     refresh: Vec<String>,
+    register: Vec<String>,
+    confirm_send: Vec<String>,
     next: usize,
 }
 
@@ -175,6 +194,14 @@ impl Targets {
             refresh: urls
                 .iter()
                 .map(|u| format!("{u}/api/client/v2.0/auth/session"))
+                .collect(),
+            register: urls
+                .iter()
+                .map(|u| format!("{u}/api/client/v2.0/app/{app_id}/auth/providers/local-userpass/register"))
+                .collect(),
+            confirm_send: urls
+                .iter()
+                .map(|u| format!("{u}/api/client/v2.0/app/{app_id}/auth/providers/local-userpass/confirm/send"))
                 .collect(),
             next: worker,
         }
@@ -191,6 +218,22 @@ impl Targets {
         let i = self.advance();
         let doc = post(http, &self.login[i], None, Some(json!({})), "refresh_token").await?;
         Ok(doc["refresh_token"].as_str().unwrap().to_string())
+    }
+
+    /// Registers `email` (201, no body).
+    async fn register(&mut self, http: &reqwest::Client, email: &str) -> Result<(), String> {
+        let i = self.advance();
+        let body = json!({"email": email, "password": "bench-password"});
+        post(http, &self.register[i], None, Some(body), "").await?;
+        Ok(())
+    }
+
+    /// Asks for `email`'s confirmation mail again (204, no body): one mail queued.
+    async fn confirm_send(&mut self, http: &reqwest::Client, email: &str) -> Result<(), String> {
+        let i = self.advance();
+        let body = json!({ "email": email });
+        post(http, &self.confirm_send[i], None, Some(body), "").await?;
+        Ok(())
     }
 
     /// A refresh with `token`; the new refresh token when `rotate`.
@@ -269,19 +312,40 @@ async fn main() {
     let failures: Arc<Mutex<BTreeMap<String, usize>>> = Arc::default();
     let seconds = args.seconds;
     let levels = args.concurrency.clone();
+    // Requests left in the current level with --requests (reset by main before each level).
+    let left = Arc::new(std::sync::atomic::AtomicUsize::new(usize::MAX));
+    // Addresses unique to this run: a server's database may outlive one loadgen.
+    let run_id = format!(
+        "{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis())
+    );
     for w in 0..workers_needed {
-        let (http, op, ready, failures, done, levels) = (
+        let (http, op, ready, failures, done, levels, left) = (
             http.clone(),
             args.op.clone(),
             ready.clone(),
             failures.clone(),
             done.clone(),
             levels.clone(),
+            left.clone(),
         );
         let mut targets = Targets::new(&args.urls, &args.app_id, w);
+        let email_base = format!("lg{run_id}-w{w}");
         tokio::spawn(async move {
             let rotate = op == "rotate";
-            let mut refresh_token = if op == "login" {
+            let mut registered = 0usize;
+            let mailbox = format!("{email_base}@bench.example");
+            if op == "confirm-send" {
+                targets
+                    .register(&http, &mailbox)
+                    .await
+                    .unwrap_or_else(|e| die(&format!("registering before the run: {e}")));
+            }
+            let mut refresh_token = if ["login", "register", "confirm-send"].contains(&op.as_str())
+            {
                 None
             } else {
                 let token = targets
@@ -318,18 +382,35 @@ async fn main() {
                 let deadline = Instant::now() + Duration::from_secs(seconds);
                 let mut outcome = Outcome::default();
                 while Instant::now() < deadline {
+                    // Claims one of the --requests; given back if the request fails.
+                    use std::sync::atomic::Ordering::SeqCst;
+                    if left
+                        .fetch_update(SeqCst, SeqCst, |n| n.checked_sub(1))
+                        .is_err()
+                    {
+                        break;
+                    }
                     let start = Instant::now();
-                    let result = match refresh_token.as_deref() {
-                        Some(token) => targets.refresh(&http, token, rotate).await.map(|next| {
-                            if let Some(next) = next {
-                                refresh_token = Some(next);
-                            }
-                        }),
-                        None => targets.login(&http).await.map(|_| ()),
+                    let result = match (op.as_str(), refresh_token.as_deref()) {
+                        ("register", _) => {
+                            registered += 1;
+                            let email = format!("{email_base}-{registered}@bench.example");
+                            targets.register(&http, &email).await
+                        }
+                        ("confirm-send", _) => targets.confirm_send(&http, &mailbox).await,
+                        (_, Some(token)) => {
+                            targets.refresh(&http, token, rotate).await.map(|next| {
+                                if let Some(next) = next {
+                                    refresh_token = Some(next);
+                                }
+                            })
+                        }
+                        (_, None) => targets.login(&http).await.map(|_| ()),
                     };
                     match result {
                         Ok(()) => outcome.latencies.push(start.elapsed()),
                         Err(kind) => {
+                            left.fetch_add(1, SeqCst);
                             outcome.errors += 1;
                             let key = format!("{level} concurrent: {kind}");
                             *failures.lock().unwrap().entry(key).or_default() += 1;
@@ -355,6 +436,10 @@ async fn main() {
     }
     let mut total_errors = 0;
     for &level in &args.concurrency {
+        left.store(
+            args.requests.unwrap_or(usize::MAX),
+            std::sync::atomic::Ordering::SeqCst,
+        );
         ready.wait().await;
         let cpu_before = cpu_times();
         let begin = Instant::now();

@@ -23,7 +23,7 @@ __all__ = [
     "foreign_runtime_exiting", "SessionStoreImpl", "SessionStore", "LoggerImpl", "Logger",
     "ApiKeyAuth", "ApiKeyAuthProtocol", "AuthEventListenerImpl", "AuthEventListener",
     "Subscription", "SubscriptionProtocol", "User", "UserProtocol", "EmailPasswordAuth",
-    "EmailPasswordAuthProtocol", "SessionErrorHandlerImpl", "SessionErrorHandler", "App",
+    "EmailPasswordAuthProtocol", "EmailOtpAuth", "EmailOtpAuthProtocol", "SessionErrorHandlerImpl", "SessionErrorHandler", "App",
     "AppProtocol", "blocking", "verify_access_token", "AccessTokenError",
 ]
 
@@ -34,6 +34,7 @@ class Credentials:
 
     def is_anonymous(self) -> bool: ...
     def is_email_password(self) -> bool: ...
+    def is_email_otp(self) -> bool: ...
     def is_api_key(self) -> bool: ...
     def is_jwt(self) -> bool: ...
     def is_function(self) -> bool: ...
@@ -44,6 +45,7 @@ class Credentials:
     def is_oidc_id_token(self) -> bool: ...
     def is_ANONYMOUS(self) -> bool: ...
     def is_EMAIL_PASSWORD(self) -> bool: ...
+    def is_EMAIL_OTP(self) -> bool: ...
     def is_API_KEY(self) -> bool: ...
     def is_JWT(self) -> bool: ...
     def is_FUNCTION(self) -> bool: ...
@@ -65,6 +67,16 @@ class Credentials:
         email: str
         password: str
         def __init__(self, email: str, password: str) -> None: ...
+
+    class EMAIL_OTP(Credentials):
+        """The one-time code the server mailed to ``email`` (``App.email_otp().send``):
+        provider ``email-otp`` (#23). ``code`` is never shown in str/repr. A wrong code raises
+        ``AppError.Service`` with ``code='InvalidCode'``, none live for the address (expired,
+        used, voided, never sent) ``code='CodeExpired'``, both HTTP 401."""
+
+        email: str
+        code: str
+        def __init__(self, email: str, code: str) -> None: ...
 
     class API_KEY(Credentials):
         """A user's API key (its secret ``key``)."""
@@ -605,6 +617,20 @@ class EmailPasswordAuth:
     ) -> None:
         """As ``call_reset_password_function``, with the arguments as JSON text (an array)."""
 
+class EmailOtpAuthProtocol(typing.Protocol): ...
+
+class EmailOtpAuth:
+    """Email one-time codes (#23): asks the server to mail a sign-in code; logs nobody in. The
+    code the user types then logs in (or is linked) as ``Credentials.EMAIL_OTP(email, code)``."""
+
+    async def send(self, email: str) -> None:
+        """Asks the server to mail a one-time sign-in code to ``email``; returns None once it
+        accepted (HTTP 204, whether or not an account has that address). A new code replaces
+        any earlier one. Raises ``AppError.InvalidArgument`` for an empty address,
+        ``AppError.Service`` when the server refuses (a malformed address: HTTP 400; over its
+        mail rate limit: HTTP 429, ``retry_after_secs`` set), ``AppError.Network``,
+        ``AppError.Timeout``, ``AppError.AppClosed``."""
+
 class UserProtocol(typing.Protocol): ...
 
 class User:
@@ -740,6 +766,8 @@ class App:
         ``AppError.Timeout``."""
     def email_password_auth(self) -> EmailPasswordAuth:
         """Returns the email/password provider's calls (registration, resets)."""
+    def email_otp(self) -> EmailOtpAuth:
+        """Returns the email one-time-code provider's call (``send(email)`` mails a code)."""
     def subscribe(self, listener: AuthEventListener) -> Subscription:
         """Delivers every auth event of this app to ``listener`` (an ``INITIAL_STATE`` first) on
         SDK threads until the returned ``Subscription`` is cancelled or dropped."""

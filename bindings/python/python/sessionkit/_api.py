@@ -65,7 +65,9 @@ def _install_docs() -> None:
 def install() -> None:
     """Checks the arguments of every public method and input-value constructor."""
     _install_docs()
-    services: typing.List[type] = [_ffi.App, _ffi.User, _ffi.ApiKeyAuth, _ffi.EmailPasswordAuth]
+    services: typing.List[type] = [
+        _ffi.App, _ffi.User, _ffi.ApiKeyAuth, _ffi.EmailPasswordAuth, _ffi.EmailOtpAuth
+    ]
     for cls in services:
         _checks.install_on(cls, constructor=cls is _ffi.App)
     variants = [

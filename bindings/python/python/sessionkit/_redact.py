@@ -115,6 +115,7 @@ def _user_text(self: _ffi.User) -> str:
 # Secret fields per class; every other field is shown.
 _SECRETS: typing.Dict[type, typing.Set[str]] = {
     _ffi.Credentials.EMAIL_PASSWORD: {"password"},
+    _ffi.Credentials.EMAIL_OTP: {"code"},
     _ffi.Credentials.API_KEY: {"key"},
     _ffi.Credentials.JWT: {"token"},
     _ffi.Credentials.FUNCTION: {"payload_json"},

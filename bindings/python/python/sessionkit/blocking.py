@@ -44,6 +44,7 @@ from . import (
 )
 from . import App as _AsyncApp
 from . import ApiKeyAuth as _AsyncApiKeyAuth
+from . import EmailOtpAuth as _AsyncEmailOtpAuth
 from . import EmailPasswordAuth as _AsyncEmailPasswordAuth
 from . import User as _AsyncUser
 
@@ -144,6 +145,23 @@ class EmailPasswordAuth:
     def call_reset_password_function_json(self, email: str, password: str, args_json: str) -> None:
         """As ``call_reset_password_function``, with the arguments as JSON text (an array)."""
         _run(self.inner.call_reset_password_function_json(email, password, args_json))
+
+
+class EmailOtpAuth:
+    """Email one-time codes (#23): asks the server to mail a sign-in code; logs nobody in. The
+    code the user types then logs in (or is linked) as ``Credentials.EMAIL_OTP(email, code)``."""
+
+    def __init__(self, inner: _AsyncEmailOtpAuth) -> None:
+        self.inner = inner
+
+    def send(self, email: str) -> None:
+        """Asks the server to mail a one-time sign-in code to ``email``; returns None once it
+        accepted (HTTP 204, whether or not an account has that address). A new code replaces
+        any earlier one. Raises ``AppError.InvalidArgument`` for an empty address,
+        ``AppError.Service`` when the server refuses (a malformed address: HTTP 400; over its
+        mail rate limit: HTTP 429, ``retry_after_secs`` set), ``AppError.Network``,
+        ``AppError.Timeout``, ``AppError.AppClosed``."""
+        _run(self.inner.send(email))
 
 
 class ApiKeyAuth:
@@ -434,6 +452,10 @@ class App:
         """Returns the email/password provider's calls (registration, resets)."""
         return EmailPasswordAuth(self.inner.email_password_auth())
 
+    def email_otp(self) -> EmailOtpAuth:
+        """Returns the email one-time-code provider's call (``send(email)`` mails a code)."""
+        return EmailOtpAuth(self.inner.email_otp())
+
     def subscribe(self, listener: AuthEventListener) -> Subscription:
         """Delivers every auth event of this app to ``listener`` (an ``INITIAL_STATE`` first) on
         SDK threads until the returned ``Subscription`` is cancelled or dropped."""
@@ -462,7 +484,7 @@ class App:
         _run(self.inner.update_base_url(base_url))
 
 
-for _cls in (EmailPasswordAuth, ApiKeyAuth, User, App):
+for _cls in (EmailPasswordAuth, EmailOtpAuth, ApiKeyAuth, User, App):
     _checks.install_on(_cls, constructor=True)
 
-__all__ = ["App", "User", "ApiKeyAuth", "EmailPasswordAuth"]
+__all__ = ["App", "User", "ApiKeyAuth", "EmailPasswordAuth", "EmailOtpAuth"]

@@ -6,12 +6,15 @@ import Foundation
 private let redacted = "<redacted>"
 
 extension Credentials: CustomStringConvertible, CustomDebugStringConvertible {
-    /// The credentials with the password, key, token or payload replaced by `<redacted>`.
+    /// The credentials with the password, one-time code, key, token or payload replaced by
+    /// `<redacted>`.
     public var description: String {
         switch self {
         case .anonymous(let reuse): return "Credentials.anonymous(reuse: \(reuse))"
         case .emailPassword(let email, _):
             return "Credentials.emailPassword(email: \(email), password: \(redacted))"
+        case .emailOtp(let email, _):
+            return "Credentials.emailOtp(email: \(email), code: \(redacted))"
         case .apiKey: return "Credentials.apiKey(key: \(redacted))"
         case .jwt: return "Credentials.jwt(token: \(redacted))"
         case .function: return "Credentials.function(payloadJson: \(redacted))"

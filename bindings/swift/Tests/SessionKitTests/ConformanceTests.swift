@@ -5,7 +5,9 @@
 //
 // Scenarios with "server": {"social": true} also get the loopback test issuer (TestIssuer.swift,
 // SESSIONKIT_TEST_ISSUER_BIN): its provider tables join the server's config, and it turns each
-// social credential spec into a token, so this runner signs nothing itself (#14).
+// social credential spec into a token, so this runner signs nothing itself (#14). Scenarios
+// with "server": {"mail": true} get a loopback SMTP relay (MailRelay.swift,
+// SESSIONKIT_TEST_SMTP_PYTHON) that the server sends its mail through.
 //
 // It is an XCTest (`swift test --filter ConformanceTests`), so the other runners' command-line
 // options are environment variables here:
@@ -16,6 +18,7 @@
 //   SESSIONKIT_CONFORMANCE_SCENARIOS / _OUT     (--scenarios / --out)
 //   SESSIONKIT_SERVER_BIN                       (--server-bin)
 //   SESSIONKIT_TEST_ISSUER_BIN                  (the test issuer, as the other runners)
+//   SESSIONKIT_TEST_SMTP_PYTHON                 (the SMTP relay's Python, as the other runners)
 import Foundation
 #if canImport(FoundationNetworking)
 import FoundationNetworking
@@ -26,6 +29,10 @@ import XCTest
 private let confAppId = "sk-test"
 private let confJwtKey = "test-jwt-signing-key-0123456789"
 private let confAdmin = (pub: "test-admin-public", priv: "test-admin-private")
+/// `"server": {"email_otp": true}`: one-time codes by mail, living 300 s of the server's clock.
+private let confEmailOtpToml = "[app.providers.email-otp]\ncode_lifetime_secs = 300\n"
+/// How long `read_mail` waits for a mail, in seconds.
+private let confMailWaitSecs = 15.0
 
 /// The repository root: Tests/SessionKitTests/ConformanceTests.swift, five levels up.
 private let repoRoot: URL = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
@@ -395,8 +402,9 @@ final class ConformanceServer {
     private let process: Process
     private let dir: URL
 
-    /// `extraProviders`: provider tables appended to the app's (the test issuer's).
-    init(binary: String, options: CObject, extraProviders: String = "") throws {
+    /// `extraProviders`: provider tables appended to the app's (the test issuer's); `relay`:
+    /// the SMTP relay it sends its mail through (`"mail": true`).
+    init(binary: String, options: CObject, extraProviders: String = "", relay: MailRelay? = nil) throws {
         let dir = FileManager.default.temporaryDirectory
             .appendingPathComponent("sk-conformance-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
@@ -408,6 +416,8 @@ final class ConformanceServer {
             default: return fallback
             }
         }
+        let mailLinks = relay == nil ? "" : "confirm_url = \"\(confirmUrl)\"\nreset_url = \"\(resetUrl)\""
+        let emailOtp = options["email_otp"]?.boolValue == true ? confEmailOtpToml : ""
         let config = """
         listen = "127.0.0.1:0"
         data_dir = "\(dir.path)"
@@ -429,6 +439,7 @@ final class ConformanceServer {
         auto_confirm = \(opt("auto_confirm", "true").lowercased())
         reset_function = "\(opt("reset_function", "pending"))"
         allow_insecure_reset_function = true
+        \(mailLinks)
         [app.providers.api-key]
         [app.providers.custom-token]
         algorithm = "HS256"
@@ -436,6 +447,8 @@ final class ConformanceServer {
         [app.providers.custom-function]
         id_field = "username"
         \(extraProviders)
+        \(emailOtp)
+        \(relay?.toml() ?? "")
 
         """
         let path = dir.appendingPathComponent("server.toml")
@@ -446,7 +459,12 @@ final class ConformanceServer {
         process.arguments = ["--config", path.path, "--listen", "127.0.0.1:0"]
         let stdout = Pipe()
         process.standardOutput = stdout
-        process.standardError = FileHandle.nullDevice
+        // A file, not a pipe nobody reads; a failed start quotes it.
+        let stderrPath = dir.appendingPathComponent("server.stderr")
+        _ = FileManager.default.createFile(atPath: stderrPath.path, contents: nil)
+        let stderr = try FileHandle(forWritingTo: stderrPath)
+        defer { try? stderr.close() }
+        process.standardError = stderr
         try process.run()
         var line = Data()
         while true {
@@ -459,8 +477,10 @@ final class ConformanceServer {
         guard text.hasPrefix(prefix) else {
             process.terminate()
             process.waitUntilExit()
+            let err = ((try? String(contentsOf: stderrPath, encoding: .utf8)) ?? "")
+                .trimmingCharacters(in: .whitespacesAndNewlines).suffix(2000)
             try? FileManager.default.removeItem(at: dir)
-            throw ScriptError(description: "the server did not start: \(text)")
+            throw ScriptError(description: "the server did not start: \(text); stderr: \(err.isEmpty ? "(empty)" : String(err))")
         }
         // Keep draining stdout so the server never blocks on a full pipe.
         let reader = stdout.fileHandleForReading
@@ -528,10 +548,16 @@ final class ConformanceRunner {
     private var refreshBase = 0
     /// The scenario's test issuer, when it has `"server": {"social": true}`.
     private let issuer: TestIssuer?
+    /// The scenario's SMTP relay, when it has `"server": {"mail": true}`.
+    private let relay: MailRelay?
+    /// Per address: how many of its mails `read_mail` has read, and the last one's text part.
+    private var mailsRead: [String: Int] = [:]
+    private var lastMail: [String: String] = [:]
 
     init(baseUrl: String, appId: String, admin: (pub: String, priv: String)?, jwtKey: String,
-         fileStorage: Bool, issuer: TestIssuer? = nil) async throws {
+         fileStorage: Bool, issuer: TestIssuer? = nil, relay: MailRelay? = nil) async throws {
         self.issuer = issuer
+        self.relay = relay
         self.baseUrl = baseUrl
         self.appId = appId
         self.admin = admin
@@ -635,6 +661,10 @@ final class ConformanceRunner {
         if let f = c["function"] {
             return .function(payloadJson: f.text)
         }
+        if let e = c["email_otp"]?.objectValue {
+            let email = text(try need(e, "email"))
+            return .emailOtp(email: email, code: try mailedCode(email, e["code"]))
+        }
         for (kind, make) in socialCredentials {
             guard let spec = c[kind] else { continue }
             guard let issuer else { throw ScriptError(description: "social credentials need \"server\": {\"social\": true}") }
@@ -713,6 +743,51 @@ final class ConformanceRunner {
         return (last["token"]?.stringValue ?? "", last["tokenId"]?.stringValue ?? "")
     }
 
+    /// Waits for the next mail to `email` not read yet; remembers it as its last mail.
+    private func readMail(_ email: String) async throws -> CJSON {
+        guard let relay else { throw ScriptError(description: "read_mail needs \"server\": {\"mail\": true}") }
+        let n = mailsRead[email] ?? 0
+        let deadline = Date().addingTimeInterval(confMailWaitSecs)
+        var mail: CJSON? = nil
+        while mail == nil {
+            let mails = relay.mails(to: email)
+            if mails.count > n { mail = mails[n]; break }
+            if Date() > deadline {
+                throw ScriptError(description: "no mail number \(n + 1) to \(email) within \(Int(confMailWaitSecs)) s (\(n) read)")
+            }
+            try await Task.sleep(nanoseconds: 50_000_000)
+        }
+        let body = mail?["text"]?.stringValue ?? ""
+        mailsRead[email] = n + 1
+        lastMail[email] = body
+        let link: String? = mailLink(body, confirmUrl) != nil ? "confirm" : mailLink(body, resetUrl) != nil ? "reset" : nil
+        return .object(CObject([("link", .str(link)), ("code", .bool(mailCode(body) != nil))]))
+    }
+
+    /// The token and tokenId of the link to `page` in the last mail read for `email`.
+    private func mailedToken(_ email: String, _ page: String) throws -> (String, String) {
+        guard let link = lastMail[email].flatMap({ mailLink($0, page) }) else {
+            throw ScriptError(description: "the last mail read for \(email) has no link to \(page) (read_mail first)")
+        }
+        guard let pair = linkToken(link) else { throw ScriptError(description: "the link to \(page) has no token and tokenId") }
+        return pair
+    }
+
+    /// `"mailed"`: the code in the last mail read for `email`; `"wrong"`: it with its last digit changed.
+    private func mailedCode(_ email: String, _ which: CJSON?) throws -> String {
+        guard let code = lastMail[email].flatMap({ mailCode($0) }) else {
+            throw ScriptError(description: "the last mail read for \(email) has no code (read_mail first)")
+        }
+        switch which?.stringValue {
+        case "mailed": return code
+        case "wrong":
+            let last = Int(String(code.last!))!
+            return String(code.dropLast()) + String((last + 1) % 10)
+        default:
+            throw ScriptError(description: "email_otp \"code\" is \"mailed\" or \"wrong\", not \(which?.text ?? "None")")
+        }
+    }
+
     private func keyView(_ k: ApiKey) -> CJSON {
         .object(CObject([("name", .string(k.name)), ("disabled", .bool(k.disabled)), ("has_key", .bool(k.key != nil))]))
     }
@@ -753,6 +828,16 @@ final class ConformanceRunner {
         case "reset_from_outbox":
             let (token, tokenId) = try await outboxToken(text(try need(step, "email")), "reset")
             try await epa.resetPassword(token: token, tokenId: tokenId, password: text(try need(step, "password")))
+        case "read_mail":
+            return try await readMail(text(try need(step, "email")))
+        case "confirm_from_mail":
+            let (token, tokenId) = try mailedToken(text(try need(step, "email")), confirmUrl)
+            try await epa.confirmUser(token: token, tokenId: tokenId)
+        case "reset_from_mail":
+            let (token, tokenId) = try mailedToken(text(try need(step, "email")), resetUrl)
+            try await epa.resetPassword(token: token, tokenId: tokenId, password: text(try need(step, "password")))
+        case "email_otp_send":
+            try await app.emailOtp().send(email: text(try need(step, "email")))
         case "call_reset_function":
             try await epa.callResetPasswordFunction(
                 email: text(try need(step, "email")), password: text(try need(step, "password")),
@@ -1012,11 +1097,14 @@ func runScenario(_ file: URL, _ options: ConformanceOptions) async throws -> Sce
                               failures: [], transcript: [])
     }
     var issuer: TestIssuer? = nil
+    var relay: MailRelay? = nil
     var server: ConformanceServer? = nil
-    // Stopped in this order: the server first, then the issuer it verifies tokens against.
+    // Stopped in this order: the server first, then the issuer it verifies tokens against and
+    // the relay it sends mail through.
     defer {
         server?.stop()
         issuer?.stop()
+        relay?.stop()
     }
     if options.baseUrl == nil {
         var extra = ""
@@ -1030,7 +1118,22 @@ func runScenario(_ file: URL, _ options: ConformanceOptions) async throws -> Sce
                 return ScenarioResult(name: name, skipped: nil, passed: false, failures: [e.description], transcript: [])
             }
         }
-        server = try ConformanceServer(binary: options.serverBin, options: serverOpts, extraProviders: extra)
+        if serverOpts["mail"]?.boolValue == true {
+            do {
+                relay = try await MailRelay()
+            } catch let e as TestFailure {
+                // No Python with aiosmtpd: this scenario fails saying how to get one (never a skip).
+                return ScenarioResult(name: name, skipped: nil, passed: false, failures: [e.description], transcript: [])
+            }
+        }
+        do {
+            server = try ConformanceServer(binary: options.serverBin, options: serverOpts, extraProviders: extra,
+                                           relay: relay)
+        } catch let e as ScriptError {
+            // The server refused its config (a provider this build lacks, say): this scenario
+            // fails, the others still run.
+            return ScenarioResult(name: name, skipped: nil, passed: false, failures: [e.description], transcript: [])
+        }
     }
     let baseUrl = server?.baseUrl ?? options.baseUrl!
     let appId = server != nil ? confAppId : options.appId!
@@ -1040,7 +1143,7 @@ func runScenario(_ file: URL, _ options: ConformanceOptions) async throws -> Sce
     var transcript: [CJSON] = []
     let runner = try await ConformanceRunner(baseUrl: baseUrl, appId: appId, admin: admin,
                                              jwtKey: options.jwtKey ?? confJwtKey, fileStorage: fileStorage,
-                                             issuer: issuer)
+                                             issuer: issuer, relay: relay)
     defer { runner.close() }
     let steps = scenario["steps"]?.arrayValue ?? []
     stepLoop: for (i, element) in steps.enumerated() {

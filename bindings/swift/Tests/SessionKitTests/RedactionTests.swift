@@ -6,10 +6,12 @@ import XCTest
 final class RedactionTests: XCTestCase {
     func testStringFormsNeverShowSecrets() {
         let secrets = ["hunter2-password", String(repeating: "k", count: 64), "eyJhbGciOiJIUzI1NiJ9.e30.sig", "{\"s\":1}",
-                       "4/0AX4XfWh-google-auth-code", "EAAGm0PX4ZCps-facebook-token"]
+                       "4/0AX4XfWh-google-auth-code", "EAAGm0PX4ZCps-facebook-token", "90210417"]
         let key = Data(repeating: 7, count: 32)
         let objects: [Any] = [
             Credentials.emailPassword(email: "ada@example.com", password: secrets[0]),
+            // The email one-time code (#23).
+            Credentials.emailOtp(email: "ada@example.com", code: secrets[6]),
             Credentials.apiKey(key: secrets[1]),
             Credentials.jwt(token: secrets[2]),
             Credentials.function(payloadJson: secrets[3]),
@@ -32,6 +34,7 @@ final class RedactionTests: XCTestCase {
             }
         }
         XCTAssertTrue("\(objects[0])".contains("ada@example.com"))
+        XCTAssertEqual(String(reflecting: objects[1]), "Credentials.emailOtp(email: ada@example.com, code: <redacted>)")
     }
 
     /// Each social credential reads as its Swift spelling, the secret replaced; the OpenID

@@ -207,6 +207,17 @@ fun EmailPasswordAuth.callResetPasswordFunctionAsync(email: String, password: St
     }
 
 /**
+ * [EmailOtpAuth.send]: asks the server to mail a one-time sign-in code (#23). Completes with
+ * null once the server accepted. Fails with [EmailOtpAuth.send]'s errors (AppException) as the
+ * cause.
+ */
+fun EmailOtpAuth.sendAsync(email: String): CompletableFuture<Void?> =
+    FutureScope.future {
+        send(email)
+        null
+    }
+
+/**
  * [ApiKeyAuth.create]: completes with the new key, whose `key` is readable this once. Fails
  * with [ApiKeyAuth.create]'s errors (AppException) as the cause.
  */

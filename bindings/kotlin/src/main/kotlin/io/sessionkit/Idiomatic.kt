@@ -81,6 +81,17 @@ object Creds {
     fun emailPassword(email: String, password: String): Credentials =
         Credentials.EmailPassword(email, password)
 
+    /**
+     * The one-time code the server mailed to [email] (ask for it with `app.emailOtp().send(email)`),
+     * as the user typed it: provider `email-otp` (#23). Logs into the user with that address, or
+     * a new one; linked, it adds the address to the current user. A wrong code fails with
+     * AppException.Service code `InvalidCode`, no live code (expired, used, voided after too many
+     * wrong tries, never sent) with `CodeExpired`, both HTTP 401. `toString()` shows the address,
+     * never the code.
+     */
+    @JvmStatic
+    fun emailOtp(email: String, code: String): Credentials = Credentials.EmailOtp(email, code)
+
     /** An API key's credentials. */
     @JvmStatic
     fun apiKey(key: String): Credentials = Credentials.ApiKey(key)

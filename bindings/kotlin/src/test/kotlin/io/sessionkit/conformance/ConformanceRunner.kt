@@ -2,7 +2,8 @@
 // binding, each against a fresh sessionkit-server (or a server given with --base-url), written
 // as target/conformance/kotlin.json for tests/conformance/report.py. A faithful translation of
 // tests/conformance/runners/python_runner.py; the scenario format is in tests/conformance/README.md.
-// Scenarios with "server": {"social": true} also get the loopback test issuer (TestIssuer.kt).
+// Scenarios with "server": {"social": true} also get the loopback test issuer (TestIssuer.kt), and
+// those with "server": {"mail": true} a loopback SMTP relay (MailRelay.kt).
 //
 // Two entry points: the JUnit test below (run by `mvn test`, so scripts/test-kotlin counts it)
 // and `main` for the command line, with the same options as the other runners:
@@ -70,7 +71,7 @@ fun targetDir(): File {
 
 private fun serverConfig(
     dataDir: String, access: String, refresh: String, rotation: String,
-    autoConfirm: String, resetFunction: String, jwtKey: String,
+    autoConfirm: String, resetFunction: String, jwtKey: String, mailLinks: String,
 ) = """
 listen = "127.0.0.1:0"
 data_dir = "$dataDir"
@@ -92,6 +93,7 @@ refresh_token_rotation = $rotation
 auto_confirm = $autoConfirm
 reset_function = "$resetFunction"
 allow_insecure_reset_function = true
+$mailLinks
 [app.providers.api-key]
 [app.providers.custom-token]
 algorithm = "HS256"
@@ -99,6 +101,12 @@ key = "$jwtKey"
 [app.providers.custom-function]
 id_field = "username"
 """
+
+/** `"server": {"email_otp": true}`: one-time codes by mail, living 300 s of the server's clock. */
+private const val EMAIL_OTP_TOML = "[app.providers.email-otp]\ncode_lifetime_secs = 300\n"
+
+/** How long `read_mail` waits for a mail, in seconds. */
+private const val MAIL_WAIT_SECS = 15L
 
 /** The scenario is wrong (unknown label, bad step): the scenario fails. */
 class Script(message: String) : Exception(message)
@@ -151,9 +159,9 @@ fun jsonEquals(a: JsonElement, b: JsonElement): Boolean = when {
 
 /**
  * A sessionkit-server process for one scenario; [extraToml] is appended to its app's table (the
- * social providers of a [TestIssuer]).
+ * social providers of a [TestIssuer]); with a [relay] it sends its mail there (`"mail": true`).
  */
-class LocalServer(binary: String, opts: JsonObject, extraToml: String = "") : AutoCloseable {
+class LocalServer(binary: String, opts: JsonObject, extraToml: String = "", relay: MailRelay? = null) : AutoCloseable {
     private val dir = Files.createTempDirectory("sk-conformance-").toFile()
     private val process: Process
     val baseUrl: String
@@ -168,18 +176,24 @@ class LocalServer(binary: String, opts: JsonObject, extraToml: String = "") : Au
             autoConfirm = opt("auto_confirm", "true").lowercase(),
             resetFunction = opt("reset_function", "pending"),
             jwtKey = JWT_KEY,
-        ) + extraToml
+            mailLinks = if (relay != null) "confirm_url = \"$CONFIRM_URL\"\nreset_url = \"$RESET_URL\"" else "",
+        ) + extraToml +
+            (if ((opts["email_otp"] as? JsonPrimitive)?.booleanOrNull == true) "\n$EMAIL_OTP_TOML" else "") +
+            (relay?.let { "\n${it.toml()}" } ?: "")
         val path = File(dir, "server.toml")
         path.writeText(config)
         process = ProcessBuilder(binary, "--config", path.path, "--listen", "127.0.0.1:0")
-            .redirectError(ProcessBuilder.Redirect.DISCARD)
+            // A file, not a pipe nobody reads; a failed start quotes it.
+            .redirectError(File(dir, "server.stderr"))
             .start()
         val stdout = process.inputStream.bufferedReader()
         val line = stdout.readLine()?.trim()
         val prefix = "listening on "
         if (line == null || !line.startsWith(prefix)) {
+            process.waitFor(10, TimeUnit.SECONDS)
+            val stderr = runCatching { File(dir, "server.stderr").readText().trim().takeLast(2000) }.getOrDefault("")
             close()
-            throw IllegalStateException("the server did not start: $line")
+            throw IllegalStateException("the server did not start: $line; stderr: ${stderr.ifEmpty { "(empty)" }}")
         }
         baseUrl = line.removePrefix(prefix)
         // Keep draining stdout so the server never blocks on a full pipe.
@@ -224,6 +238,8 @@ class Runner(
     fileStorage: Boolean,
     /** The scenario's issuer when it has `"server": {"social": true}`. */
     private val issuer: TestIssuer? = null,
+    /** The scenario's SMTP relay when it has `"server": {"mail": true}`. */
+    private val relay: MailRelay? = null,
 ) : AutoCloseable {
     companion object {
         private var counter = 0
@@ -243,6 +259,9 @@ class Runner(
     private val keys = mutableMapOf<String, Pair<String, String?>>()
     private val listeners = linkedMapOf<String, Pair<Recorder, Subscription>>()
     private val refreshBase: Long = if (admin != null) refreshCount() else 0
+    /** Per address: how many of its mails `read_mail` has read, and the last one's text part. */
+    private val mailsRead = mutableMapOf<String, Int>()
+    private val lastMail = mutableMapOf<String, String>()
 
     private fun newApp(): App {
         val storage = storageDir?.let { StorageConfig.File(it.path, null) } ?: StorageConfig.InMemory
@@ -308,6 +327,11 @@ class Runner(
         }
         c["jwt"]?.let { j -> return Credentials.Jwt(signJwt(j.jsonObject, jwtKey, appId)) }
         c["function"]?.let { f -> return Credentials.Function(f.toString()) }
+        c["email_otp"]?.let { e ->
+            val o = e.jsonObject
+            val email = text(o.need("email"))
+            return Credentials.EmailOtp(email, mailedCode(email, o["code"]))
+        }
         for (kind in SOCIAL_KINDS) {
             val spec = c[kind] ?: continue
             val issuer = issuer ?: throw Script("social credentials need \"server\": {\"social\": true}")
@@ -381,6 +405,49 @@ class Runner(
         return (last.string("token") ?: "") to (last.string("tokenId") ?: "")
     }
 
+    /** Waits for the next mail to [email] not read yet; remembers it as its last mail. */
+    private fun readMail(email: String): JsonObject {
+        val relay = relay ?: throw Script("read_mail needs \"server\": {\"mail\": true}")
+        val n = mailsRead[email] ?: 0
+        val deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(MAIL_WAIT_SECS)
+        var mail: JsonObject?
+        while (true) {
+            mail = relay.mailsTo(email).getOrNull(n)
+            if (mail != null) break
+            if (System.nanoTime() > deadline) {
+                throw Script("no mail number ${n + 1} to $email within $MAIL_WAIT_SECS s ($n read)")
+            }
+            Thread.sleep(50)
+        }
+        val text = mail!!.string("text") ?: ""
+        mailsRead[email] = n + 1
+        lastMail[email] = text
+        val link = when {
+            mailLink(text, CONFIRM_URL) != null -> "confirm"
+            mailLink(text, RESET_URL) != null -> "reset"
+            else -> null
+        }
+        return obj("link" to str(link), "code" to JsonPrimitive(mailCode(text) != null))
+    }
+
+    /** The token and tokenId of the link to [page] in the last mail read for [email]. */
+    private fun mailedToken(email: String, page: String): Pair<String, String> {
+        val link = lastMail[email]?.let { mailLink(it, page) }
+            ?: throw Script("the last mail read for $email has no link to $page (read_mail first)")
+        return linkToken(link) ?: throw Script("the link to $page has no token and tokenId")
+    }
+
+    /** `"mailed"`: the code in the last mail read for [email]; `"wrong"`: it with its last digit changed. */
+    private fun mailedCode(email: String, which: JsonElement?): String {
+        val code = lastMail[email]?.let { mailCode(it) }
+            ?: throw Script("the last mail read for $email has no code (read_mail first)")
+        return when ((which as? JsonPrimitive)?.content) {
+            "mailed" -> code
+            "wrong" -> code.dropLast(1) + ((code.last().digitToInt() + 1) % 10)
+            else -> throw Script("email_otp \"code\" is \"mailed\" or \"wrong\", not $which")
+        }
+    }
+
     private fun keyView(k: ApiKey) =
         obj("name" to str(k.name), "disabled" to JsonPrimitive(k.disabled), "has_key" to JsonPrimitive(k.key != null))
 
@@ -412,6 +479,16 @@ class Runner(
                 val (token, tokenId) = outboxToken(text(step.need("email")), "reset")
                 epa.resetPassword(token, tokenId, text(step.need("password")))
             }
+            "read_mail" -> return readMail(text(step.need("email")))
+            "confirm_from_mail" -> {
+                val (token, tokenId) = mailedToken(text(step.need("email")), CONFIRM_URL)
+                epa.confirmUser(token, tokenId)
+            }
+            "reset_from_mail" -> {
+                val (token, tokenId) = mailedToken(text(step.need("email")), RESET_URL)
+                epa.resetPassword(token, tokenId, text(step.need("password")))
+            }
+            "email_otp_send" -> app.emailOtp().send(text(step.need("email")))
             "call_reset_function" -> epa.callResetPasswordFunction(
                 text(step.need("email")), text(step.need("password")),
                 (step["args"] ?: JsonArray(emptyList())).toString(),
@@ -622,14 +699,29 @@ fun runScenario(file: File, options: Options): ScenarioResult {
         return ScenarioResult(name, "needs its own server configuration", false, emptyList(), emptyList())
     }
     val social = (serverOpts["social"] as? JsonPrimitive)?.booleanOrNull == true
-    // Started before the server, whose config names the issuer's URL; stopped after it.
+    val mail = (serverOpts["mail"] as? JsonPrimitive)?.booleanOrNull == true
+    // Started before the server, whose config names the issuer's URL and the relay's port;
+    // stopped after it.
     val issuer = if (social && options.baseUrl == null) TestIssuer() else null
+    val relay = try {
+        if (mail && options.baseUrl == null) MailRelay() else null
+    } catch (e: IllegalStateException) {
+        // No Python with aiosmtpd: the scenario fails saying how to get one (never a skip).
+        issuer?.close()
+        return ScenarioResult(name, null, false, listOf(e.message ?: "the SMTP relay did not start"), emptyList())
+    }
     val server = try {
         if (options.baseUrl == null) {
-            LocalServer(options.serverBin, serverOpts, issuer?.providersToml()?.let { "\n$it" } ?: "")
+            LocalServer(options.serverBin, serverOpts, issuer?.providersToml()?.let { "\n$it" } ?: "", relay)
         } else null
     } catch (e: Exception) {
         issuer?.close()
+        relay?.close()
+        // The server refused its config (a provider this build lacks, say): this scenario
+        // fails, the others still run.
+        if (e is IllegalStateException) {
+            return ScenarioResult(name, null, false, listOf(e.message ?: "the server did not start"), emptyList())
+        }
         throw e
     }
     val failures = mutableListOf<String>()
@@ -639,7 +731,7 @@ fun runScenario(file: File, options: Options): ScenarioResult {
         val appId = if (server != null) APP_ID else options.appId!!
         val admin = if (server != null) ADMIN else options.admin
         val fileStorage = ((scenario["client"] as? JsonObject)?.string("storage")) == "file"
-        Runner(baseUrl, appId, admin, options.jwtKey ?: JWT_KEY, fileStorage, issuer).use { runner ->
+        Runner(baseUrl, appId, admin, options.jwtKey ?: JWT_KEY, fileStorage, issuer, relay).use { runner ->
             runBlocking {
                 val steps = (scenario["steps"] as? JsonArray).orEmpty()
                 for ((i, element) in steps.withIndex()) {
@@ -665,6 +757,7 @@ fun runScenario(file: File, options: Options): ScenarioResult {
     } finally {
         server?.close()
         issuer?.close()
+        relay?.close()
     }
     return ScenarioResult(name, null, failures.isEmpty(), failures, transcript)
 }
