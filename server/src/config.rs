@@ -318,13 +318,25 @@ fn validate_userpass_mail(i: usize, up: &UserpassConfig, mail: bool) -> Result<(
         ("reset_template_text", &up.reset_template_text),
         ("reset_template_html", &up.reset_template_html),
     ] {
-        if let Some(f) = file
-            && let Err(e) = std::fs::read_to_string(f)
-        {
-            return Err(invalid(
-                k(name),
-                format!("cannot read {}: {e}", f.display()),
-            ));
+        let Some(f) = file else { continue };
+        let text = std::fs::read_to_string(f)
+            .map_err(|e| invalid(k(name), format!("cannot read {}: {e}", f.display())))?;
+        // A confirmation or reset mail without its link is useless.
+        crate::mail::check_template(
+            &f.display().to_string(),
+            &text,
+            Some("link"),
+            crate::mail::LINK_PLACEHOLDERS,
+        )
+        .map_err(|e| invalid(k(name), e))?;
+    }
+    for (name, subject) in [
+        ("confirm_subject", &up.confirm_subject),
+        ("reset_subject", &up.reset_subject),
+    ] {
+        if let Some(s) = subject {
+            crate::mail::check_template("the subject", s, None, crate::mail::LINK_PLACEHOLDERS)
+                .map_err(|e| invalid(k(name), e))?;
         }
     }
     Ok(())
@@ -547,15 +559,6 @@ fn validate_email_otp(i: usize, c: &EmailOtpConfig) -> Result<(), ConfigError> {
         let Some(f) = file else { continue };
         let text = std::fs::read_to_string(f)
             .map_err(|e| invalid(k(name), format!("cannot read {}: {e}", f.display())))?;
-        if !text.contains("{code}") {
-            return Err(invalid(
-                k(name),
-                format!(
-                    "{} has no {{code}} placeholder: the mail must state the code",
-                    f.display()
-                ),
-            ));
-        }
         if text.contains("{link}") {
             return Err(invalid(
                 k(name),
@@ -565,6 +568,17 @@ fn validate_email_otp(i: usize, c: &EmailOtpConfig) -> Result<(), ConfigError> {
                 ),
             ));
         }
+        crate::mail::check_template(
+            &f.display().to_string(),
+            &text,
+            Some("code"),
+            crate::mail::CODE_PLACEHOLDERS,
+        )
+        .map_err(|e| invalid(k(name), e))?;
+    }
+    if let Some(s) = &c.subject {
+        crate::mail::check_template("the subject", s, None, crate::mail::CODE_PLACEHOLDERS)
+            .map_err(|e| invalid(k("subject"), e))?;
     }
     Ok(())
 }

@@ -270,6 +270,7 @@ impl Mailer for SmtpMailer {
             .parse()
             .map_err(|e| SendError::Permanent(format!("bad recipient address: {e}")))?;
         let message = Message::builder()
+            .message_id(Some(message_id(&self.from)))
             .from(self.from.clone())
             .to(to)
             .subject(mail.subject.clone())
@@ -284,6 +285,80 @@ impl Mailer for SmtpMailer {
             Err(e) => Err(SendError::Transient(e.to_string())),
         }
     }
+}
+
+/// A fresh `Message-ID` (RFC 5322 3.6.4): `<32 hex digits@domain of the sender>`, random
+/// from the operating system's RNG. Large providers junk or refuse mail without one; lettre's
+/// own default is neither cryptographically random nor on the sender's domain. (`Date` lettre
+/// adds itself when the message is built.)
+pub fn message_id(from: &Mailbox) -> String {
+    use rand::TryRngCore;
+    let mut id = [0u8; 16];
+    rand::rngs::OsRng
+        .try_fill_bytes(&mut id)
+        .expect("the operating system's RNG");
+    format!("<{}@{}>", hex::encode(id), from.email.domain())
+}
+
+/// The placeholders of confirmation and reset mails.
+pub const LINK_PLACEHOLDERS: &[&str] = &["link", "email", "app", "expires_minutes"];
+/// The placeholders of sign-in code mails.
+pub const CODE_PLACEHOLDERS: &[&str] = &["code", "email", "app", "expires_minutes"];
+
+/// The `{word}` placeholders of a template (letters, digits, `_`), in order: what [`fill`]
+/// would replace if it knew them. CSS such as `p { color: red }` is no placeholder.
+pub fn placeholders(template: &str) -> Vec<&str> {
+    let mut found = Vec::new();
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        rest = &rest[open + 1..];
+        if let Some(close) = rest.find(['{', '}'])
+            && rest.as_bytes()[close] == b'}'
+            && close > 0
+            && rest[..close]
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        {
+            found.push(&rest[..close]);
+        }
+    }
+    found
+}
+
+/// Refuses a template (`what` names it: a file's path or a subject) that lacks the placeholder
+/// `required` or has one that is not in `known` (a typo such as `{emial}` would be mailed as
+/// is). The error says which and lists the known ones.
+pub fn check_template(
+    what: &str,
+    template: &str,
+    required: Option<&str>,
+    known: &[&str],
+) -> Result<(), String> {
+    let list = || {
+        known
+            .iter()
+            .map(|k| format!("{{{k}}}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if let Some(unknown) = placeholders(template)
+        .into_iter()
+        .find(|p| !known.contains(p))
+    {
+        return Err(format!(
+            "{what} has an unknown placeholder {{{unknown}}}: the known ones are {}",
+            list()
+        ));
+    }
+    if let Some(r) = required
+        && !placeholders(template).contains(&r)
+    {
+        return Err(format!(
+            "{what} has no {{{r}}} placeholder: the mail must carry it (placeholders: {})",
+            list()
+        ));
+    }
+    Ok(())
 }
 
 /// Subject and bodies of one kind of mail, with placeholders `{link}` (sign-in code mails:

@@ -153,6 +153,17 @@ async fn a_confirmation_mail_arrives_and_its_link_confirms() {
     assert_eq!(m["mail_from"], "no-reply@sessionkit.test");
     assert!(m["subject"].as_str().unwrap().contains(APP), "{m}");
     assert!(m["text"].as_str().unwrap().contains("30 minutes"), "{m}");
+    // A Message-ID on the sender's domain (providers junk mail without one), and a Date.
+    let id = m["headers"]["Message-ID"].as_str().unwrap_or_default();
+    let local = id
+        .strip_prefix('<')
+        .and_then(|i| i.strip_suffix("@sessionkit.test>"))
+        .unwrap_or_else(|| panic!("Message-ID {id:?}: {m}"));
+    assert!(
+        local.len() == 32 && local.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{id}"
+    );
+    assert!(m["headers"]["Date"].is_string(), "{m}");
     let (base, token, token_id) = link(m);
     assert_eq!(base, "https://app.example/confirm");
     assert_eq!(login(&t, "ada@example.com", "password1").await, 401);
@@ -661,7 +672,11 @@ async fn an_apps_own_templates_and_subjects_fill_their_placeholders() {
         "Hi {email}, welcome to {app}:\n{link}\n({expires_minutes} min)\n",
     )
     .unwrap();
-    std::fs::write(&html, "<a href=\"{link}\">{email}</a> {unknown}").unwrap();
+    std::fs::write(
+        &html,
+        "<style>p { color: red }</style><a href=\"{link}\">{email}</a>",
+    )
+    .unwrap();
     let toml = toml(&relay.url(), "").replace(
         "confirm_url =",
         &format!(
@@ -686,13 +701,12 @@ async fn an_apps_own_templates_and_subjects_fill_their_placeholders() {
         "{body}"
     );
     assert!(body.contains("(30 min)"), "{body}");
-    // link() checks the HTML part has the same link, & escaped; unknown placeholders stay.
+    // link() checks the HTML part has the same link, & escaped; CSS braces are no placeholder.
     let (_, token, token_id) = link(m);
+    let html = m["html"].as_str().unwrap();
     assert!(
-        m["html"]
-            .as_str()
-            .unwrap()
-            .ends_with("liz@example.com</a> {unknown}"),
+        html.starts_with("<style>p { color: red }</style><a href=")
+            && html.ends_with("liz@example.com</a>"),
         "{m}"
     );
     confirm(&t, &token, &token_id).await;
@@ -700,4 +714,54 @@ async fn an_apps_own_templates_and_subjects_fill_their_placeholders() {
     let bad = toml.replace(&*text.to_string_lossy(), "/no/such/template.txt");
     let e = Config::from_toml_str(&bad).unwrap_err().to_string();
     assert!(e.starts_with("app[0].providers.local-userpass.confirm_template_text: cannot read /no/such/template.txt"), "{e}");
+}
+
+/// A confirmation or reset template without `{link}`, or with a placeholder that is not one (a
+/// typo, which would be mailed as is), stops the start naming the file, the placeholder and the
+/// known ones.
+#[test]
+fn a_template_without_its_link_or_with_an_unknown_placeholder_is_refused() {
+    let dir = temp_dir("mail-bad-templates");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = |name: &str, body: &str| {
+        let f = dir.join(name);
+        std::fs::write(&f, body).unwrap();
+        f.display().to_string()
+    };
+    let start = |key: &str, value: &str| {
+        let toml = toml("smtp://127.0.0.1:2525", "").replace(
+            "confirm_url =",
+            &format!("{key} = \"{value}\"\nconfirm_url ="),
+        );
+        Config::from_toml_str(&toml).map(|_| ()).map_err(|e| e.to_string())
+    };
+    let no_link = file("no-link.html", "<p>Welcome, {email}!</p>");
+    for key in [
+        "confirm_template_text",
+        "confirm_template_html",
+        "reset_template_text",
+        "reset_template_html",
+    ] {
+        let e = start(key, &no_link).unwrap_err();
+        assert!(
+            e.starts_with(&format!("app[0].providers.local-userpass.{key}: {no_link}"))
+                && e.contains("no {link}"),
+            "{e}"
+        );
+    }
+    let typo = file("typo.txt", "Hello {emial}, {link}\n");
+    let e = start("reset_template_text", &typo).unwrap_err();
+    assert!(
+        e.contains(&typo)
+            && e.contains("unknown placeholder {emial}")
+            && e.contains("{link}, {email}, {app}, {expires_minutes}"),
+        "{e}"
+    );
+    let e = start("confirm_subject", "Hi {name}").unwrap_err();
+    assert!(
+        e.starts_with("app[0].providers.local-userpass.confirm_subject:")
+            && e.contains("{name}"),
+        "{e}"
+    );
+    start("reset_template_text", &file("ok.txt", "{email}: {link} ({expires_minutes})")).unwrap();
 }
