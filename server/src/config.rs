@@ -469,6 +469,15 @@ impl Default for UserpassConfig {
     }
 }
 
+impl UserpassConfig {
+    /// Whether this provider cannot work without mail: confirmation on (`auto_confirm = false`)
+    /// or resets by mail (`reset_function = "pending"`, the default). Issue #23: such a provider
+    /// refuses to start without `[mail]` outside `--dev` and test servers.
+    pub fn needs_mail(&self) -> bool {
+        !self.auto_confirm || self.reset_function == ResetFunction::Pending
+    }
+}
+
 fn yes() -> bool {
     true
 }
@@ -1190,17 +1199,24 @@ impl Config {
             validate_social(i, &app.providers)?;
             if let Some(up) = &app.providers.local_userpass {
                 validate_userpass_mail(i, up, self.mail.is_some())?;
-                // Confirmation and reset (reset/send is always on) go by mail: without a relay
-                // they would go nowhere. The outbox stands in for it on development and test
-                // servers only.
-                if self.mail.is_none() && !self.dev && !self.test_clock {
+                // Confirmation, and a reset that goes by mail, need a relay: without one they
+                // would go nowhere. The outbox stands in for it on development and test servers.
+                // An app that needs neither (auto_confirm, a reset function that is not
+                // "pending") runs without mail; its confirm/send and reset/send answer
+                // MailNotConfigured.
+                if !self.sends_mail() && up.needs_mail() {
+                    let why = if up.auto_confirm {
+                        "whose reset mails (reset_function = \"pending\", the default) need a relay"
+                    } else {
+                        "whose confirmation mails (auto_confirm = false) and reset mails need a relay"
+                    };
                     return Err(invalid(
                         "mail",
                         format!(
-                            "app {:?} has local-userpass, whose confirmation and reset mails \
-                             need a relay: add [mail] with smtp_url and from (docs/SERVER.md, \
-                             Mail) and set app[{i}].providers.local-userpass.reset_url; without \
-                             mail, run --dev or set test_clock = true (test servers)",
+                            "app {:?} has local-userpass, {why}: add [mail] with smtp_url and \
+                             from, and set app[{i}].providers.local-userpass.reset_url \
+                             (docs/SERVER.md, Mail); on a development machine, run with --dev \
+                             to read mails from the console instead",
                             app.id
                         ),
                     ));
@@ -1209,14 +1225,14 @@ impl Config {
             if let Some(otp) = &app.providers.email_otp {
                 validate_email_otp(i, otp)?;
                 // The code travels by mail only: without a relay nobody could log in.
-                if self.mail.is_none() && !self.dev && !self.test_clock {
+                if !self.sends_mail() {
                     return Err(invalid(
                         "mail",
                         format!(
                             "app {:?} has email-otp, whose sign-in codes are sent by mail and \
                              need a relay: add [mail] with smtp_url and from (docs/SERVER.md, \
-                             Mail), or remove [app.providers.email-otp] from app[{i}]; without \
-                             mail, run --dev or set test_clock = true (test servers)",
+                             Mail), or remove [app.providers.email-otp] from app[{i}]; on a \
+                             development machine, run with --dev to read codes from the console",
                             app.id
                         ),
                     ));
@@ -1227,6 +1243,13 @@ impl Config {
             crate::mail::SmtpSettings::from_config(mail)?;
         }
         Ok(())
+    }
+
+    /// Whether mails go anywhere: to a relay (`[mail]`), or to the development outbox under
+    /// `--dev` and on test servers (`test_clock`). Without, an app's confirm/send and reset/send
+    /// answer 400 `MailNotConfigured`.
+    pub fn sends_mail(&self) -> bool {
+        self.mail.is_some() || self.dev || self.test_clock
     }
 
     /// The app with this id.

@@ -130,7 +130,7 @@ enum AdminAction {
         #[command(subcommand)]
         action: TokensAction,
     },
-    /// The mail queue of an app (confirmation and reset mails).
+    /// The mail queue of an app (confirmation, reset and sign-in code mails).
     Mail {
         #[command(subcommand)]
         action: MailAction,
@@ -145,7 +145,9 @@ enum MailAction {
         #[arg(long)]
         app: String,
     },
-    /// Puts the app's failed mails back in the queue, due now.
+    /// Sends the app's mail now: failed mails whose link or code is still live (a relay that
+    /// refused them is fixed) and pending ones waiting for their next try (the relay is back).
+    /// Mails whose link or code has expired stay failed: their users ask for a new mail.
     Retry {
         #[arg(long)]
         app: String,
@@ -318,7 +320,10 @@ async fn admin(config: Option<&Config>, url: Option<&String>, action: &AdminActi
                 Err(e) => report(format!("list the mail of {app}"), Err(e)),
             },
             MailAction::Retry { app } => match client.retry_mail(app).await {
-                Ok(n) => println!("{n} failed mail(s) of {app} queued again"),
+                Ok(n) => println!(
+                    "{n} mail{} of {app} due now (failed ones with a live link or code, and pending ones)",
+                    if n == 1 { "" } else { "s" }
+                ),
                 Err(e) => report(format!("retry the mail of {app}"), Err(e)),
             },
         },

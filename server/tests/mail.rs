@@ -335,6 +335,72 @@ async fn a_5xx_answer_fails_the_mail_with_its_reason_and_an_operator_can_retry_i
     confirm(&t, &token, &token_id).await;
 }
 
+/// `admin mail retry` once the relay works again: a pending mail is sent at once instead of at
+/// its next try, and a failed mail whose link has expired stays failed and is not counted (its
+/// user asks for a new mail).
+#[tokio::test]
+async fn an_operators_retry_sends_pending_mail_now_and_leaves_dead_links_failed() {
+    let relay = Relay::up(&[]).await;
+    relay.answer("5xx");
+    let t = server(&relay).await;
+    register(&t, "old@example.com").await;
+    wait_queue(&t, "failed", |m| m["status"] == "failed").await;
+    // Its 30-minute link dies; a second mail meets a relay answering 4xx.
+    t.srv.advance_clock(1900);
+    relay.answer("4xx");
+    register(&t, "new@example.com").await;
+    wait_queue(&t, "tried", |m| m["status"] == "failed" || tried(m, 1)).await;
+    relay.answer("ok");
+    let admin = t.admin().await;
+    let r = t
+        .post(&format!("{}/mail/retry", adm(APP)), json!({}), Some(&admin))
+        .await;
+    assert_eq!(r.ok(200)["retried"], 1);
+    // Sent without the clock reaching its next try (30 s away).
+    let mails = relay.wait_mails(1).await;
+    assert_eq!(mails[0]["rcpt_tos"], json!(["new@example.com"]));
+    let q = wait_queue(&t, "settled", |m| m["status"] != "pending").await;
+    let old = q.iter().find(|m| m["email"] == "old@example.com").unwrap();
+    assert_eq!(old["status"], "failed", "{q:?}");
+    assert_eq!(old["attempts"], 1, "{q:?}");
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(relay.mails().len(), 1);
+}
+
+/// The relay is down for the whole life of a confirmation link: the tries follow the backoff,
+/// the last one is made a minute before the link expires, and then the mail fails saying why.
+#[tokio::test]
+async fn with_the_relay_down_the_last_try_is_made_just_before_the_link_expires() {
+    let relay = Relay::up(&[]).await;
+    relay.answer("4xx");
+    let t = server(&relay).await;
+    register(&t, "ivy@example.com").await;
+    // Tries at 0, 30, 90, 210, 450, 930 s after queuing (30 s doubling); the next would be at
+    // 1890 s, past the expiry at 1800: the 7th is at 1740. The server clock is the system's
+    // plus the test offset, so a few real seconds may be added to each.
+    let created = queue(&t).await[0]["created_at"].as_i64().unwrap();
+    let mut at = 0;
+    for (n, next) in [(1, 30), (2, 90), (3, 210), (4, 450), (5, 930), (6, 1740)] {
+        // Try n recorded (a claim alone moves next_at by the 300 s lease, out of this range).
+        let q = wait_queue(&t, "tried", |m| {
+            let due = m["next_at"].as_i64().unwrap() - created;
+            tried(m, n) && (next..next + 10).contains(&due)
+        })
+        .await;
+        assert_eq!(q[0]["status"], "pending");
+        t.srv.advance_clock(next - at);
+        at = next;
+    }
+    let q = wait_queue(&t, "failed", |m| m["status"] == "failed").await;
+    assert_eq!(q[0]["attempts"], 7, "{q:?}");
+    let why = q[0]["error"].as_str().unwrap();
+    assert!(
+        why.contains("gave up after 7 tries: its link expires before another one")
+            && why.contains("451"),
+        "{why}"
+    );
+}
+
 #[tokio::test]
 async fn a_mail_queued_before_a_restart_is_sent_after_it() {
     let mut relay = Relay::new(&[]);
@@ -464,7 +530,7 @@ async fn an_operator_lists_and_retries_the_queue_from_the_shell() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(String::from_utf8_lossy(&out.stdout).starts_with("1 failed mail"));
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with(&format!("1 mail of {APP} due now")));
     relay.wait_mails(1).await;
     wait_queue(&t, "sent", |m| m["status"] == "sent").await;
     let out = cli(&["list", "--app", "no-such-app"]);
@@ -529,9 +595,20 @@ fn without_mail_a_production_server_with_local_userpass_refuses_to_start() {
     let bare = "[[app]]\nid = \"a\"\n[app.providers.local-userpass]\n";
     let e = Config::from_toml_str(bare).unwrap_err().to_string();
     assert!(e.starts_with("mail: "), "{e}");
-    for what in ["[mail]", "smtp_url", "reset_url", "--dev", "test_clock"] {
+    for what in ["[mail]", "smtp_url", "reset_url", "--dev", "reset_function"] {
         assert!(e.contains(what), "{what}: {e}");
     }
+    // Test servers are no advice for a production operator.
+    assert!(!e.contains("test_clock"), "{e}");
+    let e = Config::from_toml_str(&format!(
+        "{bare}auto_confirm = false\nreset_function = \"fail\"\n"
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("confirmation mails (auto_confirm = false)"),
+        "{e}"
+    );
     // A test server keeps the outbox; with [mail], reset_url is then required.
     Config::from_toml_str(&format!("test_clock = true\n{bare}")).unwrap();
     let with_mail =
@@ -733,7 +810,9 @@ fn a_template_without_its_link_or_with_an_unknown_placeholder_is_refused() {
             "confirm_url =",
             &format!("{key} = \"{value}\"\nconfirm_url ="),
         );
-        Config::from_toml_str(&toml).map(|_| ()).map_err(|e| e.to_string())
+        Config::from_toml_str(&toml)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
     };
     let no_link = file("no-link.html", "<p>Welcome, {email}!</p>");
     for key in [
@@ -759,9 +838,45 @@ fn a_template_without_its_link_or_with_an_unknown_placeholder_is_refused() {
     );
     let e = start("confirm_subject", "Hi {name}").unwrap_err();
     assert!(
-        e.starts_with("app[0].providers.local-userpass.confirm_subject:")
-            && e.contains("{name}"),
+        e.starts_with("app[0].providers.local-userpass.confirm_subject:") && e.contains("{name}"),
         "{e}"
     );
-    start("reset_template_text", &file("ok.txt", "{email}: {link} ({expires_minutes})")).unwrap();
+    start(
+        "reset_template_text",
+        &file("ok.txt", "{email}: {link} ({expires_minutes})"),
+    )
+    .unwrap();
+}
+
+/// An app that needs no mail (users confirmed at once, resets by a function that is not
+/// "pending") runs in production without [mail], as before #23: register and log in work, and
+/// asking for a mail answers 400 MailNotConfigured instead of queuing it for nobody.
+#[tokio::test]
+async fn an_app_that_needs_no_mail_starts_without_it_and_refuses_to_mail() {
+    let toml = format!(
+        "listen = \"127.0.0.1:0\"\nrate_limits = {{ enabled = false }}\n[[app]]\nid = \"{APP}\"\n\
+         [app.providers.local-userpass]\nauto_confirm = true\nreset_function = \"fail\"\n"
+    );
+    let mut c = Config::from_toml_str(&toml).expect("no mail needed");
+    assert!(!c.sends_mail());
+    c.data_dir = temp_dir("mail-none");
+    let t = start_config(c).await;
+    register(&t, "ann@example.com").await;
+    assert_eq!(login(&t, "ann@example.com", "password1").await, 200);
+    for path in ["confirm/send", "confirm/call", "reset/send"] {
+        let r = t
+            .post(&up(path), json!({"email": "ann@example.com"}), None)
+            .await;
+        assert_eq!(r.status, 400, "{path}: {:?}", r.body);
+        assert_eq!(
+            r.body["error_code"], "MailNotConfigured",
+            "{path}: {:?}",
+            r.body
+        );
+        assert!(
+            r.body["error"].as_str().unwrap().contains("[mail]"),
+            "{path}: {:?}",
+            r.body
+        );
+    }
 }
