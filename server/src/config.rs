@@ -929,8 +929,13 @@ pub struct MailConfig {
 }
 
 impl Config {
-    /// Parses and validates a TOML configuration.
+    /// Parses and validates a TOML configuration; relative file paths in it (templates,
+    /// `ca_file`) are taken from the working directory.
     pub fn from_toml_str(s: &str) -> Result<Config, ConfigError> {
+        Config::parse(s, None)
+    }
+
+    fn parse(s: &str, base: Option<&Path>) -> Result<Config, ConfigError> {
         let file: FileConfig =
             toml::from_str(s).map_err(|e| ConfigError::Parse(e.to_string().trim().to_string()))?;
         let listen = match file.listen {
@@ -939,7 +944,7 @@ impl Config {
                 .map_err(|_| invalid("listen", format!("not an IP:PORT address: {l:?}")))?,
             None => DEFAULT_LISTEN.parse().expect("valid default"),
         };
-        let config = Config {
+        let mut config = Config {
             listen,
             data_dir: file
                 .data_dir
@@ -957,17 +962,50 @@ impl Config {
             mail: file.mail,
             apps: file.app,
         };
+        if let Some(base) = base {
+            config.resolve_files(base);
+        }
         config.validate()?;
         Ok(config)
     }
 
-    /// Reads, parses and validates a TOML configuration file.
+    /// Makes the relative paths of the files the config names (mail templates, `ca_file`)
+    /// relative to `base`, the config file's directory, as nginx and Postfix read theirs: a
+    /// server started from another directory (systemd, a container) finds them. `data_dir` stays
+    /// relative to the working directory, as it always was.
+    fn resolve_files(&mut self, base: &Path) {
+        let fix = |p: &mut Option<PathBuf>| {
+            if let Some(f) = p
+                && f.is_relative()
+            {
+                *f = base.join(&*f);
+            }
+        };
+        if let Some(m) = &mut self.mail {
+            fix(&mut m.ca_file);
+        }
+        for app in &mut self.apps {
+            if let Some(up) = &mut app.providers.local_userpass {
+                fix(&mut up.confirm_template_text);
+                fix(&mut up.confirm_template_html);
+                fix(&mut up.reset_template_text);
+                fix(&mut up.reset_template_html);
+            }
+            if let Some(otp) = &mut app.providers.email_otp {
+                fix(&mut otp.template_text);
+                fix(&mut otp.template_html);
+            }
+        }
+    }
+
+    /// Reads, parses and validates a TOML configuration file; relative file paths in it
+    /// (templates, `ca_file`) are taken from the file's directory.
     pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Io {
             path: path.display().to_string(),
             problem: e.to_string(),
         })?;
-        Config::from_toml_str(&text)
+        Config::parse(&text, path.parent())
     }
 
     /// What `--dev` serves: app `sessionkit-dev` with every provider on.

@@ -188,6 +188,22 @@ impl SmtpSettings {
                         format!("cannot read {}: {e}", path.display()),
                     )
                 })?;
+                // lettre reads a file without any PEM block as no certificate at all, silently.
+                let blocks = pem
+                    .windows(CERT_PEM.len())
+                    .filter(|w| *w == CERT_PEM)
+                    .count();
+                if blocks == 0 {
+                    return Err(invalid(
+                        "mail.ca_file",
+                        format!(
+                            "{} has no PEM certificate ({}): give the CA's certificate in PEM \
+                             (from DER: openssl x509 -inform der -in ca.der -out ca.pem)",
+                            path.display(),
+                            String::from_utf8_lossy(CERT_PEM)
+                        ),
+                    ));
+                }
                 Certificate::from_pem(&pem).map_err(|e| {
                     invalid(
                         "mail.ca_file",
@@ -208,10 +224,37 @@ impl SmtpSettings {
     }
 }
 
+/// The first line of a PEM certificate.
+const CERT_PEM: &[u8] = b"-----BEGIN CERTIFICATE-----";
+
 /// The SMTP relay, through lettre (rustls, tokio).
 pub struct SmtpMailer {
     transport: AsyncSmtpTransport<Tokio1Executor>,
     from: Mailbox,
+    /// `host:port`, named in every failure: an operator with several relays sees which.
+    relay: String,
+}
+
+/// A relay's failure as an operator can act on it: the relay named, and for the failures whose
+/// library wording says little (TLS certificate checks, a relay without STARTTLS) what to do.
+pub fn explain(relay: &str, error: &str) -> String {
+    let hint = if error.contains("CaUsedAsEndEntity") {
+        " (the relay presents a CA certificate (basicConstraints CA:TRUE) as its own server \
+         certificate, which TLS refuses: give the relay a server certificate signed by a CA, and \
+         that CA as mail.ca_file; docs/SERVER.md, Mail)"
+    } else if error.contains("UnknownIssuer") {
+        " (the relay's certificate is not signed by a CA this server trusts: set mail.ca_file to \
+         the PEM of the CA that signed it)"
+    } else if error.contains("NotValidForName") {
+        " (the relay's certificate is not for the host name of mail.smtp_url: use the name on \
+         the certificate in the URL)"
+    } else if error.contains("STARTTLS is not supported") {
+        " (smtp:// requires STARTTLS off loopback: use smtps:// if the relay speaks TLS from the \
+         start, usually port 465, or a relay that offers STARTTLS)"
+    } else {
+        ""
+    };
+    format!("relay {relay}: {error}{hint}")
 }
 
 impl SmtpMailer {
@@ -232,6 +275,7 @@ impl SmtpMailer {
             TlsMode::StartTls => Tls::Required(params),
             TlsMode::Opportunistic => Tls::Opportunistic(params),
         };
+        let relay = format!("{}:{}", s.host, s.port);
         let mut b = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(s.host)
             .port(s.port)
             .tls(tls)
@@ -259,6 +303,7 @@ impl SmtpMailer {
         Ok(SmtpMailer {
             transport: b.build(),
             from: s.from,
+            relay,
         })
     }
 }
@@ -284,8 +329,10 @@ impl Mailer for SmtpMailer {
             .map_err(|e| SendError::Permanent(format!("cannot build the message: {e}")))?;
         match self.transport.send(message).await {
             Ok(_) => Ok(()),
-            Err(e) if e.is_permanent() => Err(SendError::Permanent(e.to_string())),
-            Err(e) => Err(SendError::Transient(e.to_string())),
+            Err(e) if e.is_permanent() => {
+                Err(SendError::Permanent(explain(&self.relay, &e.to_string())))
+            }
+            Err(e) => Err(SendError::Transient(explain(&self.relay, &e.to_string()))),
         }
     }
 }
@@ -808,6 +855,28 @@ mod tests {
         ] {
             assert!(settings(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_relays_failures_name_it_and_say_what_to_do() {
+        let e = explain("mail.example:587", "Connection refused (os error 111)");
+        assert_eq!(
+            e,
+            "relay mail.example:587: Connection refused (os error 111)"
+        );
+        let e = explain(
+            "mail.example:587",
+            "Connection error: invalid peer certificate: Other(OtherError(CaUsedAsEndEntity))",
+        );
+        assert!(
+            e.contains("CaUsedAsEndEntity") && e.contains("signed by a CA"),
+            "{e}"
+        );
+        let e = explain(
+            "mail.example:25",
+            "STARTTLS is not supported on this server",
+        );
+        assert!(e.contains("smtps://"), "{e}");
     }
 
     #[test]

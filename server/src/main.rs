@@ -46,9 +46,10 @@ struct Cli {
 
 #[derive(Debug, clap::Subcommand)]
 enum Command {
-    /// Talks to a running server's admin API. The admin key pair comes from the config's
-    /// [admin] table or from SESSIONKIT_ADMIN_PUBLIC_KEY and SESSIONKIT_ADMIN_PRIVATE_KEY,
-    /// never from an argument (other users of the machine can read those).
+    /// Talks to a running server's admin API. The admin key pair comes from
+    /// SESSIONKIT_ADMIN_PUBLIC_KEY and SESSIONKIT_ADMIN_PRIVATE_KEY (both set: they win), else
+    /// from the config's [admin] table, never from an argument (other users of the machine can
+    /// read those).
     Admin {
         /// The server's URL; default: SESSIONKIT_URL, else the config's public_url, else its
         /// listen address.
@@ -650,8 +651,13 @@ fn main() -> ExitCode {
     unblock_stop_signals();
     let cli = Cli::parse();
     // Logs go to stderr: stdout's first line is the listening line, which tools wait for.
+    // Colours only on a terminal: journald, docker logs and files get plain text (no escape
+    // codes in front of every level), and NO_COLOR (no-color.org) turns them off everywhere.
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(colour)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),

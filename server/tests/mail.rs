@@ -544,9 +544,30 @@ async fn starttls_to_a_relay_with_a_self_signed_certificate_given_as_ca_file() {
     let t = server(&relay).await;
     register(&t, "hal@example.com").await;
     let q = wait_queue(&t, "tried", |m| m["error"].is_string()).await;
-    let why = q[0]["error"].as_str().unwrap().to_lowercase();
-    assert!(why.contains("tls") || why.contains("certificate"), "{why}");
+    let why = q[0]["error"].as_str().unwrap();
+    // The relay named, and what to do about its certificate.
+    assert!(
+        why.starts_with(&format!("relay 127.0.0.1:{}: ", relay.port))
+            && why.contains("UnknownIssuer")
+            && why.contains("set mail.ca_file to the PEM of the CA"),
+        "{why}"
+    );
     assert!(relay.mails().is_empty());
+    // A ca_file that holds no PEM certificate (DER, a key, a typo) stops the start.
+    let der = relay.dir.join("ca.der");
+    std::fs::write(&der, [0x30u8, 0x82, 0x01, 0x0a]).unwrap();
+    let e = Config::from_toml_str(&toml(
+        &relay.url(),
+        &format!("ca_file = \"{}\"", der.display()),
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.starts_with("mail.ca_file:")
+            && e.contains("has no PEM certificate")
+            && e.contains("openssl x509"),
+        "{e}"
+    );
     // With it as ca_file: STARTTLS (the relay takes no mail without it).
     let ca = format!("ca_file = \"{}\"", relay.dir.join("ca.pem").display());
     let mut c = Config::from_toml_str(&toml(&relay.url(), &ca)).unwrap();
@@ -759,11 +780,23 @@ async fn an_apps_own_templates_and_subjects_fill_their_placeholders() {
         &format!(
             "confirm_subject = \"Welcome to {{app}}, {{email}}\"\nconfirm_template_text = \"{}\"\n\
              confirm_template_html = \"{}\"\nconfirm_url =",
-            text.display(),
-            html.display()
+            text.file_name().unwrap().to_str().unwrap(),
+            html.file_name().unwrap().to_str().unwrap()
         ),
     );
-    let mut c = Config::from_toml_str(&toml).unwrap();
+    // Relative paths are the config file's neighbours, wherever the server was started from.
+    let file = dir.join("server.toml");
+    std::fs::write(&file, &toml).unwrap();
+    let mut c = Config::from_file(&file).unwrap();
+    assert_eq!(
+        c.apps[0]
+            .providers
+            .local_userpass
+            .as_ref()
+            .unwrap()
+            .confirm_template_text,
+        Some(text.clone())
+    );
     c.data_dir = dir.join("data");
     let t = start_config(c).await;
     register(&t, "liz@example.com").await;
@@ -788,7 +821,7 @@ async fn an_apps_own_templates_and_subjects_fill_their_placeholders() {
     );
     confirm(&t, &token, &token_id).await;
     // A template file that cannot be read stops the start, naming the key.
-    let bad = toml.replace(&*text.to_string_lossy(), "/no/such/template.txt");
+    let bad = toml.replace("\"confirm.txt\"", "\"/no/such/template.txt\"");
     let e = Config::from_toml_str(&bad).unwrap_err().to_string();
     assert!(e.starts_with("app[0].providers.local-userpass.confirm_template_text: cannot read /no/such/template.txt"), "{e}");
 }
