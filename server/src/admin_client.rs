@@ -186,7 +186,8 @@ impl AdminClient {
         Ok(doc.as_array().cloned().unwrap_or_default())
     }
 
-    /// Puts the app's failed mails back in the queue, due now; how many.
+    /// Sends the app's mail now: its failed mails that can still be sent (their link or code
+    /// live) and its pending ones waiting for a try; how many (POST mail/retry).
     pub async fn retry_mail(&self, app_id: &str) -> Result<u64, AdminError> {
         let doc = self
             .send(

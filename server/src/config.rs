@@ -318,13 +318,25 @@ fn validate_userpass_mail(i: usize, up: &UserpassConfig, mail: bool) -> Result<(
         ("reset_template_text", &up.reset_template_text),
         ("reset_template_html", &up.reset_template_html),
     ] {
-        if let Some(f) = file
-            && let Err(e) = std::fs::read_to_string(f)
-        {
-            return Err(invalid(
-                k(name),
-                format!("cannot read {}: {e}", f.display()),
-            ));
+        let Some(f) = file else { continue };
+        let text = std::fs::read_to_string(f)
+            .map_err(|e| invalid(k(name), format!("cannot read {}: {e}", f.display())))?;
+        // A confirmation or reset mail without its link is useless.
+        crate::mail::check_template(
+            &f.display().to_string(),
+            &text,
+            Some("link"),
+            crate::mail::LINK_PLACEHOLDERS,
+        )
+        .map_err(|e| invalid(k(name), e))?;
+    }
+    for (name, subject) in [
+        ("confirm_subject", &up.confirm_subject),
+        ("reset_subject", &up.reset_subject),
+    ] {
+        if let Some(s) = subject {
+            crate::mail::check_template("the subject", s, None, crate::mail::LINK_PLACEHOLDERS)
+                .map_err(|e| invalid(k(name), e))?;
         }
     }
     Ok(())
@@ -457,6 +469,15 @@ impl Default for UserpassConfig {
     }
 }
 
+impl UserpassConfig {
+    /// Whether this provider cannot work without mail: confirmation on (`auto_confirm = false`)
+    /// or resets by mail (`reset_function = "pending"`, the default). Issue #23: such a provider
+    /// refuses to start without `[mail]` outside `--dev` and test servers.
+    pub fn needs_mail(&self) -> bool {
+        !self.auto_confirm || self.reset_function == ResetFunction::Pending
+    }
+}
+
 fn yes() -> bool {
     true
 }
@@ -547,15 +568,6 @@ fn validate_email_otp(i: usize, c: &EmailOtpConfig) -> Result<(), ConfigError> {
         let Some(f) = file else { continue };
         let text = std::fs::read_to_string(f)
             .map_err(|e| invalid(k(name), format!("cannot read {}: {e}", f.display())))?;
-        if !text.contains("{code}") {
-            return Err(invalid(
-                k(name),
-                format!(
-                    "{} has no {{code}} placeholder: the mail must state the code",
-                    f.display()
-                ),
-            ));
-        }
         if text.contains("{link}") {
             return Err(invalid(
                 k(name),
@@ -565,6 +577,17 @@ fn validate_email_otp(i: usize, c: &EmailOtpConfig) -> Result<(), ConfigError> {
                 ),
             ));
         }
+        crate::mail::check_template(
+            &f.display().to_string(),
+            &text,
+            Some("code"),
+            crate::mail::CODE_PLACEHOLDERS,
+        )
+        .map_err(|e| invalid(k(name), e))?;
+    }
+    if let Some(s) = &c.subject {
+        crate::mail::check_template("the subject", s, None, crate::mail::CODE_PLACEHOLDERS)
+            .map_err(|e| invalid(k("subject"), e))?;
     }
     Ok(())
 }
@@ -906,8 +929,13 @@ pub struct MailConfig {
 }
 
 impl Config {
-    /// Parses and validates a TOML configuration.
+    /// Parses and validates a TOML configuration; relative file paths in it (templates,
+    /// `ca_file`) are taken from the working directory.
     pub fn from_toml_str(s: &str) -> Result<Config, ConfigError> {
+        Config::parse(s, None)
+    }
+
+    fn parse(s: &str, base: Option<&Path>) -> Result<Config, ConfigError> {
         let file: FileConfig =
             toml::from_str(s).map_err(|e| ConfigError::Parse(e.to_string().trim().to_string()))?;
         let listen = match file.listen {
@@ -916,7 +944,7 @@ impl Config {
                 .map_err(|_| invalid("listen", format!("not an IP:PORT address: {l:?}")))?,
             None => DEFAULT_LISTEN.parse().expect("valid default"),
         };
-        let config = Config {
+        let mut config = Config {
             listen,
             data_dir: file
                 .data_dir
@@ -934,17 +962,50 @@ impl Config {
             mail: file.mail,
             apps: file.app,
         };
+        if let Some(base) = base {
+            config.resolve_files(base);
+        }
         config.validate()?;
         Ok(config)
     }
 
-    /// Reads, parses and validates a TOML configuration file.
+    /// Makes the relative paths of the files the config names (mail templates, `ca_file`)
+    /// relative to `base`, the config file's directory, as nginx and Postfix read theirs: a
+    /// server started from another directory (systemd, a container) finds them. `data_dir` stays
+    /// relative to the working directory, as it always was.
+    fn resolve_files(&mut self, base: &Path) {
+        let fix = |p: &mut Option<PathBuf>| {
+            if let Some(f) = p
+                && f.is_relative()
+            {
+                *f = base.join(&*f);
+            }
+        };
+        if let Some(m) = &mut self.mail {
+            fix(&mut m.ca_file);
+        }
+        for app in &mut self.apps {
+            if let Some(up) = &mut app.providers.local_userpass {
+                fix(&mut up.confirm_template_text);
+                fix(&mut up.confirm_template_html);
+                fix(&mut up.reset_template_text);
+                fix(&mut up.reset_template_html);
+            }
+            if let Some(otp) = &mut app.providers.email_otp {
+                fix(&mut otp.template_text);
+                fix(&mut otp.template_html);
+            }
+        }
+    }
+
+    /// Reads, parses and validates a TOML configuration file; relative file paths in it
+    /// (templates, `ca_file`) are taken from the file's directory.
     pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Io {
             path: path.display().to_string(),
             problem: e.to_string(),
         })?;
-        Config::from_toml_str(&text)
+        Config::parse(&text, path.parent())
     }
 
     /// What `--dev` serves: app `sessionkit-dev` with every provider on.
@@ -1176,17 +1237,24 @@ impl Config {
             validate_social(i, &app.providers)?;
             if let Some(up) = &app.providers.local_userpass {
                 validate_userpass_mail(i, up, self.mail.is_some())?;
-                // Confirmation and reset (reset/send is always on) go by mail: without a relay
-                // they would go nowhere. The outbox stands in for it on development and test
-                // servers only.
-                if self.mail.is_none() && !self.dev && !self.test_clock {
+                // Confirmation, and a reset that goes by mail, need a relay: without one they
+                // would go nowhere. The outbox stands in for it on development and test servers.
+                // An app that needs neither (auto_confirm, a reset function that is not
+                // "pending") runs without mail; its confirm/send and reset/send answer
+                // MailNotConfigured.
+                if !self.sends_mail() && up.needs_mail() {
+                    let why = if up.auto_confirm {
+                        "whose reset mails (reset_function = \"pending\", the default) need a relay"
+                    } else {
+                        "whose confirmation mails (auto_confirm = false) and reset mails need a relay"
+                    };
                     return Err(invalid(
                         "mail",
                         format!(
-                            "app {:?} has local-userpass, whose confirmation and reset mails \
-                             need a relay: add [mail] with smtp_url and from (docs/SERVER.md, \
-                             Mail) and set app[{i}].providers.local-userpass.reset_url; without \
-                             mail, run --dev or set test_clock = true (test servers)",
+                            "app {:?} has local-userpass, {why}: add [mail] with smtp_url and \
+                             from, and set app[{i}].providers.local-userpass.reset_url \
+                             (docs/SERVER.md, Mail); on a development machine, run with --dev \
+                             to read mails from the console instead",
                             app.id
                         ),
                     ));
@@ -1195,14 +1263,14 @@ impl Config {
             if let Some(otp) = &app.providers.email_otp {
                 validate_email_otp(i, otp)?;
                 // The code travels by mail only: without a relay nobody could log in.
-                if self.mail.is_none() && !self.dev && !self.test_clock {
+                if !self.sends_mail() {
                     return Err(invalid(
                         "mail",
                         format!(
                             "app {:?} has email-otp, whose sign-in codes are sent by mail and \
                              need a relay: add [mail] with smtp_url and from (docs/SERVER.md, \
-                             Mail), or remove [app.providers.email-otp] from app[{i}]; without \
-                             mail, run --dev or set test_clock = true (test servers)",
+                             Mail), or remove [app.providers.email-otp] from app[{i}]; on a \
+                             development machine, run with --dev to read codes from the console",
                             app.id
                         ),
                     ));
@@ -1213,6 +1281,13 @@ impl Config {
             crate::mail::SmtpSettings::from_config(mail)?;
         }
         Ok(())
+    }
+
+    /// Whether mails go anywhere: to a relay (`[mail]`), or to the development outbox under
+    /// `--dev` and on test servers (`test_clock`). Without, an app's confirm/send and reset/send
+    /// answer 400 `MailNotConfigured`.
+    pub fn sends_mail(&self) -> bool {
+        self.mail.is_some() || self.dev || self.test_clock
     }
 
     /// The app with this id.

@@ -7,11 +7,11 @@
 //! a background [`worker`] claims due mails ([`crate::store::Store::claim_mail`]: one instance
 //! per mail, `FOR UPDATE SKIP LOCKED` on PostgreSQL), renders them from the app's templates
 //! ([`Templates`]) and hands them to a [`Mailer`] ([`SmtpMailer`], lettre over rustls), several
-//! at once ([`drain`]). A
-//! connection failure or a 4xx answer is retried with exponential backoff for
-//! [`GIVE_UP_SECS`], but never past the expiry of the link it carries (a confirmation or
-//! reset link lives 30 minutes, a sign-in code as `code_lifetime_secs` says: a dead link or code
-//! is not sent, the mail fails saying so); a 5xx answer fails the mail at once, reason kept. A
+//! at once ([`drain`]). A connection failure or a 4xx answer is retried with exponential
+//! backoff until the link or code it carries is about to expire (a confirmation or reset link
+//! lives 30 minutes, a sign-in code as `code_lifetime_secs` says), with a last try
+//! [`LAST_TRY_SECS`] before the expiry; a dead link or code is not sent, the mail fails saying
+//! so ([`GIVE_UP_SECS`] bounds mails without an expiry); a 5xx answer fails the mail at once, reason kept. A
 //! sent mail's token or code is erased from the queue (its hash stays in the token or code table
 //! until it is used or expires); so is the code of a mail whose code a newer one replaced.
 //!
@@ -43,6 +43,9 @@ pub const PASSWORD_ENV: &str = "SESSIONKIT_SMTP_PASSWORD";
 pub const LEASE_SECS: i64 = 300;
 /// How long a mail the relay does not take (down, 4xx) is retried, from its queuing (seconds).
 pub const GIVE_UP_SECS: i64 = 12 * 3600;
+/// The last try of a mail whose relay is down or answers 4xx is made this long before its link
+/// or code expires (seconds), so that the reader still has a minute to use it.
+pub const LAST_TRY_SECS: i64 = 60;
 /// Longest wait between two tries (seconds).
 pub const MAX_BACKOFF_SECS: i64 = 3600;
 /// Timeout of each SMTP step.
@@ -185,6 +188,22 @@ impl SmtpSettings {
                         format!("cannot read {}: {e}", path.display()),
                     )
                 })?;
+                // lettre reads a file without any PEM block as no certificate at all, silently.
+                let blocks = pem
+                    .windows(CERT_PEM.len())
+                    .filter(|w| *w == CERT_PEM)
+                    .count();
+                if blocks == 0 {
+                    return Err(invalid(
+                        "mail.ca_file",
+                        format!(
+                            "{} has no PEM certificate ({}): give the CA's certificate in PEM \
+                             (from DER: openssl x509 -inform der -in ca.der -out ca.pem)",
+                            path.display(),
+                            String::from_utf8_lossy(CERT_PEM)
+                        ),
+                    ));
+                }
                 Certificate::from_pem(&pem).map_err(|e| {
                     invalid(
                         "mail.ca_file",
@@ -205,10 +224,37 @@ impl SmtpSettings {
     }
 }
 
+/// The first line of a PEM certificate.
+const CERT_PEM: &[u8] = b"-----BEGIN CERTIFICATE-----";
+
 /// The SMTP relay, through lettre (rustls, tokio).
 pub struct SmtpMailer {
     transport: AsyncSmtpTransport<Tokio1Executor>,
     from: Mailbox,
+    /// `host:port`, named in every failure: an operator with several relays sees which.
+    relay: String,
+}
+
+/// A relay's failure as an operator can act on it: the relay named, and for the failures whose
+/// library wording says little (TLS certificate checks, a relay without STARTTLS) what to do.
+pub fn explain(relay: &str, error: &str) -> String {
+    let hint = if error.contains("CaUsedAsEndEntity") {
+        " (the relay presents a CA certificate (basicConstraints CA:TRUE) as its own server \
+         certificate, which TLS refuses: give the relay a server certificate signed by a CA, and \
+         that CA as mail.ca_file; docs/SERVER.md, Mail)"
+    } else if error.contains("UnknownIssuer") {
+        " (the relay's certificate is not signed by a CA this server trusts: set mail.ca_file to \
+         the PEM of the CA that signed it)"
+    } else if error.contains("NotValidForName") {
+        " (the relay's certificate is not for the host name of mail.smtp_url: use the name on \
+         the certificate in the URL)"
+    } else if error.contains("STARTTLS is not supported") {
+        " (smtp:// requires STARTTLS off loopback: use smtps:// if the relay speaks TLS from the \
+         start, usually port 465, or a relay that offers STARTTLS)"
+    } else {
+        ""
+    };
+    format!("relay {relay}: {error}{hint}")
 }
 
 impl SmtpMailer {
@@ -229,6 +275,7 @@ impl SmtpMailer {
             TlsMode::StartTls => Tls::Required(params),
             TlsMode::Opportunistic => Tls::Opportunistic(params),
         };
+        let relay = format!("{}:{}", s.host, s.port);
         let mut b = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(s.host)
             .port(s.port)
             .tls(tls)
@@ -256,6 +303,7 @@ impl SmtpMailer {
         Ok(SmtpMailer {
             transport: b.build(),
             from: s.from,
+            relay,
         })
     }
 }
@@ -270,6 +318,7 @@ impl Mailer for SmtpMailer {
             .parse()
             .map_err(|e| SendError::Permanent(format!("bad recipient address: {e}")))?;
         let message = Message::builder()
+            .message_id(Some(message_id(&self.from)))
             .from(self.from.clone())
             .to(to)
             .subject(mail.subject.clone())
@@ -280,14 +329,91 @@ impl Mailer for SmtpMailer {
             .map_err(|e| SendError::Permanent(format!("cannot build the message: {e}")))?;
         match self.transport.send(message).await {
             Ok(_) => Ok(()),
-            Err(e) if e.is_permanent() => Err(SendError::Permanent(e.to_string())),
-            Err(e) => Err(SendError::Transient(e.to_string())),
+            Err(e) if e.is_permanent() => {
+                Err(SendError::Permanent(explain(&self.relay, &e.to_string())))
+            }
+            Err(e) => Err(SendError::Transient(explain(&self.relay, &e.to_string()))),
         }
     }
 }
 
+/// A fresh `Message-ID` (RFC 5322 3.6.4): `<32 hex digits@domain of the sender>`, random
+/// from the operating system's RNG. Large providers junk or refuse mail without one; lettre's
+/// own default is neither cryptographically random nor on the sender's domain. (`Date` lettre
+/// adds itself when the message is built.)
+pub fn message_id(from: &Mailbox) -> String {
+    use rand::TryRngCore;
+    let mut id = [0u8; 16];
+    rand::rngs::OsRng
+        .try_fill_bytes(&mut id)
+        .expect("the operating system's RNG");
+    format!("<{}@{}>", hex::encode(id), from.email.domain())
+}
+
+/// The placeholders of confirmation and reset mails.
+pub const LINK_PLACEHOLDERS: &[&str] = &["link", "email", "app", "expires_minutes", "expires_in"];
+/// The placeholders of sign-in code mails.
+pub const CODE_PLACEHOLDERS: &[&str] = &["code", "email", "app", "expires_minutes", "expires_in"];
+
+/// The `{word}` placeholders of a template (letters, digits, `_`), in order: what [`fill`]
+/// would replace if it knew them. CSS such as `p { color: red }` is no placeholder.
+pub fn placeholders(template: &str) -> Vec<&str> {
+    let mut found = Vec::new();
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        rest = &rest[open + 1..];
+        if let Some(close) = rest.find(['{', '}'])
+            && rest.as_bytes()[close] == b'}'
+            && close > 0
+            && rest[..close]
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        {
+            found.push(&rest[..close]);
+        }
+    }
+    found
+}
+
+/// Refuses a template (`what` names it: a file's path or a subject) that lacks the placeholder
+/// `required` or has one that is not in `known` (a typo such as `{emial}` would be mailed as
+/// is). The error says which and lists the known ones.
+pub fn check_template(
+    what: &str,
+    template: &str,
+    required: Option<&str>,
+    known: &[&str],
+) -> Result<(), String> {
+    let list = || {
+        known
+            .iter()
+            .map(|k| format!("{{{k}}}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if let Some(unknown) = placeholders(template)
+        .into_iter()
+        .find(|p| !known.contains(p))
+    {
+        return Err(format!(
+            "{what} has an unknown placeholder {{{unknown}}}: the known ones are {}",
+            list()
+        ));
+    }
+    if let Some(r) = required
+        && !placeholders(template).contains(&r)
+    {
+        return Err(format!(
+            "{what} has no {{{r}}} placeholder: the mail must carry it (placeholders: {})",
+            list()
+        ));
+    }
+    Ok(())
+}
+
 /// Subject and bodies of one kind of mail, with placeholders `{link}` (sign-in code mails:
-/// `{code}` instead), `{email}`, `{app}` and `{expires_minutes}`.
+/// `{code}` instead), `{email}`, `{app}`, `{expires_minutes}` (a number) and `{expires_in}`
+/// (`30 minutes`, `1 minute`).
 #[derive(Debug, Clone)]
 pub struct Template {
     /// Subject line.
@@ -300,25 +426,25 @@ pub struct Template {
 
 const CONFIRM_SUBJECT: &str = "Confirm your email address for {app}";
 const CONFIRM_TEXT: &str = "Hello,\n\nTo confirm {email} for {app}, open this link within \
-{expires_minutes} minutes:\n\n{link}\n\nIf you did not sign up, ignore this mail.\n";
+{expires_in}:\n\n{link}\n\nIf you did not sign up, ignore this mail.\n";
 const CONFIRM_HTML: &str = "<p>Hello,</p>\n<p>To confirm {email} for {app}, open \
-<a href=\"{link}\">this link</a> within {expires_minutes} minutes.</p>\n<p>If you did not sign \
+<a href=\"{link}\">this link</a> within {expires_in}.</p>\n<p>If you did not sign \
 up, ignore this mail.</p>\n";
 const RESET_SUBJECT: &str = "Reset your password for {app}";
 const RESET_TEXT: &str = "Hello,\n\nTo choose a new password for {email} on {app}, open this \
-link within {expires_minutes} minutes:\n\n{link}\n\nIf you did not ask for it, ignore this \
+link within {expires_in}:\n\n{link}\n\nIf you did not ask for it, ignore this \
 mail; your password stays as it is.\n";
 const RESET_HTML: &str = "<p>Hello,</p>\n<p>To choose a new password for {email} on {app}, \
-open <a href=\"{link}\">this link</a> within {expires_minutes} minutes.</p>\n<p>If you did not \
+open <a href=\"{link}\">this link</a> within {expires_in}.</p>\n<p>If you did not \
 ask for it, ignore this mail; your password stays as it is.</p>\n";
 
 const CODE_SUBJECT: &str = "Your sign-in code for {app}";
 const CODE_TEXT: &str = "Hello,\n\nYour code to sign in to {app} as {email} is:\n\n{code}\n\nIt \
-is valid for {expires_minutes} minutes and can be used once. Do not share it with anyone.\n\nIf \
+is valid for {expires_in} and can be used once. Do not share it with anyone.\n\nIf \
 you did not ask for it, ignore this mail.\n";
 const CODE_HTML: &str = "<p>Hello,</p>\n<p>Your code to sign in to {app} as {email} is:</p>\n\
 <p style=\"font-size: 1.5em; font-weight: bold; letter-spacing: 0.2em\">{code}</p>\n<p>It is \
-valid for {expires_minutes} minutes and can be used once. Do not share it with anyone.</p>\n\
+valid for {expires_in} and can be used once. Do not share it with anyone.</p>\n\
 <p>If you did not ask for it, ignore this mail.</p>\n";
 
 /// The confirmation and reset mails of an app with `local-userpass`.
@@ -441,11 +567,12 @@ fn fill(template: &str, values: &[(&str, &str)], escape: bool) -> String {
     out
 }
 
-/// Renders a queued mail; `Err` (a reason to keep) when its app no longer has a page to link
-/// to (the config changed since it was queued).
-pub fn render(templates: &Templates, m: &QueuedMail) -> Result<Outgoing, String> {
+/// Renders a queued mail at server-clock second `now` (the time left on its link or code is
+/// counted from then); `Err` (a reason to keep) when its app no longer has a page to link to
+/// (the config changed since it was queued).
+pub fn render(templates: &Templates, m: &QueuedMail, now: i64) -> Result<Outgoing, String> {
     if m.kind == EMAIL_OTP {
-        return render_code(templates, m);
+        return render_code(templates, m, now);
     }
     let app = templates
         .get(&m.app_id)
@@ -460,24 +587,34 @@ pub fn render(templates: &Templates, m: &QueuedMail) -> Result<Outgoing, String>
         .as_deref()
         .ok_or_else(|| format!("app {}: local-userpass.{key} is not set", m.app_id))?;
     let link = link(base, &m.token, &m.token_id).ok_or_else(|| format!("bad {key}"))?;
-    let minutes = if m.expires_at == 0 {
-        (MAIL_TOKEN_LIFETIME_SECS / 60).to_string()
+    // Mails queued before expiries were kept (0) carry a token of the usual lifetime.
+    let left = if m.expires_at == 0 {
+        MAIL_TOKEN_LIFETIME_SECS
     } else {
-        lifetime_minutes(m)
+        m.expires_at - now
     };
+    let (minutes, expires_in) = time_left(left);
     let values = [
         ("link", link.as_str()),
         ("email", m.email.as_str()),
         ("app", m.app_id.as_str()),
         ("expires_minutes", minutes.as_str()),
+        ("expires_in", expires_in.as_str()),
     ];
     Ok(fill_template(template, &m.email, &values))
 }
 
-/// Whole minutes from the mail's queuing to its token's expiry (rounded down: a reader is told
-/// no more time than there is).
-fn lifetime_minutes(m: &QueuedMail) -> String {
-    ((m.expires_at - m.created_at).max(0) / 60).to_string()
+/// `{expires_minutes}` and `{expires_in}` of `secs` left: whole minutes to the nearest (a
+/// mail sent a second after its 30-minute link was made says 30, not 29), at least 1; and the
+/// same in words, `1 minute` or `N minutes`.
+pub fn time_left(secs: i64) -> (String, String) {
+    let minutes = ((secs.max(0) + 30) / 60).max(1);
+    let words = if minutes == 1 {
+        "1 minute".to_string()
+    } else {
+        format!("{minutes} minutes")
+    };
+    (minutes.to_string(), words)
 }
 
 fn fill_template(template: &Template, to: &str, values: &[(&str, &str)]) -> Outgoing {
@@ -491,7 +628,7 @@ fn fill_template(template: &Template, to: &str, values: &[(&str, &str)]) -> Outg
 }
 
 /// A sign-in code mail (`email-otp`): the code, never a link.
-fn render_code(templates: &Templates, m: &QueuedMail) -> Result<Outgoing, String> {
+fn render_code(templates: &Templates, m: &QueuedMail, now: i64) -> Result<Outgoing, String> {
     let template = templates
         .get(&m.app_id)
         .and_then(|a| a.email_otp.as_ref())
@@ -500,12 +637,13 @@ fn render_code(templates: &Templates, m: &QueuedMail) -> Result<Outgoing, String
         // An operator's retry of a mail whose code a newer one replaced.
         return Err(CODE_REPLACED.to_string());
     }
-    let minutes = lifetime_minutes(m);
+    let (minutes, expires_in) = time_left(m.expires_at - now);
     let values = [
         ("code", m.token.as_str()),
         ("email", m.email.as_str()),
         ("app", m.app_id.as_str()),
         ("expires_minutes", minutes.as_str()),
+        ("expires_in", expires_in.as_str()),
     ];
     Ok(fill_template(template, &m.email, &values))
 }
@@ -523,13 +661,21 @@ pub fn outcome(m: &QueuedMail, result: Result<(), SendError>, now: i64) -> MailO
         Err(SendError::Permanent(why)) => MailOutcome::Failed(why),
         Err(SendError::Transient(why)) => {
             let next = now + backoff_secs(m.attempts);
-            if m.expires_at > 0 && next >= m.expires_at {
-                // A link that is dead when it arrives only confuses its reader.
-                MailOutcome::Failed(format!(
-                    "gave up after {} tries: its link expires before the next one (the user \
-                     can ask for a new mail); last: {why}",
-                    m.attempts
-                ))
+            // What the mail carries, for the reason of a give-up.
+            let what = if m.kind == EMAIL_OTP { "code" } else { "link" };
+            if m.expires_at > 0 && next > m.expires_at - LAST_TRY_SECS {
+                // The backoff would skip past the expiry: one last try shortly before it (a
+                // link that is dead when it arrives only confuses its reader), then give up.
+                let last = m.expires_at - LAST_TRY_SECS;
+                if last > now {
+                    MailOutcome::RetryAt(last, why)
+                } else {
+                    MailOutcome::Failed(format!(
+                        "gave up after {} tries: its {what} expires before another one could \
+                         arrive (the user can ask for a new mail); last: {why}",
+                        m.attempts
+                    ))
+                }
             } else if next - m.created_at > GIVE_UP_SECS {
                 MailOutcome::Failed(format!(
                     "gave up after {} tries over {} hours; last: {why}",
@@ -575,11 +721,12 @@ pub async fn drain(st: &AppState, mailer: &Arc<dyn Mailer>, templates: &Arc<Temp
 async fn try_one(st: AppState, mailer: Arc<dyn Mailer>, templates: Arc<Templates>, m: QueuedMail) {
     let result = if m.expires_at > 0 && m.expires_at <= st.now() {
         // An operator's retry of a mail whose link has expired meanwhile: not sent.
-        Err(SendError::Permanent(
-            "its link expired before the relay took it (the user can ask for a new mail)".into(),
-        ))
+        let what = if m.kind == EMAIL_OTP { "code" } else { "link" };
+        Err(SendError::Permanent(format!(
+            "its {what} expired before the relay took it (the user can ask for a new mail)"
+        )))
     } else {
-        match render(&templates, &m) {
+        match render(&templates, &m, st.now()) {
             Ok(mail) => mailer.send(&mail).await,
             Err(why) => Err(SendError::Permanent(why)),
         }
@@ -711,7 +858,39 @@ mod tests {
     }
 
     #[test]
-    fn backoff_doubles_to_an_hour_and_gives_up_after_twelve() {
+    fn a_relays_failures_name_it_and_say_what_to_do() {
+        let e = explain("mail.example:587", "Connection refused (os error 111)");
+        assert_eq!(
+            e,
+            "relay mail.example:587: Connection refused (os error 111)"
+        );
+        let e = explain(
+            "mail.example:587",
+            "Connection error: invalid peer certificate: Other(OtherError(CaUsedAsEndEntity))",
+        );
+        assert!(
+            e.contains("CaUsedAsEndEntity") && e.contains("signed by a CA"),
+            "{e}"
+        );
+        let e = explain(
+            "mail.example:25",
+            "STARTTLS is not supported on this server",
+        );
+        assert!(e.contains("smtps://"), "{e}");
+    }
+
+    #[test]
+    fn time_left_is_in_whole_minutes_to_the_nearest_and_in_words() {
+        assert_eq!(time_left(1800), ("30".into(), "30 minutes".into()));
+        assert_eq!(time_left(1799), ("30".into(), "30 minutes".into()));
+        assert_eq!(time_left(89), ("1".into(), "1 minute".into()));
+        assert_eq!(time_left(10), ("1".into(), "1 minute".into()));
+        assert_eq!(time_left(-5), ("1".into(), "1 minute".into()));
+        assert_eq!(time_left(90), ("2".into(), "2 minutes".into()));
+    }
+
+    #[test]
+    fn backoff_doubles_to_an_hour_and_tries_last_before_the_expiry() {
         let secs: Vec<i64> = (1..=9).map(backoff_secs).collect();
         assert_eq!(secs, [30, 60, 120, 240, 480, 960, 1920, 3600, 3600]);
         let mail_until = |attempts, created_at, expires_at| QueuedMail {
@@ -743,18 +922,30 @@ mod tests {
             why.contains("gave up after 20 tries") && why.ends_with("down"),
             "{why}"
         );
-        // A confirmation link lives 30 minutes: no try is made after it has expired.
+        // A confirmation link lives 30 minutes: the backoff (30 s, doubling) would skip past
+        // its expiry after the 6th try, so the 7th is made a minute before it, then no more.
         assert!(matches!(
             outcome(&mail_until(5, 0, 1800), down(), 1000),
             MailOutcome::RetryAt(1480, _)
         ));
-        let MailOutcome::Failed(why) = outcome(&mail_until(6, 0, 1800), down(), 1500) else {
+        assert!(matches!(
+            outcome(&mail_until(6, 0, 1800), down(), 1500),
+            MailOutcome::RetryAt(1740, _)
+        ));
+        let MailOutcome::Failed(why) = outcome(&mail_until(7, 0, 1800), down(), 1740) else {
             panic!("retried past the link's expiry");
         };
         assert!(
-            why.contains("its link expires before the next one"),
+            why.contains("gave up after 7 tries: its link expires before another one"),
             "{why}"
         );
+        // A code says so as a code.
+        let mut code = mail_until(3, 0, 300);
+        code.kind = EMAIL_OTP.into();
+        let MailOutcome::Failed(why) = outcome(&code, down(), 250) else {
+            panic!("retried past the code's expiry");
+        };
+        assert!(why.contains("its code expires"), "{why}");
         assert!(matches!(
             outcome(&mail(1, 0), Err(SendError::Permanent("550".into())), 10),
             MailOutcome::Failed(w) if w == "550"

@@ -46,9 +46,10 @@ struct Cli {
 
 #[derive(Debug, clap::Subcommand)]
 enum Command {
-    /// Talks to a running server's admin API. The admin key pair comes from the config's
-    /// [admin] table or from SESSIONKIT_ADMIN_PUBLIC_KEY and SESSIONKIT_ADMIN_PRIVATE_KEY,
-    /// never from an argument (other users of the machine can read those).
+    /// Talks to a running server's admin API. The admin key pair comes from
+    /// SESSIONKIT_ADMIN_PUBLIC_KEY and SESSIONKIT_ADMIN_PRIVATE_KEY (both set: they win), else
+    /// from the config's [admin] table, never from an argument (other users of the machine can
+    /// read those).
     Admin {
         /// The server's URL; default: SESSIONKIT_URL, else the config's public_url, else its
         /// listen address.
@@ -130,7 +131,7 @@ enum AdminAction {
         #[command(subcommand)]
         action: TokensAction,
     },
-    /// The mail queue of an app (confirmation and reset mails).
+    /// The mail queue of an app (confirmation, reset and sign-in code mails).
     Mail {
         #[command(subcommand)]
         action: MailAction,
@@ -145,7 +146,9 @@ enum MailAction {
         #[arg(long)]
         app: String,
     },
-    /// Puts the app's failed mails back in the queue, due now.
+    /// Sends the app's mail now: failed mails whose link or code is still live (a relay that
+    /// refused them is fixed) and pending ones waiting for their next try (the relay is back).
+    /// Mails whose link or code has expired stay failed: their users ask for a new mail.
     Retry {
         #[arg(long)]
         app: String,
@@ -318,7 +321,10 @@ async fn admin(config: Option<&Config>, url: Option<&String>, action: &AdminActi
                 Err(e) => report(format!("list the mail of {app}"), Err(e)),
             },
             MailAction::Retry { app } => match client.retry_mail(app).await {
-                Ok(n) => println!("{n} failed mail(s) of {app} queued again"),
+                Ok(n) => println!(
+                    "{n} mail{} of {app} due now (failed ones with a live link or code, and pending ones)",
+                    if n == 1 { "" } else { "s" }
+                ),
                 Err(e) => report(format!("retry the mail of {app}"), Err(e)),
             },
         },
@@ -645,8 +651,13 @@ fn main() -> ExitCode {
     unblock_stop_signals();
     let cli = Cli::parse();
     // Logs go to stderr: stdout's first line is the listening line, which tools wait for.
+    // Colours only on a terminal: journald, docker logs and files get plain text (no escape
+    // codes in front of every level), and NO_COLOR (no-color.org) turns them off everywhere.
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(colour)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),

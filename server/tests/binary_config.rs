@@ -271,3 +271,27 @@ fn config_parsing_defaults_and_errors() {
         "app[0].providers.custom-token.key: missing (required for HS256)"
     );
 }
+
+/// Logs to a pipe or a file (journald, docker logs) are plain text: no colour escape codes in
+/// front of each level.
+#[test]
+fn logs_that_are_not_on_a_terminal_have_no_colour_codes() {
+    let dir = temp_dir("bin-log");
+    std::fs::create_dir_all(&dir).unwrap();
+    let log = dir.join("stderr.log");
+    let (child, _, _) = common::spawn_listening(
+        Command::new(BIN)
+            .args(["--dev", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.join("data"))
+            .env_remove("NO_COLOR")
+            .stderr(std::fs::File::create(&log).unwrap()),
+    );
+    sigterm_and_wait(child);
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("INFO"), "no log lines to check: {text:?}");
+    assert!(
+        !text.contains('\u{1b}'),
+        "colour codes in a log file: {text:?}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -153,6 +153,17 @@ async fn a_confirmation_mail_arrives_and_its_link_confirms() {
     assert_eq!(m["mail_from"], "no-reply@sessionkit.test");
     assert!(m["subject"].as_str().unwrap().contains(APP), "{m}");
     assert!(m["text"].as_str().unwrap().contains("30 minutes"), "{m}");
+    // A Message-ID on the sender's domain (providers junk mail without one), and a Date.
+    let id = m["headers"]["Message-ID"].as_str().unwrap_or_default();
+    let local = id
+        .strip_prefix('<')
+        .and_then(|i| i.strip_suffix("@sessionkit.test>"))
+        .unwrap_or_else(|| panic!("Message-ID {id:?}: {m}"));
+    assert!(
+        local.len() == 32 && local.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{id}"
+    );
+    assert!(m["headers"]["Date"].is_string(), "{m}");
     let (base, token, token_id) = link(m);
     assert_eq!(base, "https://app.example/confirm");
     assert_eq!(login(&t, "ada@example.com", "password1").await, 401);
@@ -324,6 +335,72 @@ async fn a_5xx_answer_fails_the_mail_with_its_reason_and_an_operator_can_retry_i
     confirm(&t, &token, &token_id).await;
 }
 
+/// `admin mail retry` once the relay works again: a pending mail is sent at once instead of at
+/// its next try, and a failed mail whose link has expired stays failed and is not counted (its
+/// user asks for a new mail).
+#[tokio::test]
+async fn an_operators_retry_sends_pending_mail_now_and_leaves_dead_links_failed() {
+    let relay = Relay::up(&[]).await;
+    relay.answer("5xx");
+    let t = server(&relay).await;
+    register(&t, "old@example.com").await;
+    wait_queue(&t, "failed", |m| m["status"] == "failed").await;
+    // Its 30-minute link dies; a second mail meets a relay answering 4xx.
+    t.srv.advance_clock(1900);
+    relay.answer("4xx");
+    register(&t, "new@example.com").await;
+    wait_queue(&t, "tried", |m| m["status"] == "failed" || tried(m, 1)).await;
+    relay.answer("ok");
+    let admin = t.admin().await;
+    let r = t
+        .post(&format!("{}/mail/retry", adm(APP)), json!({}), Some(&admin))
+        .await;
+    assert_eq!(r.ok(200)["retried"], 1);
+    // Sent without the clock reaching its next try (30 s away).
+    let mails = relay.wait_mails(1).await;
+    assert_eq!(mails[0]["rcpt_tos"], json!(["new@example.com"]));
+    let q = wait_queue(&t, "settled", |m| m["status"] != "pending").await;
+    let old = q.iter().find(|m| m["email"] == "old@example.com").unwrap();
+    assert_eq!(old["status"], "failed", "{q:?}");
+    assert_eq!(old["attempts"], 1, "{q:?}");
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(relay.mails().len(), 1);
+}
+
+/// The relay is down for the whole life of a confirmation link: the tries follow the backoff,
+/// the last one is made a minute before the link expires, and then the mail fails saying why.
+#[tokio::test]
+async fn with_the_relay_down_the_last_try_is_made_just_before_the_link_expires() {
+    let relay = Relay::up(&[]).await;
+    relay.answer("4xx");
+    let t = server(&relay).await;
+    register(&t, "ivy@example.com").await;
+    // Tries at 0, 30, 90, 210, 450, 930 s after queuing (30 s doubling); the next would be at
+    // 1890 s, past the expiry at 1800: the 7th is at 1740. The server clock is the system's
+    // plus the test offset, so a few real seconds may be added to each.
+    let created = queue(&t).await[0]["created_at"].as_i64().unwrap();
+    let mut at = 0;
+    for (n, next) in [(1, 30), (2, 90), (3, 210), (4, 450), (5, 930), (6, 1740)] {
+        // Try n recorded (a claim alone moves next_at by the 300 s lease, out of this range).
+        let q = wait_queue(&t, "tried", |m| {
+            let due = m["next_at"].as_i64().unwrap() - created;
+            tried(m, n) && (next..next + 10).contains(&due)
+        })
+        .await;
+        assert_eq!(q[0]["status"], "pending");
+        t.srv.advance_clock(next - at);
+        at = next;
+    }
+    let q = wait_queue(&t, "failed", |m| m["status"] == "failed").await;
+    assert_eq!(q[0]["attempts"], 7, "{q:?}");
+    let why = q[0]["error"].as_str().unwrap();
+    assert!(
+        why.contains("gave up after 7 tries: its link expires before another one")
+            && why.contains("451"),
+        "{why}"
+    );
+}
+
 #[tokio::test]
 async fn a_mail_queued_before_a_restart_is_sent_after_it() {
     let mut relay = Relay::new(&[]);
@@ -453,7 +530,7 @@ async fn an_operator_lists_and_retries_the_queue_from_the_shell() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(String::from_utf8_lossy(&out.stdout).starts_with("1 failed mail"));
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with(&format!("1 mail of {APP} due now")));
     relay.wait_mails(1).await;
     wait_queue(&t, "sent", |m| m["status"] == "sent").await;
     let out = cli(&["list", "--app", "no-such-app"]);
@@ -467,9 +544,30 @@ async fn starttls_to_a_relay_with_a_self_signed_certificate_given_as_ca_file() {
     let t = server(&relay).await;
     register(&t, "hal@example.com").await;
     let q = wait_queue(&t, "tried", |m| m["error"].is_string()).await;
-    let why = q[0]["error"].as_str().unwrap().to_lowercase();
-    assert!(why.contains("tls") || why.contains("certificate"), "{why}");
+    let why = q[0]["error"].as_str().unwrap();
+    // The relay named, and what to do about its certificate.
+    assert!(
+        why.starts_with(&format!("relay 127.0.0.1:{}: ", relay.port))
+            && why.contains("UnknownIssuer")
+            && why.contains("set mail.ca_file to the PEM of the CA"),
+        "{why}"
+    );
     assert!(relay.mails().is_empty());
+    // A ca_file that holds no PEM certificate (DER, a key, a typo) stops the start.
+    let der = relay.dir.join("ca.der");
+    std::fs::write(&der, [0x30u8, 0x82, 0x01, 0x0a]).unwrap();
+    let e = Config::from_toml_str(&toml(
+        &relay.url(),
+        &format!("ca_file = \"{}\"", der.display()),
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.starts_with("mail.ca_file:")
+            && e.contains("has no PEM certificate")
+            && e.contains("openssl x509"),
+        "{e}"
+    );
     // With it as ca_file: STARTTLS (the relay takes no mail without it).
     let ca = format!("ca_file = \"{}\"", relay.dir.join("ca.pem").display());
     let mut c = Config::from_toml_str(&toml(&relay.url(), &ca)).unwrap();
@@ -518,9 +616,20 @@ fn without_mail_a_production_server_with_local_userpass_refuses_to_start() {
     let bare = "[[app]]\nid = \"a\"\n[app.providers.local-userpass]\n";
     let e = Config::from_toml_str(bare).unwrap_err().to_string();
     assert!(e.starts_with("mail: "), "{e}");
-    for what in ["[mail]", "smtp_url", "reset_url", "--dev", "test_clock"] {
+    for what in ["[mail]", "smtp_url", "reset_url", "--dev", "reset_function"] {
         assert!(e.contains(what), "{what}: {e}");
     }
+    // Test servers are no advice for a production operator.
+    assert!(!e.contains("test_clock"), "{e}");
+    let e = Config::from_toml_str(&format!(
+        "{bare}auto_confirm = false\nreset_function = \"fail\"\n"
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("confirmation mails (auto_confirm = false)"),
+        "{e}"
+    );
     // A test server keeps the outbox; with [mail], reset_url is then required.
     Config::from_toml_str(&format!("test_clock = true\n{bare}")).unwrap();
     let with_mail =
@@ -661,17 +770,33 @@ async fn an_apps_own_templates_and_subjects_fill_their_placeholders() {
         "Hi {email}, welcome to {app}:\n{link}\n({expires_minutes} min)\n",
     )
     .unwrap();
-    std::fs::write(&html, "<a href=\"{link}\">{email}</a> {unknown}").unwrap();
+    std::fs::write(
+        &html,
+        "<style>p { color: red }</style><a href=\"{link}\">{email}</a>",
+    )
+    .unwrap();
     let toml = toml(&relay.url(), "").replace(
         "confirm_url =",
         &format!(
             "confirm_subject = \"Welcome to {{app}}, {{email}}\"\nconfirm_template_text = \"{}\"\n\
              confirm_template_html = \"{}\"\nconfirm_url =",
-            text.display(),
-            html.display()
+            text.file_name().unwrap().to_str().unwrap(),
+            html.file_name().unwrap().to_str().unwrap()
         ),
     );
-    let mut c = Config::from_toml_str(&toml).unwrap();
+    // Relative paths are the config file's neighbours, wherever the server was started from.
+    let file = dir.join("server.toml");
+    std::fs::write(&file, &toml).unwrap();
+    let mut c = Config::from_file(&file).unwrap();
+    assert_eq!(
+        c.apps[0]
+            .providers
+            .local_userpass
+            .as_ref()
+            .unwrap()
+            .confirm_template_text,
+        Some(text.clone())
+    );
     c.data_dir = dir.join("data");
     let t = start_config(c).await;
     register(&t, "liz@example.com").await;
@@ -686,18 +811,105 @@ async fn an_apps_own_templates_and_subjects_fill_their_placeholders() {
         "{body}"
     );
     assert!(body.contains("(30 min)"), "{body}");
-    // link() checks the HTML part has the same link, & escaped; unknown placeholders stay.
+    // link() checks the HTML part has the same link, & escaped; CSS braces are no placeholder.
     let (_, token, token_id) = link(m);
+    let html = m["html"].as_str().unwrap();
     assert!(
-        m["html"]
-            .as_str()
-            .unwrap()
-            .ends_with("liz@example.com</a> {unknown}"),
+        html.starts_with("<style>p { color: red }</style><a href=")
+            && html.ends_with("liz@example.com</a>"),
         "{m}"
     );
     confirm(&t, &token, &token_id).await;
     // A template file that cannot be read stops the start, naming the key.
-    let bad = toml.replace(&*text.to_string_lossy(), "/no/such/template.txt");
+    let bad = toml.replace("\"confirm.txt\"", "\"/no/such/template.txt\"");
     let e = Config::from_toml_str(&bad).unwrap_err().to_string();
     assert!(e.starts_with("app[0].providers.local-userpass.confirm_template_text: cannot read /no/such/template.txt"), "{e}");
+}
+
+/// A confirmation or reset template without `{link}`, or with a placeholder that is not one (a
+/// typo, which would be mailed as is), stops the start naming the file, the placeholder and the
+/// known ones.
+#[test]
+fn a_template_without_its_link_or_with_an_unknown_placeholder_is_refused() {
+    let dir = temp_dir("mail-bad-templates");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = |name: &str, body: &str| {
+        let f = dir.join(name);
+        std::fs::write(&f, body).unwrap();
+        f.display().to_string()
+    };
+    let start = |key: &str, value: &str| {
+        let toml = toml("smtp://127.0.0.1:2525", "").replace(
+            "confirm_url =",
+            &format!("{key} = \"{value}\"\nconfirm_url ="),
+        );
+        Config::from_toml_str(&toml)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    };
+    let no_link = file("no-link.html", "<p>Welcome, {email}!</p>");
+    for key in [
+        "confirm_template_text",
+        "confirm_template_html",
+        "reset_template_text",
+        "reset_template_html",
+    ] {
+        let e = start(key, &no_link).unwrap_err();
+        assert!(
+            e.starts_with(&format!("app[0].providers.local-userpass.{key}: {no_link}"))
+                && e.contains("no {link}"),
+            "{e}"
+        );
+    }
+    let typo = file("typo.txt", "Hello {emial}, {link}\n");
+    let e = start("reset_template_text", &typo).unwrap_err();
+    assert!(
+        e.contains(&typo)
+            && e.contains("unknown placeholder {emial}")
+            && e.contains("{link}, {email}, {app}, {expires_minutes}"),
+        "{e}"
+    );
+    let e = start("confirm_subject", "Hi {name}").unwrap_err();
+    assert!(
+        e.starts_with("app[0].providers.local-userpass.confirm_subject:") && e.contains("{name}"),
+        "{e}"
+    );
+    start(
+        "reset_template_text",
+        &file("ok.txt", "{email}: {link} ({expires_minutes})"),
+    )
+    .unwrap();
+}
+
+/// An app that needs no mail (users confirmed at once, resets by a function that is not
+/// "pending") runs in production without [mail], as before #23: register and log in work, and
+/// asking for a mail answers 400 MailNotConfigured instead of queuing it for nobody.
+#[tokio::test]
+async fn an_app_that_needs_no_mail_starts_without_it_and_refuses_to_mail() {
+    let toml = format!(
+        "listen = \"127.0.0.1:0\"\nrate_limits = {{ enabled = false }}\n[[app]]\nid = \"{APP}\"\n\
+         [app.providers.local-userpass]\nauto_confirm = true\nreset_function = \"fail\"\n"
+    );
+    let mut c = Config::from_toml_str(&toml).expect("no mail needed");
+    assert!(!c.sends_mail());
+    c.data_dir = temp_dir("mail-none");
+    let t = start_config(c).await;
+    register(&t, "ann@example.com").await;
+    assert_eq!(login(&t, "ann@example.com", "password1").await, 200);
+    for path in ["confirm/send", "confirm/call", "reset/send"] {
+        let r = t
+            .post(&up(path), json!({"email": "ann@example.com"}), None)
+            .await;
+        assert_eq!(r.status, 400, "{path}: {:?}", r.body);
+        assert_eq!(
+            r.body["error_code"], "MailNotConfigured",
+            "{path}: {:?}",
+            r.body
+        );
+        assert!(
+            r.body["error"].as_str().unwrap().contains("[mail]"),
+            "{path}: {:?}",
+            r.body
+        );
+    }
 }

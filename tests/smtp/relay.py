@@ -10,7 +10,8 @@ where what it receives goes. Run it with the interpreter of the venv scripts/tes
   --port 0 binds a free port, chosen by the kernel at bind time (no race with another process
   taking a port picked beforehand): read it from DIR/ready. The conformance runners do this.
 - Each mail it accepts is written to DIR/mail-NNNN.json (atomically): envelope sender and
-  recipients, Subject, From, To, and the decoded text and HTML parts.
+  recipients, Subject, From, To, the decoded text and HTML parts, and "headers" (every header
+  of the message, name -> value, e.g. Message-ID and Date).
 - DIR/mode, read at each mail, says what to answer at the end of DATA: absent or "ok" -> 250,
   "4xx" -> 451 (try later), "5xx" -> 550 (never), "together N" -> 250 once N mails have been
   in DATA at the same time (each waits for the others), 451 for a mail that waited 10 s without
@@ -183,6 +184,8 @@ class Handler:
             "to": str(msg.get("To", "")),
             "text": parts.get("plain", ""),
             "html": parts.get("html", ""),
+            # Every header of the message itself, as sent (name -> value; the last of a name).
+            "headers": {k: str(v) for k, v in msg.items()},
         }
         with self.lock:
             self.count += 1

@@ -444,8 +444,9 @@ pub async fn mail_queue(
     Ok(json_response(StatusCode::OK, &json!(list)))
 }
 
-/// POST mail/retry (extension, #23): puts the app's failed mails back in the queue, due now;
-/// `{"retried": N}`.
+/// POST mail/retry (extension, #23): the app's failed mails that can still be sent back in the
+/// queue, and its pending ones, due now (`Store::retry_mail`); `{"retried": N}`, the mails now
+/// due.
 pub async fn retry_mail(
     State(st): State<AppState>,
     path: AppPath,
@@ -453,7 +454,7 @@ pub async fn retry_mail(
 ) -> Result<Response, ApiError> {
     let Path((_, app_id)) = path.map_err(path_error)?;
     admin_app(&st, &headers, &app_id)?;
-    let n = st.store.retry_failed_mail(&app_id, st.now()).await?;
+    let n = st.store.retry_mail(&app_id, st.now()).await?;
     st.mail_now.notify_one();
     Ok(json_response(StatusCode::OK, &json!({ "retried": n })))
 }

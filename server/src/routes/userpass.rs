@@ -77,6 +77,15 @@ pub async fn register(
 
 /// Stores a mail token and queues its mail (one transaction), then wakes the mail worker.
 async fn issue(st: &AppState, app_id: &str, email: &str, t: MailToken) -> Result<(), ApiError> {
+    if !st.config.sends_mail() {
+        // Only an app that needs no mail starts without it (config.rs, needs_mail): a token
+        // mailed nowhere would leave the user waiting for nothing.
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "MailNotConfigured",
+            "this server sends no mail: its operator has to add [mail] (docs/SERVER.md, Mail)",
+        ));
+    }
     let (kind, token, token_id) = (t.kind, t.token.clone(), t.token_id.clone());
     st.store.issue_mail_token(app_id, email, t).await?;
     crate::mail::queued(st, app_id, kind, email, &token, &token_id);

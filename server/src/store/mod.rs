@@ -740,9 +740,11 @@ pub trait Store: Send + Sync + 'static {
     async fn mail_outcome(&self, seq: i64, outcome: MailOutcome) -> StoreResult<()>;
     /// The mail queue of an app, oldest first, without tokens (admin API).
     async fn mail_queue(&self, app_id: &str) -> StoreResult<Vec<MailRow>>;
-    /// Puts an app's failed mails back in the queue, due at `now`, as if queued then (their
-    /// retry window starts again). How many.
-    async fn retry_failed_mail(&self, app_id: &str, now: i64) -> StoreResult<usize>;
+    /// An operator's retry (`admin mail retry`): the app's failed mails that can still be sent
+    /// (their token live, not erased by a newer code) back in the queue, and its pending mails
+    /// waiting for their next try, all due at `now`. Each keeps its queuing time. How many
+    /// mails are now due; a mail whose link or code has expired is left failed and not counted.
+    async fn retry_mail(&self, app_id: &str, now: i64) -> StoreResult<usize>;
 
     /// Deletes anonymous users created before `anon_cutoff`, sessions expired before
     /// `session_cutoff`, expired mail tokens and sign-in codes, and mails sent more than

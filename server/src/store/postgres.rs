@@ -2044,17 +2044,30 @@ impl Store for PostgresStore {
             .collect::<Result<_, sqlx::Error>>()?)
     }
 
-    async fn retry_failed_mail(&self, app_id: &str, now: i64) -> StoreResult<usize> {
-        let n = sqlx::query(
-            "UPDATE outbox SET status = 'pending', attempts = 0, next_at = $1, created_at = $1, error = NULL
-                 WHERE app_id = $2 AND status = 'failed' ",
+    async fn retry_mail(&self, app_id: &str, now: i64) -> StoreResult<usize> {
+        let mut tx = self.begin().await?;
+        // Mails queued before expiries were kept (0) carry a token of the usual lifetime.
+        let failed = sqlx::query(
+            "UPDATE outbox SET status = 'pending', attempts = 0, next_at = $1, error = NULL
+             WHERE app_id = $2 AND status = 'failed' AND token <> ''
+               AND (CASE WHEN expires_at = 0 THEN created_at + $3 ELSE expires_at END) > $1",
         )
         .bind(now)
         .bind(app_id)
-        .execute(&self.pool)
+        .bind(super::MAIL_TOKEN_LIFETIME_SECS)
+        .execute(&mut *tx)
         .await?
         .rows_affected();
-        Ok(n as usize)
+        let pending = sqlx::query(
+            "UPDATE outbox SET next_at = $1 WHERE app_id = $2 AND status = 'pending' AND next_at > $1",
+        )
+        .bind(now)
+        .bind(app_id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok((failed + pending) as usize)
     }
 
     async fn sweep(&self, anon_cutoff: i64, session_cutoff: i64, now: i64) -> StoreResult<usize> {

@@ -2059,14 +2059,21 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn retry_failed_mail(&self, app_id: &str, now: i64) -> StoreResult<usize> {
+    async fn retry_mail(&self, app_id: &str, now: i64) -> StoreResult<usize> {
         let app_id = app_id.to_owned();
         self.write(move |conn| {
-            Ok(conn.execute(
-                "UPDATE outbox SET status = 'pending', attempts = 0, next_at = ?1, created_at = ?1, error = NULL
-                 WHERE app_id = ?2 AND status = 'failed' ",
+            // Mails queued before expiries were kept (0) carry a token of the usual lifetime.
+            let failed = conn.execute(
+                "UPDATE outbox SET status = 'pending', attempts = 0, next_at = ?1, error = NULL
+                 WHERE app_id = ?2 AND status = 'failed' AND token <> ''
+                   AND (CASE WHEN expires_at = 0 THEN created_at + ?3 ELSE expires_at END) > ?1",
+                params![now, app_id, super::MAIL_TOKEN_LIFETIME_SECS],
+            )?;
+            let pending = conn.execute(
+                "UPDATE outbox SET next_at = ?1 WHERE app_id = ?2 AND status = 'pending' AND next_at > ?1",
                 params![now, app_id],
-            )?)
+            )?;
+            Ok(failed + pending)
         })
         .await
     }
