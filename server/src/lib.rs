@@ -9,6 +9,7 @@ pub mod config;
 pub mod email;
 pub mod email_otp;
 pub mod error;
+pub mod export;
 pub mod functions;
 pub mod import;
 pub mod jwks;

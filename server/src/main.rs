@@ -77,6 +77,21 @@ enum Command {
         #[arg(value_name = "FILE")]
         file: PathBuf,
     },
+    /// Exports an app's users as newline-delimited JSON in the format `import` reads
+    /// (SERVER.md, "Exporting users"), page by page from the configured database; prints what
+    /// it wrote and left out on stderr.
+    Export {
+        /// The app id.
+        #[arg(long)]
+        app: String,
+        /// Replace FILE if it exists.
+        #[arg(long)]
+        force: bool,
+        /// Where the export goes: a new file (mode 0600, written atomically); standard output
+        /// when absent or `-`.
+        #[arg(value_name = "FILE")]
+        file: Option<PathBuf>,
+    },
     /// Brings the database schema up to date and exits (the server also does it at start
     /// unless [database] migrate = false). On PostgreSQL, creates the database when missing.
     Migrate,
@@ -446,6 +461,46 @@ async fn import(config: &Config, app_id: &str, dry_run: bool, file: &std::path::
     }
 }
 
+/// Runs `export`: writes the app's users to the file or standard output; the exit code.
+async fn export(
+    config: &Config,
+    app_id: &str,
+    file: Option<&std::path::Path>,
+    force: bool,
+) -> ExitCode {
+    if config.app(app_id).is_none() {
+        eprintln!("argument error: --app: no app {app_id:?} in the config");
+        return ExitCode::from(2);
+    }
+    let store = match sessionkit_server::store::open(config).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    use sessionkit_server::export;
+    let result = match file.filter(|f| f.as_os_str() != "-") {
+        Some(f) => export::to_file(store.as_ref(), app_id, f, force).await,
+        None => {
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            export::run(store.as_ref(), app_id, &mut out).await
+        }
+    };
+    store.close().await;
+    match result {
+        Ok(summary) => {
+            // stderr: stdout may be the export itself.
+            eprintln!("{}", summary.text());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 /// Runs `backup` or `restore` (SQLite only); the exit code.
 fn backup_or_restore(config: &Config, command: &Command) -> ExitCode {
     use sessionkit_server::backup;
@@ -702,6 +757,9 @@ fn main() -> ExitCode {
             Some(Command::Migrate) => return migrate(&config).await,
             Some(Command::Import { app, dry_run, file }) => {
                 return import(&config, app, *dry_run, file).await;
+            }
+            Some(Command::Export { app, force, file }) => {
+                return export(&config, app, file.as_deref(), *force).await;
             }
             _ => {}
         }

@@ -18,8 +18,8 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Postgres, Row, SqlStr};
 
 use super::{
-    ApiKeyRow, CODE_REPLACED, CONFIRM, CheckedSession, CodeVerdict, EmailOtpCode, IdentityRow,
-    Login, MailOutcome, MailRow, MailToken, NewSession, OutboxRow, PasswordAccount,
+    ApiKeyRow, CODE_REPLACED, CONFIRM, CheckedSession, CodeVerdict, EmailOtpCode, ExportUser,
+    IdentityRow, Login, MailOutcome, MailRow, MailToken, NewSession, OutboxRow, PasswordAccount,
     PresentedRefresh, PresentedToken, QueuedMail, RESET, RefreshUse, SessionRow, SigningKeyRow,
     StartSession, Store, StoreResult, StoreStats, StoredCode, Successor, UserRow, UserpassRow,
 };
@@ -1382,6 +1382,43 @@ impl Store for PostgresStore {
             let u = user_row(r)?;
             let ids = identities(&mut c, &u.id).await?;
             out.push((u, ids));
+        }
+        Ok(out)
+    }
+
+    async fn export_users(
+        &self,
+        app_id: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<Vec<ExportUser>> {
+        let mut c = self.pool.acquire().await?;
+        // `>` and ORDER BY use one collation (the column's), so the pages follow each other
+        // whatever it is; every id sorts after "" (ids are never empty).
+        let rows = sqlx::query(
+            "SELECT id, app_id, created_at, last_login_at, disabled, anonymous, custom_data \
+             FROM users WHERE app_id = $1 AND id > $2 ORDER BY id LIMIT $3",
+        )
+        .bind(app_id)
+        .bind(after.unwrap_or(""))
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&mut *c)
+        .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let user = user_row(r)?;
+            let identities = identities(&mut c, &user.id).await?;
+            let mut account = None;
+            if let Some((id, email)) = super::userpass_identity(&identities) {
+                account = userpass(&mut c, app_id, email, RowLock::None)
+                    .await?
+                    .filter(|a| a.identity_id == id);
+            }
+            out.push(ExportUser {
+                user,
+                identities,
+                account,
+            });
         }
         Ok(out)
     }
