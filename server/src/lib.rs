@@ -6,6 +6,7 @@
 pub mod admin_client;
 pub mod backup;
 pub mod config;
+pub mod copy;
 pub mod email;
 pub mod email_otp;
 pub mod error;

@@ -130,7 +130,7 @@ fn connect_options(url: &str) -> Result<PgConnectOptions, String> {
 }
 
 /// `text` with the URL's password, if any, replaced.
-fn redact(text: &str, url: &str) -> String {
+pub(crate) fn redact(text: &str, url: &str) -> String {
     let password = url
         .split_once("://")
         .and_then(|(_, rest)| rest.split_once('@'))
