@@ -187,6 +187,26 @@ async fn a_sqlite_deployment_moves_to_postgres_and_every_device_keeps_refreshing
         .ok(200)
         .clone();
 
+    // Without a target, or with a config that already uses PostgreSQL: usage errors.
+    let (code, _, err) = copy(&root, &data, &[]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("--to postgres://"), "{err}");
+    let config = root.join("config.toml");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sessionkit-server"))
+        .env(
+            "SESSIONKIT_DATABASE_URL",
+            "postgres://u:secret-pw@127.0.0.1:1/x",
+        )
+        .arg("--config")
+        .arg(&config)
+        .args(["copy", "--to", "postgres://u@127.0.0.1:1/y"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("already uses PostgreSQL"), "{err}");
+    assert!(!err.contains("secret-pw"), "{err}");
+
     // A copy while the server runs is refused: it would miss the writes made meanwhile.
     let target = sessionkit_server::store::postgres::create_test_database(&cluster, None)
         .await
