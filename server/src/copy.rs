@@ -22,7 +22,8 @@
 //!   insertion) are made in rowid order; `sessions.prune_from` starts at 0 (a lower bound the
 //!   first pruning of each session moves up).
 //! - Before the commit, every table is counted in PostgreSQL and compared with SQLite's count:
-//!   any difference rolls the whole copy back. The counts are returned ([`Copied`]).
+//!   any difference rolls the whole copy back. The counts are returned ([`Copied`]). After the
+//!   commit the tables are analyzed, so that a server started at once plans with statistics.
 //! - Both schemas are checked against [`TABLES`] first: a SQLite table or column the copy does
 //!   not know, or a PostgreSQL column without a default that it does not fill, stops the copy
 //!   before anything is written (so a later migration cannot be forgotten here silently).
@@ -469,6 +470,17 @@ async fn copy_all(src: &Connection, pg: &mut PgConnection) -> Result<Copied, Str
     tx.commit()
         .await
         .map_err(|e| pg_err("cannot commit the copy", e))?;
+    // Statistics now, not at autovacuum's next look: until then the planner takes the copied
+    // tables for empty, and a server started at once would plan its queries on that.
+    sqlx::query(sql(format!("ANALYZE {}", names.join(", "))))
+        .execute(&mut *pg)
+        .await
+        .map_err(|e| {
+            pg_err(
+                "copied, but cannot ANALYZE the copy (run ANALYZE by hand)",
+                e,
+            )
+        })?;
     Ok(Copied { tables: copied })
 }
 

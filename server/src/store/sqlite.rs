@@ -1479,10 +1479,13 @@ impl Store for SqliteStore {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.read(move |conn| {
             // Every id sorts after "" (ids are never empty), so the first page needs no other
-            // query.
+            // query. `+app_id` keeps SQLite off users_app (app_id, created_at): by that index
+            // each page read and sorted every user of the app after `after` (300,000 users took
+            // 35 s, 30,000 took 0.6 s); by the id index a page is one range
+            // (tests/query_plans.rs).
             let users: Vec<UserRow> = conn
                 .prepare_cached(&format!(
-                    "SELECT {USER_COLUMNS} FROM users WHERE app_id = ?1 AND id > ?2 ORDER BY id LIMIT ?3"
+                    "SELECT {USER_COLUMNS} FROM users WHERE +app_id = ?1 AND id > ?2 ORDER BY id LIMIT ?3"
                 ))?
                 .query_map(params![app_id, after, limit], user_row)?
                 .collect::<rusqlite::Result<_>>()?;
