@@ -1478,6 +1478,8 @@ impl Store for SqliteStore {
         let (app_id, after) = (app_id.to_owned(), after.unwrap_or("").to_owned());
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.read(move |conn| {
+            // One snapshot per page: a user and its identities and account as of one moment.
+            let conn = &conn.unchecked_transaction()?;
             // Every id sorts after "" (ids are never empty), so the first page needs no other
             // query. `+app_id` keeps SQLite off users_app (app_id, created_at): by that index
             // each page read and sorted every user of the app after `after` (300,000 users took
