@@ -258,8 +258,8 @@ enum Column {
 /// # Errors
 /// A message saying what to do, never the URL's password: no SQLite database there; it is in
 /// use (stop the server); its schema is newer than this build; the target is not empty (which
-/// table); PostgreSQL cannot be reached or refused a row (the copy is rolled back: nothing is
-/// left in the target); counts differ after the copy (rolled back too).
+/// table); PostgreSQL cannot be reached or refused a row (the copy is rolled back: no
+/// row is left in the target); counts differ after the copy (rolled back too).
 pub async fn run(data_dir: &Path, url: &DatabaseUrl) -> Result<Copied, String> {
     let db_file = data_dir.join(DB_FILE);
     if !db_file.exists() {
@@ -461,7 +461,7 @@ async fn copy_all(src: &Connection, pg: &mut PgConnection) -> Result<Copied, Str
         if found != expected || rows as i64 != expected {
             return Err(format!(
                 "table {}: SQLite has {expected} rows, {rows} were read and PostgreSQL has \
-                 {found}: the copy was rolled back, nothing is left in the target",
+                 {found}: the copy was rolled back, no row is left in the target",
                 t.name
             ));
         }
@@ -616,16 +616,16 @@ async fn insert_batch(
         sqlx::Error::Database(db) => match db.constraint() {
             Some(c) => format!(
                 "PostgreSQL refused a row ({}; constraint {c}): the copy was rolled back, \
-                 nothing is left in the target",
+                 no row is left in the target",
                 db.message()
             ),
             None => format!(
-                "PostgreSQL refused a row ({}): the copy was rolled back, nothing is left in \
+                "PostgreSQL refused a row ({}): the copy was rolled back, no row is left in \
                  the target",
                 db.message()
             ),
         },
-        e => format!("{e}: the copy was rolled back, nothing is left in the target"),
+        e => format!("{e}: the copy was rolled back, no row is left in the target"),
     })
 }
 
