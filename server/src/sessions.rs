@@ -268,15 +268,6 @@ pub async fn access_user(
     op: &str,
 ) -> Result<(Arc<AppRuntime>, Claims, UserRow), ApiError> {
     let (app, claims, _) = verify_bearer(st, headers, TYP_ACCESS, op)?;
-    // An access token of a revoked session is refused at once (#25), not only at its next
-    // refresh. (Tokens minted before #25 name no session and live out their minutes.)
-    if let Some(sid) = &claims.sid
-        && !st.store.session_live(sid, st.now()).await?
-    {
-        return Err(ApiError::invalid_session(
-            "invalid session: the session of this access token has ended",
-        ));
-    }
     let app_id = app.config.id.clone();
     let sub = claims.sub.clone();
     let user = st
@@ -289,6 +280,16 @@ pub async fn access_user(
             axum::http::StatusCode::UNAUTHORIZED,
             "UserDisabled",
             "user disabled",
+        ));
+    }
+    // An access token of a revoked session is refused at once (#25), not only at its next
+    // refresh (after the user checks: a disabled user hears UserDisabled, as before). Tokens
+    // minted before #25 name no session and live out their minutes.
+    if let Some(sid) = &claims.sid
+        && !st.store.session_live(sid, st.now()).await?
+    {
+        return Err(ApiError::invalid_session(
+            "invalid session: the session of this access token has ended",
         ));
     }
     Ok((app, claims, user))
