@@ -257,7 +257,7 @@ fn user_version(conn: &Connection) -> Result<i64, String> {
 }
 
 /// `.NAME.tmp-PID` next to `file`: on its file system, so that the final rename is atomic.
-fn temp_name(file: &Path) -> PathBuf {
+pub(crate) fn temp_name(file: &Path) -> PathBuf {
     let name = file
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -267,7 +267,7 @@ fn temp_name(file: &Path) -> PathBuf {
 
 /// Creates `path` empty with mode 0600 before SQLite writes to it (its journal takes the same
 /// mode), so that the copy is never readable by others.
-fn create_private(path: &Path) -> Result<(), String> {
+pub(crate) fn create_private(path: &Path) -> Result<(), String> {
     let _ = std::fs::remove_file(path);
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
@@ -280,7 +280,7 @@ fn create_private(path: &Path) -> Result<(), String> {
 }
 
 /// fsyncs the file, so that the rename never publishes a file whose data is not on disk.
-fn sync(path: &Path) -> Result<(), String> {
+pub(crate) fn sync(path: &Path) -> Result<(), String> {
     std::fs::File::open(path)
         .and_then(|f| f.sync_all())
         .map_err(|e| format!("cannot sync {}: {e}", path.display()))
@@ -289,7 +289,7 @@ fn sync(path: &Path) -> Result<(), String> {
 /// Moves the finished copy to `file`: with `force`, replacing it (rename); without, only if
 /// it still does not exist (a hard link fails on an existing name, atomically). Then fsyncs the
 /// directory, which makes the new name durable.
-fn place(tmp: &Path, file: &Path, force: bool) -> Result<(), String> {
+pub(crate) fn place(tmp: &Path, file: &Path, force: bool) -> Result<(), String> {
     if force {
         std::fs::rename(tmp, file)
     } else {

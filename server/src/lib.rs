@@ -6,9 +6,11 @@
 pub mod admin_client;
 pub mod backup;
 pub mod config;
+pub mod copy;
 pub mod email;
 pub mod email_otp;
 pub mod error;
+pub mod export;
 pub mod functions;
 pub mod import;
 pub mod jwks;

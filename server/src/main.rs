@@ -78,6 +78,31 @@ enum Command {
         #[arg(value_name = "FILE")]
         file: PathBuf,
     },
+    /// Exports an app's users as newline-delimited JSON in the format `import` reads
+    /// (SERVER.md, "Exporting users"), page by page from the configured database; prints what
+    /// it wrote and left out on stderr.
+    Export {
+        /// The app id.
+        #[arg(long)]
+        app: String,
+        /// Replace FILE if it exists.
+        #[arg(long)]
+        force: bool,
+        /// Where the export goes: a new file (mode 0600, written atomically); standard output
+        /// when absent or `-`.
+        #[arg(value_name = "FILE")]
+        file: Option<PathBuf>,
+    },
+    /// Moves the SQLite deployment of the config (every app's users, sessions, keys, mail queue
+    /// and the server's secrets) into an empty PostgreSQL database, in one transaction, and
+    /// prints each table's count (SERVER.md, "Moving to PostgreSQL"). Stop the server first:
+    /// the copy refuses a database in use.
+    Copy {
+        /// The target, postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE (created when missing;
+        /// must be empty). Default: SESSIONKIT_COPY_TO, which keeps a password out of `ps`.
+        #[arg(long, value_name = "URL")]
+        to: Option<String>,
+    },
     /// Brings the database schema up to date and exits (the server also does it at start
     /// unless [database] migrate = false). On PostgreSQL, creates the database when missing.
     Migrate,
@@ -452,6 +477,94 @@ async fn import(config: &Config, app_id: &str, dry_run: bool, file: &std::path::
     }
 }
 
+/// Runs `export`: writes the app's users to the file or standard output; the exit code.
+async fn export(
+    config: &Config,
+    app_id: &str,
+    file: Option<&std::path::Path>,
+    force: bool,
+) -> ExitCode {
+    if config.app(app_id).is_none() {
+        eprintln!("argument error: --app: no app {app_id:?} in the config");
+        return ExitCode::from(2);
+    }
+    let store = match sessionkit_server::store::open(config).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    use sessionkit_server::export;
+    let result = match file.filter(|f| f.as_os_str() != "-") {
+        Some(f) => export::to_file(store.as_ref(), app_id, f, force).await,
+        None => {
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            export::run(store.as_ref(), app_id, &mut out).await
+        }
+    };
+    store.close().await;
+    match result {
+        Ok(summary) => {
+            // stderr: stdout may be the export itself.
+            eprintln!("{}", summary.text());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The environment variable `copy` takes its target from when `--to` is absent.
+const COPY_TO_ENV: &str = "SESSIONKIT_COPY_TO";
+
+/// Runs `copy`: moves the SQLite database to PostgreSQL; the exit code.
+async fn copy(config: &Config, to: Option<&String>) -> ExitCode {
+    use sessionkit_server::config::DatabaseUrl;
+    if config.database.url.is_some() {
+        eprintln!(
+            "argument error: copy reads a SQLite deployment, and this config already uses \
+             PostgreSQL ([database] url, --database-url or SESSIONKIT_DATABASE_URL): give the \
+             SQLite deployment's config, and the target in --to"
+        );
+        return ExitCode::from(2);
+    }
+    let url = to
+        .cloned()
+        .or_else(|| std::env::var(COPY_TO_ENV).ok().filter(|u| !u.is_empty()));
+    let Some(url) = url.filter(|u| u.starts_with("postgres://") || u.starts_with("postgresql://"))
+    else {
+        eprintln!(
+            "argument error: copy needs the target as --to postgres://USER@HOST[:PORT]/DATABASE \
+             (or in {COPY_TO_ENV}, which keeps a password out of ps)"
+        );
+        return ExitCode::from(2);
+    };
+    let url = DatabaseUrl::new(url);
+    let started = std::time::Instant::now();
+    match sessionkit_server::copy::run(&config.data_dir, &url).await {
+        Ok(copied) => {
+            println!(
+                "copied {} to {url:?} in {:.1} s; rows per table (checked in both):",
+                config.data_dir.display(),
+                started.elapsed().as_secs_f64()
+            );
+            print!("{}", copied.text());
+            println!(
+                "now set [database] url (or SESSIONKIT_DATABASE_URL) to the target and start the \
+                 server; keep the SQLite data dir until the new one is proven"
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("copy failed: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 /// Runs `backup` or `restore` (SQLite only); the exit code.
 fn backup_or_restore(config: &Config, command: &Command) -> ExitCode {
     use sessionkit_server::backup;
@@ -713,6 +826,10 @@ fn main() -> ExitCode {
             Some(Command::Migrate) => return migrate(&config).await,
             Some(Command::Import { app, dry_run, file }) => {
                 return import(&config, app, *dry_run, file).await;
+            }
+            Some(Command::Copy { to }) => return copy(&config, to.as_ref()).await,
+            Some(Command::Export { app, force, file }) => {
+                return export(&config, app, file.as_deref(), *force).await;
             }
             _ => {}
         }

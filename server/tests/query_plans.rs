@@ -45,6 +45,12 @@ fn a_rotating_refresh_finds_the_current_and_newest_superseded_token_by_index() {
             "UPDATE outbox SET token = '' WHERE app_id = 'a' AND email = 'e' AND kind = 'email-otp' AND token != ''",
             "outbox_codes",
         ),
+        // A page of an export (store export_users): a range of the id index, not every user
+        // of the app sorted for each page.
+        (
+            "SELECT id FROM users WHERE +app_id = 'a' AND id > 'x' ORDER BY id LIMIT 500",
+            "sqlite_autoindex_users_1 (id>?)",
+        ),
     ];
     for (sql, index) in cases {
         let p = plan(&db, sql);

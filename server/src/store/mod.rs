@@ -116,6 +116,18 @@ pub struct UserpassRow {
     pub confirmed: bool,
 }
 
+/// A user as an export writes it (export.rs): the user, its identities (oldest first), and the
+/// email account of its `local-userpass` identity when it has one.
+#[derive(Debug, Clone)]
+pub struct ExportUser {
+    /// The user.
+    pub user: UserRow,
+    /// Its identities, oldest first.
+    pub identities: Vec<IdentityRow>,
+    /// The email account of its `local-userpass` identity (found by the identity's email).
+    pub account: Option<UserpassRow>,
+}
+
 /// An API key as its owner sees it (never the key itself, which is stored hashed).
 #[derive(Debug, Clone)]
 pub struct ApiKeyRow {
@@ -637,6 +649,15 @@ pub trait Store: Send + Sync + 'static {
     async fn identities(&self, user_id: &str) -> StoreResult<Vec<IdentityRow>>;
     /// Every user of an app with their identities, oldest first (admin API).
     async fn users(&self, app_id: &str) -> StoreResult<Vec<(UserRow, Vec<IdentityRow>)>>;
+    /// A page of an app's users for an export (#24): up to `limit` users whose id sorts after
+    /// `after` (all from the first without it), by id, each with its identities and email
+    /// account. Paging by id keeps each page one index range, however far the export is.
+    async fn export_users(
+        &self,
+        app_id: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<Vec<ExportUser>>;
     /// Deletes a user with everything it owns, email accounts included. Whether it existed.
     async fn delete_user(&self, app_id: &str, user_id: &str) -> StoreResult<bool>;
     /// Ends every session of a user. Whether the user exists.
@@ -869,6 +890,14 @@ pub async fn open(config: &crate::config::Config) -> Result<SharedStore, String>
             Ok(Arc::new(store))
         }
     }
+}
+
+/// The `local-userpass` identity among `ids`: its id and the email its profile names (where
+/// its email account is found).
+pub fn userpass_identity(ids: &[IdentityRow]) -> Option<(&str, &str)> {
+    ids.iter()
+        .filter(|i| i.provider_type == crate::import::USERPASS)
+        .find_map(|i| Some((i.external_id.as_str(), i.data.get("email")?.as_str()?)))
 }
 
 /// A stable per-(app, provider) id, reported as `provider_id`.

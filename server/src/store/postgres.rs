@@ -18,8 +18,8 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Postgres, Row, SqlStr};
 
 use super::{
-    ApiKeyRow, CODE_REPLACED, CONFIRM, CheckedSession, CodeVerdict, EmailOtpCode, IdentityRow,
-    Login, MailOutcome, MailRow, MailToken, NewSession, OutboxRow, PasswordAccount,
+    ApiKeyRow, CODE_REPLACED, CONFIRM, CheckedSession, CodeVerdict, EmailOtpCode, ExportUser,
+    IdentityRow, Login, MailOutcome, MailRow, MailToken, NewSession, OutboxRow, PasswordAccount,
     PresentedRefresh, PresentedToken, QueuedMail, RESET, RefreshUse, SessionInfo, SessionRow,
     SigningKeyRow, StartSession, Store, StoreResult, StoreStats, StoredCode, Successor, UserRow,
     UserpassRow,
@@ -136,7 +136,7 @@ fn connect_options(url: &str) -> Result<PgConnectOptions, String> {
 }
 
 /// `text` with the URL's password, if any, replaced.
-fn redact(text: &str, url: &str) -> String {
+pub(crate) fn redact(text: &str, url: &str) -> String {
     let password = url
         .split_once("://")
         .and_then(|(_, rest)| rest.split_once('@'))
@@ -1392,6 +1392,96 @@ impl Store for PostgresStore {
             let ids = identities(&mut c, &u.id).await?;
             out.push((u, ids));
         }
+        Ok(out)
+    }
+
+    async fn export_users(
+        &self,
+        app_id: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<Vec<ExportUser>> {
+        // One snapshot per page: a user and its identities and account as of one moment.
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            .execute(&mut *tx)
+            .await?;
+        // `>` and ORDER BY use one collation (the column's), so the pages follow each other
+        // whatever it is; every id sorts after "" (ids are never empty).
+        let rows = sqlx::query(
+            "SELECT id, app_id, created_at, last_login_at, disabled, anonymous, custom_data \
+             FROM users WHERE app_id = $1 AND id > $2 ORDER BY id LIMIT $3",
+        )
+        .bind(app_id)
+        .bind(after.unwrap_or(""))
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&mut *tx)
+        .await?;
+        let users = rows.iter().map(user_row).collect::<Result<Vec<_>, _>>()?;
+        // The page's identities and accounts in one query each, not one round trip per user
+        // (300,000 users: 23 s that way).
+        let ids: Vec<&str> = users.iter().map(|u| u.id.as_str()).collect();
+        let mut by_user: std::collections::HashMap<String, Vec<IdentityRow>> =
+            std::collections::HashMap::with_capacity(users.len());
+        for r in sqlx::query(
+            "SELECT user_id, provider_type, external_id, data FROM identities \
+             WHERE user_id = ANY($1) ORDER BY created_at, seq",
+        )
+        .bind(&ids)
+        .fetch_all(&mut *tx)
+        .await?
+        {
+            let data: String = r.try_get(3)?;
+            by_user.entry(r.try_get(0)?).or_default().push(IdentityRow {
+                provider_type: r.try_get(1)?,
+                external_id: r.try_get(2)?,
+                data: match serde_json::from_str(&data) {
+                    Ok(Value::Object(m)) => m,
+                    _ => Map::new(),
+                },
+            });
+        }
+        let mut out: Vec<ExportUser> = users
+            .into_iter()
+            .map(|user| ExportUser {
+                identities: by_user.remove(&user.id).unwrap_or_default(),
+                user,
+                account: None,
+            })
+            .collect();
+        let emails: Vec<&str> = out
+            .iter()
+            .filter_map(|u| super::userpass_identity(&u.identities).map(|(_, e)| e))
+            .collect();
+        if !emails.is_empty() {
+            let mut accounts: std::collections::HashMap<String, UserpassRow> = sqlx::query(
+                "SELECT email, identity_id, password_hash, confirmed FROM userpass \
+                 WHERE app_id = $1 AND email = ANY($2)",
+            )
+            .bind(app_id)
+            .bind(&emails)
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(|r| {
+                Ok(UserpassRow {
+                    email: r.try_get(0)?,
+                    identity_id: r.try_get(1)?,
+                    password_hash: r.try_get(2)?,
+                    confirmed: r.try_get(3)?,
+                })
+            })
+            .collect::<Result<Vec<_>, sqlx::Error>>()?
+            .into_iter()
+            .map(|a| (a.email.clone(), a))
+            .collect();
+            for u in &mut out {
+                if let Some((id, email)) = super::userpass_identity(&u.identities) {
+                    u.account = accounts.remove(email).filter(|a| a.identity_id == id);
+                }
+            }
+        }
+        tx.commit().await?;
         Ok(out)
     }
 

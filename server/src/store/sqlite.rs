@@ -7,8 +7,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::{Map, Value};
 
 use super::{
-    ApiKeyRow, CODE_REPLACED, CONFIRM, CheckedSession, CodeVerdict, EmailOtpCode, IdentityRow,
-    Login, MailOutcome, MailRow, MailToken, NewSession, OutboxRow, PasswordAccount,
+    ApiKeyRow, CODE_REPLACED, CONFIRM, CheckedSession, CodeVerdict, EmailOtpCode, ExportUser,
+    IdentityRow, Login, MailOutcome, MailRow, MailToken, NewSession, OutboxRow, PasswordAccount,
     PresentedRefresh, PresentedToken, QueuedMail, RESET, RefreshUse, SessionInfo, SessionRow,
     SigningKeyRow, StartSession, Store, StoreResult, StoreStats, StoredCode, Successor, UserRow,
     UserpassRow,
@@ -1485,6 +1485,46 @@ impl Store for SqliteStore {
             for u in users {
                 let ids = identities(conn, &u.id)?;
                 out.push((u, ids));
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn export_users(
+        &self,
+        app_id: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<Vec<ExportUser>> {
+        let (app_id, after) = (app_id.to_owned(), after.unwrap_or("").to_owned());
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.read(move |conn| {
+            // One snapshot per page: a user and its identities and account as of one moment.
+            let conn = &conn.unchecked_transaction()?;
+            // Every id sorts after "" (ids are never empty), so the first page needs no other
+            // query. `+app_id` keeps SQLite off users_app (app_id, created_at): by that index
+            // each page read and sorted every user of the app after `after` (300,000 users took
+            // 35 s, 30,000 took 0.6 s); by the id index a page is one range
+            // (tests/query_plans.rs).
+            let users: Vec<UserRow> = conn
+                .prepare_cached(&format!(
+                    "SELECT {USER_COLUMNS} FROM users WHERE +app_id = ?1 AND id > ?2 ORDER BY id LIMIT ?3"
+                ))?
+                .query_map(params![app_id, after, limit], user_row)?
+                .collect::<rusqlite::Result<_>>()?;
+            let mut out = Vec::with_capacity(users.len());
+            for user in users {
+                let identities = identities(conn, &user.id)?;
+                let mut account = None;
+                if let Some((id, email)) = super::userpass_identity(&identities) {
+                    account = userpass(conn, &app_id, email)?.filter(|a| a.identity_id == id);
+                }
+                out.push(ExportUser {
+                    user,
+                    identities,
+                    account,
+                });
             }
             Ok(out)
         })

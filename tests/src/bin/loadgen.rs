@@ -195,7 +195,9 @@ async fn revoke_other_devices(
     token: &str,
 ) -> Result<(), String> {
     let response = http
-        .delete(format!("{base}/api/client/v2.0/auth/sessions?scope=other_devices"))
+        .delete(format!(
+            "{base}/api/client/v2.0/auth/sessions?scope=other_devices"
+        ))
         .bearer_auth(token)
         .send()
         .await
