@@ -208,6 +208,9 @@ impl From<AppError> for Failure {
 
 type StepResult = Result<Value, Failure>;
 
+/// The session-error handlers' calls, every device's: (device, user id, kind).
+type SessionErrors = Arc<Mutex<Vec<(String, String, String)>>>;
+
 fn script(message: impl Into<String>) -> Failure {
     Failure::Script(message.into())
 }
@@ -249,8 +252,7 @@ struct Runner {
     keys: HashMap<String, (String, Option<String>)>,
     /// Each listener's events, its subscription and the device whose labels name its users.
     listeners: HashMap<String, (Arc<Mutex<Recorded>>, sessionkit::Subscription, String)>,
-    /// The session-error handlers' calls, every device's: (device, user id, kind).
-    session_errors: Arc<Mutex<Vec<(String, String, String)>>>,
+    session_errors: SessionErrors,
     refresh_base: u64,
 }
 
@@ -1217,7 +1219,7 @@ fn new_app(
     base_url: &str,
     app_id: &str,
     storage_dir: Option<&Path>,
-    errors: &Arc<Mutex<Vec<(String, String, String)>>>,
+    errors: &SessionErrors,
     device_name: &str,
     device: Option<DeviceInfo>,
 ) -> Result<App, String> {
