@@ -52,7 +52,7 @@ final class UserSessionsTests: XCTestCase {
             let fromLaptop = try await laptop.user.sessions()
             XCTAssertEqual(fromLaptop.map(\.current), [false, true])
 
-            try await phone.user.revoke(seen[1])
+            try await phone.user.revokeSession(id: seen[1].id)
             let left = try await phone.user.sessions()
             XCTAssertEqual(left.map(\.id), [seen[0].id])
             await assertThrowsAsync({ try await laptop.user.refreshAccessToken() }, isRevoked)
