@@ -105,6 +105,17 @@ def parse_api(md: str) -> List[Item]:
         kinds = bullet.split("one of", 1)[1]
         for k in _camel_words(kinds):
             items.append((kinds_of, k, "variant"))
+    # A user's sessions (#25): the records' fields (SessionDevice's braces are inside the
+    # SessionInfo bullet), and the scopes of log_out: the names between "one of" and the colon.
+    for record in ("SessionInfo", "SessionDevice"):
+        found = re.search(rf"`{record} \{{(.*?)\}}", values, re.S)
+        if not found:
+            raise SystemExit(f"API.md: no `{record} {{...}}` in Values")
+        for f in re.findall(r"(?:^|,)\s*([a-z_]+)", found.group(1)):
+            items.append((record, f, "field"))
+    scopes = _bullet(values, "LogOutScope").split("one of", 1)[1].split(":", 1)[0]
+    for v in _camel_words(scopes):
+        items.append(("LogOutScope", v, "variant"))
 
     foreign = _section(md, "Foreign-implementable interfaces")
     store = _bullet(foreign, "SessionStore")
@@ -142,7 +153,7 @@ def lower_first(name: str) -> str:
     return name[:1].lower() + name[1:]
 
 
-FLAT_ENUMS = {"AuthEventKind", "SessionErrorKind", "UserState", "LogLevel"}
+FLAT_ENUMS = {"AuthEventKind", "SessionErrorKind", "UserState", "LogLevel", "LogOutScope"}
 ERRORS = {"AppError", "StoreError"}
 
 

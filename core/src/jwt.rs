@@ -1,5 +1,5 @@
 //! Reads the claims of the server's JWTs. Clients never verify signatures (the server does);
-//! they only need `exp`, `iat`, `sub`, `user_data` and `baas_device_id`.
+//! they only need `exp`, `iat`, `sub`, `user_data`, `baas_device_id` and `sid`.
 
 use base64::Engine;
 use base64::engine::DecodePaddingMode;
@@ -17,6 +17,9 @@ pub(crate) struct Claims {
     pub iat: Option<i64>,
     pub sub: Option<String>,
     pub user_data: Option<Value>,
+    /// The server session a token belongs to (sessionkit-server: refresh tokens, and access
+    /// tokens since #25).
+    pub sid: Option<String>,
 }
 
 // realm-core accepts both alphabets and optional padding; so do we.
@@ -52,6 +55,7 @@ pub(crate) fn decode(token: &str) -> Result<Claims> {
         iat: number("iat"),
         sub: value.get("sub").and_then(Value::as_str).map(str::to_string),
         user_data: value.get("user_data").filter(|v| !v.is_null()).cloned(),
+        sid: value.get("sid").and_then(Value::as_str).map(str::to_string),
     })
 }
 

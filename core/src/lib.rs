@@ -34,6 +34,7 @@ mod lifecycle;
 mod log;
 mod persist;
 mod refresh;
+mod sessions;
 mod storage;
 mod transport;
 mod user;
@@ -48,6 +49,7 @@ pub use email_password::EmailPasswordAuth;
 pub use error::{AppError, Result, SessionError, SessionErrorKind};
 pub use events::{AuthEvent, AuthEventKind, AuthEventListener, SessionErrorHandler, Subscription};
 pub use log::{LogLevel, Logger, redact};
+pub use sessions::{LogOutScope, SessionDevice, SessionInfo};
 pub use storage::{FileStore, InMemoryStore, SessionStore, StoreError, StoreGuard};
 pub use user::{HttpResponse, User, UserIdentity, UserProfile, UserState};
 

@@ -15,6 +15,7 @@ use crate::error::{AppError, Result};
 use crate::events::{AuthEventListener, Subscription};
 use crate::jwt::{self, Claims};
 use crate::refresh::Backoff;
+use crate::sessions::{self, LogOutScope, SessionInfo};
 use crate::transport::Route;
 
 /// Where a user stands.
@@ -347,6 +348,56 @@ impl User {
     pub async fn log_out(&self) -> Result<()> {
         let _pass = self.app.pass()?;
         self.app.log_out(&self.inner).await
+    }
+
+    /// Ends this device's session ([`LogOutScope::ThisDevice`]: [`User::log_out`]), every
+    /// other session of the user (`OtherDevices`: this device stays logged in and hears no
+    /// event), or all of them (`Everywhere`: the others on the server first, then this device
+    /// as [`User::log_out`] does, with its events). PROTOCOL.md "Sessions of a user".
+    ///
+    /// Errors: `NotLoggedIn`; for the other scopes, the server's (`Service` with `Forbidden` for
+    /// a session logged in with an API key, which may end no other session) or the network's,
+    /// in which case nothing changed here, so the call can be repeated; a refresh token the
+    /// server no longer takes ends the session as any request does (`SessionExpired`).
+    pub async fn log_out_scope(&self, scope: LogOutScope) -> Result<()> {
+        if scope == LogOutScope::ThisDevice {
+            return self.log_out().await;
+        }
+        sessions::revoke_beyond_this_device(self, scope).await?;
+        if scope == LogOutScope::Everywhere {
+            self.log_out().await?;
+        }
+        Ok(())
+    }
+
+    /// The user's live sessions on the server, oldest first: every device signed in to the
+    /// account, this one marked `current` (PROTOCOL.md "Sessions of a user", sessionkit-server).
+    ///
+    /// Errors: `NotLoggedIn`; the server's or the network's; `SessionExpired` when the server
+    /// no longer takes this device's refresh token.
+    pub async fn sessions(&self) -> Result<Vec<SessionInfo>> {
+        sessions::list(self).await
+    }
+
+    /// Ends one session of the user by its [`SessionInfo::id`]: that device is refused at its
+    /// next request and its next refresh ends its session (`SessionExpired`, `SessionRevoked`).
+    /// This device's own id is a [`User::log_out`] here as well.
+    ///
+    /// Errors: `InvalidArgument` for an id that cannot be one; `Service` with
+    /// `SessionNotFound` (404) for an id that is not a live session of this user (another
+    /// user's included), `Forbidden` when this session logged in with an API key and the id is
+    /// another's; `NotLoggedIn`; the network's.
+    pub async fn revoke_session(&self, id: &str) -> Result<()> {
+        let own = self
+            .refresh_token()
+            .and_then(|t| crate::jwt::decode(&t).ok())
+            .and_then(|c| c.sid)
+            .is_some_and(|sid| sid == id);
+        sessions::revoke(self, id).await?;
+        if own {
+            self.log_out().await?;
+        }
+        Ok(())
     }
 
     /// Calls a server function with typed arguments (serialized as the JSON array the

@@ -9,8 +9,15 @@ use crate::store::{CheckedSession, NewSession, PresentedRefresh, RefreshUse, Ses
 use crate::tokens::{self, Claims, TYP_ACCESS, TYP_REFRESH, VerifyError};
 use axum::http::HeaderMap;
 
-/// Signs an access token for `user`.
-pub fn access_token(app: &AppRuntime, user: &UserRow, device_id: &str, now: i64) -> String {
+/// Signs an access token for `user` in session `session_id`, which it names (`sid`) so that a
+/// revoked session's access tokens are refused at once ([`access_user`], #25).
+pub fn access_token(
+    app: &AppRuntime,
+    user: &UserRow,
+    device_id: &str,
+    session_id: &str,
+    now: i64,
+) -> String {
     let claims = Claims {
         exp: now + app.config.access_token_lifetime_secs as i64,
         iat: now,
@@ -21,7 +28,7 @@ pub fn access_token(app: &AppRuntime, user: &UserRow, device_id: &str, now: i64)
         iss: app.config.id.clone(),
         aud: None,
         user_data: user.custom_data.clone(),
-        sid: None,
+        sid: Some(session_id.to_string()),
         // Unique per token: two tokens issued in the same second must still differ, so a
         // client can tell a refreshed token from the one it had.
         jti: Some(tokens::new_object_id()),
@@ -94,15 +101,28 @@ fn successor_refresh_token(
     )
 }
 
+/// What a login tells of itself, kept with its session for its user's list (#25).
+pub struct LoginOrigin {
+    /// The device id of the login.
+    pub device_id: String,
+    /// The provider it logs in with.
+    pub provider_type: String,
+    /// Its device document, as listed (JSON text; [`device_document`]).
+    pub device: Option<String>,
+    /// The client address.
+    pub ip: Option<String>,
+}
+
 /// The session a login starts for `user`, with its first refresh token. `api_key_id`: the API
 /// key it logs in with, whose deletion or disabling ends it.
 pub fn new_session(
     app: &AppRuntime,
     user: &UserRow,
-    device_id: &str,
+    origin: LoginOrigin,
     api_key_id: Option<String>,
     now: i64,
 ) -> NewSession {
+    let device_id = origin.device_id.as_str();
     let lifetime = if user.anonymous {
         app.config.anon_refresh_token_lifetime_secs as i64
     } else {
@@ -118,7 +138,57 @@ pub fn new_session(
         expires_at,
         refresh_token,
         api_key_id,
+        provider_type: origin.provider_type,
+        device: origin.device,
+        ip: origin.ip,
     }
+}
+
+/// Longest value kept of a device document's field (characters).
+const DEVICE_FIELD_MAX: usize = 100;
+
+/// The listed device document of a login (`options.device`, PROTOCOL.md "Sessions"): the
+/// client's strings for `platform`, `platformVersion`, `sdk`, `sdkVersion`, `cpuArch`,
+/// `deviceName`, `deviceVersion`, `frameworkName`, `frameworkVersion`, `bundleId`, under
+/// snake_case names, each cut to 100 characters without control or format characters; anything else
+/// (other fields, non-strings) is dropped. `None` when nothing is left. The client chose the
+/// values: they are shown to the user as the device's, never trusted.
+pub fn device_document(body: &serde_json::Map<String, serde_json::Value>) -> Option<String> {
+    let device = body
+        .get("options")
+        .and_then(|o| o.get("device"))
+        .and_then(|d| d.as_object())?;
+    let mut out = serde_json::Map::new();
+    for (wire, listed) in [
+        ("platform", "platform"),
+        ("platformVersion", "platform_version"),
+        ("sdk", "sdk"),
+        ("sdkVersion", "sdk_version"),
+        ("cpuArch", "cpu_arch"),
+        ("deviceName", "device_name"),
+        ("deviceVersion", "device_version"),
+        ("frameworkName", "framework_name"),
+        ("frameworkVersion", "framework_version"),
+        ("bundleId", "bundle_id"),
+    ] {
+        if let Some(v) = device.get(wire).and_then(|v| v.as_str()) {
+            let v: String = v
+                .chars()
+                // Control and format characters (a right-to-left override, zero-width ones:
+                // #22) would let a device name pose as another in the user's list.
+                .filter(|c| {
+                    !c.is_control()
+                        && unicode_properties::UnicodeGeneralCategory::general_category(*c)
+                            != unicode_properties::GeneralCategory::Format
+                })
+                .take(DEVICE_FIELD_MAX)
+                .collect();
+            if !v.trim().is_empty() {
+                out.insert(listed.to_string(), serde_json::Value::String(v));
+            }
+        }
+    }
+    (!out.is_empty()).then(|| serde_json::Value::Object(out).to_string())
 }
 
 /// The bearer token of a request.
@@ -210,6 +280,16 @@ pub async fn access_user(
             axum::http::StatusCode::UNAUTHORIZED,
             "UserDisabled",
             "user disabled",
+        ));
+    }
+    // An access token of a revoked session is refused at once (#25), not only at its next
+    // refresh (after the user checks: a disabled user hears UserDisabled, as before). Tokens
+    // minted before #25 name no session and live out their minutes.
+    if let Some(sid) = &claims.sid
+        && !st.store.session_live(sid, st.now()).await?
+    {
+        return Err(ApiError::invalid_session(
+            "invalid session: the session of this access token has ended",
         ));
     }
     Ok((app, claims, user))

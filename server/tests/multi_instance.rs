@@ -431,13 +431,67 @@ async fn revoke_and_disable_through_one_instance_take_effect_on_the_other() {
         .await
         .err(401, "UserDisabled");
 
-    // Enable through B: A serves the (still unexpired) access token again; the session that
-    // the disable ended stays ended.
+    // Enable through B: the session that the disable ended stays ended, its access token
+    // included (#25); a new login works.
     p.b.put(&format!("{users}/users/{uid}/enable"), Some(&admin_b))
         .await
         .ok(204);
-    p.a.profile(&at).await.ok(200);
+    p.a.profile(&at).await.err(401, "InvalidSession");
     p.a.refresh(&rt).await.reason("InvalidSession", "revoked");
+    p.a.post(&login, json!({"username": "mi-disabled"}), None)
+        .await
+        .ok(200);
+}
+
+/// #25: a user ends another device's session through one instance; the other instance refuses
+/// that device's access token and refresh token at its next request, and `everywhere` through
+/// it ends the rest.
+#[tokio::test]
+async fn a_users_revoke_through_one_instance_is_seen_by_the_next_request_on_the_other() {
+    let p = Pair::start("mi-user-revoke");
+    let who = json!({"username": "mi-devices"});
+    let phone = p.a.login("test-app", "custom-function", who.clone()).await;
+    let laptop = p.b.login("test-app", "custom-function", who.clone()).await;
+    let listed =
+        p.b.get(
+            &format!("{BR}/auth/sessions"),
+            Some(&s(&laptop, "refresh_token")),
+        )
+        .await;
+    let listed = listed.ok(200).as_array().unwrap().clone();
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    let laptop_id = s(listed.iter().find(|x| x["current"] == true).unwrap(), "id");
+    p.a.send(
+        Method::DELETE,
+        &format!("{BR}/auth/sessions/{laptop_id}"),
+        None,
+        Some(&s(&phone, "refresh_token")),
+    )
+    .await
+    .ok(204);
+    p.b.profile(&s(&laptop, "access_token"))
+        .await
+        .err(401, "InvalidSession");
+    p.b.refresh(&s(&laptop, "refresh_token"))
+        .await
+        .reason("InvalidSession", "revoked");
+    // Everywhere through B, asked by a third device: the phone on A is refused at once.
+    let tablet = p.b.login("test-app", "custom-function", who).await;
+    let r =
+        p.b.send(
+            Method::DELETE,
+            &format!("{BR}/auth/sessions?scope=everywhere"),
+            None,
+            Some(&s(&tablet, "refresh_token")),
+        )
+        .await;
+    assert_eq!(r.ok(200)["revoked"], 2);
+    p.a.profile(&s(&phone, "access_token"))
+        .await
+        .err(401, "InvalidSession");
+    p.a.refresh(&s(&phone, "refresh_token"))
+        .await
+        .reason("InvalidSession", "revoked");
 }
 
 /// 3. Reuse of a rotated-out token, past the grace window, presented to A and B at the same

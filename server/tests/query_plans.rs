@@ -1,6 +1,7 @@
 //! The queries of a rotating refresh use indexes, so a refresh does not slow down as its session
 //! ages (BENCHMARKS.md: rotating refreshes after 1,500 rotations). The benchmark measures it;
-//! this test keeps a dropped index or a rewritten query from bringing the scan back unseen.
+//! this test keeps a dropped index or a rewritten query from bringing the scan back unseen. The
+//! same for a user's sign-outs and the session check of every access token (#25).
 
 mod common;
 
@@ -50,6 +51,25 @@ fn a_rotating_refresh_finds_the_current_and_newest_superseded_token_by_index() {
         (
             "SELECT id FROM users WHERE +app_id = 'a' AND id > 'x' ORDER BY id LIMIT 500",
             "sqlite_autoindex_users_1 (id>?)",
+        ),
+        // #25: a user's sign-outs (one session, other devices, everywhere) and their list are
+        // a few rows found by the user's index, and the check of every access token is a
+        // primary-key lookup: a flood of revocations never scans what logins write.
+        (
+            "UPDATE sessions SET revoked = 1 WHERE app_id = 'a' AND user_id = 'u' AND revoked = 0 AND id IS NOT 's'",
+            "sessions_user",
+        ),
+        (
+            "UPDATE sessions SET revoked = 1 WHERE id = 's' AND app_id = 'a' AND user_id = 'u' AND revoked = 0 AND expires_at > 1",
+            "sqlite_autoindex_sessions_1",
+        ),
+        (
+            "SELECT s.id, k.name FROM sessions s LEFT JOIN api_keys k ON k.id = s.api_key_id WHERE s.app_id = 'a' AND s.user_id = 'u' AND s.revoked = 0 AND s.expires_at > 1 ORDER BY s.created_at, s.id",
+            "sessions_user",
+        ),
+        (
+            "SELECT 1 FROM sessions WHERE id = 's' AND revoked = 0 AND expires_at > 1",
+            "sqlite_autoindex_sessions_1",
         ),
     ];
     for (sql, index) in cases {

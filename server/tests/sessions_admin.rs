@@ -104,8 +104,12 @@ async fn logout_revokes_only_that_session() {
         .await
         .reason("InvalidSession", "revoked");
     t.refresh(&s(&b, "refresh_token")).await.ok(201);
-    // Access tokens already issued stay valid until they expire.
+    // The ended session's access token is refused at once (#25: it names its session); the
+    // other session's works.
     t.get(&format!("{BR}/auth/profile"), Some(&s(&a, "access_token")))
+        .await
+        .err(401, "InvalidSession");
+    t.get(&format!("{BR}/auth/profile"), Some(&s(&b, "access_token")))
         .await
         .ok(200);
 }
@@ -496,7 +500,7 @@ async fn admin_revoke_disable_enable() {
         .reason("InvalidSession", "revoked");
     t.get(&format!("{BR}/auth/profile"), Some(&s(&u, "access_token")))
         .await
-        .ok(200);
+        .err(401, "InvalidSession");
 
     let v = t
         .login("test-app", "custom-function", json!({"username": "adm"}))

@@ -11,7 +11,8 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::{Value, json};
 use sessionkit::{
-    App, AppConfig, AppError, AuthEvent, Credentials, SessionError, StorageConfig, User,
+    App, AppConfig, AppError, AuthEvent, Credentials, DeviceInfo, LogOutScope, SessionError,
+    StorageConfig, User,
 };
 
 use crate::relay::{Relay, link_token, mail_code, mail_link};
@@ -23,6 +24,10 @@ use crate::{JWT_KEY, ServerOptions, TestMail, TestServer, temp_dir};
 const MAIL_FROM: &str = "SessionKit Conformance <no-reply@example.com>";
 const CONFIRM_URL: &str = "https://app.example/confirm";
 const RESET_URL: &str = "https://app.example/reset";
+/// The device the scenario's first App is (README "open_device").
+const MAIN_DEVICE: &str = "main";
+/// `revoke_session` with `"session": "unknown"`: an id no session has.
+const UNKNOWN_SESSION_ID: &str = "000000000000000000000000";
 /// How long `read_mail` waits for a mail.
 const MAIL_WAIT: std::time::Duration = std::time::Duration::from_secs(15);
 
@@ -203,6 +208,9 @@ impl From<AppError> for Failure {
 
 type StepResult = Result<Value, Failure>;
 
+/// The session-error handlers' calls, every device's: (device, user id, kind).
+type SessionErrors = Arc<Mutex<Vec<(String, String, String)>>>;
+
 fn script(message: impl Into<String>) -> Failure {
     Failure::Script(message.into())
 }
@@ -229,13 +237,22 @@ struct Runner {
     jwt_key: String,
     http: reqwest::Client,
     storage_dir: Option<PathBuf>,
+    /// The first App: device "main".
     app: App,
+    /// The Apps `open_device` made, by device name: each its own in-memory store.
+    devices: HashMap<String, App>,
     users: HashMap<String, User>,
-    labels: HashMap<String, String>,
+    /// The label of each user id on each device: (device, user id) -> label.
+    labels: HashMap<(String, String), String>,
+    /// The device each label's user is on.
+    label_devices: HashMap<String, String>,
+    /// The session ids of each label's last `sessions` list, in its order.
+    session_lists: HashMap<String, Vec<String>>,
     emails: HashMap<String, String>,
     keys: HashMap<String, (String, Option<String>)>,
-    listeners: HashMap<String, (Arc<Mutex<Recorded>>, sessionkit::Subscription)>,
-    session_errors: Arc<Mutex<Vec<(String, String)>>>,
+    /// Each listener's events, its subscription and the device whose labels name its users.
+    listeners: HashMap<String, (Arc<Mutex<Recorded>>, sessionkit::Subscription, String)>,
+    session_errors: SessionErrors,
     refresh_base: u64,
 }
 
@@ -306,7 +323,14 @@ impl Runner {
         };
         let storage_dir = file_storage.then(|| temp_dir("conformance"));
         let session_errors = Arc::new(Mutex::new(Vec::new()));
-        let app = new_app(&base_url, &app_id, storage_dir.as_deref(), &session_errors)?;
+        let app = new_app(
+            &base_url,
+            &app_id,
+            storage_dir.as_deref(),
+            &session_errors,
+            MAIN_DEVICE,
+            None,
+        )?;
         let mut runner = Self {
             server,
             issuer,
@@ -321,8 +345,11 @@ impl Runner {
             http: reqwest::Client::new(),
             storage_dir,
             app,
+            devices: HashMap::new(),
             users: HashMap::new(),
             labels: HashMap::new(),
+            label_devices: HashMap::new(),
+            session_lists: HashMap::new(),
             emails: HashMap::new(),
             keys: HashMap::new(),
             listeners: HashMap::new(),
@@ -353,23 +380,45 @@ impl Runner {
             .ok_or_else(|| script(format!("unknown user label {label:?}")))
     }
 
-    /// The label of a user the SDK returned: the one it already has, else `as`, else a new one.
-    fn label(&mut self, user: &User, as_name: Option<&str>) -> String {
-        let label = match self.labels.get(&user.id()) {
+    /// The label of a user the SDK returned on `device`: the one it already has there, else
+    /// `as`, else a new one. The same user id on two devices gets two labels.
+    fn label(&mut self, device: &str, user: &User, as_name: Option<&str>) -> String {
+        let key = (device.to_string(), user.id());
+        let label = match self.labels.get(&key) {
             Some(existing) => existing.clone(),
             None => {
                 let label = as_name
                     .map(str::to_string)
                     .unwrap_or_else(|| format!("user{}", self.labels.len() + 1));
-                self.labels.insert(user.id(), label.clone());
+                self.labels.insert(key, label.clone());
                 label
             }
         };
-        self.users.insert(label.clone(), user.clone());
-        if let Some(alias) = as_name {
-            self.users.insert(alias.to_string(), user.clone());
+        for name in std::iter::once(label.as_str()).chain(as_name) {
+            self.users.insert(name.to_string(), user.clone());
+            self.label_devices
+                .insert(name.to_string(), device.to_string());
         }
         label
+    }
+
+    /// The device of a user label ("main" unless `log_in` named another).
+    fn device_of(&self, label: &str) -> String {
+        self.label_devices
+            .get(label)
+            .cloned()
+            .unwrap_or_else(|| MAIN_DEVICE.into())
+    }
+
+    /// The App of a device: "main", or one `open_device` made.
+    fn app_of(&self, device: &str) -> Result<App, Failure> {
+        if device == MAIN_DEVICE {
+            return Ok(self.app.clone());
+        }
+        self.devices
+            .get(device)
+            .cloned()
+            .ok_or_else(|| script(format!("unknown device {device:?} (open_device first)")))
     }
 
     /// Generated email addresses go back to their `$email:name` placeholders, so transcripts
@@ -396,10 +445,21 @@ impl Runner {
         }
     }
 
+    /// The label of a user id on the main device, `null` for none.
     fn label_of_id(&self, id: Option<&str>) -> Value {
+        self.label_on(MAIN_DEVICE, id)
+    }
+
+    /// The label of a user id on `device`, `null` for none, `"?"` for an unlabelled one.
+    fn label_on(&self, device: &str, id: Option<&str>) -> Value {
         match id {
             None => Value::Null,
-            Some(id) => json!(self.labels.get(id).cloned().unwrap_or_else(|| "?".into())),
+            Some(id) => json!(
+                self.labels
+                    .get(&(device.to_string(), id.to_string()))
+                    .cloned()
+                    .unwrap_or_else(|| "?".into())
+            ),
         }
     }
 
@@ -650,11 +710,32 @@ impl Runner {
         }
     }
 
+    /// The session id a `revoke_session` step names: `{"of": LABEL, "index": N}` (index N of
+    /// that label's last `sessions` list) or `"unknown"`.
+    fn session_id(&self, spec: &Value) -> Result<String, Failure> {
+        if spec.as_str() == Some("unknown") {
+            return Ok(UNKNOWN_SESSION_ID.into());
+        }
+        let of = spec["of"].as_str().ok_or_else(|| {
+            script(format!(
+                "\"session\" is {{\"of\", \"index\"}} or \"unknown\", not {spec}"
+            ))
+        })?;
+        let index = spec["index"]
+            .as_u64()
+            .ok_or_else(|| script("\"session\" needs an \"index\""))?;
+        self.session_lists
+            .get(of)
+            .and_then(|ids| ids.get(index as usize))
+            .cloned()
+            .ok_or_else(|| script(format!("{of:?} listed no session {index} (sessions first)")))
+    }
+
     fn take_events(&self, step: &Value) -> StepResult {
         let label = step["listener"]
             .as_str()
             .ok_or_else(|| script("missing \"listener\""))?;
-        let (recorded, _) = self
+        let (recorded, _, device) = self
             .listeners
             .get(label)
             .ok_or_else(|| script(format!("unknown listener {label:?}")))?;
@@ -665,7 +746,7 @@ impl Runner {
                 .map(|e| format!(
                     "{:?}:{}",
                     e.kind,
-                    self.label_of_id(e.user_id.as_deref())
+                    self.label_on(device, e.user_id.as_deref())
                         .as_str()
                         .unwrap_or("-")
                 ))
@@ -680,9 +761,61 @@ impl Runner {
         let as_name = step.get("as").and_then(Value::as_str).map(str::to_string);
         match op {
             "log_in" => {
+                let device = step["device"].as_str().unwrap_or(MAIN_DEVICE).to_string();
+                let app = self.app_of(&device)?;
                 let creds = self.credentials(&step["credentials"])?;
-                let user = self.app.log_in(creds).await?;
-                Ok(json!(self.label(&user, as_name.as_deref())))
+                let user = app.log_in(creds).await?;
+                Ok(json!(self.label(&device, &user, as_name.as_deref())))
+            }
+            "open_device" => {
+                let name = step["name"]
+                    .as_str()
+                    .ok_or_else(|| script("open_device needs \"name\""))?;
+                let platform = step["platform"]
+                    .as_str()
+                    .ok_or_else(|| script("open_device needs \"platform\""))?;
+                if name == MAIN_DEVICE || self.devices.contains_key(name) {
+                    return Err(script(format!("device {name:?} is already open")));
+                }
+                let device = DeviceInfo {
+                    platform: platform.into(),
+                    platform_version: "1.0".into(),
+                    device_name: Some(format!("{platform} test device")),
+                    ..DeviceInfo::default()
+                };
+                let app = new_app(
+                    &self.base_url,
+                    &self.app_id,
+                    None,
+                    &self.session_errors,
+                    name,
+                    Some(device),
+                )
+                .map_err(script)?;
+                self.devices.insert(name.to_string(), app);
+                Ok(Value::Null)
+            }
+            "sessions" => {
+                let label = step["user"].as_str().unwrap_or_default().to_string();
+                let sessions = self.user(step, "user")?.sessions().await?;
+                self.session_lists
+                    .insert(label, sessions.iter().map(|s| s.id.clone()).collect());
+                Ok(json!(
+                    sessions
+                        .iter()
+                        .map(|s| json!({
+                            "platform": s.device.platform,
+                            "current": s.current,
+                            "provider_type": s.provider_type,
+                        }))
+                        .collect::<Vec<_>>()
+                ))
+            }
+            "revoke_session" => {
+                let user = self.user(step, "user")?;
+                let id = self.session_id(&step["session"])?;
+                user.revoke_session(&id).await?;
+                Ok(Value::Null)
             }
             "register" => {
                 let (email, password) = (self.text(&step["email"]), self.text(&step["password"]));
@@ -817,7 +950,11 @@ impl Runner {
                 Ok(Value::Null)
             }
             "log_out" => {
-                self.user(step, "user")?.log_out().await?;
+                let user = self.user(step, "user")?;
+                match step.get("scope") {
+                    None => user.log_out().await?,
+                    Some(scope) => user.log_out_scope(log_out_scope(scope)?).await?,
+                }
                 Ok(Value::Null)
             }
             "remove_user" => {
@@ -942,16 +1079,19 @@ impl Runner {
                 let recorded = Arc::new(Mutex::new(Recorded::default()));
                 let sink = recorded.clone();
                 let listener = Arc::new(move |e: AuthEvent| sink.lock().unwrap().events.push(e));
-                let sub = match step.get("user") {
-                    Some(_) => self.user(step, "user")?.subscribe(listener),
-                    None => self.app.subscribe(listener),
+                let (sub, device) = match step.get("user") {
+                    Some(user) => {
+                        let device = self.device_of(user.as_str().unwrap_or_default());
+                        (self.user(step, "user")?.subscribe(listener), device)
+                    }
+                    None => (self.app.subscribe(listener), MAIN_DEVICE.to_string()),
                 };
-                self.listeners.insert(label, (recorded, sub));
+                self.listeners.insert(label, (recorded, sub, device));
                 Ok(Value::Null)
             }
             "unsubscribe" => {
                 let label = step["listener"].as_str().unwrap_or_default();
-                let (_, subscription) = self
+                let (_, subscription, _) = self
                     .listeners
                     .remove(label)
                     .ok_or_else(|| script(format!("unknown listener {label:?}")))?;
@@ -964,9 +1104,9 @@ impl Runner {
                 Ok(json!(
                     errors
                         .iter()
-                        .map(|(id, kind)| format!(
+                        .map(|(device, id, kind)| format!(
                             "{}:{kind}",
-                            self.label_of_id(Some(id)).as_str().unwrap_or("?")
+                            self.label_on(device, Some(id)).as_str().unwrap_or("?")
                         ))
                         .collect::<Vec<_>>()
                 ))
@@ -985,14 +1125,27 @@ impl Runner {
                     &self.app_id,
                     Some(&dir),
                     &self.session_errors,
+                    MAIN_DEVICE,
+                    None,
                 )
                 .map_err(script)?;
-                // Users are looked up again by id; labels stay.
+                // The main device's users are looked up again by id; labels stay. Other
+                // devices' users are not restarted.
                 let fresh: Vec<User> = self.app.all_users();
+                let devices = &self.label_devices;
+                let on_main = |label: &str| {
+                    devices
+                        .get(label)
+                        .is_none_or(|device| device == MAIN_DEVICE)
+                };
                 self.users
-                    .retain(|_, u| fresh.iter().any(|f| f.id() == u.id()));
+                    .retain(|label, u| !on_main(label) || fresh.iter().any(|f| f.id() == u.id()));
                 for user in fresh {
-                    for (_, u) in self.users.iter_mut().filter(|(_, u)| u.id() == user.id()) {
+                    for (_, u) in self
+                        .users
+                        .iter_mut()
+                        .filter(|(label, u)| on_main(label) && u.id() == user.id())
+                    {
                         *u = user.clone();
                     }
                 }
@@ -1048,14 +1201,33 @@ fn parse_json_opt(s: Option<String>) -> Value {
         .unwrap_or(Value::Null)
 }
 
+/// The `scope` of a `log_out` step.
+fn log_out_scope(scope: &Value) -> Result<LogOutScope, Failure> {
+    match scope.as_str() {
+        Some("this_device") => Ok(LogOutScope::ThisDevice),
+        Some("other_devices") => Ok(LogOutScope::OtherDevices),
+        Some("everywhere") => Ok(LogOutScope::Everywhere),
+        _ => Err(script(format!(
+            "log_out \"scope\" is \"this_device\", \"other_devices\" or \"everywhere\", not {scope}"
+        ))),
+    }
+}
+
+/// An App of the scenario: device `device_name` (whose labels name the users its session-error
+/// handler reports), described to the server by `device` (the SDK's default when `None`).
 fn new_app(
     base_url: &str,
     app_id: &str,
     storage_dir: Option<&Path>,
-    errors: &Arc<Mutex<Vec<(String, String)>>>,
+    errors: &SessionErrors,
+    device_name: &str,
+    device: Option<DeviceInfo>,
 ) -> Result<App, String> {
     let mut config = AppConfig::new(app_id, base_url);
     config.request_timeout_ms = 10_000;
+    if let Some(device) = device {
+        config.device = device;
+    }
     if let Some(dir) = storage_dir {
         config.storage = StorageConfig::File {
             dir: dir.to_path_buf(),
@@ -1064,10 +1236,11 @@ fn new_app(
     }
     let app = App::new(config).map_err(|e| format!("App::new: {e}"))?;
     let sink = errors.clone();
+    let device_name = device_name.to_string();
     app.set_session_error_handler(Some(Arc::new(move |user: User, e: SessionError| {
         sink.lock()
             .unwrap()
-            .push((user.id(), format!("{:?}", e.kind)));
+            .push((device_name.clone(), user.id(), format!("{:?}", e.kind)));
     })));
     Ok(app)
 }

@@ -25,7 +25,8 @@ pub use foreign::foreign_runtime_exiting;
 pub use logger::{LogLevel, Logger};
 pub use storage::{SessionStore, StoreError};
 pub use user::{
-    ApiKey, ApiKeyAuth, HttpHeader, HttpResponse, User, UserIdentity, UserProfile, UserState,
+    ApiKey, ApiKeyAuth, HttpHeader, HttpResponse, LogOutScope, SessionDevice, SessionInfo, User,
+    UserIdentity, UserProfile, UserState,
 };
 
 uniffi::setup_scaffolding!();

@@ -126,6 +126,91 @@ impl From<sk::ApiKey> for ApiKey {
     }
 }
 
+/// Which sessions `log_out` ends (#25); `None` there is `ThisDevice`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, uniffi::Enum)]
+pub enum LogOutScope {
+    /// This device only: today's logout.
+    ThisDevice,
+    /// Every other session of the user; this device stays logged in.
+    OtherDevices,
+    /// Every session of the user, this device's included.
+    Everywhere,
+}
+
+impl From<LogOutScope> for sk::LogOutScope {
+    fn from(s: LogOutScope) -> Self {
+        match s {
+            LogOutScope::ThisDevice => Self::ThisDevice,
+            LogOutScope::OtherDevices => Self::OtherDevices,
+            LogOutScope::Everywhere => Self::Everywhere,
+        }
+    }
+}
+
+/// The device a session logged in from, as its login described it (not verified); each field
+/// at most 100 characters, `None` when not sent.
+#[derive(Clone, Debug, PartialEq, Eq, uniffi::Record)]
+pub struct SessionDevice {
+    pub platform: Option<String>,
+    pub platform_version: Option<String>,
+    pub sdk: Option<String>,
+    pub sdk_version: Option<String>,
+    pub cpu_arch: Option<String>,
+    pub device_name: Option<String>,
+    pub device_version: Option<String>,
+    pub framework_name: Option<String>,
+    pub framework_version: Option<String>,
+    pub bundle_id: Option<String>,
+}
+
+/// One live session of the user on the server (a device signed in); no secret in it.
+#[derive(Clone, Debug, PartialEq, Eq, uniffi::Record)]
+pub struct SessionInfo {
+    /// The server's id of the session: what `revoke_session` takes.
+    pub id: String,
+    /// When it logged in.
+    pub created: std::time::SystemTime,
+    /// Its last refresh (or the login).
+    pub last_used: std::time::SystemTime,
+    /// The provider it logged in with.
+    pub provider_type: Option<String>,
+    /// The device it logged in from.
+    pub device: SessionDevice,
+    /// The client address the server saw at its login.
+    pub ip: Option<String>,
+    /// The API key's name, for a session logged in with one.
+    pub api_key_name: Option<String>,
+    /// Whether it is this device's session.
+    pub current: bool,
+}
+
+impl From<sk::SessionInfo> for SessionInfo {
+    fn from(s: sk::SessionInfo) -> Self {
+        let d = s.device;
+        Self {
+            id: s.id,
+            created: s.created,
+            last_used: s.last_used,
+            provider_type: s.provider_type,
+            device: SessionDevice {
+                platform: d.platform,
+                platform_version: d.platform_version,
+                sdk: d.sdk,
+                sdk_version: d.sdk_version,
+                cpu_arch: d.cpu_arch,
+                device_name: d.device_name,
+                device_version: d.device_version,
+                framework_name: d.framework_name,
+                framework_version: d.framework_version,
+                bundle_id: d.bundle_id,
+            },
+            ip: s.ip,
+            api_key_name: s.api_key_name,
+            current: s.current,
+        }
+    }
+}
+
 /// A user of the App. Two handles on the same user compare equal.
 #[derive(uniffi::Object)]
 #[uniffi::export(Eq, Hash, Debug)]
@@ -231,10 +316,28 @@ impl User {
         run(async move { user.link_credentials(credentials.into()).await }).await
     }
 
-    /// Clears the tokens locally first, then revokes the session on the server.
-    pub async fn log_out(&self) -> Result<(), AppError> {
+    /// Logs out: this device (`scope` `None` or `ThisDevice`: the tokens are cleared locally
+    /// first, then the session is revoked on the server), every other device
+    /// (`OtherDevices`), or all of them (`Everywhere`).
+    #[uniffi::method(default(scope = None))]
+    pub async fn log_out(&self, scope: Option<LogOutScope>) -> Result<(), AppError> {
         let user = self.inner.clone();
-        run(async move { user.log_out().await }).await
+        let scope = scope.map_or(sk::LogOutScope::ThisDevice, Into::into);
+        run(async move { user.log_out_scope(scope).await }).await
+    }
+
+    /// The user's live sessions on the server, oldest first, this device's marked `current`.
+    pub async fn sessions(&self) -> Result<Vec<SessionInfo>, AppError> {
+        let user = self.inner.clone();
+        run(async move { user.sessions().await })
+            .await
+            .map(|list| list.into_iter().map(Into::into).collect())
+    }
+
+    /// Ends one of the user's sessions by id (this device's own: a logout here too).
+    pub async fn revoke_session(&self, id: String) -> Result<(), AppError> {
+        let user = self.inner.clone();
+        run(async move { user.revoke_session(&id).await }).await
     }
 
     /// Calls a server function with a JSON array of arguments; returns its JSON result.

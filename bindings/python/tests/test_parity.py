@@ -21,7 +21,7 @@ def test_api_md_parses_into_every_section() -> None:
         "App", "User", "ApiKeyAuth", "EmailPasswordAuth", "EmailOtpAuth", "Credentials", "AppConfig",
         "StorageConfig", "AuthEvent", "AuthEventKind", "SessionError", "SessionErrorKind",
         "SessionStore", "StoreError", "AuthEventListener", "SessionErrorHandler", "Logger",
-        "AppError",
+        "AppError", "SessionInfo", "SessionDevice", "LogOutScope",
     } <= owners
 
 

@@ -184,7 +184,15 @@ pub async fn login(
         .as_ref()
         .filter(|i| i.provider_type == "api-key")
         .map(|i| i.external_id.clone());
-    let (app2, dev) = (app.clone(), device.clone());
+    let origin = sessions::LoginOrigin {
+        device_id: device.clone(),
+        provider_type: identity
+            .as_ref()
+            .map_or_else(|| "anon-user".to_string(), |i| i.provider_type.clone()),
+        device: sessions::device_document(&body),
+        ip: Some(addr.to_string()),
+    };
+    let app2 = app.clone();
     let (user, session) = st
         .store
         .login(
@@ -194,11 +202,11 @@ pub async fn login(
                 link_to: caller,
                 now,
             },
-            Box::new(move |user| sessions::new_session(&app2, user, &dev, api_key_id, now)),
+            Box::new(move |user| sessions::new_session(&app2, user, origin, api_key_id, now)),
         )
         .await?;
     let refresh = session.refresh_token;
-    let access = sessions::access_token(&app, &user, &device, now);
+    let access = sessions::access_token(&app, &user, &device, &session.id, now);
     let user_id = user.id;
     Ok(json_response(
         StatusCode::OK,
@@ -224,7 +232,13 @@ pub async fn profile(State(st): State<AppState>, headers: HeaderMap) -> Result<R
 pub async fn refresh(State(st): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
     let (app, claims, token) = verify_bearer(&st, &headers, TYP_REFRESH, "refresh")?;
     let checked = use_refresh_token(&st, &app, &claims, &token, Purpose::Refresh).await?;
-    let access = sessions::access_token(&app, &checked.user, &checked.session.device_id, st.now());
+    let access = sessions::access_token(
+        &app,
+        &checked.user,
+        &checked.session.device_id,
+        &checked.session.id,
+        st.now(),
+    );
     let mut out = json!({ "access_token": access });
     if let Some(r) = checked.rotated {
         out["refresh_token"] = Value::String(r);
@@ -273,6 +287,127 @@ pub async fn call_function(
     };
     let result = functions::call(name, &args, &user)?;
     Ok(json_response(StatusCode::OK, &result))
+}
+
+/// Authenticates a call on the user's sessions (Bearer refresh, like API keys: PROTOCOL.md
+/// "Sessions of a user"); the app, the caller's session and its user.
+async fn session_owner(
+    st: &AppState,
+    headers: &HeaderMap,
+    op: &str,
+) -> Result<(std::sync::Arc<AppRuntime>, store::CheckedSession), ApiError> {
+    let (app, claims, token) = verify_bearer(st, headers, TYP_REFRESH, op)?;
+    let checked = use_refresh_token(st, &app, &claims, &token, Purpose::Authenticate).await?;
+    Ok((app, checked))
+}
+
+/// A session logged in with an API key may list its user's sessions but end no other: a
+/// leaked key must not be able to sign its owner out everywhere (as it cannot manage keys).
+fn refuse_api_key_session(checked: &store::CheckedSession) -> Result<(), ApiError> {
+    if checked.session.api_key_id.is_some() {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "Forbidden",
+            "a session logged in with an API key cannot end other sessions; log in another way",
+        ));
+    }
+    Ok(())
+}
+
+/// GET sessions (#25): the caller's live sessions, oldest first, `current` marking the
+/// caller's; never a token or a hash.
+pub async fn list_sessions(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let (app, checked) = session_owner(&st, &headers, "sessions").await?;
+    let list = st
+        .store
+        .user_sessions(&app.config.id, &checked.user.id, st.now())
+        .await?;
+    let docs: Vec<Value> = list
+        .iter()
+        .map(|s| {
+            let device = s
+                .device
+                .as_deref()
+                .and_then(|d| serde_json::from_str::<Value>(d).ok())
+                .unwrap_or_else(|| json!({}));
+            let mut doc = json!({
+                "id": s.id,
+                "created": s.created_at,
+                "last_used": s.last_used_at,
+                "provider_type": s.provider_type,
+                "device": device,
+                "ip": s.ip,
+                "current": s.id == checked.session.id,
+            });
+            if let Some((id, name)) = &s.api_key {
+                doc["api_key"] = json!({ "_id": id, "name": name });
+            }
+            doc
+        })
+        .collect();
+    Ok(json_response(StatusCode::OK, &Value::Array(docs)))
+}
+
+/// DELETE sessions/{id} (#25): ends one of the caller's sessions (its own included, which is
+/// a logout). 404 `SessionNotFound` for an id that is not a live session of the caller's,
+/// another user's included: never 403, so that ids cannot be probed.
+pub async fn revoke_session(
+    State(st): State<AppState>,
+    path: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let Path(id) = path.map_err(path_error)?;
+    let (app, checked) = session_owner(&st, &headers, "revoke_session").await?;
+    if id != checked.session.id {
+        refuse_api_key_session(&checked)?;
+    }
+    let ended = st
+        .store
+        .revoke_user_session(&app.config.id, &checked.user.id, &id, st.now())
+        .await?;
+    if !ended {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "SessionNotFound",
+            "session not found",
+        ));
+    }
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// DELETE sessions?scope=other_devices|everywhere (#25): ends every session of the caller's
+/// user but the caller's (`other_devices`), or all of them (`everywhere`); `{"revoked": N}`.
+pub async fn revoke_sessions(
+    State(st): State<AppState>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let scope = query
+        .as_deref()
+        .unwrap_or("")
+        .split('&')
+        .find_map(|p| p.strip_prefix("scope="))
+        .unwrap_or("");
+    let everywhere = match scope {
+        "other_devices" => false,
+        "everywhere" => true,
+        _ => {
+            return Err(ApiError::bad_request(
+                "query 'scope' must be other_devices or everywhere (this device: DELETE auth/session)",
+            ));
+        }
+    };
+    let (app, checked) = session_owner(&st, &headers, "revoke_sessions").await?;
+    refuse_api_key_session(&checked)?;
+    let keep = (!everywhere).then_some(checked.session.id.as_str());
+    let n = st
+        .store
+        .revoke_sessions_but(&app.config.id, &checked.user.id, keep)
+        .await?;
+    Ok(json_response(StatusCode::OK, &json!({ "revoked": n })))
 }
 
 /// Authenticates an API-key call (Bearer refresh) and returns the app and the user.

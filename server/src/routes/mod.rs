@@ -167,6 +167,14 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/client/v2.0/auth/delete", delete(auth::delete_user))
         .route(
+            "/api/client/v2.0/auth/sessions",
+            get(auth::list_sessions).delete(auth::revoke_sessions),
+        )
+        .route(
+            "/api/client/v2.0/auth/sessions/{id}",
+            delete(auth::revoke_session),
+        )
+        .route(
             "/api/client/v2.0/auth/api_keys",
             post(auth::create_api_key).get(auth::list_api_keys),
         )

@@ -419,6 +419,31 @@ pub struct NewSession {
     pub refresh_token: String,
     /// The API key it logs in with, whose deletion or disabling ends it.
     pub api_key_id: Option<String>,
+    /// The provider it logged in with (`anon-user`, `local-userpass`, ...).
+    pub provider_type: String,
+    /// The login's device document, as the JSON text listed to its user (bounded).
+    pub device: Option<String>,
+    /// The client address of the login.
+    pub ip: Option<String>,
+}
+
+/// A live session as its user sees it (`GET auth/sessions`, #25): never a token or a hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionInfo {
+    /// Session id (not a credential).
+    pub id: String,
+    /// Login time, Unix seconds.
+    pub created_at: i64,
+    /// Last refresh (or the login), Unix seconds.
+    pub last_used_at: i64,
+    /// The provider it logged in with; `None` for sessions from before #25.
+    pub provider_type: Option<String>,
+    /// The login's device document (JSON text); `None` for sessions from before #25.
+    pub device: Option<String>,
+    /// The client address of the login.
+    pub ip: Option<String>,
+    /// The API key it logged in with: its id and name.
+    pub api_key: Option<(String, String)>,
 }
 
 /// Makes the session of a login once its user is known (in the login's transaction).
@@ -637,6 +662,33 @@ pub trait Store: Send + Sync + 'static {
     async fn delete_user(&self, app_id: &str, user_id: &str) -> StoreResult<bool>;
     /// Ends every session of a user. Whether the user exists.
     async fn revoke_sessions(&self, app_id: &str, user_id: &str) -> StoreResult<bool>;
+    /// The user's live sessions (not revoked, not expired at `now`), oldest first.
+    async fn user_sessions(
+        &self,
+        app_id: &str,
+        user_id: &str,
+        now: i64,
+    ) -> StoreResult<Vec<SessionInfo>>;
+    /// Ends one live session of the user; false when the user has no live session of that id
+    /// (another user's id included), so that ids cannot be probed. One statement: atomic on
+    /// both back ends.
+    async fn revoke_user_session(
+        &self,
+        app_id: &str,
+        user_id: &str,
+        session_id: &str,
+        now: i64,
+    ) -> StoreResult<bool>;
+    /// Ends the user's sessions but `keep` (every one when `None`); how many were live.
+    async fn revoke_sessions_but(
+        &self,
+        app_id: &str,
+        user_id: &str,
+        keep: Option<&str>,
+    ) -> StoreResult<usize>;
+    /// Whether a session still stands (exists, not revoked, not expired at `now`): an access
+    /// token of a revoked session is refused at once (#25).
+    async fn session_live(&self, session_id: &str, now: i64) -> StoreResult<bool>;
     /// Disables (ending its sessions) or enables a user. Whether the user exists.
     async fn set_user_disabled(
         &self,

@@ -20,8 +20,9 @@ use sqlx::{Postgres, Row, SqlStr};
 use super::{
     ApiKeyRow, CODE_REPLACED, CONFIRM, CheckedSession, CodeVerdict, EmailOtpCode, ExportUser,
     IdentityRow, Login, MailOutcome, MailRow, MailToken, NewSession, OutboxRow, PasswordAccount,
-    PresentedRefresh, PresentedToken, QueuedMail, RESET, RefreshUse, SessionRow, SigningKeyRow,
-    StartSession, Store, StoreResult, StoreStats, StoredCode, Successor, UserRow, UserpassRow,
+    PresentedRefresh, PresentedToken, QueuedMail, RESET, RefreshUse, SessionInfo, SessionRow,
+    SigningKeyRow, StartSession, Store, StoreResult, StoreStats, StoredCode, Successor, UserRow,
+    UserpassRow,
 };
 use crate::config::DatabaseConfig;
 use crate::error::{ApiError, Reason};
@@ -51,10 +52,15 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "email one-time codes",
         include_str!("../../migrations/postgres/0004_email_otp_codes.sql"),
     ),
+    (
+        5,
+        "session devices",
+        include_str!("../../migrations/postgres/0005_session_devices.sql"),
+    ),
 ];
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 
 fn newer_schema(version: i64) -> String {
     format!(
@@ -1280,8 +1286,8 @@ impl Store for PostgresStore {
         }
         let s = start(&user);
         sqlx::query(
-            "INSERT INTO sessions (id, app_id, user_id, device_id, created_at, last_used_at, expires_at, api_key_id)
-             VALUES ($1, $2, $3, $4, $5, $5, $6, $7)",
+            "INSERT INTO sessions (id, app_id, user_id, device_id, created_at, last_used_at, expires_at, api_key_id, provider_type, device, ip)
+             VALUES ($1, $2, $3, $4, $5, $5, $6, $7, $8, $9, $10)",
         )
         .bind(&s.id)
         .bind(app_id)
@@ -1290,6 +1296,9 @@ impl Store for PostgresStore {
         .bind(now)
         .bind(s.expires_at)
         .bind(&s.api_key_id)
+        .bind(&s.provider_type)
+        .bind(&s.device)
+        .bind(&s.ip)
         .execute(&mut *tx)
         .await?;
         sqlx::query(
@@ -1516,6 +1525,91 @@ impl Store for PostgresStore {
 
     async fn revoke_sessions(&self, app_id: &str, user_id: &str) -> StoreResult<bool> {
         self.change_user(app_id, user_id, UserChange::Revoke).await
+    }
+
+    async fn user_sessions(
+        &self,
+        app_id: &str,
+        user_id: &str,
+        now: i64,
+    ) -> StoreResult<Vec<SessionInfo>> {
+        let rows = sqlx::query(
+            "SELECT s.id, s.created_at, s.last_used_at, s.provider_type, s.device, s.ip, k.id, k.name
+             FROM sessions s LEFT JOIN api_keys k ON k.id = s.api_key_id
+             WHERE s.app_id = $1 AND s.user_id = $2 AND NOT s.revoked AND s.expires_at > $3
+             ORDER BY s.created_at, s.id",
+        )
+        .bind(app_id)
+        .bind(user_id)
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            out.push(SessionInfo {
+                id: r.try_get(0)?,
+                created_at: r.try_get(1)?,
+                last_used_at: r.try_get(2)?,
+                provider_type: r.try_get(3)?,
+                device: r.try_get(4)?,
+                ip: r.try_get(5)?,
+                api_key: match (r.try_get::<Option<String>, _>(6)?, r.try_get(7)?) {
+                    (Some(id), Some(name)) => Some((id, name)),
+                    _ => None,
+                },
+            });
+        }
+        Ok(out)
+    }
+
+    async fn revoke_user_session(
+        &self,
+        app_id: &str,
+        user_id: &str,
+        session_id: &str,
+        now: i64,
+    ) -> StoreResult<bool> {
+        let n = sqlx::query(
+            "UPDATE sessions SET revoked = TRUE
+             WHERE id = $1 AND app_id = $2 AND user_id = $3 AND NOT revoked AND expires_at > $4",
+        )
+        .bind(session_id)
+        .bind(app_id)
+        .bind(user_id)
+        .bind(now)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(n == 1)
+    }
+
+    async fn revoke_sessions_but(
+        &self,
+        app_id: &str,
+        user_id: &str,
+        keep: Option<&str>,
+    ) -> StoreResult<usize> {
+        let n = sqlx::query(
+            "UPDATE sessions SET revoked = TRUE
+             WHERE app_id = $1 AND user_id = $2 AND NOT revoked AND id IS DISTINCT FROM $3",
+        )
+        .bind(app_id)
+        .bind(user_id)
+        .bind(keep)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(n as usize)
+    }
+
+    async fn session_live(&self, session_id: &str, now: i64) -> StoreResult<bool> {
+        Ok(sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM sessions WHERE id = $1 AND NOT revoked AND expires_at > $2)",
+        )
+        .bind(session_id)
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await?)
     }
 
     async fn set_user_disabled(

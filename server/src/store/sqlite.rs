@@ -9,8 +9,9 @@ use serde_json::{Map, Value};
 use super::{
     ApiKeyRow, CODE_REPLACED, CONFIRM, CheckedSession, CodeVerdict, EmailOtpCode, ExportUser,
     IdentityRow, Login, MailOutcome, MailRow, MailToken, NewSession, OutboxRow, PasswordAccount,
-    PresentedRefresh, PresentedToken, QueuedMail, RESET, RefreshUse, SessionRow, SigningKeyRow,
-    StartSession, Store, StoreResult, StoreStats, StoredCode, Successor, UserRow, UserpassRow,
+    PresentedRefresh, PresentedToken, QueuedMail, RESET, RefreshUse, SessionInfo, SessionRow,
+    SigningKeyRow, StartSession, Store, StoreResult, StoreStats, StoredCode, Successor, UserRow,
+    UserpassRow,
 };
 use crate::error::{ApiError, Reason};
 use crate::import::{self, ImportUser, Imported, Write};
@@ -18,7 +19,7 @@ use crate::providers::Proof;
 use crate::tokens;
 
 /// The schema version this build writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 9;
+pub const SCHEMA_VERSION: i64 = 10;
 
 /// The database file's name in the data directory.
 pub const DB_FILE: &str = "sessionkit.db";
@@ -116,6 +117,16 @@ const MIGRATIONS: &[(i64, &str, Option<DataStep>)] = &[
            PRIMARY KEY (app_id, email)
          );
          CREATE INDEX outbox_codes ON outbox(app_id, email) WHERE kind = 'email-otp' AND token != '';",
+        None,
+    ),
+    (
+        10,
+        // Users see their own sessions (#25): what a session logged in with, the device
+        // document its login sent (a bounded JSON subset, routes/auth.rs), and the client
+        // address it was first seen from. NULL for sessions from before: listed without them.
+        "ALTER TABLE sessions ADD COLUMN provider_type TEXT;
+         ALTER TABLE sessions ADD COLUMN device TEXT;
+         ALTER TABLE sessions ADD COLUMN ip TEXT;",
         None,
     ),
 ];
@@ -793,10 +804,21 @@ fn insert_session(
     now: i64,
 ) -> rusqlite::Result<()> {
     conn.prepare_cached(
-        "INSERT INTO sessions (id, app_id, user_id, device_id, created_at, last_used_at, expires_at, api_key_id)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6, ?7)",
+        "INSERT INTO sessions (id, app_id, user_id, device_id, created_at, last_used_at, expires_at, api_key_id, provider_type, device, ip)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6, ?7, ?8, ?9, ?10)",
     )?
-    .execute(params![s.id, app_id, user_id, s.device_id, now, s.expires_at, s.api_key_id])?;
+    .execute(params![
+        s.id,
+        app_id,
+        user_id,
+        s.device_id,
+        now,
+        s.expires_at,
+        s.api_key_id,
+        s.provider_type,
+        s.device,
+        s.ip
+    ])?;
     conn.prepare_cached(
         "INSERT INTO refresh_tokens (token_hash, session_id, issued_at) VALUES (?1, ?2, ?3)",
     )?
@@ -1518,6 +1540,88 @@ impl Store for SqliteStore {
     async fn revoke_sessions(&self, app_id: &str, user_id: &str) -> StoreResult<bool> {
         self.with_user(app_id, user_id, |tx, id| {
             revoke_user_sessions(tx, id).map(|_| ())
+        })
+        .await
+    }
+
+    async fn user_sessions(
+        &self,
+        app_id: &str,
+        user_id: &str,
+        now: i64,
+    ) -> StoreResult<Vec<SessionInfo>> {
+        let (app_id, user_id) = (app_id.to_owned(), user_id.to_owned());
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT s.id, s.created_at, s.last_used_at, s.provider_type, s.device, s.ip, k.id, k.name
+                 FROM sessions s LEFT JOIN api_keys k ON k.id = s.api_key_id
+                 WHERE s.app_id = ?1 AND s.user_id = ?2 AND s.revoked = 0 AND s.expires_at > ?3
+                 ORDER BY s.created_at, s.id",
+            )?;
+            let rows = stmt.query_map(params![app_id, user_id, now], |r| {
+                Ok(SessionInfo {
+                    id: r.get(0)?,
+                    created_at: r.get(1)?,
+                    last_used_at: r.get(2)?,
+                    provider_type: r.get(3)?,
+                    device: r.get(4)?,
+                    ip: r.get(5)?,
+                    api_key: match (r.get::<_, Option<String>>(6)?, r.get(7)?) {
+                        (Some(id), Some(name)) => Some((id, name)),
+                        _ => None,
+                    },
+                })
+            })?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+
+    async fn revoke_user_session(
+        &self,
+        app_id: &str,
+        user_id: &str,
+        session_id: &str,
+        now: i64,
+    ) -> StoreResult<bool> {
+        let (app_id, user_id, session_id) =
+            (app_id.to_owned(), user_id.to_owned(), session_id.to_owned());
+        self.write(move |conn| {
+            Ok(conn.execute(
+                "UPDATE sessions SET revoked = 1
+                 WHERE id = ?1 AND app_id = ?2 AND user_id = ?3 AND revoked = 0 AND expires_at > ?4",
+                params![session_id, app_id, user_id, now],
+            )? == 1)
+        })
+        .await
+    }
+
+    async fn revoke_sessions_but(
+        &self,
+        app_id: &str,
+        user_id: &str,
+        keep: Option<&str>,
+    ) -> StoreResult<usize> {
+        let (app_id, user_id) = (app_id.to_owned(), user_id.to_owned());
+        let keep = keep.map(str::to_owned);
+        self.write(move |conn| {
+            Ok(conn.execute(
+                "UPDATE sessions SET revoked = 1
+                 WHERE app_id = ?1 AND user_id = ?2 AND revoked = 0 AND id IS NOT ?3",
+                params![app_id, user_id, keep],
+            )?)
+        })
+        .await
+    }
+
+    async fn session_live(&self, session_id: &str, now: i64) -> StoreResult<bool> {
+        let session_id = session_id.to_owned();
+        self.read(move |conn| {
+            Ok(conn
+                .prepare_cached(
+                    "SELECT EXISTS (SELECT 1 FROM sessions WHERE id = ?1 AND revoked = 0 AND expires_at > ?2)",
+                )?
+                .query_row(params![session_id, now], |r| r.get(0))?)
         })
         .await
     }

@@ -27,7 +27,7 @@ import urllib.parse
 from typing import Any, Optional
 
 import sessionkit
-from sessionkit import AppConfig, AppError, Credentials, StorageConfig
+from sessionkit import AppConfig, AppError, Credentials, DeviceInfo, LogOutScope, StorageConfig
 
 REPO = pathlib.Path(__file__).resolve().parents[3]
 # The server and HTTP helpers shared with the pytest suite; found from this file, whatever the cwd.
@@ -78,6 +78,15 @@ RESET_URL = "https://app.example/reset"
 # "server": {"email_otp": true}: one-time codes by mail, living 300 s of the server's clock.
 EMAIL_OTP_TOML = "[app.providers.email-otp]\ncode_lifetime_secs = 300\n"
 MAIL_WAIT_SECS = 15
+# The device the scenario's first App is (README "open_device").
+MAIN_DEVICE = "main"
+# revoke_session with "session": "unknown": an id no session has.
+UNKNOWN_SESSION_ID = "000000000000000000000000"
+LOG_OUT_SCOPES = {
+    "this_device": LogOutScope.THIS_DEVICE,
+    "other_devices": LogOutScope.OTHER_DEVICES,
+    "everywhere": LogOutScope.EVERYWHERE,
+}
 HOW_TO_GET_THE_RELAY = (
     "the mail scenarios need a Python with aiosmtpd for their SMTP relay: python3 -m venv "
     "target/smtp-venv && target/smtp-venv/bin/pip install aiosmtpd cryptography, then set "
@@ -228,11 +237,13 @@ class Recorder(sessionkit.AuthEventListener):
 
 
 class ErrorHandler(sessionkit.SessionErrorHandler):
-    def __init__(self, sink: list) -> None:
-        self.sink = sink
+    """Records (device, user id, kind) for every device's App in one list."""
+
+    def __init__(self, sink: list, device: str) -> None:
+        self.sink, self.device = sink, device
 
     def on_session_error(self, user, error) -> None:
-        self.sink.append((user.id(), pascal(error.kind.name)))
+        self.sink.append((self.device, user.id(), pascal(error.kind.name)))
 
 
 class Runner:
@@ -244,8 +255,15 @@ class Runner:
         self.storage_dir = tempfile.mkdtemp(prefix="sk-conformance-client-") if file_storage else None
         self.session_errors: list = []
         self.app = self.new_app()
+        # The Apps open_device made, by device name: each its own in-memory store.
+        self.devices: dict = {}
         self.users: dict = {}
+        # (device, user id) -> label: the same user on two devices has two labels.
         self.labels: dict = {}
+        # label -> the device its user is on.
+        self.label_devices: dict = {}
+        # label -> the session ids of its last `sessions` list.
+        self.session_lists: dict = {}
         self.emails: dict = {}
         self.keys: dict = {}
         self.listeners: dict = {}
@@ -256,11 +274,37 @@ class Runner:
         self.mails_read: dict = {}
         self.last_mail: dict = {}
 
-    def new_app(self):
-        storage = StorageConfig.FILE(dir=self.storage_dir, encryption_key=None) if self.storage_dir else StorageConfig.IN_MEMORY()
-        app = sessionkit.App(AppConfig(app_id=self.app_id, base_url=self.base_url, storage=storage, request_timeout_ms=10_000))
-        app.set_session_error_handler(ErrorHandler(self.session_errors))
+    def new_app(self, device: str = MAIN_DEVICE, platform: Optional[str] = None):
+        """An App of the scenario: the main device (file storage if asked), or an opened one
+        (in memory) that tells the server `platform`."""
+        storage = StorageConfig.FILE(dir=self.storage_dir, encryption_key=None) \
+            if self.storage_dir and device == MAIN_DEVICE else StorageConfig.IN_MEMORY()
+        extra = {}
+        if platform is not None:
+            extra["device"] = DeviceInfo(platform=platform, platform_version="1.0",
+                                         device_name=f"{platform} test device")
+        app = sessionkit.App(AppConfig(app_id=self.app_id, base_url=self.base_url, storage=storage,
+                                       request_timeout_ms=10_000, **extra))
+        app.set_session_error_handler(ErrorHandler(self.session_errors, device))
         return app
+
+    def app_of(self, device: str):
+        if device == MAIN_DEVICE:
+            return self.app
+        if device not in self.devices:
+            raise Script(f"unknown device {device!r} (open_device first)")
+        return self.devices[device]
+
+    def session_id(self, spec) -> str:
+        """The id a revoke_session step names: {"of": LABEL, "index": N} or "unknown"."""
+        if spec == "unknown":
+            return UNKNOWN_SESSION_ID
+        if not isinstance(spec, dict) or "of" not in spec or "index" not in spec:
+            raise Script(f'"session" is {{"of", "index"}} or "unknown", not {spec!r}')
+        ids = self.session_lists.get(spec["of"], [])
+        if not 0 <= spec["index"] < len(ids):
+            raise Script(f"{spec['of']!r} listed no session {spec['index']} (sessions first)")
+        return ids[spec["index"]]
 
     # ---- helpers ---------------------------------------------------------------------------
     def user(self, step: dict, key: str = "user"):
@@ -269,20 +313,22 @@ class Runner:
             raise Script(f"unknown user label {label!r}")
         return self.users[label]
 
-    def label(self, user, as_name: Optional[str]) -> str:
-        label = self.labels.get(user.id())
+    def label(self, user, as_name: Optional[str], device: str = MAIN_DEVICE) -> str:
+        key = (device, user.id())
+        label = self.labels.get(key)
         if label is None:
             label = as_name or f"user{len(self.labels) + 1}"
-            self.labels[user.id()] = label
-        self.users[label] = user
-        if as_name:
-            self.users[as_name] = user
+            self.labels[key] = label
+        for name in (label, as_name):
+            if name:
+                self.users[name] = user
+                self.label_devices[name] = device
         return label
 
-    def label_of_id(self, user_id: Optional[str]):
+    def label_of_id(self, user_id: Optional[str], device: str = MAIN_DEVICE):
         if user_id is None:
             return None
-        return self.labels.get(user_id, "?")
+        return self.labels.get((device, user_id), "?")
 
     def email(self, name: str) -> str:
         if name not in self.emails:
@@ -420,8 +466,26 @@ class Runner:
         as_name = step.get("as")
         epa = self.app.email_password_auth()
         if op == "log_in":
-            user = await self.app.log_in(self.credentials(step["credentials"]))
-            return self.label(user, as_name)
+            device = step.get("device", MAIN_DEVICE)
+            user = await self.app_of(device).log_in(self.credentials(step["credentials"]))
+            return self.label(user, as_name, device)
+        if op == "open_device":
+            name, platform = step.get("name"), step.get("platform")
+            if not isinstance(name, str) or not isinstance(platform, str):
+                raise Script('open_device needs "name" and "platform"')
+            if name == MAIN_DEVICE or name in self.devices:
+                raise Script(f"device {name!r} is already open")
+            self.devices[name] = self.new_app(name, platform)
+            return None
+        if op == "sessions":
+            sessions = await self.user(step).sessions()
+            self.session_lists[step["user"]] = [s.id for s in sessions]
+            return [{"platform": s.device.platform, "current": s.current, "provider_type": s.provider_type}
+                    for s in sessions]
+        if op == "revoke_session":
+            user = self.user(step)
+            await user.revoke_session(self.session_id(step.get("session")))
+            return None
         if op == "register":
             await epa.register_user(self.text(step["email"]), self.text(step["password"]))
             return None
@@ -483,7 +547,13 @@ class Runner:
             self.app.switch_user(self.user(step))
             return None
         if op == "log_out":
-            await self.user(step).log_out()
+            user = self.user(step)
+            if "scope" not in step:
+                await user.log_out()
+            elif step["scope"] in LOG_OUT_SCOPES:
+                await user.log_out(LOG_OUT_SCOPES[step["scope"]])
+            else:
+                raise Script(f'log_out "scope" is "this_device", "other_devices" or "everywhere", not {step["scope"]!r}')
             return None
         if op == "remove_user":
             await self.app.remove_user(self.user(step))
@@ -543,7 +613,9 @@ class Runner:
                 raise Script("subscribe needs \"as\"")
             recorder = Recorder()
             target = self.user(step) if "user" in step else self.app
-            self.listeners[as_name] = (recorder, target.subscribe(recorder))
+            # A user's listener names users by the labels of that user's device.
+            device = self.label_devices.get(step["user"], MAIN_DEVICE) if "user" in step else MAIN_DEVICE
+            self.listeners[as_name] = (recorder, target.subscribe(recorder), device)
             return None
         if op == "unsubscribe":
             label = step.get("listener")
@@ -555,25 +627,30 @@ class Runner:
             label = step.get("listener")
             if label not in self.listeners:
                 raise Script(f"unknown listener {label!r}")
-            recorder = self.listeners[label][0]
+            recorder, _, device = self.listeners[label]
             with recorder.lock:
                 events, recorder.events = recorder.events, []
-            return [f"{pascal(e.kind.name)}:{self.label_of_id(e.user_id) or '-'}" for e in events]
+            return [f"{pascal(e.kind.name)}:{self.label_of_id(e.user_id, device) or '-'}" for e in events]
         if op == "session_errors":
             errors = list(self.session_errors)
             self.session_errors.clear()
-            return [f"{self.label_of_id(uid)}:{kind}" for uid, kind in errors]
+            return [f"{self.label_of_id(uid, device)}:{kind}" for device, uid, kind in errors]
         if op == "refresh_count":
             return self.refresh_count() - self.refresh_base
         if op == "restart_app":
             if not self.storage_dir:
                 raise Script("restart_app needs \"client\": {\"storage\": \"file\"}")
-            for _, sub in self.listeners.values():
+            for _, sub, _ in self.listeners.values():
                 sub.cancel()
             self.listeners.clear()
             self.app = self.new_app()
+            # The main device's users are looked up again by id; other devices' stay as they are.
             fresh = {u.id(): u for u in self.app.all_users()}
-            self.users = {label: fresh[u.id()] for label, u in self.users.items() if u.id() in fresh}
+            self.users = {
+                label: u if self.label_devices.get(label, MAIN_DEVICE) != MAIN_DEVICE else fresh[u.id()]
+                for label, u in self.users.items()
+                if self.label_devices.get(label, MAIN_DEVICE) != MAIN_DEVICE or u.id() in fresh
+            }
             return None
         if op in ("admin_revoke", "admin_disable", "admin_enable", "admin_delete"):
             uid = self.user(step).id()
@@ -594,8 +671,10 @@ class Runner:
         raise Script(f"unknown operation {op!r}")
 
     def close(self) -> None:
-        for _, sub in self.listeners.values():
+        for _, sub, _ in self.listeners.values():
             sub.cancel()
+        for app in self.devices.values():
+            app.close()
         if self.storage_dir:
             shutil.rmtree(self.storage_dir, ignore_errors=True)
 

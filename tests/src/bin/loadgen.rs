@@ -20,6 +20,11 @@
 //! password hash (#23's mail benchmark, scripts/bench-mail). `--requests R` stops a level after
 //! R successful requests in all (the `S` seconds still bound it): exactly R mails queued.
 //!
+//! `--revokers N` (#25): N more tasks, each logged in as an anonymous user of its own, send
+//! `DELETE auth/sessions?scope=other_devices` in a loop, as fast as they are answered, for as
+//! long as the measured runs last: a flood of users signing out their other devices (each one a
+//! write transaction), beside the measured workload. Their count and rate go to stderr.
+//!
 //! Several `--url`s (`--base-url` is the same option) are instances of one server sharing a
 //! database: each worker sends its requests to them in turn (worker `w`'s `n`-th request goes to
 //! URL `(w + n) mod count`). A worker's session, and so a rotating refresh-token chain, stays
@@ -57,12 +62,14 @@ struct Args {
     seconds: u64,
     history: usize,
     requests: Option<usize>,
+    revokers: usize,
     tsv: bool,
 }
 
 const USAGE: &str = "usage: loadgen --url URL [--url URL ...] [--app-id ID] \
                      --op login|refresh|rotate|register|confirm-send \
-                     [--concurrency N[,N...]] [--seconds S] [--requests R] [--history H] [--tsv]";
+                     [--concurrency N[,N...]] [--seconds S] [--requests R] [--history H] \
+                     [--revokers N] [--tsv]";
 
 const OPS: [&str; 5] = ["login", "refresh", "rotate", "register", "confirm-send"];
 
@@ -75,6 +82,7 @@ fn parse_args() -> Args {
         seconds: 10,
         history: 0,
         requests: None,
+        revokers: 0,
         tsv: false,
     };
     let mut it = std::env::args().skip(1);
@@ -101,6 +109,11 @@ fn parse_args() -> Args {
             }
             "--history" => {
                 args.history = value.parse().unwrap_or_else(|_| die("--history: a number"))
+            }
+            "--revokers" => {
+                args.revokers = value
+                    .parse()
+                    .unwrap_or_else(|_| die("--revokers: a number"))
             }
             "--requests" => {
                 args.requests = Some(
@@ -173,6 +186,28 @@ async fn post(
         return Err(format!("HTTP {status}: {what}"));
     }
     Ok(doc)
+}
+
+/// `DELETE auth/sessions?scope=other_devices` with `token` (#25): 200 `{"revoked"}`.
+async fn revoke_other_devices(
+    http: &reqwest::Client,
+    base: &str,
+    token: &str,
+) -> Result<(), String> {
+    let response = http
+        .delete(format!(
+            "{base}/api/client/v2.0/auth/sessions?scope=other_devices"
+        ))
+        .bearer_auth(token)
+        .send()
+        .await
+        .map_err(|e| format!("request failed: {e}"))?;
+    let status = response.status();
+    let doc: Value = response.json().await.unwrap_or(Value::Null);
+    if !status.is_success() || !doc["revoked"].is_u64() {
+        return Err(format!("HTTP {status}: {doc}"));
+    }
+    Ok(())
 }
 
 /// A worker's view of the servers: its requests go to each base URL in turn.
@@ -322,6 +357,43 @@ async fn main() {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis())
     );
+    // The revokers (#25): logged in before the runs, stopped after the last.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let revocations = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut revokers = Vec::new();
+    for r in 0..args.revokers {
+        let mut targets = Targets::new(&args.urls, &args.app_id, r);
+        let base = args.urls[r % args.urls.len()].clone();
+        let (http, stop, revocations, failures) = (
+            http.clone(),
+            stop.clone(),
+            revocations.clone(),
+            failures.clone(),
+        );
+        let token = targets
+            .login(&http)
+            .await
+            .unwrap_or_else(|e| die(&format!("a revoker logging in before the run: {e}")));
+        revokers.push(tokio::spawn(async move {
+            use std::sync::atomic::Ordering::SeqCst;
+            while !stop.load(SeqCst) {
+                match revoke_other_devices(&http, &base, &token).await {
+                    Ok(()) => {
+                        revocations.fetch_add(1, SeqCst);
+                    }
+                    Err(kind) => {
+                        *failures
+                            .lock()
+                            .unwrap()
+                            .entry(format!("revoker: {kind}"))
+                            .or_default() += 1;
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                }
+            }
+        }));
+    }
+    let revokers_since = Instant::now();
     for w in 0..workers_needed {
         let (http, op, ready, failures, done, levels, left) = (
             http.clone(),
@@ -490,6 +562,27 @@ async fn main() {
         } else {
             println!("{line}");
         }
+    }
+    if !revokers.is_empty() {
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        for r in revokers {
+            let _ = r.await;
+        }
+        let n = revocations.load(std::sync::atomic::Ordering::SeqCst);
+        let secs = revokers_since.elapsed().as_secs_f64();
+        eprintln!(
+            "loadgen: {} revokers sent {n} revocations ({:.0}/s over {secs:.1} s)",
+            args.revokers,
+            n as f64 / secs
+        );
+        let failed: usize = failures
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(k, _)| k.starts_with("revoker"))
+            .map(|(_, c)| *c)
+            .sum();
+        total_errors += failed;
     }
     if total_errors > 0 {
         for (kind, count) in failures.lock().unwrap().iter() {

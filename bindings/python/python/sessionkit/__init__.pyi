@@ -8,6 +8,7 @@
 # AppError.Service; every call on a closed App raises AppError.AppClosed. A wrong argument type
 # raises TypeError naming the parameter.
 
+import datetime
 import enum
 import typing
 from typing import Any, AsyncGenerator, Dict, List, Optional
@@ -18,8 +19,9 @@ from ._verify import verify_access_token as verify_access_token
 
 __all__ = [
     "InternalError", "StoreError", "StorageConfig", "LogLevel", "SessionErrorKind", "AppError",
-    "AuthEventKind", "Credentials", "UserState", "ApiKey", "DeviceInfo", "AppConfig",
-    "UserIdentity", "UserProfile", "HttpHeader", "HttpResponse", "AuthEvent", "SessionError",
+    "AuthEventKind", "Credentials", "LogOutScope", "UserState", "ApiKey", "DeviceInfo", "AppConfig",
+    "UserIdentity", "UserProfile", "HttpHeader", "HttpResponse", "SessionDevice", "SessionInfo",
+    "AuthEvent", "SessionError",
     "foreign_runtime_exiting", "SessionStoreImpl", "SessionStore", "LoggerImpl", "Logger",
     "ApiKeyAuth", "ApiKeyAuthProtocol", "AuthEventListenerImpl", "AuthEventListener",
     "Subscription", "SubscriptionProtocol", "User", "UserProtocol", "EmailPasswordAuth",
@@ -312,6 +314,75 @@ class UserProfile:
     @property
     def data(self) -> Dict[str, Any]:
         """The profile document (``data_json``) as a dict."""
+
+class LogOutScope(enum.Enum):
+    """Which sessions ``User.log_out(scope)`` ends: this device's (the default), every other
+    one of the user (this device stays logged in), or all of them."""
+
+    THIS_DEVICE = 0
+    OTHER_DEVICES = 1
+    EVERYWHERE = 2
+
+class SessionDevice:
+    """The device a session logged in from, as that login described it (its ``DeviceInfo``):
+    the client chose these values, so show them but do not trust them. Each is at most 100
+    characters, None when the login did not send it."""
+
+    platform: Optional[str]
+    platform_version: Optional[str]
+    sdk: Optional[str]
+    sdk_version: Optional[str]
+    cpu_arch: Optional[str]
+    device_name: Optional[str]
+    device_version: Optional[str]
+    framework_name: Optional[str]
+    framework_version: Optional[str]
+    bundle_id: Optional[str]
+    def __init__(
+        self,
+        *,
+        platform: Optional[str],
+        platform_version: Optional[str],
+        sdk: Optional[str],
+        sdk_version: Optional[str],
+        cpu_arch: Optional[str],
+        device_name: Optional[str],
+        device_version: Optional[str],
+        framework_name: Optional[str],
+        framework_version: Optional[str],
+        bundle_id: Optional[str],
+    ) -> None: ...
+
+class SessionInfo:
+    """One live session of the user on the server (a device signed in), from
+    ``User.sessions()``. It holds no secret: ``id`` only names it to
+    ``User.revoke_session(id)``. ``created`` (the login) and ``last_used`` (its last refresh)
+    are timezone-aware UTC datetimes, to the second; ``provider_type`` is the provider it logged
+    in with (None for sessions a server started before it recorded it); ``ip`` the client
+    address the server saw at its login; ``api_key_name`` the key's name for a session logged
+    in with an API key; ``current`` whether it is this device's session. Its ``repr()`` leaves
+    out the fields that are None."""
+
+    id: str
+    created: datetime.datetime
+    last_used: datetime.datetime
+    provider_type: Optional[str]
+    device: SessionDevice
+    ip: Optional[str]
+    api_key_name: Optional[str]
+    current: bool
+    def __init__(
+        self,
+        *,
+        id: str,
+        created: datetime.datetime,
+        last_used: datetime.datetime,
+        provider_type: Optional[str],
+        device: SessionDevice,
+        ip: Optional[str],
+        api_key_name: Optional[str],
+        current: bool,
+    ) -> None: ...
 
 class HttpHeader:
     name: str
@@ -689,11 +760,34 @@ class User:
         the identity belongs to another user, and ``AppError.ClientUserNotLoggedIn``,
         ``AppError.SessionExpired``, ``AppError.Network``, ``AppError.Timeout``,
         ``AppError.AppClosed``."""
-    async def log_out(self) -> None:
-        """Clears the tokens locally, then revokes the session on the server; an anonymous user
-        becomes ``REMOVED``. Returns None. Raises ``AppError.Network``, ``AppError.Timeout`` or
-        ``AppError.Service`` if the server could not be told; the user is logged out locally
-        either way."""
+    async def log_out(self, scope: Optional[LogOutScope] = None) -> None:
+        """Logs out; returns None. ``scope`` None or ``LogOutScope.THIS_DEVICE``: clears the
+        tokens locally, then revokes this device's session on the server (an anonymous user
+        becomes ``REMOVED``); the user is logged out locally even if the server could not be
+        told. ``LogOutScope.OTHER_DEVICES``: ends every other session of the user on the server;
+        this device stays logged in and hears no event. ``LogOutScope.EVERYWHERE``: the other
+        sessions, then this device as with ``THIS_DEVICE`` (its events too). When the other
+        sessions could not be ended nothing changed here, and the call can be repeated. Raises
+        ``AppError.Network``, ``AppError.Timeout``, ``AppError.Service`` (with
+        ``code='Forbidden'`` for those two scopes when the user logged in with an API key,
+        which may end no other session), and for those two ``AppError.ClientUserNotLoggedIn``,
+        ``AppError.SessionExpired``, ``AppError.AppClosed``."""
+    async def sessions(self) -> List[SessionInfo]:
+        """Returns the user's live sessions on the server, oldest first: every device signed in
+        to the account, this one with ``current=True`` (a ``SessionInfo`` each: no secret in
+        it). Raises ``AppError.ClientUserNotLoggedIn``, ``AppError.SessionExpired``,
+        ``AppError.Service``, ``AppError.Network``, ``AppError.Timeout``,
+        ``AppError.AppClosed``."""
+    async def revoke_session(self, id: str) -> None:
+        """Ends the user's session ``id`` (a ``SessionInfo.id`` from ``sessions()``); returns
+        None. That device is refused at its next request, and its next refresh ends its session
+        (``AppError.SessionExpired``, ``SessionErrorKind.SESSION_REVOKED``). This device's own
+        id logs it out as ``log_out()`` does. Raises ``AppError.InvalidArgument`` for text that
+        cannot be a session id, ``AppError.Service`` with ``code='SessionNotFound'`` for an id
+        that is not a live session of this user (another user's included), ``code='Forbidden'``
+        when this user logged in with an API key and the id is another session's, and
+        ``AppError.ClientUserNotLoggedIn``, ``AppError.SessionExpired``,
+        ``AppError.Network``, ``AppError.Timeout``, ``AppError.AppClosed``."""
     async def call_function(self, name: str, *args: Any) -> Any:
         """Calls the server function ``name`` with ``args`` (sent as a JSON array); returns its
         result decoded (dict, list, str, int, float, bool or None). Raises ``TypeError`` if an

@@ -5,7 +5,7 @@ and enums by name: ``Credentials.EMAIL_PASSWORD(email='ada@example.com', passwor
 A password, an API key, a token, a function payload or an encryption key reads ``<redacted>``,
 as in Rust's ``Debug`` of the same types. ``User`` shows its id, state and provider instead of
 a handle; ``HttpResponse`` shows its body with secret-named JSON fields redacted and long
-bodies cut.
+bodies cut; ``SessionInfo`` and ``SessionDevice`` leave out their fields that are None.
 """
 
 from __future__ import annotations
@@ -72,6 +72,18 @@ def _form(cls: type, secret: typing.Collection[str]) -> typing.Callable[[object]
                 continue
             shown = _REDACTED if f in secret and value is not None else _show(value)
             parts.append(f"{f}={shown}")
+        return f"{type(self).__qualname__}({', '.join(parts)})"
+
+    return text
+
+
+def _sparse_form(cls: type) -> typing.Callable[[object], str]:
+    """The constructor-call form without the fields that are None: a ``SessionInfo`` and its
+    ``SessionDevice`` have ten optional fields that most logins leave unset (#25)."""
+    fields = [p.name for p in _params(cls)]
+
+    def text(self: object) -> str:
+        parts = [f"{f}={_show(getattr(self, f))}" for f in fields if getattr(self, f) is not None]
         return f"{type(self).__qualname__}({', '.join(parts)})"
 
     return text
@@ -152,6 +164,9 @@ def install() -> None:
         (_ffi.HttpHeader, _http_header_text),
         (_ffi.HttpResponse, _http_response_text),
         (_ffi.User, _user_text),
+        # No secret in either (the id only names a session): every field is shown.
+        (_ffi.SessionInfo, _sparse_form(_ffi.SessionInfo)),
+        (_ffi.SessionDevice, _sparse_form(_ffi.SessionDevice)),
     ]
     for cls, text in specific:
         setattr(cls, "__str__", text)

@@ -35,7 +35,9 @@ from . import (
     AuthEventListener,
     Credentials,
     HttpResponse,
+    LogOutScope,
     SessionErrorHandler,
+    SessionInfo,
     Subscription,
     UserIdentity,
     UserProfile,
@@ -328,12 +330,39 @@ class User:
         ``AppError.AppClosed``."""
         _run(self.inner.link_credentials(credentials))
 
-    def log_out(self) -> None:
-        """Clears the tokens locally, then revokes the session on the server; an anonymous user
-        becomes ``REMOVED``. Returns None. Raises ``AppError.Network``, ``AppError.Timeout`` or
-        ``AppError.Service`` if the server could not be told; the user is logged out locally
-        either way."""
-        _run(self.inner.log_out())
+    def log_out(self, scope: typing.Optional[LogOutScope] = None) -> None:
+        """Logs out; returns None. ``scope`` None or ``LogOutScope.THIS_DEVICE``: clears the
+        tokens locally, then revokes this device's session on the server (an anonymous user
+        becomes ``REMOVED``); the user is logged out locally even if the server could not be
+        told. ``LogOutScope.OTHER_DEVICES``: ends every other session of the user on the server;
+        this device stays logged in and hears no event. ``LogOutScope.EVERYWHERE``: the other
+        sessions, then this device as with ``THIS_DEVICE`` (its events too). When the other
+        sessions could not be ended nothing changed here, and the call can be repeated. Raises
+        ``AppError.Network``, ``AppError.Timeout``, ``AppError.Service`` (with
+        ``code='Forbidden'`` for those two scopes when the user logged in with an API key,
+        which may end no other session), and for those two ``AppError.ClientUserNotLoggedIn``,
+        ``AppError.SessionExpired``, ``AppError.AppClosed``."""
+        _run(self.inner.log_out(scope))
+
+    def sessions(self) -> typing.List[SessionInfo]:
+        """Returns the user's live sessions on the server, oldest first: every device signed in
+        to the account, this one with ``current=True`` (a ``SessionInfo`` each: no secret in
+        it). Raises ``AppError.ClientUserNotLoggedIn``, ``AppError.SessionExpired``,
+        ``AppError.Service``, ``AppError.Network``, ``AppError.Timeout``,
+        ``AppError.AppClosed``."""
+        return _run(self.inner.sessions())
+
+    def revoke_session(self, id: str) -> None:
+        """Ends the user's session ``id`` (a ``SessionInfo.id`` from ``sessions()``); returns
+        None. That device is refused at its next request, and its next refresh ends its session
+        (``AppError.SessionExpired``, ``SessionErrorKind.SESSION_REVOKED``). This device's own
+        id logs it out as ``log_out()`` does. Raises ``AppError.InvalidArgument`` for text that
+        cannot be a session id, ``AppError.Service`` with ``code='SessionNotFound'`` for an id
+        that is not a live session of this user (another user's included), ``code='Forbidden'``
+        when this user logged in with an API key and the id is another session's, and
+        ``AppError.ClientUserNotLoggedIn``, ``AppError.SessionExpired``,
+        ``AppError.Network``, ``AppError.Timeout``, ``AppError.AppClosed``."""
+        _run(self.inner.revoke_session(id))
 
     def call_function(self, name: str, *args: typing.Any) -> typing.Any:
         """Calls the server function ``name`` with ``args`` (sent as a JSON array); returns its

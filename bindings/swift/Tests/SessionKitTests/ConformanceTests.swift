@@ -511,11 +511,17 @@ final class ConformanceRecorder: AuthEventListener, @unchecked Sendable {
     }
 }
 
+/// The label of the scenario's first App among its devices (`open_device` adds others).
+let confMainDevice = "main"
+
+/// Every device's session errors, in the order they were reported: (device, user id, kind).
 final class ConformanceErrorSink: @unchecked Sendable {
     private let lock = NSLock()
-    private var errors: [(String, String)] = []
-    func add(_ userId: String, _ kind: String) { lock.lock(); errors.append((userId, kind)); lock.unlock() }
-    func take() -> [(String, String)] {
+    private var errors: [(String, String, String)] = []
+    func add(_ device: String, _ userId: String, _ kind: String) {
+        lock.lock(); errors.append((device, userId, kind)); lock.unlock()
+    }
+    func take() -> [(String, String, String)] {
         lock.lock(); defer { lock.unlock() }
         let out = errors
         errors = []
@@ -523,10 +529,19 @@ final class ConformanceErrorSink: @unchecked Sendable {
     }
 }
 
+/// Records each session error with the device whose App reported it.
 final class ConformanceErrorHandler: SessionErrorHandler, @unchecked Sendable {
     private let sink: ConformanceErrorSink
-    init(_ sink: ConformanceErrorSink) { self.sink = sink }
-    func onSessionError(user: User, error: SessionError) throws { sink.add(user.id(), kindName(error.kind)) }
+    private let device: String
+    init(_ sink: ConformanceErrorSink, device: String = confMainDevice) { self.sink = sink; self.device = device }
+    func onSessionError(user: User, error: SessionError) throws { sink.add(device, user.id(), kindName(error.kind)) }
+}
+
+/// A listener of the scenario: its recorder, its subscription, and the device it listens on.
+struct ConformanceListener {
+    let recorder: ConformanceRecorder
+    let subscription: Subscription
+    let device: String
 }
 
 private var emailCounter = 0
@@ -540,11 +555,19 @@ final class ConformanceRunner {
     private let storageDir: URL?
     private let sessionErrors: ConformanceErrorSink
     private var app: App
+    /// The devices `open_device` opened, by name; the scenario's first App is the main device.
+    private var devices: [String: App] = [:]
     private var users: [String: User] = [:]
-    private var labels: [String: String] = [:]
+    /// Which device each user label belongs to.
+    private var userDevice: [String: String] = [:]
+    /// Labels per device, then user id: the same user on two devices has two labels.
+    private var labels: [String: [String: String]] = [:]
+    private var labelCount = 0
+    /// The session ids of each label's last `sessions` list, in the server's order.
+    private var lastSessions: [String: [String]] = [:]
     private var emails: [(name: String, email: String)] = []
     private var keys: [String: (id: String, key: String?)] = [:]
-    private var listeners: [String: (ConformanceRecorder, Subscription)] = [:]
+    private var listeners: [String: ConformanceListener] = [:]
     private var refreshBase = 0
     /// The scenario's test issuer, when it has `"server": {"social": true}`.
     private let issuer: TestIssuer?
@@ -593,23 +616,79 @@ final class ConformanceRunner {
         return user
     }
 
-    private func label(_ user: User, _ asName: String?) -> String {
+    private func label(_ user: User, _ asName: String?, device: String = confMainDevice) -> String {
         let id = user.id()
         let label: String
-        if let known = labels[id] {
+        if let known = labels[device]?[id] {
             label = known
         } else {
-            label = asName ?? "user\(labels.count + 1)"
-            labels[id] = label
+            labelCount += 1
+            label = asName ?? "user\(labelCount)"
+            labels[device, default: [:]][id] = label
         }
         users[label] = user
-        if let asName { users[asName] = user }
+        userDevice[label] = device
+        if let asName {
+            users[asName] = user
+            userDevice[asName] = device
+        }
         return label
     }
 
-    private func labelOfId(_ userId: String?) -> String? {
+    private func labelOfId(_ userId: String?, device: String = confMainDevice) -> String? {
         guard let userId else { return nil }
-        return labels[userId] ?? "?"
+        return labels[device]?[userId] ?? "?"
+    }
+
+    /// The App of the device named `name` (the main device when nil).
+    private func deviceApp(_ name: String?) throws -> App {
+        guard let name, name != confMainDevice else { return app }
+        guard let other = devices[name] else {
+            throw ScriptError(description: "unknown device '\(name)' (open_device first)")
+        }
+        return other
+    }
+
+    /// A second App on the same server and app: its own in-memory store, this `platform`.
+    private func openDevice(_ name: String, platform: String) throws {
+        if name == confMainDevice || devices[name] != nil {
+            throw ScriptError(description: "device '\(name)' is already open")
+        }
+        let device = DeviceInfo(platform: platform, platformVersion: "1.0", deviceName: "\(platform) test device")
+        let other = try App(config: AppConfig(appId: appId, baseUrl: baseUrl, storage: .inMemory,
+                                              requestTimeoutMs: 10_000, device: device))
+        other.setSessionErrorHandler(handler: ConformanceErrorHandler(sessionErrors, device: name))
+        devices[name] = other
+    }
+
+    private func logOutScope(_ name: String?) throws -> LogOutScope? {
+        switch name {
+        case nil: return nil
+        case "this_device": return .thisDevice
+        case "other_devices": return .otherDevices
+        case "everywhere": return .everywhere
+        default:
+            throw ScriptError(description: "log_out \"scope\" is this_device, other_devices or everywhere, not '\(name!)'")
+        }
+    }
+
+    /// The id a `revoke_session` step names: index N of a label's last list, or "unknown".
+    private func sessionId(_ spec: CJSON?) throws -> String {
+        if spec?.stringValue == "unknown" { return "000000000000000000000000" }
+        guard let o = spec?.objectValue else {
+            throw ScriptError(description: "revoke_session needs \"session\": {\"of\", \"index\"} or \"unknown\"")
+        }
+        guard let of = o["of"]?.stringValue else { throw ScriptError(description: "revoke_session \"session\" needs \"of\"") }
+        guard let ids = lastSessions[of] else {
+            throw ScriptError(description: "no sessions list of '\(of)' yet (a sessions step first)")
+        }
+        guard case let .number(n) = o["index"], let index = Int(n) else {
+            throw ScriptError(description: "revoke_session \"session\" needs \"index\"")
+        }
+        guard ids.indices.contains(index) else {
+            throw ScriptError(description: "'\(of)' had \(ids.count) sessions, no index \(index)")
+        }
+        return ids[index]
     }
 
     private func email(_ name: String) -> String {
@@ -810,8 +889,27 @@ final class ConformanceRunner {
         switch op {
         case "log_in":
             guard let c = try need(step, "credentials").objectValue else { throw ScriptError(description: "bad credentials") }
-            let user = try await app.logIn(credentials: try await credentials(c))
-            return .string(label(user, asName))
+            let device = step["device"]?.stringValue ?? confMainDevice
+            let user = try await deviceApp(device).logIn(credentials: try await credentials(c))
+            return .string(label(user, asName, device: device))
+        case "open_device":
+            guard let name = step["name"]?.stringValue else { throw ScriptError(description: "open_device needs \"name\"") }
+            guard let platform = step["platform"]?.stringValue else {
+                throw ScriptError(description: "open_device needs \"platform\"")
+            }
+            try openDevice(name, platform: platform)
+        case "sessions":
+            let list = try await user(step).sessions()
+            lastSessions[step["user"]?.stringValue ?? ""] = list.map(\.id)
+            return .array(list.map {
+                .object(CObject([
+                    ("platform", .str($0.device.platform)),
+                    ("current", .bool($0.current)),
+                    ("provider_type", .str($0.providerType)),
+                ]))
+            })
+        case "revoke_session":
+            try await user(step).revokeSession(id: try sessionId(step["session"]))
         case "register":
             try await epa.registerUser(email: text(try need(step, "email")), password: text(try need(step, "password")))
         case "confirm_from_outbox":
@@ -863,7 +961,7 @@ final class ConformanceRunner {
         case "switch_user":
             try app.switchUser(user: try user(step))
         case "log_out":
-            try await user(step).logOut()
+            try await user(step).logOut(scope: try logOutScope(step["scope"]?.stringValue))
         case "remove_user":
             try await app.removeUser(user: try user(step))
         case "delete_user":
@@ -924,34 +1022,52 @@ final class ConformanceRunner {
         case "subscribe":
             guard let asName else { throw ScriptError(description: "subscribe needs \"as\"") }
             let recorder = ConformanceRecorder()
-            let subscription = try step.has("user")
-                ? user(step).subscribe(listener: recorder)
-                : app.subscribe(listener: recorder)
-            listeners[asName] = (recorder, subscription)
+            if step.has("user") {
+                let device = userDevice[step["user"]?.stringValue ?? ""] ?? confMainDevice
+                listeners[asName] = ConformanceListener(
+                    recorder: recorder, subscription: try user(step).subscribe(listener: recorder), device: device)
+            } else {
+                let device = step["device"]?.stringValue ?? confMainDevice
+                listeners[asName] = ConformanceListener(
+                    recorder: recorder, subscription: try deviceApp(device).subscribe(listener: recorder), device: device)
+            }
         case "unsubscribe":
             let name = step["listener"]?.stringValue
             guard let name, let entry = listeners.removeValue(forKey: name) else {
                 throw ScriptError(description: "unknown listener \(name.map { "'\($0)'" } ?? "None")")
             }
-            entry.1.cancel()
+            entry.subscription.cancel()
         case "events":
             let name = step["listener"]?.stringValue
             guard let name, let entry = listeners[name] else {
                 throw ScriptError(description: "unknown listener \(name.map { "'\($0)'" } ?? "None")")
             }
-            return .array(entry.0.take().map { CJSON.string("\(eventName($0.kind)):\(labelOfId($0.userId) ?? "-")") })
+            return .array(entry.recorder.take().map {
+                CJSON.string("\(eventName($0.kind)):\(labelOfId($0.userId, device: entry.device) ?? "-")")
+            })
         case "session_errors":
-            return .array(sessionErrors.take().map { CJSON.string("\(labelOfId($0.0) ?? "None"):\($0.1)") })
+            return .array(sessionErrors.take().map {
+                CJSON.string("\(labelOfId($0.1, device: $0.0) ?? "None"):\($0.2)")
+            })
         case "refresh_count":
             return .int(try await refreshCount() - refreshBase)
         case "restart_app":
             guard storageDir != nil else { throw ScriptError(description: "restart_app needs \"client\": {\"storage\": \"file\"}") }
-            for entry in listeners.values { entry.1.cancel() }
+            for entry in listeners.values { entry.subscription.cancel() }
             listeners = [:]
             app = try ConformanceRunner.newApp(appId: appId, baseUrl: baseUrl, storageDir: storageDir, sink: sessionErrors)
             var fresh: [String: User] = [:]
             for u in app.allUsers() { fresh[u.id()] = u }
-            users = users.compactMapValues { fresh[$0.id()] }
+            // Only the main device restarts; the other devices' users stay as they are.
+            var kept: [String: User] = [:]
+            for (label, u) in users {
+                if userDevice[label] != confMainDevice {
+                    kept[label] = u
+                } else if let f = fresh[u.id()] {
+                    kept[label] = f
+                }
+            }
+            users = kept
         case "admin_revoke", "admin_disable", "admin_enable", "admin_delete":
             let uid = try user(step).id()
             switch op {
@@ -973,7 +1089,8 @@ final class ConformanceRunner {
     }
 
     func close() {
-        for entry in listeners.values { entry.1.cancel() }
+        for entry in listeners.values { entry.subscription.cancel() }
+        devices = [:]
         if let storageDir { try? FileManager.default.removeItem(at: storageDir) }
     }
 }

@@ -107,12 +107,40 @@ fun User.linkCredentialsAsync(credentials: Credentials): CompletableFuture<Void?
     }
 
 /**
- * [User.logOut]: clears the tokens locally, then revokes on the server. Completes with null.
- * Fails with [User.logOut]'s errors (AppException) as the cause.
+ * [User.logOut]: logs out this device ([scope] null or [LogOutScope.THIS_DEVICE]: the tokens
+ * are cleared locally, then the session is revoked on the server), every other device
+ * ([LogOutScope.OTHER_DEVICES]: this one stays logged in) or all of them
+ * ([LogOutScope.EVERYWHERE]) (#25). Completes with null. Fails with [User.logOut]'s errors
+ * (AppException) as the cause.
  */
-fun User.logOutAsync(): CompletableFuture<Void?> =
+@JvmOverloads
+fun User.logOutAsync(scope: LogOutScope? = null): CompletableFuture<Void?> =
     FutureScope.future {
-        logOut()
+        logOut(scope)
+        null
+    }
+
+/**
+ * [User.sessions]: completes with the user's live sessions on the server (one per device
+ * signed in), oldest first, this device's with `current` true (#25). No secret in them. Fails
+ * with [User.sessions]'s errors (AppException) as the cause: SessionExpired when this device's
+ * own session has ended, Network, ...
+ */
+fun User.sessionsAsync(): CompletableFuture<List<SessionInfo>> =
+    FutureScope.future {
+        sessions()
+    }
+
+/**
+ * [User.revokeSession]: ends the session [id] (a [SessionInfo.id] from [User.sessions]); that
+ * device learns it at its next refresh (SessionExpired, kind SESSION_REVOKED). This device's
+ * own id logs it out here too (#25). Completes with null. Fails with [User.revokeSession]'s
+ * errors (AppException) as the cause: Service with code `SessionNotFound` (HTTP 404) for an id
+ * that is not one of this user's live sessions, InvalidArgument for a text that is not an id.
+ */
+fun User.revokeSessionAsync(id: String): CompletableFuture<Void?> =
+    FutureScope.future {
+        revokeSession(id)
         null
     }
 

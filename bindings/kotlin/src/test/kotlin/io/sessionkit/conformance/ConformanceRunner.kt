@@ -19,6 +19,8 @@ import io.sessionkit.ApiKey
 import io.sessionkit.AuthEvent
 import io.sessionkit.AuthEventListener
 import io.sessionkit.Credentials
+import io.sessionkit.DeviceInfo
+import io.sessionkit.LogOutScope
 import io.sessionkit.SessionError
 import io.sessionkit.SessionErrorHandler
 import io.sessionkit.StorageConfig
@@ -224,11 +226,21 @@ class Recorder : AuthEventListener {
     fun take(): List<AuthEvent> = synchronized(this) { events.toList().also { events.clear() } }
 }
 
-class ErrorHandler(private val sink: MutableList<Pair<String, String>>) : SessionErrorHandler {
+/** The label of the scenario's first App among its devices (`open_device` adds others). */
+const val MAIN_DEVICE = "main"
+
+/** Records each session error with the device ([device]) whose App reported it. */
+class ErrorHandler(
+    private val sink: MutableList<Triple<String, String, String>>,
+    private val device: String = MAIN_DEVICE,
+) : SessionErrorHandler {
     override fun onSessionError(user: User, error: SessionError) {
-        sink.add(user.id() to pascal(error.kind.name))
+        sink.add(Triple(device, user.id(), pascal(error.kind.name)))
     }
 }
+
+/** A listener of the scenario: its recorder, its subscription, and the device it listens on. */
+class Listener(val recorder: Recorder, val subscription: Subscription, val device: String)
 
 class Runner(
     private val baseUrl: String,
@@ -250,14 +262,22 @@ class Runner(
     private var adminToken: String? = null
     private val storageDir: File? =
         if (fileStorage) Files.createTempDirectory("sk-conformance-client-").toFile() else null
-    private val sessionErrors: MutableList<Pair<String, String>> =
+    /** Every device's session errors, in the order they were reported: (device, user id, kind). */
+    private val sessionErrors: MutableList<Triple<String, String, String>> =
         Collections.synchronizedList(mutableListOf())
     private var app: App = newApp()
+    /** The devices `open_device` opened, by name; the scenario's first App is [MAIN_DEVICE]. */
+    private val devices = linkedMapOf<String, App>()
     private var users = mutableMapOf<String, User>()
-    private val labels = mutableMapOf<String, String>()
+    /** Which device each user label belongs to. */
+    private val userDevice = mutableMapOf<String, String>()
+    /** Labels per (device, user id): the same user on two devices has two labels. */
+    private val labels = mutableMapOf<Pair<String, String>, String>()
+    /** The session ids of each label's last `sessions` list, in the server's order. */
+    private val lastSessions = mutableMapOf<String, List<String>>()
     private val emails = linkedMapOf<String, String>()
     private val keys = mutableMapOf<String, Pair<String, String?>>()
-    private val listeners = linkedMapOf<String, Pair<Recorder, Subscription>>()
+    private val listeners = linkedMapOf<String, Listener>()
     private val refreshBase: Long = if (admin != null) refreshCount() else 0
     /** Per address: how many of its mails `read_mail` has read, and the last one's text part. */
     private val mailsRead = mutableMapOf<String, Int>()
@@ -278,15 +298,57 @@ class Runner(
         return users[label] ?: throw Script("unknown user label ${label?.let { "'$it'" } ?: "None"}")
     }
 
-    private fun label(user: User, asName: String?): String {
-        val id = user.id()
-        val label = labels[id] ?: (asName ?: "user${labels.size + 1}").also { labels[id] = it }
+    private fun label(user: User, asName: String?, device: String = MAIN_DEVICE): String {
+        val key = device to user.id()
+        val label = labels[key] ?: (asName ?: "user${labels.size + 1}").also { labels[key] = it }
         users[label] = user
-        if (asName != null) users[asName] = user
+        userDevice[label] = device
+        if (asName != null) {
+            users[asName] = user
+            userDevice[asName] = device
+        }
         return label
     }
 
-    private fun labelOfId(userId: String?): String? = userId?.let { labels[it] ?: "?" }
+    private fun labelOfId(userId: String?, device: String = MAIN_DEVICE): String? =
+        userId?.let { labels[device to it] ?: "?" }
+
+    /** The App of the device named [name] ([MAIN_DEVICE] when null). */
+    private fun deviceApp(name: String?): App =
+        if (name == null || name == MAIN_DEVICE) app
+        else devices[name] ?: throw Script("unknown device '$name' (open_device first)")
+
+    /** A second App on the same server and app: its own in-memory store, this [platform]. */
+    private fun openDevice(name: String, platform: String) {
+        if (name == MAIN_DEVICE || name in devices) throw Script("device '$name' is already open")
+        val device = DeviceInfo(platform = platform, platformVersion = "1.0", deviceName = "$platform test device")
+        val other = App(
+            AppConfig(
+                appId = appId, baseUrl = baseUrl, storage = StorageConfig.InMemory,
+                requestTimeoutMs = 10_000, device = device,
+            ),
+        )
+        other.setSessionErrorHandler(ErrorHandler(sessionErrors, name))
+        devices[name] = other
+    }
+
+    private fun logOutScope(name: String?): LogOutScope? = when (name) {
+        null -> null
+        "this_device" -> LogOutScope.THIS_DEVICE
+        "other_devices" -> LogOutScope.OTHER_DEVICES
+        "everywhere" -> LogOutScope.EVERYWHERE
+        else -> throw Script("log_out \"scope\" is this_device, other_devices or everywhere, not '$name'")
+    }
+
+    /** The id a `revoke_session` step names: index N of a label's last list, or "unknown". */
+    private fun sessionId(spec: JsonElement?): String {
+        if ((spec as? JsonPrimitive)?.content == "unknown") return "000000000000000000000000"
+        val o = spec as? JsonObject ?: throw Script("revoke_session needs \"session\": {\"of\", \"index\"} or \"unknown\"")
+        val of = o.string("of") ?: throw Script("revoke_session \"session\" needs \"of\"")
+        val ids = lastSessions[of] ?: throw Script("no sessions list of '$of' yet (a sessions step first)")
+        val index = (o["index"] as? JsonPrimitive)?.intOrNull ?: throw Script("revoke_session \"session\" needs \"index\"")
+        return ids.getOrNull(index) ?: throw Script("'$of' had ${ids.size} sessions, no index $index")
+    }
 
     private fun email(name: String): String = emails.getOrPut(name) {
         counter += 1
@@ -463,9 +525,28 @@ class Runner(
         val epa = app.emailPasswordAuth()
         when (op) {
             "log_in" -> {
-                val user = app.logIn(credentials(step.need("credentials").jsonObject))
-                return JsonPrimitive(label(user, asName))
+                val device = step.string("device") ?: MAIN_DEVICE
+                val user = deviceApp(device).logIn(credentials(step.need("credentials").jsonObject))
+                return JsonPrimitive(label(user, asName, device))
             }
+            "open_device" -> openDevice(
+                step.string("name") ?: throw Script("open_device needs \"name\""),
+                step.string("platform") ?: throw Script("open_device needs \"platform\""),
+            )
+            "sessions" -> {
+                val list = user(step).sessions()
+                lastSessions[step.string("user")!!] = list.map { it.id }
+                return JsonArray(
+                    list.map {
+                        obj(
+                            "platform" to str(it.device.platform),
+                            "current" to JsonPrimitive(it.current),
+                            "provider_type" to str(it.providerType),
+                        )
+                    },
+                )
+            }
+            "revoke_session" -> user(step).revokeSession(sessionId(step["session"]))
             "register" -> epa.registerUser(text(step.need("email")), text(step.need("password")))
             "confirm_from_outbox" -> {
                 val (token, tokenId) = outboxToken(text(step.need("email")), "confirm")
@@ -510,7 +591,7 @@ class Runner(
                 )
             }
             "switch_user" -> app.switchUser(user(step))
-            "log_out" -> user(step).logOut()
+            "log_out" -> user(step).logOut(logOutScope(step.string("scope")))
             "remove_user" -> app.removeUser(user(step))
             "delete_user" -> app.deleteUser(user(step))
             "link" -> user(step).linkCredentials(credentials(step.need("credentials").jsonObject))
@@ -561,36 +642,44 @@ class Runner(
             "subscribe" -> {
                 if (asName == null) throw Script("subscribe needs \"as\"")
                 val recorder = Recorder()
-                val subscription =
-                    if ("user" in step) user(step).subscribe(recorder) else app.subscribe(recorder)
-                listeners[asName] = recorder to subscription
+                listeners[asName] = if ("user" in step) {
+                    Listener(recorder, user(step).subscribe(recorder), userDevice[step.string("user")] ?: MAIN_DEVICE)
+                } else {
+                    val device = step.string("device") ?: MAIN_DEVICE
+                    Listener(recorder, deviceApp(device).subscribe(recorder), device)
+                }
             }
             "unsubscribe" -> {
                 val label = step.string("listener")
-                val (_, subscription) = listeners.remove(label)
+                val listener = listeners.remove(label)
                     ?: throw Script("unknown listener ${label?.let { "'$it'" } ?: "None"}")
-                subscription.cancel()
+                listener.subscription.cancel()
             }
             "events" -> {
                 val label = step.string("listener")
-                val (recorder, _) = listeners[label]
+                val listener = listeners[label]
                     ?: throw Script("unknown listener ${label?.let { "'$it'" } ?: "None"}")
                 return JsonArray(
-                    recorder.take().map { JsonPrimitive("${pascal(it.kind.name)}:${labelOfId(it.userId) ?: "-"}") },
+                    listener.recorder.take().map {
+                        JsonPrimitive("${pascal(it.kind.name)}:${labelOfId(it.userId, listener.device) ?: "-"}")
+                    },
                 )
             }
             "session_errors" -> {
                 val errors = synchronized(sessionErrors) { sessionErrors.toList().also { sessionErrors.clear() } }
-                return JsonArray(errors.map { (id, kind) -> JsonPrimitive("${labelOfId(id)}:$kind") })
+                return JsonArray(errors.map { (device, id, kind) -> JsonPrimitive("${labelOfId(id, device)}:$kind") })
             }
             "refresh_count" -> return JsonPrimitive(refreshCount() - refreshBase)
             "restart_app" -> {
                 if (storageDir == null) throw Script("restart_app needs \"client\": {\"storage\": \"file\"}")
-                listeners.values.forEach { it.second.cancel() }
+                listeners.values.forEach { it.subscription.cancel() }
                 listeners.clear()
                 app = newApp()
                 val fresh = app.allUsers().associateBy { it.id() }
-                users = users.mapNotNull { (label, u) -> fresh[u.id()]?.let { label to it } }.toMap().toMutableMap()
+                // Only the main device restarts; the other devices' users stay as they are.
+                users = users.mapNotNull { (label, u) ->
+                    if (userDevice[label] != MAIN_DEVICE) label to u else fresh[u.id()]?.let { label to it }
+                }.toMap().toMutableMap()
             }
             "admin_revoke", "admin_disable", "admin_enable", "admin_delete" -> {
                 val uid = user(step).id()
@@ -611,7 +700,8 @@ class Runner(
     }
 
     override fun close() {
-        listeners.values.forEach { it.second.cancel() }
+        listeners.values.forEach { it.subscription.cancel() }
+        devices.values.forEach { it.close() }
         storageDir?.deleteRecursively()
     }
 }
