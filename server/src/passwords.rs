@@ -94,6 +94,8 @@ impl<'a> StoredPassword<'a> {
             Some(hash) => match LegacyHash::parse(hash) {
                 Ok(h) => StoredPassword::Legacy(h),
                 Err(e) => {
+                    // The error names the scheme and the faulty field, never the hash's salt or
+                    // digest (legacy_hashes.rs), so this line holds nothing to crack.
                     tracing::error!("an imported password hash no longer parses: {e}");
                     StoredPassword::MustReset
                 }
