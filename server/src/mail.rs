@@ -662,7 +662,7 @@ pub fn outcome(m: &QueuedMail, result: Result<(), SendError>, now: i64) -> MailO
         Err(SendError::Transient(why)) => {
             let next = now + backoff_secs(m.attempts);
             // What the mail carries, for the reason of a give-up.
-            let what = carried(m);
+            let what = if m.kind == EMAIL_OTP { "code" } else { "link" };
             if m.expires_at > 0 && next > m.expires_at - LAST_TRY_SECS {
                 // The backoff would skip past the expiry: one last try shortly before it (a
                 // link that is dead when it arrives only confuses its reader), then give up.
@@ -687,11 +687,6 @@ pub fn outcome(m: &QueuedMail, result: Result<(), SendError>, now: i64) -> MailO
             }
         }
     }
-}
-
-/// What a queued mail carries, for the reasons a mail fails: a sign-in code, or a link.
-fn carried(m: &QueuedMail) -> &'static str {
-    if m.kind == EMAIL_OTP { "code" } else { "link" }
 }
 
 /// Sends every due mail now, [`SENDERS`] at a time; the number of tries made.
@@ -726,7 +721,7 @@ pub async fn drain(st: &AppState, mailer: &Arc<dyn Mailer>, templates: &Arc<Temp
 async fn try_one(st: AppState, mailer: Arc<dyn Mailer>, templates: Arc<Templates>, m: QueuedMail) {
     let result = if m.expires_at > 0 && m.expires_at <= st.now() {
         // An operator's retry of a mail whose link has expired meanwhile: not sent.
-        let what = carried(m);
+        let what = if m.kind == EMAIL_OTP { "code" } else { "link" };
         Err(SendError::Permanent(format!(
             "its {what} expired before the relay took it (the user can ask for a new mail)"
         )))
