@@ -106,8 +106,9 @@ def parse_api(md: str) -> List[Item]:
         for k in _camel_words(kinds):
             items.append((kinds_of, k, "variant"))
     # A user's sessions (#25): the records' fields (SessionDevice's braces are inside the
-    # SessionInfo bullet), and the scopes of log_out: the names between "one of" and the colon.
-    for record in ("SessionInfo", "SessionDevice"):
+    # SessionInfo bullet) and those of the DeviceInfo a login sends, and the scopes of log_out:
+    # the names between "one of" and the colon.
+    for record in ("DeviceInfo", "SessionInfo", "SessionDevice"):
         found = re.search(rf"`{record} \{{(.*?)\}}", values, re.S)
         if not found:
             raise SystemExit(f"API.md: no `{record} {{...}}` in Values")

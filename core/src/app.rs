@@ -454,6 +454,7 @@ impl AppInner {
             ("frameworkName", &d.framework_name),
             ("frameworkVersion", &d.framework_version),
             ("bundleId", &d.bundle_id),
+            ("appVersion", &d.app_version),
         ] {
             if let Some(v) = value {
                 device[key] = json!(v);

@@ -40,19 +40,33 @@ impl fmt::Debug for StorageConfig {
     }
 }
 
-/// Describes the device and SDK in the login body's `options.device`.
+/// Describes the device and SDK in the login body's `options.device` (the fields of realm-core's
+/// `attach_auth_options`, plus realm-web's `appVersion`: REALM-SEMANTICS.md). The server keeps
+/// them with the session and lists them in the user's sessions (PROTOCOL.md, "Sessions").
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DeviceInfo {
+    /// The operating system (`platform`), e.g. `iOS`, `Android`, `linux`.
     pub platform: String,
+    /// Its version (`platformVersion`).
     pub platform_version: String,
+    /// The SDK's name (`sdk`).
     pub sdk: String,
+    /// The SDK's version (`sdkVersion`).
     pub sdk_version: String,
+    /// The processor architecture (`cpuArch`), e.g. `aarch64`.
     pub cpu_arch: String,
+    /// The device's model or name (`deviceName`), e.g. `Pixel 8`.
     pub device_name: Option<String>,
+    /// The device's version (`deviceVersion`).
     pub device_version: Option<String>,
+    /// The UI framework (`frameworkName`), e.g. `Flutter`.
     pub framework_name: Option<String>,
+    /// Its version (`frameworkVersion`).
     pub framework_version: Option<String>,
+    /// The app's bundle id or package name (`bundleId`).
     pub bundle_id: Option<String>,
+    /// The app's own version (`appVersion`), e.g. `2.4.0`: which build a session signed in from.
+    pub app_version: Option<String>,
 }
 
 impl Default for DeviceInfo {
@@ -68,6 +82,7 @@ impl Default for DeviceInfo {
             framework_name: None,
             framework_version: None,
             bundle_id: None,
+            app_version: None,
         }
     }
 }

@@ -38,6 +38,7 @@ pub struct SessionDevice {
     pub framework_name: Option<String>,
     pub framework_version: Option<String>,
     pub bundle_id: Option<String>,
+    pub app_version: Option<String>,
 }
 
 /// One live session of the user: a device signed in to the account. Holds no secret; its `id`
@@ -89,6 +90,7 @@ impl SessionInfo {
                 framework_name: text(&device, "framework_name"),
                 framework_version: text(&device, "framework_version"),
                 bundle_id: text(&device, "bundle_id"),
+                app_version: text(&device, "app_version"),
             },
             ip: text(doc, "ip"),
             api_key_name: doc.get("api_key").and_then(|k| text(k, "name")),

@@ -149,8 +149,8 @@ const DEVICE_FIELD_MAX: usize = 100;
 
 /// The listed device document of a login (`options.device`, PROTOCOL.md "Sessions"): the
 /// client's strings for `platform`, `platformVersion`, `sdk`, `sdkVersion`, `cpuArch`,
-/// `deviceName`, `deviceVersion`, `frameworkName`, `frameworkVersion`, `bundleId`, under
-/// snake_case names, each cut to 100 characters without control or format characters; anything else
+/// `deviceName`, `deviceVersion`, `frameworkName`, `frameworkVersion`, `bundleId`,
+/// `appVersion`, under snake_case names, each cut to 100 characters without control or format characters; anything else
 /// (other fields, non-strings) is dropped. `None` when nothing is left. The client chose the
 /// values: they are shown to the user as the device's, never trusted.
 pub fn device_document(body: &serde_json::Map<String, serde_json::Value>) -> Option<String> {
@@ -170,6 +170,7 @@ pub fn device_document(body: &serde_json::Map<String, serde_json::Value>) -> Opt
         ("frameworkName", "framework_name"),
         ("frameworkVersion", "framework_version"),
         ("bundleId", "bundle_id"),
+        ("appVersion", "app_version"),
     ] {
         if let Some(v) = device.get(wire).and_then(|v| v.as_str()) {
             let v: String = v

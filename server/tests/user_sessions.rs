@@ -28,6 +28,7 @@ async fn device_login(t: &T, name: &str, platform: &str) -> Value {
                 "sdkVersion": "1.2.3",
                 "cpuArch": "arm64",
                 "deviceName": format!("{platform} phone"),
+                "appVersion": "2.4.0 (118)",
                 "deviceId": "000000000000000000000000",
             }},
         }),
@@ -63,7 +64,8 @@ async fn the_list_shows_each_device_once_and_marks_the_callers() {
     assert_eq!(
         first["device"],
         json!({"platform": "iOS", "platform_version": "17.1", "sdk": "sessionkit-swift",
-               "sdk_version": "1.2.3", "cpu_arch": "arm64", "device_name": "iOS phone"})
+               "sdk_version": "1.2.3", "cpu_arch": "arm64", "device_name": "iOS phone",
+               "app_version": "2.4.0 (118)"})
     );
     assert_eq!(second["device"]["platform"], "Android");
     assert!(first["created"].as_i64().unwrap() > 0);

@@ -3,7 +3,9 @@
 //! another implementation made, custom JWT, Google and Apple identities, custom data) imported
 //! through the admin API; every login lands on the exported id, Google's and Apple's through
 //! the test issuer on loopback; an account imported with `must_reset` is refused with
-//! PasswordResetRequired.
+//! PasswordResetRequired. Every legacy hash scheme, with hashes other implementations made
+//! (server/tests/fixtures/legacy-hashes), logs in through `App::log_in`, is upgraded to the
+//! server's argon2 in the store, and a wrong password is refused exactly as an unknown email is.
 
 use serde_json::{Value, json};
 use sessionkit::{AppError, Credentials};
@@ -142,5 +144,133 @@ jwks_url = "{url}/jwks"
         .await
         .unwrap();
     assert_eq!(again.id(), ADA);
+    server.stop().await;
+}
+
+fn vectors() -> Vec<Value> {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../server/tests/fixtures/legacy-hashes/vectors.json"
+    ))
+    .unwrap();
+    let doc: Value = serde_json::from_str(&text).unwrap();
+    doc["vectors"].as_array().unwrap().clone()
+}
+
+/// The `password_hash` each imported user has in the store now, by email, read back through
+/// the server's own export (a second handle on its SQLite file or PostgreSQL database).
+async fn stored_hashes(server: &TestServer) -> std::collections::HashMap<String, String> {
+    let store = sessionkit_server::store::open(server.server.config())
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    sessionkit_server::export::run(store.as_ref(), &server.app_id, &mut out)
+        .await
+        .unwrap();
+    String::from_utf8(out)
+        .unwrap()
+        .lines()
+        .filter_map(|l| {
+            let line: Value = serde_json::from_str(l).unwrap();
+            let identity = line["identities"]
+                .as_array()?
+                .iter()
+                .find(|i| i["provider_type"] == "local-userpass")?
+                .clone();
+            Some((
+                identity["profile_data"]["email"].as_str()?.to_owned(),
+                identity["password_hash"].as_str()?.to_owned(),
+            ))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_legacy_scheme_logs_in_through_the_sdk_then_is_upgraded() {
+    let server = TestServer::with(ServerOptions::default()).await;
+    let vectors = vectors();
+    let mut lines = Vec::new();
+    for (i, v) in vectors.iter().enumerate() {
+        let mut identity = json!({
+            "provider_type": "local-userpass",
+            "id": format!("legacy-identity-{i}"),
+            "profile_data": {"email": format!("legacy{i}@example.com")},
+        });
+        if v["scheme"] == "firebase-scrypt" {
+            // A project's parameters hold for the lines after them (SERVER.md "Importing users").
+            lines.push(json!({"firebase_params": v["project"]}));
+            identity["firebase_scrypt"] = json!({"hash": v["hash"], "salt": v["salt"]});
+        } else {
+            identity["password_hash"] = v["hash"].clone();
+        }
+        lines.push(json!({"id": format!("legacy-user-{i}"), "identities": [identity]}));
+    }
+    let (status, report) = server
+        .admin(reqwest::Method::POST, "/users/import", Some(json!(lines)))
+        .await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["created"], json!(vectors.len()), "{report}");
+    let imported = stored_hashes(&server).await;
+    assert_eq!(imported.len(), vectors.len(), "{imported:?}");
+
+    let (app, _) = server.app();
+    // What an email nobody has gets: every wrong password below must be refused the same way.
+    let unknown = app
+        .log_in(Credentials::email_password(
+            "nobody@example.com",
+            "any-password",
+        ))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(unknown.contains("InvalidPassword"), "{unknown}");
+
+    for (i, v) in vectors.iter().enumerate() {
+        let made_by = v["made_by"].as_str().unwrap();
+        let email = format!("legacy{i}@example.com");
+        let password = v["password"].as_str().unwrap();
+        let legacy = &imported[&email];
+        // Kept in its own scheme until the first login (a Firebase hash in its PHC-like form,
+        // passlib's in standard PHC).
+        let scheme_of = |hash: &str| hash.split('$').nth(1).unwrap_or_default().to_owned();
+        let expected = match v["scheme"].as_str().unwrap() {
+            "firebase-scrypt" => "firebase-scrypt".to_owned(),
+            _ => scheme_of(v["hash"].as_str().unwrap()),
+        };
+        assert_eq!(scheme_of(legacy), expected, "{made_by}: {legacy}");
+
+        // Changed in front, since bcrypt reads only the first 72 bytes.
+        let wrong = app
+            .log_in(Credentials::email_password(&email, &format!("!x{password}")))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert_eq!(wrong, unknown, "{made_by}: refused as an unknown email is");
+
+        let user = app
+            .log_in(Credentials::email_password(&email, password))
+            .await
+            .unwrap_or_else(|e| panic!("{made_by}: {e}"));
+        assert_eq!(user.id(), format!("legacy-user-{i}"), "{made_by}");
+        let upgraded = stored_hashes(&server).await[&email].clone();
+        assert!(
+            upgraded.starts_with("$argon2id$") && upgraded != *legacy,
+            "{made_by}: the server's own hash after the first login, not {upgraded}"
+        );
+        user.log_out().await.unwrap();
+
+        let again = app
+            .log_in(Credentials::email_password(&email, password))
+            .await
+            .unwrap_or_else(|e| panic!("{made_by}, upgraded: {e}"));
+        assert_eq!(again.id(), format!("legacy-user-{i}"), "{made_by}");
+        assert_eq!(stored_hashes(&server).await[&email], upgraded, "{made_by}");
+        let wrong = app
+            .log_in(Credentials::email_password(&email, &format!("!x{password}")))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert_eq!(wrong, unknown, "{made_by}, upgraded: refused alike");
+    }
     server.stop().await;
 }

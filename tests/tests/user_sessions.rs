@@ -21,6 +21,7 @@ async fn device(server: &TestServer, platform: &str, sub: &str) -> (App, User, C
         platform: platform.into(),
         platform_version: "1.0".into(),
         device_name: Some(format!("{platform} test device")),
+        app_version: Some(format!("{platform}-2.4.0")),
         ..DeviceInfo::default()
     };
     let app = App::new(config).unwrap();
@@ -52,6 +53,7 @@ async fn each_device_sees_both_and_revoking_the_other_ends_it_at_its_next_refres
         seen[1].device.device_name.as_deref(),
         Some("macOS test device")
     );
+    assert_eq!(seen[1].device.app_version.as_deref(), Some("macOS-2.4.0"));
     assert_eq!(seen[0].provider_type.as_deref(), Some("custom-token"));
     assert!(seen[0].created <= seen[0].last_used);
     let from_laptop = laptop.sessions().await.unwrap();

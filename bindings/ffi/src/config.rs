@@ -149,6 +149,9 @@ pub struct DeviceInfo {
     pub framework_version: Option<String>,
     #[uniffi(default)]
     pub bundle_id: Option<String>,
+    /// The app's own version, sent as `appVersion` and listed with the user's sessions.
+    #[uniffi(default)]
+    pub app_version: Option<String>,
 }
 
 impl From<DeviceInfo> for sk::DeviceInfo {
@@ -166,6 +169,7 @@ impl From<DeviceInfo> for sk::DeviceInfo {
             framework_name: d.framework_name,
             framework_version: d.framework_version,
             bundle_id: d.bundle_id,
+            app_version: d.app_version,
         }
     }
 }

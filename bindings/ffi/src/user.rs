@@ -161,6 +161,7 @@ pub struct SessionDevice {
     pub framework_name: Option<String>,
     pub framework_version: Option<String>,
     pub bundle_id: Option<String>,
+    pub app_version: Option<String>,
 }
 
 /// One live session of the user on the server (a device signed in); no secret in it.
@@ -203,6 +204,7 @@ impl From<sk::SessionInfo> for SessionInfo {
                 framework_name: d.framework_name,
                 framework_version: d.framework_version,
                 bundle_id: d.bundle_id,
+                app_version: d.app_version,
             },
             ip: s.ip,
             api_key_name: s.api_key_name,

@@ -37,7 +37,12 @@ class Errors(SessionErrorHandler):
 
 def device_app(server: Server, platform: str) -> Tuple[sessionkit.App, Errors]:
     """An App of its own (in-memory store) whose logins tell the server `platform`."""
-    device = DeviceInfo(platform=platform, platform_version="1.0", device_name=f"{platform} test device")
+    device = DeviceInfo(
+        platform=platform,
+        platform_version="1.0",
+        device_name=f"{platform} test device",
+        app_version=f"{platform}-2.4.0",
+    )
     app = server.app(device=device)
     errors = Errors()
     app.set_session_error_handler(errors)
@@ -70,6 +75,7 @@ async def test_each_device_lists_both_sessions_as_typed_values(server: Server) -
     assert isinstance(seen[1].device, SessionDevice)
     assert seen[1].device.device_name == "macOS test device"
     assert seen[1].device.platform_version == "1.0"
+    assert seen[1].device.app_version == "macOS-2.4.0"
     assert seen[0].provider_type == "local-userpass"
     assert seen[0].api_key_name is None
     assert seen[0].id != seen[1].id
@@ -90,7 +96,7 @@ async def test_repr_is_readable_and_holds_no_token(server: Server) -> None:
     assert text == str(own)
     assert text.startswith(f"SessionInfo(id={own.id!r}, created=datetime.datetime(")
     assert "device=SessionDevice(platform='iOS', platform_version='1.0'" in text
-    assert "device_name='iOS test device'" in text
+    assert "device_name='iOS test device', app_version='iOS-2.4.0')" in text
     assert "provider_type='local-userpass'" in text and text.endswith("current=True)")
     # Fields that are None are left out; no token of the user appears.
     assert "api_key_name" not in text and "None" not in text

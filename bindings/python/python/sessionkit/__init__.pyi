@@ -214,6 +214,7 @@ class DeviceInfo:
     framework_name: Optional[str]
     framework_version: Optional[str]
     bundle_id: Optional[str]
+    app_version: Optional[str]
     def __init__(
         self,
         *,
@@ -227,6 +228,7 @@ class DeviceInfo:
         framework_name: Optional[str] = None,
         framework_version: Optional[str] = None,
         bundle_id: Optional[str] = None,
+        app_version: Optional[str] = None,
     ) -> None: ...
 
 class AppConfig:
@@ -338,6 +340,7 @@ class SessionDevice:
     framework_name: Optional[str]
     framework_version: Optional[str]
     bundle_id: Optional[str]
+    app_version: Optional[str]
     def __init__(
         self,
         *,
@@ -351,6 +354,7 @@ class SessionDevice:
         framework_name: Optional[str],
         framework_version: Optional[str],
         bundle_id: Optional[str],
+        app_version: Optional[str],
     ) -> None: ...
 
 class SessionInfo:

@@ -79,7 +79,7 @@ def _form(cls: type, secret: typing.Collection[str]) -> typing.Callable[[object]
 
 def _sparse_form(cls: type) -> typing.Callable[[object], str]:
     """The constructor-call form without the fields that are None: a ``SessionInfo`` and its
-    ``SessionDevice`` have ten optional fields that most logins leave unset (#25)."""
+    ``SessionDevice`` have eleven optional fields that most logins leave unset (#25)."""
     fields = [p.name for p in _params(cls)]
 
     def text(self: object) -> str:

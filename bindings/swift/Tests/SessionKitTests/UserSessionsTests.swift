@@ -23,7 +23,8 @@ private struct Device {
 
 private func device(_ server: TestServer, _ platform: String, _ sub: String) async throws -> Device {
     var config = server.config()
-    config.device = DeviceInfo(platform: platform, platformVersion: "1.0", deviceName: "\(platform) test device")
+    config.device = DeviceInfo(platform: platform, platformVersion: "1.0", deviceName: "\(platform) test device",
+                               appVersion: "\(platform)-2.4.0")
     let app = try App(config: config)
     let errors = Locked<[(String, SessionErrorKind)]>([])
     app.onSessionError { user, error in errors.mutate { $0.append((user.id(), error.kind)) } }
@@ -42,6 +43,7 @@ final class UserSessionsTests: XCTestCase {
             XCTAssertEqual(seen.map(\.device.platform), ["iOS", "macOS"])
             XCTAssertEqual(seen[1].device.deviceName, "macOS test device")
             XCTAssertEqual(seen[1].device.platformVersion, "1.0")
+            XCTAssertEqual(seen[1].device.appVersion, "macOS-2.4.0")
             XCTAssertEqual(seen[0].providerType, "custom-token")
             XCTAssertNil(seen[0].apiKeyName)
             XCTAssertLessThanOrEqual(seen[0].created, seen[0].lastUsed)

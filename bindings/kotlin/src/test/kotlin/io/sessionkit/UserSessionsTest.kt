@@ -29,6 +29,7 @@ class UserSessionsTest {
                     platform = platform,
                     platformVersion = "1.0",
                     deviceName = "$platform test device",
+                    appVersion = "$platform-2.4.0",
                 ),
             ),
         )
@@ -49,6 +50,7 @@ class UserSessionsTest {
                 assertEquals(listOf("iOS", "macOS"), seen.map { it.device.platform })
                 assertEquals("macOS test device", seen[1].device.deviceName)
                 assertEquals("1.0", seen[1].device.platformVersion)
+                assertEquals("macOS-2.4.0", seen[1].device.appVersion)
                 assertEquals("custom-token", seen[0].providerType)
                 assertNull(seen[0].apiKeyName)
                 assertFalse(seen[0].created.isAfter(seen[0].lastUsed), "$seen")
