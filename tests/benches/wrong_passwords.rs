@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::{Criterion, SamplingMode, criterion_group, criterion_main};
 use serde_json::{Value, json};
 use sessionkit::{App, Credentials};
 use sessionkit_tests::TestServer;
@@ -80,7 +80,9 @@ fn wrong_passwords(c: &mut Criterion) {
     assert_eq!(report["created"], json!(vectors.len()), "{report}");
 
     let mut group = c.benchmark_group("wrong_password");
+    // Flat sampling: iterations of 50 to 300 ms each, the same number in every sample.
     group
+        .sampling_mode(SamplingMode::Flat)
         .sample_size(20)
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(5));
