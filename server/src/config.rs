@@ -84,8 +84,23 @@ pub struct Config {
     pub rate_limits: RateLimitConfig,
     /// The SMTP relay (`[mail]`); without it, mails stay in the development outbox.
     pub mail: Option<MailConfig>,
+    /// Prometheus metrics (`[metrics]`, #26): off unless enabled.
+    pub metrics: MetricsConfig,
     /// The apps served.
     pub apps: Vec<AppConfig>,
+}
+
+/// `[metrics]`: `GET /metrics` in the OpenMetrics text format (metrics.rs; SERVER.md,
+/// "Metrics").
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Serve `/metrics` (default false).
+    pub enabled: bool,
+    /// Serve it on this address of its own, without credentials (bind it where only the
+    /// scraper reaches it). Without it, `/metrics` is on the server's address behind HTTP Basic
+    /// credentials of the admin key pair.
+    pub listen: Option<SocketAddr>,
 }
 
 /// `[limits]`: what one client can hold of the server. Connections that are slow or idle are
@@ -907,6 +922,8 @@ struct FileConfig {
     rate_limits: RateLimitConfig,
     mail: Option<MailConfig>,
     #[serde(default)]
+    metrics: MetricsConfig,
+    #[serde(default)]
     app: Vec<AppConfig>,
 }
 
@@ -960,6 +977,7 @@ impl Config {
             limits: file.limits,
             rate_limits: file.rate_limits,
             mail: file.mail,
+            metrics: file.metrics,
             apps: file.app,
         };
         if let Some(base) = base {
@@ -1027,6 +1045,7 @@ impl Config {
                 ..RateLimitConfig::default()
             },
             mail: None,
+            metrics: MetricsConfig::default(),
             apps: vec![AppConfig {
                 id: DEV_APP_ID.to_string(),
                 access_token_lifetime_secs: default_access(),

@@ -41,6 +41,9 @@ pub struct ApiError {
     pub reason: Option<Reason>,
     /// Seconds, sent as `Retry-After` (503, 429).
     pub retry_after: Option<u64>,
+    /// This answer revoked a session because a rotated-out refresh token was presented again
+    /// (counted by the metrics; not sent: the client sees a plain revoked session).
+    pub reuse_detected: bool,
 }
 
 impl ApiError {
@@ -52,7 +55,15 @@ impl ApiError {
             message: message.into(),
             reason: None,
             retry_after: None,
+            reuse_detected: false,
         }
+    }
+    /// 401 InvalidSession, reason `revoked`, for a session this request revoked because its
+    /// rotated-out refresh token was presented again (PROTOCOL.md, "Refresh token rotation").
+    pub fn reuse_detected() -> Self {
+        let mut e = Self::session_ended(Reason::Revoked);
+        e.reuse_detected = true;
+        e
     }
     /// Adds a `reason`.
     pub fn with_reason(mut self, reason: Reason) -> Self {

@@ -122,6 +122,8 @@ pub struct JwksCache {
     /// One lock per source: concurrent logins wait for one fetch instead of each making their
     /// own.
     entries: std::sync::Mutex<HashMap<String, Arc<Mutex<Entry>>>>,
+    /// Counts each fetch and its outcome, when metrics are on.
+    metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 /// The issuer could not be asked: a transient failure, never the caller's credentials.
@@ -137,11 +139,12 @@ fn unavailable_for(what: &str, retry_after_secs: i64) -> ApiError {
 }
 
 impl JwksCache {
-    /// An empty cache using `http` for its fetches.
-    pub fn new(http: reqwest::Client) -> Self {
+    /// An empty cache using `http` for its fetches, counting them in `metrics` when given.
+    pub fn new(http: reqwest::Client, metrics: Option<Arc<crate::metrics::Metrics>>) -> Self {
         Self {
             http,
             entries: Default::default(),
+            metrics,
         }
     }
 
@@ -305,14 +308,21 @@ impl JwksCache {
 
     /// GETs a JSON document from an issuer; what went wrong otherwise.
     async fn get_json<T: serde::de::DeserializeOwned>(&self, url: &str) -> Result<T, String> {
-        let resp = self
-            .http
-            .get(url)
-            .timeout(ISSUER_TIMEOUT)
-            .send()
-            .await
-            .map_err(http_trouble)?;
-        read_json_or_trouble(resp).await
+        let result = async {
+            let resp = self
+                .http
+                .get(url)
+                .timeout(ISSUER_TIMEOUT)
+                .send()
+                .await
+                .map_err(http_trouble)?;
+            read_json_or_trouble(resp).await
+        }
+        .await;
+        if let Some(m) = &self.metrics {
+            m.issuer_fetch(result.is_ok());
+        }
+        result
     }
 }
 

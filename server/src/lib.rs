@@ -16,6 +16,7 @@ pub mod import;
 pub mod jwks;
 pub mod legacy_hashes;
 pub mod mail;
+pub mod metrics;
 pub mod migrate;
 pub mod passwords;
 pub mod providers;
@@ -156,6 +157,8 @@ pub struct RunningServer {
     serve: Option<JoinHandle<()>>,
     sweeper: JoinHandle<()>,
     mailer: Option<JoinHandle<()>>,
+    /// The metrics address's server (`[metrics] listen`) and its bound address.
+    metrics: Option<(SocketAddr, JoinHandle<()>)>,
 }
 
 fn storage(e: impl std::fmt::Display) -> ServerError {
@@ -194,6 +197,24 @@ impl RunningServer {
             .await
             .map_err(|e| storage(e.message))?;
         let (apps, admin_secret, admin) = loaded;
+        if config.metrics.enabled && config.metrics.listen.is_none() && admin.is_none() {
+            return Err(ServerError::Config(ConfigError::Invalid {
+                key: "metrics".into(),
+                problem: "metrics on the server's address are read with the admin key pair: \
+                          set [admin] (or SESSIONKIT_ADMIN_PUBLIC_KEY and \
+                          SESSIONKIT_ADMIN_PRIVATE_KEY), or give [metrics] a listen address \
+                          of its own"
+                    .into(),
+            }));
+        }
+        let metrics_listener = match config.metrics.listen.filter(|_| config.metrics.enabled) {
+            Some(addr) => Some(
+                tokio::net::TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| ServerError::Bind { addr, source })?,
+            ),
+            None => None,
+        };
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .map_err(|source| ServerError::Bind {
@@ -209,6 +230,10 @@ impl RunningServer {
             .build()
             .map_err(storage)?;
         let config_rate_limits = config.rate_limits.clone();
+        let metrics = config
+            .metrics
+            .enabled
+            .then(|| Arc::new(metrics::Metrics::new()));
         let state: AppState = Arc::new(Inner {
             config,
             local_addr: addr,
@@ -219,7 +244,7 @@ impl RunningServer {
             counters: Counters::default(),
             instance_id: tokens::new_object_id(),
             store,
-            jwks: jwks::JwksCache::new(http.clone()),
+            jwks: jwks::JwksCache::new(http.clone(), metrics.clone()),
             http,
             sweep_now: Notify::new(),
             mail_now: Notify::new(),
@@ -227,6 +252,7 @@ impl RunningServer {
             last_key_reload: AtomicI64::new(0),
             passwords: passwords::Passwords::for_this_machine(),
             rate_limits: rate_limit::RateLimits::new(&config_rate_limits),
+            metrics: metrics.clone(),
         });
         let router = routes::router(state.clone());
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
@@ -236,6 +262,24 @@ impl RunningServer {
             serve::serve(listener, router, stop_rx, deadline, &limits).await
         });
         let sweeper = tokio::spawn(sweep_loop(state.clone()));
+        let metrics_server = match metrics_listener {
+            Some(l) => {
+                let addr = l.local_addr().map_err(|source| ServerError::Bind {
+                    addr: state.config.metrics.listen.unwrap_or(addr),
+                    source,
+                })?;
+                let app = routes::metrics::router(state.clone());
+                Some((
+                    addr,
+                    tokio::spawn(async move {
+                        if let Err(e) = axum::serve(l, app).await {
+                            tracing::error!("the metrics address stopped serving: {e}");
+                        }
+                    }),
+                ))
+            }
+            None => None,
+        };
         let mailer = delivery.map(|(mailer, templates)| {
             tokio::spawn(mail::worker(state.clone(), mailer, templates))
         });
@@ -246,12 +290,19 @@ impl RunningServer {
             serve: Some(serve),
             sweeper,
             mailer,
+            metrics: metrics_server,
         })
     }
 
     /// The bound address.
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The metrics address as bound (`[metrics] listen`, port 0 resolved), when metrics are
+    /// served on an address of their own.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(|(a, _)| *a)
     }
 
     /// `http://IP:PORT` of the bound address.
@@ -307,6 +358,9 @@ impl RunningServer {
         if let Some(m) = &self.mailer {
             m.abort();
         }
+        if let Some((_, m)) = &self.metrics {
+            m.abort();
+        }
         self.state.store.close().await;
     }
 }
@@ -318,6 +372,9 @@ impl Drop for RunningServer {
         }
         self.sweeper.abort();
         if let Some(m) = &self.mailer {
+            m.abort();
+        }
+        if let Some((_, m)) = &self.metrics {
             m.abort();
         }
     }

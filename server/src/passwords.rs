@@ -134,6 +134,12 @@ impl Passwords {
         }
     }
 
+    /// Hashes and checks admitted now: running, or waiting for a worker (the metrics'
+    /// `password_hash_queue`).
+    pub fn admitted(&self) -> usize {
+        self.admitted.load(Ordering::SeqCst)
+    }
+
     /// One worker per core and a queue of four per worker.
     pub fn for_this_machine() -> Self {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());

@@ -170,6 +170,8 @@ pub struct Inner {
     pub passwords: crate::passwords::Passwords,
     /// Request rate limits.
     pub rate_limits: crate::rate_limit::RateLimits,
+    /// Prometheus metrics, when `[metrics] enabled`.
+    pub metrics: Option<std::sync::Arc<crate::metrics::Metrics>>,
 }
 
 /// Cheap-to-clone handle on the shared state.

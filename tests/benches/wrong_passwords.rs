@@ -71,11 +71,8 @@ fn wrong_passwords(c: &mut Criterion) {
         }
         lines.push(json!({"id": format!("bench-user-{i}"), "identities": [identity]}));
     }
-    let (status, report) = rt.block_on(server.admin(
-        reqwest::Method::POST,
-        "/users/import",
-        Some(json!(lines)),
-    ));
+    let (status, report) =
+        rt.block_on(server.admin(reqwest::Method::POST, "/users/import", Some(json!(lines))));
     assert_eq!(status, 200, "{report}");
     assert_eq!(report["created"], json!(vectors.len()), "{report}");
 
@@ -87,8 +84,7 @@ fn wrong_passwords(c: &mut Criterion) {
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(5));
     group.bench_function("unknown_email", |b| {
-        b.to_async(&rt)
-            .iter(|| refused(&app, "nobody@example.com"))
+        b.to_async(&rt).iter(|| refused(&app, "nobody@example.com"))
     });
     group.bench_function("own_argon2id", |b| {
         b.to_async(&rt).iter(|| refused(&app, "own@example.com"))

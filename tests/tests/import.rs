@@ -241,7 +241,7 @@ async fn every_legacy_scheme_logs_in_through_the_sdk_then_is_upgraded() {
 
         // Changed in front, since bcrypt reads only the first 72 bytes.
         let wrong = app
-            .log_in(Credentials::email_password(&email, &format!("!x{password}")))
+            .log_in(Credentials::email_password(&email, format!("!x{password}")))
             .await
             .unwrap_err()
             .to_string();
@@ -266,7 +266,7 @@ async fn every_legacy_scheme_logs_in_through_the_sdk_then_is_upgraded() {
         assert_eq!(again.id(), format!("legacy-user-{i}"), "{made_by}");
         assert_eq!(stored_hashes(&server).await[&email], upgraded, "{made_by}");
         let wrong = app
-            .log_in(Credentials::email_password(&email, &format!("!x{password}")))
+            .log_in(Credentials::email_password(&email, format!("!x{password}")))
             .await
             .unwrap_err()
             .to_string();

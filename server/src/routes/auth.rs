@@ -240,10 +240,14 @@ pub async fn refresh(State(st): State<AppState>, headers: HeaderMap) -> Result<R
         st.now(),
     );
     let mut out = json!({ "access_token": access });
+    let rotated = checked.rotated.is_some();
     if let Some(r) = checked.rotated {
         out["refresh_token"] = Value::String(r);
     }
-    Ok(json_response(StatusCode::CREATED, &out))
+    let mut resp = json_response(StatusCode::CREATED, &out);
+    resp.extensions_mut()
+        .insert(crate::metrics::Rotated(rotated));
+    Ok(resp)
 }
 
 /// DELETE session: log out this session.

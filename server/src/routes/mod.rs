@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod auth;
 pub mod email_otp;
+pub mod metrics;
 pub mod userpass;
 
 use axum::Router;
@@ -224,11 +225,17 @@ pub fn router(state: AppState) -> Router {
         .route(&r(ADM, "/mail"), get(admin::mail_queue))
         .route(&r(ADM, "/mail/retry"), post(admin::retry_mail))
         .route(&r(ADM, "/metrics"), get(admin::metrics))
+        .route("/metrics", get(metrics::scrape_authenticated))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             shared_test_clock,
+        ))
+        // Inside render_errors, which takes the ApiError (and its code) out of the answer.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::observe,
         ))
         .layer(axum::middleware::from_fn(render_errors))
         .with_state(state)

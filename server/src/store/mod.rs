@@ -813,6 +813,9 @@ pub trait Store: Send + Sync + 'static {
     async fn mail_outcome(&self, seq: i64, outcome: MailOutcome) -> StoreResult<()>;
     /// The mail queue of an app, oldest first, without tokens (admin API).
     async fn mail_queue(&self, app_id: &str) -> StoreResult<Vec<MailRow>>;
+    /// How many mails of every app are pending (queued or waiting for a retry) and how many
+    /// failed for good: the metrics' `mail_queue` gauges.
+    async fn mail_queue_depth(&self) -> StoreResult<(u64, u64)>;
     /// An operator's retry (`admin mail retry`): the app's failed mails that can still be sent
     /// (their token live, not erased by a newer code) back in the queue, and its pending mails
     /// waiting for their next try, all due at `now`. Each keeps its queuing time. How many

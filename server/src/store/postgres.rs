@@ -1690,6 +1690,7 @@ impl Store for PostgresStore {
             tx.commit().await?;
             if n > 0 {
                 tracing::warn!(session = %sid, "rotated refresh token reused: revoking the session");
+                return Err(ApiError::reuse_detected());
             }
             return Err(ApiError::session_ended(Reason::Revoked));
         }
@@ -1713,7 +1714,7 @@ impl Store for PostgresStore {
                 .execute(&mut *tx)
                 .await?;
             tx.commit().await?;
-            return Err(ApiError::session_ended(Reason::Revoked));
+            return Err(ApiError::reuse_detected());
         }
         let mut rotated = None;
         match purpose {
@@ -2210,6 +2211,16 @@ impl Store for PostgresStore {
         };
         q.execute(&self.pool).await?;
         Ok(())
+    }
+
+    async fn mail_queue_depth(&self) -> StoreResult<(u64, u64)> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) FILTER (WHERE status = 'pending'), COUNT(*) FILTER (WHERE status = 'failed') FROM outbox",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        let (pending, failed): (i64, i64) = (row.try_get(0)?, row.try_get(1)?);
+        Ok((pending as u64, failed as u64))
     }
 
     async fn mail_queue(&self, app_id: &str) -> StoreResult<Vec<MailRow>> {

@@ -1676,6 +1676,7 @@ impl Store for SqliteStore {
                     .execute(params![sid, p.user_id])?;
                 if n > 0 {
                     tracing::warn!(session = %sid, "rotated refresh token reused: revoking the session");
+                    return Ok(Err(ApiError::reuse_detected()));
                 }
                 return Ok(Err(ApiError::session_ended(Reason::Revoked)));
             }
@@ -1697,7 +1698,7 @@ impl Store for SqliteStore {
                 tracing::warn!(session = %session.id, "rotated refresh token reused: revoking the session");
                 tx.prepare_cached("UPDATE sessions SET revoked = 1 WHERE id = ?1")?
                     .execute([&session.id])?;
-                return Ok(Err(ApiError::session_ended(Reason::Revoked)));
+                return Ok(Err(ApiError::reuse_detected()));
             }
             // Marks the token as seen by its client: from now on its parent counts as reused.
             tx.prepare_cached(
@@ -2199,6 +2200,18 @@ impl Store for SqliteStore {
                 })
             })?;
             Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+
+    async fn mail_queue_depth(&self) -> StoreResult<(u64, u64)> {
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT COALESCE(SUM(status = 'pending'), 0), COALESCE(SUM(status = 'failed'), 0) FROM outbox",
+            )?;
+            Ok(stmt.query_row([], |r| {
+                Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64))
+            })?)
         })
         .await
     }
