@@ -186,6 +186,27 @@ impl AdminClient {
         Ok(doc.as_array().cloned().unwrap_or_default())
     }
 
+    /// One page of the app's audit events (GET events): `query` is the endpoint's query
+    /// string (`user_id=...&kind=login,login_failed&after=...`), already encoded. Returns the
+    /// events and the `after` of the next page (`None` on the last).
+    pub async fn list_events(
+        &self,
+        app_id: &str,
+        query: &str,
+    ) -> Result<(Vec<Value>, Option<i64>), AdminError> {
+        let doc = self
+            .send(
+                Method::GET,
+                &Self::app_path(app_id, &format!("/events?{query}")),
+                None,
+            )
+            .await?;
+        Ok((
+            doc["events"].as_array().cloned().unwrap_or_default(),
+            doc["next_after"].as_i64(),
+        ))
+    }
+
     /// Sends the app's mail now: its failed mails that can still be sent (their link or code
     /// live) and its pending ones waiting for a try; how many (POST mail/retry).
     pub async fn retry_mail(&self, app_id: &str) -> Result<u64, AdminError> {

@@ -86,8 +86,25 @@ pub struct Config {
     pub mail: Option<MailConfig>,
     /// Prometheus metrics (`[metrics]`, #26): off unless enabled.
     pub metrics: MetricsConfig,
+    /// The audit log (`[audit]`, #26): how long its events are kept.
+    pub audit: AuditConfig,
     /// The apps served.
     pub apps: Vec<AppConfig>,
+}
+
+/// `[audit]`: the audit log of security events (audit.rs; SERVER.md, "Audit log").
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// Days an event is kept (default 90); 0 keeps every event. Older ones are deleted by the
+    /// background sweeper, a batch at a time.
+    pub retention_days: u32,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self { retention_days: 90 }
+    }
 }
 
 /// `[metrics]`: `GET /metrics` in the OpenMetrics text format (metrics.rs; SERVER.md,
@@ -924,6 +941,8 @@ struct FileConfig {
     #[serde(default)]
     metrics: MetricsConfig,
     #[serde(default)]
+    audit: AuditConfig,
+    #[serde(default)]
     app: Vec<AppConfig>,
 }
 
@@ -978,6 +997,7 @@ impl Config {
             rate_limits: file.rate_limits,
             mail: file.mail,
             metrics: file.metrics,
+            audit: file.audit,
             apps: file.app,
         };
         if let Some(base) = base {
@@ -1046,6 +1066,7 @@ impl Config {
             },
             mail: None,
             metrics: MetricsConfig::default(),
+            audit: AuditConfig::default(),
             apps: vec![AppConfig {
                 id: DEV_APP_ID.to_string(),
                 access_token_lifetime_secs: default_access(),

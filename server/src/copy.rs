@@ -221,6 +221,23 @@ const TABLES: &[Table] = &[
         pg_only: &[],
         keeps_identity: false,
     },
+    Table {
+        name: "audit_events",
+        columns: &[
+            ("seq", Int),
+            ("at", Int),
+            ("app_id", Text),
+            ("kind", Text),
+            ("user_id", Text),
+            ("session_id", Text),
+            ("ip", Text),
+            ("user_agent", Text),
+            ("actor", Text),
+            ("detail", Text),
+        ],
+        pg_only: &[],
+        keeps_identity: true,
+    },
 ];
 
 /// What a copy moved: each table's name and row count, in copy order (the same in SQLite and,

@@ -4,6 +4,7 @@
 //! Start it in-process with [`RunningServer::start`], or run the `sessionkit-server` binary.
 
 pub mod admin_client;
+pub mod audit;
 pub mod backup;
 pub mod config;
 pub mod copy;
@@ -382,10 +383,26 @@ impl Drop for RunningServer {
 
 async fn sweep(st: &AppState) -> Result<usize, ApiError> {
     let now = st.now();
-    st.store
+    let deleted = st
+        .store
         .sweep(now - ANON_USER_MAX_AGE_SECS, now - 24 * 3600, now)
-        .await
+        .await?;
+    let days = i64::from(st.config.audit.retention_days);
+    if days > 0 {
+        // In batches: each is a short write, so logins and refreshes queue behind none for
+        // long however many events have aged out.
+        while st
+            .store
+            .prune_events(now - days * 24 * 3600, AUDIT_PRUNE_BATCH)
+            .await?
+            == AUDIT_PRUNE_BATCH as u64
+        {}
+    }
+    Ok(deleted)
 }
+
+/// Audit events deleted per write when the retention prunes them.
+const AUDIT_PRUNE_BATCH: i64 = 5000;
 
 async fn sweep_loop(st: AppState) {
     let mut tick = tokio::time::interval(SWEEP_INTERVAL);

@@ -161,6 +161,37 @@ enum AdminAction {
         #[command(subcommand)]
         action: MailAction,
     },
+    /// The audit log of an app: security events (SERVER.md, "Audit log").
+    Events {
+        #[command(subcommand)]
+        action: EventsAction,
+    },
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum EventsAction {
+    /// Prints the app's events, oldest first, one JSON document per line (time, kind, user,
+    /// session, address, user agent, actor, detail; never a token or a password). Every page
+    /// is fetched unless --limit caps the count.
+    List {
+        #[arg(long)]
+        app: String,
+        /// Only this user's events.
+        #[arg(long)]
+        user: Option<String>,
+        /// Only these kinds (repeat, or separate with commas), e.g. login_failed.
+        #[arg(long, value_delimiter = ',')]
+        kind: Vec<String>,
+        /// From this Unix time on.
+        #[arg(long)]
+        since: Option<i64>,
+        /// Before this Unix time.
+        #[arg(long)]
+        until: Option<i64>,
+        /// At most this many events.
+        #[arg(long)]
+        limit: Option<u64>,
+    },
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -353,6 +384,57 @@ async fn admin(config: Option<&Config>, url: Option<&String>, action: &AdminActi
                 Err(e) => report(format!("retry the mail of {app}"), Err(e)),
             },
         },
+        AdminAction::Events {
+            action:
+                EventsAction::List {
+                    app,
+                    user,
+                    kind,
+                    since,
+                    until,
+                    limit,
+                },
+        } => {
+            let mut base = url::form_urlencoded::Serializer::new(String::new());
+            if let Some(u) = user {
+                base.append_pair("user_id", u);
+            }
+            if !kind.is_empty() {
+                base.append_pair("kind", &kind.join(","));
+            }
+            if let Some(s) = since {
+                base.append_pair("since", &s.to_string());
+            }
+            if let Some(u) = until {
+                base.append_pair("until", &u.to_string());
+            }
+            let base = base.finish();
+            let mut left = limit.unwrap_or(u64::MAX);
+            let mut after: Option<i64> = None;
+            while left > 0 {
+                let page = left.min(1000);
+                let mut query = format!("{base}&limit={page}");
+                if let Some(a) = after {
+                    query.push_str(&format!("&after={a}"));
+                }
+                match client.list_events(app, &query).await {
+                    Ok((events, next)) => {
+                        for e in &events {
+                            println!("{e}");
+                        }
+                        left = left.saturating_sub(events.len() as u64);
+                        match next {
+                            Some(n) => after = Some(n),
+                            None => break,
+                        }
+                    }
+                    Err(e) => {
+                        report(format!("list the events of {app}"), Err(e));
+                        break;
+                    }
+                }
+            }
+        }
     }
     if failed {
         ExitCode::FAILURE

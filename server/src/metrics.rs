@@ -430,7 +430,7 @@ fn method_label(m: &Method) -> &'static str {
 
 /// The provider segment of a login path, if it is one of [`PROVIDERS`] (an unknown one is
 /// `unknown`, so that made-up names cannot grow the label set).
-fn login_provider(path: &str) -> &'static str {
+pub fn login_provider(path: &str) -> &'static str {
     let segment = path
         .strip_suffix("/login")
         .and_then(|p| p.rsplit('/').next())

@@ -444,6 +444,77 @@ pub async fn mail_queue(
     Ok(json_response(StatusCode::OK, &json!(list)))
 }
 
+/// GET events (extension, #26; SERVER.md "Audit log"): the app's audit events in the order
+/// they were written, filtered by the query: `user_id`, `kind` (comma-separated kinds),
+/// `since` and `until` (Unix seconds, `since` inclusive), `after` (the `seq` of the previous
+/// page's last event) and `limit` (1 to 1000, default 100). Answers
+/// `{"events": [...], "next_after": seq}`, `next_after` null on the last page. 400 for a
+/// parameter that is not one of these, an unknown kind, or a number that is not one.
+pub async fn events(
+    State(st): State<AppState>,
+    path: AppPath,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let Path((_, app_id)) = path.map_err(path_error)?;
+    admin_app(&st, &headers, &app_id)?;
+    let mut filter = crate::audit::Filter {
+        app_id: app_id.clone(),
+        user_id: None,
+        kinds: Vec::new(),
+        since: None,
+        until: None,
+        after: None,
+        limit: 100,
+    };
+    let number = |key: &str, v: &str| {
+        v.parse::<i64>()
+            .map_err(|_| ApiError::bad_request(format!("{key} must be an integer, not {v:?}")))
+    };
+    for (key, value) in url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+        match key.as_ref() {
+            "user_id" => filter.user_id = Some(value.into_owned()),
+            "kind" => {
+                for k in value.split(',').filter(|k| !k.is_empty()) {
+                    if !crate::audit::kind::ALL.contains(&k) {
+                        return Err(ApiError::bad_request(format!(
+                            "unknown event kind {k:?}; the kinds are {}",
+                            crate::audit::kind::ALL.join(", ")
+                        )));
+                    }
+                    filter.kinds.push(k.to_string());
+                }
+            }
+            "since" => filter.since = Some(number("since", &value)?),
+            "until" => filter.until = Some(number("until", &value)?),
+            "after" => filter.after = Some(number("after", &value)?),
+            "limit" => {
+                filter.limit = number("limit", &value)?;
+                if !(1..=crate::audit::PAGE_MAX).contains(&filter.limit) {
+                    return Err(ApiError::bad_request(format!(
+                        "limit must be 1 to {}",
+                        crate::audit::PAGE_MAX
+                    )));
+                }
+            }
+            other => {
+                return Err(ApiError::bad_request(format!(
+                    "unknown parameter {other:?}: user_id, kind, since, until, after, limit"
+                )));
+            }
+        }
+    }
+    let limit = filter.limit;
+    let events = st.store.audit_events(filter).await?;
+    let next_after = (events.len() as i64 == limit)
+        .then(|| events.last().map(|e| e.seq))
+        .flatten();
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({"events": events, "next_after": next_after}),
+    ))
+}
+
 /// POST mail/retry (extension, #23): the app's failed mails that can still be sent back in the
 /// queue, and its pending ones, due now (`Store::retry_mail`); `{"retried": N}`, the mails now
 /// due.

@@ -1,6 +1,7 @@
 //! HTTP routing, body extraction and error rendering.
 
 pub mod admin;
+pub mod audit;
 pub mod auth;
 pub mod email_otp;
 pub mod metrics;
@@ -224,10 +225,16 @@ pub fn router(state: AppState) -> Router {
         .route(&r(ADM, "/outbox"), get(admin::outbox))
         .route(&r(ADM, "/mail"), get(admin::mail_queue))
         .route(&r(ADM, "/mail/retry"), post(admin::retry_mail))
+        .route(&r(ADM, "/events"), get(admin::events))
         .route(&r(ADM, "/metrics"), get(admin::metrics))
         .route("/metrics", get(metrics::scrape_authenticated))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        // Inside shared_test_clock: an event's time is the caught-up clock's.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            audit::context,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             shared_test_clock,

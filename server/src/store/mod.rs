@@ -813,6 +813,19 @@ pub trait Store: Send + Sync + 'static {
     async fn mail_outcome(&self, seq: i64, outcome: MailOutcome) -> StoreResult<()>;
     /// The mail queue of an app, oldest first, without tokens (admin API).
     async fn mail_queue(&self, app_id: &str) -> StoreResult<Vec<MailRow>>;
+    /// Appends events that record no change of their own (a refused login, a rate limit):
+    /// the changes' own events are written by the store in their transactions (audit.rs).
+    async fn record_events(&self, events: Vec<crate::audit::Event>) -> StoreResult<()>;
+    /// The events `filter` selects, in the order they were written (`seq`), at most
+    /// `filter.limit`.
+    async fn audit_events(
+        &self,
+        filter: crate::audit::Filter,
+    ) -> StoreResult<Vec<crate::audit::Event>>;
+    /// Deletes up to `limit` events from before `before` (Unix seconds), oldest first; how many
+    /// it deleted (the sweeper calls it until it deletes fewer, so that no batch holds the
+    /// writers up for long).
+    async fn prune_events(&self, before: i64, limit: i64) -> StoreResult<u64>;
     /// How many mails of every app are pending (queued or waiting for a retry) and how many
     /// failed for good: the metrics' `mail_queue` gauges.
     async fn mail_queue_depth(&self) -> StoreResult<(u64, u64)>;
@@ -961,6 +974,18 @@ pub fn merges_profile_data(provider_type: &str) -> bool {
 
 /// 401 InvalidPassword: a wrong password, an unknown email, or an account deleted while its
 /// login was under way (the same answer, so it says nothing of which).
+/// The audit event of `login` (kind `login`, or `identity_linked` detail for a link), its
+/// user and session to be added by the store once known.
+pub fn login_event(login: &Login) -> crate::audit::Event {
+    let provider = login
+        .identity
+        .as_ref()
+        .map_or("anon-user", |i| i.provider_type.as_str());
+    crate::audit::Event::new(&login.app_id, crate::audit::kind::LOGIN)
+        .at(login.now)
+        .detail(serde_json::json!({"provider": provider, "link": login.link_to.is_some()}))
+}
+
 pub fn invalid_password() -> ApiError {
     ApiError::new(
         axum::http::StatusCode::UNAUTHORIZED,

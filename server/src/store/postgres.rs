@@ -12,7 +12,7 @@
 use std::borrow::Cow;
 use std::time::Duration;
 
-use serde_json::{Map, Value};
+use serde_json::{Map, Value, json};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Postgres, Row, SqlStr};
@@ -24,6 +24,7 @@ use super::{
     SigningKeyRow, StartSession, Store, StoreResult, StoreStats, StoredCode, Successor, UserRow,
     UserpassRow,
 };
+use crate::audit::{self, Event, kind};
 use crate::config::DatabaseConfig;
 use crate::error::{ApiError, Reason};
 use crate::import::{self, ImportUser, Imported, Write};
@@ -57,10 +58,15 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "session devices",
         include_str!("../../migrations/postgres/0005_session_devices.sql"),
     ),
+    (
+        6,
+        "audit events",
+        include_str!("../../migrations/postgres/0006_audit_events.sql"),
+    ),
 ];
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 5;
+pub const SCHEMA_VERSION: i64 = 6;
 
 fn newer_schema(version: i64) -> String {
     format!(
@@ -405,6 +411,26 @@ async fn identities(c: &mut Conn, user_id: &str) -> Result<Vec<IdentityRow>, sql
             })
         })
         .collect()
+}
+
+/// Appends `e` to the audit log, in the caller's transaction (audit.rs).
+async fn insert_event(c: &mut Conn, e: &Event) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO audit_events (at, app_id, kind, user_id, session_id, ip, user_agent, actor, detail)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    )
+    .bind(e.at)
+    .bind(&e.app_id)
+    .bind(&e.kind)
+    .bind(&e.user_id)
+    .bind(&e.session_id)
+    .bind(&e.ip)
+    .bind(&e.user_agent)
+    .bind(&e.actor)
+    .bind(e.detail_text())
+    .execute(c)
+    .await?;
+    Ok(())
 }
 
 async fn revoke_user_sessions(c: &mut Conn, user_id: &str) -> Result<u64, sqlx::Error> {
@@ -946,7 +972,11 @@ impl PostgresStore {
         }
         match change {
             UserChange::Revoke => {
-                revoke_user_sessions(&mut tx, user_id).await?;
+                let n = revoke_user_sessions(&mut tx, user_id).await?;
+                let event = Event::new(app_id, kind::SESSIONS_REVOKED)
+                    .user(user_id)
+                    .detail(json!({"scope": "all", "count": n}));
+                insert_event(&mut tx, &event).await?;
             }
             UserChange::Disabled(disabled) => {
                 sqlx::query("UPDATE users SET disabled = $2 WHERE id = $1")
@@ -957,6 +987,12 @@ impl PostgresStore {
                 if disabled {
                     revoke_user_sessions(&mut tx, user_id).await?;
                 }
+                let kind = if disabled {
+                    kind::USER_DISABLED
+                } else {
+                    kind::USER_ENABLED
+                };
+                insert_event(&mut tx, &Event::new(app_id, kind).user(user_id)).await?;
             }
             UserChange::CustomData(doc) => {
                 sqlx::query("UPDATE users SET custom_data = $2 WHERE id = $1")
@@ -1119,11 +1155,16 @@ impl Store for PostgresStore {
         .bind(now)
         .execute(&mut *tx)
         .await?;
+        let event = Event::new(app_id, kind::SIGNING_KEY_ADDED)
+            .at(now)
+            .detail(json!({"kid": key.kid, "alg": key.alg}));
+        insert_event(&mut tx, &event).await?;
         tx.commit().await?;
         Ok(true)
     }
 
     async fn login(&self, login: Login, start: StartSession) -> StoreResult<(UserRow, NewSession)> {
+        let event = super::login_event(&login);
         let mut tx = self.begin().await?;
         if let Some(refused) = spend_code(&mut tx, &login).await? {
             // The spent attempt (or the removal of an expired code) is kept.
@@ -1309,6 +1350,7 @@ impl Store for PostgresStore {
         .bind(now)
         .execute(&mut *tx)
         .await?;
+        insert_event(&mut tx, &event.user(&user.id).session(&s.id)).await?;
         tx.commit().await?;
         Ok((user, s))
     }
@@ -1519,6 +1561,13 @@ impl Store for PostgresStore {
             .execute(&mut *tx)
             .await?
             .rows_affected();
+        if n > 0 {
+            insert_event(
+                &mut tx,
+                &Event::new(app_id, kind::USER_DELETED).user(user_id),
+            )
+            .await?;
+        }
         tx.commit().await?;
         Ok(n > 0)
     }
@@ -1569,6 +1618,7 @@ impl Store for PostgresStore {
         session_id: &str,
         now: i64,
     ) -> StoreResult<bool> {
+        let mut tx = self.begin().await?;
         let n = sqlx::query(
             "UPDATE sessions SET revoked = TRUE
              WHERE id = $1 AND app_id = $2 AND user_id = $3 AND NOT revoked AND expires_at > $4",
@@ -1577,9 +1627,17 @@ impl Store for PostgresStore {
         .bind(app_id)
         .bind(user_id)
         .bind(now)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?
         .rows_affected();
+        if n == 1 {
+            let event = Event::new(app_id, kind::SESSIONS_REVOKED)
+                .user(user_id)
+                .session(session_id)
+                .detail(json!({"scope": "one", "count": 1}));
+            insert_event(&mut tx, &event).await?;
+        }
+        tx.commit().await?;
         Ok(n == 1)
     }
 
@@ -1589,6 +1647,7 @@ impl Store for PostgresStore {
         user_id: &str,
         keep: Option<&str>,
     ) -> StoreResult<usize> {
+        let mut tx = self.begin().await?;
         let n = sqlx::query(
             "UPDATE sessions SET revoked = TRUE
              WHERE app_id = $1 AND user_id = $2 AND NOT revoked AND id IS DISTINCT FROM $3",
@@ -1596,9 +1655,22 @@ impl Store for PostgresStore {
         .bind(app_id)
         .bind(user_id)
         .bind(keep)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?
         .rows_affected();
+        let scope = if keep.is_some() {
+            "other_devices"
+        } else {
+            "everywhere"
+        };
+        let mut event = Event::new(app_id, kind::SESSIONS_REVOKED)
+            .user(user_id)
+            .detail(json!({"scope": scope, "count": n}));
+        if let Some(k) = keep {
+            event = event.session(k);
+        }
+        insert_event(&mut tx, &event).await?;
+        tx.commit().await?;
         Ok(n as usize)
     }
 
@@ -1633,6 +1705,7 @@ impl Store for PostgresStore {
         purpose: RefreshUse,
     ) -> StoreResult<CheckedSession> {
         let p = &presented;
+        let base = Event::new(&p.app_id, kind::REFRESH_TOKEN_REUSE).at(p.now);
         let mut tx = self.begin().await?;
         // Lock the session first: two instances presented tokens of one session (the same
         // old token, say) take turns, and the second judges what the first committed. One
@@ -1687,6 +1760,9 @@ impl Store for PostgresStore {
             .execute(&mut *tx)
             .await?
             .rows_affected();
+            if n > 0 {
+                insert_event(&mut tx, &base.user(&p.user_id).session(sid)).await?;
+            }
             tx.commit().await?;
             if n > 0 {
                 tracing::warn!(session = %sid, "rotated refresh token reused: revoking the session");
@@ -1713,6 +1789,7 @@ impl Store for PostgresStore {
                 .bind(&session.id)
                 .execute(&mut *tx)
                 .await?;
+            insert_event(&mut tx, &base.user(&user.id).session(&session.id)).await?;
             tx.commit().await?;
             return Err(ApiError::reuse_detected());
         }
@@ -1770,6 +1847,12 @@ impl Store for PostgresStore {
                         .bind(&session.id)
                         .execute(&mut *tx)
                         .await?;
+                    let event = base
+                        .kind(kind::SESSIONS_REVOKED)
+                        .user(&user.id)
+                        .session(&session.id)
+                        .detail(json!({"scope": "this_device", "count": 1}));
+                    insert_event(&mut tx, &event).await?;
                 }
             }
         }
@@ -1790,6 +1873,7 @@ impl Store for PostgresStore {
         now: i64,
     ) -> StoreResult<()> {
         // The UNIQUE (user_id, name) constraint decides, on every instance.
+        let mut tx = self.begin().await?;
         let n = sqlx::query(
             "INSERT INTO api_keys (id, app_id, user_id, name, key_hash, created_at) VALUES ($1, $2, $3, $4, $5, $6)
              ON CONFLICT (user_id, name) DO NOTHING",
@@ -1800,12 +1884,18 @@ impl Store for PostgresStore {
         .bind(&key.name)
         .bind(key_hash)
         .bind(now)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?
         .rows_affected();
         if n == 0 {
             return Err(super::api_key_name_taken());
         }
+        let event = Event::new(app_id, kind::API_KEY_CREATED)
+            .at(now)
+            .user(user_id)
+            .detail(json!({"key_id": key.id, "name": key.name}));
+        insert_event(&mut tx, &event).await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -1852,15 +1942,16 @@ impl Store for PostgresStore {
 
     async fn delete_api_key(&self, user_id: &str, id: &str) -> StoreResult<bool> {
         let mut tx = self.begin().await?;
-        let n = sqlx::query("DELETE FROM api_keys WHERE id = $1 AND user_id = $2")
-            .bind(id)
-            .bind(user_id)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        if n == 0 {
+        let app_id: Option<String> = sqlx::query_scalar(
+            "DELETE FROM api_keys WHERE id = $1 AND user_id = $2 RETURNING app_id",
+        )
+        .bind(id)
+        .bind(user_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(app_id) = app_id else {
             return Ok(false);
-        }
+        };
         sqlx::query(
             "DELETE FROM identities WHERE provider_type = 'api-key' AND external_id = $1 AND user_id = $2",
         )
@@ -1869,10 +1960,16 @@ impl Store for PostgresStore {
         .execute(&mut *tx)
         .await?;
         // The sessions that logged in with the key end with it.
-        sqlx::query("UPDATE sessions SET revoked = TRUE WHERE api_key_id = $1")
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
+        let n =
+            sqlx::query("UPDATE sessions SET revoked = TRUE WHERE api_key_id = $1 AND NOT revoked")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        let event = Event::new(&app_id, kind::API_KEY_DELETED)
+            .user(user_id)
+            .detail(json!({"key_id": id, "sessions_revoked": n}));
+        insert_event(&mut tx, &event).await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -1884,23 +1981,37 @@ impl Store for PostgresStore {
         disabled: bool,
     ) -> StoreResult<bool> {
         let mut tx = self.begin().await?;
-        let n = sqlx::query("UPDATE api_keys SET disabled = $1 WHERE id = $2 AND user_id = $3")
-            .bind(disabled)
+        let app_id: Option<String> = sqlx::query_scalar(
+            "UPDATE api_keys SET disabled = $1 WHERE id = $2 AND user_id = $3 RETURNING app_id",
+        )
+        .bind(disabled)
+        .bind(id)
+        .bind(user_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(app_id) = app_id else {
+            return Ok(false);
+        };
+        let mut n = 0;
+        if disabled {
+            // Disabling ends the key's sessions; enabling it again does not revive them.
+            n = sqlx::query(
+                "UPDATE sessions SET revoked = TRUE WHERE api_key_id = $1 AND NOT revoked",
+            )
             .bind(id)
-            .bind(user_id)
             .execute(&mut *tx)
             .await?
             .rows_affected();
-        if n == 0 {
-            return Ok(false);
         }
-        if disabled {
-            // Disabling ends the key's sessions; enabling it again does not revive them.
-            sqlx::query("UPDATE sessions SET revoked = TRUE WHERE api_key_id = $1")
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
-        }
+        let kind = if disabled {
+            kind::API_KEY_DISABLED
+        } else {
+            kind::API_KEY_ENABLED
+        };
+        let event = Event::new(&app_id, kind)
+            .user(user_id)
+            .detail(json!({"key_id": id, "sessions_revoked": n}));
+        insert_event(&mut tx, &event).await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -1938,6 +2049,10 @@ impl Store for PostgresStore {
         if let Some(t) = &confirm {
             store_mail_token(&mut tx, app_id, email, t).await?;
         }
+        let event = Event::new(app_id, kind::REGISTERED)
+            .at(now)
+            .detail(json!({"confirmed": confirm.is_none()}));
+        insert_event(&mut tx, &event).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -2035,6 +2150,14 @@ impl Store for PostgresStore {
             .bind(&email)
             .execute(&mut *tx)
             .await?;
+        let mut event = Event::new(app_id, kind::CONFIRMED).at(now);
+        if let Some(row) = userpass(&mut tx, app_id, &email, RowLock::None).await?
+            && let Some(user) =
+                identity_owner(&mut tx, app_id, "local-userpass", &row.identity_id).await?
+        {
+            event = event.user(&user);
+        }
+        insert_event(&mut tx, &event).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -2069,11 +2192,14 @@ impl Store for PostgresStore {
         .bind(&email)
         .execute(&mut *tx)
         .await?;
+        let mut event = Event::new(app_id, kind::PASSWORD_RESET).at(now);
         if let Some(user) =
             identity_owner(&mut tx, app_id, "local-userpass", &row.identity_id).await?
         {
-            revoke_user_sessions(&mut tx, &user).await?;
+            let n = revoke_user_sessions(&mut tx, &user).await?;
+            event = event.user(&user).detail(json!({"sessions_revoked": n}));
         }
+        insert_event(&mut tx, &event).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -2209,8 +2335,95 @@ impl Store for PostgresStore {
                     .bind(why)
             }
         };
-        q.execute(&self.pool).await?;
+        let done = match &outcome {
+            MailOutcome::Sent(at) => Some((kind::MAIL_SENT, Some(*at))),
+            MailOutcome::Failed(_) => Some((kind::MAIL_FAILED, None)),
+            MailOutcome::RetryAt(..) => None,
+        };
+        let Some((event_kind, at)) = done else {
+            q.execute(&self.pool).await?;
+            return Ok(());
+        };
+        let mut tx = self.begin().await?;
+        let mail = sqlx::query(
+            "SELECT app_id, kind, attempts FROM outbox WHERE seq = $1 AND status = 'pending' FOR UPDATE",
+        )
+        .bind(seq)
+        .fetch_optional(&mut *tx)
+        .await?;
+        q.execute(&mut *tx).await?;
+        if let Some(r) = mail {
+            let (app_id, mail_kind, attempts): (String, String, i64) =
+                (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?);
+            let mut event = Event::new(&app_id, event_kind)
+                .detail(json!({"mail": mail_kind, "seq": seq, "attempts": attempts}));
+            if let Some(at) = at {
+                event = event.at(at);
+            }
+            insert_event(&mut tx, &event).await?;
+        }
+        tx.commit().await?;
         Ok(())
+    }
+
+    async fn record_events(&self, events: Vec<Event>) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        for e in &events {
+            insert_event(&mut tx, e).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn audit_events(&self, filter: audit::Filter) -> StoreResult<Vec<Event>> {
+        let rows = sqlx::query(
+            "SELECT seq, at, app_id, kind, user_id, session_id, ip, user_agent, actor, detail
+             FROM audit_events
+             WHERE app_id = $1 AND seq > $2 AND ($3::text IS NULL OR user_id = $3)
+               AND ($4::bigint IS NULL OR at >= $4) AND ($5::bigint IS NULL OR at < $5)
+               AND (cardinality($6::text[]) = 0 OR kind = ANY($6))
+             ORDER BY seq LIMIT $7",
+        )
+        .bind(&filter.app_id)
+        .bind(filter.after.unwrap_or(0))
+        .bind(&filter.user_id)
+        .bind(filter.since)
+        .bind(filter.until)
+        .bind(&filter.kinds)
+        .bind(filter.limit)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            let detail: Option<String> = r.try_get(9)?;
+            out.push(Event {
+                seq: r.try_get(0)?,
+                at: r.try_get(1)?,
+                app_id: r.try_get(2)?,
+                kind: r.try_get(3)?,
+                user_id: r.try_get(4)?,
+                session_id: r.try_get(5)?,
+                ip: r.try_get(6)?,
+                user_agent: r.try_get(7)?,
+                actor: r.try_get(8)?,
+                detail: detail
+                    .and_then(|d| serde_json::from_str(&d).ok())
+                    .unwrap_or(Value::Null),
+            });
+        }
+        Ok(out)
+    }
+
+    async fn prune_events(&self, before: i64, limit: i64) -> StoreResult<u64> {
+        Ok(sqlx::query(
+            "DELETE FROM audit_events WHERE seq IN (
+               SELECT seq FROM audit_events WHERE at < $1 ORDER BY seq LIMIT $2)",
+        )
+        .bind(before)
+        .bind(limit)
+        .execute(&self.pool)
+        .await?
+        .rows_affected())
     }
 
     async fn mail_queue_depth(&self) -> StoreResult<(u64, u64)> {

@@ -4,7 +4,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use rusqlite::{Connection, OptionalExtension, params};
-use serde_json::{Map, Value};
+use serde_json::{Map, Value, json};
 
 use super::{
     ApiKeyRow, CODE_REPLACED, CONFIRM, CheckedSession, CodeVerdict, EmailOtpCode, ExportUser,
@@ -13,13 +13,14 @@ use super::{
     SigningKeyRow, StartSession, Store, StoreResult, StoreStats, StoredCode, Successor, UserRow,
     UserpassRow,
 };
+use crate::audit::{self, Event, kind};
 use crate::error::{ApiError, Reason};
 use crate::import::{self, ImportUser, Imported, Write};
 use crate::providers::Proof;
 use crate::tokens;
 
 /// The schema version this build writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 10;
+pub const SCHEMA_VERSION: i64 = 11;
 
 /// The database file's name in the data directory.
 pub const DB_FILE: &str = "sessionkit.db";
@@ -127,6 +128,27 @@ const MIGRATIONS: &[(i64, &str, Option<DataStep>)] = &[
         "ALTER TABLE sessions ADD COLUMN provider_type TEXT;
          ALTER TABLE sessions ADD COLUMN device TEXT;
          ALTER TABLE sessions ADD COLUMN ip TEXT;",
+        None,
+    ),
+    (
+        11,
+        // The audit log of security events (#26, audit.rs): append-only, written in the
+        // transaction of the change each records; pruned by age.
+        "CREATE TABLE audit_events (
+           seq INTEGER PRIMARY KEY AUTOINCREMENT,
+           at INTEGER NOT NULL,
+           app_id TEXT NOT NULL,
+           kind TEXT NOT NULL,
+           user_id TEXT,
+           session_id TEXT,
+           ip TEXT,
+           user_agent TEXT,
+           actor TEXT NOT NULL,
+           detail TEXT
+         );
+         CREATE INDEX audit_events_app ON audit_events(app_id, seq);
+         CREATE INDEX audit_events_user ON audit_events(app_id, user_id, seq);
+         CREATE INDEX audit_events_at ON audit_events(at);",
         None,
     ),
 ];
@@ -488,6 +510,33 @@ fn identities(conn: &Connection, user_id: &str) -> rusqlite::Result<Vec<Identity
 fn revoke_user_sessions(conn: &Connection, user_id: &str) -> rusqlite::Result<usize> {
     conn.prepare_cached("UPDATE sessions SET revoked = 1 WHERE user_id = ?1 AND revoked = 0")?
         .execute([user_id])
+}
+
+/// Appends `e` to the audit log, in the caller's transaction (audit.rs).
+fn insert_event(conn: &Connection, e: &Event) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO audit_events (at, app_id, kind, user_id, session_id, ip, user_agent, actor, detail)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    )?
+    .execute(params![
+        e.at,
+        e.app_id,
+        e.kind,
+        e.user_id,
+        e.session_id,
+        e.ip,
+        e.user_agent,
+        e.actor,
+        e.detail_text()
+    ])?;
+    Ok(())
+}
+
+/// The app of API key `id` of `user_id`, if it exists.
+fn api_key_app(conn: &Connection, user_id: &str, id: &str) -> rusqlite::Result<Option<String>> {
+    conn.prepare_cached("SELECT app_id FROM api_keys WHERE id = ?1 AND user_id = ?2")?
+        .query_row([id, user_id], |r| r.get(0))
+        .optional()
 }
 
 fn userpass(conn: &Connection, app_id: &str, email: &str) -> rusqlite::Result<Option<UserpassRow>> {
@@ -1359,6 +1408,7 @@ impl Store for SqliteStore {
         now: i64,
     ) -> StoreResult<bool> {
         let app_id = app_id.to_owned();
+        let ctx = audit::context();
         self.write(move |conn| {
             let tx = conn;
             if let Some(alg) = only_if_alg_differs {
@@ -1393,18 +1443,25 @@ impl Store for SqliteStore {
                     now
                 ],
             )?;
+            let event = Event::in_context(&app_id, kind::SIGNING_KEY_ADDED, ctx)
+                .at(now)
+                .detail(json!({"kid": key.kid, "alg": key.alg}));
+            insert_event(tx, &event)?;
             Ok(true)
         })
         .await
     }
 
     async fn login(&self, login: Login, start: StartSession) -> StoreResult<(UserRow, NewSession)> {
+        let event = super::login_event(&login);
         self.write(move |conn| {
             // A refused code (its spent attempt kept) is committed as an `Ok` of the job.
             if let Some(refused) = spend_code(conn, &login)? {
                 return Ok(Err(refused));
             }
-            login_tx(conn, login, start).map(Ok)
+            let (user, session) = login_tx(conn, login, start)?;
+            insert_event(conn, &event.user(&user.id).session(&session.id))?;
+            Ok(Ok((user, session)))
         })
         .await?
     }
@@ -1532,14 +1589,23 @@ impl Store for SqliteStore {
     }
 
     async fn delete_user(&self, app_id: &str, user_id: &str) -> StoreResult<bool> {
+        let event = Event::new(app_id, kind::USER_DELETED).user(user_id);
         let (app_id, user_id) = (app_id.to_owned(), user_id.to_owned());
-        self.write(move |conn| Ok(delete_user(conn, &app_id, &user_id)?))
-            .await
+        self.write(move |conn| {
+            let deleted = delete_user(conn, &app_id, &user_id)?;
+            if deleted {
+                insert_event(conn, &event)?;
+            }
+            Ok(deleted)
+        })
+        .await
     }
 
     async fn revoke_sessions(&self, app_id: &str, user_id: &str) -> StoreResult<bool> {
-        self.with_user(app_id, user_id, |tx, id| {
-            revoke_user_sessions(tx, id).map(|_| ())
+        let event = Event::new(app_id, kind::SESSIONS_REVOKED).user(user_id);
+        self.with_user(app_id, user_id, move |tx, id| {
+            let n = revoke_user_sessions(tx, id)?;
+            insert_event(tx, &event.detail(json!({"scope": "all", "count": n})))
         })
         .await
     }
@@ -1584,14 +1650,22 @@ impl Store for SqliteStore {
         session_id: &str,
         now: i64,
     ) -> StoreResult<bool> {
+        let event = Event::new(app_id, kind::SESSIONS_REVOKED)
+            .user(user_id)
+            .session(session_id)
+            .detail(json!({"scope": "one", "count": 1}));
         let (app_id, user_id, session_id) =
             (app_id.to_owned(), user_id.to_owned(), session_id.to_owned());
         self.write(move |conn| {
-            Ok(conn.execute(
+            let revoked = conn.execute(
                 "UPDATE sessions SET revoked = 1
                  WHERE id = ?1 AND app_id = ?2 AND user_id = ?3 AND revoked = 0 AND expires_at > ?4",
                 params![session_id, app_id, user_id, now],
-            )? == 1)
+            )? == 1;
+            if revoked {
+                insert_event(conn, &event)?;
+            }
+            Ok(revoked)
         })
         .await
     }
@@ -1602,14 +1676,25 @@ impl Store for SqliteStore {
         user_id: &str,
         keep: Option<&str>,
     ) -> StoreResult<usize> {
+        let scope = if keep.is_some() {
+            "other_devices"
+        } else {
+            "everywhere"
+        };
+        let mut event = Event::new(app_id, kind::SESSIONS_REVOKED).user(user_id);
+        if let Some(k) = keep {
+            event = event.session(k);
+        }
         let (app_id, user_id) = (app_id.to_owned(), user_id.to_owned());
         let keep = keep.map(str::to_owned);
         self.write(move |conn| {
-            Ok(conn.execute(
+            let n = conn.execute(
                 "UPDATE sessions SET revoked = 1
                  WHERE app_id = ?1 AND user_id = ?2 AND revoked = 0 AND id IS NOT ?3",
                 params![app_id, user_id, keep],
-            )?)
+            )?;
+            insert_event(conn, &event.detail(json!({"scope": scope, "count": n})))?;
+            Ok(n)
         })
         .await
     }
@@ -1632,6 +1717,12 @@ impl Store for SqliteStore {
         user_id: &str,
         disabled: bool,
     ) -> StoreResult<bool> {
+        let kind = if disabled {
+            kind::USER_DISABLED
+        } else {
+            kind::USER_ENABLED
+        };
+        let event = Event::new(app_id, kind).user(user_id);
         self.with_user(app_id, user_id, move |tx, id| {
             tx.execute(
                 "UPDATE users SET disabled = ?1 WHERE id = ?2",
@@ -1640,7 +1731,7 @@ impl Store for SqliteStore {
             if disabled {
                 revoke_user_sessions(tx, id)?;
             }
-            Ok(())
+            insert_event(tx, &event)
         })
         .await
     }
@@ -1664,6 +1755,7 @@ impl Store for SqliteStore {
     ) -> StoreResult<CheckedSession> {
         // The writer runs one job at a time: no other use of the session comes between the
         // judging and the writes. Reuse revokes the session, kept though the call fails.
+        let base = Event::new(&presented.app_id, kind::REFRESH_TOKEN_REUSE).at(presented.now);
         self.write(move |tx| {
             let p = &presented;
             let user = user(tx, &p.app_id, &p.user_id)?;
@@ -1676,6 +1768,7 @@ impl Store for SqliteStore {
                     .execute(params![sid, p.user_id])?;
                 if n > 0 {
                     tracing::warn!(session = %sid, "rotated refresh token reused: revoking the session");
+                    insert_event(tx, &base.user(&p.user_id).session(sid))?;
                     return Ok(Err(ApiError::reuse_detected()));
                 }
                 return Ok(Err(ApiError::session_ended(Reason::Revoked)));
@@ -1698,6 +1791,7 @@ impl Store for SqliteStore {
                 tracing::warn!(session = %session.id, "rotated refresh token reused: revoking the session");
                 tx.prepare_cached("UPDATE sessions SET revoked = 1 WHERE id = ?1")?
                     .execute([&session.id])?;
+                insert_event(tx, &base.user(&user.id).session(&session.id))?;
                 return Ok(Err(ApiError::reuse_detected()));
             }
             // Marks the token as seen by its client: from now on its parent counts as reused.
@@ -1711,6 +1805,12 @@ impl Store for SqliteStore {
                 RefreshUse::Logout => {
                     tx.prepare_cached("UPDATE sessions SET revoked = 1 WHERE id = ?1")?
                         .execute([&session.id])?;
+                    let event = base
+                        .kind(kind::SESSIONS_REVOKED)
+                        .user(&user.id)
+                        .session(&session.id)
+                        .detail(json!({"scope": "this_device", "count": 1}));
+                    insert_event(tx, &event)?;
                 }
                 RefreshUse::Refresh(next) => {
                     tx.prepare_cached("UPDATE sessions SET last_used_at = ?1 WHERE id = ?2")?
@@ -1769,6 +1869,10 @@ impl Store for SqliteStore {
         key_hash: &str,
         now: i64,
     ) -> StoreResult<()> {
+        let event = Event::new(app_id, kind::API_KEY_CREATED)
+            .at(now)
+            .user(user_id)
+            .detail(json!({"key_id": key.id, "name": key.name}));
         let (app_id, user_id, key, key_hash) = (
             app_id.to_owned(),
             user_id.to_owned(),
@@ -1787,6 +1891,7 @@ impl Store for SqliteStore {
             if n == 0 {
                 return Err(super::api_key_name_taken());
             }
+            insert_event(conn, &event)?;
             Ok(())
         })
         .await
@@ -1836,22 +1941,30 @@ impl Store for SqliteStore {
 
     async fn delete_api_key(&self, user_id: &str, id: &str) -> StoreResult<bool> {
         let (user_id, id) = (user_id.to_owned(), id.to_owned());
+        let ctx = audit::context();
         self.write(move |conn| {
             {
                 let tx = conn;
-                let n = tx.execute(
+                let Some(app_id) = api_key_app(tx, &user_id, &id)? else {
+                    return Ok(false);
+                };
+                tx.execute(
                     "DELETE FROM api_keys WHERE id = ?1 AND user_id = ?2",
                     params![id, user_id],
                 )?;
-                if n == 0 {
-                    return Ok(false);
-                }
                 tx.execute(
                     "DELETE FROM identities WHERE provider_type = 'api-key' AND external_id = ?1 AND user_id = ?2",
                     params![id, user_id],
                 )?;
                 // The sessions that logged in with the key end with it.
-                tx.execute("UPDATE sessions SET revoked = 1 WHERE api_key_id = ?1", [&id])?;
+                let n = tx.execute(
+                    "UPDATE sessions SET revoked = 1 WHERE api_key_id = ?1 AND revoked = 0",
+                    [&id],
+                )?;
+                let event = Event::in_context(&app_id, kind::API_KEY_DELETED, ctx)
+                    .user(&user_id)
+                    .detail(json!({"key_id": id, "sessions_revoked": n}));
+                insert_event(tx, &event)?;
                 Ok(true)
             }
         })
@@ -1865,23 +1978,34 @@ impl Store for SqliteStore {
         disabled: bool,
     ) -> StoreResult<bool> {
         let (user_id, id) = (user_id.to_owned(), id.to_owned());
+        let ctx = audit::context();
         self.write(move |conn| {
             {
                 let tx = conn;
-                let n = tx.execute(
+                let Some(app_id) = api_key_app(tx, &user_id, &id)? else {
+                    return Ok(false);
+                };
+                tx.execute(
                     "UPDATE api_keys SET disabled = ?1 WHERE id = ?2 AND user_id = ?3",
                     params![disabled, id, user_id],
                 )?;
-                if n == 0 {
-                    return Ok(false);
-                }
+                let mut n = 0;
                 if disabled {
                     // Disabling ends the key's sessions; enabling it again does not revive them.
-                    tx.execute(
-                        "UPDATE sessions SET revoked = 1 WHERE api_key_id = ?1",
+                    n = tx.execute(
+                        "UPDATE sessions SET revoked = 1 WHERE api_key_id = ?1 AND revoked = 0",
                         [&id],
                     )?;
                 }
+                let kind = if disabled {
+                    kind::API_KEY_DISABLED
+                } else {
+                    kind::API_KEY_ENABLED
+                };
+                let event = Event::in_context(&app_id, kind, ctx)
+                    .user(&user_id)
+                    .detail(json!({"key_id": id, "sessions_revoked": n}));
+                insert_event(tx, &event)?;
                 Ok(true)
             }
         })
@@ -1902,6 +2026,9 @@ impl Store for SqliteStore {
         confirm: Option<MailToken>,
         now: i64,
     ) -> StoreResult<()> {
+        let event = Event::new(app_id, kind::REGISTERED)
+            .at(now)
+            .detail(json!({"confirmed": confirm.is_none()}));
         let (app_id, email, hash) = (
             app_id.to_owned(),
             email.to_owned(),
@@ -1922,6 +2049,7 @@ impl Store for SqliteStore {
                 if let Some(t) = &confirm {
                     store_mail_token(tx, &app_id, &email, t)?;
                 }
+                insert_event(tx, &event)?;
                 Ok(())
             }
         })
@@ -2009,6 +2137,7 @@ impl Store for SqliteStore {
         now: i64,
     ) -> StoreResult<()> {
         let (app_id, token, token_id) = (app_id.to_owned(), token.to_owned(), token_id.to_owned());
+        let ctx = audit::context();
         self.write(move |conn| {
             let tx = conn;
             let email = take_mail_token(tx, &app_id, CONFIRM, &token, &token_id, now)?;
@@ -2016,6 +2145,13 @@ impl Store for SqliteStore {
                 "UPDATE userpass SET confirmed = 1 WHERE app_id = ?1 AND email = ?2",
                 params![app_id, email],
             )?;
+            let mut event = Event::in_context(&app_id, kind::CONFIRMED, ctx).at(now);
+            if let Some(row) = userpass(tx, &app_id, &email)?
+                && let Some(user) = identity_owner(tx, &app_id, "local-userpass", &row.identity_id)?
+            {
+                event = event.user(&user);
+            }
+            insert_event(tx, &event)?;
             Ok(())
         })
         .await
@@ -2034,6 +2170,7 @@ impl Store for SqliteStore {
             PasswordAccount::Email(e) => Err(e.to_owned()),
             PasswordAccount::ResetToken(t, id) => Ok((t.to_owned(), id.to_owned())),
         };
+        let ctx = audit::context();
         self.write(move |conn| {
             let tx = conn;
             let email = match account {
@@ -2051,9 +2188,12 @@ impl Store for SqliteStore {
                 "DELETE FROM userpass_tokens WHERE app_id = ?1 AND email = ?2 AND kind = 'reset'",
                 params![app_id, email],
             )?;
+            let mut event = Event::in_context(&app_id, kind::PASSWORD_RESET, ctx).at(now);
             if let Some(user) = identity_owner(tx, &app_id, "local-userpass", &row.identity_id)? {
-                revoke_user_sessions(tx, &user)?;
+                let n = revoke_user_sessions(tx, &user)?;
+                event = event.user(&user).detail(json!({"sessions_revoked": n}));
             }
+            insert_event(tx, &event)?;
             Ok(())
         })
         .await
@@ -2160,7 +2300,29 @@ impl Store for SqliteStore {
     }
 
     async fn mail_outcome(&self, seq: i64, outcome: MailOutcome) -> StoreResult<()> {
+        let ctx = audit::context();
         self.write(move |conn| {
+            let done = match &outcome {
+                MailOutcome::Sent(at) => Some((kind::MAIL_SENT, Some(*at))),
+                MailOutcome::Failed(_) => Some((kind::MAIL_FAILED, None)),
+                MailOutcome::RetryAt(..) => None,
+            };
+            if let Some((event_kind, at)) = done {
+                let mail: Option<(String, String, i64)> = conn
+                    .prepare_cached(
+                        "SELECT app_id, kind, attempts FROM outbox WHERE seq = ?1 AND status = 'pending'",
+                    )?
+                    .query_row([seq], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                    .optional()?;
+                if let Some((app_id, mail_kind, attempts)) = mail {
+                    let mut event = Event::in_context(&app_id, event_kind, ctx)
+                        .detail(json!({"mail": mail_kind, "seq": seq, "attempts": attempts}));
+                    if let Some(at) = at {
+                        event = event.at(at);
+                    }
+                    insert_event(conn, &event)?;
+                }
+            }
             match outcome {
                 MailOutcome::Sent(at) => conn.execute(
                     "UPDATE outbox SET status = 'sent', sent_at = ?2, token = '', error = NULL WHERE seq = ?1",
@@ -2200,6 +2362,72 @@ impl Store for SqliteStore {
                 })
             })?;
             Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+
+    async fn record_events(&self, events: Vec<Event>) -> StoreResult<()> {
+        self.write(move |conn| {
+            for e in &events {
+                insert_event(conn, e)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn audit_events(&self, filter: audit::Filter) -> StoreResult<Vec<Event>> {
+        self.read(move |conn| {
+            let kinds = (!filter.kinds.is_empty()).then(|| json!(filter.kinds).to_string());
+            let mut stmt = conn.prepare_cached(
+                "SELECT seq, at, app_id, kind, user_id, session_id, ip, user_agent, actor, detail
+                 FROM audit_events
+                 WHERE app_id = ?1 AND seq > ?2 AND (?3 IS NULL OR user_id = ?3)
+                   AND (?4 IS NULL OR at >= ?4) AND (?5 IS NULL OR at < ?5)
+                   AND (?6 IS NULL OR kind IN (SELECT value FROM json_each(?6)))
+                 ORDER BY seq LIMIT ?7",
+            )?;
+            let rows = stmt.query_map(
+                params![
+                    filter.app_id,
+                    filter.after.unwrap_or(0),
+                    filter.user_id,
+                    filter.since,
+                    filter.until,
+                    kinds,
+                    filter.limit
+                ],
+                |r| {
+                    let detail: Option<String> = r.get(9)?;
+                    Ok(Event {
+                        seq: r.get(0)?,
+                        at: r.get(1)?,
+                        app_id: r.get(2)?,
+                        kind: r.get(3)?,
+                        user_id: r.get(4)?,
+                        session_id: r.get(5)?,
+                        ip: r.get(6)?,
+                        user_agent: r.get(7)?,
+                        actor: r.get(8)?,
+                        detail: detail
+                            .and_then(|d| serde_json::from_str(&d).ok())
+                            .unwrap_or(Value::Null),
+                    })
+                },
+            )?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+
+    async fn prune_events(&self, before: i64, limit: i64) -> StoreResult<u64> {
+        self.write(move |conn| {
+            Ok(conn
+                .prepare_cached(
+                    "DELETE FROM audit_events WHERE seq IN (
+                       SELECT seq FROM audit_events WHERE at < ?1 ORDER BY seq LIMIT ?2)",
+                )?
+                .execute(params![before, limit])? as u64)
         })
         .await
     }

@@ -1,0 +1,84 @@
+//! The audit context of every request, and the events that record no change (crate::audit;
+//! SERVER.md, "Audit log"): a refused login and a rate-limited request are written here, after
+//! the answer is made, on their own; every change's event is written by the store in the
+//! change's transaction.
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::Next;
+use axum::response::Response;
+use serde_json::json;
+
+use crate::audit::{self, Actor, Context, Event, kind};
+use crate::error::ApiError;
+use crate::rate_limit::ClientAddr;
+use crate::state::AppState;
+
+/// Runs the request in its audit context (address, user agent, actor, server time), then
+/// writes the event of a refused login or a rate limit. A failure to write it is logged and
+/// changes nothing of the answer: the audit log never fails a request that made no change.
+pub async fn context(State(st): State<AppState>, req: Request, next: Next) -> Response {
+    let path = req.uri().path().to_string();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_string());
+    let context = Context {
+        ip: req
+            .extensions()
+            .get::<ClientAddr>()
+            .map(|ClientAddr(a)| a.to_string()),
+        user_agent: req
+            .headers()
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(|ua| ua.chars().take(audit::USER_AGENT_MAX).collect()),
+        actor: if path.starts_with("/api/admin/") {
+            Actor::Admin
+        } else {
+            Actor::User
+        },
+        now: st.now(),
+    };
+    let resp = audit::scope(context.clone(), next.run(req)).await;
+    let status = resp.status();
+    if status.is_success() {
+        return resp;
+    }
+    let Some(route) = route else { return resp };
+    // Only an app this server serves: a made-up id in a path is no app of the log.
+    let Some(app_id) = app_of(&path).filter(|a| st.apps.contains_key(*a)) else {
+        return resp;
+    };
+    let code = resp
+        .extensions()
+        .get::<ApiError>()
+        .map_or("Error", |e| e.code);
+    let event = if status == StatusCode::TOO_MANY_REQUESTS {
+        Some((kind::RATE_LIMITED, json!({"route": route})))
+    } else if route.ends_with("/auth/providers/{provider}/login") {
+        let provider = crate::metrics::login_provider(&path);
+        Some((
+            kind::LOGIN_FAILED,
+            json!({"provider": provider, "error": code}),
+        ))
+    } else {
+        None
+    };
+    if let Some((kind, detail)) = event {
+        let event = Event::in_context(app_id, kind, context).detail(detail);
+        if let Err(e) = st.store.record_events(vec![event]).await {
+            tracing::warn!("cannot write an audit event: {}", e.message);
+        }
+    }
+    resp
+}
+
+/// The app id of a client API path (`/api/client/v2.0/app/<id>/...`) or an admin one
+/// (`/api/admin/v3.0/groups/<g>/apps/<id>/...`).
+fn app_of(path: &str) -> Option<&str> {
+    let rest = path
+        .strip_prefix("/api/client/v2.0/app/")
+        .or_else(|| path.split_once("/apps/").map(|(_, r)| r))?;
+    rest.split('/').next().filter(|s| !s.is_empty())
+}
