@@ -796,26 +796,35 @@ fn load(cli: &Cli) -> Result<Config, String> {
     Ok(config)
 }
 
-async fn wait_for_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
+/// Resolves at SIGINT or SIGTERM. The handlers are installed when this is called, not when
+/// the future is first polled: the server calls it before it says it is listening, so that a
+/// supervisor (or a test) that stops it as soon as it reads that line stops it cleanly instead
+/// of killing it with the signal's default action.
+fn stop_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = ctrl_c => {}
-                    _ = term.recv() => {}
+        let int = signal(SignalKind::interrupt());
+        let term = signal(SignalKind::terminate());
+        async move {
+            match (int, term) {
+                (Ok(mut int), Ok(mut term)) => {
+                    tokio::select! {
+                        _ = int.recv() => {}
+                        _ = term.recv() => {}
+                    }
                 }
-            }
-            Err(_) => {
-                let _ = ctrl_c.await;
+                _ => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
             }
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = ctrl_c.await;
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 
@@ -922,6 +931,7 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
+        let stopped = stop_signal();
         {
             let mut out = std::io::stdout().lock();
             let _ = writeln!(out, "listening on {}", server.base_url());
@@ -935,7 +945,7 @@ fn main() -> ExitCode {
             }
             let _ = out.flush();
         }
-        wait_for_signal().await;
+        stopped.await;
         tracing::info!("shutting down");
         server.shutdown().await;
         tracing::info!("stopped");

@@ -183,3 +183,38 @@ def test_import_users_splits_batches_and_numbers_lines_as_given(server: Server) 
     report = admin.import_users(lines)
     assert (report["created"], report["refused"]) == (1202, 1)
     assert [r["line"] for r in report["refusals"]] == [1101]
+
+
+@aio
+async def test_events_record_an_sdk_flow_in_order_without_secrets(server: Server) -> None:
+    app = server.app()
+    email = f"py-{uuid.uuid4().hex[:10]}@example.com"
+    await app.email_password_auth().register_user(email, "correct-horse")
+    user = await app.log_in(Credentials.EMAIL_PASSWORD(email=email, password="correct-horse"))
+    with pytest.raises(AppError.Service):
+        await app.log_in(Credentials.EMAIL_PASSWORD(email=email, password="wrong-horse"))
+    refresh = user.refresh_token()
+    await user.log_out()
+    admin = _admin(server)
+    admin.disable_user(user.id())
+
+    events = admin.events()
+    assert [e["kind"] for e in events] == [
+        "registered", "login", "login_failed", "sessions_revoked", "user_disabled",
+    ]
+    assert [e["actor"] for e in events] == ["user", "user", "user", "user", "admin"]
+    assert events[1]["user_id"] == user.id() and events[1]["ip"] == "127.0.0.1"
+    assert events[2]["detail"] == {"provider": "local-userpass", "error": "InvalidPassword"}
+    assert [e["kind"] for e in admin.events(kinds=["login_failed", "user_disabled"])] == [
+        "login_failed", "user_disabled",
+    ]
+    assert [e["seq"] for e in admin.events(limit=2)] == [e["seq"] for e in events[:2]]
+    assert len(admin.events(user_id=user.id())) == 3
+    assert admin.events(since=events[-1]["at"] + 3600) == []
+    with pytest.raises(AdminError) as err:
+        admin.events(kinds=["no_such_kind"])
+    assert err.value.code == "BadRequest"
+    text = repr(events)
+    for secret in (refresh, "correct-horse", "wrong-horse", email):
+        assert secret and secret not in text
+    app.close()

@@ -299,6 +299,45 @@ class AdminClient:
         value that is not positive)."""
         self._call("PUT", "/security/refresh_token_expiration", {"expiration_time_seconds": int(seconds)})
 
+    def events(
+        self,
+        *,
+        user_id: typing.Optional[str] = None,
+        kinds: typing.Optional[typing.Iterable[str]] = None,
+        since: typing.Optional[int] = None,
+        until: typing.Optional[int] = None,
+        limit: typing.Optional[int] = None,
+    ) -> typing.List[typing.Dict[str, typing.Any]]:
+        """The app's audit events (docs/SERVER.md, "Audit log"), oldest first: dicts with
+        ``seq``, ``at`` (Unix seconds), ``app_id``, ``kind``, ``user_id``, ``session_id``,
+        ``ip``, ``user_agent``, ``actor`` (``user``, ``admin`` or ``server``) and ``detail``;
+        never a token, password, code or hash. Filtered by user, kinds (e.g.
+        ``["login_failed"]``) and time (``since`` inclusive, ``until`` exclusive, Unix
+        seconds); every page of GET ``/events`` is fetched unless ``limit`` caps the count.
+        Raises ``AdminError`` (``BadRequest`` for an unknown kind)."""
+        base: typing.List[typing.Tuple[str, str]] = []
+        if user_id is not None:
+            base.append(("user_id", user_id))
+        if kinds:
+            base.append(("kind", ",".join(kinds)))
+        if since is not None:
+            base.append(("since", str(int(since))))
+        if until is not None:
+            base.append(("until", str(int(until))))
+        out: typing.List[typing.Dict[str, typing.Any]] = []
+        after: typing.Optional[int] = None
+        while limit is None or len(out) < limit:
+            page = 1000 if limit is None else min(1000, limit - len(out))
+            query = base + [("limit", str(page))] + ([("after", str(after))] if after is not None else [])
+            doc = self._call("GET", "/events?" + urllib.parse.urlencode(query))
+            if not isinstance(doc, dict):
+                raise AdminError("MalformedResponse", "events answered no page", 200)
+            out.extend(doc.get("events") or [])
+            after = doc.get("next_after")
+            if after is None:
+                break
+        return out
+
 
 def _quote(segment: str) -> str:
     return urllib.parse.quote(segment, safe="")
