@@ -146,3 +146,56 @@ fn without_keys_or_url_it_says_what_to_set() {
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("--url"), "{}", text(&out.stderr));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_list_prints_every_page_as_json_lines_filtered() {
+    let t = start().await;
+    let base = t.base.clone();
+    // 1,003 logins: more than one page of the admin API (1,000).
+    let mut ids = Vec::new();
+    for _ in 0..1003 {
+        ids.push(
+            t.anon("test-app").await["user_id"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
+    }
+    let out = admin(&base, &["events", "list", "--app", "test-app"], None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let lines: Vec<serde_json::Value> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 1003);
+    assert!(lines.iter().all(|e| e["kind"] == "login"));
+    assert_eq!(lines[1002]["user_id"], ids[1002].as_str());
+
+    let out = admin(
+        &base,
+        &[
+            "events", "list", "--app", "test-app", "--user", &ids[7], "--kind", "login",
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).lines().count(), 1);
+    let out = admin(
+        &base,
+        &["events", "list", "--app", "test-app", "--limit", "5"],
+        None,
+    );
+    assert_eq!(text(&out.stdout).lines().count(), 5);
+    let out = admin(
+        &base,
+        &["events", "list", "--app", "test-app", "--kind", "logn"],
+        None,
+    );
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("unknown event kind"),
+        "{}",
+        text(&out.stderr)
+    );
+    t.srv.shutdown().await;
+}
