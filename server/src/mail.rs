@@ -732,6 +732,13 @@ async fn try_one(st: AppState, mailer: Arc<dyn Mailer>, templates: Arc<Templates
         }
     };
     let out = outcome(&m, result, st.now());
+    if let Some(metrics) = &st.metrics {
+        metrics.mail_try(match &out {
+            MailOutcome::Sent(_) => "sent",
+            MailOutcome::RetryAt(..) => "retry",
+            MailOutcome::Failed(_) => "failed",
+        });
+    }
     // The address and the reason, never the token.
     match &out {
         MailOutcome::Sent(_) => tracing::info!(app = m.app_id, seq = m.seq, "mail sent"),

@@ -90,6 +90,13 @@ pub struct FetchLabels {
     pub outcome: &'static str,
 }
 
+/// Labels of a try to send a mail.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MailTryLabels {
+    /// `sent`, `retry` (refused for now: tried again later) or `failed` (given up).
+    pub outcome: &'static str,
+}
+
 /// Labels of the mail queue's states.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct MailLabels {
@@ -128,6 +135,7 @@ pub struct Metrics {
     rate_limited: Family<RouteOnly, Counter>,
     issuer_fetches: Family<FetchLabels, Counter>,
     mail_queue: Family<MailLabels, Gauge>,
+    mail_tries: Family<MailTryLabels, Counter>,
     password_checks: Gauge,
     database_writes: Gauge,
     database_commits: Gauge,
@@ -203,6 +211,12 @@ impl Metrics {
             "Mail in the queue by state, as of the last scrape (pending, failed)",
             mail_queue.clone(),
         );
+        let mail_tries = Family::<MailTryLabels, Counter>::default();
+        registry.register(
+            "mail_tries",
+            "Tries to hand a mail to the relay, by outcome (sent, retry, failed)",
+            mail_tries.clone(),
+        );
         let password_checks = Gauge::default();
         registry.register(
             "password_hash_queue",
@@ -263,6 +277,7 @@ impl Metrics {
             rate_limited,
             issuer_fetches,
             mail_queue,
+            mail_tries,
             password_checks,
             database_writes,
             database_commits,
@@ -277,6 +292,13 @@ impl Metrics {
         let outcome = if ok { "success" } else { "failure" };
         self.issuer_fetches
             .get_or_create(&FetchLabels { outcome })
+            .inc();
+    }
+
+    /// Counts one try of the mail worker: `sent`, `retry` or `failed`.
+    pub fn mail_try(&self, outcome: &'static str) {
+        self.mail_tries
+            .get_or_create(&MailTryLabels { outcome })
             .inc();
     }
 

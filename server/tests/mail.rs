@@ -913,3 +913,65 @@ async fn an_app_that_needs_no_mail_starts_without_it_and_refuses_to_mail() {
         );
     }
 }
+
+/// The mail worker's tries in the audit log and the metrics (#26): a mail refused with a 5xx
+/// is `mail_failed`, the operator's retry that delivers it `mail_sent`; each try counted by
+/// outcome in `sessionkit_mail_tries_total`.
+#[tokio::test]
+async fn the_workers_tries_are_audit_events_and_counted_in_the_metrics() {
+    let relay = Relay::up(&[]).await;
+    relay.answer("5xx");
+    let mut c = Config::from_toml_str(&toml(&relay.url(), "\n[metrics]\nenabled = true"))
+        .expect("mail config");
+    c.data_dir = temp_dir("mail-observed");
+    let t = start_config(c).await;
+    register(&t, "obs@example.com").await;
+    wait_queue(&t, "failed", |m| m["status"] == "failed").await;
+    relay.answer("ok");
+    let admin = t.admin().await;
+    t.post(&format!("{}/mail/retry", adm(APP)), json!({}), Some(&admin))
+        .await
+        .ok(200);
+    relay.wait_mails(1).await;
+    wait_queue(&t, "sent", |m| m["status"] == "sent").await;
+
+    let events = t
+        .get(&format!("{}/events", adm(APP)), Some(&admin))
+        .await
+        .ok(200)["events"]
+        .clone();
+    let kinds: Vec<&str> = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        ["registered", "mail_failed", "mail_sent"],
+        "{events}"
+    );
+    assert_eq!(events[1]["actor"], "server");
+    assert_eq!(events[1]["detail"]["mail"], "confirm");
+    // The tries the queue counted before this one (the operator's retry starts it afresh).
+    assert!(events[2]["detail"]["attempts"].is_i64(), "{events}");
+    assert!(!events.to_string().contains("obs@example.com"), "{events}");
+
+    let auth = {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode("admin-pub:admin-priv")
+    };
+    let text = reqwest::Client::new()
+        .get(format!("{}/metrics", t.base))
+        .header("authorization", format!("Basic {auth}"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for (outcome, n) in [("sent", 1), ("failed", 1)] {
+        let line = format!("sessionkit_mail_tries_total{{outcome=\"{outcome}\"}} {n}");
+        assert!(text.lines().any(|l| l == line), "{line} in:\n{text}");
+    }
+}

@@ -1025,3 +1025,55 @@ async fn a_new_identity_logging_in_on_both_instances_at_once_is_one_user() {
         .clone();
     assert_eq!(users.as_array().unwrap().len(), 5, "{users}");
 }
+
+/// 11. The audit log (#26) is one log for every instance: a login on A, a rotation on B, the
+/// reuse of the first token presented to both at once, and an admin's revocation through B
+/// are all in it, in order, whichever instance is asked, and the reuse is recorded once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_audit_log_holds_the_events_of_every_instance_once() {
+    let p = Pair::start("mi-audit");
+    let (admin_a, admin_b) = (p.a.admin().await, p.b.admin().await);
+    let login = p.a.anon("mi-rot").await;
+    let r0 = s(&login, "refresh_token");
+    let r1 = p.b.refresh(&r0).await.s("refresh_token");
+    p.a.refresh(&r1).await.ok(201);
+    p.a.advance_clock(&admin_a, 11).await;
+    p.b.advance_clock(&admin_b, 11).await;
+    let (x, y) = tokio::join!(p.a.refresh(&r0), p.b.refresh(&r0));
+    x.reason("InvalidSession", "revoked");
+    y.reason("InvalidSession", "revoked");
+    let user = s(&login, "user_id");
+    p.b.put(
+        &format!("/api/admin/v3.0/groups/g1/apps/mi-rot/users/{user}/logout"),
+        Some(&admin_b),
+    )
+    .await
+    .ok(204);
+    let path = "/api/admin/v3.0/groups/g1/apps/mi-rot/events";
+    let mut seen = Vec::new();
+    for (inst, admin) in [(&p.a, &admin_a), (&p.b, &admin_b)] {
+        let doc = inst.get(path, Some(admin)).await.ok(200).clone();
+        let kinds: Vec<String> = doc["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["kind"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(
+            kinds,
+            ["login", "refresh_token_reuse", "sessions_revoked"],
+            "{doc}"
+        );
+        assert!(
+            doc["events"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|e| e["user_id"] == user.as_str()),
+            "{doc}"
+        );
+        seen.push(doc);
+    }
+    assert_eq!(seen[0], seen[1], "one log, whichever instance is asked");
+    assert_eq!(seen[0]["events"][2]["actor"], "admin");
+}
