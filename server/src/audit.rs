@@ -9,6 +9,8 @@
 //! the server's. An event never holds a token, a password, a code or a hash: its fields are
 //! ids, names and kinds, and its `detail` is built here from such values only.
 
+use std::sync::{Arc, Mutex};
+
 use serde::Serialize;
 use serde_json::Value;
 
@@ -35,6 +37,115 @@ impl Actor {
     }
 }
 
+/// Where the events a request (or a job) wrote wait until its change has committed, to be
+/// written to the log target (`[audit] log`): the store puts each event here once it is in the
+/// database, and [`ship`] writes them after the store call returned.
+#[derive(Debug, Clone, Default)]
+pub struct Outbox(Option<Arc<Mutex<Vec<Event>>>>);
+
+impl Outbox {
+    /// An outbox that keeps events (the log target is on).
+    pub fn new() -> Self {
+        Self(Some(Arc::default()))
+    }
+
+    /// Keeps `e`, written as `seq`, for the log target, if there is one.
+    pub fn put(&self, e: &Event, seq: i64) {
+        if let Some(v) = &self.0 {
+            let mut e = e.clone();
+            e.seq = seq;
+            v.lock().unwrap_or_else(|p| p.into_inner()).push(e);
+        }
+    }
+
+    fn take(&self) -> Vec<Event> {
+        match &self.0 {
+            Some(v) => std::mem::take(&mut *v.lock().unwrap_or_else(|p| p.into_inner())),
+            None => Vec::new(),
+        }
+    }
+}
+
+impl PartialEq for Outbox {
+    fn eq(&self, _: &Self) -> bool {
+        true // not part of what an event says
+    }
+}
+
+/// The log target of `[audit] log`: each event as one JSON line, appended.
+pub struct LogTarget {
+    out: Mutex<Box<dyn std::io::Write + Send>>,
+}
+
+impl std::fmt::Debug for LogTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LogTarget")
+    }
+}
+
+impl LogTarget {
+    /// `stdout`, `stderr`, or a file path (created with mode 0600, appended to). Errors: the
+    /// file's, as a message naming it.
+    pub fn open(target: &str) -> Result<Self, String> {
+        let out: Box<dyn std::io::Write + Send> = match target {
+            "stdout" => Box::new(std::io::stdout()),
+            "stderr" => Box::new(std::io::stderr()),
+            path => {
+                let mut o = std::fs::OpenOptions::new();
+                o.create(true).append(true);
+                #[cfg(unix)]
+                std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+                Box::new(
+                    o.open(path)
+                        .map_err(|e| format!("[audit] log: cannot open {path}: {e}"))?,
+                )
+            }
+        };
+        Ok(Self {
+            out: Mutex::new(out),
+        })
+    }
+
+    /// Writes `events`, one JSON line each, in one write; a failure is logged, never returned
+    /// (the database holds every event whatever happens here).
+    pub fn write(&self, events: &[Event]) {
+        if events.is_empty() {
+            return;
+        }
+        let mut text = String::new();
+        for e in events {
+            text.push_str(&serde_json::to_string(e).unwrap_or_default());
+            text.push('\n');
+        }
+        let mut out = self.out.lock().unwrap_or_else(|p| p.into_inner());
+        if let Err(e) = out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
+            tracing::warn!("cannot write audit events to the log target: {e}");
+        }
+    }
+}
+
+/// Runs `f` (a request, or a job of the server's) in `context` with an outbox when `log` is
+/// given, then writes the events it committed to `log`, unless `committed` says the work
+/// failed (its events may not be in the database).
+pub async fn ship<F: std::future::Future>(
+    mut context: Context,
+    log: Option<&LogTarget>,
+    f: F,
+    committed: impl FnOnce(&F::Output) -> bool,
+) -> F::Output {
+    if log.is_some() {
+        context.outbox = Outbox::new();
+    }
+    let outbox = context.outbox.clone();
+    let out = scope(context, f).await;
+    if let Some(log) = log
+        && committed(&out)
+    {
+        log.write(&outbox.take());
+    }
+    out
+}
+
 /// What a request tells every event it causes.
 #[derive(Debug, Clone)]
 pub struct Context {
@@ -46,6 +157,8 @@ pub struct Context {
     pub actor: Actor,
     /// The request's time on the server clock (Unix seconds).
     pub now: i64,
+    /// Where its committed events wait for the log target.
+    pub outbox: Outbox,
 }
 
 /// Longest user agent kept (characters).
@@ -71,7 +184,19 @@ pub fn context() -> Context {
             now: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs() as i64),
+            outbox: Outbox::default(),
         })
+}
+
+/// The context of the server's own work (the mail worker, a key rotation) at `now`.
+pub fn server_context(now: i64) -> Context {
+    Context {
+        ip: None,
+        user_agent: None,
+        actor: Actor::Server,
+        now,
+        outbox: Outbox::default(),
+    }
 }
 
 /// The kinds of event (SERVER.md, "Audit log").
@@ -159,6 +284,9 @@ pub struct Event {
     pub actor: String,
     /// What else it says (ids, names, kinds, counts; never a secret), or null.
     pub detail: Value,
+    /// Where it goes once written, for the log target (not part of the event).
+    #[serde(skip)]
+    pub outbox: Outbox,
 }
 
 impl Event {
@@ -181,6 +309,7 @@ impl Event {
             user_agent: c.user_agent,
             actor: c.actor.as_str().to_owned(),
             detail: Value::Null,
+            outbox: c.outbox,
         }
     }
 

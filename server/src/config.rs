@@ -99,11 +99,17 @@ pub struct AuditConfig {
     /// Days an event is kept (default 90); 0 keeps every event. Older ones are deleted by the
     /// background sweeper, a batch at a time.
     pub retention_days: u32,
+    /// Also write each event, once its change has committed, as one JSON line to `stdout`,
+    /// `stderr` or a file (appended, created with mode 0600); none by default.
+    pub log: Option<String>,
 }
 
 impl Default for AuditConfig {
     fn default() -> Self {
-        Self { retention_days: 90 }
+        Self {
+            retention_days: 90,
+            log: None,
+        }
     }
 }
 

@@ -81,7 +81,11 @@ type Loaded = (
     Option<AdminConfig>,
 );
 
-async fn load_apps(store: &dyn store::Store, cfg: &Config) -> Result<Loaded, ApiError> {
+async fn load_apps(
+    store: &dyn store::Store,
+    cfg: &Config,
+    log: Option<&audit::LogTarget>,
+) -> Result<Loaded, ApiError> {
     let mut apps = HashMap::new();
     for app in &cfg.apps {
         let id = &app.id;
@@ -97,7 +101,13 @@ async fn load_apps(store: &dyn store::Store, cfg: &Config) -> Result<Loaded, Api
             .and_then(|v| v.parse::<i64>().ok())
             .unwrap_or(app.refresh_token_lifetime_secs as i64);
         let now = state::Clock::default().now();
-        signing::ensure_active(store, id, app.access_token_algorithm, now).await?;
+        audit::ship(
+            audit::server_context(now),
+            log,
+            signing::ensure_active(store, id, app.access_token_algorithm, now),
+            Result::is_ok,
+        )
+        .await?;
         let keys = signing::load(store, id, now).await?;
         apps.insert(
             id.clone(),
@@ -193,8 +203,17 @@ impl RunningServer {
             )),
             None => None,
         };
+        let audit_log = match &config.audit.log {
+            Some(target) => Some(Arc::new(audit::LogTarget::open(target).map_err(|e| {
+                ServerError::Config(ConfigError::Invalid {
+                    key: "audit.log".into(),
+                    problem: e,
+                })
+            })?)),
+            None => None,
+        };
         let store = store::open(&config).await.map_err(ServerError::Storage)?;
-        let loaded = load_apps(store.as_ref(), &config)
+        let loaded = load_apps(store.as_ref(), &config, audit_log.as_deref())
             .await
             .map_err(|e| storage(e.message))?;
         let (apps, admin_secret, admin) = loaded;
@@ -254,6 +273,7 @@ impl RunningServer {
             passwords: passwords::Passwords::for_this_machine(),
             rate_limits: rate_limit::RateLimits::new(&config_rate_limits),
             metrics: metrics.clone(),
+            audit_log,
         });
         let router = routes::router(state.clone());
         let (stop_tx, stop_rx) = oneshot::channel::<()>();

@@ -752,7 +752,14 @@ async fn try_one(st: AppState, mailer: Arc<dyn Mailer>, templates: Arc<Templates
             tracing::warn!(app = m.app_id, seq = m.seq, "mail failed: {why}")
         }
     }
-    if let Err(e) = st.store.mail_outcome(m.seq, out).await {
+    let recorded = crate::audit::ship(
+        crate::audit::server_context(st.now()),
+        st.audit_log.as_deref(),
+        st.store.mail_outcome(m.seq, out),
+        Result::is_ok,
+    )
+    .await;
+    if let Err(e) = recorded {
         // The lease runs out and the mail is tried again.
         tracing::warn!("mail queue: cannot record a try: {}", e.message);
     }

@@ -470,13 +470,27 @@ async fn keys(config: &Config, action: &KeysAction) -> ExitCode {
             "app {id} signs with HS256 (the app secret): set access_token_algorithm = \
              \"ES256\" or \"RS256\" in its [[app]] table first"
         )),
-        KeysAction::Rotate { .. } => sessionkit_server::signing::rotate(
-            store.as_ref(),
-            &id,
-            alg,
-            now,
-        )
-        .await
+        KeysAction::Rotate { .. } => {
+            use sessionkit_server::audit;
+            let log = match config.audit.log.as_deref().map(audit::LogTarget::open) {
+                Some(Err(e)) => {
+                    eprintln!("{e}");
+                    return ExitCode::FAILURE;
+                }
+                Some(Ok(log)) => Some(log),
+                None => None,
+            };
+            // An operator's change: the admin's, not the server's.
+            let mut context = audit::server_context(now);
+            context.actor = audit::Actor::Admin;
+            audit::ship(
+                context,
+                log.as_ref(),
+                sessionkit_server::signing::rotate(store.as_ref(), &id, alg, now),
+                Result::is_ok,
+            )
+            .await
+        }
         .map(|kid| {
             format!(
                 "new signing key {kid} ({alg:?}) for app {id}; running servers sign with it \

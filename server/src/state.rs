@@ -170,6 +170,8 @@ pub struct Inner {
     pub passwords: crate::passwords::Passwords,
     /// Request rate limits.
     pub rate_limits: crate::rate_limit::RateLimits,
+    /// The audit log's JSON-line target, when `[audit] log` names one.
+    pub audit_log: Option<Arc<crate::audit::LogTarget>>,
     /// Prometheus metrics, when `[metrics] enabled`.
     pub metrics: Option<std::sync::Arc<crate::metrics::Metrics>>,
 }

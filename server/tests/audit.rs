@@ -310,3 +310,51 @@ async fn events_older_than_the_retention_are_pruned() {
     assert!(left[0]["at"].as_i64().unwrap() >= t.srv.now() - 10);
     t.srv.shutdown().await;
 }
+
+#[tokio::test]
+async fn with_a_log_target_each_committed_event_is_also_one_json_line() {
+    let dir = temp_dir("audit-log");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("audit.jsonl");
+    let toml = CONFIG.replacen(
+        "[admin]",
+        &format!("[audit]\nlog = \"{}\"\n\n[admin]", file.display()),
+        1,
+    );
+    let t = start_with(&toml).await;
+    let login = t.anon("test-app").await;
+    t.post(
+        &format!("{}/auth/providers/local-userpass/login", ar("test-app")),
+        json!({"username": "nobody@example.com", "password": "guess-1"}),
+        None,
+    )
+    .await
+    .err(401, "InvalidPassword");
+    t.delete(
+        "/api/client/v2.0/auth/session",
+        login["refresh_token"].as_str(),
+    )
+    .await;
+    let stored = events(&t, "test-app", "", 100).await;
+    assert_eq!(
+        kinds(&stored),
+        ["login", "login_failed", "sessions_revoked"],
+        "{stored:#?}"
+    );
+    // Written after each answer: the file has every committed event once (events of other
+    // apps too: this server's ES256-free apps have no key events).
+    let lines: Vec<Value> = std::fs::read_to_string(&file)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let logged: Vec<&Value> = lines.iter().filter(|e| e["app_id"] == "test-app").collect();
+    assert_eq!(logged.len(), stored.len(), "{lines:#?}");
+    for (l, s) in logged.iter().zip(&stored) {
+        assert_eq!(*l, s, "the same event, its seq included");
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    t.srv.shutdown().await;
+}

@@ -39,8 +39,17 @@ pub async fn context(State(st): State<AppState>, req: Request, next: Next) -> Re
             Actor::User
         },
         now: st.now(),
+        outbox: Default::default(),
     };
-    let resp = audit::scope(context.clone(), next.run(req)).await;
+    // A 5xx answer may be a change that did not commit: its events are not shipped (the
+    // database, which has every committed one, stays the record).
+    let resp = audit::ship(
+        context.clone(),
+        st.audit_log.as_deref(),
+        next.run(req),
+        |r: &Response| !r.status().is_server_error(),
+    )
+    .await;
     let status = resp.status();
     if status.is_success() {
         return resp;
@@ -66,8 +75,17 @@ pub async fn context(State(st): State<AppState>, req: Request, next: Next) -> Re
         None
     };
     if let Some((kind, detail)) = event {
-        let event = Event::in_context(app_id, kind, context).detail(detail);
-        if let Err(e) = st.store.record_events(vec![event]).await {
+        let written = audit::ship(
+            context,
+            st.audit_log.as_deref(),
+            async {
+                let event = Event::new(app_id, kind).detail(detail);
+                st.store.record_events(vec![event]).await
+            },
+            Result::is_ok,
+        )
+        .await;
+        if let Err(e) = written {
             tracing::warn!("cannot write an audit event: {}", e.message);
         }
     }

@@ -415,9 +415,9 @@ async fn identities(c: &mut Conn, user_id: &str) -> Result<Vec<IdentityRow>, sql
 
 /// Appends `e` to the audit log, in the caller's transaction (audit.rs).
 async fn insert_event(c: &mut Conn, e: &Event) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    let seq: i64 = sqlx::query_scalar(
         "INSERT INTO audit_events (at, app_id, kind, user_id, session_id, ip, user_agent, actor, detail)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING seq",
     )
     .bind(e.at)
     .bind(&e.app_id)
@@ -428,8 +428,9 @@ async fn insert_event(c: &mut Conn, e: &Event) -> Result<(), sqlx::Error> {
     .bind(&e.user_agent)
     .bind(&e.actor)
     .bind(e.detail_text())
-    .execute(c)
+    .fetch_one(c)
     .await?;
+    e.outbox.put(e, seq);
     Ok(())
 }
 
@@ -2409,6 +2410,7 @@ impl Store for PostgresStore {
                 detail: detail
                     .and_then(|d| serde_json::from_str(&d).ok())
                     .unwrap_or(Value::Null),
+                outbox: Default::default(),
             });
         }
         Ok(out)

@@ -529,6 +529,7 @@ fn insert_event(conn: &Connection, e: &Event) -> rusqlite::Result<()> {
         e.actor,
         e.detail_text()
     ])?;
+    e.outbox.put(e, conn.last_insert_rowid());
     Ok(())
 }
 
@@ -2412,6 +2413,7 @@ impl Store for SqliteStore {
                         detail: detail
                             .and_then(|d| serde_json::from_str(&d).ok())
                             .unwrap_or(Value::Null),
+                        outbox: Default::default(),
                     })
                 },
             )?;
