@@ -133,9 +133,13 @@ const MIGRATIONS: &[(i64, &str, Option<DataStep>)] = &[
     (
         11,
         // The audit log of security events (#26, audit.rs): append-only, written in the
-        // transaction of the change each records; pruned by age.
+        // transaction of the change each records; pruned by age. No index on `at`: events
+        // are written in time order, so the oldest are the first by `seq` (the pruning reads
+        // from there), and each index is one more write in every login. No AUTOINCREMENT
+        // (a write of sqlite_sequence in every login): a `seq` could only come again after
+        // the newest event was deleted, which the pruning of the oldest never does.
         "CREATE TABLE audit_events (
-           seq INTEGER PRIMARY KEY AUTOINCREMENT,
+           seq INTEGER PRIMARY KEY,
            at INTEGER NOT NULL,
            app_id TEXT NOT NULL,
            kind TEXT NOT NULL,
@@ -147,8 +151,7 @@ const MIGRATIONS: &[(i64, &str, Option<DataStep>)] = &[
            detail TEXT
          );
          CREATE INDEX audit_events_app ON audit_events(app_id, seq);
-         CREATE INDEX audit_events_user ON audit_events(app_id, user_id, seq);
-         CREATE INDEX audit_events_at ON audit_events(at);",
+         CREATE INDEX audit_events_user ON audit_events(app_id, user_id, seq);",
         None,
     ),
 ];
