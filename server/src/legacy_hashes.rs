@@ -288,8 +288,19 @@ impl LegacyHash {
                      $2b$ and $2y$ are checked here)"
                 ),
             }),
+            // Quoted only when it reads as a scheme's name: text after a lone `$` may be the
+            // digest itself, which an error (an import's report, a log line) must not repeat.
+            _ if (1..=32).contains(&ident.len())
+                && ident
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') =>
+            {
+                Err(LegacyHashError::Unsupported {
+                    found: format!("scheme `${ident}$`"),
+                })
+            }
             _ => Err(LegacyHashError::Unsupported {
-                found: format!("scheme `${}$`", ident.chars().take(32).collect::<String>()),
+                found: "text after `$` that is not a scheme's name".into(),
             }),
         }
     }

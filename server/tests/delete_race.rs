@@ -164,7 +164,7 @@ async fn assert_refresh_dead(on: &T, body: &Value, what: &str) {
 /// InvalidPassword, the same as a wrong password; never a new user.
 async fn userpass_trials(srv: &Servers, across: bool) {
     let (x, y) = srv.sides(across);
-    let mut outcomes = std::collections::BTreeMap::<String, usize>::new();
+    let mut outcomes = std::collections::BTreeMap::<u16, usize>::new(); // HTTP statuses only
     for i in 0..TRIALS {
         let email = format!("race-{across}-{i}@example.com");
         let creds = json!({"username": email, "password": "secret-password"});
@@ -190,7 +190,7 @@ async fn userpass_trials(srv: &Servers, across: bool) {
             }
         });
         assert_eq!(deleted.status, 204, "trial {i}: delete: {}", deleted.body);
-        *outcomes.entry(login.status.to_string()).or_default() += 1;
+        *outcomes.entry(login.status).or_default() += 1;
         let what = format!("userpass trial {i} (across: {across})");
         match login.status {
             200 => {
@@ -216,7 +216,7 @@ async fn userpass_trials(srv: &Servers, across: bool) {
 /// InvalidPassword; never a working session from a password that no longer logs in.
 async fn password_change_trials(srv: &Servers, across: bool) {
     let (x, y) = srv.sides(across);
-    let mut outcomes = std::collections::BTreeMap::<String, usize>::new();
+    let mut outcomes = std::collections::BTreeMap::<u16, usize>::new(); // HTTP statuses only
     for i in 0..TRIALS * 2 / 3 {
         let email = format!("change-{across}-{i}@example.com");
         let old = json!({"username": email, "password": "old-password"});
@@ -250,7 +250,7 @@ async fn password_change_trials(srv: &Servers, across: bool) {
             }
         );
         assert_eq!(changed.status, 204, "trial {i}: reset: {}", changed.body);
-        *outcomes.entry(login.status.to_string()).or_default() += 1;
+        *outcomes.entry(login.status).or_default() += 1;
         let what = format!("password change trial {i} (across: {across})");
         match login.status {
             200 => {
@@ -274,7 +274,7 @@ async fn password_change_trials(srv: &Servers, across: bool) {
 /// identity of a deleted key, or a new user.
 async fn api_key_trials(srv: &Servers, across: bool) {
     let (x, y) = srv.sides(across);
-    let mut outcomes = std::collections::BTreeMap::<String, usize>::new();
+    let mut outcomes = std::collections::BTreeMap::<u16, usize>::new(); // HTTP statuses only
     for i in 0..TRIALS {
         let owner = x
             .post(
@@ -308,7 +308,7 @@ async fn api_key_trials(srv: &Servers, across: bool) {
             }
         });
         assert_eq!(deleted.status, 204, "trial {i}: delete: {}", deleted.body);
-        *outcomes.entry(login.status.to_string()).or_default() += 1;
+        *outcomes.entry(login.status).or_default() += 1;
         let what = format!("api-key trial {i} (across: {across}, key deleted: {delete_key})");
         match login.status {
             200 if delete_key => {
@@ -351,7 +351,7 @@ async fn api_key_trials(srv: &Servers, across: bool) {
 /// later); never a user or identity left over.
 async fn link_trials(srv: &Servers, across: bool) {
     let (x, y) = srv.sides(across);
-    let mut outcomes = std::collections::BTreeMap::<String, usize>::new();
+    let mut outcomes = std::collections::BTreeMap::<u16, usize>::new(); // HTTP statuses only
     for i in 0..TRIALS {
         let anon = x.anon(APP).await;
         let access = s(&anon, "access_token");
@@ -368,7 +368,7 @@ async fn link_trials(srv: &Servers, across: bool) {
             }
         );
         assert_eq!(deleted.status, 204, "trial {i}: delete: {}", deleted.body);
-        *outcomes.entry(link.status.to_string()).or_default() += 1;
+        *outcomes.entry(link.status).or_default() += 1;
         let what = format!("link trial {i} (across: {across})");
         match link.status {
             200 => assert_dead(x, &link.body, &what).await,
@@ -386,7 +386,7 @@ async fn link_trials(srv: &Servers, across: bool) {
 /// 401 InvalidSession (deleted); never a working session.
 async fn refresh_trials(srv: &Servers, across: bool) {
     let (x, y) = srv.sides(across);
-    let mut outcomes = std::collections::BTreeMap::<String, usize>::new();
+    let mut outcomes = std::collections::BTreeMap::<u16, usize>::new(); // HTTP statuses only
     for i in 0..TRIALS {
         let login = x
             .post(
@@ -408,7 +408,7 @@ async fn refresh_trials(srv: &Servers, across: bool) {
             }
         );
         assert_eq!(deleted.status, 204, "trial {i}: delete: {}", deleted.body);
-        *outcomes.entry(refreshed.status.to_string()).or_default() += 1;
+        *outcomes.entry(refreshed.status).or_default() += 1;
         let what = format!("refresh trial {i} (across: {across})");
         match refreshed.status {
             201 => assert_dead(x, &refreshed.body, &what).await,
@@ -427,7 +427,8 @@ async fn refresh_trials(srv: &Servers, across: bool) {
 /// session), as a login a moment later would be.
 async fn outside_identity_trials(srv: &Servers, across: bool) {
     let (x, y) = srv.sides(across);
-    let mut outcomes = std::collections::BTreeMap::<String, usize>::new();
+    // Which of the two outcomes, only: no token or id is kept to be printed.
+    let mut outcomes = std::collections::BTreeMap::<&str, usize>::new();
     for i in 0..TRIALS {
         let token = jwt(&format!("outside-{across}-{i}"));
         let first = x
@@ -446,7 +447,7 @@ async fn outside_identity_trials(srv: &Servers, across: bool) {
         let users = srv.users().await;
         let same = s(body, "user_id") == user;
         *outcomes
-            .entry(if same { "deleted user" } else { "new user" }.to_string())
+            .entry(if same { "deleted user" } else { "new user" })
             .or_default() += 1;
         if same {
             assert_dead(x, body, &what).await;
