@@ -272,6 +272,20 @@ pub struct Providers {
     pub email_otp: Option<EmailOtpConfig>,
 }
 
+/// The provider types of the protocol (PROTOCOL.md, "Providers"), besides `oidc-<name>`:
+/// what [`Providers::enabled`] knows, and the values a metrics label may take.
+pub const PROVIDER_TYPES: &[&str] = &[
+    "anon-user",
+    "local-userpass",
+    "api-key",
+    "custom-token",
+    "custom-function",
+    "oauth2-google",
+    "oauth2-apple",
+    "oauth2-facebook",
+    "email-otp",
+];
+
 impl Providers {
     /// Whether the named provider is enabled.
     pub fn enabled(&self, provider: &str) -> bool {

@@ -19,6 +19,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
 
+use crate::config::{OIDC_PREFIX, PROVIDER_TYPES};
 use crate::error::ApiError;
 
 /// The content type of the exposition (OpenMetrics 1.0 text).
@@ -48,7 +49,8 @@ pub struct RouteLabels {
 /// Labels of a login: the provider and how it ended.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct LoginLabels {
-    /// A provider type of [`PROVIDERS`], or `unknown`.
+    /// A provider type of [`PROVIDER_TYPES`], `oidc` for any OpenID Connect provider, or
+    /// `unknown`.
     pub provider: &'static str,
     /// `success`, or the error code of the refusal (`InvalidPassword`, ...).
     pub outcome: &'static str,
@@ -110,19 +112,6 @@ fn latency() -> Histogram {
     // 1 ms to about 16 s, doubling.
     Histogram::new(exponential_buckets(0.001, 2.0, 15))
 }
-
-/// The provider types a login label may name (the protocol's, PROTOCOL.md "Providers").
-pub const PROVIDERS: &[&str] = &[
-    "anon-user",
-    "local-userpass",
-    "api-key",
-    "custom-token",
-    "custom-function",
-    "oauth2-google",
-    "oauth2-apple",
-    "oauth2-facebook",
-    "email-otp",
-];
 
 /// This server's metric families and the registry that encodes them.
 pub struct Metrics {
@@ -450,18 +439,18 @@ fn method_label(m: &Method) -> &'static str {
     }
 }
 
-/// The provider segment of a login path, if it is one of [`PROVIDERS`] (an unknown one is
+/// The provider segment of a login path, if it is one of [`PROVIDER_TYPES`] (an unknown one is
 /// `unknown`, so that made-up names cannot grow the label set).
 pub fn login_provider(path: &str) -> &'static str {
     let segment = path
         .strip_suffix("/login")
         .and_then(|p| p.rsplit('/').next())
         .unwrap_or_default();
-    PROVIDERS
+    PROVIDER_TYPES
         .iter()
         .find(|p| **p == segment)
         .copied()
-        .or_else(|| segment.starts_with("oidc-").then_some("oidc"))
+        .or_else(|| segment.starts_with(OIDC_PREFIX).then_some("oidc"))
         .unwrap_or("unknown")
 }
 

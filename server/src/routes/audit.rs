@@ -18,11 +18,10 @@ use crate::state::AppState;
 /// writes the event of a refused login or a rate limit. A failure to write it is logged and
 /// changes nothing of the answer: the audit log never fails a request that made no change.
 pub async fn context(State(st): State<AppState>, req: Request, next: Next) -> Response {
-    let path = req.uri().path().to_string();
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|m| m.as_str().to_string());
+    // Clones of shared buffers, not copies: read only when an event is written.
+    let uri = req.uri().clone();
+    let path = uri.path();
+    let route = req.extensions().get::<MatchedPath>().cloned();
     let context = Context {
         ip: req
             .extensions()
@@ -56,7 +55,7 @@ pub async fn context(State(st): State<AppState>, req: Request, next: Next) -> Re
     }
     let Some(route) = route else { return resp };
     // Only an app this server serves: a made-up id in a path is no app of the log.
-    let Some(app_id) = app_of(&path).filter(|a| st.apps.contains_key(*a)) else {
+    let Some(app_id) = app_of(path).filter(|a| st.apps.contains_key(*a)) else {
         return resp;
     };
     let code = resp
@@ -64,9 +63,9 @@ pub async fn context(State(st): State<AppState>, req: Request, next: Next) -> Re
         .get::<ApiError>()
         .map_or("Error", |e| e.code);
     let event = if status == StatusCode::TOO_MANY_REQUESTS {
-        Some((kind::RATE_LIMITED, json!({"route": route})))
-    } else if route.ends_with("/auth/providers/{provider}/login") {
-        let provider = crate::metrics::login_provider(&path);
+        Some((kind::RATE_LIMITED, json!({"route": route.as_str()})))
+    } else if route.as_str().ends_with("/auth/providers/{provider}/login") {
+        let provider = crate::metrics::login_provider(path);
         Some((
             kind::LOGIN_FAILED,
             json!({"provider": provider, "error": code}),

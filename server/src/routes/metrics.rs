@@ -19,16 +19,14 @@ pub async fn observe(State(st): State<AppState>, req: Request, next: Next) -> Re
         return next.run(req).await;
     };
     let started = Instant::now();
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|m| m.as_str().to_string());
+    // Clones of shared buffers, not copies.
+    let route = req.extensions().get::<MatchedPath>().cloned();
     let method = req.method().clone();
-    let path = req.uri().path().to_string();
+    let uri = req.uri().clone();
     let resp = next.run(req).await;
     metrics.record(
-        route.as_deref(),
-        &path,
+        route.as_ref().map(MatchedPath::as_str),
+        uri.path(),
         &method,
         &resp,
         started.elapsed().as_secs_f64(),
