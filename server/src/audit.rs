@@ -150,9 +150,11 @@ pub async fn ship<F: std::future::Future>(
 #[derive(Debug, Clone)]
 pub struct Context {
     /// The client's address.
-    pub ip: Option<String>,
-    /// Its `User-Agent`, cut to [`USER_AGENT_MAX`] characters.
-    pub user_agent: Option<String>,
+    pub ip: Option<std::net::IpAddr>,
+    /// Its `User-Agent` as it came (a shared buffer: cloned by reference count, read and
+    /// cut to [`USER_AGENT_MAX`] characters only when an event is made, which most requests
+    /// never do).
+    pub user_agent: Option<axum::http::HeaderValue>,
     /// Who acts: a client route's caller, or an admin.
     pub actor: Actor,
     /// The request's time on the server clock (Unix seconds).
@@ -163,6 +165,14 @@ pub struct Context {
 
 /// Longest user agent kept (characters).
 pub const USER_AGENT_MAX: usize = 200;
+
+/// A `User-Agent` as an event keeps it: its first [`USER_AGENT_MAX`] characters; `None`
+/// when it is not visible ASCII text (RFC 9110 allows only that; obs-text is dropped).
+fn user_agent_text(v: &axum::http::HeaderValue) -> Option<String> {
+    v.to_str()
+        .ok()
+        .map(|ua| ua.chars().take(USER_AGENT_MAX).collect())
+}
 
 tokio::task_local! {
     static REQUEST: Context;
@@ -305,8 +315,8 @@ impl Event {
             kind: kind.to_owned(),
             user_id: None,
             session_id: None,
-            ip: c.ip,
-            user_agent: c.user_agent,
+            ip: c.ip.map(|a| a.to_string()),
+            user_agent: c.user_agent.as_ref().and_then(user_agent_text),
             actor: c.actor.as_str().to_owned(),
             detail: Value::Null,
             outbox: c.outbox,

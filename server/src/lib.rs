@@ -254,6 +254,10 @@ impl RunningServer {
             .metrics
             .enabled
             .then(|| Arc::new(metrics::Metrics::new()));
+        let store = match &metrics {
+            Some(m) => store::timed::Timed::wrap(store, m.clone()),
+            None => store,
+        };
         let state: AppState = Arc::new(Inner {
             config,
             local_addr: addr,

@@ -30,7 +30,7 @@ pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; cha
 pub struct RequestLabels {
     /// The route as the router matched it (`/api/client/v2.0/app/{app_id}/...`), or
     /// `unmatched`.
-    pub route: String,
+    pub route: &'static str,
     /// GET, POST, PUT, DELETE, PATCH, HEAD, OPTIONS, or `other`.
     pub method: &'static str,
     /// The HTTP status, e.g. `200`.
@@ -41,7 +41,7 @@ pub struct RequestLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RouteLabels {
     /// As in [`RequestLabels::route`].
-    pub route: String,
+    pub route: &'static str,
     /// As in [`RequestLabels::method`].
     pub method: &'static str,
 }
@@ -82,7 +82,7 @@ pub struct RevocationLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RouteOnly {
     /// As in [`RequestLabels::route`].
-    pub route: String,
+    pub route: &'static str,
 }
 
 /// Labels of a fetch of an issuer's keys or discovery document.
@@ -106,11 +106,31 @@ pub struct MailLabels {
     pub state: &'static str,
 }
 
+/// Labels of a store operation.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OperationLabels {
+    /// The store method (`login`, `use_refresh_token`, `session_live`, ...): one kind of
+    /// query or transaction.
+    pub operation: &'static str,
+}
+
+/// Labels of the database connections' states.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ConnectionLabels {
+    /// `in_use` or `idle`.
+    pub state: &'static str,
+}
+
 type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
 
 fn latency() -> Histogram {
     // 1 ms to about 16 s, doubling.
     Histogram::new(exponential_buckets(0.001, 2.0, 15))
+}
+
+fn query_latency() -> Histogram {
+    // 50 µs to about 1.6 s, doubling: a read from SQLite's page cache takes tens of µs.
+    Histogram::new(exponential_buckets(0.000_05, 2.0, 16))
 }
 
 /// This server's metric families and the registry that encodes them.
@@ -128,6 +148,10 @@ pub struct Metrics {
     password_checks: Gauge,
     database_writes: Gauge,
     database_commits: Gauge,
+    database_operations: Histograms<OperationLabels>,
+    database_failures: Family<OperationLabels, Counter>,
+    database_connections: Family<ConnectionLabels, Gauge>,
+    database_connections_max: Gauge,
     resident_memory: Gauge,
     cpu_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
     open_fds: Gauge,
@@ -224,6 +248,36 @@ impl Metrics {
             "Commits this instance made since it started (SQLite commits several writes at once)",
             database_commits.clone(),
         );
+        let database_operations: Histograms<OperationLabels> =
+            Family::new_with_constructor(query_latency);
+        registry.register_with_unit(
+            "database_operation_duration",
+            "Time of each store operation (a query or a transaction, waiting for a connection \
+             or the SQLite writer included), by operation",
+            Unit::Seconds,
+            database_operations.clone(),
+        );
+        let database_failures = Family::<OperationLabels, Counter>::default();
+        registry.register(
+            "database_failures",
+            "Store operations that failed (the database unreachable, an error, a shutdown; \
+             not a refusal such as a wrong token), by operation",
+            database_failures.clone(),
+        );
+        let database_connections = Family::<ConnectionLabels, Gauge>::default();
+        registry.register(
+            "database_connections",
+            "Database connections by state (in_use, idle), as of the scrape: SQLite's read \
+             connections and its writer, or PostgreSQL's pool",
+            database_connections.clone(),
+        );
+        let database_connections_max = Gauge::default();
+        registry.register(
+            "database_connections_max",
+            "The most database connections this instance holds ([database] max_connections \
+             on PostgreSQL)",
+            database_connections_max.clone(),
+        );
         let resident_memory = Gauge::default();
         registry.register_with_unit(
             "process_resident_memory",
@@ -270,6 +324,10 @@ impl Metrics {
             password_checks,
             database_writes,
             database_commits,
+            database_operations,
+            database_failures,
+            database_connections,
+            database_connections_max,
             resident_memory,
             cpu_seconds,
             open_fds,
@@ -289,6 +347,17 @@ impl Metrics {
         self.mail_tries
             .get_or_create(&MailTryLabels { outcome })
             .inc();
+    }
+
+    /// Records one store operation: its time in seconds, and whether it failed (a 5xx).
+    pub fn database_operation(&self, operation: &'static str, failed: bool, seconds: f64) {
+        let labels = OperationLabels { operation };
+        self.database_operations
+            .get_or_create(&labels)
+            .observe(seconds);
+        if failed {
+            self.database_failures.get_or_create(&labels).inc();
+        }
     }
 
     /// Counts one refresh token presented again after its rotation: the session was revoked.
@@ -325,26 +394,24 @@ impl Metrics {
         let reuse = error.is_some_and(|e| e.reuse_detected);
         let error = error.map(|e| e.code);
         let rotated = answer.extensions().get::<Rotated>().is_some_and(|r| r.0);
-        let route_label = route.unwrap_or("unmatched").to_string();
+        let route_label = route.map_or("unmatched", interned_route);
         let method = method_label(method);
         self.requests
             .get_or_create(&RequestLabels {
-                route: route_label.clone(),
+                route: route_label,
                 method,
                 status: status.as_u16(),
             })
             .inc();
         self.durations
             .get_or_create(&RouteLabels {
-                route: route_label.clone(),
+                route: route_label,
                 method,
             })
             .observe(seconds);
         if status == StatusCode::TOO_MANY_REQUESTS {
             self.rate_limited
-                .get_or_create(&RouteOnly {
-                    route: route_label.clone(),
-                })
+                .get_or_create(&RouteOnly { route: route_label })
                 .inc();
         }
         let outcome = if status.is_success() {
@@ -390,7 +457,7 @@ impl Metrics {
 
     /// Sets the gauges read at scrape time: the mail queue (pending, failed; `None` when the
     /// database did not answer, which keeps the last figures), the hashing pool's admitted
-    /// checks, the store's writes and commits; and reads the process's figures.
+    /// checks, the store's writes, commits and connections; and reads the process's figures.
     pub fn set_gauges(
         &self,
         mail: Option<(u64, u64)>,
@@ -408,6 +475,16 @@ impl Metrics {
         self.password_checks.set(password_checks as i64);
         self.database_writes.set(stats.writes as i64);
         self.database_commits.set(stats.commits as i64);
+        for (state, n) in [
+            ("in_use", stats.connections_in_use),
+            ("idle", stats.connections_idle),
+        ] {
+            self.database_connections
+                .get_or_create(&ConnectionLabels { state })
+                .set(n as i64);
+        }
+        self.database_connections_max
+            .set(stats.connections_max as i64);
         if let Some(p) = process_figures() {
             self.resident_memory.set(p.resident_bytes as i64);
             self.cpu_seconds.set(p.cpu_seconds);
@@ -424,6 +501,26 @@ fn revokes_as_admin(method: &str, route: &str) -> bool {
             | ("DELETE", Some("{user_id}"))
             | ("PUT", Some("{user_id}/disable"))
     )
+}
+
+/// A route template as a `&'static str`, so that a request's labels are copied, not
+/// allocated. Templates come from the router (a fixed set of a few dozen), never from a
+/// request's path, so each is kept once for the life of the process.
+fn interned_route(route: &str) -> &'static str {
+    use std::collections::HashSet;
+    use std::sync::{OnceLock, RwLock};
+    static ROUTES: OnceLock<RwLock<HashSet<&'static str>>> = OnceLock::new();
+    let routes = ROUTES.get_or_init(Default::default);
+    if let Some(r) = routes.read().unwrap_or_else(|p| p.into_inner()).get(route) {
+        return r;
+    }
+    let mut routes = routes.write().unwrap_or_else(|p| p.into_inner());
+    if let Some(r) = routes.get(route) {
+        return r;
+    }
+    let kept: &'static str = Box::leak(route.into());
+    routes.insert(kept);
+    kept
 }
 
 fn method_label(m: &Method) -> &'static str {

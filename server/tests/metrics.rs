@@ -254,6 +254,27 @@ async fn a_scripted_flow_moves_exactly_its_counters() {
         ),
         4.0
     );
+    // Each store operation is timed under its name, on either back end: five uses of a
+    // refresh token (three refreshes, the reuse, the logout) and three sessions started.
+    let operations = "sessionkit_database_operation_duration_seconds_count";
+    assert_eq!(
+        sample(&text, operations, &[("operation", "use_refresh_token")]),
+        5.0
+    );
+    assert_eq!(sample(&text, operations, &[("operation", "login")]), 3.0);
+    assert!(sample(&text, operations, &[("operation", "revoke_sessions")]) >= 1.0);
+    assert!(
+        !text.contains("sessionkit_database_failures_total{"),
+        "no operation failed:\n{text}"
+    );
+    let connections = "sessionkit_database_connections";
+    let in_use = sample(&text, connections, &[("state", "in_use")]);
+    let idle = sample(&text, connections, &[("state", "idle")]);
+    let max = sample(&text, "sessionkit_database_connections_max", &[]);
+    assert!(
+        max >= 1.0 && in_use + idle >= 1.0 && in_use + idle <= max,
+        "{text}"
+    );
     // Raw paths are no label values: ids in paths stay out.
     assert!(
         text.contains(

@@ -23,15 +23,8 @@ pub async fn context(State(st): State<AppState>, req: Request, next: Next) -> Re
     let path = uri.path();
     let route = req.extensions().get::<MatchedPath>().cloned();
     let context = Context {
-        ip: req
-            .extensions()
-            .get::<ClientAddr>()
-            .map(|ClientAddr(a)| a.to_string()),
-        user_agent: req
-            .headers()
-            .get(header::USER_AGENT)
-            .and_then(|v| v.to_str().ok())
-            .map(|ua| ua.chars().take(audit::USER_AGENT_MAX).collect()),
+        ip: req.extensions().get::<ClientAddr>().map(|ClientAddr(a)| *a),
+        user_agent: req.headers().get(header::USER_AGENT).cloned(),
         actor: if path.starts_with("/api/admin/") {
             Actor::Admin
         } else {

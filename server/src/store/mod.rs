@@ -10,6 +10,7 @@
 
 pub mod postgres;
 pub mod sqlite;
+pub mod timed;
 
 use std::sync::Arc;
 
@@ -20,7 +21,8 @@ use crate::error::{ApiError, Reason};
 use crate::providers::{Identity, Proof};
 use crate::tokens;
 
-/// Write counts of one instance, for the metrics extension.
+/// Write counts and connection use of one instance, for the metrics extension and
+/// `/metrics`.
 #[derive(Debug, Clone, Copy, Default, serde::Serialize)]
 pub struct StoreStats {
     /// `sqlite` or `postgres`.
@@ -30,6 +32,14 @@ pub struct StoreStats {
     /// Commits made: on SQLite, one commit (one fsync) holds every write waiting at the time
     /// (group commit), so under load `commits` < `writes`.
     pub commits: u64,
+    /// Database connections at work now: SQLite's read connections in a query, plus its
+    /// writer while it runs a batch; PostgreSQL's pool connections lent out.
+    pub connections_in_use: u64,
+    /// Open connections waiting for work.
+    pub connections_idle: u64,
+    /// The most connections this instance holds (SQLite: its read connections and the
+    /// writer; PostgreSQL: `[database] max_connections`).
+    pub connections_max: u64,
 }
 
 /// What every store method answers: the protocol's error on failure (a database error is a 500

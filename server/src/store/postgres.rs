@@ -126,6 +126,8 @@ impl From<sqlx::Error> for ApiError {
 #[derive(Clone)]
 pub struct PostgresStore {
     pool: PgPool,
+    /// `[database] max_connections`.
+    max_connections: u32,
     /// Write transactions begun (each its own commit).
     writes: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
@@ -190,6 +192,7 @@ impl PostgresStore {
             })?;
         Ok(PostgresStore {
             pool,
+            max_connections: config.max_connections,
             writes: Default::default(),
         })
     }
@@ -1029,10 +1032,15 @@ impl Store for PostgresStore {
     fn stats(&self) -> StoreStats {
         use std::sync::atomic::Ordering::Relaxed;
         let writes = self.writes.load(Relaxed);
+        let open = u64::from(self.pool.size());
+        let idle = self.pool.num_idle() as u64;
         StoreStats {
             backend: "postgres",
             writes,
             commits: writes,
+            connections_in_use: open.saturating_sub(idle),
+            connections_idle: idle,
+            connections_max: u64::from(self.max_connections),
         }
     }
 

@@ -1152,6 +1152,26 @@ fn run_batch(conn: &Connection, batch: Vec<Job>) {
 struct WriteCounts {
     writes: std::sync::atomic::AtomicU64,
     commits: std::sync::atomic::AtomicU64,
+    /// 1 while the writer runs a batch.
+    writing: std::sync::atomic::AtomicU64,
+    /// Read connections in a query.
+    reading: std::sync::atomic::AtomicU64,
+}
+
+/// Counts one connection at work while it lives.
+struct AtWork<'a>(&'a std::sync::atomic::AtomicU64);
+
+impl<'a> AtWork<'a> {
+    fn new(counter: &'a std::sync::atomic::AtomicU64) -> Self {
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Self(counter)
+    }
+}
+
+impl Drop for AtWork<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 fn writer_loop(
@@ -1170,6 +1190,7 @@ fn writer_loop(
         }
         counts.writes.fetch_add(batch.len() as u64, Relaxed);
         counts.commits.fetch_add(1, Relaxed);
+        let _writing = AtWork::new(&counts.writing);
         run_batch(&conn, batch);
     }
     conn
@@ -1272,6 +1293,7 @@ impl SqliteStore {
             return Err(shutting_down());
         }
         let readers = self.readers.clone();
+        let counts = self.counts.clone();
         let start = self
             .next_reader
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -1279,12 +1301,14 @@ impl SqliteStore {
             // The first free connection from a rotating start, else wait for one.
             for i in 0..readers.len() {
                 if let Ok(conn) = readers[(start + i) % readers.len()].try_lock() {
+                    let _reading = AtWork::new(&counts.reading);
                     return f(&conn);
                 }
             }
             let conn = readers[start % readers.len()]
                 .lock()
                 .unwrap_or_else(|p| p.into_inner());
+            let _reading = AtWork::new(&counts.reading);
             f(&conn)
         })
         .await
@@ -1322,10 +1346,15 @@ impl Store for SqliteStore {
 
     fn stats(&self) -> StoreStats {
         use std::sync::atomic::Ordering::Relaxed;
+        let in_use = self.counts.reading.load(Relaxed) + self.counts.writing.load(Relaxed);
+        let max = self.readers.len() as u64 + 1;
         StoreStats {
             backend: "sqlite",
             writes: self.counts.writes.load(Relaxed),
             commits: self.counts.commits.load(Relaxed),
+            connections_in_use: in_use,
+            connections_idle: max.saturating_sub(in_use),
+            connections_max: max,
         }
     }
 
