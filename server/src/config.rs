@@ -124,6 +124,10 @@ pub struct MetricsConfig {
     /// scraper reaches it). Without it, `/metrics` is on the server's address behind HTTP Basic
     /// credentials of the admin key pair.
     pub listen: Option<SocketAddr>,
+    /// Not a config key: a test harness's file for the exposition as it stands when the
+    /// server stops (scripts/scan-secrets reads it; see [`crate::testing`]).
+    #[serde(skip)]
+    pub exposition_on_stop: Option<PathBuf>,
 }
 
 /// `[limits]`: what one client can hold of the server. Connections that are slow or idle are

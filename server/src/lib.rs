@@ -29,6 +29,7 @@ pub mod signing;
 pub mod social;
 pub mod state;
 pub mod store;
+pub mod testing;
 pub mod tokens;
 
 use std::collections::HashMap;
@@ -401,6 +402,13 @@ impl Drop for RunningServer {
         }
         if let Some((_, m)) = &self.metrics {
             m.abort();
+        }
+        if let (Some(path), Some(metrics)) = (
+            &self.state.config.metrics.exposition_on_stop,
+            &self.state.metrics,
+        ) && let Err(e) = std::fs::write(path, metrics.encode())
+        {
+            tracing::warn!("cannot write the exposition to {}: {e}", path.display());
         }
     }
 }

@@ -778,6 +778,14 @@ fn load(cli: &Cli) -> Result<Config, String> {
     if let Some(url) = url {
         config.database.url = Some(sessionkit_server::config::DatabaseUrl::new(url));
     }
+    // [audit] log from the environment (a container's stdout; the test suite's secrets scan),
+    // which wins over the file as the database URL's does.
+    if let Some(log) = std::env::var("SESSIONKIT_AUDIT_LOG")
+        .ok()
+        .filter(|v| !v.is_empty())
+    {
+        config.audit.log = Some(log);
+    }
     if let Some(mail) = config.mail.as_mut() {
         mail.password = std::env::var(sessionkit_server::mail::PASSWORD_ENV)
             .ok()

@@ -190,6 +190,7 @@ code_lifetime_secs = 300
             .expect("a fresh PostgreSQL database for the test server");
             config.database.url = Some(sessionkit_server::config::DatabaseUrl::new(url));
         }
+        sessionkit_server::testing::prepare_for_scan(&mut config);
         let app_id = config.apps[0].id.clone();
         let server = RunningServer::start(config)
             .await

@@ -78,5 +78,14 @@ async def test_a_scripted_flow_moves_exactly_its_counters() -> None:
         assert value(parsed, "sessionkit_http_requests_total", route=route, status="201") == 1
         assert value(parsed, "sessionkit_http_request_duration_seconds_count", route=route) == 1
         assert value(parsed, "sessionkit_process_resident_memory_bytes") > 0
+        # Store operations by kind: one login's session, the refresh and the logout each used
+        # the refresh token once.
+        operations = "sessionkit_database_operation_duration_seconds_count"
+        assert value(parsed, operations, operation="login") == 1
+        assert value(parsed, operations, operation="use_refresh_token") == 2
+        assert value(parsed, operations, operation="register") == 1
+        in_use = value(parsed, "sessionkit_database_connections", state="in_use")
+        idle = value(parsed, "sessionkit_database_connections", state="idle")
+        assert 1 <= in_use + idle <= value(parsed, "sessionkit_database_connections_max")
         for secret in (access, refresh, "mo-password-1", "not-it", "mo@example.com", ADMIN_PRIVATE):
             assert secret and secret not in text

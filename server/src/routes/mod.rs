@@ -138,7 +138,7 @@ pub fn router(state: AppState) -> Router {
     const UP: &str = "/api/client/v2.0/app/{app_id}/auth/providers/local-userpass";
     const ADM: &str = "/api/admin/v3.0/groups/{group_id}/apps/{app_id}";
     let r = |p: &str, s: &str| format!("{p}{s}");
-    Router::new()
+    let routes = Router::new()
         .route("/health", get(health))
         .route(&r(AR, "/location"), get(auth::location))
         .route(&r(AR, "/.well-known/jwks.json"), get(auth::jwks))
@@ -234,16 +234,27 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             audit::context,
-        ))
-        .layer(axum::middleware::from_fn_with_state(
+        ));
+    // Each layer is a boxed future and a service clone on every request: the test clock's and
+    // the metrics' are added only where they are on.
+    let routes = if state.config.test_clock {
+        routes.layer(axum::middleware::from_fn_with_state(
             state.clone(),
             shared_test_clock,
         ))
+    } else {
+        routes
+    };
+    let routes = if state.metrics.is_some() {
         // Inside render_errors, which takes the ApiError (and its code) out of the answer.
-        .layer(axum::middleware::from_fn_with_state(
+        routes.layer(axum::middleware::from_fn_with_state(
             state.clone(),
             metrics::observe,
         ))
+    } else {
+        routes
+    };
+    routes
         .layer(axum::middleware::from_fn(render_errors))
         .with_state(state)
 }

@@ -195,7 +195,8 @@ pub fn test_database_blocking(same_as: Option<String>) -> Option<String> {
 
 /// Starts a server with a ready config as it is: on SQLite whatever the pass unless the config
 /// names a database (tests of SQLite's files).
-pub async fn start_config_sqlite(config: Config) -> T {
+pub async fn start_config_sqlite(mut config: Config) -> T {
+    sessionkit_server::testing::prepare_for_scan(&mut config);
     let srv = RunningServer::start(config).await.expect("server starts");
     let base = srv.base_url();
     T {
