@@ -2385,14 +2385,23 @@ impl Store for PostgresStore {
     }
 
     async fn audit_events(&self, filter: audit::Filter) -> StoreResult<Vec<Event>> {
-        let rows = sqlx::query(
+        // Two statements, so that a generic plan still reads the (app_id, user_id, seq)
+        // index for a user's events, and the (app_id, seq) one otherwise.
+        let rows = sqlx::query(if filter.user_id.is_some() {
             "SELECT seq, at, app_id, kind, user_id, session_id, ip, user_agent, actor, detail
              FROM audit_events
-             WHERE app_id = $1 AND seq > $2 AND ($3::text IS NULL OR user_id = $3)
+             WHERE app_id = $1 AND user_id = $3 AND seq > $2
                AND ($4::bigint IS NULL OR at >= $4) AND ($5::bigint IS NULL OR at < $5)
                AND (cardinality($6::text[]) = 0 OR kind = ANY($6))
-             ORDER BY seq LIMIT $7",
-        )
+             ORDER BY seq LIMIT $7"
+        } else {
+            "SELECT seq, at, app_id, kind, user_id, session_id, ip, user_agent, actor, detail
+             FROM audit_events
+             WHERE app_id = $1 AND seq > $2 AND $3::text IS NULL
+               AND ($4::bigint IS NULL OR at >= $4) AND ($5::bigint IS NULL OR at < $5)
+               AND (cardinality($6::text[]) = 0 OR kind = ANY($6))
+             ORDER BY seq LIMIT $7"
+        })
         .bind(&filter.app_id)
         .bind(filter.after.unwrap_or(0))
         .bind(&filter.user_id)

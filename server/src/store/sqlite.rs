@@ -20,7 +20,7 @@ use crate::providers::Proof;
 use crate::tokens;
 
 /// The schema version this build writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 11;
+pub const SCHEMA_VERSION: i64 = 12;
 
 /// The database file's name in the data directory.
 pub const DB_FILE: &str = "sessionkit.db";
@@ -152,6 +152,20 @@ const MIGRATIONS: &[(i64, &str, Option<DataStep>)] = &[
          );
          CREATE INDEX audit_events_app ON audit_events(app_id, seq);
          CREATE INDEX audit_events_user ON audit_events(app_id, user_id, seq);",
+        None,
+    ),
+    (
+        12,
+        // The audit log's indexes, cheaper to write (each is a B-tree insert in every login,
+        // measured at 4 % of login throughput each) and used by the queries: a user's events
+        // by `user_id` alone (SQLite appends the rowid, `seq`, to every index entry, so they
+        // come in `seq` order; a user id belongs to one app), and an app's by `seq`, the
+        // primary key, skipping other apps' rows (a server usually serves one app or a few).
+        // The index of version 11 on (app_id, user_id, seq) was never used: its query's
+        // `(?3 IS NULL OR user_id = ?3)` hid the user from the planner.
+        "DROP INDEX audit_events_app;
+         DROP INDEX audit_events_user;
+         CREATE INDEX audit_events_user ON audit_events(user_id) WHERE user_id IS NOT NULL;",
         None,
     ),
 ];
@@ -2412,14 +2426,23 @@ impl Store for SqliteStore {
     async fn audit_events(&self, filter: audit::Filter) -> StoreResult<Vec<Event>> {
         self.read(move |conn| {
             let kinds = (!filter.kinds.is_empty()).then(|| json!(filter.kinds).to_string());
-            let mut stmt = conn.prepare_cached(
+            // Two statements, so that the planner sees the user when there is one and reads
+            // the user's index (migration 12); else the primary key from `after` on.
+            let mut stmt = conn.prepare_cached(if filter.user_id.is_some() {
                 "SELECT seq, at, app_id, kind, user_id, session_id, ip, user_agent, actor, detail
                  FROM audit_events
-                 WHERE app_id = ?1 AND seq > ?2 AND (?3 IS NULL OR user_id = ?3)
+                 WHERE user_id = ?3 AND user_id IS NOT NULL AND app_id = ?1 AND seq > ?2
                    AND (?4 IS NULL OR at >= ?4) AND (?5 IS NULL OR at < ?5)
                    AND (?6 IS NULL OR kind IN (SELECT value FROM json_each(?6)))
-                 ORDER BY seq LIMIT ?7",
-            )?;
+                 ORDER BY seq LIMIT ?7"
+            } else {
+                "SELECT seq, at, app_id, kind, user_id, session_id, ip, user_agent, actor, detail
+                 FROM audit_events
+                 WHERE app_id = ?1 AND seq > ?2 AND ?3 IS NULL
+                   AND (?4 IS NULL OR at >= ?4) AND (?5 IS NULL OR at < ?5)
+                   AND (?6 IS NULL OR kind IN (SELECT value FROM json_each(?6)))
+                 ORDER BY seq LIMIT ?7"
+            })?;
             let rows = stmt.query_map(
                 params![
                     filter.app_id,
