@@ -72,6 +72,10 @@ impl PartialEq for Outbox {
     }
 }
 
+/// What `[audit] log` (or `SESSIONKIT_AUDIT_LOG`) may be, for errors.
+const LOG_TARGETS: &str = "[audit] log, or SESSIONKIT_AUDIT_LOG, is stdout, stderr or the path \
+                           of a file in an existing directory";
+
 /// The log target of `[audit] log`: each event as one JSON line, appended.
 pub struct LogTarget {
     out: Mutex<Box<dyn std::io::Write + Send>>,
@@ -84,12 +88,14 @@ impl std::fmt::Debug for LogTarget {
 }
 
 impl LogTarget {
-    /// `stdout`, `stderr`, or a file path (created with mode 0600, appended to). Errors: the
-    /// file's, as a message naming it.
+    /// `stdout`, `stderr` (in any case), or a file path (created with mode 0600, appended to).
+    /// Errors: an empty target, or the file's, as a message naming it and what the target may
+    /// be.
     pub fn open(target: &str) -> Result<Self, String> {
         let out: Box<dyn std::io::Write + Send> = match target {
-            "stdout" => Box::new(std::io::stdout()),
-            "stderr" => Box::new(std::io::stderr()),
+            "" => return Err(LOG_TARGETS.into()),
+            t if t.eq_ignore_ascii_case("stdout") => Box::new(std::io::stdout()),
+            t if t.eq_ignore_ascii_case("stderr") => Box::new(std::io::stderr()),
             path => {
                 let mut o = std::fs::OpenOptions::new();
                 o.create(true).append(true);
@@ -97,7 +103,7 @@ impl LogTarget {
                 std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
                 Box::new(
                     o.open(path)
-                        .map_err(|e| format!("[audit] log: cannot open {path}: {e}"))?,
+                        .map_err(|e| format!("cannot open {path}: {e} ({LOG_TARGETS})"))?,
                 )
             }
         };

@@ -1139,6 +1139,32 @@ impl Config {
         if self.database.max_connections == 0 {
             return Err(invalid("database.max_connections", "must be at least 1"));
         }
+        if self
+            .audit
+            .log
+            .as_deref()
+            .is_some_and(|l| l.trim().is_empty())
+        {
+            return Err(invalid(
+                "audit.log",
+                "must be stdout, stderr or a file path (omit it for no log target)",
+            ));
+        }
+        if let Some(listen) = self.metrics.listen {
+            if !self.metrics.enabled {
+                return Err(invalid(
+                    "metrics.listen",
+                    "serves nothing while [metrics] enabled is false: set enabled = true, or \
+                     remove listen",
+                ));
+            }
+            if listen.port() != 0 && listen == self.listen {
+                return Err(invalid(
+                    "metrics.listen",
+                    "must be another address than listen (the server's own): another port",
+                ));
+            }
+        }
         if let Some(url) = &self.public_url
             && !(url.starts_with("http://") || url.starts_with("https://"))
         {

@@ -44,6 +44,9 @@ pub struct ApiError {
     /// This answer revoked a session because a rotated-out refresh token was presented again
     /// (counted by the metrics; not sent: the client sees a plain revoked session).
     pub reuse_detected: bool,
+    /// The user a refusal was about, when the server knows it (a disabled user's login): the
+    /// audit log's `login_failed` event names it (not sent).
+    pub user_id: Option<String>,
 }
 
 impl ApiError {
@@ -56,7 +59,13 @@ impl ApiError {
             reason: None,
             retry_after: None,
             reuse_detected: false,
+            user_id: None,
         }
+    }
+    /// Names the user this refusal is about, for the audit log.
+    pub fn about_user(mut self, user_id: &str) -> Self {
+        self.user_id = Some(user_id.to_owned());
+        self
     }
     /// 401 InvalidSession, reason `revoked`, for a session this request revoked because its
     /// rotated-out refresh token was presented again (PROTOCOL.md, "Refresh token rotation").

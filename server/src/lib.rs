@@ -156,6 +156,14 @@ pub enum ServerError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// The metrics address (`[metrics] listen`) could not be bound.
+    #[error("cannot listen on {addr} ([metrics] listen): {source}")]
+    MetricsBind {
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
     /// The database could not be opened or initialised.
     #[error("storage error: {0}")]
     Storage(String),
@@ -222,9 +230,8 @@ impl RunningServer {
             return Err(ServerError::Config(ConfigError::Invalid {
                 key: "metrics".into(),
                 problem: "metrics on the server's address are read with the admin key pair: \
-                          set [admin] (or SESSIONKIT_ADMIN_PUBLIC_KEY and \
-                          SESSIONKIT_ADMIN_PRIVATE_KEY), or give [metrics] a listen address \
-                          of its own"
+                          set [admin] public_key and private_key, or give [metrics] a \
+                          listen address of its own"
                     .into(),
             }));
         }
@@ -232,7 +239,7 @@ impl RunningServer {
             Some(addr) => Some(
                 tokio::net::TcpListener::bind(addr)
                     .await
-                    .map_err(|source| ServerError::Bind { addr, source })?,
+                    .map_err(|source| ServerError::MetricsBind { addr, source })?,
             ),
             None => None,
         };

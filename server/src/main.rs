@@ -188,9 +188,12 @@ enum EventsAction {
         /// Before this Unix time.
         #[arg(long)]
         until: Option<i64>,
-        /// At most this many events.
-        #[arg(long)]
+        /// At most this many events (at least 1).
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
         limit: Option<u64>,
+        /// Only events after this one (its `seq`): where an earlier listing stopped.
+        #[arg(long, value_name = "SEQ")]
+        after: Option<i64>,
     },
 }
 
@@ -393,6 +396,7 @@ async fn admin(config: Option<&Config>, url: Option<&String>, action: &AdminActi
                     since,
                     until,
                     limit,
+                    after,
                 },
         } => {
             let mut base = url::form_urlencoded::Serializer::new(String::new());
@@ -410,7 +414,7 @@ async fn admin(config: Option<&Config>, url: Option<&String>, action: &AdminActi
             }
             let base = base.finish();
             let mut left = limit.unwrap_or(u64::MAX);
-            let mut after: Option<i64> = None;
+            let mut after = *after;
             while left > 0 {
                 let page = left.min(1000);
                 let mut query = format!("{base}&limit={page}");
@@ -957,6 +961,9 @@ fn main() -> ExitCode {
         {
             let mut out = std::io::stdout().lock();
             let _ = writeln!(out, "listening on {}", server.base_url());
+            if let Some(addr) = server.metrics_addr() {
+                let _ = writeln!(out, "metrics on http://{addr}/metrics");
+            }
             if cli.dev {
                 if let Some(admin) = server.admin_keys() {
                     let _ = writeln!(out, "admin public key: {}", admin.public_key);

@@ -69,6 +69,16 @@ pub struct RefreshLabels {
 #[derive(Clone, Copy, Debug)]
 pub struct Rotated(pub bool);
 
+/// Every value of [`RevocationLabels::by`].
+const REVOCATION_CAUSES: [&str; 6] = [
+    "logout",
+    "user",
+    "admin",
+    "password_reset",
+    "user_deleted",
+    "reuse",
+];
+
 /// Labels naming who or what ended sessions.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RevocationLabels {
@@ -310,6 +320,18 @@ impl Metrics {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs() as i64),
         );
+        // Every series of a fixed label set exists from the start, at 0: Prometheus's
+        // `increase()` needs a sample before the first count, or an alert on the first reuse
+        // ever (README, "Operating the server") would never fire.
+        for by in REVOCATION_CAUSES {
+            drop(revocations.get_or_create(&RevocationLabels { by }));
+        }
+        for outcome in ["sent", "retry", "failed"] {
+            drop(mail_tries.get_or_create(&MailTryLabels { outcome }));
+        }
+        for outcome in ["success", "failure"] {
+            drop(issuer_fetches.get_or_create(&FetchLabels { outcome }));
+        }
         Self {
             registry,
             requests,

@@ -186,6 +186,30 @@ async fn events_list_prints_every_page_as_json_lines_filtered() {
         None,
     );
     assert_eq!(text(&out.stdout).lines().count(), 5);
+    // --after continues from an event: the rest, in order.
+    let seq_1000 = lines[999]["seq"].as_i64().unwrap().to_string();
+    let out = admin(
+        &base,
+        &["events", "list", "--app", "test-app", "--after", &seq_1000],
+        None,
+    );
+    let rest: Vec<serde_json::Value> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rest, lines[1000..].to_vec());
+    // A limit of 0 lists nothing on purpose: refused, as the API refuses it.
+    let out = admin(
+        &base,
+        &["events", "list", "--app", "test-app", "--limit", "0"],
+        None,
+    );
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("--limit"),
+        "{}",
+        text(&out.stderr)
+    );
     let out = admin(
         &base,
         &["events", "list", "--app", "test-app", "--kind", "logn"],

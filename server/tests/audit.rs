@@ -95,6 +95,14 @@ async fn a_scripted_flow_writes_exactly_its_events_in_order() {
     t.put(&format!("{user_path}/disable"), None, Some(&admin))
         .await
         .ok(204);
+    // A disabled user's login is refused, and its event names the user.
+    t.post(
+        &format!("{}/auth/providers/local-userpass/login", ar(app)),
+        json!({"username": "eve@example.com", "password": "eve-password-1"}),
+        None,
+    )
+    .await
+    .err(401, "UserDisabled");
     t.put(&format!("{user_path}/enable"), None, Some(&admin))
         .await
         .ok(204);
@@ -118,6 +126,7 @@ async fn a_scripted_flow_writes_exactly_its_events_in_order() {
             "api_key_deleted",
             "sessions_revoked",
             "user_disabled",
+            "login_failed",
             "user_enabled",
             "sessions_revoked",
             "user_deleted",
@@ -145,6 +154,9 @@ async fn a_scripted_flow_writes_exactly_its_events_in_order() {
         json!({"provider": "local-userpass", "error": "InvalidPassword"})
     );
     assert!(failed["user_id"].is_null());
+    let refused = by_kind("login_failed", 1);
+    assert_eq!(refused["user_id"], eve_id.as_str());
+    assert_eq!(refused["detail"]["error"], "UserDisabled");
     let others = by_kind("sessions_revoked", 0);
     assert_eq!(
         others["detail"],
@@ -174,7 +186,10 @@ async fn a_scripted_flow_writes_exactly_its_events_in_order() {
         "all but registered, confirmed and login_failed"
     );
     let failures = events(&t, app, "kind=login_failed,user_deleted", 100).await;
-    assert_eq!(kinds(&failures), ["login_failed", "user_deleted"]);
+    assert_eq!(
+        kinds(&failures),
+        ["login_failed", "login_failed", "user_deleted"]
+    );
     let future = t.srv.now() + 10;
     assert!(
         events(&t, app, &format!("since={future}"), 100)
@@ -204,6 +219,19 @@ async fn a_scripted_flow_writes_exactly_its_events_in_order() {
     )
     .await
     .err(401, "InvalidSession");
+    // An admin's account is registered by the admin, with its user from the start.
+    let made = t
+        .post(
+            &format!("{}/users", adm(app)),
+            json!({"email": "zed@example.com", "password": "zed-password-1"}),
+            Some(&admin),
+        )
+        .await;
+    let zed_id = made.ok(201)["_id"].as_str().unwrap().to_string();
+    let zeds = events(&t, app, &format!("user_id={zed_id}"), 100).await;
+    assert_eq!(kinds(&zeds), ["registered"]);
+    assert_eq!(zeds[0]["actor"], "admin");
+    assert_eq!(zeds[0]["detail"], json!({"confirmed": true}));
 
     // No secret anywhere in the log.
     let text = serde_json::to_string(&all).unwrap();

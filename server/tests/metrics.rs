@@ -377,3 +377,68 @@ async fn metrics_on_the_main_address_without_an_admin_key_pair_stop_the_start() 
         "{text}"
     );
 }
+
+/// Settings of `[metrics]` and `[audit]` that cannot work are refused with what to write; a
+/// busy metrics address is named as `[metrics] listen`.
+#[tokio::test]
+async fn settings_that_cannot_work_are_refused_with_what_to_write() {
+    let refused = |table: &str| {
+        sessionkit_server::Config::from_toml_str(&with_metrics(table))
+            .err()
+            .unwrap_or_else(|| panic!("{table} was accepted"))
+            .to_string()
+    };
+    let e = refused("[metrics]\nlisten = \"127.0.0.1:9464\"");
+    assert!(
+        e.contains("metrics.listen") && e.contains("enabled = true"),
+        "{e}"
+    );
+    let e = refused("[audit]\nlog = \"\"");
+    assert!(
+        e.contains("audit.log") && e.contains("stdout, stderr or a file path"),
+        "{e}"
+    );
+    // The server's own address again: another port, it says.
+    let toml = with_metrics("[metrics]\nenabled = true\nlisten = \"127.0.0.1:9464\"").replacen(
+        "listen = \"127.0.0.1:0\"",
+        "listen = \"127.0.0.1:9464\"",
+        1,
+    );
+    let e = sessionkit_server::Config::from_toml_str(&toml)
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(e.contains("another port"), "{e}");
+    // A metrics address in use: named as such.
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = busy.local_addr().unwrap().port();
+    let mut config = sessionkit_server::Config::from_toml_str(&with_metrics(&format!(
+        "[metrics]\nenabled = true\nlisten = \"127.0.0.1:{port}\""
+    )))
+    .unwrap();
+    config.data_dir = temp_dir("metrics-busy");
+    let e = sessionkit_server::RunningServer::start(config)
+        .await
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(
+        e.contains("[metrics] listen") && e.contains(&port.to_string()),
+        "{e}"
+    );
+    // A missing directory for the log file says what the target may be.
+    let mut config = sessionkit_server::Config::from_toml_str(&with_metrics(
+        "[audit]\nlog = \"/nonexistent-dir/audit.jsonl\"",
+    ))
+    .unwrap();
+    config.data_dir = temp_dir("audit-log-dir");
+    let e = sessionkit_server::RunningServer::start(config)
+        .await
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(
+        e.contains("/nonexistent-dir/audit.jsonl") && e.contains("SESSIONKIT_AUDIT_LOG"),
+        "{e}"
+    );
+}

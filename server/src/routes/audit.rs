@@ -51,10 +51,9 @@ pub async fn context(State(st): State<AppState>, req: Request, next: Next) -> Re
     let Some(app_id) = app_of(path).filter(|a| st.apps.contains_key(*a)) else {
         return resp;
     };
-    let code = resp
-        .extensions()
-        .get::<ApiError>()
-        .map_or("Error", |e| e.code);
+    let error = resp.extensions().get::<ApiError>();
+    let code = error.map_or("Error", |e| e.code);
+    let about_user = error.and_then(|e| e.user_id.clone());
     let event = if status == StatusCode::TOO_MANY_REQUESTS {
         Some((kind::RATE_LIMITED, json!({"route": route.as_str()})))
     } else if route.as_str().ends_with("/auth/providers/{provider}/login") {
@@ -71,7 +70,10 @@ pub async fn context(State(st): State<AppState>, req: Request, next: Next) -> Re
             context,
             st.audit_log.as_deref(),
             async {
-                let event = Event::new(app_id, kind).detail(detail);
+                let mut event = Event::new(app_id, kind).detail(detail);
+                if let Some(user_id) = &about_user {
+                    event = event.user(user_id);
+                }
                 st.store.record_events(vec![event]).await
             },
             Result::is_ok,

@@ -1332,7 +1332,7 @@ impl Store for PostgresStore {
         .transpose()?
         .ok_or(gone)?;
         if user.disabled {
-            return Err(super::user_disabled());
+            return Err(super::user_disabled().about_user(&user.id));
         }
         let s = start(&user);
         sqlx::query(
@@ -2103,6 +2103,12 @@ impl Store for PostgresStore {
             now,
         )
         .await?;
+        // An admin's account (the actor comes from the request): registered, confirmed.
+        let event = Event::new(app_id, kind::REGISTERED)
+            .at(now)
+            .user(&user_id)
+            .detail(json!({"confirmed": true}));
+        insert_event(&mut tx, &event).await?;
         let user = user(&mut tx, app_id, &user_id)
             .await?
             .ok_or_else(ApiError::internal)?;

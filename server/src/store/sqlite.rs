@@ -1063,7 +1063,7 @@ fn login_tx(
     };
     let user = user(tx, app_id, &user_id)?.ok_or(gone)?;
     if user.disabled {
-        return Err(super::user_disabled());
+        return Err(super::user_disabled().about_user(&user.id));
     }
     tx.prepare_cached("UPDATE users SET last_login_at = ?1 WHERE id = ?2")?
         .execute(params![now, user_id])?;
@@ -2110,6 +2110,10 @@ impl Store for SqliteStore {
         password_hash: &str,
         now: i64,
     ) -> StoreResult<(UserRow, Vec<IdentityRow>)> {
+        // An admin's account (the actor comes from the request): registered, confirmed.
+        let event = Event::new(app_id, kind::REGISTERED)
+            .at(now)
+            .detail(json!({"confirmed": true}));
         let (app_id, email, hash) = (
             app_id.to_owned(),
             email.to_owned(),
@@ -2131,6 +2135,7 @@ impl Store for SqliteStore {
                 let mut data = Map::new();
                 data.insert("email".into(), Value::String(email));
                 upsert_identity(tx, &app_id, "local-userpass", &identity, &user_id, &data, now)?;
+                insert_event(tx, &event.user(&user_id))?;
                 let user = user(tx, &app_id, &user_id)?.ok_or_else(ApiError::internal)?;
                 let ids = identities(tx, &user_id)?;
                 Ok((user, ids))
