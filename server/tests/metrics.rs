@@ -405,8 +405,7 @@ async fn settings_that_cannot_work_are_refused_with_what_to_write() {
         1,
     );
     let e = sessionkit_server::Config::from_toml_str(&toml)
-        .err()
-        .expect("refused")
+        .expect_err("refused")
         .to_string();
     assert!(e.contains("another port"), "{e}");
     // A metrics address in use: named as such.
