@@ -1,5 +1,5 @@
 # The two commands of the quick start, plus the pieces they are made of.
-.PHONY: demo test test-rust lint bench conformance fuzz wheels
+.PHONY: demo test test-rust lint bench conformance fuzz wheels platforms
 
 demo:  ## starts a local sessionkit-server and walks through the SDK's life cycle
 	cargo run -q -p sessionkit-tests --bin demo
@@ -23,6 +23,9 @@ conformance:  ## every language's conformance runner, then the cross-language re
 
 wheels:  ## the Python wheel for this machine: manylinux2014 on Linux, stripped, auditwheel-checked, in target/wheelhouse
 	bash scripts/build-wheels
+
+platforms:  ## cross-built libraries for other platforms (so far the aarch64 manylinux wheel), size-checked; see scripts/platforms
+	bash scripts/platforms
 
 fuzz:  ## every fuzz target for FUZZ_SECONDS each (default 60), corpus in fuzz/corpus; see fuzz/README.md
 	bash scripts/fuzz

@@ -411,33 +411,28 @@ async fn settings_that_cannot_work_are_refused_with_what_to_write() {
     // A metrics address in use: named as such.
     let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = busy.local_addr().unwrap().port();
-    let mut config = sessionkit_server::Config::from_toml_str(&with_metrics(&format!(
+    let e = refused_at_start(&format!(
         "[metrics]\nenabled = true\nlisten = \"127.0.0.1:{port}\""
-    )))
-    .unwrap();
-    config.data_dir = temp_dir("metrics-busy");
-    let e = sessionkit_server::RunningServer::start(config)
-        .await
-        .err()
-        .expect("refused")
-        .to_string();
+    ))
+    .await;
     assert!(
         e.contains("[metrics] listen") && e.contains(&port.to_string()),
         "{e}"
     );
     // A missing directory for the log file says what the target may be.
-    let mut config = sessionkit_server::Config::from_toml_str(&with_metrics(
-        "[audit]\nlog = \"/nonexistent-dir/audit.jsonl\"",
-    ))
-    .unwrap();
-    config.data_dir = temp_dir("audit-log-dir");
-    let e = sessionkit_server::RunningServer::start(config)
-        .await
-        .err()
-        .expect("refused")
-        .to_string();
+    let e = refused_at_start("[audit]\nlog = \"/nonexistent-dir/audit.jsonl\"").await;
     assert!(
         e.contains("/nonexistent-dir/audit.jsonl") && e.contains("SESSIONKIT_AUDIT_LOG"),
         "{e}"
     );
+}
+
+/// The error of a server started with `table` added to the standard config.
+async fn refused_at_start(table: &str) -> String {
+    let mut config = sessionkit_server::Config::from_toml_str(&with_metrics(table)).unwrap();
+    config.data_dir = temp_dir("refused");
+    match sessionkit_server::RunningServer::start(config).await {
+        Ok(_) => panic!("{table}: the server started"),
+        Err(e) => e.to_string(),
+    }
 }
