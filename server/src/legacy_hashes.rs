@@ -262,6 +262,33 @@ fn scrypt_memory(log_n: u32, r: u32) -> u64 {
     u64::try_from((128u128 << log_n) * u128::from(r)).unwrap_or(u64::MAX)
 }
 
+/// Crypt and PHC scheme names an import may meet but does not accept, named back in its
+/// refusal; any other identifier is not quoted.
+const KNOWN_OTHER_SCHEMES: &[&str] = &[
+    "1",
+    "3",
+    "5",
+    "6",
+    "7",
+    "apr1",
+    "md5",
+    "sha1",
+    "sha256",
+    "sha512",
+    "y",
+    "gy",
+    "argon2",
+    "scrypt-sha256",
+    "pbkdf2",
+    "pbkdf2-sha1",
+    "pbkdf2-sha512",
+    "bcrypt",
+    "bcrypt-sha256",
+    "balloon",
+    "sm3",
+    "nt",
+];
+
 impl LegacyHash {
     /// Parses an argon2, bcrypt, scrypt or PBKDF2-SHA256 hash string, or a stored
     /// `$firebase-scrypt$` string ([`LegacyHash::as_stored`]). Surrounding whitespace is
@@ -288,17 +315,12 @@ impl LegacyHash {
                      $2b$ and $2y$ are checked here)"
                 ),
             }),
-            // Quoted only when it reads as a scheme's name: text after a lone `$` may be the
-            // digest itself, which an error (an import's report, a log line) must not repeat.
-            _ if (1..=32).contains(&ident.len())
-                && ident
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') =>
-            {
-                Err(LegacyHashError::Unsupported {
-                    found: format!("scheme `${ident}$`"),
-                })
-            }
+            // Quoted only when it is a known scheme's name: text after a lone `$` may be the
+            // digest itself (a lowercase hex MD5 reads like a name), which an error (an
+            // import's report, a log line) must not repeat.
+            _ if KNOWN_OTHER_SCHEMES.contains(&ident) => Err(LegacyHashError::Unsupported {
+                found: format!("scheme `${ident}$`"),
+            }),
             _ => Err(LegacyHashError::Unsupported {
                 found: "text after `$` that is not a scheme's name".into(),
             }),

@@ -228,6 +228,8 @@ fn other_schemes_are_refused_naming_what_was_found() {
             "$Q2hhbmdlZCBzZWNyZXQgZGlnZXN0IGJ5dGVz",
             "not a scheme's name",
         ),
+        // Nor a lowercase hex digest, which reads like a name.
+        ("$5f4dcc3b5aa765d61d8327deb882cf99", "not a scheme's name"),
         (
             "$2x$04$HYHT1niOLkZGaID45OweUOiYvDwiXLeIw0Y9qkcqdgZFZrblwQTiq",
             "bcrypt variant `$2x$`",
