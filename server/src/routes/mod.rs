@@ -269,22 +269,20 @@ async fn shared_test_clock(
     req: axum::extract::Request,
     next: Next,
 ) -> Response {
-    if st.config.test_clock
-        && let Ok(Some(v)) = st.store.meta_get(crate::state::TEST_CLOCK_KEY).await
+    // Layered only with `test_clock = true` (router): no check of it here.
+    if let Ok(Some(v)) = st.store.meta_get(crate::state::TEST_CLOCK_KEY).await
         && let Ok(offset) = v.parse::<i64>()
     {
         st.clock.catch_up(offset);
     }
     let response = next.run(req).await;
-    if st.config.test_clock {
-        let key = format!("{}{}", crate::state::TEST_COUNTERS_PREFIX, st.instance_id);
-        if let Err(e) = st
-            .store
-            .meta_set(&key, &st.counters.all_apps().to_string())
-            .await
-        {
-            tracing::warn!("cannot store the test counters: {}", e.message);
-        }
+    let key = format!("{}{}", crate::state::TEST_COUNTERS_PREFIX, st.instance_id);
+    if let Err(e) = st
+        .store
+        .meta_set(&key, &st.counters.all_apps().to_string())
+        .await
+    {
+        tracing::warn!("cannot store the test counters: {}", e.message);
     }
     response
 }
