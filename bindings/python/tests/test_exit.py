@@ -164,3 +164,41 @@ def asyncio_task(coro: Coroutine[Any, Any, None]) -> "asyncio.Future[None]":
     import asyncio
 
     return asyncio.ensure_future(coro)
+
+
+def test_no_future_is_polled_once_exit_begins(server: Server) -> None:
+    """At exit every Rust future poll is gated (sessionkit/_lifecycle.py): after the gate
+    closes, an SDK coroutine never resumes, so no thread is left running a continuation callback
+    under the poll's native frames while the interpreter finalises. In a process of its own,
+    since the gate does not reopen."""
+    script = (
+        "import asyncio, sys\n"
+        "import sessionkit as sk\n"
+        "from sessionkit import _lifecycle\n"
+        "lib = _lifecycle._ffi._UniffiLib\n"
+        "polls = [n for n in vars(lib) if n.startswith('ffi_sessionkit_ffi_rust_future_poll_')]\n"
+        "gated = [n for n in polls if getattr(lib, n).__name__ == 'gated']\n"
+        "print(len(polls), len(gated))\n"
+        "app = sk.App(sk.AppConfig(app_id=sys.argv[2], base_url=sys.argv[1],\n"
+        "                          storage=sk.StorageConfig.IN_MEMORY()))\n"
+        "async def main():\n"
+        "    await app.log_in(sk.Credentials.ANONYMOUS(reuse=False))\n"
+        "    print('before: logged in')\n"
+        "    _lifecycle._close_polls(5.0)\n"
+        "    try:\n"
+        "        await asyncio.wait_for(app.log_in(sk.Credentials.ANONYMOUS(reuse=False)), 2)\n"
+        "        print('after: logged in')\n"
+        "    except asyncio.TimeoutError:\n"
+        "        print('after: never resumed')\n"
+        "asyncio.run(main())\n"
+    )
+    p = subprocess.run(
+        [sys.executable, "-c", script, server.base_url, APP_ID],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert p.returncode == 0, p.stderr[-2000:]
+    counts, before, after = p.stdout.split("\n")[:3]
+    polls, gated = (int(n) for n in counts.split())
+    assert polls >= 10 and gated == polls, counts
+    assert before == "before: logged in"
+    assert after == "after: never resumed"
