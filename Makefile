@@ -24,7 +24,7 @@ conformance:  ## every language's conformance runner, then the cross-language re
 wheels:  ## the Python wheel for this machine: manylinux2014 on Linux, stripped, auditwheel-checked, in target/wheelhouse
 	bash scripts/build-wheels
 
-platforms:  ## cross-built libraries for other platforms (so far the aarch64 manylinux wheel), size-checked; see scripts/platforms
+platforms:  ## wheels and libraries for aarch64 Linux, Windows, macOS, iOS (XCFramework) and Android, cross-built and size-checked; see scripts/platforms
 	bash scripts/platforms
 
 fuzz:  ## every fuzz target for FUZZ_SECONDS each (default 60), corpus in fuzz/corpus; see fuzz/README.md

@@ -57,12 +57,17 @@ async fn logs_in_refreshes_and_logs_out_with_file_storage() {
     assert_eq!(reopened.access_token().as_deref(), Some(second.as_str()));
     drop(reopened);
 
-    // The refreshed session is the server's live one: a function call authenticates with it.
-    user.refresh_profile().await.expect("profile with the refreshed token");
+    // The refreshed access token is one the server takes: the profile endpoint accepts it.
+    user.refresh_profile()
+        .await
+        .expect("profile with the refreshed token");
 
     user.log_out().await.expect("log out");
     assert_eq!(user.state(), UserState::LoggedOut);
-    assert!(user.refresh_token().is_none(), "logout drops the refresh token");
+    assert!(
+        user.refresh_token().is_none(),
+        "logout drops the refresh token"
+    );
     let after = app_user(&dir, &user.id());
     assert_eq!(after.state(), UserState::LoggedOut, "the logout was saved");
     assert!(

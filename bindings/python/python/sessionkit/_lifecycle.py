@@ -105,6 +105,6 @@ def install() -> None:
     _ffi.App.__enter__ = _enter  # type: ignore[attr-defined]
     _ffi.App.__exit__ = _exit  # type: ignore[attr-defined]
     # The generated code looks the poll functions up on the library at each call.
-    lib = _ffi._UniffiLib  # type: ignore[attr-defined]
+    lib = _ffi._UniffiLib
     for name in [n for n in vars(lib) if n.startswith("ffi_sessionkit_ffi_rust_future_poll_")]:
         setattr(lib, name, _gated_poll(getattr(lib, name)))
