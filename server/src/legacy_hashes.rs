@@ -643,19 +643,22 @@ fn parse_firebase_stored(s: &str) -> Result<LegacyHash, LegacyHashError> {
     let mut mem_cost = None;
     for kv in params.split(',') {
         let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-        let v: u32 = v
-            .parse()
-            .map_err(|_| malformed(scheme, format!("`{k}` is not a number")))?;
-        match k {
-            "rounds" => rounds = Some(v),
-            "mem_cost" => mem_cost = Some(v),
+        // The key is named only once it is known to be one: a shifted field (a salt or a
+        // digest where the parameters belong) must not be quoted in an error.
+        let slot = match k {
+            "rounds" => &mut rounds,
+            "mem_cost" => &mut mem_cost,
             _ => {
                 return Err(malformed(
                     scheme,
                     "parameters other than rounds and mem_cost",
                 ));
             }
-        }
+        };
+        let v: u32 = v
+            .parse()
+            .map_err(|_| malformed(scheme, format!("`{k}` is not a number")))?;
+        *slot = Some(v);
     }
     let (Some(rounds), Some(mem_cost)) = (rounds, mem_cost) else {
         return Err(malformed(scheme, "rounds and mem_cost are both required"));

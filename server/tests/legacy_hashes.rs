@@ -367,6 +367,12 @@ fn malformed_hashes_are_refused_naming_the_field() {
             Scheme::FirebaseScrypt,
             "at least 1",
         ),
+        // The fields shifted: a salt where the parameters belong is not quoted back.
+        (
+            format!("$firebase-scrypt${SALT}$Bw==$a2V5$c2FsdA==$a2V5"),
+            Scheme::FirebaseScrypt,
+            "parameters other than rounds and mem_cost",
+        ),
     ];
     for (input, scheme, reason) in cases {
         match refused(&input) {
