@@ -15,7 +15,7 @@ case "$target" in /*) ;; *) target=$repo/$target ;; esac
 
 cd "$repo"
 case "$profile" in
-  debug) cargo build -q -p sessionkit-ffi ;;
+  debug) bash scripts/build-test-binaries -q ;; # the debug build the test scripts share
   *) cargo build -q --profile "$profile" -p sessionkit-ffi ;;
 esac
 lib=$target/$profile/libsessionkit_ffi.so

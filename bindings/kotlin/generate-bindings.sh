@@ -11,11 +11,13 @@ target=${CARGO_TARGET_DIR:-$repo/target}
 case "$target" in /*) ;; *) target=$repo/$target ;; esac
 
 cd "$repo"
-cargo build -q -p sessionkit-ffi
+# The project's one debug build (scripts/build-test-binaries), which every test script shares:
+# its library and the workspace's uniffi-bindgen, with no build of their own feature sets.
+bash scripts/build-test-binaries -q
 rm -rf "$out"
 mkdir -p "$out"
 # The crate's own uniffi.toml (bindings/ffi/uniffi.toml) supplies the package name and renames.
-cargo run -q -p uniffi-bindgen -- generate "$target/debug/libsessionkit_ffi.so" \
+"$target/debug/uniffi-bindgen" generate "$target/debug/libsessionkit_ffi.so" \
   --language kotlin --out-dir "$out" --no-format
 test -f "$out/io/sessionkit/sessionkit_ffi.kt"
 # App's close() and destroy() (AutoCloseable, and the generated `use`) close the App (Rust

@@ -11,6 +11,7 @@ workspace's uniffi-bindgen into <target>/bindings/<lang>. Exits 1 if a member is
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import pathlib
 import re
@@ -234,9 +235,20 @@ CHECKS = {"python": check_python, "kotlin": check_kotlin, "swift": check_swift}
 SOURCES = {"python": "*.py", "kotlin": "**/*.kt", "swift": "*.swift"}
 
 
+@functools.lru_cache(maxsize=None)
+def uniffi_bindgen() -> pathlib.Path:
+    """The workspace's uniffi-bindgen, from the debug build every test script shares.
+
+    `cargo run -p uniffi-bindgen` would resolve features for that package alone and build its
+    dependencies a second time; scripts/build-test-binaries is a no-op after the others.
+    """
+    subprocess.run(["bash", "scripts/build-test-binaries", "-q"], cwd=REPO, check=True)
+    return target_dir() / "debug" / "uniffi-bindgen"
+
+
 def generate(lib: pathlib.Path, lang: str, out: pathlib.Path) -> str:
     subprocess.run(
-        ["cargo", "run", "-q", "-p", "uniffi-bindgen", "--", "generate", str(lib),
+        [str(uniffi_bindgen()), "generate", str(lib),
          "--language", lang, "--out-dir", str(out), "--no-format"],
         cwd=REPO, check=True, stdout=subprocess.DEVNULL,
     )
@@ -274,7 +286,7 @@ def main() -> int:
     api = args.api or default_api()
     lib = args.lib
     if lib is None:
-        subprocess.run(["cargo", "build", "-q", "-p", "sessionkit-ffi"], cwd=REPO, check=True)
+        uniffi_bindgen()  # the shared debug build, the library included
         lib = target_dir() / "debug" / "libsessionkit_ffi.so"
     print(f"{len(parse_api(api.read_text()))} members in {api}")
     failed = 0
