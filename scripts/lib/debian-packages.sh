@@ -1,4 +1,5 @@
-# Sourced by the cross-build scripts (scripts/platforms, platforms-apple, platforms-android):
+# Sourced by the cross-build scripts (scripts/platforms, platforms-apple, platforms-android) and
+# scripts/test-aarch64:
 # installs Debian packages they need, as root with apt-get, only when missing.
 # debian_packages PKG...: installs those not installed; non-zero (with the reason on stdout as
 # "skipped (...)" text in $why) when it cannot.
