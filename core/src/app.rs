@@ -374,7 +374,7 @@ impl App {
     /// old URL stays.
     pub async fn update_base_url(&self, base_url: &str) -> Result<()> {
         let _pass = self.inner.pass()?;
-        self.inner.transport.update_base_url(base_url).await
+        Ok(self.inner.transport.update_base_url(base_url).await?)
     }
 }
 
@@ -780,7 +780,8 @@ impl AppInner {
         if response.status == 401 {
             return Ok(());
         }
-        response.into_json().map(drop)
+        response.into_json()?;
+        Ok(())
     }
 
     async fn remove_user(self: &Arc<Self>, user: &Arc<UserInner>) -> Result<()> {
@@ -866,11 +867,10 @@ impl AppInner {
             return Ok(response);
         }
         match self.refresh_after_401(user, &token).await {
-            Ok(fresh) => {
-                self.transport
-                    .send(method, &route, Some(&fresh), body)
-                    .await
-            }
+            Ok(fresh) => Ok(self
+                .transport
+                .send(method, &route, Some(&fresh), body)
+                .await?),
             Err(e @ AppError::SessionExpired { .. }) => Err(e),
             Err(_) => Ok(response),
         }
@@ -903,6 +903,6 @@ impl AppInner {
         if response.status == 401 {
             return Err(response.stray_401("request with the refresh token"));
         }
-        response.into_json()
+        Ok(response.into_json()?)
     }
 }

@@ -6,7 +6,47 @@ use std::fmt;
 
 use serde_json::{Map, Value, json};
 
-use crate::error::{AppError, Result};
+use crate::error::AppError;
+
+/// Why credentials cannot be sent, with the JSON error of a function payload kept as its
+/// `source()` (STYLE.md lesson 1). `From<Error> for AppError` makes each an
+/// `AppError::InvalidArgument` whose message is this text: the app fixes its arguments.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum Error {
+    /// A value the provider needs is empty; `what` names it as the app knows it, `hint` (empty
+    /// or starting with a space) says where it comes from.
+    #[error("{what}: must not be empty{hint}")]
+    Empty {
+        what: &'static str,
+        hint: &'static str,
+    },
+    /// An OpenID Connect provider name that cannot be the server's (it goes into the URL path).
+    #[error(
+        "OpenID Connect provider: a name of letters, digits, '-' and '_', as configured on the \
+         server"
+    )]
+    ProviderName,
+    /// A custom function's payload that is not JSON.
+    #[error("function payload: not valid JSON ({0})")]
+    PayloadNotJson(#[source] serde_json::Error),
+    /// A custom function's payload that is JSON but not an object.
+    #[error("function payload: must be a JSON object")]
+    PayloadNotObject,
+}
+
+impl From<Error> for AppError {
+    fn from(e: Error) -> Self {
+        AppError::InvalidArgument {
+            message: e.to_string(),
+        }
+    }
+}
+
+type Result<T, E = Error> = std::result::Result<T, E>;
+
+fn empty(what: &'static str) -> Error {
+    Error::Empty { what, hint: "" }
+}
 
 /// How a user proves who they are. `Debug` never shows a secret.
 ///
@@ -164,30 +204,31 @@ impl Credentials {
             Self::Anonymous { .. } => json!({}),
             Self::EmailPassword { email, password } => {
                 if email.trim().is_empty() {
-                    return Err(AppError::invalid("email: must not be empty"));
+                    return Err(empty("email"));
                 }
                 json!({ "username": email, "password": password })
             }
             Self::EmailOtp { email, code } => {
                 if email.trim().is_empty() {
-                    return Err(AppError::invalid("email: must not be empty"));
+                    return Err(empty("email"));
                 }
                 if code.trim().is_empty() {
-                    return Err(AppError::invalid(
-                        "one-time code: must not be empty (the code from the mail)",
-                    ));
+                    return Err(Error::Empty {
+                        what: "one-time code",
+                        hint: " (the code from the mail)",
+                    });
                 }
                 json!({ "email": email, "code": code })
             }
             Self::ApiKey { key } => {
                 if key.is_empty() {
-                    return Err(AppError::invalid("api key: must not be empty"));
+                    return Err(empty("api key"));
                 }
                 json!({ "key": key })
             }
             Self::Jwt { token } => {
                 if token.is_empty() {
-                    return Err(AppError::invalid("jwt: must not be empty"));
+                    return Err(empty("jwt"));
                 }
                 json!({ "token": token })
             }
@@ -206,19 +247,15 @@ impl Credentials {
                         .chars()
                         .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
                 {
-                    return Err(AppError::invalid(
-                        "OpenID Connect provider: a name of letters, digits, '-' and '_', as \
-                         configured on the server",
-                    ));
+                    return Err(Error::ProviderName);
                 }
                 non_empty("OpenID Connect ID token", "id_token", id_token)?
             }
             Self::Function { payload_json } => {
-                let value: Value = serde_json::from_str(payload_json).map_err(|e| {
-                    AppError::invalid(format!("function payload: not valid JSON ({e})"))
-                })?;
+                let value: Value =
+                    serde_json::from_str(payload_json).map_err(Error::PayloadNotJson)?;
                 if !value.is_object() {
-                    return Err(AppError::invalid("function payload: must be a JSON object"));
+                    return Err(Error::PayloadNotObject);
                 }
                 value
             }
@@ -230,10 +267,10 @@ impl Credentials {
     }
 }
 
-/// `{field: value}`, or `InvalidArgument` naming `what` when the value is empty.
-fn non_empty(what: &str, field: &str, value: &str) -> Result<Value> {
+/// `{field: value}`, or `Error::Empty` naming `what` when the value is empty.
+fn non_empty(what: &'static str, field: &str, value: &str) -> Result<Value> {
     if value.is_empty() {
-        return Err(AppError::invalid(format!("{what}: must not be empty")));
+        return Err(empty(what));
     }
     let mut body = Map::new();
     body.insert(field.to_string(), Value::String(value.to_string()));
@@ -294,12 +331,37 @@ mod tests {
             ("ada@example.com", "", "one-time code"),
             ("ada@example.com", " ", "one-time code"),
         ] {
-            let err = Credentials::email_otp(email, code).body().unwrap_err();
+            let err = AppError::from(Credentials::email_otp(email, code).body().unwrap_err());
             assert!(
                 matches!(err, AppError::InvalidArgument { .. }) && err.to_string().contains(named),
                 "{email:?}/{code:?}: {err}"
             );
         }
+    }
+
+    #[test]
+    fn a_function_payload_error_keeps_the_json_error() {
+        use std::error::Error as _;
+        let e = Credentials::Function {
+            payload_json: "{".into(),
+        }
+        .body()
+        .unwrap_err();
+        assert!(e.source().is_some_and(|s| s.is::<serde_json::Error>()));
+        assert!(matches!(
+            AppError::from(e),
+            AppError::InvalidArgument { message }
+                if message.starts_with("function payload: not valid JSON (")
+        ));
+        let e = Credentials::Function {
+            payload_json: "[1]".into(),
+        }
+        .body()
+        .unwrap_err();
+        assert_eq!(
+            AppError::from(e),
+            AppError::invalid("function payload: must be a JSON object")
+        );
     }
 
     #[test]

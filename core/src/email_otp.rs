@@ -43,7 +43,7 @@ impl EmailOtpAuth {
             .transport
             .send(Method::POST, &route, None, Some(&json!({ "email": email })))
             .await?
-            .into_json()
-            .map(drop)
+            .into_json()?;
+        Ok(())
     }
 }

@@ -26,8 +26,8 @@ impl EmailPasswordAuth {
             .transport
             .send(Method::POST, &route, None, Some(&body))
             .await?
-            .into_json()
-            .map(drop)
+            .into_json()?;
+        Ok(())
     }
 
     fn email(email: &str) -> Result<&str> {

@@ -395,7 +395,8 @@ async fn refresh_over_network(
             Some(refresh_token),
             None,
         )
-        .await;
+        .await
+        .map_err(AppError::from);
     let response = match sent {
         Ok(response) if response.ends_session() => {
             return Err(app.session_rejected(user, session, &response));
@@ -411,17 +412,20 @@ async fn refresh_over_network(
             return Err(e);
         }
     };
-    let parsed = response.into_json().and_then(|doc| {
-        let access = AccessToken::received(
-            required_str(&doc, "access_token", "refresh")?,
-            app.clock.as_ref(),
-        )?;
-        let rotated = doc
-            .get("refresh_token")
-            .and_then(Value::as_str)
-            .map(str::to_string);
-        Ok((access, rotated))
-    });
+    let parsed = response
+        .into_json()
+        .map_err(AppError::from)
+        .and_then(|doc| {
+            let access = AccessToken::received(
+                required_str(&doc, "access_token", "refresh")?,
+                app.clock.as_ref(),
+            )?;
+            let rotated = doc
+                .get("refresh_token")
+                .and_then(Value::as_str)
+                .map(str::to_string);
+            Ok((access, rotated))
+        });
     match parsed {
         Ok((access, rotated)) => app.commit_refresh(user, session, access, rotated, trigger),
         Err(e) => {

@@ -8,25 +8,123 @@ use reqwest::{Method, header};
 use serde_json::Value;
 use url::{Host, Url};
 
-use crate::error::{AppError, Result};
+use crate::error::AppError;
 use crate::log::{Log, LogLevel};
+
+/// What went wrong in this module, with the library error that caused it kept as its
+/// `source()` (STYLE.md lesson 1, after fxa-client's internal error). Nothing outside core sees
+/// it: `From<Error> for AppError` is the one mapping into what the app acts on, and the text of
+/// each variant is the message the app reads there.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum Error {
+    /// `base_url` (or the host the location lookup named) does not parse as a URL.
+    #[error("base_url: {raw:?} is not a URL ({source})")]
+    NotAUrl {
+        raw: String,
+        #[source]
+        source: url::ParseError,
+    },
+    /// A URL without a host (`unix:/x`, `data:...`).
+    #[error("base_url: {raw:?} has no host")]
+    NoHost { raw: String },
+    /// A scheme other than https and http.
+    #[error("base_url: scheme {scheme:?} is not supported; use https (or http to loopback)")]
+    Scheme { scheme: String },
+    /// Plain http to a host other than loopback, without `allow_insecure_http`.
+    #[error("refusing plain http to {url}")]
+    InsecureUrl { url: String },
+    /// reqwest could not make its client (its TLS backend failed to start).
+    #[error("could not build the HTTP client: {0}")]
+    Client(#[source] reqwest::Error),
+    /// No answer: DNS, connect, TLS, reset, a refused redirect, or the request timeout. The text
+    /// names the method, the path (no query) and reqwest's chain of causes, never a header.
+    #[error("{method} {path}: {}", error_chain(.source))]
+    Http {
+        method: Method,
+        path: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    /// A body over `max_response_bytes`, refused while it was read.
+    #[error(
+        "{method} {path}: the response body ({size}) is larger than max_response_bytes \
+         ({limit} bytes); raise max_response_bytes if this answer is expected"
+    )]
+    TooLarge {
+        method: Method,
+        path: String,
+        size: String,
+        limit: u64,
+    },
+    /// A 2xx answer whose body is not JSON.
+    #[error("body is not JSON ({0})")]
+    NotJson(#[source] serde_json::Error),
+    /// A JSON answer without a string field the protocol requires.
+    #[error("{what}: missing string field {key:?}")]
+    MissingField { what: String, key: String },
+    /// The location lookup named a host that is not a usable URL: `check_base_url`'s
+    /// `NotAUrl`, `NoHost` or `Scheme` inside (plain http stays `InsecureUrl`), worded as the
+    /// invalid argument it would be as `base_url`.
+    #[error("location: hostname unusable: invalid argument: {0}")]
+    UnusableHost(#[source] Box<Error>),
+    /// The server's own error (the protocol's JSON error body, or a status outside 2xx),
+    /// already in the public shape: `AppError::Service`.
+    #[error(transparent)]
+    Server(AppError),
+}
+
+/// The one mapping into the public error (STYLE.md lesson 1): what the app can do about it
+/// decides the variant, the internal text is the message.
+impl From<Error> for AppError {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::InsecureUrl { url } => AppError::InsecureUrl { url },
+            Error::Server(public) => public,
+            Error::NotAUrl { .. }
+            | Error::NoHost { .. }
+            | Error::Scheme { .. }
+            | Error::Client(_) => AppError::InvalidArgument {
+                message: e.to_string(),
+            },
+            Error::Http { ref source, .. } if source.is_timeout() => AppError::Timeout {
+                message: e.to_string(),
+            },
+            Error::Http { .. } => AppError::Network {
+                message: e.to_string(),
+            },
+            Error::TooLarge { .. }
+            | Error::NotJson(_)
+            | Error::MissingField { .. }
+            | Error::UnusableHost(_) => AppError::MalformedResponse {
+                message: e.to_string(),
+            },
+        }
+    }
+}
+
+/// This module's results.
+pub(crate) type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Refuses plain http except to loopback, unless the app allowed it.
 pub(crate) fn check_base_url(raw: &str, allow_insecure_http: bool) -> Result<()> {
-    let url = Url::parse(raw)
-        .map_err(|e| AppError::invalid(format!("base_url: {raw:?} is not a URL ({e})")))?;
+    let url = Url::parse(raw).map_err(|source| Error::NotAUrl {
+        raw: raw.to_string(),
+        source,
+    })?;
     if url.host().is_none() {
-        return Err(AppError::invalid(format!("base_url: {raw:?} has no host")));
+        return Err(Error::NoHost {
+            raw: raw.to_string(),
+        });
     }
     match url.scheme() {
         "https" => Ok(()),
         "http" if allow_insecure_http || is_loopback(&url) => Ok(()),
-        "http" => Err(AppError::InsecureUrl {
+        "http" => Err(Error::InsecureUrl {
             url: raw.to_string(),
         }),
-        other => Err(AppError::invalid(format!(
-            "base_url: scheme {other:?} is not supported; use https (or http to loopback)"
-        ))),
+        other => Err(Error::Scheme {
+            scheme: other.to_string(),
+        }),
     }
 }
 
@@ -125,13 +223,12 @@ impl ApiResponse {
     /// Ok with the parsed JSON body (Null when empty), or the server's error.
     pub(crate) fn into_json(self) -> Result<Value> {
         if let Some(e) = self.error() {
-            return Err(e);
+            return Err(Error::Server(e));
         }
         if self.body.trim().is_empty() {
             return Ok(Value::Null);
         }
-        serde_json::from_str(&self.body)
-            .map_err(|e| AppError::malformed(format!("body is not JSON ({e})")))
+        serde_json::from_str(&self.body).map_err(Error::NotJson)
     }
 
     /// Whether this answer to a refresh token says the session is over: a 401 with the
@@ -200,7 +297,10 @@ pub(crate) fn required_str(doc: &Value, key: &str, what: &str) -> Result<String>
     doc.get(key)
         .and_then(Value::as_str)
         .map(str::to_string)
-        .ok_or_else(|| AppError::malformed(format!("{what}: missing string field {key:?}")))
+        .ok_or_else(|| Error::MissingField {
+            what: what.to_string(),
+            key: key.to_string(),
+        })
 }
 
 pub(crate) struct Transport {
@@ -253,7 +353,7 @@ impl Transport {
                 .redirect(redirect)
                 .user_agent(concat!("sessionkit/", env!("CARGO_PKG_VERSION")))
                 .build()
-                .map_err(|e| AppError::invalid(format!("could not build the HTTP client: {e}")))
+                .map_err(Error::Client)
         };
         Ok(Self {
             client: client(true)?,
@@ -305,8 +405,8 @@ impl Transport {
         required_str(&doc, "ws_hostname", "location")?;
         // The server picks the host for every later request, so it gets the same scrutiny.
         check_base_url(&hostname, self.allow_insecure_http).map_err(|e| match e {
-            AppError::InsecureUrl { url } => AppError::InsecureUrl { url },
-            other => AppError::malformed(format!("location: hostname unusable: {other}")),
+            Error::InsecureUrl { url } => Error::InsecureUrl { url },
+            other => Error::UnusableHost(Box::new(other)),
         })?;
         Ok(Location { hostname })
     }
@@ -398,11 +498,11 @@ impl Transport {
         path: &str,
     ) -> Result<String> {
         let limit = self.max_response_bytes;
-        let too_large = |size: String| {
-            AppError::malformed(format!(
-                "{method} {path}: the response body ({size}) is larger than max_response_bytes \
-                 ({limit} bytes); raise max_response_bytes if this answer is expected"
-            ))
+        let too_large = |size: String| Error::TooLarge {
+            method: method.clone(),
+            path: path.to_string(),
+            size,
+            limit,
         };
         if let Some(len) = response.content_length()
             && len > limit
@@ -423,16 +523,17 @@ impl Transport {
         Ok(String::from_utf8_lossy(&bytes).into_owned())
     }
 
-    fn http_error(&self, method: &Method, path: &str, e: reqwest::Error) -> AppError {
-        // reqwest's text names the URL, never headers, so no token can leak through it.
-        let message = format!("{method} {path}: {}", error_chain(&e));
+    /// A request that got no answer, logged at warn (reqwest's text names the URL, never
+    /// headers, so no token can leak through it).
+    fn http_error(&self, method: &Method, path: &str, source: reqwest::Error) -> Error {
+        let e = Error::Http {
+            method: method.clone(),
+            path: path.to_string(),
+            source,
+        };
         self.log
-            .log(LogLevel::Warn, "sessionkit::http", || message.clone());
-        if e.is_timeout() {
-            AppError::Timeout { message }
-        } else {
-            AppError::Network { message }
-        }
+            .log(LogLevel::Warn, "sessionkit::http", || e.to_string());
+        e
     }
 }
 
@@ -464,21 +565,66 @@ mod tests {
         assert!(check_base_url("http://localhost:1", false).is_ok());
         assert!(matches!(
             check_base_url("http://example.com", false),
-            Err(AppError::InsecureUrl { .. })
+            Err(Error::InsecureUrl { .. })
         ));
         assert!(check_base_url("http://example.com", true).is_ok());
         assert!(matches!(
             check_base_url("ftp://x", false),
-            Err(AppError::InvalidArgument { .. })
+            Err(Error::Scheme { .. })
         ));
         assert!(matches!(
             check_base_url("nonsense", false),
-            Err(AppError::InvalidArgument { .. })
+            Err(Error::NotAUrl { .. })
         ));
         // Host names in punycode always work; raw non-ASCII ones depend on the IDNA backend the
         // final library links (the FFI library is ASCII-only), and are never a panic.
         assert!(check_base_url("https://xn--bcher-kva.example", false).is_ok());
         let _ = check_base_url("https://b\u{fc}cher.example", false);
+    }
+
+    #[test]
+    fn errors_keep_their_cause_and_map_once_into_the_public_error() {
+        use std::error::Error as _;
+        // The parse error stays reachable as the source; the app gets the same sentence.
+        let e = check_base_url("nonsense", false).unwrap_err();
+        assert!(e.source().is_some_and(|s| s.is::<url::ParseError>()));
+        assert_eq!(
+            AppError::from(e),
+            AppError::invalid("base_url: \"nonsense\" is not a URL (relative URL without a base)")
+        );
+        assert_eq!(
+            AppError::from(check_base_url("http://example.com", false).unwrap_err()),
+            AppError::InsecureUrl {
+                url: "http://example.com".into()
+            }
+        );
+        let e = response(200, true, "{not json").into_json().unwrap_err();
+        assert!(e.source().is_some_and(|s| s.is::<serde_json::Error>()));
+        assert!(matches!(
+            AppError::from(e),
+            AppError::MalformedResponse { message } if message.starts_with("body is not JSON (")
+        ));
+        // A host from the location lookup keeps check_base_url's error inside, worded as before.
+        let inner = check_base_url("ftp://x", false).unwrap_err();
+        let e = Error::UnusableHost(Box::new(inner));
+        assert!(
+            e.source()
+                .is_some_and(|s| s.to_string().starts_with("base_url: scheme \"ftp\""))
+        );
+        assert_eq!(
+            AppError::from(e).to_string(),
+            "malformed response from the server: location: hostname unusable: invalid argument: \
+             base_url: scheme \"ftp\" is not supported; use https (or http to loopback)"
+        );
+        // The server's own error passes through unchanged.
+        let e = response(401, true, r#"{"error":"m","error_code":"InvalidSession"}"#)
+            .into_json()
+            .unwrap_err();
+        assert_eq!(AppError::from(e).server_code(), Some("InvalidSession"));
+        assert_eq!(
+            AppError::from(required_str(&serde_json::json!({}), "id", "session").unwrap_err()),
+            AppError::malformed("session: missing string field \"id\"")
+        );
     }
 
     fn response(status: u16, json: bool, body: &str) -> ApiResponse {
