@@ -10,8 +10,9 @@ test:  ## every test in every language, each printing "LANG: N passed, N failed"
 test-rust:
 	bash scripts/test-all rust
 
-lint:  ## formatting, clippy, and the size budget of the library the wheel ships (3.0 MB, stripped)
+lint:  ## formatting, clippy, one-way module layers (docs/ARCHITECTURE.md), and the size budget of the library the wheel ships (3.0 MB, stripped)
 	cargo fmt --all -- --check
+	python3 scripts/check-module-cycles --self-test core/src
 	cargo clippy --workspace --all-targets -- -D warnings
 	bash scripts/check-size
 

@@ -1,13 +1,15 @@
 //! A user's API keys: long-lived credentials for servers and scripts that log in as that user.
 
 use std::fmt;
+use std::sync::Arc;
 
 use reqwest::Method;
 use serde_json::{Value, json};
 
+use crate::context::Context;
 use crate::error::{AppError, Result};
+use crate::session::UserInner;
 use crate::transport::{Route, required_str};
-use crate::user::User;
 
 /// An API key. `key` is only present right after creation; `Debug` never shows it.
 #[derive(Clone, PartialEq, Eq)]
@@ -45,27 +47,27 @@ impl ApiKey {
 
 /// Manages the API keys of one user (requests carry the user's refresh token).
 pub struct ApiKeyAuth {
-    user: User,
+    ctx: Arc<Context>,
+    user: Arc<UserInner>,
 }
 
 impl ApiKeyAuth {
-    pub(crate) fn new(user: User) -> Self {
-        Self { user }
+    pub(crate) fn new(ctx: Arc<Context>, user: Arc<UserInner>) -> Self {
+        Self { ctx, user }
     }
 
     async fn call(&self, method: Method, path: String, body: Option<Value>) -> Result<Value> {
         // A session from an API key cannot manage API keys (the server refuses it too, so a
         // leaked key cannot mint keys that outlive it): nothing is sent. As realm-core.
-        if self.user.provider_type() == "api-key" {
+        if self.user.data().provider_type == "api-key" {
             return Err(AppError::invalid(
                 "API keys cannot be managed by a user logged in with an API key; \
                  log in with another provider first",
             ));
         }
-        let _pass = self.user.app.pass()?;
-        self.user
-            .app
-            .refresh_authed(&self.user.inner, method, Route::Base(path), body.as_ref())
+        let _pass = self.ctx.pass()?;
+        self.ctx
+            .refresh_authed(&self.user, method, Route::Base(path), body.as_ref())
             .await
     }
 

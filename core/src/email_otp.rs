@@ -6,7 +6,7 @@ use std::sync::Arc;
 use reqwest::Method;
 use serde_json::json;
 
-use crate::app::AppInner;
+use crate::context::Context;
 use crate::error::{AppError, Result};
 use crate::transport::Route;
 
@@ -15,11 +15,11 @@ use crate::transport::Route;
 /// [`App::log_in`](crate::App::log_in) or [`User::link_credentials`](crate::User::link_credentials)
 /// as [`Credentials::email_otp`](crate::Credentials::email_otp).
 pub struct EmailOtpAuth {
-    app: Arc<AppInner>,
+    app: Arc<Context>,
 }
 
 impl EmailOtpAuth {
-    pub(crate) fn new(app: Arc<AppInner>) -> Self {
+    pub(crate) fn new(app: Arc<Context>) -> Self {
         Self { app }
     }
 

@@ -5,17 +5,17 @@ use std::sync::Arc;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::app::AppInner;
+use crate::context::Context;
 use crate::error::{AppError, Result};
 use crate::transport::Route;
 
 /// The email/password provider's flows. None of them logs anyone in.
 pub struct EmailPasswordAuth {
-    app: Arc<AppInner>,
+    app: Arc<Context>,
 }
 
 impl EmailPasswordAuth {
-    pub(crate) fn new(app: Arc<AppInner>) -> Self {
+    pub(crate) fn new(app: Arc<Context>) -> Self {
         Self { app }
     }
 

@@ -1,37 +1,15 @@
-//! Auth events: what happened to which user, delivered in order to every subscriber.
-//!
-//! Delivery never happens under the SDK's locks. Events go into a queue; whichever thread finds
-//! nobody delivering becomes the deliverer until the queue is empty. A listener that calls back
-//! into the SDK (even one that emits more events) therefore neither deadlocks nor reorders.
+//! Auth events as the app sees them: [`AuthEvent`] with its `User` handle, the listener and
+//! session-error callbacks, and the `subscribe` calls of `App` and `User`. Delivery itself is
+//! the hub's (`hub.rs`); here the hub's events get their `User` handles on the way out.
 
-use std::collections::VecDeque;
-use std::fmt;
-use std::sync::{Arc, Condvar, Mutex, OnceLock, Weak};
-use std::thread::ThreadId;
-use std::time::Duration;
+use std::sync::{Arc, Weak};
 
-use crate::app::AppInner;
+use crate::app::App;
+use crate::context::{Context, SessionEndSink};
 use crate::error::SessionError;
+use crate::hub::{AuthEventKind, Event, Sink, Subscription};
+use crate::session::UserInner;
 use crate::user::User;
-
-/// What happened.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum AuthEventKind {
-    /// First event to every new subscriber: the state at the time of subscribing.
-    InitialState,
-    SignedIn,
-    TokenRefreshed,
-    /// Logged out by the app (`log_out`, `remove_user`).
-    SignedOut,
-    /// The refresh token was rejected; the user must log in again.
-    SessionExpired,
-    /// A refresh failed for a transient reason; tokens were kept.
-    RefreshFailed,
-    UserRemoved,
-    UserDeleted,
-    CurrentUserChanged,
-    ProfileUpdated,
-}
 
 /// One auth event. `error` is the failure as text, never with a token in it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -48,19 +26,6 @@ pub struct AuthEvent {
     pub error: Option<String>,
     /// For `RefreshFailed`: whether the SDK will try again by itself.
     pub will_retry: bool,
-}
-
-impl AuthEvent {
-    pub(crate) fn new(kind: AuthEventKind, user_id: Option<&str>, user_initiated: bool) -> Self {
-        Self {
-            kind,
-            user_id: user_id.map(str::to_string),
-            user: None,
-            user_initiated,
-            error: None,
-            will_retry: false,
-        }
-    }
 }
 
 /// Receives auth events. Called on whichever thread delivers; keep it quick.
@@ -86,208 +51,83 @@ impl<F: Fn(User, SessionError) + Send + Sync> SessionErrorHandler for F {
     }
 }
 
-struct Listener {
-    id: u64,
-    user_filter: Option<String>,
+/// Turns the hub's events into `AuthEvent`s for one app listener. Holds the context weakly: the
+/// context owns the hub, which owns this.
+struct ListenerSink {
+    ctx: Weak<Context>,
     listener: Arc<dyn AuthEventListener>,
 }
 
-#[derive(Default)]
-struct HubState {
-    listeners: Vec<Listener>,
-    next_id: u64,
-    /// Events waiting, each for everyone (`None`) or for one new subscriber.
-    queue: VecDeque<(AuthEvent, Option<u64>)>,
-    /// The thread delivering, if one is.
-    deliverer: Option<ThreadId>,
-    /// After `App::close`: nothing is queued or delivered any more.
-    closed: bool,
-}
-
-/// The App's event fan-out.
-#[derive(Default)]
-pub(crate) struct EventHub {
-    state: Mutex<HubState>,
-    /// Told when a deliverer stops.
-    delivered: Condvar,
-    /// The App, to hand events a `User`: weak, because the App owns this hub.
-    app: OnceLock<Weak<AppInner>>,
-}
-
-impl EventHub {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HubState> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Lets events carry `User` handles; called once, when the App is built.
-    pub(crate) fn bind(&self, app: Weak<AppInner>) {
-        let _ = self.app.set(app);
-    }
-
-    /// A handle on a user the App still knows. Never called under the hub's lock.
-    fn resolve(&self, user_id: &str) -> Option<User> {
-        let app = self.app.get()?.upgrade()?;
-        let inner = app.registry().find(user_id).cloned()?;
-        Some(User::new(app, inner))
-    }
-
-    fn with_user(&self, mut event: AuthEvent) -> AuthEvent {
-        if event.user.is_none() {
-            event.user = event.user_id.as_deref().and_then(|id| self.resolve(id));
-        }
-        event
-    }
-
-    /// Registers a listener and queues its `InitialState` ahead of anything emitted later.
-    pub(crate) fn subscribe(
-        self: &Arc<Self>,
-        user_filter: Option<String>,
-        initial_user: Option<String>,
-        initial_error: Option<String>,
-        listener: Arc<dyn AuthEventListener>,
-    ) -> Subscription {
-        let initial_handle = initial_user.as_deref().and_then(|id| self.resolve(id));
-        let id = {
-            let mut st = self.lock();
-            if st.closed {
-                // A closed App delivers nothing; the listener is dropped at once.
-                return Subscription {
-                    hub: Weak::new(),
-                    id: 0,
-                };
-            }
-            st.next_id += 1;
-            let id = st.next_id;
-            st.listeners.push(Listener {
-                id,
-                user_filter,
-                listener,
-            });
-            let mut initial =
-                AuthEvent::new(AuthEventKind::InitialState, initial_user.as_deref(), false);
-            initial.error = initial_error;
-            initial.user = initial_handle;
-            st.queue.push_back((initial, Some(id)));
-            id
-        };
-        self.deliver();
-        Subscription {
-            hub: Arc::downgrade(self),
-            id,
-        }
-    }
-
-    pub(crate) fn emit(&self, event: AuthEvent) {
-        self.emit_all([event]);
-    }
-
-    pub(crate) fn emit_all(&self, events: impl IntoIterator<Item = AuthEvent>) {
-        // Resolved before the hub's lock is taken: the registry's lock is never taken under it.
-        let events: Vec<AuthEvent> = events.into_iter().map(|e| self.with_user(e)).collect();
-        {
-            let mut st = self.lock();
-            if st.closed {
-                return;
-            }
-            st.queue.extend(events.into_iter().map(|e| (e, None)));
-        }
-        self.deliver();
-    }
-
-    /// Drops every listener and queued event; later events go nowhere. A delivery in progress
-    /// on another thread is waited for (at most `deadline`), so that no listener is running
-    /// once this returns and the last reference to each listener is released here, on the
-    /// closing thread. Called by the deliverer itself (a listener closing the App), it does
-    /// not wait for itself.
-    pub(crate) fn close(&self, deadline: Duration) {
-        let mut st = self.lock();
-        st.closed = true;
-        // Dropped with the listeners, after the lock: queued events hold `User` handles.
-        let queued = std::mem::take(&mut st.queue);
-        let listeners = std::mem::take(&mut st.listeners);
-        let me = std::thread::current().id();
-        let until = std::time::Instant::now() + deadline;
-        while st.deliverer.is_some_and(|t| t != me) {
-            let left = until.saturating_duration_since(std::time::Instant::now());
-            if left.is_zero() {
-                break;
-            }
-            st = self
-                .delivered
-                .wait_timeout(st, left)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-        }
-        drop(st);
-        drop(listeners);
-        drop(queued);
-    }
-
-    fn deliver(&self) {
-        let mut st = self.lock();
-        if st.deliverer.is_some() {
-            return; // the thread already delivering will reach our events
-        }
-        st.deliverer = Some(std::thread::current().id());
-        while let Some((event, target)) = st.queue.pop_front() {
-            let targets: Vec<Arc<dyn AuthEventListener>> = st
-                .listeners
-                .iter()
-                .filter(|l| match target {
-                    Some(id) => l.id == id,
-                    None => match &l.user_filter {
-                        None => true,
-                        Some(uid) => event.user_id.as_deref() == Some(uid.as_str()),
-                    },
-                })
-                .map(|l| Arc::clone(&l.listener))
-                .collect();
-            drop(st);
-            for listener in targets {
-                // A panicking listener must not wedge delivery for everyone else.
-                let ev = event.clone();
-                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    listener.on_event(ev)
-                }));
-            }
-            st = self.lock();
-        }
-        st.deliverer = None;
-        drop(st);
-        self.delivered.notify_all();
-    }
-
-    fn unsubscribe(&self, id: u64) {
-        self.lock().listeners.retain(|l| l.id != id);
+impl Sink for ListenerSink {
+    fn deliver(&self, event: &Event) {
+        let user = event
+            .user
+            .as_ref()
+            .and_then(|record| Some(User::new(self.ctx.upgrade()?, Arc::clone(record))));
+        self.listener.on_event(AuthEvent {
+            kind: event.kind,
+            user_id: event.user_id.clone(),
+            user,
+            user_initiated: event.user_initiated,
+            error: event.error.clone(),
+            will_retry: event.will_retry,
+        });
     }
 }
 
-/// Keeps a listener subscribed; dropping it (or calling [`cancel`](Self::cancel)) unsubscribes.
-#[must_use = "dropping the Subscription unsubscribes at once"]
-pub struct Subscription {
-    hub: Weak<EventHub>,
-    id: u64,
-}
+/// The app's `SessionErrorHandler` as the refresh engine calls it.
+struct HandlerSink(Arc<dyn SessionErrorHandler>);
 
-impl Subscription {
-    /// Stops delivery to this listener.
-    pub fn cancel(&self) {
-        if let Some(hub) = self.hub.upgrade() {
-            hub.unsubscribe(self.id);
-        }
+impl SessionEndSink for HandlerSink {
+    fn session_ended(&self, ctx: &Arc<Context>, user: &Arc<UserInner>, error: SessionError) {
+        self.0
+            .on_session_error(User::new(Arc::clone(ctx), Arc::clone(user)), error);
     }
 }
 
-impl Drop for Subscription {
-    fn drop(&mut self) {
-        self.cancel();
+/// Registers `listener` with the context's hub, its `InitialState` about `initial_user`.
+fn subscribe(
+    ctx: &Arc<Context>,
+    user_filter: Option<String>,
+    initial_user: Option<String>,
+    initial_error: Option<String>,
+    listener: Arc<dyn AuthEventListener>,
+) -> Subscription {
+    let mut initial = Event::new(AuthEventKind::InitialState, initial_user.as_deref(), false);
+    initial.error = initial_error;
+    initial.user = initial_user.and_then(|id| ctx.registry().find(&id).cloned());
+    let sink = Arc::new(ListenerSink {
+        ctx: Arc::downgrade(ctx),
+        listener,
+    });
+    ctx.events.subscribe(user_filter, initial, sink)
+}
+
+impl App {
+    /// Delivers every auth event of this app (an `InitialState` first) until the subscription
+    /// is dropped.
+    pub fn subscribe(&self, listener: Arc<dyn AuthEventListener>) -> Subscription {
+        let current = self.current_user().map(|u| u.id());
+        subscribe(
+            self.context(),
+            None,
+            current,
+            self.storage_warning(),
+            listener,
+        )
+    }
+
+    /// Sets (or clears) the callback told when a user's session ends for good.
+    pub fn set_session_error_handler(&self, handler: Option<Arc<dyn SessionErrorHandler>>) {
+        let sink = handler.map(|h| Arc::new(HandlerSink(h)) as Arc<dyn SessionEndSink>);
+        self.context().set_session_end_sink(sink);
     }
 }
 
-impl fmt::Debug for Subscription {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Subscription")
-            .field("id", &self.id)
-            .finish()
+impl User {
+    /// Delivers this user's events (an `InitialState` first) until the subscription is dropped.
+    pub fn subscribe(&self, listener: Arc<dyn AuthEventListener>) -> Subscription {
+        let id = self.id();
+        subscribe(&self.ctx, Some(id.clone()), Some(id), None, listener)
     }
 }

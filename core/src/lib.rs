@@ -24,16 +24,22 @@ mod api_keys;
 mod app;
 mod clock;
 mod config;
+mod context;
 mod credentials;
 mod email_otp;
 mod email_password;
 mod error;
 mod events;
+mod hub;
 mod jwt;
 mod lifecycle;
 mod log;
+mod login;
+mod logout;
 mod persist;
 mod refresh;
+mod request;
+mod session;
 mod sessions;
 mod storage;
 mod transport;
@@ -47,11 +53,13 @@ pub use credentials::Credentials;
 pub use email_otp::EmailOtpAuth;
 pub use email_password::EmailPasswordAuth;
 pub use error::{AppError, Result, SessionError, SessionErrorKind};
-pub use events::{AuthEvent, AuthEventKind, AuthEventListener, SessionErrorHandler, Subscription};
+pub use events::{AuthEvent, AuthEventListener, SessionErrorHandler};
+pub use hub::{AuthEventKind, Subscription};
 pub use log::{LogLevel, Logger, redact};
+pub use session::{UserIdentity, UserState};
 pub use sessions::{LogOutScope, SessionDevice, SessionInfo};
 pub use storage::{FileStore, InMemoryStore, SessionStore, StoreError, StoreGuard};
-pub use user::{HttpResponse, User, UserIdentity, UserProfile, UserState};
+pub use user::{HttpResponse, User, UserProfile};
 
 /// Entry points for the fuzz targets (`fuzz/`): the parsers that read outside input. Each takes
 /// arbitrary bytes and must return (an error is fine) without panicking. Not API.

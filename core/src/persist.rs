@@ -5,42 +5,12 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::app::{AppInner, Registry};
+use crate::context::{Context, Registry};
 use crate::error::{AppError, Result};
+use crate::hub::Event;
 use crate::log::LogLevel;
-use crate::refresh::Backoff;
-use crate::storage::{SCHEMA_VERSION, StoreError, StoredIdentity, StoredState, StoredUser};
-use crate::user::{AccessToken, UserData, UserIdentity, UserInner, UserState};
-
-/// What this App last wrote to (or read from) the store: the base a merge compares against.
-#[derive(Default)]
-pub(crate) struct Synced {
-    users: HashMap<String, StoredUser>,
-    rev: u64,
-    current: Option<String>,
-    recent: Vec<String>,
-}
-
-impl Synced {
-    fn remember(&mut self, state: StoredState) {
-        self.users = state.users.into_iter().map(|u| (u.id.clone(), u)).collect();
-        self.rev = state.rev;
-        self.current = state.current_user_id;
-        self.recent = state.recent_user_ids;
-    }
-
-    /// The document as last written.
-    fn as_state(&self, app_id: &str) -> StoredState {
-        StoredState {
-            schema_version: SCHEMA_VERSION,
-            app_id: app_id.to_string(),
-            rev: self.rev,
-            current_user_id: self.current.clone(),
-            recent_user_ids: self.recent.clone(),
-            users: self.users.values().cloned().collect(),
-        }
-    }
-}
+use crate::session::{AccessToken, Backoff, UserData, UserIdentity, UserInner, UserState};
+use crate::storage::{SCHEMA_VERSION, StoreError, StoredIdentity, StoredState, StoredUser, Synced};
 
 /// Equal documents, whatever the order of their users.
 fn same_document(a: &StoredState, b: &StoredState) -> bool {
@@ -76,7 +46,7 @@ fn snapshot(id: &str, d: &UserData) -> StoredUser {
     }
 }
 
-impl AppInner {
+impl Context {
     /// A user as stored, or `None` if it is removed. Tokens that cannot be read leave the user
     /// logged out rather than lost.
     fn user_from_store(&self, stored: &StoredUser) -> Option<UserData> {
@@ -254,7 +224,7 @@ impl AppInner {
         }
         drop(lock);
         drop(synced);
-        self.events.emit_all(events);
+        self.emit_all(events);
     }
 
     fn save_failed(&self, e: &StoreError) {
@@ -331,5 +301,31 @@ impl AppInner {
             recent_user_ids: reg.recent.clone(),
             users,
         }
+    }
+
+    /// Ends a user's session locally: tokens cleared, state set, current user re-picked, the
+    /// change saved (here, because saving is what makes it stand). Returns the refresh token it held and the events to send.
+    pub(crate) fn end_locally(
+        &self,
+        user: &Arc<UserInner>,
+        state: UserState,
+        only_session: Option<u64>,
+    ) -> Option<(Option<String>, Option<Event>)> {
+        let mut reg = self.registry();
+        let before = reg.current().map(|u| u.id.clone());
+        let refresh = {
+            let mut d = user.data();
+            if only_session.is_some_and(|s| s != d.session) || d.state == UserState::Removed {
+                return None;
+            }
+            d.end(state)
+        };
+        if state == UserState::Removed {
+            reg.forget(&user.id);
+        }
+        let event = reg.settle_current(before);
+        drop(reg);
+        self.persist();
+        Some((refresh, event))
     }
 }

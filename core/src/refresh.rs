@@ -9,24 +9,12 @@ use reqwest::Method;
 use serde_json::Value;
 use tokio::sync::watch;
 
-use crate::app::AppInner;
+use crate::context::Context;
 use crate::error::{AppError, Result, SessionError, SessionErrorKind};
-use crate::events::{AuthEvent, AuthEventKind};
+use crate::hub::{AuthEventKind, Event};
 use crate::log::LogLevel;
+use crate::session::{AccessToken, Backoff, UserInner, UserState};
 use crate::transport::{ApiResponse, Route, required_str};
-use crate::user::{AccessToken, User, UserInner, UserState};
-
-/// A refresh in flight: the result every waiting caller receives.
-pub(crate) type Flight = watch::Receiver<Option<Result<String>>>;
-
-/// Callers are held off this long at most after a transient failure, so they don't hammer a
-/// struggling server while the scheduler backs off further.
-const CALLER_COOLDOWN_CAP: Duration = Duration::from_secs(5);
-const BACKOFF_START: Duration = Duration::from_secs(1);
-const BACKOFF_CAP: Duration = Duration::from_secs(300);
-/// The longest a server's `Retry-After` holds off the scheduler and callers: a wrong or hostile
-/// value must not stop refreshing for days (PROTOCOL.md, "Client refresh rules").
-const RETRY_AFTER_CAP: Duration = Duration::from_secs(3600);
 
 /// Why a refresh is wanted: it decides whether the cooldown applies and whether the app asked.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -48,38 +36,7 @@ impl Trigger {
     }
 }
 
-/// Transient refresh failures of one user, for backoff.
-#[derive(Clone, Default)]
-pub(crate) struct Backoff {
-    failures: u32,
-    /// Monotonic time before which callers get `last_error` instead of a new request.
-    callers_wait_until: Duration,
-    /// Monotonic time of the scheduler's next try.
-    scheduler_wait_until: Duration,
-    last_error: Option<AppError>,
-}
-
-impl Backoff {
-    fn record_failure(&mut self, now: Duration, error: AppError) {
-        self.failures = self.failures.saturating_add(1);
-        let exp = BACKOFF_START.saturating_mul(1 << self.failures.saturating_sub(1).min(16));
-        let delay = jitter(exp.min(BACKOFF_CAP));
-        // The server's Retry-After is a floor for both, never shortened by the jitter.
-        let asked = error.retry_after().unwrap_or_default().min(RETRY_AFTER_CAP);
-        self.callers_wait_until = now + delay.min(CALLER_COOLDOWN_CAP).max(asked);
-        self.scheduler_wait_until = now + delay.max(asked);
-        self.last_error = Some(error);
-    }
-}
-
-/// Takes up to a quarter off, so many devices failing together don't retry together.
-fn jitter(d: Duration) -> Duration {
-    use std::hash::{BuildHasher, RandomState};
-    let r = RandomState::new().hash_one(std::time::SystemTime::now()) % 1000;
-    d - d.mul_f64(0.25 * r as f64 / 1000.0)
-}
-
-impl AppInner {
+impl Context {
     pub(crate) async fn valid_access_token(
         self: &Arc<Self>,
         user: &Arc<UserInner>,
@@ -243,28 +200,27 @@ impl AppInner {
         self.log.log(LogLevel::Info, "sessionkit::refresh", || {
             format!("session of user {} ended: {message}", user.id)
         });
-        let mut expired = AuthEvent::new(AuthEventKind::SessionExpired, Some(&user.id), false);
+        let mut expired = Event::new(AuthEventKind::SessionExpired, Some(&user.id), false);
         expired.error = Some(message.clone());
         let mut events = vec![expired];
         if target == UserState::Removed {
-            events.push(AuthEvent::new(
+            events.push(Event::new(
                 AuthEventKind::UserRemoved,
                 Some(&user.id),
                 false,
             ));
         }
         events.extend(current_changed);
-        self.events.emit_all(events);
-        if let Some(handler) = self.session_error_handler() {
+        self.emit_all(events);
+        if let Some(sink) = self.session_end_sink() {
             let error = SessionError {
                 user_id: user.id.clone(),
                 kind,
                 message: message.clone(),
                 server_code: code,
             };
-            let user = User::new(Arc::clone(self), Arc::clone(user));
             let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                handler.on_session_error(user, error)
+                sink.session_ended(self, user, error)
             }));
         }
         AppError::SessionExpired { kind, message }
@@ -277,10 +233,10 @@ impl AppInner {
         self.log.log(LogLevel::Warn, "sessionkit::refresh", || {
             format!("refresh of user {} failed: {error}", user.id)
         });
-        let mut event = AuthEvent::new(AuthEventKind::RefreshFailed, Some(&user.id), false);
+        let mut event = Event::new(AuthEventKind::RefreshFailed, Some(&user.id), false);
         event.error = Some(error.to_string());
         event.will_retry = self.auto_refresh.load(Ordering::SeqCst);
-        self.events.emit(event);
+        self.emit(event);
     }
 
     /// Stores a refreshed token unless the session it belongs to is gone.
@@ -308,7 +264,7 @@ impl AppInner {
         }
         // Saved before anyone is told, so a rotated refresh token is never lost.
         self.persist();
-        self.events.emit(AuthEvent::new(
+        self.emit(Event::new(
             AuthEventKind::TokenRefreshed,
             Some(&user.id),
             trigger == Trigger::App,
@@ -318,7 +274,7 @@ impl AppInner {
 }
 
 async fn run_refresh(
-    app: Arc<AppInner>,
+    app: Arc<Context>,
     user: Arc<UserInner>,
     refresh_token: String,
     session: u64,
@@ -344,7 +300,7 @@ async fn run_refresh(
 
 /// Takes the store's per-user refresh lock (waiting while another process refreshes).
 async fn lock_refresh(
-    app: &Arc<AppInner>,
+    app: &Arc<Context>,
     user: &Arc<UserInner>,
 ) -> Option<crate::storage::StoreGuard> {
     let (store, id) = (Arc::clone(&app.store), user.id.clone());
@@ -363,7 +319,7 @@ async fn lock_refresh(
 /// Another process sharing the store may already have refreshed (or rotated, or logged out)
 /// this user: then its result is taken instead of spending our copy of the refresh token.
 fn adopt_from_store(
-    app: &Arc<AppInner>,
+    app: &Arc<Context>,
     user: &Arc<UserInner>,
     session: u64,
     token_gen: u64,
@@ -381,7 +337,7 @@ fn adopt_from_store(
 }
 
 async fn refresh_over_network(
-    app: &Arc<AppInner>,
+    app: &Arc<Context>,
     user: &Arc<UserInner>,
     refresh_token: &str,
     session: u64,
@@ -437,7 +393,7 @@ async fn refresh_over_network(
 
 /// Starts the proactive refresh loop. It holds the App only weakly and ends when the App is
 /// dropped or auto refresh is turned off.
-pub(crate) fn start_scheduler(app: &Arc<AppInner>) {
+pub(crate) fn start_scheduler(app: &Arc<Context>) {
     let Ok(rt) = tokio::runtime::Handle::try_current() else {
         app.log.log(LogLevel::Warn, "sessionkit::refresh", || {
             "auto refresh needs a tokio runtime; it stays off".to_string()
@@ -475,7 +431,7 @@ pub(crate) fn start_scheduler(app: &Arc<AppInner>) {
     });
 }
 
-impl AppInner {
+impl Context {
     /// Starts a refresh for every logged-in user whose token is due (at the margin, or at 80 %
     /// of its lifetime if that is earlier); returns how long until the next one is due.
     fn refresh_due_users(self: &Arc<Self>) -> Duration {

@@ -2,14 +2,16 @@
 //! devices signed in to the account, ending one, and logging out of other devices or of all.
 //! Requests carry the user's refresh token, as API keys' do.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use reqwest::Method;
 use serde_json::Value;
 
+use crate::context::Context;
 use crate::error::{AppError, Result};
+use crate::session::UserInner;
 use crate::transport::{Route, required_str};
-use crate::user::User;
 
 /// Which sessions [`User::log_out_scope`] ends.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -100,8 +102,8 @@ impl SessionInfo {
 }
 
 /// GET auth/sessions.
-pub(crate) async fn list(user: &User) -> Result<Vec<SessionInfo>> {
-    let doc = call(user, Method::GET, "auth/sessions".into()).await?;
+pub(crate) async fn list(ctx: &Arc<Context>, user: &Arc<UserInner>) -> Result<Vec<SessionInfo>> {
+    let doc = call(ctx, user, Method::GET, "auth/sessions".into()).await?;
     doc.as_array()
         .ok_or_else(|| AppError::malformed("sessions: expected an array"))?
         .iter()
@@ -110,34 +112,47 @@ pub(crate) async fn list(user: &User) -> Result<Vec<SessionInfo>> {
 }
 
 /// DELETE auth/sessions/{id}.
-pub(crate) async fn revoke(user: &User, id: &str) -> Result<()> {
+pub(crate) async fn revoke(ctx: &Arc<Context>, user: &Arc<UserInner>, id: &str) -> Result<()> {
     // Session ids are ObjectIds; anything else would only change the path.
     if id.is_empty() || id.len() > 64 || !id.chars().all(|c| c.is_ascii_alphanumeric()) {
         return Err(AppError::invalid(format!(
             "session id: {id:?} is not a session id"
         )));
     }
-    call(user, Method::DELETE, format!("auth/sessions/{id}"))
+    call(ctx, user, Method::DELETE, format!("auth/sessions/{id}"))
         .await
         .map(drop)
 }
 
 /// DELETE auth/sessions?scope=... for the scopes that reach beyond this device.
-pub(crate) async fn revoke_beyond_this_device(user: &User, scope: LogOutScope) -> Result<()> {
+pub(crate) async fn revoke_beyond_this_device(
+    ctx: &Arc<Context>,
+    user: &Arc<UserInner>,
+    scope: LogOutScope,
+) -> Result<()> {
     let scope = match scope {
         LogOutScope::ThisDevice => return Ok(()),
         LogOutScope::OtherDevices => "other_devices",
         LogOutScope::Everywhere => "everywhere",
     };
-    call(user, Method::DELETE, format!("auth/sessions?scope={scope}"))
-        .await
-        .map(drop)
+    call(
+        ctx,
+        user,
+        Method::DELETE,
+        format!("auth/sessions?scope={scope}"),
+    )
+    .await
+    .map(drop)
 }
 
-async fn call(user: &User, method: Method, path: String) -> Result<Value> {
-    let _pass = user.app.pass()?;
-    user.app
-        .refresh_authed(&user.inner, method, Route::Base(path), None)
+async fn call(
+    ctx: &Arc<Context>,
+    user: &Arc<UserInner>,
+    method: Method,
+    path: String,
+) -> Result<Value> {
+    let _pass = ctx.pass()?;
+    ctx.refresh_authed(user, method, Route::Base(path), None)
         .await
 }
 

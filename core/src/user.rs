@@ -1,55 +1,19 @@
 //! A user of the App: identity, tokens and the operations that act on one user.
 
 use std::fmt;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::api_keys::ApiKeyAuth;
-use crate::app::AppInner;
-use crate::clock::Clock;
+use crate::context::Context;
 use crate::credentials::Credentials;
 use crate::error::{AppError, Result};
-use crate::events::{AuthEventListener, Subscription};
-use crate::jwt::{self, Claims};
-use crate::refresh::Backoff;
+use crate::session::{UserIdentity, UserInner, UserState};
 use crate::sessions::{self, LogOutScope, SessionInfo};
 use crate::transport::Route;
-
-/// Where a user stands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum UserState {
-    LoggedIn,
-    LoggedOut,
-    Removed,
-}
-
-impl UserState {
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            Self::LoggedIn => "LoggedIn",
-            Self::LoggedOut => "LoggedOut",
-            Self::Removed => "Removed",
-        }
-    }
-    pub(crate) fn parse(s: &str) -> Option<Self> {
-        match s {
-            "LoggedIn" => Some(Self::LoggedIn),
-            "LoggedOut" => Some(Self::LoggedOut),
-            "Removed" => Some(Self::Removed),
-            _ => None,
-        }
-    }
-}
-
-/// One way the user can log in: a provider and the id the provider knows them by.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct UserIdentity {
-    pub id: String,
-    pub provider_type: String,
-}
 
 /// The profile from the last profile fetch. The well-known fields are read out of `data_json`.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
@@ -101,121 +65,6 @@ pub struct HttpResponse {
     pub body: String,
 }
 
-/// An access token with its lifetime measured on the monotonic clock.
-#[derive(Clone)]
-pub(crate) struct AccessToken {
-    pub raw: String,
-    pub claims: Claims,
-    /// Monotonic time at which it expires.
-    pub expires_at: Duration,
-    pub lifetime: Duration,
-}
-
-impl AccessToken {
-    /// A token just received: it lives `exp - iat` from now, whatever the device clock says.
-    pub(crate) fn received(raw: String, clock: &dyn Clock) -> Result<Self> {
-        let claims = jwt::decode(&raw)?;
-        let lifetime_secs = match claims.iat {
-            Some(iat) => claims.exp - iat,
-            None => claims.exp - clock.unix_now(),
-        };
-        let lifetime = Duration::from_secs(lifetime_secs.max(0) as u64);
-        Ok(Self {
-            raw,
-            claims,
-            expires_at: clock.monotonic() + lifetime,
-            lifetime,
-        })
-    }
-
-    /// A token read back from storage: only the wall clock can say how much of it is left.
-    pub(crate) fn restored(raw: String, clock: &dyn Clock) -> Result<Self> {
-        let claims = jwt::decode(&raw)?;
-        let lifetime =
-            Duration::from_secs(claims.iat.map_or(0, |iat| (claims.exp - iat).max(0)) as u64);
-        let left = Duration::from_secs((claims.exp - clock.unix_now()).max(0) as u64);
-        Ok(Self {
-            raw,
-            claims,
-            expires_at: clock.monotonic() + left,
-            lifetime,
-        })
-    }
-
-    pub(crate) fn remaining(&self, clock: &dyn Clock) -> Duration {
-        self.expires_at.saturating_sub(clock.monotonic())
-    }
-
-    /// Needs a refresh when it has less than `min_ttl` to live. A `min_ttl` that even a new
-    /// token could not meet (a server issuing tokens shorter than the margin) becomes half the
-    /// token's lifetime, so such a server does not cause a refresh on every call.
-    pub(crate) fn needs_refresh(&self, clock: &dyn Clock, min_ttl: Duration) -> bool {
-        let threshold = if min_ttl < self.lifetime {
-            min_ttl
-        } else {
-            self.lifetime / 2
-        };
-        self.remaining(clock) < threshold
-    }
-}
-
-/// The mutable state of one user.
-pub(crate) struct UserData {
-    pub state: UserState,
-    pub access: Option<AccessToken>,
-    pub refresh: Option<String>,
-    pub device_id: String,
-    pub provider_type: String,
-    pub identities: Vec<UserIdentity>,
-    pub profile: Value,
-    /// Bumped by every login and logout, so a refresh that started in an older session is
-    /// discarded instead of reviving it.
-    pub session: u64,
-    /// Bumped whenever the tokens are replaced (login, refresh, link, another process's save),
-    /// even by an identical token: how a refresh learns that someone else already did it.
-    pub token_gen: u64,
-    pub backoff: Backoff,
-}
-
-impl UserData {
-    pub(crate) fn is_anonymous(&self) -> bool {
-        self.provider_type == "anon-user"
-            && self
-                .identities
-                .iter()
-                .all(|i| i.provider_type == "anon-user")
-    }
-    /// Forgets the tokens and moves to `state`; returns the refresh token it held.
-    pub(crate) fn end(&mut self, state: UserState) -> Option<String> {
-        self.state = state;
-        self.access = None;
-        self.session += 1;
-        self.backoff = Backoff::default();
-        self.refresh.take()
-    }
-}
-
-/// The App-side record of a user, shared by every `User` handle.
-pub(crate) struct UserInner {
-    pub id: String,
-    data: Mutex<UserData>,
-    /// The refresh in flight, if any: every caller waits on the same result.
-    pub(crate) flight: Mutex<Option<crate::refresh::Flight>>,
-}
-
-impl UserInner {
-    pub(crate) fn new(id: String, data: UserData) -> Self {
-        Self {
-            id,
-            data: Mutex::new(data),
-            flight: Mutex::new(None),
-        }
-    }
-    pub(crate) fn data(&self) -> MutexGuard<'_, UserData> {
-        self.data.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
 /// A user of an [`App`](crate::App). Cheap to clone; all clones see the same user.
 ///
 /// ```no_run
@@ -229,13 +78,13 @@ impl UserInner {
 /// ```
 #[derive(Clone)]
 pub struct User {
-    pub(crate) app: Arc<AppInner>,
+    pub(crate) ctx: Arc<Context>,
     pub(crate) inner: Arc<UserInner>,
 }
 
 impl PartialEq for User {
     fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.app, &other.app) && self.inner.id == other.inner.id
+        Arc::ptr_eq(&self.ctx, &other.ctx) && self.inner.id == other.inner.id
     }
 }
 impl Eq for User {}
@@ -250,8 +99,8 @@ impl fmt::Debug for User {
 }
 
 impl User {
-    pub(crate) fn new(app: Arc<AppInner>, inner: Arc<UserInner>) -> Self {
-        Self { app, inner }
+    pub(crate) fn new(ctx: Arc<Context>, inner: Arc<UserInner>) -> Self {
+        Self { ctx, inner }
     }
 
     /// The server's id for this user.
@@ -297,13 +146,13 @@ impl User {
     /// judges it; `None` when a refresh is due. No network, no waiting: for synchronous code,
     /// and the fast path of the bindings.
     pub fn fresh_access_token(&self, min_ttl_secs: Option<u32>) -> Option<String> {
-        let min_ttl = min_ttl_secs.map_or(self.app.margin, |s| Duration::from_secs(s.into()));
+        let min_ttl = min_ttl_secs.map_or(self.ctx.margin, |s| Duration::from_secs(s.into()));
         let d = self.inner.data();
         let token = d
             .access
             .as_ref()
             .filter(|_| d.state == UserState::LoggedIn)?;
-        (!token.needs_refresh(self.app.clock.as_ref(), min_ttl)).then(|| token.raw.clone())
+        (!token.needs_refresh(self.ctx.clock.as_ref(), min_ttl)).then(|| token.raw.clone())
     }
 
     /// An access token with at least `min_ttl_secs` to live (default: the config's
@@ -311,14 +160,14 @@ impl User {
     /// one refresh request is made. When a refresh fails for a transient reason and the current
     /// token has not expired yet, the current token is returned.
     pub async fn valid_access_token(&self, min_ttl_secs: Option<u32>) -> Result<String> {
-        let _pass = self.app.pass()?;
-        self.app.valid_access_token(&self.inner, min_ttl_secs).await
+        let _pass = self.ctx.pass()?;
+        self.ctx.valid_access_token(&self.inner, min_ttl_secs).await
     }
 
     /// Refreshes the access token now (joining a refresh already in flight).
     pub async fn refresh_access_token(&self) -> Result<()> {
-        let _pass = self.app.pass()?;
-        self.app.forced_refresh(&self.inner).await.map(drop)
+        let _pass = self.ctx.pass()?;
+        self.ctx.forced_refresh(&self.inner).await.map(drop)
     }
 
     /// Refreshes the access token and returns the new custom data.
@@ -329,25 +178,25 @@ impl User {
 
     /// Fetches the profile and identities again.
     pub async fn refresh_profile(&self) -> Result<UserProfile> {
-        let _pass = self.app.pass()?;
-        self.app.ensure_known(&self.inner)?;
-        self.app.fetch_profile(&self.inner).await?;
-        self.app.emit_profile_updated(&self.inner);
+        let _pass = self.ctx.pass()?;
+        self.ctx.ensure_known(&self.inner)?;
+        self.ctx.fetch_profile(&self.inner).await?;
+        self.ctx.emit_profile_updated(&self.inner);
         Ok(self.profile())
     }
 
     /// Adds another way to log in to this user. Anonymous credentials are refused.
     pub async fn link_credentials(&self, credentials: Credentials) -> Result<()> {
-        let _pass = self.app.pass()?;
-        self.app.link(&self.inner, credentials).await
+        let _pass = self.ctx.pass()?;
+        self.ctx.link(&self.inner, credentials).await
     }
 
     /// Logs the user out: tokens are cleared locally first, then the session is revoked on the
     /// server. An anonymous user becomes `Removed`. The local logout stands even if the server
     /// could not be reached (the error is returned).
     pub async fn log_out(&self) -> Result<()> {
-        let _pass = self.app.pass()?;
-        self.app.log_out(&self.inner).await
+        let _pass = self.ctx.pass()?;
+        self.ctx.log_out(&self.inner).await
     }
 
     /// Ends this device's session ([`LogOutScope::ThisDevice`]: [`User::log_out`]), every
@@ -363,7 +212,7 @@ impl User {
         if scope == LogOutScope::ThisDevice {
             return self.log_out().await;
         }
-        sessions::revoke_beyond_this_device(self, scope).await?;
+        sessions::revoke_beyond_this_device(&self.ctx, &self.inner, scope).await?;
         if scope == LogOutScope::Everywhere {
             self.log_out().await?;
         }
@@ -376,7 +225,7 @@ impl User {
     /// Errors: `NotLoggedIn`; the server's or the network's; `SessionExpired` when the server
     /// no longer takes this device's refresh token.
     pub async fn sessions(&self) -> Result<Vec<SessionInfo>> {
-        sessions::list(self).await
+        sessions::list(&self.ctx, &self.inner).await
     }
 
     /// Ends one session of the user by its [`SessionInfo::id`]: that device is refused at its
@@ -393,7 +242,7 @@ impl User {
             .and_then(|t| crate::jwt::decode(&t).ok())
             .and_then(|c| c.sid)
             .is_some_and(|sid| sid == id);
-        sessions::revoke(self, id).await?;
+        sessions::revoke(&self.ctx, &self.inner, id).await?;
         if own {
             self.log_out().await?;
         }
@@ -438,7 +287,7 @@ impl User {
     /// # Ok(()) }
     /// ```
     pub async fn call_function(&self, name: &str, args_json: &str) -> Result<String> {
-        let _pass = self.app.pass()?;
+        let _pass = self.ctx.pass()?;
         if name.is_empty() {
             return Err(AppError::invalid("function name: must not be empty"));
         }
@@ -451,7 +300,7 @@ impl User {
         }
         let body = json!({ "name": name, "arguments": args });
         let response = self
-            .app
+            .ctx
             .authed(
                 &self.inner,
                 Method::POST,
@@ -479,7 +328,7 @@ impl User {
         path: &str,
         body_json: Option<&str>,
     ) -> Result<HttpResponse> {
-        let _pass = self.app.pass()?;
+        let _pass = self.ctx.pass()?;
         let method = match method.to_ascii_uppercase().as_str() {
             "GET" => Method::GET,
             "POST" => Method::POST,
@@ -505,7 +354,7 @@ impl User {
             })
             .transpose()?;
         let r = self
-            .app
+            .ctx
             .authed(&self.inner, method, Route::Host(path.into()), body.as_ref())
             .await?;
         Ok(HttpResponse {
@@ -517,16 +366,6 @@ impl User {
 
     /// This user's API keys.
     pub fn api_keys(&self) -> ApiKeyAuth {
-        ApiKeyAuth::new(self.clone())
-    }
-
-    /// Delivers this user's events (an `InitialState` first) until the subscription is dropped.
-    pub fn subscribe(&self, listener: Arc<dyn AuthEventListener>) -> Subscription {
-        self.app.events.subscribe(
-            Some(self.inner.id.clone()),
-            Some(self.inner.id.clone()),
-            None,
-            listener,
-        )
+        ApiKeyAuth::new(Arc::clone(&self.ctx), Arc::clone(&self.inner))
     }
 }

@@ -5,6 +5,7 @@ pub(crate) mod encryption;
 mod file;
 mod memory;
 
+use std::collections::HashMap;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
@@ -167,6 +168,36 @@ impl StoredState {
             )));
         }
         Ok(state)
+    }
+}
+
+/// What this App last wrote to (or read from) the store: the base a merge compares against.
+#[derive(Default)]
+pub(crate) struct Synced {
+    pub users: HashMap<String, StoredUser>,
+    pub rev: u64,
+    pub current: Option<String>,
+    pub recent: Vec<String>,
+}
+
+impl Synced {
+    pub(crate) fn remember(&mut self, state: StoredState) {
+        self.users = state.users.into_iter().map(|u| (u.id.clone(), u)).collect();
+        self.rev = state.rev;
+        self.current = state.current_user_id;
+        self.recent = state.recent_user_ids;
+    }
+
+    /// The document as last written.
+    pub(crate) fn as_state(&self, app_id: &str) -> StoredState {
+        StoredState {
+            schema_version: SCHEMA_VERSION,
+            app_id: app_id.to_string(),
+            rev: self.rev,
+            current_user_id: self.current.clone(),
+            recent_user_ids: self.recent.clone(),
+            users: self.users.values().cloned().collect(),
+        }
     }
 }
 

@@ -1,0 +1,278 @@
+//! Logging in, linking another identity, the profile, and choosing the current user: the
+//! operations that give a user a session (PROTOCOL.md "Login", "Linking", "Profile").
+
+use std::sync::Arc;
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::context::{Context, Registry};
+use crate::credentials::Credentials;
+use crate::error::{AppError, Result};
+use crate::hub::{AuthEventKind, Event};
+use crate::session::{AccessToken, Backoff, UserData, UserIdentity, UserInner, UserState};
+use crate::transport::{Route, required_str};
+
+impl Context {
+    pub(crate) fn login_body(&self, credentials: &Credentials) -> Result<Value> {
+        let mut body = credentials.body()?;
+        let d = &self.device;
+        let mut device = json!({
+            "appId": self.app_id,
+            "platform": d.platform,
+            "platformVersion": d.platform_version,
+            "sdk": d.sdk,
+            "sdkVersion": d.sdk_version,
+            "cpuArch": d.cpu_arch,
+        });
+        for (key, value) in [
+            ("deviceName", &d.device_name),
+            ("deviceVersion", &d.device_version),
+            ("frameworkName", &d.framework_name),
+            ("frameworkVersion", &d.framework_version),
+            ("bundleId", &d.bundle_id),
+            ("appVersion", &d.app_version),
+        ] {
+            if let Some(v) = value {
+                device[key] = json!(v);
+            }
+        }
+        body.insert("options".into(), json!({ "device": device }));
+        Ok(Value::Object(body))
+    }
+
+    pub(crate) async fn log_in(
+        self: &Arc<Self>,
+        credentials: Credentials,
+    ) -> Result<Arc<UserInner>> {
+        // Reuse means one anonymous user per app on this device: concurrent reusing logins
+        // wait for each other, so the second finds the user the first created.
+        let _reusing = match credentials {
+            Credentials::Anonymous { reuse: true } => {
+                let guard = self.anonymous_reuse.lock().await;
+                if let Some(user) = self.logged_in_anonymous() {
+                    self.switch_user(&user)?;
+                    return Ok(user);
+                }
+                Some(guard)
+            }
+            _ => None,
+        };
+        let body = self.login_body(&credentials)?;
+        let route = Route::App(format!("auth/providers/{}/login", credentials.provider()));
+        let doc = self
+            .transport
+            .send(Method::POST, &route, None, Some(&body))
+            .await?
+            .into_json()?;
+        let user_id = required_str(&doc, "user_id", "login")?;
+        let access = required_str(&doc, "access_token", "login")?;
+        let refresh = required_str(&doc, "refresh_token", "login")?;
+        let device_id = required_str(&doc, "device_id", "login")?;
+        let access =
+            AccessToken::received(access, self.clock.as_ref()).map_err(|e| AppError::BadToken {
+                message: format!(
+                    "could not log in: the server sent a malformed access token ({e})"
+                ),
+            })?;
+        let (user, current_changed) =
+            self.upsert_user(user_id, access, refresh, device_id, &credentials.provider());
+        self.persist();
+        let mut events = vec![Event::new(AuthEventKind::SignedIn, Some(&user.id), true)];
+        events.extend(current_changed.map(|mut e| {
+            e.user_initiated = true;
+            e
+        }));
+        self.emit_all(events);
+        // A new session for the proactive scheduler to look after.
+        self.scheduler_wake.notify_one();
+        // realm-core: login, then profile, then the user is made current.
+        self.fetch_profile(&user).await?;
+        self.switch_user(&user)?;
+        Ok(user)
+    }
+
+    pub(crate) fn logged_in_anonymous(&self) -> Option<Arc<UserInner>> {
+        let reg = self.registry();
+        let found = reg.users.iter().find(|u| {
+            let d = u.data();
+            d.state == UserState::LoggedIn && d.is_anonymous()
+        });
+        found.cloned()
+    }
+
+    /// Creates the user, or gives an existing one (even logged out) its new session. Returns
+    /// the event to send if that changed who is current (a first user becomes current at once).
+    pub(crate) fn upsert_user(
+        &self,
+        id: String,
+        access: AccessToken,
+        refresh: String,
+        device_id: String,
+        provider: &str,
+    ) -> (Arc<UserInner>, Option<Event>) {
+        let mut reg = self.registry();
+        let before = reg.current().map(|u| u.id.clone());
+        let user = self.upsert_in(&mut reg, id, access, refresh, device_id, provider);
+        let event = reg.settle_current(before);
+        (user, event)
+    }
+
+    pub(crate) fn upsert_in(
+        &self,
+        reg: &mut Registry,
+        id: String,
+        access: AccessToken,
+        refresh: String,
+        device_id: String,
+        provider: &str,
+    ) -> Arc<UserInner> {
+        if let Some(user) = reg.find(&id).cloned() {
+            let mut d = user.data();
+            d.state = UserState::LoggedIn;
+            d.access = Some(access);
+            d.refresh = Some(refresh);
+            d.token_gen += 1;
+            d.device_id = device_id;
+            d.session += 1;
+            d.backoff = Backoff::default();
+            drop(d);
+            return user;
+        }
+        let user = Arc::new(UserInner::new(
+            id,
+            UserData {
+                state: UserState::LoggedIn,
+                access: Some(access),
+                refresh: Some(refresh),
+                device_id,
+                provider_type: provider.to_string(),
+                identities: Vec::new(),
+                profile: json!({}),
+                session: 0,
+                token_gen: 0,
+                backoff: Backoff::default(),
+            },
+        ));
+        reg.users.push(Arc::clone(&user));
+        user
+    }
+
+    /// GET the profile and keep its identities and data.
+    pub(crate) async fn fetch_profile(self: &Arc<Self>, user: &Arc<UserInner>) -> Result<()> {
+        let doc = self
+            .authed(user, Method::GET, Route::Base("auth/profile".into()), None)
+            .await?
+            .into_json()?;
+        let identities = doc
+            .get("identities")
+            .and_then(Value::as_array)
+            .ok_or_else(|| AppError::malformed("profile: missing array field \"identities\""))?
+            .iter()
+            .map(|i| {
+                Ok(UserIdentity {
+                    id: required_str(i, "id", "profile identity")?,
+                    provider_type: required_str(i, "provider_type", "profile identity")?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let data = doc
+            .get("data")
+            .filter(|d| d.is_object())
+            .cloned()
+            .ok_or_else(|| AppError::malformed("profile: missing object field \"data\""))?;
+        {
+            let mut d = user.data();
+            d.identities = identities;
+            d.profile = data;
+        }
+        self.persist();
+        Ok(())
+    }
+
+    pub(crate) fn emit_profile_updated(&self, user: &Arc<UserInner>) {
+        self.emit(Event::new(
+            AuthEventKind::ProfileUpdated,
+            Some(&user.id),
+            true,
+        ));
+    }
+
+    pub(crate) async fn link(
+        self: &Arc<Self>,
+        user: &Arc<UserInner>,
+        credentials: Credentials,
+    ) -> Result<()> {
+        self.ensure_known(user)?;
+        let session = {
+            let d = user.data();
+            if d.state != UserState::LoggedIn {
+                return Err(AppError::not_logged_in(
+                    "the user must be logged in to link credentials",
+                ));
+            }
+            d.session
+        };
+        if let Credentials::Anonymous { .. } = credentials {
+            return Err(AppError::ClientUserAlreadyNamed {
+                message: "cannot add anonymous credentials to an existing user".into(),
+            });
+        }
+        let body = self.login_body(&credentials)?;
+        let route = Route::App(format!(
+            "auth/providers/{}/login?link=true",
+            credentials.provider()
+        ));
+        let doc = self
+            .authed(user, Method::POST, route, Some(&body))
+            .await?
+            .into_json()?;
+        if let Some(linked) = doc.get("user_id").and_then(Value::as_str)
+            && linked != user.id
+        {
+            return Err(AppError::malformed(format!(
+                "link: the server linked user {linked}, not {}",
+                user.id
+            )));
+        }
+        let access = AccessToken::received(
+            required_str(&doc, "access_token", "link")?,
+            self.clock.as_ref(),
+        )?;
+        {
+            let mut d = user.data();
+            if d.session != session || d.state != UserState::LoggedIn {
+                return Err(AppError::not_logged_in("the user logged out while linking"));
+            }
+            d.access = Some(access);
+            d.token_gen += 1;
+        }
+        self.persist();
+        self.fetch_profile(user).await?;
+        self.emit_profile_updated(user);
+        self.switch_user(user)
+    }
+
+    pub(crate) fn switch_user(&self, user: &Arc<UserInner>) -> Result<()> {
+        if user.data().state != UserState::LoggedIn {
+            return Err(AppError::not_logged_in(
+                "the user is logged out or removed; log in again first",
+            ));
+        }
+        let event = {
+            let mut reg = self.registry();
+            if !reg.find(&user.id).is_some_and(|u| Arc::ptr_eq(u, user)) {
+                return Err(AppError::not_found("the user is not on this device"));
+            }
+            let before = reg.current().map(|u| u.id.clone());
+            reg.make_current(&user.id);
+            reg.settle_current(before)
+        };
+        self.persist();
+        if let Some(mut e) = event {
+            e.user_initiated = true;
+            self.emit(e);
+        }
+        Ok(())
+    }
+}
