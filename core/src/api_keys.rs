@@ -59,7 +59,7 @@ impl ApiKeyAuth {
     async fn call(&self, method: Method, path: String, body: Option<Value>) -> Result<Value> {
         // A session from an API key cannot manage API keys (the server refuses it too, so a
         // leaked key cannot mint keys that outlive it): nothing is sent. As realm-core.
-        if self.user.data().provider_type == "api-key" {
+        if self.user.data().provider_type() == "api-key" {
             return Err(AppError::invalid(
                 "API keys cannot be managed by a user logged in with an API key; \
                  log in with another provider first",

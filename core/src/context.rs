@@ -38,7 +38,7 @@ impl Registry {
     pub(crate) fn current(&self) -> Option<Arc<UserInner>> {
         let logged_in = |id: &str| {
             self.find(id)
-                .filter(|u| u.data().state == UserState::LoggedIn)
+                .filter(|u| u.data().state() == UserState::LoggedIn)
                 .cloned()
         };
         self.current
@@ -48,7 +48,7 @@ impl Registry {
             .or_else(|| {
                 self.users
                     .iter()
-                    .find(|u| u.data().state == UserState::LoggedIn)
+                    .find(|u| u.data().state() == UserState::LoggedIn)
                     .cloned()
             })
     }

@@ -13,26 +13,8 @@ use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::thread::ThreadId;
 use std::time::Duration;
 
-use crate::session::UserInner;
-
-/// What happened.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum AuthEventKind {
-    /// First event to every new subscriber: the state at the time of subscribing.
-    InitialState,
-    SignedIn,
-    TokenRefreshed,
-    /// Logged out by the app (`log_out`, `remove_user`).
-    SignedOut,
-    /// The refresh token was rejected; the user must log in again.
-    SessionExpired,
-    /// A refresh failed for a transient reason; tokens were kept.
-    RefreshFailed,
-    UserRemoved,
-    UserDeleted,
-    CurrentUserChanged,
-    ProfileUpdated,
-}
+pub(crate) use crate::session::AuthEventKind;
+use crate::session::{Announcement, UserInner};
 
 /// One auth event as the SDK's layers make it: the public `AuthEvent` without the `User`
 /// handle, which the face builds from `user` at delivery.
@@ -57,6 +39,19 @@ impl Event {
             user_initiated,
             error: None,
             will_retry: false,
+        }
+    }
+
+    /// The event `announcement` about `user`. Its record is attached when it is emitted
+    /// (`Context::emit_all`), or by the operation for a user that has left the registry.
+    pub(crate) fn about(user: &UserInner, announcement: Announcement) -> Self {
+        Self {
+            kind: announcement.kind,
+            user_id: Some(user.id.clone()),
+            user: None,
+            user_initiated: announcement.user_initiated,
+            error: announcement.error,
+            will_retry: announcement.will_retry,
         }
     }
 }

@@ -22,6 +22,7 @@
 
 mod api_keys;
 mod app;
+mod backoff;
 mod clock;
 mod config;
 mod context;
@@ -42,6 +43,7 @@ mod request;
 mod session;
 mod sessions;
 mod storage;
+mod token;
 mod transport;
 mod user;
 
@@ -54,9 +56,9 @@ pub use email_otp::EmailOtpAuth;
 pub use email_password::EmailPasswordAuth;
 pub use error::{AppError, Result, SessionError, SessionErrorKind};
 pub use events::{AuthEvent, AuthEventListener, SessionErrorHandler};
-pub use hub::{AuthEventKind, Subscription};
+pub use hub::Subscription;
 pub use log::{LogLevel, Logger, redact};
-pub use session::{UserIdentity, UserState};
+pub use session::{AuthEventKind, UserIdentity, UserState};
 pub use sessions::{LogOutScope, SessionDevice, SessionInfo};
 pub use storage::{FileStore, InMemoryStore, SessionStore, StoreError, StoreGuard};
 pub use user::{HttpResponse, User, UserProfile};

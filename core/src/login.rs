@@ -6,11 +6,12 @@ use std::sync::Arc;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::context::{Context, Registry};
+use crate::context::Context;
 use crate::credentials::Credentials;
 use crate::error::{AppError, Result};
-use crate::hub::{AuthEventKind, Event};
-use crate::session::{AccessToken, Backoff, UserData, UserIdentity, UserInner, UserState};
+use crate::hub::Event;
+use crate::session::{Change, UserData, UserIdentity, UserInner, UserState};
+use crate::token::AccessToken;
 use crate::transport::{Route, required_str};
 
 impl Context {
@@ -75,10 +76,10 @@ impl Context {
                     "could not log in: the server sent a malformed access token ({e})"
                 ),
             })?;
-        let (user, current_changed) =
+        let (user, signed_in, current_changed) =
             self.upsert_user(user_id, access, refresh, device_id, &credentials.provider());
         self.persist();
-        let mut events = vec![Event::new(AuthEventKind::SignedIn, Some(&user.id), true)];
+        let mut events = signed_in;
         events.extend(current_changed.map(|mut e| {
             e.user_initiated = true;
             e
@@ -87,7 +88,7 @@ impl Context {
         // A new session for the proactive scheduler to look after.
         self.scheduler_wake.notify_one();
         // realm-core: login, then profile, then the user is made current.
-        self.fetch_profile(&user).await?;
+        self.fetch_profile(&user, false).await?;
         self.switch_user(&user)?;
         Ok(user)
     }
@@ -96,13 +97,14 @@ impl Context {
         let reg = self.registry();
         let found = reg.users.iter().find(|u| {
             let d = u.data();
-            d.state == UserState::LoggedIn && d.is_anonymous()
+            d.state() == UserState::LoggedIn && d.is_anonymous()
         });
         found.cloned()
     }
 
     /// Creates the user, or gives an existing one (even logged out) its new session. Returns
-    /// the event to send if that changed who is current (a first user becomes current at once).
+    /// the user, the events of the login, and the event to send if that changed who is current
+    /// (a first user becomes current at once).
     pub(crate) fn upsert_user(
         &self,
         id: String,
@@ -110,56 +112,39 @@ impl Context {
         refresh: String,
         device_id: String,
         provider: &str,
-    ) -> (Arc<UserInner>, Option<Event>) {
+    ) -> (Arc<UserInner>, Vec<Event>, Option<Event>) {
         let mut reg = self.registry();
         let before = reg.current().map(|u| u.id.clone());
-        let user = self.upsert_in(&mut reg, id, access, refresh, device_id, provider);
-        let event = reg.settle_current(before);
-        (user, event)
+        let user = match reg.find(&id).cloned() {
+            Some(user) => user,
+            None => {
+                let user = Arc::new(UserInner::new(id, UserData::new(provider)));
+                reg.users.push(Arc::clone(&user));
+                user
+            }
+        };
+        let login = Change::LoggedIn {
+            access,
+            refresh,
+            device_id,
+        };
+        // A login applies to every state, so nothing is ever refused here.
+        let announced = user.apply(login).map(|a| a.events).unwrap_or_default();
+        let events = announced
+            .into_iter()
+            .map(|a| Event::about(&user, a))
+            .collect();
+        let current_changed = reg.settle_current(before);
+        (user, events, current_changed)
     }
 
-    pub(crate) fn upsert_in(
-        &self,
-        reg: &mut Registry,
-        id: String,
-        access: AccessToken,
-        refresh: String,
-        device_id: String,
-        provider: &str,
-    ) -> Arc<UserInner> {
-        if let Some(user) = reg.find(&id).cloned() {
-            let mut d = user.data();
-            d.state = UserState::LoggedIn;
-            d.access = Some(access);
-            d.refresh = Some(refresh);
-            d.token_gen += 1;
-            d.device_id = device_id;
-            d.session += 1;
-            d.backoff = Backoff::default();
-            drop(d);
-            return user;
-        }
-        let user = Arc::new(UserInner::new(
-            id,
-            UserData {
-                state: UserState::LoggedIn,
-                access: Some(access),
-                refresh: Some(refresh),
-                device_id,
-                provider_type: provider.to_string(),
-                identities: Vec::new(),
-                profile: json!({}),
-                session: 0,
-                token_gen: 0,
-                backoff: Backoff::default(),
-            },
-        ));
-        reg.users.push(Arc::clone(&user));
-        user
-    }
-
-    /// GET the profile and keep its identities and data.
-    pub(crate) async fn fetch_profile(self: &Arc<Self>, user: &Arc<UserInner>) -> Result<()> {
+    /// GET the profile and keep its identities and data; `announce`: then send
+    /// `ProfileUpdated` (a login's own fetch does not).
+    pub(crate) async fn fetch_profile(
+        self: &Arc<Self>,
+        user: &Arc<UserInner>,
+        announce: bool,
+    ) -> Result<()> {
         let doc = self
             .authed(user, Method::GET, Route::Base("auth/profile".into()), None)
             .await?
@@ -181,21 +166,15 @@ impl Context {
             .filter(|d| d.is_object())
             .cloned()
             .ok_or_else(|| AppError::malformed("profile: missing object field \"data\""))?;
-        {
-            let mut d = user.data();
-            d.identities = identities;
-            d.profile = data;
-        }
+        let fetched = Change::ProfileFetched {
+            identities,
+            profile: data,
+            announce,
+        };
+        let announced = user.apply(fetched).map(|a| a.events).unwrap_or_default();
         self.persist();
+        self.emit_all(announced.into_iter().map(|a| Event::about(user, a)));
         Ok(())
-    }
-
-    pub(crate) fn emit_profile_updated(&self, user: &Arc<UserInner>) {
-        self.emit(Event::new(
-            AuthEventKind::ProfileUpdated,
-            Some(&user.id),
-            true,
-        ));
     }
 
     pub(crate) async fn link(
@@ -206,12 +185,12 @@ impl Context {
         self.ensure_known(user)?;
         let session = {
             let d = user.data();
-            if d.state != UserState::LoggedIn {
+            if d.state() != UserState::LoggedIn {
                 return Err(AppError::not_logged_in(
                     "the user must be logged in to link credentials",
                 ));
             }
-            d.session
+            d.session()
         };
         if let Credentials::Anonymous { .. } = credentials {
             return Err(AppError::ClientUserAlreadyNamed {
@@ -239,22 +218,16 @@ impl Context {
             required_str(&doc, "access_token", "link")?,
             self.clock.as_ref(),
         )?;
-        {
-            let mut d = user.data();
-            if d.session != session || d.state != UserState::LoggedIn {
-                return Err(AppError::not_logged_in("the user logged out while linking"));
-            }
-            d.access = Some(access);
-            d.token_gen += 1;
+        if user.apply(Change::Linked { session, access }).is_err() {
+            return Err(AppError::not_logged_in("the user logged out while linking"));
         }
         self.persist();
-        self.fetch_profile(user).await?;
-        self.emit_profile_updated(user);
+        self.fetch_profile(user, true).await?;
         self.switch_user(user)
     }
 
     pub(crate) fn switch_user(&self, user: &Arc<UserInner>) -> Result<()> {
-        if user.data().state != UserState::LoggedIn {
+        if user.data().state() != UserState::LoggedIn {
             return Err(AppError::not_logged_in(
                 "the user is logged out or removed; log in again first",
             ));

@@ -7,36 +7,21 @@ use reqwest::Method;
 
 use crate::context::Context;
 use crate::error::{AppError, Result};
-use crate::hub::{AuthEventKind, Event};
-use crate::session::{UserInner, UserState};
+use crate::session::{Change, UserInner, UserState};
 use crate::transport::Route;
 
 impl Context {
+    /// Logs the user out on this device (an anonymous user is removed), then revokes the
+    /// session on the server; nothing to do for a user already logged out.
     pub(crate) async fn log_out(self: &Arc<Self>, user: &Arc<UserInner>) -> Result<()> {
-        let target = {
-            let d = user.data();
-            let target = if d.is_anonymous() {
-                UserState::Removed
-            } else {
-                UserState::LoggedOut
-            };
-            if d.state == UserState::Removed || d.state == target {
-                return Ok(());
-            }
-            target
-        };
-        let Some((refresh, current_changed)) = self.end_locally(user, target, None) else {
+        let Ok(ended) = self.end_session(user, Change::LoggedOut) else {
             return Ok(());
         };
-        let mut events = vec![Event::new(AuthEventKind::SignedOut, Some(&user.id), true)];
-        if target == UserState::Removed {
-            events.push(Event::new(AuthEventKind::UserRemoved, Some(&user.id), true));
-        }
-        events.extend(current_changed);
+        let mut events = ended.events;
         // The user may be gone from the registry: these events carry the handle themselves.
         Self::attach_user(&mut events, user);
         self.emit_all(events);
-        match refresh {
+        match ended.released {
             Some(token) => self.revoke(&token).await,
             None => Ok(()),
         }
@@ -60,34 +45,31 @@ impl Context {
         Ok(())
     }
 
+    /// Removes the user from this device (logging them out first), then revokes the session
+    /// on the server. Errors: `ClientUserNotFound` for a user already removed.
     pub(crate) async fn remove_user(self: &Arc<Self>, user: &Arc<UserInner>) -> Result<()> {
-        if user.data().state == UserState::Removed {
+        if user.data().state() == UserState::Removed {
             return Err(AppError::not_found("the user has already been removed"));
         }
         self.ensure_known(user)?;
-        let was_logged_in = user.data().state == UserState::LoggedIn;
-        let Some((refresh, current_changed)) = self.end_locally(user, UserState::Removed, None)
-        else {
+        let Ok(ended) = self.end_session(user, Change::Removed) else {
             return Err(AppError::not_found("the user has already been removed"));
         };
-        let mut events = Vec::new();
-        if was_logged_in {
-            events.push(Event::new(AuthEventKind::SignedOut, Some(&user.id), true));
-        }
-        events.push(Event::new(AuthEventKind::UserRemoved, Some(&user.id), true));
-        events.extend(current_changed);
+        let mut events = ended.events;
         // The user may be gone from the registry: these events carry the handle themselves.
         Self::attach_user(&mut events, user);
         self.emit_all(events);
-        match refresh {
+        match ended.released {
             Some(token) => self.revoke(&token).await,
             None => Ok(()),
         }
     }
 
+    /// Deletes the user's account on the server, then removes the user here. Errors:
+    /// `ClientUserNotLoggedIn`, and the server's or the network's (nothing changed here then).
     pub(crate) async fn delete_user(self: &Arc<Self>, user: &Arc<UserInner>) -> Result<()> {
         self.ensure_known(user)?;
-        if user.data().state != UserState::LoggedIn {
+        if user.data().state() != UserState::LoggedIn {
             return Err(AppError::not_logged_in(
                 "the user must be logged in to be deleted",
             ));
@@ -100,11 +82,11 @@ impl Context {
         )
         .await?
         .into_json()?;
-        let current_changed = self
-            .end_locally(user, UserState::Removed, None)
-            .and_then(|(_, e)| e);
-        let mut events = vec![Event::new(AuthEventKind::UserDeleted, Some(&user.id), true)];
-        events.extend(current_changed);
+        // Never refused: the account is gone whatever happened here meanwhile.
+        let mut events = self
+            .end_session(user, Change::Deleted)
+            .map(|ended| ended.events)
+            .unwrap_or_default();
         // The user may be gone from the registry: these events carry the handle themselves.
         Self::attach_user(&mut events, user);
         self.emit_all(events);

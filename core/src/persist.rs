@@ -9,8 +9,9 @@ use crate::context::{Context, Registry};
 use crate::error::{AppError, Result};
 use crate::hub::Event;
 use crate::log::LogLevel;
-use crate::session::{AccessToken, Backoff, UserData, UserIdentity, UserInner, UserState};
+use crate::session::{Change, Refused, UserData, UserIdentity, UserInner, UserState};
 use crate::storage::{SCHEMA_VERSION, StoreError, StoredIdentity, StoredState, StoredUser, Synced};
+use crate::token::AccessToken;
 
 /// Equal documents, whatever the order of their users.
 fn same_document(a: &StoredState, b: &StoredState) -> bool {
@@ -29,20 +30,20 @@ fn snapshot(id: &str, d: &UserData) -> StoredUser {
     StoredUser {
         id: id.to_string(),
         rev: 0,
-        state: d.state.as_str().into(),
-        access_token: d.access.as_ref().map(|t| t.raw.clone()),
-        refresh_token: d.refresh.clone(),
-        device_id: d.device_id.clone(),
-        provider_type: d.provider_type.clone(),
+        state: d.state().as_str().into(),
+        access_token: d.access().map(|t| t.raw.clone()),
+        refresh_token: d.refresh_token().map(str::to_string),
+        device_id: d.device_id().to_string(),
+        provider_type: d.provider_type().to_string(),
         identities: d
-            .identities
+            .identities()
             .iter()
             .map(|i| StoredIdentity {
                 id: i.id.clone(),
                 provider_type: i.provider_type.clone(),
             })
             .collect(),
-        profile: d.profile.clone(),
+        profile: d.profile().clone(),
     }
 }
 
@@ -58,23 +59,13 @@ impl Context {
             .access_token
             .clone()
             .and_then(|t| AccessToken::restored(t, self.clock.as_ref()).ok());
-        let logged_in =
-            state == UserState::LoggedIn && access.is_some() && stored.refresh_token.is_some();
-        Some(UserData {
-            state: if logged_in {
-                UserState::LoggedIn
-            } else {
-                UserState::LoggedOut
-            },
-            access: if logged_in { access } else { None },
-            refresh: if logged_in {
-                stored.refresh_token.clone()
-            } else {
-                None
-            },
-            device_id: stored.device_id.clone(),
-            provider_type: stored.provider_type.clone(),
-            identities: stored
+        Some(UserData::restored(
+            state,
+            access,
+            stored.refresh_token.clone(),
+            stored.device_id.clone(),
+            stored.provider_type.clone(),
+            stored
                 .identities
                 .iter()
                 .map(|i| UserIdentity {
@@ -82,11 +73,8 @@ impl Context {
                     provider_type: i.provider_type.clone(),
                 })
                 .collect(),
-            profile: stored.profile.clone(),
-            session: 0,
-            token_gen: 0,
-            backoff: Backoff::default(),
-        })
+            stored.profile.clone(),
+        ))
     }
 
     /// Takes another process's version of a user. A changed refresh token or state starts a new
@@ -95,22 +83,8 @@ impl Context {
         let Some(theirs) = self.user_from_store(stored) else {
             return false;
         };
-        let mut d = user.data();
-        if d.refresh != theirs.refresh || d.state != theirs.state {
-            d.session += 1;
-            d.backoff = Backoff::default();
-        }
-        d.token_gen += 1;
-        // Keep our own copy of an unchanged access token: its expiry is measured more exactly.
-        if d.access.as_ref().map(|t| &t.raw) != theirs.access.as_ref().map(|t| &t.raw) {
-            d.access = theirs.access;
-        }
-        d.state = theirs.state;
-        d.refresh = theirs.refresh;
-        d.device_id = theirs.device_id;
-        d.provider_type = theirs.provider_type;
-        d.identities = theirs.identities;
-        d.profile = theirs.profile;
+        // Never refused: another process's save is taken whatever state it finds here.
+        let _ = user.apply(Change::Adopted(Box::new(theirs)));
         true
     }
 
@@ -265,7 +239,7 @@ impl Context {
         }
         for id in &gone {
             if let Some(user) = reg.find(id).cloned() {
-                user.data().end(UserState::Removed);
+                let _ = user.apply(Change::RemovedElsewhere);
             }
             reg.forget(id);
         }
@@ -303,29 +277,41 @@ impl Context {
         }
     }
 
-    /// Ends a user's session locally: tokens cleared, state set, current user re-picked, the
-    /// change saved (here, because saving is what makes it stand). Returns the refresh token it held and the events to send.
-    pub(crate) fn end_locally(
+    /// Applies a change that ends a user's session (a logout, a removal, a deletion, a rejected
+    /// refresh token) under the registry's lock: the record leaves the registry if it is now
+    /// removed, the current user is re-picked, and the change is saved. Returns the events to
+    /// send (the user's, then a change of the current user) and the refresh token the user
+    /// held; `Refused` when the change does not apply (see `UserData::next`).
+    pub(crate) fn end_session(
         &self,
         user: &Arc<UserInner>,
-        state: UserState,
-        only_session: Option<u64>,
-    ) -> Option<(Option<String>, Option<Event>)> {
+        change: Change,
+    ) -> std::result::Result<Ended, Refused> {
         let mut reg = self.registry();
         let before = reg.current().map(|u| u.id.clone());
-        let refresh = {
-            let mut d = user.data();
-            if only_session.is_some_and(|s| s != d.session) || d.state == UserState::Removed {
-                return None;
+        let applied = user.apply(change)?;
+        let mut events: Vec<Event> = applied
+            .events
+            .into_iter()
+            .map(|a| Event::about(user, a))
+            .collect();
+        if applied.changed {
+            if user.data().state() == UserState::Removed {
+                reg.forget(&user.id);
             }
-            d.end(state)
-        };
-        if state == UserState::Removed {
-            reg.forget(&user.id);
+            events.extend(reg.settle_current(before));
+            drop(reg);
+            self.persist();
         }
-        let event = reg.settle_current(before);
-        drop(reg);
-        self.persist();
-        Some((refresh, event))
+        Ok(Ended {
+            events,
+            released: applied.released,
+        })
     }
+}
+
+/// What ending a session did: the events to send and the refresh token to revoke.
+pub(crate) struct Ended {
+    pub events: Vec<Event>,
+    pub released: Option<String>,
 }

@@ -11,9 +11,10 @@ use tokio::sync::watch;
 
 use crate::context::Context;
 use crate::error::{AppError, Result, SessionError, SessionErrorKind};
-use crate::hub::{AuthEventKind, Event};
+use crate::hub::Event;
 use crate::log::LogLevel;
-use crate::session::{AccessToken, Backoff, UserInner, UserState};
+use crate::session::{Change, UserInner, UserState};
+use crate::token::AccessToken;
 use crate::transport::{ApiResponse, Route, required_str};
 
 /// Why a refresh is wanted: it decides whether the cooldown applies and whether the app asked.
@@ -47,16 +48,16 @@ impl Context {
         for _ in 0..3 {
             let seen = {
                 let d = user.data();
-                if d.state != UserState::LoggedIn {
+                if d.state() != UserState::LoggedIn {
                     return Err(AppError::not_logged_in(
                         "the user is logged out; log in again",
                     ));
                 }
-                match &d.access {
+                match d.access() {
                     Some(t) if !t.needs_refresh(self.clock.as_ref(), min_ttl) => {
                         return Ok(t.raw.clone());
                     }
-                    other => other.clone(),
+                    other => other.cloned(),
                 }
             };
             match self
@@ -82,7 +83,7 @@ impl Context {
 
     pub(crate) async fn forced_refresh(self: &Arc<Self>, user: &Arc<UserInner>) -> Result<String> {
         self.ensure_known(user)?;
-        let seen = user.data().access.as_ref().map(|t| t.raw.clone());
+        let seen = user.data().access().map(|t| t.raw.clone());
         self.refresh(user, seen.as_deref(), Trigger::App).await
     }
 
@@ -110,25 +111,26 @@ impl Context {
                 None => {
                     let (refresh_token, session, token_gen) = {
                         let d = user.data();
-                        let Some(refresh_token) =
-                            d.refresh.clone().filter(|_| d.state == UserState::LoggedIn)
+                        let Some(refresh_token) = d
+                            .refresh_token()
+                            .filter(|_| d.state() == UserState::LoggedIn)
                         else {
                             return Err(AppError::not_logged_in(
                                 "the user is logged out; log in again",
                             ));
                         };
-                        if let Some(current) = &d.access
+                        if let Some(current) = d.access()
                             && Some(current.raw.as_str()) != seen
                         {
                             return Ok(current.raw.clone());
                         }
                         if !trigger.forced()
-                            && self.clock.monotonic() < d.backoff.callers_wait_until
-                            && let Some(e) = &d.backoff.last_error
+                            && self.clock.monotonic() < d.backoff().callers_wait_until
+                            && let Some(e) = &d.backoff().last_error
                         {
                             return Err(e.clone());
                         }
-                        (refresh_token, d.session, d.token_gen)
+                        (refresh_token.to_string(), d.session(), d.token_gen())
                     };
                     // The refresh outlives its callers, so it holds its own pass: closing the
                     // App waits for it and saves what it brings.
@@ -188,30 +190,18 @@ impl Context {
             .unwrap_or("refresh token rejected");
         let kind = SessionErrorKind::from_reason(response.reason().as_deref(), code.as_deref());
         let message = format!("{kind}: {server_message}");
-        let target = if user.data().is_anonymous() {
-            UserState::Removed
-        } else {
-            UserState::LoggedOut
+        let ended = Change::SessionEnded {
+            session,
+            message: message.clone(),
         };
-        let Some((_, current_changed)) = self.end_locally(user, target, Some(session)) else {
+        let Ok(ended) = self.end_session(user, ended) else {
             // Already ended or replaced by a newer login: nothing to end, nothing to report.
             return AppError::not_logged_in("the session ended while the request was in flight");
         };
         self.log.log(LogLevel::Info, "sessionkit::refresh", || {
             format!("session of user {} ended: {message}", user.id)
         });
-        let mut expired = Event::new(AuthEventKind::SessionExpired, Some(&user.id), false);
-        expired.error = Some(message.clone());
-        let mut events = vec![expired];
-        if target == UserState::Removed {
-            events.push(Event::new(
-                AuthEventKind::UserRemoved,
-                Some(&user.id),
-                false,
-            ));
-        }
-        events.extend(current_changed);
-        self.emit_all(events);
+        self.emit_all(ended.events);
         if let Some(sink) = self.session_end_sink() {
             let error = SessionError {
                 user_id: user.id.clone(),
@@ -227,16 +217,17 @@ impl Context {
     }
 
     fn refresh_failed(&self, user: &Arc<UserInner>, error: &AppError) {
-        user.data()
-            .backoff
-            .record_failure(self.clock.monotonic(), error.clone());
+        let failed = Change::RefreshFailed {
+            now: self.clock.monotonic(),
+            error: error.clone(),
+            will_retry: self.auto_refresh.load(Ordering::SeqCst),
+        };
+        // Never refused: the backoff counts every failure, whatever the state.
+        let announced = user.apply(failed).map(|a| a.events).unwrap_or_default();
         self.log.log(LogLevel::Warn, "sessionkit::refresh", || {
             format!("refresh of user {} failed: {error}", user.id)
         });
-        let mut event = Event::new(AuthEventKind::RefreshFailed, Some(&user.id), false);
-        event.error = Some(error.to_string());
-        event.will_retry = self.auto_refresh.load(Ordering::SeqCst);
-        self.emit(event);
+        self.emit_all(announced.into_iter().map(|a| Event::about(user, a)));
     }
 
     /// Stores a refreshed token unless the session it belongs to is gone.
@@ -248,27 +239,20 @@ impl Context {
         rotated: Option<String>,
         trigger: Trigger,
     ) -> Result<String> {
-        {
-            let mut d = user.data();
-            if d.session != session || d.state != UserState::LoggedIn {
-                return Err(AppError::not_logged_in(
-                    "the user logged out during the refresh; its result was discarded",
-                ));
-            }
-            d.access = Some(access.clone());
-            d.token_gen += 1;
-            if let Some(r) = rotated {
-                d.refresh = Some(r);
-            }
-            d.backoff = Backoff::default();
-        }
+        let refreshed = Change::Refreshed {
+            session,
+            access: access.clone(),
+            rotated,
+            app_asked: trigger == Trigger::App,
+        };
+        let Ok(applied) = user.apply(refreshed) else {
+            return Err(AppError::not_logged_in(
+                "the user logged out during the refresh; its result was discarded",
+            ));
+        };
         // Saved before anyone is told, so a rotated refresh token is never lost.
         self.persist();
-        self.emit(Event::new(
-            AuthEventKind::TokenRefreshed,
-            Some(&user.id),
-            trigger == Trigger::App,
-        ));
+        self.emit_all(applied.events.into_iter().map(|a| Event::about(user, a)));
         Ok(access.raw)
     }
 }
@@ -326,13 +310,13 @@ fn adopt_from_store(
 ) -> Option<Result<String>> {
     app.persist();
     let d = user.data();
-    if d.state != UserState::LoggedIn {
+    if d.state() != UserState::LoggedIn {
         return Some(Err(AppError::not_logged_in(
             "the user was logged out by another process",
         )));
     }
-    let token = d.access.as_ref()?;
-    let newer = d.session != session || d.token_gen != token_gen;
+    let token = d.access()?;
+    let newer = d.session() != session || d.token_gen() != token_gen;
     (newer && !token.needs_refresh(app.clock.as_ref(), app.margin)).then(|| Ok(token.raw.clone()))
 }
 
@@ -441,14 +425,14 @@ impl Context {
         for user in users {
             let (due_in, seen) = {
                 let d = user.data();
-                let Some(t) = d.access.as_ref().filter(|_| d.state == UserState::LoggedIn) else {
+                let Some(t) = d.access().filter(|_| d.state() == UserState::LoggedIn) else {
                     continue;
                 };
                 let lead = self.margin.max(t.lifetime / 5).min(t.lifetime / 2);
                 let due_at = t
                     .expires_at
                     .saturating_sub(lead)
-                    .max(d.backoff.scheduler_wait_until);
+                    .max(d.backoff().scheduler_wait_until);
                 (due_at.saturating_sub(now), t.raw.clone())
             };
             if due_in.is_zero() {

@@ -51,8 +51,8 @@ impl Context {
         self.ensure_known(user)?;
         let (token, session) = {
             let d = user.data();
-            match (&d.refresh, d.state) {
-                (Some(t), UserState::LoggedIn) => (t.clone(), d.session),
+            match (d.refresh_token(), d.state()) {
+                (Some(t), UserState::LoggedIn) => (t.to_string(), d.session()),
                 _ => return Err(AppError::not_logged_in("the user must be logged in")),
             }
         };

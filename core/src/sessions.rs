@@ -13,10 +13,10 @@ use crate::error::{AppError, Result};
 use crate::session::UserInner;
 use crate::transport::{Route, required_str};
 
-/// Which sessions [`User::log_out_scope`] ends.
+/// Which sessions [`User::log_out_scope`](crate::User::log_out_scope) ends.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum LogOutScope {
-    /// This device only: [`User::log_out`] (the default).
+    /// This device only: [`User::log_out`](crate::User::log_out) (the default).
     #[default]
     ThisDevice,
     /// Every other session of the user; this device stays logged in and hears nothing.
@@ -44,7 +44,7 @@ pub struct SessionDevice {
 }
 
 /// One live session of the user: a device signed in to the account. Holds no secret; its `id`
-/// only names it to [`User::revoke_session`].
+/// only names it to [`User::revoke_session`](crate::User::revoke_session).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SessionInfo {
     /// The server's id of the session.

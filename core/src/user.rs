@@ -108,37 +108,32 @@ impl User {
         self.inner.id.clone()
     }
     pub fn state(&self) -> UserState {
-        self.inner.data().state
+        self.inner.data().state()
     }
     /// The provider of the login that first created this user on the device.
     pub fn provider_type(&self) -> String {
-        self.inner.data().provider_type.clone()
+        self.inner.data().provider_type().to_string()
     }
     pub fn device_id(&self) -> String {
-        self.inner.data().device_id.clone()
+        self.inner.data().device_id().to_string()
     }
     pub fn identities(&self) -> Vec<UserIdentity> {
-        self.inner.data().identities.clone()
+        self.inner.data().identities().to_vec()
     }
     pub fn profile(&self) -> UserProfile {
-        UserProfile::from_data(&self.inner.data().profile)
+        UserProfile::from_data(self.inner.data().profile())
     }
     /// The `user_data` claim of the current access token, as JSON.
     pub fn custom_data_json(&self) -> Option<String> {
         let d = self.inner.data();
-        d.access
-            .as_ref()?
-            .claims
-            .user_data
-            .as_ref()
-            .map(Value::to_string)
+        d.access()?.claims.user_data.as_ref().map(Value::to_string)
     }
     /// The access token as stored; it may be stale. Prefer [`valid_access_token`](Self::valid_access_token).
     pub fn access_token(&self) -> Option<String> {
-        self.inner.data().access.as_ref().map(|t| t.raw.clone())
+        self.inner.data().access().map(|t| t.raw.clone())
     }
     pub fn refresh_token(&self) -> Option<String> {
-        self.inner.data().refresh.clone()
+        self.inner.data().refresh_token().map(str::to_string)
     }
 
     /// The stored access token if it has at least `min_ttl_secs` to live (default: the config's
@@ -148,10 +143,7 @@ impl User {
     pub fn fresh_access_token(&self, min_ttl_secs: Option<u32>) -> Option<String> {
         let min_ttl = min_ttl_secs.map_or(self.ctx.margin, |s| Duration::from_secs(s.into()));
         let d = self.inner.data();
-        let token = d
-            .access
-            .as_ref()
-            .filter(|_| d.state == UserState::LoggedIn)?;
+        let token = d.access().filter(|_| d.state() == UserState::LoggedIn)?;
         (!token.needs_refresh(self.ctx.clock.as_ref(), min_ttl)).then(|| token.raw.clone())
     }
 
@@ -180,8 +172,7 @@ impl User {
     pub async fn refresh_profile(&self) -> Result<UserProfile> {
         let _pass = self.ctx.pass()?;
         self.ctx.ensure_known(&self.inner)?;
-        self.ctx.fetch_profile(&self.inner).await?;
-        self.ctx.emit_profile_updated(&self.inner);
+        self.ctx.fetch_profile(&self.inner, true).await?;
         Ok(self.profile())
     }
 
