@@ -11,13 +11,17 @@ use crate::error::{AppError, Result};
 use crate::session::UserInner;
 use crate::transport::{Route, required_str};
 
-/// An API key. `key` is only present right after creation; `Debug` never shows it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct ApiKey {
-    pub id: String,
-    pub key: Option<String>,
-    pub name: String,
-    pub disabled: bool,
+shared_type! {
+    $ __api_key;
+    #[derive(Clone, PartialEq, Eq)]
+    =>
+    /// An API key. `key` is only present right after creation; `Debug` never shows it.
+    pub struct ApiKey {
+        pub id: String,
+        pub key: Option<String>,
+        pub name: String,
+        pub disabled: bool,
+    }
 }
 
 impl fmt::Debug for ApiKey {

@@ -48,71 +48,66 @@ fn empty(what: &'static str) -> Error {
     Error::Empty { what, hint: "" }
 }
 
-/// How a user proves who they are. `Debug` never shows a secret.
-///
-/// ```
-/// use sessionkit::Credentials;
-/// let anon = Credentials::anonymous();
-/// let email = Credentials::email_password("ada@example.com", "correct horse");
-/// assert_eq!(email.provider(), "local-userpass");
-/// assert!(!format!("{email:?}").contains("horse"));
-/// # let _ = anon;
-/// ```
-// Non-exhaustive: more providers come (STYLE.md 2); a match in an app keeps a fallback arm.
-#[derive(Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Credentials {
-    /// `reuse`: hand back the logged-in anonymous user if there is one, without a network call.
-    Anonymous {
-        reuse: bool,
-    },
-    EmailPassword {
-        email: String,
-        password: String,
-    },
-    /// A one-time code the server mailed to `email` (ask for one with
-    /// [`EmailOtpAuth::send`](crate::EmailOtpAuth::send)): provider `email-otp`, body
-    /// `{"email", "code"}` (#23). `Debug` shows the address, never the code.
-    EmailOtp {
-        email: String,
-        code: String,
-    },
-    /// A user API key (or a server API key).
-    ApiKey {
-        key: String,
-    },
-    /// A JWT signed by the app's own identity provider.
-    Jwt {
-        token: String,
-    },
-    /// A JSON document handed as-is to the app's custom-function provider.
-    Function {
-        payload_json: String,
-    },
-    /// A Google ID token (from Google Sign-In / Credential Manager): `oauth2-google`,
-    /// body `{"id_token"}` as the Realm SDKs' `GoogleCredentials(idToken)` sent it.
-    GoogleIdToken {
-        id_token: String,
-    },
-    /// A Google server auth code, which the server exchanges for an ID token: `oauth2-google`,
-    /// body `{"authCode"}` as the Realm SDKs' `GoogleCredentials(authCode)` sent it.
-    GoogleAuthCode {
-        auth_code: String,
-    },
-    /// A Sign in with Apple ID token: `oauth2-apple`, body `{"id_token"}`.
-    AppleIdToken {
-        id_token: String,
-    },
-    /// A Facebook user access token: `oauth2-facebook`, body `{"accessToken"}`.
-    FacebookAccessToken {
-        access_token: String,
-    },
-    /// An ID token of an OpenID Connect issuer the server knows as `provider` (its
-    /// `[app.providers.oidc.<provider>]` table): provider `oidc-<provider>`, body `{"id_token"}`.
-    OidcIdToken {
-        provider: String,
-        id_token: String,
-    },
+shared_type! {
+    $ __credentials;
+    #[derive(Clone, PartialEq, Eq)]
+    =>
+    /// How a user proves who they are. `Debug` never shows a secret.
+    // Non-exhaustive: more providers come (STYLE.md 2); a match in an app keeps a fallback arm.
+    #[non_exhaustive]
+    pub enum Credentials {
+        /// `reuse`: hand back the logged-in anonymous user if there is one, without a network call.
+        Anonymous {
+            reuse: bool,
+        },
+        EmailPassword {
+            email: String,
+            password: String,
+        },
+        /// A one-time code the server mailed to `email` (ask for one with
+        /// `EmailOtpAuth::send`): provider `email-otp`, body
+        /// `{"email", "code"}` (#23). `Debug` shows the address, never the code.
+        EmailOtp {
+            email: String,
+            code: String,
+        },
+        /// A user API key (or a server API key).
+        ApiKey {
+            key: String,
+        },
+        /// A JWT signed by the app's own identity provider.
+        Jwt {
+            token: String,
+        },
+        /// A JSON document handed as-is to the app's custom-function provider.
+        Function {
+            payload_json: String,
+        },
+        /// A Google ID token (from Google Sign-In / Credential Manager): `oauth2-google`,
+        /// body `{"id_token"}` as the Realm SDKs' `GoogleCredentials(idToken)` sent it.
+        GoogleIdToken {
+            id_token: String,
+        },
+        /// A Google server auth code, which the server exchanges for an ID token: `oauth2-google`,
+        /// body `{"authCode"}` as the Realm SDKs' `GoogleCredentials(authCode)` sent it.
+        GoogleAuthCode {
+            auth_code: String,
+        },
+        /// A Sign in with Apple ID token: `oauth2-apple`, body `{"id_token"}`.
+        AppleIdToken {
+            id_token: String,
+        },
+        /// A Facebook user access token: `oauth2-facebook`, body `{"accessToken"}`.
+        FacebookAccessToken {
+            access_token: String,
+        },
+        /// An ID token of an OpenID Connect issuer the server knows as `provider` (its
+        /// `[app.providers.oidc.<provider>]` table): provider `oidc-<provider>`, body `{"id_token"}`.
+        OidcIdToken {
+            provider: String,
+            id_token: String,
+        },
+    }
 }
 
 impl Credentials {
@@ -120,6 +115,14 @@ impl Credentials {
     pub fn anonymous() -> Self {
         Self::Anonymous { reuse: true }
     }
+    /// An email and password: provider `local-userpass`. `Debug` shows the address only.
+    ///
+    /// ```
+    /// use sessionkit::Credentials;
+    /// let email = Credentials::email_password("ada@example.com", "correct horse");
+    /// assert_eq!(email.provider(), "local-userpass");
+    /// assert!(!format!("{email:?}").contains("horse"));
+    /// ```
     pub fn email_password(email: impl Into<String>, password: impl Into<String>) -> Self {
         Self::EmailPassword {
             email: email.into(),

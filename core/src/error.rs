@@ -3,17 +3,21 @@
 use std::fmt;
 use std::time::Duration;
 
-/// Why a session ended for good: the refresh token can no longer be used.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum SessionErrorKind {
-    /// The refresh token's lifetime (or the inactivity timeout) ran out.
-    TokenExpired,
-    /// The session was revoked: logout elsewhere, an admin revoke, or refresh-token reuse.
-    SessionRevoked,
-    /// The user was disabled on the server.
-    UserDisabled,
-    /// The user was deleted on the server.
-    UserDeleted,
+shared_type! {
+    $ __session_error_kind;
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+    =>
+    /// Why a session ended for good: the refresh token can no longer be used.
+    pub enum SessionErrorKind {
+        /// The refresh token's lifetime (or the inactivity timeout) ran out.
+        TokenExpired,
+        /// The session was revoked: logout elsewhere, an admin revoke, or refresh-token reuse.
+        SessionRevoked,
+        /// The user was disabled on the server.
+        UserDisabled,
+        /// The user was deleted on the server.
+        UserDeleted,
+    }
 }
 
 impl SessionErrorKind {
@@ -76,8 +80,9 @@ pub enum AppError {
         link: Option<String>,
         retry_after_secs: Option<u64>,
     },
-    /// The refresh token was rejected: the user must log in again.
-    #[error("{kind}; the user must log in again")]
+    /// The refresh token was rejected: the user must log in again. `message` starts with the
+    /// kind's sentence and goes on with the server's words.
+    #[error("{message}; the user must log in again")]
     SessionExpired {
         kind: SessionErrorKind,
         message: String,
@@ -183,15 +188,19 @@ impl AppError {
     }
 }
 
-/// The error handed to the app's [`SessionErrorHandler`](crate::SessionErrorHandler) when a
-/// user's session ended for good.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SessionError {
-    pub user_id: String,
-    pub kind: SessionErrorKind,
-    pub message: String,
-    /// The server's `error_code` (`InvalidSession`, `UserDisabled`), as sent.
-    pub server_code: Option<String>,
+shared_type! {
+    $ __session_error;
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    =>
+    /// The error handed to the app's `SessionErrorHandler` when a
+    /// user's session ended for good.
+    pub struct SessionError {
+        pub user_id: String,
+        pub kind: SessionErrorKind,
+        pub message: String,
+        /// The server's `error_code` (`InvalidSession`, `UserDisabled`), as sent.
+        pub server_code: Option<String>,
+    }
 }
 
 impl fmt::Display for SessionError {

@@ -65,12 +65,12 @@ impl Sink for ListenerSink {
             .as_ref()
             .and_then(|record| Some(User::new(self.ctx.upgrade()?, Arc::clone(record))));
         self.listener.on_event(AuthEvent {
-            kind: event.kind,
+            kind: event.what.kind,
             user_id: event.user_id.clone(),
             user,
-            user_initiated: event.user_initiated,
-            error: event.error.clone(),
-            will_retry: event.will_retry,
+            user_initiated: event.what.user_initiated,
+            error: event.what.error.clone(),
+            will_retry: event.what.will_retry,
         });
     }
 }
@@ -94,7 +94,7 @@ fn subscribe(
     listener: Arc<dyn AuthEventListener>,
 ) -> Subscription {
     let mut initial = Event::new(AuthEventKind::InitialState, initial_user.as_deref(), false);
-    initial.error = initial_error;
+    initial.what.error = initial_error;
     initial.user = initial_user.and_then(|id| ctx.registry().find(&id).cloned());
     let sink = Arc::new(ListenerSink {
         ctx: Arc::downgrade(ctx),

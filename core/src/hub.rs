@@ -16,29 +16,23 @@ use std::time::Duration;
 pub(crate) use crate::session::AuthEventKind;
 use crate::session::{Announcement, UserInner};
 
-/// One auth event as the SDK's layers make it: the public `AuthEvent` without the `User`
-/// handle, which the face builds from `user` at delivery.
+/// One auth event as the SDK's layers make it: what happened (the [`Announcement`]) to whom.
+/// The face turns it into the public `AuthEvent`, with a `User` handle made from `user`.
 #[derive(Clone)]
 pub(crate) struct Event {
-    pub kind: AuthEventKind,
     pub user_id: Option<String>,
     /// The record of the user the event is about: attached when the event is emitted (looked
     /// up by id, or given by the operation when the user has left the registry).
     pub user: Option<Arc<UserInner>>,
-    pub user_initiated: bool,
-    pub error: Option<String>,
-    pub will_retry: bool,
+    pub what: Announcement,
 }
 
 impl Event {
     pub(crate) fn new(kind: AuthEventKind, user_id: Option<&str>, user_initiated: bool) -> Self {
         Self {
-            kind,
             user_id: user_id.map(str::to_string),
             user: None,
-            user_initiated,
-            error: None,
-            will_retry: false,
+            what: Announcement::new(kind, user_initiated),
         }
     }
 
@@ -46,12 +40,9 @@ impl Event {
     /// (`Context::emit_all`), or by the operation for a user that has left the registry.
     pub(crate) fn about(user: &UserInner, announcement: Announcement) -> Self {
         Self {
-            kind: announcement.kind,
             user_id: Some(user.id.clone()),
             user: None,
-            user_initiated: announcement.user_initiated,
-            error: announcement.error,
-            will_retry: announcement.will_retry,
+            what: announcement,
         }
     }
 }

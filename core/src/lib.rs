@@ -20,6 +20,27 @@
 //! # Ok(()) }
 //! ```
 
+/// Defines a plain data type of the public API once, for the core and for the bindings.
+/// `shared_type! { $ __name; #[derive(...)] => /// docs
+/// pub struct Name { ... } }` defines the type here with the derives given before `=>`, and a
+/// hidden exported macro `sessionkit::__name!(attributes)` that writes the same definition out
+/// again with the caller's attributes in front. sessionkit-ffi calls it with
+/// `uniffi::remote(Record)` (or `Enum`), so the bindings use this very type, with no second copy
+/// of its shape to drift (#28 item 3, STYLE.md lesson 5). The caller imports the types the
+/// fields name. Why not `#[derive(uniffi::Record)]` behind a feature: UniFFI makes every crate
+/// with derives a namespace of its own, which moves these types into a second generated file
+/// (another Kotlin package, Python module and Swift file) and so changes the bindings' API.
+macro_rules! shared_type {
+    ($d:tt $name:ident; $(#[$local:meta])* => $($item:tt)*) => {
+        #[doc(hidden)]
+        #[macro_export]
+        macro_rules! $name {
+            ($d($d attr:meta),* $d(,)?) => { $d(#[$d attr])* $($item)* };
+        }
+        $(#[$local])* $($item)*
+    };
+}
+
 mod api_keys;
 mod app;
 mod backoff;

@@ -81,7 +81,7 @@ impl Context {
         self.persist();
         let mut events = signed_in;
         events.extend(current_changed.map(|mut e| {
-            e.user_initiated = true;
+            e.what.user_initiated = true;
             e
         }));
         self.emit_all(events);
@@ -243,7 +243,7 @@ impl Context {
         };
         self.persist();
         if let Some(mut e) = event {
-            e.user_initiated = true;
+            e.what.user_initiated = true;
             self.emit(e);
         }
         Ok(())

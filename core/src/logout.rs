@@ -7,6 +7,7 @@ use reqwest::Method;
 
 use crate::context::Context;
 use crate::error::{AppError, Result};
+use crate::hub::Event;
 use crate::session::{Change, UserInner, UserState};
 use crate::transport::Route;
 
@@ -17,11 +18,20 @@ impl Context {
         let Ok(ended) = self.end_session(user, Change::LoggedOut) else {
             return Ok(());
         };
-        let mut events = ended.events;
-        // The user may be gone from the registry: these events carry the handle themselves.
+        self.announce_end(user, ended.events);
+        self.revoke_released(ended.released).await
+    }
+
+    /// Sends the events of a session the app ended. The user may be gone from the registry by
+    /// now, so the events carry its record themselves.
+    fn announce_end(&self, user: &Arc<UserInner>, mut events: Vec<Event>) {
         Self::attach_user(&mut events, user);
         self.emit_all(events);
-        match ended.released {
+    }
+
+    /// Revokes the refresh token a logout or removal took from the user, if it held one.
+    async fn revoke_released(&self, released: Option<String>) -> Result<()> {
+        match released {
             Some(token) => self.revoke(&token).await,
             None => Ok(()),
         }
@@ -55,14 +65,8 @@ impl Context {
         let Ok(ended) = self.end_session(user, Change::Removed) else {
             return Err(AppError::not_found("the user has already been removed"));
         };
-        let mut events = ended.events;
-        // The user may be gone from the registry: these events carry the handle themselves.
-        Self::attach_user(&mut events, user);
-        self.emit_all(events);
-        match ended.released {
-            Some(token) => self.revoke(&token).await,
-            None => Ok(()),
-        }
+        self.announce_end(user, ended.events);
+        self.revoke_released(ended.released).await
     }
 
     /// Deletes the user's account on the server, then removes the user here. Errors:
@@ -83,13 +87,11 @@ impl Context {
         .await?
         .into_json()?;
         // Never refused: the account is gone whatever happened here meanwhile.
-        let mut events = self
+        let events = self
             .end_session(user, Change::Deleted)
             .map(|ended| ended.events)
             .unwrap_or_default();
-        // The user may be gone from the registry: these events carry the handle themselves.
-        Self::attach_user(&mut events, user);
-        self.emit_all(events);
+        self.announce_end(user, events);
         Ok(())
     }
 }

@@ -38,12 +38,16 @@ use crate::backoff::Backoff;
 use crate::error::{AppError, Result};
 use crate::token::AccessToken;
 
-/// Where a user stands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum UserState {
-    LoggedIn,
-    LoggedOut,
-    Removed,
+shared_type! {
+    $ __user_state;
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+    =>
+    /// Where a user stands.
+    pub enum UserState {
+        LoggedIn,
+        LoggedOut,
+        Removed,
+    }
 }
 
 impl UserState {
@@ -64,30 +68,38 @@ impl UserState {
     }
 }
 
-/// One way the user can log in: a provider and the id the provider knows them by.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct UserIdentity {
-    pub id: String,
-    pub provider_type: String,
+shared_type! {
+    $ __user_identity;
+    #[derive(Clone, Debug, PartialEq, Eq, Hash)]
+    =>
+    /// One way the user can log in: a provider and the id the provider knows them by.
+    pub struct UserIdentity {
+        pub id: String,
+        pub provider_type: String,
+    }
 }
 
-/// What happened.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum AuthEventKind {
-    /// First event to every new subscriber: the state at the time of subscribing.
-    InitialState,
-    SignedIn,
-    TokenRefreshed,
-    /// Logged out by the app (`log_out`, `remove_user`).
-    SignedOut,
-    /// The refresh token was rejected; the user must log in again.
-    SessionExpired,
-    /// A refresh failed for a transient reason; tokens were kept.
-    RefreshFailed,
-    UserRemoved,
-    UserDeleted,
-    CurrentUserChanged,
-    ProfileUpdated,
+shared_type! {
+    $ __auth_event_kind;
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+    =>
+    /// What happened.
+    pub enum AuthEventKind {
+        /// First event to every new subscriber: the state at the time of subscribing.
+        InitialState,
+        SignedIn,
+        TokenRefreshed,
+        /// Logged out by the app (`log_out`, `remove_user`).
+        SignedOut,
+        /// The refresh token was rejected; the user must log in again.
+        SessionExpired,
+        /// A refresh failed for a transient reason; tokens were kept.
+        RefreshFailed,
+        UserRemoved,
+        UserDeleted,
+        CurrentUserChanged,
+        ProfileUpdated,
+    }
 }
 
 /// An event a change announces about its own user: the hub's event without the user, whom the
@@ -104,7 +116,7 @@ pub(crate) struct Announcement {
 }
 
 impl Announcement {
-    fn new(kind: AuthEventKind, user_initiated: bool) -> Self {
+    pub(crate) fn new(kind: AuthEventKind, user_initiated: bool) -> Self {
         Self {
             kind,
             user_initiated,
@@ -252,12 +264,9 @@ impl UserData {
             access: access.filter(|_| logged_in),
             refresh: refresh.filter(|_| logged_in),
             device_id,
-            provider_type,
             identities,
             profile,
-            session: 0,
-            token_gen: 0,
-            backoff: Backoff::default(),
+            ..Self::new(&provider_type)
         }
     }
 

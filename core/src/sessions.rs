@@ -13,57 +13,69 @@ use crate::error::{AppError, Result};
 use crate::session::UserInner;
 use crate::transport::{Route, required_str};
 
-/// Which sessions [`User::log_out_scope`](crate::User::log_out_scope) ends.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub enum LogOutScope {
-    /// This device only: [`User::log_out`](crate::User::log_out) (the default).
-    #[default]
-    ThisDevice,
-    /// Every other session of the user; this device stays logged in and hears nothing.
-    OtherDevices,
-    /// Every session of the user, this device's included (with the usual logout events).
-    Everywhere,
+shared_type! {
+    $ __log_out_scope;
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    =>
+    /// Which sessions `User::log_out_scope` ends.
+    pub enum LogOutScope {
+        /// This device only: `User::log_out` (the default).
+        #[default]
+        ThisDevice,
+        /// Every other session of the user; this device stays logged in and hears nothing.
+        OtherDevices,
+        /// Every session of the user, this device's included (with the usual logout events).
+        Everywhere,
+    }
 }
 
-/// The device a session logged in from, as its login described it (the app's `DeviceInfo`).
-/// The client chose these values: show them, do not trust them. Each is at most 100
-/// characters; `None` when the login did not send it.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct SessionDevice {
-    pub platform: Option<String>,
-    pub platform_version: Option<String>,
-    pub sdk: Option<String>,
-    pub sdk_version: Option<String>,
-    pub cpu_arch: Option<String>,
-    pub device_name: Option<String>,
-    pub device_version: Option<String>,
-    pub framework_name: Option<String>,
-    pub framework_version: Option<String>,
-    pub bundle_id: Option<String>,
-    pub app_version: Option<String>,
+shared_type! {
+    $ __session_device;
+    #[derive(Clone, Debug, Default, PartialEq, Eq)]
+    =>
+    /// The device a session logged in from, as its login described it (the app's `DeviceInfo`).
+    /// The client chose these values: show them, do not trust them. Each is at most 100
+    /// characters; `None` when the login did not send it.
+    pub struct SessionDevice {
+        pub platform: Option<String>,
+        pub platform_version: Option<String>,
+        pub sdk: Option<String>,
+        pub sdk_version: Option<String>,
+        pub cpu_arch: Option<String>,
+        pub device_name: Option<String>,
+        pub device_version: Option<String>,
+        pub framework_name: Option<String>,
+        pub framework_version: Option<String>,
+        pub bundle_id: Option<String>,
+        pub app_version: Option<String>,
+    }
 }
 
-/// One live session of the user: a device signed in to the account. Holds no secret; its `id`
-/// only names it to [`User::revoke_session`](crate::User::revoke_session).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SessionInfo {
-    /// The server's id of the session.
-    pub id: String,
-    /// When it logged in.
-    pub created: SystemTime,
-    /// Its last refresh (or the login).
-    pub last_used: SystemTime,
-    /// The provider it logged in with (`local-userpass`, `api-key`, ...); `None` for sessions
-    /// the server started before it recorded it.
-    pub provider_type: Option<String>,
-    /// The device it logged in from.
-    pub device: SessionDevice,
-    /// The client address the server saw at its login.
-    pub ip: Option<String>,
-    /// The name of the API key it logged in with, for an API-key session.
-    pub api_key_name: Option<String>,
-    /// Whether it is this device's session (the one asking).
-    pub current: bool,
+shared_type! {
+    $ __session_info;
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    =>
+    /// One live session of the user: a device signed in to the account. Holds no secret; its `id`
+    /// only names it to `User::revoke_session`.
+    pub struct SessionInfo {
+        /// The server's id of the session.
+        pub id: String,
+        /// When it logged in.
+        pub created: SystemTime,
+        /// Its last refresh (or the login).
+        pub last_used: SystemTime,
+        /// The provider it logged in with (`local-userpass`, `api-key`, ...); `None` for sessions
+        /// the server started before it recorded it.
+        pub provider_type: Option<String>,
+        /// The device it logged in from.
+        pub device: SessionDevice,
+        /// The client address the server saw at its login.
+        pub ip: Option<String>,
+        /// The name of the API key it logged in with, for an API-key session.
+        pub api_key_name: Option<String>,
+        /// Whether it is this device's session (the one asking).
+        pub current: bool,
+    }
 }
 
 impl SessionInfo {

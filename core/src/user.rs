@@ -15,20 +15,24 @@ use crate::session::{UserIdentity, UserInner, UserState};
 use crate::sessions::{self, LogOutScope, SessionInfo};
 use crate::transport::Route;
 
-/// The profile from the last profile fetch. The well-known fields are read out of `data_json`.
-#[derive(Clone, Debug, PartialEq, Eq, Default)]
-pub struct UserProfile {
-    pub name: Option<String>,
-    pub email: Option<String>,
-    pub picture_url: Option<String>,
-    pub first_name: Option<String>,
-    pub last_name: Option<String>,
-    pub gender: Option<String>,
-    pub birthday: Option<String>,
-    pub min_age: Option<String>,
-    pub max_age: Option<String>,
-    /// The whole `data` document as JSON.
-    pub data_json: String,
+shared_type! {
+    $ __user_profile;
+    #[derive(Clone, Debug, PartialEq, Eq, Default)]
+    =>
+    /// The profile from the last profile fetch. The well-known fields are read out of `data_json`.
+    pub struct UserProfile {
+        pub name: Option<String>,
+        pub email: Option<String>,
+        pub picture_url: Option<String>,
+        pub first_name: Option<String>,
+        pub last_name: Option<String>,
+        pub gender: Option<String>,
+        pub birthday: Option<String>,
+        pub min_age: Option<String>,
+        pub max_age: Option<String>,
+        /// The whole `data` document as JSON.
+        pub data_json: String,
+    }
 }
 
 impl UserProfile {

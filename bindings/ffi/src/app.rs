@@ -3,10 +3,11 @@
 use std::sync::Arc;
 
 use sessionkit as sk;
+use sk::Credentials;
 
 use crate::foreign::Foreign;
 
-use crate::config::{AppConfig, Credentials};
+use crate::config::AppConfig;
 use crate::errors::AppError;
 use crate::events::{
     AuthEventListener, HandlerAdapter, ListenerAdapter, SessionErrorHandler, Subscription,
@@ -43,7 +44,7 @@ impl App {
     /// Logs in; the user becomes current.
     pub async fn log_in(&self, credentials: Credentials) -> Result<Arc<User>, AppError> {
         let app = self.inner.clone();
-        let user = run(async move { app.log_in(credentials.into()).await }).await?;
+        let user = run(async move { app.log_in(credentials).await }).await?;
         Ok(Arc::new(user.into()))
     }
 

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use sessionkit as sk;
+use sk::Credentials;
 
 use crate::errors::AppError;
 use crate::foreign::Foreign;
@@ -10,88 +11,8 @@ use crate::foreign::Foreign;
 use crate::logger::{Logger, LoggerAdapter};
 use crate::storage::{SessionStore, StoreAdapter};
 
-/// How a user proves who they are.
-#[derive(Clone, uniffi::Enum)]
-pub enum Credentials {
-    /// `reuse`: hand back the logged-in anonymous user if there is one.
-    Anonymous {
-        reuse: bool,
-    },
-    EmailPassword {
-        email: String,
-        password: String,
-    },
-    /// The one-time code the server mailed to `email` (`EmailOtpAuth::send`): provider
-    /// `email-otp` (#23). Every string form shows the address, never the code.
-    EmailOtp {
-        email: String,
-        code: String,
-    },
-    ApiKey {
-        key: String,
-    },
-    Jwt {
-        token: String,
-    },
-    Function {
-        payload_json: String,
-    },
-    /// A Google ID token (Google Sign-In, Credential Manager): provider `oauth2-google`, as the
-    /// Realm SDKs' `GoogleCredentials(idToken)`.
-    GoogleIdToken {
-        id_token: String,
-    },
-    /// A Google server auth code, which the server exchanges for an ID token: provider
-    /// `oauth2-google`, as the Realm SDKs' `GoogleCredentials(authCode)`.
-    GoogleAuthCode {
-        auth_code: String,
-    },
-    /// A Sign in with Apple ID token: provider `oauth2-apple`.
-    AppleIdToken {
-        id_token: String,
-    },
-    /// A Facebook user access token: provider `oauth2-facebook`.
-    FacebookAccessToken {
-        access_token: String,
-    },
-    /// An ID token of the OpenID Connect issuer that the server knows by the name `provider`
-    /// (its `[app.providers.oidc.<provider>]` table): provider `oidc-<provider>`.
-    OidcIdToken {
-        provider: String,
-        id_token: String,
-    },
-}
-
-// Secrets stay out of debug output on this side of the boundary too.
-impl std::fmt::Debug for Credentials {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        std::fmt::Debug::fmt(&sk::Credentials::from(self.clone()), f)
-    }
-}
-
-impl From<Credentials> for sk::Credentials {
-    fn from(c: Credentials) -> Self {
-        match c {
-            Credentials::Anonymous { reuse } => Self::Anonymous { reuse },
-            Credentials::EmailPassword { email, password } => {
-                Self::EmailPassword { email, password }
-            }
-            Credentials::EmailOtp { email, code } => Self::EmailOtp { email, code },
-            Credentials::ApiKey { key } => Self::ApiKey { key },
-            Credentials::Jwt { token } => Self::Jwt { token },
-            Credentials::Function { payload_json } => Self::Function { payload_json },
-            Credentials::GoogleIdToken { id_token } => Self::GoogleIdToken { id_token },
-            Credentials::GoogleAuthCode { auth_code } => Self::GoogleAuthCode { auth_code },
-            Credentials::AppleIdToken { id_token } => Self::AppleIdToken { id_token },
-            Credentials::FacebookAccessToken { access_token } => {
-                Self::FacebookAccessToken { access_token }
-            }
-            Credentials::OidcIdToken { provider, id_token } => {
-                Self::OidcIdToken { provider, id_token }
-            }
-        }
-    }
-}
+// The core's credentials, as they are; its `Debug` shows no secret.
+sessionkit::__credentials!(uniffi::remote(Enum));
 
 /// Where the App keeps its users' sessions.
 #[derive(Clone, uniffi::Enum)]

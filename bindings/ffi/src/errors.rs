@@ -1,61 +1,28 @@
 //! `AppError` as each language's exception type, and the session-end values.
 
 use sessionkit as sk;
+use sk::{SessionError, SessionErrorKind};
 
-/// Why a session ended for good: the refresh token can no longer be used.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, uniffi::Enum)]
-pub enum SessionErrorKind {
-    TokenExpired,
-    SessionRevoked,
-    UserDisabled,
-    UserDeleted,
-}
-
-impl From<sk::SessionErrorKind> for SessionErrorKind {
-    fn from(k: sk::SessionErrorKind) -> Self {
-        match k {
-            sk::SessionErrorKind::TokenExpired => Self::TokenExpired,
-            sk::SessionErrorKind::SessionRevoked => Self::SessionRevoked,
-            sk::SessionErrorKind::UserDisabled => Self::UserDisabled,
-            sk::SessionErrorKind::UserDeleted => Self::UserDeleted,
-        }
-    }
-}
-
-/// Handed to the `SessionErrorHandler` when a user's session ended: they must log in again.
-#[derive(Clone, Debug, PartialEq, Eq, uniffi::Record)]
-pub struct SessionError {
-    pub user_id: String,
-    pub kind: SessionErrorKind,
-    pub message: String,
-    /// The server's `error_code` as sent.
-    pub server_code: Option<String>,
-}
-
-impl From<sk::SessionError> for SessionError {
-    fn from(e: sk::SessionError) -> Self {
-        Self {
-            user_id: e.user_id,
-            kind: e.kind.into(),
-            message: e.message,
-            server_code: e.server_code,
-        }
-    }
-}
+// The core's session-end values, as they are (sessionkit's `shared_type!`).
+sessionkit::__session_error_kind!(uniffi::remote(Enum));
+sessionkit::__session_error!(uniffi::remote(Record));
 
 /// What went wrong in an SDK call. The variants mirror the core's; each says what to do next and
-/// none carries a token. `Internal` is the bindings' own: an SDK bug or a failed runtime.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, uniffi::Error)]
+/// none carries a token. A twin of `sessionkit::AppError` because the shapes must differ: signed
+/// integers for Kotlin, and `Internal`, the bindings' own (an SDK bug or a failed runtime). Its
+/// text is the core's `Display`, so the two never drift.
+#[derive(Clone, Debug, PartialEq, Eq, uniffi::Error)]
 pub enum AppError {
-    #[error("network error: {message} (check the connection and retry)")]
-    Network { message: String },
-    #[error("request timed out: {message} (retry, or raise request_timeout_ms)")]
-    Timeout { message: String },
+    Network {
+        message: String,
+    },
+    Timeout {
+        message: String,
+    },
     /// The server answered with an error. `retry_after_secs`: its `Retry-After` in seconds
     /// (RFC 9110 section 10.2.3; an HTTP-date is turned into seconds), how long it asks the
     /// app to wait (a login lockout, a busy server); null when it sent none or an unreadable
     /// one. Signed, as `http_status`, so that Kotlin gets a `Long` rather than a `ULong`.
-    #[error("{message} (server error {code}, HTTP {http_status})")]
     Service {
         code: String,
         message: String,
@@ -63,35 +30,116 @@ pub enum AppError {
         link: Option<String>,
         retry_after_secs: Option<i64>,
     },
-    #[error("{message}; the user must log in again")]
     SessionExpired {
         kind: SessionErrorKind,
         message: String,
     },
-    #[error("user not found: {message}")]
-    ClientUserNotFound { message: String },
-    #[error("user not logged in: {message}")]
-    ClientUserNotLoggedIn { message: String },
-    #[error("{message}")]
-    ClientUserAlreadyNamed { message: String },
-    #[error("malformed token: {message}")]
-    BadToken { message: String },
-    #[error("malformed response from the server: {message}")]
-    MalformedResponse { message: String },
-    #[error("session storage error: {message}")]
-    Storage { message: String },
-    #[error("invalid argument: {message}")]
-    InvalidArgument { message: String },
-    #[error("refusing plain http to {url}: use https, or set allow_insecure_http")]
-    InsecureUrl { url: String },
+    ClientUserNotFound {
+        message: String,
+    },
+    ClientUserNotLoggedIn {
+        message: String,
+    },
+    ClientUserAlreadyNamed {
+        message: String,
+    },
+    BadToken {
+        message: String,
+    },
+    MalformedResponse {
+        message: String,
+    },
+    Storage {
+        message: String,
+    },
+    InvalidArgument {
+        message: String,
+    },
+    InsecureUrl {
+        url: String,
+    },
     /// The App was closed (`close()`); create a new App to go on: it restores the sessions.
-    #[error("the App was closed: {message}")]
-    AppClosed { message: String },
+    AppClosed {
+        message: String,
+    },
     /// Not a core error: the SDK itself failed (a panic, a runtime that would not start, a
     /// callback that raised). Report it.
-    #[error("internal SDK error: {message}")]
-    Internal { message: String },
+    Internal {
+        message: String,
+    },
 }
+
+impl AppError {
+    /// The core error this one came from, to print with the core's own words; for `Internal`,
+    /// which has no core counterpart, its message.
+    fn core(&self) -> Result<sk::AppError, &str> {
+        use sk::AppError as E;
+        let m = String::clone;
+        Ok(match self {
+            Self::Network { message } => E::Network {
+                message: m(message),
+            },
+            Self::Timeout { message } => E::Timeout {
+                message: m(message),
+            },
+            Self::Service {
+                code,
+                message,
+                http_status,
+                link,
+                retry_after_secs,
+            } => E::Service {
+                code: m(code),
+                message: m(message),
+                // Both came from the core's u16 and u64 (capped at 2^31), so they fit.
+                http_status: u16::try_from(*http_status).unwrap_or(0),
+                link: link.clone(),
+                retry_after_secs: retry_after_secs.and_then(|s| u64::try_from(s).ok()),
+            },
+            Self::SessionExpired { kind, message } => E::SessionExpired {
+                kind: *kind,
+                message: m(message),
+            },
+            Self::ClientUserNotFound { message } => E::ClientUserNotFound {
+                message: m(message),
+            },
+            Self::ClientUserNotLoggedIn { message } => E::ClientUserNotLoggedIn {
+                message: m(message),
+            },
+            Self::ClientUserAlreadyNamed { message } => E::ClientUserAlreadyNamed {
+                message: m(message),
+            },
+            Self::BadToken { message } => E::BadToken {
+                message: m(message),
+            },
+            Self::MalformedResponse { message } => E::MalformedResponse {
+                message: m(message),
+            },
+            Self::Storage { message } => E::Storage {
+                message: m(message),
+            },
+            Self::InvalidArgument { message } => E::InvalidArgument {
+                message: m(message),
+            },
+            Self::InsecureUrl { url } => E::InsecureUrl { url: m(url) },
+            Self::AppClosed { message } => E::AppClosed {
+                message: m(message),
+            },
+            Self::Internal { message } => return Err(message),
+        })
+    }
+}
+
+impl std::fmt::Display for AppError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.core() {
+            Ok(core) => core.fmt(f),
+            Err(message) => write!(f, "internal SDK error: {message}"),
+        }
+    }
+}
+
+impl std::error::Error for AppError {}
 
 impl From<sk::AppError> for AppError {
     fn from(e: sk::AppError) -> Self {
@@ -113,10 +161,7 @@ impl From<sk::AppError> for AppError {
                 // At most 2^31 (the core caps it), so it always fits.
                 retry_after_secs: retry_after_secs.map(|s| i64::try_from(s).unwrap_or(i64::MAX)),
             },
-            E::SessionExpired { kind, message } => Self::SessionExpired {
-                kind: kind.into(),
-                message,
-            },
+            E::SessionExpired { kind, message } => Self::SessionExpired { kind, message },
             E::ClientUserNotFound { message } => Self::ClientUserNotFound { message },
             E::ClientUserNotLoggedIn { message } => Self::ClientUserNotLoggedIn { message },
             E::ClientUserAlreadyNamed { message } => Self::ClientUserAlreadyNamed { message },

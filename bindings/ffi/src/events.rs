@@ -3,45 +3,13 @@
 use std::sync::{Arc, Mutex};
 
 use sessionkit as sk;
+use sk::{AuthEventKind, SessionError};
 
-use crate::errors::{AppError, SessionError};
+use crate::errors::AppError;
 use crate::foreign::{self, Foreign};
 use crate::user::User;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, uniffi::Enum)]
-pub enum AuthEventKind {
-    /// First event to every new subscriber: the state at the time of subscribing.
-    InitialState,
-    SignedIn,
-    TokenRefreshed,
-    SignedOut,
-    /// The refresh token was rejected; the user must log in again.
-    SessionExpired,
-    /// A refresh failed for a transient reason; tokens were kept.
-    RefreshFailed,
-    UserRemoved,
-    UserDeleted,
-    CurrentUserChanged,
-    ProfileUpdated,
-}
-
-impl From<sk::AuthEventKind> for AuthEventKind {
-    fn from(k: sk::AuthEventKind) -> Self {
-        use sk::AuthEventKind as K;
-        match k {
-            K::InitialState => Self::InitialState,
-            K::SignedIn => Self::SignedIn,
-            K::TokenRefreshed => Self::TokenRefreshed,
-            K::SignedOut => Self::SignedOut,
-            K::SessionExpired => Self::SessionExpired,
-            K::RefreshFailed => Self::RefreshFailed,
-            K::UserRemoved => Self::UserRemoved,
-            K::UserDeleted => Self::UserDeleted,
-            K::CurrentUserChanged => Self::CurrentUserChanged,
-            K::ProfileUpdated => Self::ProfileUpdated,
-        }
-    }
-}
+sessionkit::__auth_event_kind!(uniffi::remote(Enum));
 
 /// One auth event. `error` is the failure as text, never with a token in it.
 #[derive(Clone, Debug, PartialEq, Eq, uniffi::Record)]
@@ -59,7 +27,7 @@ pub struct AuthEvent {
 impl From<sk::AuthEvent> for AuthEvent {
     fn from(e: sk::AuthEvent) -> Self {
         Self {
-            kind: e.kind.into(),
+            kind: e.kind,
             user_id: e.user_id,
             user: e.user.map(|u| Arc::new(User::from(u))),
             user_initiated: e.user_initiated,
@@ -94,10 +62,7 @@ pub(crate) struct HandlerAdapter(pub(crate) Foreign<Arc<dyn SessionErrorHandler>
 
 impl sk::SessionErrorHandler for HandlerAdapter {
     fn on_session_error(&self, user: sk::User, error: sk::SessionError) {
-        foreign::call(|| {
-            self.0
-                .on_session_error(Arc::new(User::from(user)), error.into())
-        });
+        foreign::call(|| self.0.on_session_error(Arc::new(User::from(user)), error));
     }
 }
 
@@ -124,5 +89,19 @@ impl Subscription {
         if let Some(sub) = taken {
             sub.cancel();
         }
+    }
+}
+
+// In this module rather than user.rs, which events.rs imports for `AuthEvent::user`: the
+// modules import each other one way only (docs/ARCHITECTURE.md).
+#[uniffi::export]
+impl User {
+    /// This user's events (an `InitialState` first) until the subscription is cancelled or
+    /// dropped.
+    pub fn subscribe(&self, listener: Arc<dyn AuthEventListener>) -> Arc<Subscription> {
+        Subscription::new(
+            self.inner
+                .subscribe(Arc::new(ListenerAdapter(Foreign::new(listener)))),
+        )
     }
 }

@@ -18,15 +18,12 @@ mod storage;
 mod user;
 
 pub use app::{App, EmailOtpAuth, EmailPasswordAuth};
-pub use config::{AppConfig, Credentials, DeviceInfo, StorageConfig};
-pub use errors::{AppError, SessionError, SessionErrorKind};
-pub use events::{AuthEvent, AuthEventKind, AuthEventListener, SessionErrorHandler, Subscription};
+pub use config::{AppConfig, DeviceInfo, StorageConfig};
+pub use errors::AppError;
+pub use events::{AuthEvent, AuthEventListener, SessionErrorHandler, Subscription};
 pub use foreign::foreign_runtime_exiting;
-pub use logger::{LogLevel, Logger};
+pub use logger::Logger;
 pub use storage::{SessionStore, StoreError};
-pub use user::{
-    ApiKey, ApiKeyAuth, HttpHeader, HttpResponse, LogOutScope, SessionDevice, SessionInfo, User,
-    UserIdentity, UserProfile, UserState,
-};
+pub use user::{ApiKeyAuth, HttpHeader, HttpResponse, User};
 
 uniffi::setup_scaffolding!();
