@@ -12,7 +12,7 @@ test-rust:
 
 lint:  ## formatting, clippy, one-way module layers (docs/ARCHITECTURE.md), and the size budget of the library the wheel ships (3.0 MB, stripped)
 	cargo fmt --all -- --check
-	python3 scripts/check-module-cycles --self-test core/src bindings/ffi/src
+	python3 scripts/check-module-cycles --self-test core/src bindings/ffi/src server/src
 	cargo clippy --workspace --all-targets -- -D warnings
 	bash scripts/check-size
 

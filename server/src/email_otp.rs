@@ -7,15 +7,14 @@
 //! code itself goes to the mail queue in the same transaction and is erased from it once sent
 //! (mail.rs). The login body's code is turned into a MAC here ([`authenticate`]) and carried as
 //! [`Proof::EmailOtp`] into [`crate::store::Store::login`], which compares it in constant time
-//! ([`same_mac`]), spends an attempt or consumes the code, and writes the session, all in one
+//! ([`crate::store::judge_code`]), spends an attempt or consumes the code, and writes the session, all in one
 //! transaction.
 
 use rand::{Rng, TryRngCore};
 use serde_json::{Map, Value};
-use subtle::ConstantTimeEq;
 
+use crate::credentials::{Identity, Proof, req_str};
 use crate::error::ApiError;
-use crate::providers::{Identity, Proof, req_str};
 use crate::state::Inner;
 
 /// The provider's name, its identities' `provider_type`, and the kind of its mails.
@@ -36,36 +35,6 @@ pub fn new_code(length: u32) -> String {
 /// names one (app, code, address) only.
 pub fn code_mac(secret: &[u8], app_id: &str, email: &str, code: &str) -> String {
     crate::tokens::derived_id(secret, &format!("{PROVIDER}/{app_id}/{code}/{email}"))
-}
-
-/// Whether two MACs are equal, in time that does not depend on where they differ.
-pub fn same_mac(a: &str, b: &str) -> bool {
-    a.as_bytes().ct_eq(b.as_bytes()).into()
-}
-
-/// 401 InvalidCode: a live code exists for the address and this one is wrong; an attempt was
-/// spent (`left` remain; at 0 the code is void).
-pub fn invalid_code(left: i64) -> ApiError {
-    let message = if left > 0 {
-        format!(
-            "wrong code ({left} attempt{} left); check the code in the mail",
-            if left == 1 { "" } else { "s" }
-        )
-    } else {
-        "wrong code, and no attempts are left: ask for a new code".to_string()
-    };
-    ApiError::new(axum::http::StatusCode::UNAUTHORIZED, "InvalidCode", message)
-}
-
-/// 401 CodeExpired: no live code for the address (never sent, expired, already used, or void
-/// after too many wrong attempts).
-pub fn code_expired() -> ApiError {
-    ApiError::new(
-        axum::http::StatusCode::UNAUTHORIZED,
-        "CodeExpired",
-        "no valid code for this address (it expired, was used, or had too many wrong \
-         attempts): ask for a new code",
-    )
 }
 
 /// The canonical form of a request's `email` field (400 naming the field when it is not an
@@ -100,6 +69,7 @@ pub fn authenticate(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::same_mac;
 
     #[test]
     fn codes_are_digits_of_the_length_asked_and_vary() {

@@ -8,6 +8,7 @@ pub mod audit;
 pub mod backup;
 pub mod config;
 pub mod copy;
+pub mod credentials;
 pub mod email;
 pub mod email_otp;
 pub mod error;
@@ -20,6 +21,7 @@ pub mod mail;
 pub mod metrics;
 pub mod migrate;
 pub mod passwords;
+pub mod percent;
 pub mod providers;
 pub mod rate_limit;
 pub mod routes;
@@ -29,7 +31,9 @@ pub mod signing;
 pub mod social;
 pub mod state;
 pub mod store;
+pub mod template;
 pub mod testing;
+pub mod timed;
 pub mod tokens;
 
 use std::collections::HashMap;
@@ -263,7 +267,7 @@ impl RunningServer {
             .enabled
             .then(|| Arc::new(metrics::Metrics::new()));
         let store = match &metrics {
-            Some(m) => store::timed::Timed::wrap(store, m.clone()),
+            Some(m) => timed::Timed::wrap(store, m.clone()),
             None => store,
         };
         let state: AppState = Arc::new(Inner {

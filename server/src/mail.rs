@@ -29,15 +29,13 @@ use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
-use crate::config::{AppConfig, ConfigError, EmailOtpConfig, MailConfig, UserpassConfig};
+pub use crate::config::smtp::{PASSWORD_ENV, SmtpSettings, TlsMode, USERNAME_ENV};
+use crate::config::{AppConfig, ConfigError, EmailOtpConfig, MailConfig, UserpassConfig, invalid};
 use crate::email_otp::PROVIDER as EMAIL_OTP;
 use crate::state::AppState;
 use crate::store::{CODE_REPLACED, CONFIRM, MAIL_TOKEN_LIFETIME_SECS, MailOutcome, QueuedMail};
+pub use crate::template::{CODE_PLACEHOLDERS, LINK_PLACEHOLDERS, check_template, placeholders};
 
-/// Environment variable of the SMTP user name (when the URL has none).
-pub const USERNAME_ENV: &str = "SESSIONKIT_SMTP_USERNAME";
-/// Environment variable of the SMTP password (never in the config file).
-pub const PASSWORD_ENV: &str = "SESSIONKIT_SMTP_PASSWORD";
 /// How long a claimed mail is kept from other instances (server-clock seconds): longer than
 /// one SMTP exchange ([`SMTP_TIMEOUT`] per step).
 pub const LEASE_SECS: i64 = 300;
@@ -88,144 +86,6 @@ pub trait Mailer: Send + Sync + 'static {
     /// Sends one mail; `Ok` once the relay has accepted it.
     async fn send(&self, mail: &Outgoing) -> Result<(), SendError>;
 }
-
-/// TLS of the relay connection, from the URL's scheme and host.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TlsMode {
-    /// `smtps://`: TLS from the start.
-    Wrapper,
-    /// `smtp://` to a non-loopback host: STARTTLS, refused without it.
-    StartTls,
-    /// `smtp://` to a loopback host: STARTTLS when the relay offers it.
-    Opportunistic,
-}
-
-/// `[mail]` checked: what [`SmtpMailer`] connects with (the password is not kept here).
-#[derive(Debug, Clone)]
-pub struct SmtpSettings {
-    /// Relay host.
-    pub host: String,
-    /// Relay port (587 for smtp://, 465 for smtps:// by default).
-    pub port: u16,
-    /// TLS mode.
-    pub tls: TlsMode,
-    /// User name from the URL, else [`USERNAME_ENV`].
-    pub username: Option<String>,
-    /// The sender.
-    pub from: Mailbox,
-    /// PEM of the extra CA (`ca_file`).
-    pub ca_pem: Option<Vec<u8>>,
-}
-
-fn invalid(key: &str, problem: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
-        key: key.to_string(),
-        problem: problem.into(),
-    }
-}
-
-impl SmtpSettings {
-    /// Checks `[mail]`: the URL's scheme, host and absence of a password, the sender address,
-    /// the CA file. The errors name the key and what to write.
-    pub fn from_config(c: &MailConfig) -> Result<SmtpSettings, ConfigError> {
-        let url = reqwest::Url::parse(&c.smtp_url).map_err(|e| {
-            invalid(
-                "mail.smtp_url",
-                format!("not a URL ({e}); write smtp://host:587 or smtps://host:465"),
-            )
-        })?;
-        let (default_port, tls) = match url.scheme() {
-            "smtps" => (465, TlsMode::Wrapper),
-            "smtp" => (587, TlsMode::StartTls),
-            other => {
-                return Err(invalid(
-                    "mail.smtp_url",
-                    format!("scheme {other:?}: use smtp:// (STARTTLS) or smtps:// (TLS)"),
-                ));
-            }
-        };
-        let host = match url.host_str() {
-            Some(h) if !h.is_empty() => h.trim_start_matches('[').trim_end_matches(']').to_string(),
-            _ => return Err(invalid("mail.smtp_url", "no host")),
-        };
-        let loopback = host == "localhost"
-            || host
-                .parse::<std::net::IpAddr>()
-                .is_ok_and(|ip| ip.is_loopback());
-        let tls = if tls == TlsMode::StartTls && loopback {
-            TlsMode::Opportunistic
-        } else {
-            tls
-        };
-        if url.password().is_some() {
-            return Err(invalid(
-                "mail.smtp_url",
-                format!("must not contain a password: set {PASSWORD_ENV} instead"),
-            ));
-        }
-        if url.path() != "" && url.path() != "/" || url.query().is_some() {
-            return Err(invalid(
-                "mail.smtp_url",
-                "only smtp://[user@]host[:port] (no path or query)",
-            ));
-        }
-        let username = match url.username() {
-            "" => std::env::var(USERNAME_ENV).ok().filter(|u| !u.is_empty()),
-            u => Some(crate::routes::admin::percent_decode(u)),
-        };
-        let from: Mailbox = c.from.parse().map_err(|e| {
-            invalid(
-                "mail.from",
-                format!("not an address ({e}); write e.g. \"Example <no-reply@example.com>\""),
-            )
-        })?;
-        let ca_pem = match &c.ca_file {
-            None => None,
-            Some(path) => {
-                let pem = std::fs::read(path).map_err(|e| {
-                    invalid(
-                        "mail.ca_file",
-                        format!("cannot read {}: {e}", path.display()),
-                    )
-                })?;
-                // lettre reads a file without any PEM block as no certificate at all, silently.
-                let blocks = pem
-                    .windows(CERT_PEM.len())
-                    .filter(|w| *w == CERT_PEM)
-                    .count();
-                if blocks == 0 {
-                    return Err(invalid(
-                        "mail.ca_file",
-                        format!(
-                            "{} has no PEM certificate ({}): give the CA's certificate in PEM \
-                             (from DER: openssl x509 -inform der -in ca.der -out ca.pem)",
-                            path.display(),
-                            String::from_utf8_lossy(CERT_PEM)
-                        ),
-                    ));
-                }
-                Certificate::from_pem(&pem).map_err(|e| {
-                    invalid(
-                        "mail.ca_file",
-                        format!("{} is not a PEM certificate: {e}", path.display()),
-                    )
-                })?;
-                Some(pem)
-            }
-        };
-        Ok(SmtpSettings {
-            port: url.port().unwrap_or(default_port),
-            host,
-            tls,
-            username,
-            from,
-            ca_pem,
-        })
-    }
-}
-
-/// The first line of a PEM certificate.
-const CERT_PEM: &[u8] = b"-----BEGIN CERTIFICATE-----";
 
 /// The SMTP relay, through lettre (rustls, tokio).
 pub struct SmtpMailer {
@@ -348,67 +208,6 @@ pub fn message_id(from: &Mailbox) -> String {
         .try_fill_bytes(&mut id)
         .expect("the operating system's RNG");
     format!("<{}@{}>", hex::encode(id), from.email.domain())
-}
-
-/// The placeholders of confirmation and reset mails.
-pub const LINK_PLACEHOLDERS: &[&str] = &["link", "email", "app", "expires_minutes", "expires_in"];
-/// The placeholders of sign-in code mails.
-pub const CODE_PLACEHOLDERS: &[&str] = &["code", "email", "app", "expires_minutes", "expires_in"];
-
-/// The `{word}` placeholders of a template (letters, digits, `_`), in order: what [`fill`]
-/// would replace if it knew them. CSS such as `p { color: red }` is no placeholder.
-pub fn placeholders(template: &str) -> Vec<&str> {
-    let mut found = Vec::new();
-    let mut rest = template;
-    while let Some(open) = rest.find('{') {
-        rest = &rest[open + 1..];
-        if let Some(close) = rest.find(['{', '}'])
-            && rest.as_bytes()[close] == b'}'
-            && close > 0
-            && rest[..close]
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_')
-        {
-            found.push(&rest[..close]);
-        }
-    }
-    found
-}
-
-/// Refuses a template (`what` names it: a file's path or a subject) that lacks the placeholder
-/// `required` or has one that is not in `known` (a typo such as `{emial}` would be mailed as
-/// is). The error says which and lists the known ones.
-pub fn check_template(
-    what: &str,
-    template: &str,
-    required: Option<&str>,
-    known: &[&str],
-) -> Result<(), String> {
-    let list = || {
-        known
-            .iter()
-            .map(|k| format!("{{{k}}}"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    if let Some(unknown) = placeholders(template)
-        .into_iter()
-        .find(|p| !known.contains(p))
-    {
-        return Err(format!(
-            "{what} has an unknown placeholder {{{unknown}}}: the known ones are {}",
-            list()
-        ));
-    }
-    if let Some(r) = required
-        && !placeholders(template).contains(&r)
-    {
-        return Err(format!(
-            "{what} has no {{{r}}} placeholder: the mail must carry it (placeholders: {})",
-            list()
-        ));
-    }
-    Ok(())
 }
 
 /// Subject and bodies of one kind of mail, with placeholders `{link}` (sign-in code mails:

@@ -9,9 +9,9 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::config::{AppleConfig, FacebookConfig, GoogleConfig, OidcConfig};
+use crate::credentials::{Identity, Proof, req_str};
 use crate::error::ApiError;
 use crate::jwks::{self, ISSUER_TIMEOUT, KeySource, Rules, issuer_unavailable};
-use crate::providers::{Identity, Proof, req_str};
 use crate::state::Inner;
 
 /// ID-token claims copied into the profile, by the profile field they fill.

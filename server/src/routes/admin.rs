@@ -418,7 +418,7 @@ pub async fn outbox(
         q.split('&')
             .filter_map(|p| p.split_once('='))
             .find(|(k, _)| *k == "email")
-            .map(|(_, v)| crate::email::lookup(&percent_decode(v)))
+            .map(|(_, v)| crate::email::lookup(&crate::percent::decode_query(v)))
     });
     let list = st
         .store
@@ -528,32 +528,6 @@ pub async fn retry_mail(
     let n = st.store.retry_mail(&app_id, st.now()).await?;
     st.mail_now.notify_one();
     Ok(json_response(StatusCode::OK, &json!({ "retried": n })))
-}
-
-/// Decodes `%XX` escapes and `+` of a query value.
-pub(crate) fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'+' => out.push(b' '),
-            b'%' => match s
-                .get(i + 1..i + 3)
-                .filter(|h| h.bytes().all(|c| c.is_ascii_hexdigit()))
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-            {
-                Some(v) => {
-                    out.push(v);
-                    i += 2;
-                }
-                None => out.push(b'%'),
-            },
-            c => out.push(c),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// GET metrics (extension): request counters of this app, and this instance's database

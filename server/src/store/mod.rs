@@ -8,17 +8,18 @@
 //! with several instances: it comes from the database (constraints, row locks), never from an
 //! in-process mutex. Both run the same test suites (`SESSIONKIT_TEST_POSTGRES`).
 
+pub mod import;
 pub mod postgres;
 pub mod sqlite;
-pub mod timed;
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde_json::{Map, Value, json};
+use subtle::ConstantTimeEq;
 
+use crate::credentials::{Identity, Proof};
 use crate::error::{ApiError, Reason};
-use crate::providers::{Identity, Proof};
 use crate::tokens;
 
 /// Write counts and connection use of one instance, for the metrics extension and
@@ -326,12 +327,11 @@ pub enum CodeVerdict {
     Right,
 }
 
-/// Judges a presented MAC against the stored code at `now`, in constant time
-/// ([`crate::email_otp::same_mac`]).
+/// Judges a presented MAC against the stored code at `now`, in constant time ([`same_mac`]).
 pub fn judge_code(stored: Option<&StoredCode>, mac: &str, now: i64) -> CodeVerdict {
     match stored {
         Some(c) if c.expires_at > now && c.attempts_left > 0 => {
-            if crate::email_otp::same_mac(&c.mac, mac) {
+            if same_mac(&c.mac, mac) {
                 CodeVerdict::Right
             } else {
                 CodeVerdict::Wrong {
@@ -341,6 +341,48 @@ pub fn judge_code(stored: Option<&StoredCode>, mac: &str, now: i64) -> CodeVerdi
         }
         _ => CodeVerdict::NoLiveCode,
     }
+}
+
+impl CodeVerdict {
+    /// The error a login with this verdict fails with (PROTOCOL.md, "Email one-time codes"):
+    /// `None` for the right code.
+    pub fn error(self) -> Option<ApiError> {
+        match self {
+            Self::NoLiveCode => Some(code_expired()),
+            Self::Wrong { left } => Some(invalid_code(left)),
+            Self::Right => None,
+        }
+    }
+}
+
+/// Whether two MACs are equal, in time that does not depend on where they differ.
+pub fn same_mac(a: &str, b: &str) -> bool {
+    a.as_bytes().ct_eq(b.as_bytes()).into()
+}
+
+/// 401 InvalidCode: a live code exists for the address and this one is wrong; an attempt was
+/// spent (`left` remain; at 0 the code is void).
+fn invalid_code(left: i64) -> ApiError {
+    let message = if left > 0 {
+        format!(
+            "wrong code ({left} attempt{} left); check the code in the mail",
+            if left == 1 { "" } else { "s" }
+        )
+    } else {
+        "wrong code, and no attempts are left: ask for a new code".to_string()
+    };
+    ApiError::new(axum::http::StatusCode::UNAUTHORIZED, "InvalidCode", message)
+}
+
+/// 401 CodeExpired: no live code for the address (never sent, expired, already used, or void
+/// after too many wrong attempts).
+fn code_expired() -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::UNAUTHORIZED,
+        "CodeExpired",
+        "no valid code for this address (it expired, was used, or had too many wrong \
+         attempts): ask for a new code",
+    )
 }
 
 /// Kind of a confirmation token.
@@ -366,7 +408,7 @@ impl MailToken {
 // A login that races a deletion (#22): credentials are checked before the login's transaction
 // (a password hash takes tens of milliseconds), so the account they proved may be deleted in
 // between, by this instance or another. [`Store::login`] checks again, in the transaction that
-// writes the session, what the credentials proved ([`crate::providers::Proof`]) and that the
+// writes the session, what the credentials proved ([`crate::credentials::Proof`]) and that the
 // user still exists, and fails as a login a moment later would ([`Login::gone`]); on
 // PostgreSQL it locks those rows first (email account, then user, then API key: the order of a
 // deletion) so that a deletion on another instance cannot come between the check and the
@@ -639,10 +681,10 @@ pub trait Store: Send + Sync + 'static {
     async fn import_users(
         &self,
         app_id: &str,
-        users: Vec<crate::import::ImportUser>,
+        users: Vec<import::ImportUser>,
         dry_run: bool,
         now: i64,
-    ) -> StoreResult<Vec<Result<crate::import::Imported, String>>>;
+    ) -> StoreResult<Vec<Result<import::Imported, String>>>;
     /// Replaces the password column `old` of an email account by `new` when `old` is still
     /// there (an imported hash upgraded at its first login, #24). Whether it was: `false` when
     /// another login upgraded it first or the password changed meanwhile.
@@ -922,7 +964,7 @@ pub async fn open(config: &crate::config::Config) -> Result<SharedStore, String>
 /// its email account is found).
 pub fn userpass_identity(ids: &[IdentityRow]) -> Option<(&str, &str)> {
     ids.iter()
-        .filter(|i| i.provider_type == crate::import::USERPASS)
+        .filter(|i| i.provider_type == import::USERPASS)
         .find_map(|i| Some((i.external_id.as_str(), i.data.get("email")?.as_str()?)))
 }
 

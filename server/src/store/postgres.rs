@@ -26,9 +26,9 @@ use super::{
 };
 use crate::audit::{self, Event, kind};
 use crate::config::DatabaseConfig;
+use crate::credentials::Proof;
 use crate::error::{ApiError, Reason};
-use crate::import::{self, ImportUser, Imported, Write};
-use crate::providers::Proof;
+use crate::store::import::{self, ImportUser, Imported, Write};
 use crate::tokens;
 
 /// The numbered migrations of this backend, embedded in the binary.
@@ -704,11 +704,7 @@ async fn spend_code(c: &mut Conn, login: &Login) -> StoreResult<Option<ApiError>
                 .await?;
         }
     }
-    Ok(match verdict {
-        CodeVerdict::NoLiveCode => Some(crate::email_otp::code_expired()),
-        CodeVerdict::Wrong { left } => Some(crate::email_otp::invalid_code(left)),
-        CodeVerdict::Right => None,
-    })
+    Ok(verdict.error())
 }
 
 /// The user of the confirmed email account of `email`, the account locked `FOR SHARE` (a
@@ -737,7 +733,7 @@ fn import_lock(app_id: &str, what: &str) -> i64 {
 /// Imports one line (import.rs) in the caller's transaction: takes the line's locks (its id,
 /// email and identities, in one order so that two imports never wait on each other in a
 /// circle), reads what is stored (the email account locked as a password change locks it,
-/// then the user), lets [`crate::import::plan`] decide, makes its writes. `Ok(Err(reason))`:
+/// then the user), lets [`crate::store::import::plan`] decide, makes its writes. `Ok(Err(reason))`:
 /// refused (the caller rolls back).
 async fn import_line(
     c: &mut Conn,

@@ -14,9 +14,9 @@ use super::{
     UserpassRow,
 };
 use crate::audit::{self, Event, kind};
+use crate::credentials::Proof;
 use crate::error::{ApiError, Reason};
-use crate::import::{self, ImportUser, Imported, Write};
-use crate::providers::Proof;
+use crate::store::import::{self, ImportUser, Imported, Write};
 use crate::tokens;
 
 /// The schema version this build writes (`PRAGMA user_version`).
@@ -595,7 +595,7 @@ fn user_any_app(conn: &Connection, id: &str) -> rusqlite::Result<Option<UserRow>
 }
 
 /// Imports one line (import.rs) in the caller's savepoint: reads what is stored, lets
-/// [`crate::import::plan`] decide, makes its writes. `Ok(Err(reason))`: refused (the caller
+/// [`crate::store::import::plan`] decide, makes its writes. `Ok(Err(reason))`: refused (the caller
 /// rolls the savepoint back).
 fn import_line(
     conn: &Connection,
@@ -770,7 +770,7 @@ fn spend_code(conn: &Connection, login: &Login) -> StoreResult<Option<ApiError>>
             if stored.is_some() {
                 delete()?;
             }
-            Some(crate::email_otp::code_expired())
+            CodeVerdict::NoLiveCode.error()
         }
         CodeVerdict::Wrong { left } => {
             if left > 0 {
@@ -781,7 +781,7 @@ fn spend_code(conn: &Connection, login: &Login) -> StoreResult<Option<ApiError>>
             } else {
                 delete()?;
             }
-            Some(crate::email_otp::invalid_code(left))
+            CodeVerdict::Wrong { left }.error()
         }
         CodeVerdict::Right => {
             delete()?;

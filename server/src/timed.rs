@@ -10,13 +10,13 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 
-use super::{
+use crate::metrics::Metrics;
+use crate::store::{
     ApiKeyRow, CheckedSession, EmailOtpCode, ExportUser, IdentityRow, Login, MailOutcome, MailRow,
     MailToken, NewSession, OutboxRow, PasswordAccount, PresentedRefresh, QueuedMail, RefreshUse,
     SessionInfo, SharedStore, SigningKeyRow, StartSession, Store, StoreResult, StoreStats, UserRow,
     UserpassRow,
 };
-use crate::metrics::Metrics;
 
 /// [`Store`] over another, timing each call into [`Metrics::database_operation`].
 pub struct Timed {
@@ -88,10 +88,10 @@ timed_store! {
     async fn import_users(
         &self,
         app_id: &str,
-        users: Vec<crate::import::ImportUser>,
+        users: Vec<crate::store::import::ImportUser>,
         dry_run: bool,
         now: i64,
-    ) -> StoreResult<Vec<Result<crate::import::Imported, String>>>;
+    ) -> StoreResult<Vec<Result<crate::store::import::Imported, String>>>;
     async fn upgrade_password(
         &self,
         app_id: &str,

@@ -1,5 +1,7 @@
 //! Server configuration: the TOML file of SERVER.md plus the documented extensions.
 
+pub mod smtp;
+
 use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -43,7 +45,8 @@ pub enum ConfigError {
     },
 }
 
-fn invalid(key: impl Into<String>, problem: impl Into<String>) -> ConfigError {
+/// A `ConfigError::Invalid` for `key` (as the file writes it) and what is wrong with it.
+pub(crate) fn invalid(key: impl Into<String>, problem: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         key: key.into(),
         problem: problem.into(),
@@ -378,11 +381,11 @@ fn validate_userpass_mail(i: usize, up: &UserpassConfig, mail: bool) -> Result<(
         let text = std::fs::read_to_string(f)
             .map_err(|e| invalid(k(name), format!("cannot read {}: {e}", f.display())))?;
         // A confirmation or reset mail without its link is useless.
-        crate::mail::check_template(
+        crate::template::check_template(
             &f.display().to_string(),
             &text,
             Some("link"),
-            crate::mail::LINK_PLACEHOLDERS,
+            crate::template::LINK_PLACEHOLDERS,
         )
         .map_err(|e| invalid(k(name), e))?;
     }
@@ -391,8 +394,13 @@ fn validate_userpass_mail(i: usize, up: &UserpassConfig, mail: bool) -> Result<(
         ("reset_subject", &up.reset_subject),
     ] {
         if let Some(s) = subject {
-            crate::mail::check_template("the subject", s, None, crate::mail::LINK_PLACEHOLDERS)
-                .map_err(|e| invalid(k(name), e))?;
+            crate::template::check_template(
+                "the subject",
+                s,
+                None,
+                crate::template::LINK_PLACEHOLDERS,
+            )
+            .map_err(|e| invalid(k(name), e))?;
         }
     }
     Ok(())
@@ -633,16 +641,16 @@ fn validate_email_otp(i: usize, c: &EmailOtpConfig) -> Result<(), ConfigError> {
                 ),
             ));
         }
-        crate::mail::check_template(
+        crate::template::check_template(
             &f.display().to_string(),
             &text,
             Some("code"),
-            crate::mail::CODE_PLACEHOLDERS,
+            crate::template::CODE_PLACEHOLDERS,
         )
         .map_err(|e| invalid(k(name), e))?;
     }
     if let Some(s) = &c.subject {
-        crate::mail::check_template("the subject", s, None, crate::mail::CODE_PLACEHOLDERS)
+        crate::template::check_template("the subject", s, None, crate::template::CODE_PLACEHOLDERS)
             .map_err(|e| invalid(k("subject"), e))?;
     }
     Ok(())
@@ -1368,7 +1376,7 @@ impl Config {
             }
         }
         if let Some(mail) = &self.mail {
-            crate::mail::SmtpSettings::from_config(mail)?;
+            smtp::SmtpSettings::from_config(mail)?;
         }
         Ok(())
     }
