@@ -178,8 +178,10 @@ pub(crate) enum Change {
 
 /// What a change did.
 pub(crate) struct Outcome {
-    /// The data after the change; `None` when the change leaves it as it was.
-    pub data: Option<UserData>,
+    /// The data after the change.
+    pub data: UserData,
+    /// Whether the change altered the data (and so wants saving).
+    pub changed: bool,
     /// The events to send about this user, in order. A change of the current user that follows
     /// is the registry's to announce.
     pub events: Vec<Announcement>,
@@ -205,8 +207,8 @@ pub(crate) enum Refused {
     AlreadyDone,
 }
 
-/// The data of one user on this device. Only [`UserData::next`] makes a changed copy.
-#[derive(Clone)]
+/// The data of one user on this device. Only [`UserData::next`] changes it. Not `Clone`: a
+/// change moves it through `next` instead of copying the profile and tokens.
 pub(crate) struct UserData {
     state: UserState,
     access: Option<AccessToken>,
@@ -330,43 +332,46 @@ impl UserData {
         self.refresh.take()
     }
 
-    /// The one place a user's data changes: the data after `change` and the events it
-    /// announces, or why it does not apply (see the module's diagram).
-    pub(crate) fn next(&self, change: Change) -> std::result::Result<Outcome, Refused> {
+    /// The one place a user's data changes: takes the current data and `change`, and returns
+    /// the data after it with the events it announces; or, when it does not apply (see the
+    /// module's diagram), the data as it was and why.
+    // The refused data comes back by value, as the applied data does in `Outcome`: boxing it
+    // would allocate on every change to spare a move.
+    #[allow(clippy::result_large_err)]
+    pub(crate) fn next(mut self, change: Change) -> std::result::Result<Outcome, (Self, Refused)> {
         use AuthEventKind as K;
-        let mut d = self.clone();
         let mut events = Vec::new();
         let mut released = None;
-        let current_session = |session: u64| session == self.session && self.is_logged_in();
+        let mut changed = true;
         match change {
             Change::LoggedIn {
                 access,
                 refresh,
                 device_id,
             } => {
-                d.state = UserState::LoggedIn;
-                d.access = Some(access);
-                d.refresh = Some(refresh);
-                d.token_gen += 1;
-                d.device_id = device_id;
-                d.session += 1;
-                d.backoff = Backoff::default();
+                self.state = UserState::LoggedIn;
+                self.access = Some(access);
+                self.refresh = Some(refresh);
+                self.token_gen += 1;
+                self.device_id = device_id;
+                self.session += 1;
+                self.backoff = Backoff::default();
                 events.push(Announcement::new(K::SignedIn, true));
             }
             Change::Linked { session, access } => {
-                if !current_session(session) {
-                    return Err(Refused::Stale);
+                if !self.in_session(session) {
+                    return Err((self, Refused::Stale));
                 }
-                d.access = Some(access);
-                d.token_gen += 1;
+                self.access = Some(access);
+                self.token_gen += 1;
             }
             Change::ProfileFetched {
                 identities,
                 profile,
                 announce,
             } => {
-                d.identities = identities;
-                d.profile = profile;
+                self.identities = identities;
+                self.profile = profile;
                 if announce {
                     events.push(Announcement::new(K::ProfileUpdated, true));
                 }
@@ -377,15 +382,15 @@ impl UserData {
                 rotated,
                 app_asked,
             } => {
-                if !current_session(session) {
-                    return Err(Refused::Stale);
+                if !self.in_session(session) {
+                    return Err((self, Refused::Stale));
                 }
-                d.access = Some(access);
-                d.token_gen += 1;
+                self.access = Some(access);
+                self.token_gen += 1;
                 if let Some(r) = rotated {
-                    d.refresh = Some(r);
+                    self.refresh = Some(r);
                 }
-                d.backoff = Backoff::default();
+                self.backoff = Backoff::default();
                 events.push(Announcement::new(K::TokenRefreshed, app_asked));
             }
             Change::RefreshFailed {
@@ -396,15 +401,15 @@ impl UserData {
                 let mut failed = Announcement::new(K::RefreshFailed, false);
                 failed.error = Some(error.to_string());
                 failed.will_retry = will_retry;
-                d.backoff.record_failure(now, error);
+                self.backoff.record_failure(now, error);
                 events.push(failed);
             }
             Change::SessionEnded { session, message } => {
                 if session != self.session || self.state == UserState::Removed {
-                    return Err(Refused::Stale);
+                    return Err((self, Refused::Stale));
                 }
                 let target = self.end_state();
-                released = d.end(target);
+                released = self.end(target);
                 let mut expired = Announcement::new(K::SessionExpired, false);
                 expired.error = Some(message);
                 events.push(expired);
@@ -415,9 +420,9 @@ impl UserData {
             Change::LoggedOut => {
                 let target = self.end_state();
                 if self.state == UserState::Removed || self.state == target {
-                    return Err(Refused::AlreadyDone);
+                    return Err((self, Refused::AlreadyDone));
                 }
-                released = d.end(target);
+                released = self.end(target);
                 events.push(Announcement::new(K::SignedOut, true));
                 if target == UserState::Removed {
                     events.push(Announcement::new(K::UserRemoved, true));
@@ -425,54 +430,57 @@ impl UserData {
             }
             Change::Removed => {
                 if self.state == UserState::Removed {
-                    return Err(Refused::Stale);
+                    return Err((self, Refused::Stale));
                 }
-                released = d.end(UserState::Removed);
-                if self.state == UserState::LoggedIn {
+                if self.is_logged_in() {
                     events.push(Announcement::new(K::SignedOut, true));
                 }
                 events.push(Announcement::new(K::UserRemoved, true));
+                released = self.end(UserState::Removed);
             }
             Change::Deleted => {
                 // The account is gone whatever this device thought of the user meanwhile.
                 events.push(Announcement::new(K::UserDeleted, true));
                 if self.state == UserState::Removed {
-                    return Ok(Outcome {
-                        data: None,
-                        events,
-                        released,
-                    });
+                    changed = false;
+                } else {
+                    released = self.end(UserState::Removed);
                 }
-                released = d.end(UserState::Removed);
             }
             Change::Adopted(theirs) => {
                 let theirs = *theirs;
                 if self.refresh != theirs.refresh || self.state != theirs.state {
-                    d.session += 1;
-                    d.backoff = Backoff::default();
+                    self.session += 1;
+                    self.backoff = Backoff::default();
                 }
-                d.token_gen += 1;
+                self.token_gen += 1;
                 // Keep our own copy of an unchanged access token: its expiry is measured more
                 // exactly.
                 if self.access.as_ref().map(|t| &t.raw) != theirs.access.as_ref().map(|t| &t.raw) {
-                    d.access = theirs.access;
+                    self.access = theirs.access;
                 }
-                d.state = theirs.state;
-                d.refresh = theirs.refresh;
-                d.device_id = theirs.device_id;
-                d.provider_type = theirs.provider_type;
-                d.identities = theirs.identities;
-                d.profile = theirs.profile;
+                self.state = theirs.state;
+                self.refresh = theirs.refresh;
+                self.device_id = theirs.device_id;
+                self.provider_type = theirs.provider_type;
+                self.identities = theirs.identities;
+                self.profile = theirs.profile;
             }
             Change::RemovedElsewhere => {
-                released = d.end(UserState::Removed);
+                released = self.end(UserState::Removed);
             }
         }
         Ok(Outcome {
-            data: Some(d),
+            data: self,
+            changed,
             events,
             released,
         })
+    }
+
+    /// Logged in, in session `session` (a result of an older session is stale).
+    fn in_session(&self, session: u64) -> bool {
+        session == self.session && self.is_logged_in()
     }
 
     fn is_logged_in(&self) -> bool {
@@ -507,16 +515,23 @@ impl UserInner {
     /// did; the caller saves and sends the events.
     pub(crate) fn apply(&self, change: Change) -> std::result::Result<Applied, Refused> {
         let mut d = self.data();
-        let outcome = d.next(change)?;
-        let changed = outcome.data.is_some();
-        if let Some(new) = outcome.data {
-            *d = new;
+        // Moved out for `next` and back in below; `next` does not panic, so it never stays
+        // the placeholder.
+        let current = std::mem::replace(&mut *d, UserData::new(""));
+        match current.next(change) {
+            Ok(outcome) => {
+                *d = outcome.data;
+                Ok(Applied {
+                    changed: outcome.changed,
+                    events: outcome.events,
+                    released: outcome.released,
+                })
+            }
+            Err((current, why)) => {
+                *d = current;
+                Err(why)
+            }
         }
-        Ok(Applied {
-            changed,
-            events: outcome.events,
-            released: outcome.released,
-        })
     }
 }
 
@@ -535,13 +550,42 @@ mod tests {
         AccessToken::received(raw, &ManualClock::new()).unwrap()
     }
 
+    fn applied(d: UserData, change: Change) -> Outcome {
+        match d.next(change) {
+            Ok(o) => o,
+            Err((_, why)) => panic!("refused: {why:?}"),
+        }
+    }
+
+    fn refused(d: UserData, change: Change) -> Refused {
+        match d.next(change) {
+            Ok(_) => panic!("applied"),
+            Err((_, why)) => why,
+        }
+    }
+
+    fn login(n: i64, refresh: &str) -> Change {
+        Change::LoggedIn {
+            access: token(n),
+            refresh: refresh.into(),
+            device_id: format!("d{n}"),
+        }
+    }
+
+    /// A user just logged in with `provider`, refresh token `r0`.
     fn logged_in(provider: &str) -> UserData {
-        let login = Change::LoggedIn {
-            access: token(0),
-            refresh: "r0".into(),
-            device_id: "d0".into(),
+        applied(UserData::new(provider), login(0, "r0")).data
+    }
+
+    fn refreshed(d: UserData, n: i64, rotated: Option<&str>, app_asked: bool) -> Outcome {
+        let session = d.session();
+        let change = Change::Refreshed {
+            session,
+            access: token(n),
+            rotated: rotated.map(str::to_string),
+            app_asked,
         };
-        UserData::new(provider).next(login).unwrap().data.unwrap()
+        applied(d, change)
     }
 
     fn kinds(o: &Outcome) -> Vec<(AuthEventKind, bool)> {
@@ -554,48 +598,70 @@ mod tests {
     #[test]
     fn a_login_starts_a_session_and_announces_itself() {
         let blank = UserData::new("local-userpass");
-        let d = logged_in("local-userpass");
+        let (session0, gen0) = (blank.session(), blank.token_gen());
+        let o = applied(blank, login(0, "r0"));
+        assert_eq!(kinds(&o), [(K::SignedIn, true)]);
+        let d = o.data;
         assert_eq!(d.state(), UserState::LoggedIn);
         assert_eq!(d.refresh_token(), Some("r0"));
         assert_eq!(d.device_id(), "d0");
-        assert_ne!(d.session(), blank.session());
-        assert_ne!(d.token_gen(), blank.token_gen());
-        let again = Change::LoggedIn {
-            access: token(1),
-            refresh: "r1".into(),
-            device_id: "d1".into(),
-        };
-        let o = d.next(again).unwrap();
-        assert_eq!(kinds(&o), [(K::SignedIn, true)]);
-        let d2 = o.data.unwrap();
-        assert_ne!(d2.session(), d.session(), "a new login is a new session");
+        assert_ne!(d.session(), session0);
+        assert_ne!(d.token_gen(), gen0);
+        let first = d.session();
+        let d2 = applied(d, login(1, "r1")).data;
+        assert_ne!(d2.session(), first, "a new login is a new session");
         assert_eq!(d2.provider_type(), "local-userpass");
+        assert_eq!(d2.refresh_token(), Some("r1"));
     }
 
     #[test]
     fn a_refresh_or_link_of_an_older_session_is_refused() {
         let d = logged_in("local-userpass");
         let old = d.session();
-        let out = d.next(Change::LoggedOut).unwrap().data.unwrap();
-        for change in [
-            Change::Refreshed {
-                session: old,
-                access: token(1),
-                rotated: None,
-                app_asked: false,
-            },
-            Change::Linked {
-                session: old,
-                access: token(1),
-            },
-        ] {
-            assert!(matches!(out.next(change), Err(Refused::Stale)));
-        }
-        let stale = Change::SessionEnded {
+        let stale = |d: UserData| {
+            let r = refused(
+                d,
+                Change::Refreshed {
+                    session: old,
+                    access: token(1),
+                    rotated: None,
+                    app_asked: false,
+                },
+            );
+            assert_eq!(r, Refused::Stale);
+        };
+        let out = applied(d, Change::LoggedOut).data;
+        stale(out);
+        let out = applied(logged_in("local-userpass"), Change::LoggedOut).data;
+        let linked = Change::Linked {
+            session: old,
+            access: token(1),
+        };
+        assert_eq!(refused(out, linked), Refused::Stale);
+        let newer = applied(logged_in("local-userpass"), login(2, "r2")).data;
+        let ended = Change::SessionEnded {
             session: old,
             message: "x".into(),
         };
-        assert!(matches!(out.next(stale), Err(Refused::Stale)));
+        assert_eq!(
+            refused(newer, ended),
+            Refused::Stale,
+            "an older session's token"
+        );
+    }
+
+    #[test]
+    fn a_refused_change_hands_the_data_back_untouched() {
+        let d = logged_in("local-userpass");
+        let (session, token_gen) = (d.session(), d.token_gen());
+        let Err((back, Refused::AlreadyDone)) =
+            applied(d, Change::LoggedOut).data.next(Change::LoggedOut)
+        else {
+            panic!("a second logout must be refused")
+        };
+        assert_eq!(back.state(), UserState::LoggedOut);
+        assert_ne!(back.session(), session);
+        assert_eq!(back.token_gen(), token_gen);
     }
 
     #[test]
@@ -608,52 +674,43 @@ mod tests {
             },
             will_retry: true,
         };
-        let o = d.next(failed).unwrap();
+        let o = applied(d, failed);
         assert_eq!(kinds(&o), [(K::RefreshFailed, false)]);
         assert!(o.events[0].will_retry);
         assert!(o.events[0].error.as_deref().unwrap().contains("down"));
-        let d = o.data.unwrap();
+        let d = o.data;
         assert_eq!(d.refresh_token(), Some("r0"), "a failure keeps the tokens");
         assert!(d.backoff().last_error.is_some());
-        let refreshed = Change::Refreshed {
-            session: d.session(),
-            access: token(5),
-            rotated: Some("r1".into()),
-            app_asked: true,
-        };
-        let o = d.next(refreshed).unwrap();
+        let session = d.session();
+        let o = refreshed(d, 5, Some("r1"), true);
         assert_eq!(kinds(&o), [(K::TokenRefreshed, true)]);
-        let d2 = o.data.unwrap();
+        let d2 = o.data;
         assert_eq!(d2.refresh_token(), Some("r1"));
         assert_eq!(d2.access().unwrap().claims.exp, 2_000_000_005);
         assert!(d2.backoff().last_error.is_none());
-        assert_eq!(d2.session(), d.session(), "a refresh stays in the session");
+        assert_eq!(d2.session(), session, "a refresh stays in the session");
     }
 
     #[test]
     fn ending_a_session_releases_the_refresh_token_and_says_why() {
-        let named = logged_in("local-userpass");
-        let o = named.next(Change::LoggedOut).unwrap();
+        let o = applied(logged_in("local-userpass"), Change::LoggedOut);
         assert_eq!(kinds(&o), [(K::SignedOut, true)]);
         assert_eq!(o.released.as_deref(), Some("r0"));
-        let out = o.data.unwrap();
+        let out = o.data;
         assert_eq!(out.state(), UserState::LoggedOut);
         assert!(out.access().is_none() && out.refresh_token().is_none());
-        assert!(matches!(
-            out.next(Change::LoggedOut),
-            Err(Refused::AlreadyDone)
-        ));
+        assert_eq!(refused(out, Change::LoggedOut), Refused::AlreadyDone);
+
+        let o = applied(logged_in("anon-user"), Change::LoggedOut);
+        assert_eq!(kinds(&o), [(K::SignedOut, true), (K::UserRemoved, true)]);
+        assert_eq!(o.data.state(), UserState::Removed);
 
         let anon = logged_in("anon-user");
-        let o = anon.next(Change::LoggedOut).unwrap();
-        assert_eq!(kinds(&o), [(K::SignedOut, true), (K::UserRemoved, true)]);
-        assert_eq!(o.data.unwrap().state(), UserState::Removed);
-
         let ended = Change::SessionEnded {
             session: anon.session(),
             message: "SessionRevoked: gone".into(),
         };
-        let o = anon.next(ended).unwrap();
+        let o = applied(anon, ended);
         assert_eq!(
             kinds(&o),
             [(K::SessionExpired, false), (K::UserRemoved, false)]
@@ -663,63 +720,44 @@ mod tests {
 
     #[test]
     fn removal_and_deletion_are_final() {
-        let d = logged_in("local-userpass");
-        let o = d.next(Change::Removed).unwrap();
+        let o = applied(logged_in("local-userpass"), Change::Removed);
         assert_eq!(kinds(&o), [(K::SignedOut, true), (K::UserRemoved, true)]);
-        let removed = o.data.unwrap();
-        assert!(matches!(removed.next(Change::Removed), Err(Refused::Stale)));
-        let out = d.next(Change::LoggedOut).unwrap().data.unwrap();
-        let o = out.next(Change::Removed).unwrap();
+        let removed = o.data;
+        assert_eq!(refused(removed, Change::Removed), Refused::Stale);
+        let out = applied(logged_in("local-userpass"), Change::LoggedOut).data;
+        let o = applied(out, Change::Removed);
         assert_eq!(kinds(&o), [(K::UserRemoved, true)], "no SignedOut twice");
-        let o = removed.next(Change::Deleted).unwrap();
+        let o = applied(o.data, Change::Deleted);
         assert_eq!(kinds(&o), [(K::UserDeleted, true)]);
-        assert!(
-            o.data.is_none(),
-            "a removed user is deleted without a change"
-        );
-        let o = d.next(Change::Deleted).unwrap();
-        assert_eq!(o.data.unwrap().state(), UserState::Removed);
-        let o = d.next(Change::RemovedElsewhere).unwrap();
+        assert!(!o.changed, "a removed user is deleted without a change");
+        let o = applied(logged_in("local-userpass"), Change::Deleted);
+        assert!(o.changed);
+        assert_eq!(o.data.state(), UserState::Removed);
+        let o = applied(logged_in("local-userpass"), Change::RemovedElsewhere);
         assert!(o.events.is_empty());
-        assert_eq!(o.data.unwrap().state(), UserState::Removed);
+        assert_eq!(o.data.state(), UserState::Removed);
     }
 
     #[test]
     fn adopting_another_process_save_starts_a_session_only_when_the_tokens_moved() {
         let d = logged_in("local-userpass");
-        let same = d.clone();
-        let o = d.next(Change::Adopted(Box::new(same))).unwrap();
-        let kept = o.data.unwrap();
+        let (session, token_gen) = (d.session(), d.token_gen());
+        let o = applied(d, Change::Adopted(Box::new(logged_in("local-userpass"))));
         assert!(o.events.is_empty());
-        assert_eq!(kept.session(), d.session(), "same tokens: same session");
-        assert_ne!(
-            kept.token_gen(),
-            d.token_gen(),
-            "but a refresh learns of it"
-        );
-        let rotated = d
-            .next(Change::Refreshed {
-                session: d.session(),
-                access: token(9),
-                rotated: Some("r9".into()),
-                app_asked: false,
-            })
-            .unwrap()
-            .data
-            .unwrap();
-        let adopted = d.next(Change::Adopted(Box::new(rotated))).unwrap();
-        let adopted = adopted.data.unwrap();
+        assert_eq!(o.data.session(), session, "same tokens: same session");
+        assert_ne!(o.data.token_gen(), token_gen, "but a refresh learns of it");
+        let theirs = refreshed(logged_in("local-userpass"), 9, Some("r9"), false).data;
+        let adopted = applied(o.data, Change::Adopted(Box::new(theirs))).data;
         assert_eq!(adopted.refresh_token(), Some("r9"));
         assert_ne!(
             adopted.session(),
-            d.session(),
+            session,
             "a refresh in flight is discarded"
         );
     }
 
     #[test]
     fn a_profile_fetch_announces_only_when_asked() {
-        let d = logged_in("local-userpass");
         let fetched = |announce| Change::ProfileFetched {
             identities: vec![UserIdentity {
                 id: "i1".into(),
@@ -728,12 +766,10 @@ mod tests {
             profile: json!({"name": "Ada"}),
             announce,
         };
-        let quiet = d.next(fetched(false)).unwrap();
+        let quiet = applied(logged_in("local-userpass"), fetched(false));
         assert!(quiet.events.is_empty());
-        assert_eq!(quiet.data.unwrap().profile()["name"], "Ada");
-        assert_eq!(
-            kinds(&d.next(fetched(true)).unwrap()),
-            [(K::ProfileUpdated, true)]
-        );
+        assert_eq!(quiet.data.profile()["name"], "Ada");
+        let loud = applied(quiet.data, fetched(true));
+        assert_eq!(kinds(&loud), [(K::ProfileUpdated, true)]);
     }
 }
