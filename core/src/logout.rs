@@ -29,22 +29,18 @@ impl Context {
         self.emit_all(events);
     }
 
-    /// Revokes the refresh token a logout or removal took from the user, if it held one.
+    /// DELETE the session of the refresh token a logout or removal took from the user, if it
+    /// held one. A token the server already forgot is fine.
     async fn revoke_released(&self, released: Option<String>) -> Result<()> {
-        match released {
-            Some(token) => self.revoke(&token).await,
-            None => Ok(()),
-        }
-    }
-
-    /// DELETE the session on the server. A token the server already forgot is fine.
-    pub(crate) async fn revoke(&self, refresh_token: &str) -> Result<()> {
+        let Some(refresh_token) = released else {
+            return Ok(());
+        };
         let response = self
             .transport
             .send(
                 Method::DELETE,
                 &Route::Base("auth/session".into()),
-                Some(refresh_token),
+                Some(&refresh_token),
                 None,
             )
             .await?;
