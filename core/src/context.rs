@@ -230,12 +230,10 @@ impl Context {
     /// lock is never taken under it.
     pub(crate) fn emit_all(&self, events: impl IntoIterator<Item = Event>) {
         let mut events: Vec<Event> = events.into_iter().collect();
-        for e in &mut events {
-            if e.user.is_none() {
-                e.user = e
-                    .user_id
-                    .as_deref()
-                    .and_then(|id| self.registry().find(id).cloned());
+        {
+            let reg = self.registry();
+            for e in events.iter_mut().filter(|e| e.user.is_none()) {
+                e.user = e.user_id.as_deref().and_then(|id| reg.find(id).cloned());
             }
         }
         self.events.emit_all(events);

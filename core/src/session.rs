@@ -266,9 +266,12 @@ impl UserData {
             access: access.filter(|_| logged_in),
             refresh: refresh.filter(|_| logged_in),
             device_id,
+            provider_type,
             identities,
             profile,
-            ..Self::new(&provider_type)
+            session: 0,
+            token_gen: 0,
+            backoff: Backoff::default(),
         }
     }
 
