@@ -8,7 +8,8 @@
 use serde_json::{Map, Value};
 
 use crate::passwords::StoredPassword;
-use crate::store::{IdentityRow, UserRow, UserpassRow};
+use crate::store::transaction::{RowLock, Transaction};
+use crate::store::{IdentityRow, StoreResult, UserRow, UserpassRow};
 
 /// The provider type of email/password identities.
 pub const USERPASS: &str = "local-userpass";
@@ -330,3 +331,90 @@ pub fn plan(app_id: &str, user: &ImportUser, found: &Existing, now: i64) -> Resu
 }
 
 // ---- Running a batch (CLI and admin API) ----
+
+/// Imports line `u` into app `app_id` in `t`: serializes it with other imports of the same
+/// user id, email or identities ([`Transaction::lock_import`]), reads what is stored (the email
+/// account locked as a password change locks it, then the user), lets [`plan`] decide, and
+/// makes the plan's writes. `Ok(Err(reason))`: refused (the caller rolls the line back).
+pub(crate) async fn import_line<T: Transaction>(
+    t: &mut T,
+    app_id: &str,
+    u: &ImportUser,
+    now: i64,
+) -> StoreResult<Result<Imported, String>> {
+    let email = u
+        .identities
+        .iter()
+        .find_map(|i| i.account.as_ref())
+        .map(|a| a.email.as_str());
+    // A user id is unique across apps: its name has no app.
+    let names: Vec<String> = u
+        .identities
+        .iter()
+        .map(|i| {
+            format!(
+                "import/{app_id}/identity/{}/{}",
+                i.provider_type, i.external_id
+            )
+        })
+        .chain(std::iter::once(format!("import//user/{}", u.id)))
+        .chain(email.iter().map(|e| format!("import/{app_id}/email/{e}")))
+        .collect();
+    t.lock_import(&names).await?;
+    let account = match email {
+        Some(e) => match t.account(app_id, e, RowLock::Update).await? {
+            Some(row) => {
+                let owner = t.identity_owner(app_id, USERPASS, &row.identity_id).await?;
+                Some((row, owner))
+            }
+            None => None,
+        },
+        None => None,
+    };
+    let user = t.user_any_app(&u.id).await?;
+    let stored = match &user {
+        Some(_) => t.identities(&u.id).await?,
+        None => Vec::new(),
+    };
+    let mut owners = Vec::with_capacity(u.identities.len());
+    for i in &u.identities {
+        owners.push(
+            t.identity_owner(app_id, &i.provider_type, &i.external_id)
+                .await?,
+        );
+    }
+    let previous_account = match previous_email(u, &stored) {
+        Some(e) => t.account(app_id, &e, RowLock::Update).await?,
+        None => None,
+    };
+    let found = Existing {
+        user,
+        identities: stored,
+        owners,
+        account,
+        previous_account,
+    };
+    let plan = match plan(app_id, u, &found, now) {
+        Ok(p) => p,
+        Err(reason) => return Ok(Err(reason)),
+    };
+    for write in &plan.writes {
+        if t.import_write(app_id, &u.id, write, now).await? {
+            continue;
+        }
+        // An insert that found its row taken: another import or login came between
+        // (PostgreSQL, on another instance), or the id is a user of another app.
+        return Ok(Err(match write {
+            Write::InsertIdentity {
+                provider_type,
+                external_id,
+                ..
+            } => format!("{provider_type} identity {external_id} belongs to another user"),
+            Write::InsertAccount { email, .. } => {
+                format!("email {email} is already the email/password account of another user")
+            }
+            _ => format!("id {} is a user of another app", u.id),
+        }));
+    }
+    Ok(Ok(plan.outcome))
+}

@@ -7,10 +7,21 @@
 //! detection, single-use mail tokens, unique API key names, one signing secret per app) holds
 //! with several instances: it comes from the database (constraints, row locks), never from an
 //! in-process mutex. Both run the same test suites (`SESSIONKIT_TEST_POSTGRES`).
+//!
+//! What an operation means is decided once, not per back end (#28): [`login`], [`refresh`],
+//! [`import`], [`users`], [`accounts`] and [`api_keys`] are written over
+//! [`transaction::Transaction`], the reads and writes of one transaction in the server's terms,
+//! which each back end implements with its SQL and locks.
 
+pub mod accounts;
+pub mod api_keys;
 pub mod import;
+pub mod login;
 pub mod postgres;
+pub mod refresh;
 pub mod sqlite;
+pub mod transaction;
+pub mod users;
 
 use std::sync::Arc;
 
@@ -19,7 +30,7 @@ use serde_json::{Map, Value, json};
 use subtle::ConstantTimeEq;
 
 use crate::credentials::{Identity, Proof};
-use crate::error::{ApiError, Reason};
+use crate::error::ApiError;
 use crate::tokens;
 
 /// Write counts and connection use of one instance, for the metrics extension and
@@ -521,28 +532,10 @@ pub struct Successor {
     pub current_unused: bool,
 }
 
-/// The successor the presented token (SHA-256 `parent_hash`) already produced, made again by
-/// `next` from one of the stored tokens of the next generation: the first whose hash the remade
-/// token has. `None` when none is the presented token's (its successor was made before they
-/// were derived, with a random `jti`, or under another app secret): the caller then rotates as
-/// before, to a new successor. Accepting a token a second time thus answers the same successor,
-/// so that copies of one session converge on one chain (PROTOCOL.md, "Refresh token rotation").
-pub fn successor_again(
-    next: &NextRefreshToken,
-    session: &SessionRow,
-    parent_hash: &str,
-    successors: &[Successor],
-) -> Option<String> {
-    successors.iter().find_map(|s| {
-        let token = next(session, parent_hash, s.issued_at);
-        (crate::tokens::sha256_hex(&token) == s.token_hash).then_some(token)
-    })
-}
-
 /// What a refresh token is presented for.
 pub enum RefreshUse {
     /// POST session: mark the session used and, with `Some`, rotate to the token it makes (a
-    /// token rotated out already gets the successor it produced, [`successor_again`]).
+    /// token rotated out already gets the successor it produced, [`refresh::successor_again`]).
     Refresh(Option<NextRefreshToken>),
     /// DELETE session: end the session.
     Logout,
@@ -584,50 +577,6 @@ pub struct PresentedToken {
     pub superseded_at: Option<i64>,
     /// Its place in the session's chain: 0 for the login's, parent's + 1 for a rotation's.
     pub generation: i64,
-}
-
-/// The part of judging a refresh token that needs no more queries. `Ok(Some(at))`: the token
-/// was rotated out at `at`, beyond the grace window, and is reuse unless its answer was lost
-/// ([`Store::use_refresh_token`] looks); `Ok(None)`: the token is good.
-pub fn judge_refresh(
-    presented: &PresentedRefresh,
-    user: Option<&UserRow>,
-    found: Option<&(SessionRow, PresentedToken)>,
-) -> Result<Option<i64>, Reason> {
-    let user = user.ok_or(Reason::Deleted)?;
-    if user.disabled {
-        return Err(Reason::Disabled);
-    }
-    let (session, token) = found.ok_or(Reason::Revoked)?;
-    if session.revoked || session.user_id != user.id {
-        return Err(Reason::Revoked);
-    }
-    let now = presented.now;
-    if session.expires_at <= now {
-        return Err(Reason::Expired);
-    }
-    let idle = presented.inactivity_timeout_secs;
-    if idle > 0 && now - session.last_used_at > idle {
-        return Err(Reason::Expired);
-    }
-    Ok(token
-        .superseded_at
-        .filter(|at| now > at + ROTATION_GRACE_SECS))
-}
-
-/// The session to revoke when a presented refresh token is not stored: one of a live user's
-/// tokens that names its session (`sid`) can only be a rotated-out token that was pruned, so
-/// presenting it is reuse (see "Pruning rotated-out refresh tokens" above). `None` when the
-/// token was found, or when its user is gone or disabled (`judge_refresh` says which).
-pub fn pruned_token_session<'a>(
-    presented: &'a PresentedRefresh,
-    user: Option<&UserRow>,
-    found: Option<&(SessionRow, PresentedToken)>,
-) -> Option<&'a str> {
-    if found.is_some() || user.is_none_or(|u| u.disabled) {
-        return None;
-    }
-    presented.session_id.as_deref()
 }
 
 /// The storage interface of the server.
@@ -1026,18 +975,6 @@ pub fn merges_profile_data(provider_type: &str) -> bool {
 
 /// 401 InvalidPassword: a wrong password, an unknown email, or an account deleted while its
 /// login was under way (the same answer, so it says nothing of which).
-/// The audit event of `login` (kind `login`, or `identity_linked` detail for a link), its
-/// user and session to be added by the store once known.
-pub fn login_event(login: &Login) -> crate::audit::Event {
-    let provider = login
-        .identity
-        .as_ref()
-        .map_or("anon-user", |i| i.provider_type.as_str());
-    crate::audit::Event::new(&login.app_id, crate::audit::kind::LOGIN)
-        .at(login.now)
-        .detail(serde_json::json!({"provider": provider, "link": login.link_to.is_some()}))
-}
-
 pub fn invalid_password() -> ApiError {
     ApiError::new(
         axum::http::StatusCode::UNAUTHORIZED,

@@ -17,18 +17,19 @@ use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Postgres, Row, SqlStr};
 
+use super::transaction::{RowLock, TokenSession, Transaction, UserLock};
+use super::users::UserChange;
 use super::{
-    ApiKeyRow, CODE_REPLACED, CONFIRM, CheckedSession, CodeVerdict, EmailOtpCode, ExportUser,
-    IdentityRow, Login, MailOutcome, MailRow, MailToken, NewSession, OutboxRow, PasswordAccount,
-    PresentedRefresh, PresentedToken, QueuedMail, RESET, RefreshUse, SessionInfo, SessionRow,
-    SigningKeyRow, StartSession, Store, StoreResult, StoreStats, StoredCode, Successor, UserRow,
-    UserpassRow,
+    ApiKeyRow, CODE_REPLACED, CheckedSession, EmailOtpCode, ExportUser, IdentityRow, Login,
+    MailOutcome, MailRow, MailToken, NewSession, OutboxRow, PasswordAccount, PresentedRefresh,
+    PresentedToken, QueuedMail, RefreshUse, SessionInfo, SessionRow, SigningKeyRow, StartSession,
+    Store, StoreResult, StoreStats, StoredCode, Successor, UserRow, UserpassRow,
 };
 use crate::audit::{self, Event, kind};
 use crate::config::DatabaseConfig;
-use crate::credentials::Proof;
-use crate::error::{ApiError, Reason};
+use crate::error::ApiError;
 use crate::store::import::{self, ImportUser, Imported, Write};
+use crate::store::{accounts, api_keys, login, refresh, users};
 use crate::tokens;
 
 /// The numbered migrations of this backend, embedded in the binary.
@@ -447,18 +448,6 @@ async fn revoke_user_sessions(c: &mut Conn, user_id: &str) -> Result<u64, sqlx::
     )
 }
 
-/// How [`userpass`] locks the account it reads, until the end of the transaction.
-#[derive(Clone, Copy)]
-enum RowLock {
-    /// A plain read.
-    None,
-    /// `FOR UPDATE`: the account is about to change (a new mail token, a new password).
-    Update,
-    /// `FOR SHARE`: a login's check that the account is still there, which holds off a
-    /// deletion or a password change until the login's session is written.
-    Share,
-}
-
 /// An email account of an app, locked as `lock` says.
 async fn userpass(
     c: &mut Conn,
@@ -493,20 +482,6 @@ async fn userpass(
         .transpose()
 }
 
-/// Locks a user of the app against deletion and other logins' updates until the end of the
-/// transaction (`FOR NO KEY UPDATE`: the lock the login's own `last_login_at` update takes, so
-/// two logins of one user queue instead of deadlocking on an upgrade; sessions' foreign keys
-/// still go through). Whether the user exists (after waiting for a deletion in progress).
-async fn lock_user(c: &mut Conn, app_id: &str, user_id: &str) -> Result<bool, sqlx::Error> {
-    let found: Option<String> =
-        sqlx::query_scalar("SELECT id FROM users WHERE id = $1 AND app_id = $2 FOR NO KEY UPDATE")
-            .bind(user_id)
-            .bind(app_id)
-            .fetch_optional(&mut *c)
-            .await?;
-    Ok(found.is_some())
-}
-
 async fn store_mail_token(
     c: &mut Conn,
     app_id: &str,
@@ -538,31 +513,6 @@ async fn store_mail_token(
     .execute(&mut *c)
     .await?;
     Ok(())
-}
-
-/// Consumes a matching unexpired token of `kind`: one `DELETE … RETURNING`, so of two
-/// instances presented the same token at once exactly one gets its email.
-async fn take_mail_token(
-    c: &mut Conn,
-    app_id: &str,
-    kind: &str,
-    token: &str,
-    token_id: &str,
-    now: i64,
-) -> Result<String, ApiError> {
-    sqlx::query_scalar(
-        "DELETE FROM userpass_tokens
-         WHERE token_id = $1 AND app_id = $2 AND kind = $3 AND token_hash = $4 AND expires_at > $5
-         RETURNING email",
-    )
-    .bind(token_id)
-    .bind(app_id)
-    .bind(kind)
-    .bind(tokens::sha256_hex(token))
-    .bind(now)
-    .fetch_optional(&mut *c)
-    .await?
-    .ok_or_else(super::invalid_mail_token)
 }
 
 /// The session's tokens of generation `generation + 1`: a rotated-out token's successor (and,
@@ -655,200 +605,633 @@ async fn refresh_statement(
     Ok(inserted > 0)
 }
 
-/// Judges a login's code, if it has one ([`super::judge_code`]), its row locked until the end
-/// of the transaction (`FOR UPDATE`: two logins with one code take turns, and the second finds
-/// it consumed). The refusal to answer, its spent attempt to be committed; `None` to go on (a
-/// right code is deleted here, with the login's other writes).
-async fn spend_code(c: &mut Conn, login: &Login) -> StoreResult<Option<ApiError>> {
-    let Some(Proof::EmailOtp { email, mac }) = login.identity.as_ref().map(|i| &i.proof) else {
-        return Ok(None);
-    };
-    let app_id = login.app_id.as_str();
-    let stored = sqlx::query(
-        "SELECT code_mac, expires_at, attempts_left FROM email_otp_codes
-         WHERE app_id = $1 AND email = $2 FOR UPDATE",
-    )
-    .bind(app_id)
-    .bind(email)
-    .fetch_optional(&mut *c)
-    .await?
-    .map(|r| {
-        Ok::<_, sqlx::Error>(StoredCode {
-            mac: r.try_get(0)?,
-            expires_at: r.try_get(1)?,
-            attempts_left: r.try_get(2)?,
+/// A PostgreSQL transaction as a [`Transaction`]: the flows of `login.rs`, `refresh.rs`,
+/// `import.rs` and `users.rs` over PostgreSQL, with the row and advisory locks that keep
+/// other instances from coming between their reads and writes.
+struct PgTx<'c>(&'c mut Conn);
+
+impl Transaction for PgTx<'_> {
+    async fn user(&mut self, app_id: &str, user_id: &str) -> StoreResult<Option<UserRow>> {
+        Ok(user(self.0, app_id, user_id).await?)
+    }
+
+    async fn user_any_app(&mut self, user_id: &str) -> StoreResult<Option<UserRow>> {
+        Ok(sqlx::query(
+            "SELECT id, app_id, created_at, last_login_at, disabled, anonymous, custom_data \
+             FROM users WHERE id = $1 FOR UPDATE",
+        )
+        .bind(user_id)
+        .fetch_optional(&mut *self.0)
+        .await?
+        .map(|r| user_row(&r))
+        .transpose()?)
+    }
+
+    async fn lock_user(
+        &mut self,
+        app_id: &str,
+        user_id: &str,
+        lock: UserLock,
+    ) -> StoreResult<bool> {
+        let sql = match lock {
+            UserLock::Login => {
+                "SELECT id FROM users WHERE id = $1 AND app_id = $2 FOR NO KEY UPDATE"
+            }
+            UserLock::Change => "SELECT id FROM users WHERE id = $1 AND app_id = $2 FOR UPDATE",
+        };
+        let found: Option<String> = sqlx::query_scalar(sql)
+            .bind(user_id)
+            .bind(app_id)
+            .fetch_optional(&mut *self.0)
+            .await?;
+        Ok(found.is_some())
+    }
+
+    async fn create_user(
+        &mut self,
+        app_id: &str,
+        now: i64,
+        anonymous: bool,
+    ) -> StoreResult<String> {
+        Ok(create_user(self.0, app_id, now, anonymous).await?)
+    }
+
+    async fn set_not_anonymous(&mut self, user_id: &str) -> StoreResult<()> {
+        sqlx::query("UPDATE users SET anonymous = FALSE WHERE id = $1")
+            .bind(user_id)
+            .execute(&mut *self.0)
+            .await?;
+        Ok(())
+    }
+
+    async fn drop_created_user(&mut self, user_id: &str) -> StoreResult<()> {
+        sqlx::query("DELETE FROM users WHERE id = $1")
+            .bind(user_id)
+            .execute(&mut *self.0)
+            .await?;
+        Ok(())
+    }
+
+    async fn record_login(
+        &mut self,
+        app_id: &str,
+        user_id: &str,
+        now: i64,
+    ) -> StoreResult<Option<UserRow>> {
+        Ok(sqlx::query(
+            "UPDATE users SET last_login_at = $3 WHERE id = $1 AND app_id = $2 \
+             RETURNING id, app_id, created_at, last_login_at, disabled, anonymous, custom_data",
+        )
+        .bind(user_id)
+        .bind(app_id)
+        .bind(now)
+        .fetch_optional(&mut *self.0)
+        .await?
+        .map(|r| user_row(&r))
+        .transpose()?)
+    }
+
+    async fn set_disabled(&mut self, user_id: &str, disabled: bool) -> StoreResult<()> {
+        sqlx::query("UPDATE users SET disabled = $2 WHERE id = $1")
+            .bind(user_id)
+            .bind(disabled)
+            .execute(&mut *self.0)
+            .await?;
+        Ok(())
+    }
+
+    async fn set_custom_data(&mut self, user_id: &str, doc: &str) -> StoreResult<()> {
+        sqlx::query("UPDATE users SET custom_data = $2 WHERE id = $1")
+            .bind(user_id)
+            .bind(doc)
+            .execute(&mut *self.0)
+            .await?;
+        Ok(())
+    }
+
+    async fn revoke_user_sessions(&mut self, user_id: &str) -> StoreResult<u64> {
+        Ok(revoke_user_sessions(self.0, user_id).await?)
+    }
+
+    async fn delete_user(&mut self, app_id: &str, user_id: &str) -> StoreResult<bool> {
+        // Email accounts are keyed by email, not user; drop those linked to this user so the
+        // address can register again and an old password no longer logs in.
+        sqlx::query(
+            "DELETE FROM userpass_tokens WHERE app_id = $1 AND email IN (
+                SELECT email FROM userpass WHERE app_id = $1 AND identity_id IN (
+                    SELECT external_id FROM identities WHERE user_id = $2 AND provider_type = 'local-userpass'))",
+        )
+        .bind(app_id)
+        .bind(user_id)
+        .execute(&mut *self.0)
+        .await?;
+        sqlx::query(
+            "DELETE FROM userpass WHERE app_id = $1 AND identity_id IN (
+                SELECT external_id FROM identities WHERE user_id = $2 AND provider_type = 'local-userpass')",
+        )
+        .bind(app_id)
+        .bind(user_id)
+        .execute(&mut *self.0)
+        .await?;
+        let n = sqlx::query("DELETE FROM users WHERE id = $1 AND app_id = $2")
+            .bind(user_id)
+            .bind(app_id)
+            .execute(&mut *self.0)
+            .await?
+            .rows_affected();
+        Ok(n > 0)
+    }
+
+    async fn identity_owner(
+        &mut self,
+        app_id: &str,
+        provider_type: &str,
+        external_id: &str,
+    ) -> StoreResult<Option<String>> {
+        Ok(identity_owner(self.0, app_id, provider_type, external_id).await?)
+    }
+
+    async fn upsert_identity(
+        &mut self,
+        app_id: &str,
+        provider_type: &str,
+        external_id: &str,
+        user_id: &str,
+        data: &Map<String, Value>,
+        now: i64,
+    ) -> StoreResult<()> {
+        Ok(upsert_identity(
+            self.0,
+            app_id,
+            provider_type,
+            external_id,
+            user_id,
+            data,
+            now,
+        )
+        .await?)
+    }
+
+    async fn identities(&mut self, user_id: &str) -> StoreResult<Vec<IdentityRow>> {
+        Ok(identities(self.0, user_id).await?)
+    }
+
+    async fn account(
+        &mut self,
+        app_id: &str,
+        email: &str,
+        lock: RowLock,
+    ) -> StoreResult<Option<UserpassRow>> {
+        Ok(userpass(self.0, app_id, email, lock).await?)
+    }
+
+    async fn api_key_disabled(
+        &mut self,
+        app_id: &str,
+        key_id: &str,
+        user_id: &str,
+    ) -> StoreResult<Option<bool>> {
+        Ok(sqlx::query_scalar(
+            "SELECT disabled FROM api_keys WHERE id = $1 AND user_id = $2 AND app_id = $3 FOR SHARE",
+        )
+        .bind(key_id)
+        .bind(user_id)
+        .bind(app_id)
+        .fetch_optional(&mut *self.0)
+        .await?)
+    }
+
+    async fn email_code(&mut self, app_id: &str, email: &str) -> StoreResult<Option<StoredCode>> {
+        Ok(sqlx::query(
+            "SELECT code_mac, expires_at, attempts_left FROM email_otp_codes
+             WHERE app_id = $1 AND email = $2 FOR UPDATE",
+        )
+        .bind(app_id)
+        .bind(email)
+        .fetch_optional(&mut *self.0)
+        .await?
+        .map(|r| {
+            Ok::<_, sqlx::Error>(StoredCode {
+                mac: r.try_get(0)?,
+                expires_at: r.try_get(1)?,
+                attempts_left: r.try_get(2)?,
+            })
         })
-    })
-    .transpose()?;
-    let verdict = super::judge_code(stored.as_ref(), mac, login.now);
-    let left = match verdict {
-        CodeVerdict::Wrong { left } => left,
-        _ => 0,
-    };
-    if stored.is_some() {
-        if left > 0 {
-            sqlx::query(
-                "UPDATE email_otp_codes SET attempts_left = $3 WHERE app_id = $1 AND email = $2",
-            )
+        .transpose()?)
+    }
+
+    async fn set_code_attempts(&mut self, app_id: &str, email: &str, left: i64) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE email_otp_codes SET attempts_left = $3 WHERE app_id = $1 AND email = $2",
+        )
+        .bind(app_id)
+        .bind(email)
+        .bind(left)
+        .execute(&mut *self.0)
+        .await?;
+        Ok(())
+    }
+
+    async fn delete_code(&mut self, app_id: &str, email: &str) -> StoreResult<()> {
+        sqlx::query("DELETE FROM email_otp_codes WHERE app_id = $1 AND email = $2")
             .bind(app_id)
             .bind(email)
-            .bind(left)
-            .execute(&mut *c)
+            .execute(&mut *self.0)
             .await?;
-        } else {
-            // Used, void after its last wrong attempt, or expired.
-            sqlx::query("DELETE FROM email_otp_codes WHERE app_id = $1 AND email = $2")
-                .bind(app_id)
-                .bind(email)
-                .execute(&mut *c)
+        Ok(())
+    }
+
+    async fn insert_account(
+        &mut self,
+        app_id: &str,
+        email: &str,
+        identity_id: &str,
+        password_hash: &str,
+        confirmed: bool,
+        now: i64,
+    ) -> StoreResult<bool> {
+        let n = sqlx::query(
+            "INSERT INTO userpass (app_id, email, identity_id, password_hash, confirmed, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (app_id, email) DO NOTHING",
+        )
+        .bind(app_id)
+        .bind(email)
+        .bind(identity_id)
+        .bind(password_hash)
+        .bind(confirmed)
+        .bind(now)
+        .execute(&mut *self.0)
+        .await?
+        .rows_affected();
+        Ok(n > 0)
+    }
+
+    async fn set_confirmed(&mut self, app_id: &str, email: &str) -> StoreResult<()> {
+        sqlx::query("UPDATE userpass SET confirmed = TRUE WHERE app_id = $1 AND email = $2")
+            .bind(app_id)
+            .bind(email)
+            .execute(&mut *self.0)
+            .await?;
+        Ok(())
+    }
+
+    async fn set_account_password(
+        &mut self,
+        app_id: &str,
+        email: &str,
+        password_hash: &str,
+    ) -> StoreResult<()> {
+        sqlx::query("UPDATE userpass SET password_hash = $1 WHERE app_id = $2 AND email = $3")
+            .bind(password_hash)
+            .bind(app_id)
+            .bind(email)
+            .execute(&mut *self.0)
+            .await?;
+        Ok(())
+    }
+
+    async fn store_mail_token(
+        &mut self,
+        app_id: &str,
+        email: &str,
+        token: &MailToken,
+    ) -> StoreResult<()> {
+        Ok(store_mail_token(self.0, app_id, email, token).await?)
+    }
+
+    async fn take_mail_token(
+        &mut self,
+        app_id: &str,
+        kind: &str,
+        token: &str,
+        token_id: &str,
+        now: i64,
+    ) -> StoreResult<Option<String>> {
+        Ok(sqlx::query_scalar(
+            "DELETE FROM userpass_tokens
+             WHERE token_id = $1 AND app_id = $2 AND kind = $3 AND token_hash = $4 AND expires_at > $5
+             RETURNING email",
+        )
+        .bind(token_id)
+        .bind(app_id)
+        .bind(kind)
+        .bind(tokens::sha256_hex(token))
+        .bind(now)
+        .fetch_optional(&mut *self.0)
+        .await?)
+    }
+
+    async fn delete_mail_tokens(
+        &mut self,
+        app_id: &str,
+        email: &str,
+        kind: &str,
+    ) -> StoreResult<()> {
+        sqlx::query("DELETE FROM userpass_tokens WHERE app_id = $1 AND email = $2 AND kind = $3")
+            .bind(app_id)
+            .bind(email)
+            .bind(kind)
+            .execute(&mut *self.0)
+            .await?;
+        Ok(())
+    }
+
+    async fn insert_api_key(
+        &mut self,
+        app_id: &str,
+        user_id: &str,
+        key: &ApiKeyRow,
+        key_hash: &str,
+        now: i64,
+    ) -> StoreResult<bool> {
+        let n = sqlx::query(
+            "INSERT INTO api_keys (id, app_id, user_id, name, key_hash, created_at) VALUES ($1, $2, $3, $4, $5, $6)
+             ON CONFLICT (user_id, name) DO NOTHING",
+        )
+        .bind(&key.id)
+        .bind(app_id)
+        .bind(user_id)
+        .bind(&key.name)
+        .bind(key_hash)
+        .bind(now)
+        .execute(&mut *self.0)
+        .await?
+        .rows_affected();
+        Ok(n > 0)
+    }
+
+    async fn delete_api_key(&mut self, user_id: &str, id: &str) -> StoreResult<Option<String>> {
+        Ok(sqlx::query_scalar(
+            "DELETE FROM api_keys WHERE id = $1 AND user_id = $2 RETURNING app_id",
+        )
+        .bind(id)
+        .bind(user_id)
+        .fetch_optional(&mut *self.0)
+        .await?)
+    }
+
+    async fn set_api_key_disabled(
+        &mut self,
+        user_id: &str,
+        id: &str,
+        disabled: bool,
+    ) -> StoreResult<Option<String>> {
+        Ok(sqlx::query_scalar(
+            "UPDATE api_keys SET disabled = $1 WHERE id = $2 AND user_id = $3 RETURNING app_id",
+        )
+        .bind(disabled)
+        .bind(id)
+        .bind(user_id)
+        .fetch_optional(&mut *self.0)
+        .await?)
+    }
+
+    async fn revoke_api_key_sessions(&mut self, id: &str) -> StoreResult<u64> {
+        Ok(
+            sqlx::query("UPDATE sessions SET revoked = TRUE WHERE api_key_id = $1 AND NOT revoked")
+                .bind(id)
+                .execute(&mut *self.0)
+                .await?
+                .rows_affected(),
+        )
+    }
+
+    async fn delete_identity(
+        &mut self,
+        user_id: &str,
+        provider_type: &str,
+        external_id: &str,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "DELETE FROM identities WHERE provider_type = $1 AND external_id = $2 AND user_id = $3",
+        )
+        .bind(provider_type)
+        .bind(external_id)
+        .bind(user_id)
+        .execute(&mut *self.0)
+        .await?;
+        Ok(())
+    }
+
+    async fn insert_session(
+        &mut self,
+        app_id: &str,
+        user_id: &str,
+        s: &NewSession,
+        now: i64,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO sessions (id, app_id, user_id, device_id, created_at, last_used_at, expires_at, api_key_id, provider_type, device, ip)
+             VALUES ($1, $2, $3, $4, $5, $5, $6, $7, $8, $9, $10)",
+        )
+        .bind(&s.id)
+        .bind(app_id)
+        .bind(user_id)
+        .bind(&s.device_id)
+        .bind(now)
+        .bind(s.expires_at)
+        .bind(&s.api_key_id)
+        .bind(&s.provider_type)
+        .bind(&s.device)
+        .bind(&s.ip)
+        .execute(&mut *self.0)
+        .await?;
+        sqlx::query(
+            "INSERT INTO refresh_tokens (token_hash, session_id, issued_at) VALUES ($1, $2, $3)",
+        )
+        .bind(tokens::sha256_hex(&s.refresh_token))
+        .bind(&s.id)
+        .bind(now)
+        .execute(&mut *self.0)
+        .await?;
+        Ok(())
+    }
+
+    async fn token_session(&mut self, token_hash: &str) -> StoreResult<Option<TokenSession>> {
+        // One statement finds the session and locks it (a refresh is a few round trips to the
+        // database: each one counts).
+        let row = sqlx::query(
+            "SELECT s.id, s.user_id, s.device_id, s.last_used_at, s.expires_at, s.revoked,
+                    s.api_key_id, t.superseded_at, t.generation, s.prune_from
+             FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id
+             WHERE t.token_hash = $1 FOR UPDATE OF s",
+        )
+        .bind(token_hash)
+        .fetch_optional(&mut *self.0)
+        .await?;
+        let Some(r) = row else {
+            return Ok(None);
+        };
+        Ok(Some(TokenSession {
+            session: SessionRow {
+                id: r.try_get(0)?,
+                user_id: r.try_get(1)?,
+                device_id: r.try_get(2)?,
+                last_used_at: r.try_get(3)?,
+                expires_at: r.try_get(4)?,
+                revoked: r.try_get(5)?,
+                api_key_id: r.try_get(6)?,
+            },
+            token: PresentedToken {
+                superseded_at: r.try_get(7)?,
+                generation: r.try_get(8)?,
+            },
+            prune_from: r.try_get(9)?,
+        }))
+    }
+
+    async fn successors(
+        &mut self,
+        session_id: &str,
+        generation: i64,
+    ) -> StoreResult<Vec<Successor>> {
+        Ok(successors(self.0, session_id, generation).await?)
+    }
+
+    async fn revoke_live_session(
+        &mut self,
+        app_id: &str,
+        user_id: &str,
+        session_id: &str,
+        now: i64,
+    ) -> StoreResult<bool> {
+        let n = sqlx::query(
+            "UPDATE sessions SET revoked = TRUE
+             WHERE id = $1 AND app_id = $2 AND user_id = $3 AND NOT revoked AND expires_at > $4",
+        )
+        .bind(session_id)
+        .bind(app_id)
+        .bind(user_id)
+        .bind(now)
+        .execute(&mut *self.0)
+        .await?
+        .rows_affected();
+        Ok(n == 1)
+    }
+
+    async fn revoke_sessions_but(
+        &mut self,
+        app_id: &str,
+        user_id: &str,
+        keep: Option<&str>,
+    ) -> StoreResult<u64> {
+        Ok(sqlx::query(
+            "UPDATE sessions SET revoked = TRUE
+             WHERE app_id = $1 AND user_id = $2 AND NOT revoked AND id IS DISTINCT FROM $3",
+        )
+        .bind(app_id)
+        .bind(user_id)
+        .bind(keep)
+        .execute(&mut *self.0)
+        .await?
+        .rows_affected())
+    }
+
+    async fn revoke_session(&mut self, session_id: &str, user_id: &str) -> StoreResult<bool> {
+        let n = sqlx::query(
+            "UPDATE sessions SET revoked = TRUE WHERE id = $1 AND user_id = $2 AND NOT revoked",
+        )
+        .bind(session_id)
+        .bind(user_id)
+        .execute(&mut *self.0)
+        .await?
+        .rows_affected();
+        Ok(n > 0)
+    }
+
+    async fn mark_used(&mut self, token_hash: &str, now: i64) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE refresh_tokens SET used_at = $1 WHERE token_hash = $2 AND used_at IS NULL",
+        )
+        .bind(now)
+        .bind(token_hash)
+        .execute(&mut *self.0)
+        .await?;
+        Ok(())
+    }
+
+    async fn refresh(
+        &mut self,
+        p: &PresentedRefresh,
+        session_id: &str,
+        generation: i64,
+        prune_from: i64,
+        next: Option<&str>,
+        only_if_first: bool,
+    ) -> StoreResult<bool> {
+        Ok(refresh_statement(
+            self.0,
+            p,
+            session_id,
+            generation,
+            prune_from,
+            next,
+            only_if_first,
+        )
+        .await?)
+    }
+
+    async fn insert_event(&mut self, event: &Event) -> StoreResult<()> {
+        Ok(insert_event(self.0, event).await?)
+    }
+
+    async fn lock_import(&mut self, names: &[String]) -> StoreResult<()> {
+        let mut keys: Vec<i64> = names
+            .iter()
+            .map(|name| {
+                let h = tokens::sha256_hex(name);
+                i64::from_str_radix(&h[..15], 16).unwrap_or(0)
+            })
+            .collect();
+        keys.sort_unstable();
+        keys.dedup();
+        for k in keys {
+            sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .bind(k)
+                .execute(&mut *self.0)
                 .await?;
         }
+        Ok(())
     }
-    Ok(verdict.error())
-}
 
-/// The user of the confirmed email account of `email`, the account locked `FOR SHARE` (a
-/// deletion or a password change waits for the login): who a code for the address logs into
-/// when no user has the address's `email-otp` identity yet.
-async fn confirmed_account_owner(
-    c: &mut Conn,
-    app_id: &str,
-    email: &str,
-) -> Result<Option<String>, sqlx::Error> {
-    match userpass(c, app_id, email, RowLock::Share).await? {
-        Some(row) if row.confirmed => {
-            identity_owner(c, app_id, "local-userpass", &row.identity_id).await
-        }
-        _ => Ok(None),
-    }
-}
-
-/// A key for `pg_advisory_xact_lock` that serializes the imports (#24) of one user id, email or
-/// identity of an app across instances.
-fn import_lock(app_id: &str, what: &str) -> i64 {
-    let h = tokens::sha256_hex(&format!("import/{app_id}/{what}"));
-    i64::from_str_radix(&h[..15], 16).unwrap_or(0)
-}
-
-/// Imports one line (import.rs) in the caller's transaction: takes the line's locks (its id,
-/// email and identities, in one order so that two imports never wait on each other in a
-/// circle), reads what is stored (the email account locked as a password change locks it,
-/// then the user), lets [`crate::store::import::plan`] decide, makes its writes. `Ok(Err(reason))`:
-/// refused (the caller rolls back).
-async fn import_line(
-    c: &mut Conn,
-    app_id: &str,
-    u: &ImportUser,
-    now: i64,
-) -> StoreResult<Result<Imported, String>> {
-    let email = u
-        .identities
-        .iter()
-        .find_map(|i| i.account.as_ref())
-        .map(|a| a.email.clone());
-    let mut keys: Vec<i64> = u
-        .identities
-        .iter()
-        .map(|i| {
-            import_lock(
-                app_id,
-                &format!("identity/{}/{}", i.provider_type, i.external_id),
-            )
-        })
-        .chain(std::iter::once(import_lock("", &format!("user/{}", u.id))))
-        .chain(
-            email
-                .iter()
-                .map(|e| import_lock(app_id, &format!("email/{e}"))),
-        )
-        .collect();
-    keys.sort_unstable();
-    keys.dedup();
-    for k in keys {
-        sqlx::query("SELECT pg_advisory_xact_lock($1)")
-            .bind(k)
-            .execute(&mut *c)
-            .await?;
-    }
-    let account = match &email {
-        Some(e) => match userpass(c, app_id, e, RowLock::Update).await? {
-            Some(row) => {
-                let owner = identity_owner(c, app_id, import::USERPASS, &row.identity_id).await?;
-                Some((row, owner))
-            }
-            None => None,
-        },
-        None => None,
-    };
-    let user = sqlx::query(
-        "SELECT id, app_id, created_at, last_login_at, disabled, anonymous, custom_data \
-         FROM users WHERE id = $1 FOR UPDATE",
-    )
-    .bind(&u.id)
-    .fetch_optional(&mut *c)
-    .await?
-    .map(|r| user_row(&r))
-    .transpose()?;
-    let stored = match &user {
-        Some(_) => identities(c, &u.id).await?,
-        None => Vec::new(),
-    };
-    let mut owners = Vec::with_capacity(u.identities.len());
-    for i in &u.identities {
-        owners.push(identity_owner(c, app_id, &i.provider_type, &i.external_id).await?);
-    }
-    let previous_account = match import::previous_email(u, &stored) {
-        Some(e) => userpass(c, app_id, &e, RowLock::Update).await?,
-        None => None,
-    };
-    let found = import::Existing {
-        user,
-        identities: stored,
-        owners,
-        account,
-        previous_account,
-    };
-    let plan = match import::plan(app_id, u, &found, now) {
-        Ok(p) => p,
-        Err(reason) => return Ok(Err(reason)),
-    };
-    for write in plan.writes {
-        match write {
+    async fn import_write(
+        &mut self,
+        app_id: &str,
+        user_id: &str,
+        write: &Write,
+        now: i64,
+    ) -> StoreResult<bool> {
+        let c = &mut *self.0;
+        let n = match write {
             Write::DeleteAccount { email } => {
                 sqlx::query("DELETE FROM userpass WHERE app_id = $1 AND email = $2")
                     .bind(app_id)
-                    .bind(&email)
+                    .bind(email)
                     .execute(&mut *c)
                     .await?;
                 sqlx::query("DELETE FROM userpass_tokens WHERE app_id = $1 AND email = $2")
                     .bind(app_id)
-                    .bind(&email)
+                    .bind(email)
                     .execute(&mut *c)
                     .await?;
+                1
             }
             Write::InsertUser {
                 created_at,
                 disabled,
                 custom_data,
-            } => {
-                let n = sqlx::query(
-                    "INSERT INTO users (id, app_id, created_at, last_login_at, disabled, anonymous, custom_data)
-                     VALUES ($1, $2, $3, $3, $4, FALSE, $5) ON CONFLICT (id) DO NOTHING",
-                )
-                .bind(&u.id)
-                .bind(app_id)
-                .bind(created_at)
-                .bind(disabled)
-                .bind(custom_data)
-                .execute(&mut *c)
-                .await?
-                .rows_affected();
-                if n == 0 {
-                    // Imports of one id are serialized by its lock, and ids the server makes
-                    // are new ObjectIds: only a user of another app is left.
-                    return Ok(Err(format!("id {} is a user of another app", u.id)));
-                }
-            }
+            } => sqlx::query(
+                "INSERT INTO users (id, app_id, created_at, last_login_at, disabled, anonymous, custom_data)
+                 VALUES ($1, $2, $3, $3, $4, FALSE, $5) ON CONFLICT (id) DO NOTHING",
+            )
+            .bind(user_id)
+            .bind(app_id)
+            .bind(created_at)
+            .bind(disabled)
+            .bind(custom_data)
+            .execute(&mut *c)
+            .await?
+            .rows_affected(),
             Write::UpdateUser {
                 created_at,
                 disabled,
@@ -857,41 +1240,35 @@ async fn import_line(
                 sqlx::query(
                     "UPDATE users SET created_at = $2, disabled = $3, custom_data = $4, anonymous = FALSE WHERE id = $1",
                 )
-                .bind(&u.id)
+                .bind(user_id)
                 .bind(created_at)
                 .bind(disabled)
                 .bind(custom_data)
                 .execute(&mut *c)
                 .await?;
+                1
             }
             Write::RevokeSessions => {
-                revoke_user_sessions(c, &u.id).await?;
+                revoke_user_sessions(c, user_id).await?;
+                1
             }
             Write::InsertIdentity {
                 provider_type,
                 external_id,
                 data,
-            } => {
-                let n = sqlx::query(
-                    "INSERT INTO identities (app_id, provider_type, external_id, user_id, data, created_at)
-                     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
-                )
-                .bind(app_id)
-                .bind(&provider_type)
-                .bind(&external_id)
-                .bind(&u.id)
-                .bind(Value::Object(data).to_string())
-                .bind(now)
-                .execute(&mut *c)
-                .await?
-                .rows_affected();
-                if n == 0 {
-                    // A first login of that identity on another instance came between.
-                    return Ok(Err(format!(
-                        "{provider_type} identity {external_id} belongs to another user"
-                    )));
-                }
-            }
+            } => sqlx::query(
+                "INSERT INTO identities (app_id, provider_type, external_id, user_id, data, created_at)
+                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+            )
+            .bind(app_id)
+            .bind(provider_type)
+            .bind(external_id)
+            .bind(user_id)
+            .bind(Value::Object(data.clone()).to_string())
+            .bind(now)
+            .execute(&mut *c)
+            .await?
+            .rows_affected(),
             Write::UpdateIdentity {
                 provider_type,
                 external_id,
@@ -901,116 +1278,70 @@ async fn import_line(
                     "UPDATE identities SET data = $4 WHERE app_id = $1 AND provider_type = $2 AND external_id = $3",
                 )
                 .bind(app_id)
-                .bind(&provider_type)
-                .bind(&external_id)
-                .bind(Value::Object(data).to_string())
+                .bind(provider_type)
+                .bind(external_id)
+                .bind(Value::Object(data.clone()).to_string())
                 .execute(&mut *c)
                 .await?;
+                1
             }
             Write::InsertAccount {
                 email,
                 identity_id,
                 password,
-            } => {
-                let n = sqlx::query(
-                    "INSERT INTO userpass (app_id, email, identity_id, password_hash, confirmed, created_at)
-                     VALUES ($1, $2, $3, $4, TRUE, $5) ON CONFLICT DO NOTHING",
-                )
-                .bind(app_id)
-                .bind(&email)
-                .bind(&identity_id)
-                .bind(&password)
-                .bind(now)
-                .execute(&mut *c)
-                .await?
-                .rows_affected();
-                if n == 0 {
-                    // A registration on another instance came between.
-                    return Ok(Err(format!(
-                        "email {email} is already the email/password account of another user"
-                    )));
-                }
-            }
+            } => sqlx::query(
+                "INSERT INTO userpass (app_id, email, identity_id, password_hash, confirmed, created_at)
+                 VALUES ($1, $2, $3, $4, TRUE, $5) ON CONFLICT DO NOTHING",
+            )
+            .bind(app_id)
+            .bind(email)
+            .bind(identity_id)
+            .bind(password)
+            .bind(now)
+            .execute(&mut *c)
+            .await?
+            .rows_affected(),
             Write::UpdateAccount { email, password } => {
                 sqlx::query(
                     "UPDATE userpass SET password_hash = $3, confirmed = TRUE WHERE app_id = $1 AND email = $2",
                 )
                 .bind(app_id)
-                .bind(&email)
-                .bind(&password)
+                .bind(email)
+                .bind(password)
                 .execute(&mut *c)
                 .await?;
+                1
             }
-        }
+        };
+        Ok(n > 0)
     }
-    Ok(Ok(plan.outcome))
 }
+
 impl PostgresStore {
+    /// Deletes the user (`None`) or applies `change` to it ([`users`]), in one transaction;
+    /// whether it exists.
+    async fn change(
+        &self,
+        app_id: &str,
+        user_id: &str,
+        change: Option<UserChange>,
+    ) -> StoreResult<bool> {
+        let audit = audit::context();
+        let mut tx = self.begin().await?;
+        let t = &mut PgTx(&mut tx);
+        let found = match change {
+            None => users::delete_user(t, app_id, user_id, audit).await?,
+            Some(c) => users::change_user(t, app_id, user_id, c, audit).await?,
+        };
+        tx.commit().await?;
+        Ok(found)
+    }
+
     async fn begin(&self) -> Result<sqlx::Transaction<'static, Postgres>, sqlx::Error> {
         self.writes
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.pool.begin().await
     }
-
-    /// Applies `change` to an existing user of the app, in one transaction that locks the
-    /// user row; whether it exists.
-    async fn change_user(
-        &self,
-        app_id: &str,
-        user_id: &str,
-        change: UserChange<'_>,
-    ) -> StoreResult<bool> {
-        let mut tx = self.begin().await?;
-        let found: Option<String> =
-            sqlx::query_scalar("SELECT id FROM users WHERE id = $1 AND app_id = $2 FOR UPDATE")
-                .bind(user_id)
-                .bind(app_id)
-                .fetch_optional(&mut *tx)
-                .await?;
-        if found.is_none() {
-            return Ok(false);
-        }
-        match change {
-            UserChange::Revoke => {
-                let n = revoke_user_sessions(&mut tx, user_id).await?;
-                let event = Event::new(app_id, kind::SESSIONS_REVOKED)
-                    .user(user_id)
-                    .detail(json!({"scope": "all", "count": n}));
-                insert_event(&mut tx, &event).await?;
-            }
-            UserChange::Disabled(disabled) => {
-                sqlx::query("UPDATE users SET disabled = $2 WHERE id = $1")
-                    .bind(user_id)
-                    .bind(disabled)
-                    .execute(&mut *tx)
-                    .await?;
-                if disabled {
-                    revoke_user_sessions(&mut tx, user_id).await?;
-                }
-                let kind = if disabled {
-                    kind::USER_DISABLED
-                } else {
-                    kind::USER_ENABLED
-                };
-                insert_event(&mut tx, &Event::new(app_id, kind).user(user_id)).await?;
-            }
-            UserChange::CustomData(doc) => {
-                sqlx::query("UPDATE users SET custom_data = $2 WHERE id = $1")
-                    .bind(user_id)
-                    .bind(doc)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-        }
-        tx.commit().await?;
-        Ok(true)
-    }
-}
-
-enum UserChange<'a> {
-    Revoke,
-    Disabled(bool),
-    CustomData(&'a str),
 }
 
 /// A key for `pg_advisory_xact_lock` that serializes the signing-key changes of one app.
@@ -1169,195 +1500,12 @@ impl Store for PostgresStore {
     }
 
     async fn login(&self, login: Login, start: StartSession) -> StoreResult<(UserRow, NewSession)> {
-        let event = super::login_event(&login);
+        let audit = audit::context();
         let mut tx = self.begin().await?;
-        if let Some(refused) = spend_code(&mut tx, &login).await? {
-            // The spent attempt (or the removal of an expired code) is kept.
-            tx.commit().await?;
-            return Err(refused);
-        }
-        let gone = login.gone();
-        let Login {
-            app_id,
-            identity,
-            link_to,
-            now,
-        } = login;
-        let app_id = app_id.as_str();
-        let user_id = match &identity {
-            None => {
-                let id = create_user(&mut tx, app_id, now, true).await?;
-                let ext = tokens::new_object_id();
-                upsert_identity(&mut tx, app_id, "anon-user", &ext, &id, &Map::new(), now).await?;
-                id
-            }
-            Some(ident) => {
-                // What the credentials proved is found again and locked before the session is
-                // written (store/mod.rs, "A login that races a deletion"), in the order a
-                // deletion takes its rows: the email account, then the user, then the API key.
-                // A deletion that committed first is seen (READ COMMITTED: each statement sees
-                // what committed before it, a lock waits for the deletion and then finds no
-                // row); one that comes later waits for this login, then deletes its session.
-                if let Proof::Userpass {
-                    email,
-                    password_hash,
-                } = &ident.proof
-                {
-                    let still = userpass(&mut tx, app_id, email, RowLock::Share)
-                        .await?
-                        .is_some_and(|r| {
-                            r.identity_id == ident.external_id && r.password_hash == *password_hash
-                        });
-                    if !still {
-                        return Err(super::invalid_password());
-                    }
-                }
-                let owner = match &ident.proof {
-                    Proof::ApiKey { owner } => Some(owner.clone()),
-                    proof => {
-                        let owner = identity_owner(
-                            &mut tx,
-                            app_id,
-                            &ident.provider_type,
-                            &ident.external_id,
-                        )
-                        .await?;
-                        match (owner, proof) {
-                            // An address without a code user yet: its confirmed email
-                            // account's user, if any (store/mod.rs).
-                            (None, Proof::EmailOtp { email, .. }) => {
-                                confirmed_account_owner(&mut tx, app_id, email).await?
-                            }
-                            (owner, _) => owner,
-                        }
-                    }
-                };
-                let linking = link_to.is_some();
-                if let Some(c) = &link_to
-                    && !lock_user(&mut tx, app_id, c).await?
-                {
-                    return Err(super::linking_user_gone());
-                }
-                let mut created = false;
-                let user_id = match (link_to, owner) {
-                    (Some(c), Some(o)) if c != o => return Err(super::identity_of_another_user()),
-                    (Some(c), _) => {
-                        // A linked anonymous user is a normal user from now on.
-                        sqlx::query("UPDATE users SET anonymous = FALSE WHERE id = $1")
-                            .bind(&c)
-                            .execute(&mut *tx)
-                            .await?;
-                        c
-                    }
-                    (None, Some(o)) if lock_user(&mut tx, app_id, &o).await? => o,
-                    (None, owner) => {
-                        // The owner was deleted after it was read here: its identities went
-                        // with it. An email account or an API key went with it too.
-                        // (An address proved by a code is like an outside identity: its email
-                        // account, if that was the owner, is locked and cannot have gone.)
-                        if owner.is_some()
-                            && !matches!(ident.proof, Proof::Outside | Proof::EmailOtp { .. })
-                        {
-                            return Err(gone);
-                        }
-                        created = true;
-                        create_user(&mut tx, app_id, now, false).await?
-                    }
-                };
-                if let Proof::ApiKey { .. } = &ident.proof {
-                    let key: Option<bool> = sqlx::query_scalar(
-                        "SELECT disabled FROM api_keys WHERE id = $1 AND user_id = $2 AND app_id = $3 FOR SHARE",
-                    )
-                    .bind(&ident.external_id)
-                    .bind(&user_id)
-                    .bind(app_id)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                    match key {
-                        None => return Err(super::invalid_api_key()),
-                        Some(true) => return Err(super::api_key_disabled()),
-                        Some(false) => {}
-                    }
-                }
-                // Two first logins of one new identity at once (on two instances): both made a
-                // user, the identity's primary key keeps the first; the second's insert waits
-                // for it, then only updates the profile data. The second then logs in as the
-                // first's user and drops its own, as if it had come a moment later. A link
-                // that lost the same race is refused like any link of a taken identity.
-                upsert_identity(
-                    &mut tx,
-                    app_id,
-                    &ident.provider_type,
-                    &ident.external_id,
-                    &user_id,
-                    &ident.data,
-                    now,
-                )
-                .await?;
-                let owner =
-                    identity_owner(&mut tx, app_id, &ident.provider_type, &ident.external_id)
-                        .await?
-                        .ok_or_else(ApiError::internal)?;
-                if owner != user_id {
-                    if linking {
-                        return Err(super::identity_of_another_user());
-                    }
-                    if created {
-                        sqlx::query("DELETE FROM users WHERE id = $1")
-                            .bind(&user_id)
-                            .execute(&mut *tx)
-                            .await?;
-                    }
-                    owner
-                } else {
-                    user_id
-                }
-            }
-        };
-        // Locks the user: a disable committed on another instance is seen here.
-        let user = sqlx::query(
-            "UPDATE users SET last_login_at = $3 WHERE id = $1 AND app_id = $2 \
-             RETURNING id, app_id, created_at, last_login_at, disabled, anonymous, custom_data",
-        )
-        .bind(&user_id)
-        .bind(app_id)
-        .bind(now)
-        .fetch_optional(&mut *tx)
-        .await?
-        .map(|r| user_row(&r))
-        .transpose()?
-        .ok_or(gone)?;
-        if user.disabled {
-            return Err(super::user_disabled().about_user(&user.id));
-        }
-        let s = start(&user);
-        sqlx::query(
-            "INSERT INTO sessions (id, app_id, user_id, device_id, created_at, last_used_at, expires_at, api_key_id, provider_type, device, ip)
-             VALUES ($1, $2, $3, $4, $5, $5, $6, $7, $8, $9, $10)",
-        )
-        .bind(&s.id)
-        .bind(app_id)
-        .bind(&user.id)
-        .bind(&s.device_id)
-        .bind(now)
-        .bind(s.expires_at)
-        .bind(&s.api_key_id)
-        .bind(&s.provider_type)
-        .bind(&s.device)
-        .bind(&s.ip)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "INSERT INTO refresh_tokens (token_hash, session_id, issued_at) VALUES ($1, $2, $3)",
-        )
-        .bind(tokens::sha256_hex(&s.refresh_token))
-        .bind(&s.id)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        insert_event(&mut tx, &event.user(&user.id).session(&s.id)).await?;
+        let out = login::login(&mut PgTx(&mut tx), login, start, audit).await?;
+        // A refused code's spent attempt (or the removal of an expired code) is kept.
         tx.commit().await?;
-        Ok((user, s))
+        out
     }
 
     async fn import_users(
@@ -1373,7 +1521,7 @@ impl Store for PostgresStore {
             let mut outer = self.begin().await?;
             for u in &users {
                 let mut line = sqlx::Connection::begin(&mut *outer).await?;
-                let result = import_line(&mut line, app_id, u, now).await?;
+                let result = import::import_line(&mut PgTx(&mut line), app_id, u, now).await?;
                 if result.is_ok() {
                     line.commit().await?;
                 }
@@ -1390,7 +1538,7 @@ impl Store for PostgresStore {
             sqlx::query("SET LOCAL synchronous_commit TO OFF")
                 .execute(&mut *tx)
                 .await?;
-            let result = import_line(&mut tx, app_id, u, now).await?;
+            let result = import::import_line(&mut PgTx(&mut tx), app_id, u, now).await?;
             if result.is_ok() {
                 tx.commit().await?;
             }
@@ -1540,45 +1688,11 @@ impl Store for PostgresStore {
     }
 
     async fn delete_user(&self, app_id: &str, user_id: &str) -> StoreResult<bool> {
-        let mut tx = self.begin().await?;
-        // Email accounts are keyed by email, not user; drop those linked to this user so the
-        // address can register again and an old password no longer logs in.
-        sqlx::query(
-            "DELETE FROM userpass_tokens WHERE app_id = $1 AND email IN (
-                SELECT email FROM userpass WHERE app_id = $1 AND identity_id IN (
-                    SELECT external_id FROM identities WHERE user_id = $2 AND provider_type = 'local-userpass'))",
-        )
-        .bind(app_id)
-        .bind(user_id)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "DELETE FROM userpass WHERE app_id = $1 AND identity_id IN (
-                SELECT external_id FROM identities WHERE user_id = $2 AND provider_type = 'local-userpass')",
-        )
-        .bind(app_id)
-        .bind(user_id)
-        .execute(&mut *tx)
-        .await?;
-        let n = sqlx::query("DELETE FROM users WHERE id = $1 AND app_id = $2")
-            .bind(user_id)
-            .bind(app_id)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        if n > 0 {
-            insert_event(
-                &mut tx,
-                &Event::new(app_id, kind::USER_DELETED).user(user_id),
-            )
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(n > 0)
+        self.change(app_id, user_id, None).await
     }
 
     async fn revoke_sessions(&self, app_id: &str, user_id: &str) -> StoreResult<bool> {
-        self.change_user(app_id, user_id, UserChange::Revoke).await
+        self.change(app_id, user_id, Some(UserChange::Revoke)).await
     }
 
     async fn user_sessions(
@@ -1623,27 +1737,13 @@ impl Store for PostgresStore {
         session_id: &str,
         now: i64,
     ) -> StoreResult<bool> {
+        let audit = audit::context();
         let mut tx = self.begin().await?;
-        let n = sqlx::query(
-            "UPDATE sessions SET revoked = TRUE
-             WHERE id = $1 AND app_id = $2 AND user_id = $3 AND NOT revoked AND expires_at > $4",
-        )
-        .bind(session_id)
-        .bind(app_id)
-        .bind(user_id)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if n == 1 {
-            let event = Event::new(app_id, kind::SESSIONS_REVOKED)
-                .user(user_id)
-                .session(session_id)
-                .detail(json!({"scope": "one", "count": 1}));
-            insert_event(&mut tx, &event).await?;
-        }
+        let t = &mut PgTx(&mut tx);
+        let revoked =
+            users::revoke_user_session(t, app_id, user_id, session_id, now, audit).await?;
         tx.commit().await?;
-        Ok(n == 1)
+        Ok(revoked)
     }
 
     async fn revoke_sessions_but(
@@ -1652,29 +1752,10 @@ impl Store for PostgresStore {
         user_id: &str,
         keep: Option<&str>,
     ) -> StoreResult<usize> {
+        let audit = audit::context();
         let mut tx = self.begin().await?;
-        let n = sqlx::query(
-            "UPDATE sessions SET revoked = TRUE
-             WHERE app_id = $1 AND user_id = $2 AND NOT revoked AND id IS DISTINCT FROM $3",
-        )
-        .bind(app_id)
-        .bind(user_id)
-        .bind(keep)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        let scope = if keep.is_some() {
-            "other_devices"
-        } else {
-            "everywhere"
-        };
-        let mut event = Event::new(app_id, kind::SESSIONS_REVOKED)
-            .user(user_id)
-            .detail(json!({"scope": scope, "count": n}));
-        if let Some(k) = keep {
-            event = event.session(k);
-        }
-        insert_event(&mut tx, &event).await?;
+        let n =
+            users::revoke_sessions_but(&mut PgTx(&mut tx), app_id, user_id, keep, audit).await?;
         tx.commit().await?;
         Ok(n as usize)
     }
@@ -1695,13 +1776,17 @@ impl Store for PostgresStore {
         user_id: &str,
         disabled: bool,
     ) -> StoreResult<bool> {
-        self.change_user(app_id, user_id, UserChange::Disabled(disabled))
+        self.change(app_id, user_id, Some(UserChange::Disabled(disabled)))
             .await
     }
 
     async fn set_custom_data(&self, app_id: &str, user_id: &str, doc: &str) -> StoreResult<bool> {
-        self.change_user(app_id, user_id, UserChange::CustomData(doc))
-            .await
+        self.change(
+            app_id,
+            user_id,
+            Some(UserChange::CustomData(doc.to_owned())),
+        )
+        .await
     }
 
     async fn use_refresh_token(
@@ -1709,164 +1794,13 @@ impl Store for PostgresStore {
         presented: PresentedRefresh,
         purpose: RefreshUse,
     ) -> StoreResult<CheckedSession> {
-        let p = &presented;
-        let base = Event::new(&p.app_id, kind::REFRESH_TOKEN_REUSE).at(p.now);
+        let audit = audit::context();
         let mut tx = self.begin().await?;
-        // Lock the session first: two instances presented tokens of one session (the same
-        // old token, say) take turns, and the second judges what the first committed. One
-        // statement finds and locks it (a refresh is a few round trips to the database: each
-        // one counts). After a wait for the lock the session row is the committed one; the
-        // token's columns are as of before the wait, which matters not: only a rotation
-        // changes them, and a rotation that came between is within the grace window, where
-        // both readings are judged alike.
-        let row = sqlx::query(
-            "SELECT s.id, s.user_id, s.device_id, s.last_used_at, s.expires_at, s.revoked,
-                    s.api_key_id, t.superseded_at, t.generation, s.prune_from
-             FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id
-             WHERE t.token_hash = $1 FOR UPDATE OF s",
-        )
-        .bind(&p.token_hash)
-        .fetch_optional(&mut *tx)
-        .await?;
-        // Where the session's next pruning starts (migration 0002).
-        let prune_from: i64 = match &row {
-            Some(r) => r.try_get(9)?,
-            None => 0,
-        };
-        let found = match row {
-            None => None,
-            Some(r) => Some((
-                SessionRow {
-                    id: r.try_get(0)?,
-                    user_id: r.try_get(1)?,
-                    device_id: r.try_get(2)?,
-                    last_used_at: r.try_get(3)?,
-                    expires_at: r.try_get(4)?,
-                    revoked: r.try_get(5)?,
-                    api_key_id: r.try_get(6)?,
-                },
-                PresentedToken {
-                    superseded_at: r.try_get(7)?,
-                    generation: r.try_get(8)?,
-                },
-            )),
-        };
-        // The user is read after the session is locked, without a lock of its own: a deletion
-        // (or a disable) of the user also needs this session row (the cascade, the revocation),
-        // so it either committed before the lock (no session, no user: `deleted`) or waits for
-        // this refresh and then ends the session and whatever it hands out (#22).
-        let user = user(&mut tx, &p.app_id, &p.user_id).await?;
-        if let Some(sid) = super::pruned_token_session(p, user.as_ref(), found.as_ref()) {
-            let n = sqlx::query(
-                "UPDATE sessions SET revoked = TRUE WHERE id = $1 AND user_id = $2 AND NOT revoked",
-            )
-            .bind(sid)
-            .bind(&p.user_id)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            if n > 0 {
-                insert_event(&mut tx, &base.user(&p.user_id).session(sid)).await?;
-            }
-            tx.commit().await?;
-            if n > 0 {
-                tracing::warn!(session = %sid, "rotated refresh token reused: revoking the session");
-                return Err(ApiError::reuse_detected());
-            }
-            return Err(ApiError::session_ended(Reason::Revoked));
-        }
-        let past_grace = super::judge_refresh(p, user.as_ref(), found.as_ref())
-            .map_err(ApiError::session_ended)?;
-        let (Some(user), Some((session, presented_token))) = (user, found) else {
-            return Err(ApiError::internal());
-        };
-        // A rotated-out token's successors: whether its answer was lost, and the successor to
-        // answer again. A token read as current may have been rotated out by the use we waited
-        // for: the rotation below then finds its successor in its own (later) snapshot.
-        let mut successors = if presented_token.superseded_at.is_some() {
-            self::successors(&mut tx, &session.id, presented_token.generation).await?
-        } else {
-            Vec::new()
-        };
-        if past_grace.is_some() && !successors.iter().any(|s| s.current_unused) {
-            tracing::warn!(session = %session.id, "rotated refresh token reused: revoking the session");
-            sqlx::query("UPDATE sessions SET revoked = TRUE WHERE id = $1")
-                .bind(&session.id)
-                .execute(&mut *tx)
-                .await?;
-            insert_event(&mut tx, &base.user(&user.id).session(&session.id)).await?;
-            tx.commit().await?;
-            return Err(ApiError::reuse_detected());
-        }
-        let mut rotated = None;
-        match purpose {
-            RefreshUse::Refresh(next) => {
-                // With `looked`, `successors` are this transaction's latest: one made again
-                // is the answer, and when none can be (made before successors were derived)
-                // the token rotates to a new one. Without, the statement rotates only when the
-                // presented token has no successor; when it has (rotated out by the use we
-                // waited for), they are looked up and made again.
-                let mut looked = presented_token.superseded_at.is_some();
-                loop {
-                    let again = next.as_ref().and_then(|next| {
-                        super::successor_again(next, &session, &p.token_hash, &successors)
-                    });
-                    let fresh = match (&again, &next) {
-                        (None, Some(next)) => Some(next(&session, &p.token_hash, p.now)),
-                        _ => None,
-                    };
-                    let inserted = refresh_statement(
-                        &mut tx,
-                        p,
-                        &session.id,
-                        presented_token.generation,
-                        prune_from,
-                        fresh.as_deref(),
-                        !looked,
-                    )
-                    .await?;
-                    if fresh.is_some() && !inserted && !looked {
-                        successors =
-                            self::successors(&mut tx, &session.id, presented_token.generation)
-                                .await?;
-                        looked = true;
-                        continue;
-                    }
-                    // Accepted again: the successor it already produced, nothing rotated.
-                    rotated = again.or(fresh);
-                    break;
-                }
-            }
-            purpose => {
-                // Marks the token as seen by its client: from now on its parent counts as
-                // reused.
-                sqlx::query(
-                    "UPDATE refresh_tokens SET used_at = $1 WHERE token_hash = $2 AND used_at IS NULL",
-                )
-                .bind(p.now)
-                .bind(&p.token_hash)
-                .execute(&mut *tx)
-                .await?;
-                if let RefreshUse::Logout = purpose {
-                    sqlx::query("UPDATE sessions SET revoked = TRUE WHERE id = $1")
-                        .bind(&session.id)
-                        .execute(&mut *tx)
-                        .await?;
-                    let event = base
-                        .kind(kind::SESSIONS_REVOKED)
-                        .user(&user.id)
-                        .session(&session.id)
-                        .detail(json!({"scope": "this_device", "count": 1}));
-                    insert_event(&mut tx, &event).await?;
-                }
-            }
-        }
+        let out =
+            refresh::use_refresh_token(&mut PgTx(&mut tx), &presented, purpose, audit).await?;
+        // A reuse revokes the session, kept though the call fails.
         tx.commit().await?;
-        Ok(CheckedSession {
-            session,
-            user,
-            rotated,
-        })
+        out
     }
 
     async fn create_api_key(
@@ -1877,31 +1811,20 @@ impl Store for PostgresStore {
         key_hash: &str,
         now: i64,
     ) -> StoreResult<()> {
-        // The UNIQUE (user_id, name) constraint decides, on every instance.
+        let audit = audit::context();
         let mut tx = self.begin().await?;
-        let n = sqlx::query(
-            "INSERT INTO api_keys (id, app_id, user_id, name, key_hash, created_at) VALUES ($1, $2, $3, $4, $5, $6)
-             ON CONFLICT (user_id, name) DO NOTHING",
+        let out = api_keys::create_api_key(
+            &mut PgTx(&mut tx),
+            app_id,
+            user_id,
+            key,
+            key_hash,
+            now,
+            audit,
         )
-        .bind(&key.id)
-        .bind(app_id)
-        .bind(user_id)
-        .bind(&key.name)
-        .bind(key_hash)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if n == 0 {
-            return Err(super::api_key_name_taken());
-        }
-        let event = Event::new(app_id, kind::API_KEY_CREATED)
-            .at(now)
-            .user(user_id)
-            .detail(json!({"key_id": key.id, "name": key.name}));
-        insert_event(&mut tx, &event).await?;
+        .await?;
         tx.commit().await?;
-        Ok(())
+        Ok(out)
     }
 
     async fn api_keys(&self, user_id: &str) -> StoreResult<Vec<ApiKeyRow>> {
@@ -1946,37 +1869,11 @@ impl Store for PostgresStore {
     }
 
     async fn delete_api_key(&self, user_id: &str, id: &str) -> StoreResult<bool> {
+        let audit = audit::context();
         let mut tx = self.begin().await?;
-        let app_id: Option<String> = sqlx::query_scalar(
-            "DELETE FROM api_keys WHERE id = $1 AND user_id = $2 RETURNING app_id",
-        )
-        .bind(id)
-        .bind(user_id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(app_id) = app_id else {
-            return Ok(false);
-        };
-        sqlx::query(
-            "DELETE FROM identities WHERE provider_type = 'api-key' AND external_id = $1 AND user_id = $2",
-        )
-        .bind(id)
-        .bind(user_id)
-        .execute(&mut *tx)
-        .await?;
-        // The sessions that logged in with the key end with it.
-        let n =
-            sqlx::query("UPDATE sessions SET revoked = TRUE WHERE api_key_id = $1 AND NOT revoked")
-                .bind(id)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-        let event = Event::new(&app_id, kind::API_KEY_DELETED)
-            .user(user_id)
-            .detail(json!({"key_id": id, "sessions_revoked": n}));
-        insert_event(&mut tx, &event).await?;
+        let out = api_keys::delete_api_key(&mut PgTx(&mut tx), user_id, id, audit).await?;
         tx.commit().await?;
-        Ok(true)
+        Ok(out)
     }
 
     async fn set_api_key_disabled(
@@ -1985,40 +1882,12 @@ impl Store for PostgresStore {
         id: &str,
         disabled: bool,
     ) -> StoreResult<bool> {
+        let audit = audit::context();
         let mut tx = self.begin().await?;
-        let app_id: Option<String> = sqlx::query_scalar(
-            "UPDATE api_keys SET disabled = $1 WHERE id = $2 AND user_id = $3 RETURNING app_id",
-        )
-        .bind(disabled)
-        .bind(id)
-        .bind(user_id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(app_id) = app_id else {
-            return Ok(false);
-        };
-        let mut n = 0;
-        if disabled {
-            // Disabling ends the key's sessions; enabling it again does not revive them.
-            n = sqlx::query(
-                "UPDATE sessions SET revoked = TRUE WHERE api_key_id = $1 AND NOT revoked",
-            )
-            .bind(id)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        }
-        let kind = if disabled {
-            kind::API_KEY_DISABLED
-        } else {
-            kind::API_KEY_ENABLED
-        };
-        let event = Event::new(&app_id, kind)
-            .user(user_id)
-            .detail(json!({"key_id": id, "sessions_revoked": n}));
-        insert_event(&mut tx, &event).await?;
+        let out = api_keys::set_api_key_disabled(&mut PgTx(&mut tx), user_id, id, disabled, audit)
+            .await?;
         tx.commit().await?;
-        Ok(true)
+        Ok(out)
     }
 
     async fn userpass(&self, app_id: &str, email: &str) -> StoreResult<Option<UserpassRow>> {
@@ -2034,32 +1903,20 @@ impl Store for PostgresStore {
         confirm: Option<MailToken>,
         now: i64,
     ) -> StoreResult<()> {
+        let audit = audit::context();
         let mut tx = self.begin().await?;
-        let n = sqlx::query(
-            "INSERT INTO userpass (app_id, email, identity_id, password_hash, confirmed, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (app_id, email) DO NOTHING",
+        let out = accounts::register(
+            &mut PgTx(&mut tx),
+            app_id,
+            email,
+            password_hash,
+            confirm.as_ref(),
+            now,
+            audit,
         )
-        .bind(app_id)
-        .bind(email)
-        .bind(tokens::new_object_id())
-        .bind(password_hash)
-        .bind(confirm.is_none())
-        .bind(now)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if n == 0 {
-            return Err(super::account_name_in_use());
-        }
-        if let Some(t) = &confirm {
-            store_mail_token(&mut tx, app_id, email, t).await?;
-        }
-        let event = Event::new(app_id, kind::REGISTERED)
-            .at(now)
-            .detail(json!({"confirmed": confirm.is_none()}));
-        insert_event(&mut tx, &event).await?;
+        .await?;
         tx.commit().await?;
-        Ok(())
+        Ok(out)
     }
 
     async fn create_confirmed_user(
@@ -2069,48 +1926,19 @@ impl Store for PostgresStore {
         password_hash: &str,
         now: i64,
     ) -> StoreResult<(UserRow, Vec<IdentityRow>)> {
+        let audit = audit::context();
         let mut tx = self.begin().await?;
-        let identity = tokens::new_object_id();
-        let n = sqlx::query(
-            "INSERT INTO userpass (app_id, email, identity_id, password_hash, confirmed, created_at)
-             VALUES ($1, $2, $3, $4, TRUE, $5) ON CONFLICT (app_id, email) DO NOTHING",
-        )
-        .bind(app_id)
-        .bind(email)
-        .bind(&identity)
-        .bind(password_hash)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if n == 0 {
-            return Err(super::account_name_in_use());
-        }
-        let user_id = create_user(&mut tx, app_id, now, false).await?;
-        let mut data = Map::new();
-        data.insert("email".into(), Value::String(email.to_string()));
-        upsert_identity(
-            &mut tx,
+        let out = accounts::create_confirmed_user(
+            &mut PgTx(&mut tx),
             app_id,
-            "local-userpass",
-            &identity,
-            &user_id,
-            &data,
+            email,
+            password_hash,
             now,
+            audit,
         )
         .await?;
-        // An admin's account (the actor comes from the request): registered, confirmed.
-        let event = Event::new(app_id, kind::REGISTERED)
-            .at(now)
-            .user(&user_id)
-            .detail(json!({"confirmed": true}));
-        insert_event(&mut tx, &event).await?;
-        let user = user(&mut tx, app_id, &user_id)
-            .await?
-            .ok_or_else(ApiError::internal)?;
-        let ids = identities(&mut tx, &user_id).await?;
         tx.commit().await?;
-        Ok((user, ids))
+        Ok(out)
     }
 
     async fn issue_mail_token(
@@ -2120,13 +1948,7 @@ impl Store for PostgresStore {
         token: MailToken,
     ) -> StoreResult<()> {
         let mut tx = self.begin().await?;
-        let row = userpass(&mut tx, app_id, email, RowLock::Update)
-            .await?
-            .ok_or_else(ApiError::user_not_found)?;
-        if token.kind == CONFIRM && row.confirmed {
-            return Err(super::already_confirmed());
-        }
-        store_mail_token(&mut tx, app_id, email, &token).await?;
+        accounts::issue_mail_token(&mut PgTx(&mut tx), app_id, email, &token).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -2154,23 +1976,12 @@ impl Store for PostgresStore {
         token_id: &str,
         now: i64,
     ) -> StoreResult<()> {
+        let audit = audit::context();
         let mut tx = self.begin().await?;
-        let email = take_mail_token(&mut tx, app_id, CONFIRM, token, token_id, now).await?;
-        sqlx::query("UPDATE userpass SET confirmed = TRUE WHERE app_id = $1 AND email = $2")
-            .bind(app_id)
-            .bind(&email)
-            .execute(&mut *tx)
-            .await?;
-        let mut event = Event::new(app_id, kind::CONFIRMED).at(now);
-        if let Some(row) = userpass(&mut tx, app_id, &email, RowLock::None).await?
-            && let Some(user) =
-                identity_owner(&mut tx, app_id, "local-userpass", &row.identity_id).await?
-        {
-            event = event.user(&user);
-        }
-        insert_event(&mut tx, &event).await?;
+        let out =
+            accounts::confirm(&mut PgTx(&mut tx), app_id, token, token_id, now, audit).await?;
         tx.commit().await?;
-        Ok(())
+        Ok(out)
     }
 
     async fn set_password(
@@ -2180,39 +1991,19 @@ impl Store for PostgresStore {
         password_hash: &str,
         now: i64,
     ) -> StoreResult<()> {
+        let audit = audit::context();
         let mut tx = self.begin().await?;
-        let email = match account {
-            PasswordAccount::Email(e) => e.to_string(),
-            PasswordAccount::ResetToken(token, token_id) => {
-                take_mail_token(&mut tx, app_id, RESET, token, token_id, now).await?
-            }
-        };
-        let row = userpass(&mut tx, app_id, &email, RowLock::Update)
-            .await?
-            .ok_or_else(ApiError::user_not_found)?;
-        sqlx::query("UPDATE userpass SET password_hash = $1 WHERE app_id = $2 AND email = $3")
-            .bind(password_hash)
-            .bind(app_id)
-            .bind(&email)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query(
-            "DELETE FROM userpass_tokens WHERE app_id = $1 AND email = $2 AND kind = 'reset'",
+        let out = accounts::set_password(
+            &mut PgTx(&mut tx),
+            app_id,
+            account,
+            password_hash,
+            now,
+            audit,
         )
-        .bind(app_id)
-        .bind(&email)
-        .execute(&mut *tx)
         .await?;
-        let mut event = Event::new(app_id, kind::PASSWORD_RESET).at(now);
-        if let Some(user) =
-            identity_owner(&mut tx, app_id, "local-userpass", &row.identity_id).await?
-        {
-            let n = revoke_user_sessions(&mut tx, &user).await?;
-            event = event.user(&user).detail(json!({"sessions_revoked": n}));
-        }
-        insert_event(&mut tx, &event).await?;
         tx.commit().await?;
-        Ok(())
+        Ok(out)
     }
 
     async fn issue_email_otp(

@@ -6,17 +6,18 @@ use std::sync::{Arc, Mutex};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::{Map, Value, json};
 
+use super::transaction::{RowLock, TokenSession, Transaction, UserLock};
+use super::users::UserChange;
 use super::{
-    ApiKeyRow, CODE_REPLACED, CONFIRM, CheckedSession, CodeVerdict, EmailOtpCode, ExportUser,
-    IdentityRow, Login, MailOutcome, MailRow, MailToken, NewSession, OutboxRow, PasswordAccount,
-    PresentedRefresh, PresentedToken, QueuedMail, RESET, RefreshUse, SessionInfo, SessionRow,
-    SigningKeyRow, StartSession, Store, StoreResult, StoreStats, StoredCode, Successor, UserRow,
-    UserpassRow,
+    ApiKeyRow, CODE_REPLACED, CheckedSession, EmailOtpCode, ExportUser, IdentityRow, Login,
+    MailOutcome, MailRow, MailToken, NewSession, OutboxRow, PasswordAccount, PresentedRefresh,
+    PresentedToken, QueuedMail, RefreshUse, SessionInfo, SessionRow, SigningKeyRow, StartSession,
+    Store, StoreResult, StoreStats, StoredCode, Successor, UserRow, UserpassRow,
 };
 use crate::audit::{self, Event, kind};
-use crate::credentials::Proof;
-use crate::error::{ApiError, Reason};
+use crate::error::ApiError;
 use crate::store::import::{self, ImportUser, Imported, Write};
+use crate::store::{accounts, api_keys, login, refresh, users};
 use crate::tokens;
 
 /// The schema version this build writes (`PRAGMA user_version`).
@@ -550,13 +551,6 @@ fn insert_event(conn: &Connection, e: &Event) -> rusqlite::Result<()> {
     Ok(())
 }
 
-/// The app of API key `id` of `user_id`, if it exists.
-fn api_key_app(conn: &Connection, user_id: &str, id: &str) -> rusqlite::Result<Option<String>> {
-    conn.prepare_cached("SELECT app_id FROM api_keys WHERE id = ?1 AND user_id = ?2")?
-        .query_row([id, user_id], |r| r.get(0))
-        .optional()
-}
-
 fn userpass(conn: &Connection, app_id: &str, email: &str) -> rusqlite::Result<Option<UserpassRow>> {
     conn.prepare_cached(
         "SELECT email, identity_id, password_hash, confirmed FROM userpass WHERE app_id = ?1 AND email = ?2",
@@ -572,222 +566,11 @@ fn userpass(conn: &Connection, app_id: &str, email: &str) -> rusqlite::Result<Op
     .optional()
 }
 
-/// The user of the confirmed email account of `email`, if any: who a code for the address logs
-/// into when no user has the address's `email-otp` identity yet.
-fn confirmed_account_owner(
-    conn: &Connection,
-    app_id: &str,
-    email: &str,
-) -> rusqlite::Result<Option<String>> {
-    match userpass(conn, app_id, email)? {
-        Some(row) if row.confirmed => {
-            identity_owner(conn, app_id, "local-userpass", &row.identity_id)
-        }
-        _ => Ok(None),
-    }
-}
-
 /// The user with this id, in any app (ids are unique across apps).
 fn user_any_app(conn: &Connection, id: &str) -> rusqlite::Result<Option<UserRow>> {
     conn.prepare_cached(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?1"))?
         .query_row([id], user_row)
         .optional()
-}
-
-/// Imports one line (import.rs) in the caller's savepoint: reads what is stored, lets
-/// [`crate::store::import::plan`] decide, makes its writes. `Ok(Err(reason))`: refused (the caller
-/// rolls the savepoint back).
-fn import_line(
-    conn: &Connection,
-    app_id: &str,
-    u: &ImportUser,
-    now: i64,
-) -> StoreResult<Result<Imported, String>> {
-    let user = user_any_app(conn, &u.id)?;
-    let stored = match &user {
-        Some(_) => identities(conn, &u.id)?,
-        None => Vec::new(),
-    };
-    let owners = u
-        .identities
-        .iter()
-        .map(|i| identity_owner(conn, app_id, &i.provider_type, &i.external_id))
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    let account = match u.identities.iter().find_map(|i| i.account.as_ref()) {
-        Some(a) => match userpass(conn, app_id, &a.email)? {
-            Some(row) => {
-                let owner = identity_owner(conn, app_id, import::USERPASS, &row.identity_id)?;
-                Some((row, owner))
-            }
-            None => None,
-        },
-        None => None,
-    };
-    let previous_account = match import::previous_email(u, &stored) {
-        Some(email) => userpass(conn, app_id, &email)?,
-        None => None,
-    };
-    let found = import::Existing {
-        user,
-        identities: stored,
-        owners,
-        account,
-        previous_account,
-    };
-    let plan = match import::plan(app_id, u, &found, now) {
-        Ok(p) => p,
-        Err(reason) => return Ok(Err(reason)),
-    };
-    for write in plan.writes {
-        match write {
-            Write::DeleteAccount { email } => {
-                conn.execute(
-                    "DELETE FROM userpass WHERE app_id = ?1 AND email = ?2",
-                    params![app_id, email],
-                )?;
-                conn.execute(
-                    "DELETE FROM userpass_tokens WHERE app_id = ?1 AND email = ?2",
-                    params![app_id, email],
-                )?;
-            }
-            Write::InsertUser {
-                created_at,
-                disabled,
-                custom_data,
-            } => {
-                conn.prepare_cached(
-                    "INSERT INTO users (id, app_id, created_at, last_login_at, disabled, anonymous, custom_data)
-                     VALUES (?1, ?2, ?3, ?3, ?4, 0, ?5)",
-                )?
-                .execute(params![u.id, app_id, created_at, disabled, custom_data])?;
-            }
-            Write::UpdateUser {
-                created_at,
-                disabled,
-                custom_data,
-            } => {
-                conn.prepare_cached(
-                    "UPDATE users SET created_at = ?2, disabled = ?3, custom_data = ?4, anonymous = 0 WHERE id = ?1",
-                )?
-                .execute(params![u.id, created_at, disabled, custom_data])?;
-            }
-            Write::RevokeSessions => {
-                revoke_user_sessions(conn, &u.id)?;
-            }
-            Write::InsertIdentity {
-                provider_type,
-                external_id,
-                data,
-            } => {
-                let n = conn
-                    .prepare_cached(
-                        "INSERT INTO identities (app_id, provider_type, external_id, user_id, data, created_at)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING",
-                    )?
-                    .execute(params![
-                        app_id,
-                        provider_type,
-                        external_id,
-                        u.id,
-                        Value::Object(data).to_string(),
-                        now
-                    ])?;
-                if n == 0 {
-                    return Ok(Err(format!(
-                        "{provider_type} identity {external_id} belongs to another user"
-                    )));
-                }
-            }
-            Write::UpdateIdentity {
-                provider_type,
-                external_id,
-                data,
-            } => {
-                conn.prepare_cached(
-                    "UPDATE identities SET data = ?4 WHERE app_id = ?1 AND provider_type = ?2 AND external_id = ?3",
-                )?
-                .execute(params![
-                    app_id,
-                    provider_type,
-                    external_id,
-                    Value::Object(data).to_string()
-                ])?;
-            }
-            Write::InsertAccount {
-                email,
-                identity_id,
-                password,
-            } => {
-                let n = conn
-                    .prepare_cached(
-                        "INSERT INTO userpass (app_id, email, identity_id, password_hash, confirmed, created_at)
-                         VALUES (?1, ?2, ?3, ?4, 1, ?5) ON CONFLICT DO NOTHING",
-                    )?
-                    .execute(params![app_id, email, identity_id, password, now])?;
-                if n == 0 {
-                    return Ok(Err(format!(
-                        "email {email} is already the email/password account of another user"
-                    )));
-                }
-            }
-            Write::UpdateAccount { email, password } => {
-                conn.prepare_cached(
-                    "UPDATE userpass SET password_hash = ?3, confirmed = 1 WHERE app_id = ?1 AND email = ?2",
-                )?
-                .execute(params![app_id, email, password])?;
-            }
-        }
-    }
-    Ok(Ok(plan.outcome))
-}
-
-/// Judges a login's code, if it has one ([`super::judge_code`]): the refusal to answer (its
-/// spent attempt to be committed), or `None` to go on (a right code is consumed here, in the
-/// login's job).
-fn spend_code(conn: &Connection, login: &Login) -> StoreResult<Option<ApiError>> {
-    let Some(Proof::EmailOtp { email, mac }) = login.identity.as_ref().map(|i| &i.proof) else {
-        return Ok(None);
-    };
-    let app_id = login.app_id.as_str();
-    let stored = conn
-        .prepare_cached(
-            "SELECT code_mac, expires_at, attempts_left FROM email_otp_codes WHERE app_id = ?1 AND email = ?2",
-        )?
-        .query_row(params![app_id, email], |r| {
-            Ok(StoredCode {
-                mac: r.get(0)?,
-                expires_at: r.get(1)?,
-                attempts_left: r.get(2)?,
-            })
-        })
-        .optional()?;
-    let delete = || -> rusqlite::Result<usize> {
-        conn.prepare_cached("DELETE FROM email_otp_codes WHERE app_id = ?1 AND email = ?2")?
-            .execute(params![app_id, email])
-    };
-    Ok(match super::judge_code(stored.as_ref(), mac, login.now) {
-        CodeVerdict::NoLiveCode => {
-            if stored.is_some() {
-                delete()?;
-            }
-            CodeVerdict::NoLiveCode.error()
-        }
-        CodeVerdict::Wrong { left } => {
-            if left > 0 {
-                conn.prepare_cached(
-                    "UPDATE email_otp_codes SET attempts_left = ?3 WHERE app_id = ?1 AND email = ?2",
-                )?
-                .execute(params![app_id, email, left])?;
-            } else {
-                delete()?;
-            }
-            CodeVerdict::Wrong { left }.error()
-        }
-        CodeVerdict::Right => {
-            delete()?;
-            None
-        }
-    })
 }
 
 /// Stores a mail token's hash and puts the token in the outbox.
@@ -815,29 +598,6 @@ fn store_mail_token(
         t.expires_at
     ])?;
     Ok(())
-}
-
-/// Consumes a matching unexpired token of `kind` (one statement: exactly once) and returns its
-/// email.
-fn take_mail_token(
-    conn: &Connection,
-    app_id: &str,
-    kind: &str,
-    token: &str,
-    token_id: &str,
-    now: i64,
-) -> Result<String, ApiError> {
-    conn.prepare_cached(
-        "DELETE FROM userpass_tokens
-         WHERE token_id = ?1 AND app_id = ?2 AND kind = ?3 AND token_hash = ?4 AND expires_at > ?5
-         RETURNING email",
-    )?
-    .query_row(
-        params![token_id, app_id, kind, tokens::sha256_hex(token), now],
-        |r| r.get(0),
-    )
-    .optional()?
-    .ok_or_else(super::invalid_mail_token)
 }
 
 /// Deletes a user with everything it owns (identities, sessions and keys cascade).
@@ -947,135 +707,574 @@ fn successors(
     .collect()
 }
 
-/// The writes of a login once its code, if any, is spent (the login's job on the writer: an
-/// `Err` rolls back everything it wrote, the code's consumption included).
-fn login_tx(
-    tx: &Connection,
-    login: Login,
-    start: StartSession,
-) -> StoreResult<(UserRow, NewSession)> {
-    // The writer runs one job at a time: what is checked here stays so until the
-    // session is stored (store/mod.rs, "A login that races a deletion").
-    let gone = login.gone();
-    let Login {
-        app_id,
-        identity,
-        link_to,
-        now,
-    } = login;
-    let app_id = app_id.as_str();
-    let user_id = match &identity {
-        None => {
-            let id = create_user(tx, app_id, now, true)?;
-            // A new identity of its own: a plain insert (nothing to merge).
-            tx.prepare_cached(
-                "INSERT INTO identities (app_id, provider_type, external_id, user_id, created_at)
-                 VALUES (?1, 'anon-user', ?2, ?3, ?4)",
-            )?
-            .execute(params![app_id, tokens::new_object_id(), id, now])?;
-            // A new user is what was just written: no need to read it back.
-            let user = UserRow {
-                id,
-                app_id: app_id.to_string(),
-                created_at: now,
-                last_login_at: now,
-                disabled: false,
-                anonymous: true,
-                custom_data: None,
-            };
-            let s = start(&user);
-            insert_session(tx, app_id, &user.id, &s, now)?;
-            return Ok((user, s));
+/// Runs a flow over the writer's connection ([`WriterTx`]) to its end. Its steps are plain
+/// calls that never wait, so one poll finishes it; were one ever to wait, the job fails (and
+/// rolls back) instead of blocking the writer.
+fn run<T>(flow: impl std::future::Future<Output = StoreResult<T>>) -> StoreResult<T> {
+    let mut flow = std::pin::pin!(flow);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match flow.as_mut().poll(&mut cx) {
+        std::task::Poll::Ready(out) => out,
+        std::task::Poll::Pending => {
+            tracing::error!("a store step waited on the SQLite writer, which it never should");
+            Err(ApiError::internal())
         }
-        Some(ident) => {
-            let owner = match &ident.proof {
-                Proof::ApiKey { owner } => {
-                    let key: Option<bool> = tx
-                        .prepare_cached(
-                            "SELECT disabled FROM api_keys WHERE id = ?1 AND user_id = ?2 AND app_id = ?3",
-                        )?
-                        .query_row(params![ident.external_id, owner, app_id], |r| {
-                            r.get(0)
-                        })
-                        .optional()?;
-                    match key {
-                        None => return Err(super::invalid_api_key()),
-                        Some(true) => return Err(super::api_key_disabled()),
-                        Some(false) => Some(owner.clone()),
-                    }
-                }
-                proof => {
-                    if let Proof::Userpass {
-                        email,
-                        password_hash,
-                    } = proof
-                    {
-                        // Deleted, or its password changed, since the password
-                        // was checked: what a login a moment later gets.
-                        let still = userpass(tx, app_id, email)?.is_some_and(|r| {
-                            r.identity_id == ident.external_id && r.password_hash == *password_hash
-                        });
-                        if !still {
-                            return Err(super::invalid_password());
-                        }
-                    }
-                    let owner =
-                        identity_owner(tx, app_id, &ident.provider_type, &ident.external_id)?;
-                    match (owner, proof) {
-                        // An address without a code user yet: its confirmed email account's
-                        // user, if any (store/mod.rs).
-                        (None, Proof::EmailOtp { email, .. }) => {
-                            confirmed_account_owner(tx, app_id, email)?
-                        }
-                        (owner, _) => owner,
-                    }
-                }
-            };
-            if let Some(c) = &link_to
-                && user(tx, app_id, c)?.is_none()
-            {
-                return Err(super::linking_user_gone());
-            }
-            let user_id = match (link_to, owner) {
-                (Some(c), Some(o)) if c != o => {
-                    return Err(super::identity_of_another_user());
-                }
-                (Some(c), _) => {
-                    // A linked anonymous user is a normal user from now on.
-                    tx.prepare_cached("UPDATE users SET anonymous = 0 WHERE id = ?1")?
-                        .execute([&c])?;
-                    c
-                }
-                (None, Some(o)) => o,
-                (None, None) => create_user(tx, app_id, now, false)?,
-            };
-            upsert_identity(
-                tx,
-                app_id,
-                &ident.provider_type,
-                &ident.external_id,
-                &user_id,
-                &ident.data,
-                now,
-            )?;
-            user_id
-        }
-    };
-    let user = user(tx, app_id, &user_id)?.ok_or(gone)?;
-    if user.disabled {
-        return Err(super::user_disabled().about_user(&user.id));
     }
-    tx.prepare_cached("UPDATE users SET last_login_at = ?1 WHERE id = ?2")?
-        .execute(params![now, user_id])?;
-    let s = start(&user);
-    insert_session(tx, app_id, &user.id, &s, now)?;
-    Ok((
-        UserRow {
-            last_login_at: now,
-            ..user
-        },
-        s,
-    ))
+}
+
+/// The writer's connection, in a job (one transaction), as a [`Transaction`]: the flows of
+/// `login.rs`, `refresh.rs`, `import.rs` and `users.rs` over SQLite. It takes no locks: the
+/// writer runs one job at a time, so nothing comes between a flow's reads and its writes.
+struct WriterTx<'c>(&'c Connection);
+
+impl Transaction for WriterTx<'_> {
+    async fn user(&mut self, app_id: &str, user_id: &str) -> StoreResult<Option<UserRow>> {
+        Ok(user(self.0, app_id, user_id)?)
+    }
+
+    async fn user_any_app(&mut self, user_id: &str) -> StoreResult<Option<UserRow>> {
+        Ok(user_any_app(self.0, user_id)?)
+    }
+
+    async fn lock_user(&mut self, app_id: &str, user_id: &str, _: UserLock) -> StoreResult<bool> {
+        Ok(self
+            .0
+            .prepare_cached("SELECT 1 FROM users WHERE id = ?1 AND app_id = ?2")?
+            .exists(params![user_id, app_id])?)
+    }
+
+    async fn create_user(
+        &mut self,
+        app_id: &str,
+        now: i64,
+        anonymous: bool,
+    ) -> StoreResult<String> {
+        Ok(create_user(self.0, app_id, now, anonymous)?)
+    }
+
+    async fn set_not_anonymous(&mut self, user_id: &str) -> StoreResult<()> {
+        self.0
+            .prepare_cached("UPDATE users SET anonymous = 0 WHERE id = ?1")?
+            .execute([user_id])?;
+        Ok(())
+    }
+
+    async fn drop_created_user(&mut self, user_id: &str) -> StoreResult<()> {
+        self.0
+            .prepare_cached("DELETE FROM users WHERE id = ?1")?
+            .execute([user_id])?;
+        Ok(())
+    }
+
+    async fn record_login(
+        &mut self,
+        app_id: &str,
+        user_id: &str,
+        now: i64,
+    ) -> StoreResult<Option<UserRow>> {
+        Ok(self
+            .0
+            .prepare_cached(&format!(
+                "UPDATE users SET last_login_at = ?3 WHERE id = ?1 AND app_id = ?2 RETURNING {USER_COLUMNS}"
+            ))?
+            .query_row(params![user_id, app_id, now], user_row)
+            .optional()?)
+    }
+
+    async fn set_disabled(&mut self, user_id: &str, disabled: bool) -> StoreResult<()> {
+        self.0
+            .prepare_cached("UPDATE users SET disabled = ?1 WHERE id = ?2")?
+            .execute(params![disabled, user_id])?;
+        Ok(())
+    }
+
+    async fn set_custom_data(&mut self, user_id: &str, doc: &str) -> StoreResult<()> {
+        self.0
+            .prepare_cached("UPDATE users SET custom_data = ?1 WHERE id = ?2")?
+            .execute(params![doc, user_id])?;
+        Ok(())
+    }
+
+    async fn revoke_user_sessions(&mut self, user_id: &str) -> StoreResult<u64> {
+        Ok(revoke_user_sessions(self.0, user_id)? as u64)
+    }
+
+    async fn delete_user(&mut self, app_id: &str, user_id: &str) -> StoreResult<bool> {
+        Ok(delete_user(self.0, app_id, user_id)?)
+    }
+
+    async fn identity_owner(
+        &mut self,
+        app_id: &str,
+        provider_type: &str,
+        external_id: &str,
+    ) -> StoreResult<Option<String>> {
+        Ok(identity_owner(self.0, app_id, provider_type, external_id)?)
+    }
+
+    async fn upsert_identity(
+        &mut self,
+        app_id: &str,
+        provider_type: &str,
+        external_id: &str,
+        user_id: &str,
+        data: &Map<String, Value>,
+        now: i64,
+    ) -> StoreResult<()> {
+        Ok(upsert_identity(
+            self.0,
+            app_id,
+            provider_type,
+            external_id,
+            user_id,
+            data,
+            now,
+        )?)
+    }
+
+    async fn identities(&mut self, user_id: &str) -> StoreResult<Vec<IdentityRow>> {
+        Ok(identities(self.0, user_id)?)
+    }
+
+    async fn account(
+        &mut self,
+        app_id: &str,
+        email: &str,
+        _: RowLock,
+    ) -> StoreResult<Option<UserpassRow>> {
+        Ok(userpass(self.0, app_id, email)?)
+    }
+
+    async fn api_key_disabled(
+        &mut self,
+        app_id: &str,
+        key_id: &str,
+        user_id: &str,
+    ) -> StoreResult<Option<bool>> {
+        Ok(self
+            .0
+            .prepare_cached(
+                "SELECT disabled FROM api_keys WHERE id = ?1 AND user_id = ?2 AND app_id = ?3",
+            )?
+            .query_row(params![key_id, user_id, app_id], |r| r.get(0))
+            .optional()?)
+    }
+
+    async fn email_code(&mut self, app_id: &str, email: &str) -> StoreResult<Option<StoredCode>> {
+        Ok(self
+            .0
+            .prepare_cached(
+                "SELECT code_mac, expires_at, attempts_left FROM email_otp_codes WHERE app_id = ?1 AND email = ?2",
+            )?
+            .query_row(params![app_id, email], |r| {
+                Ok(StoredCode {
+                    mac: r.get(0)?,
+                    expires_at: r.get(1)?,
+                    attempts_left: r.get(2)?,
+                })
+            })
+            .optional()?)
+    }
+
+    async fn set_code_attempts(&mut self, app_id: &str, email: &str, left: i64) -> StoreResult<()> {
+        self.0
+            .prepare_cached(
+                "UPDATE email_otp_codes SET attempts_left = ?3 WHERE app_id = ?1 AND email = ?2",
+            )?
+            .execute(params![app_id, email, left])?;
+        Ok(())
+    }
+
+    async fn delete_code(&mut self, app_id: &str, email: &str) -> StoreResult<()> {
+        self.0
+            .prepare_cached("DELETE FROM email_otp_codes WHERE app_id = ?1 AND email = ?2")?
+            .execute(params![app_id, email])?;
+        Ok(())
+    }
+
+    async fn insert_account(
+        &mut self,
+        app_id: &str,
+        email: &str,
+        identity_id: &str,
+        password_hash: &str,
+        confirmed: bool,
+        now: i64,
+    ) -> StoreResult<bool> {
+        Ok(self
+            .0
+            .prepare_cached(
+                "INSERT INTO userpass (app_id, email, identity_id, password_hash, confirmed, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT(app_id, email) DO NOTHING",
+            )?
+            .execute(params![app_id, email, identity_id, password_hash, confirmed, now])?
+            > 0)
+    }
+
+    async fn set_confirmed(&mut self, app_id: &str, email: &str) -> StoreResult<()> {
+        self.0
+            .prepare_cached("UPDATE userpass SET confirmed = 1 WHERE app_id = ?1 AND email = ?2")?
+            .execute(params![app_id, email])?;
+        Ok(())
+    }
+
+    async fn set_account_password(
+        &mut self,
+        app_id: &str,
+        email: &str,
+        password_hash: &str,
+    ) -> StoreResult<()> {
+        self.0
+            .prepare_cached(
+                "UPDATE userpass SET password_hash = ?1 WHERE app_id = ?2 AND email = ?3",
+            )?
+            .execute(params![password_hash, app_id, email])?;
+        Ok(())
+    }
+
+    async fn store_mail_token(
+        &mut self,
+        app_id: &str,
+        email: &str,
+        token: &MailToken,
+    ) -> StoreResult<()> {
+        Ok(store_mail_token(self.0, app_id, email, token)?)
+    }
+
+    async fn take_mail_token(
+        &mut self,
+        app_id: &str,
+        kind: &str,
+        token: &str,
+        token_id: &str,
+        now: i64,
+    ) -> StoreResult<Option<String>> {
+        Ok(self
+            .0
+            .prepare_cached(
+                "DELETE FROM userpass_tokens
+                 WHERE token_id = ?1 AND app_id = ?2 AND kind = ?3 AND token_hash = ?4 AND expires_at > ?5
+                 RETURNING email",
+            )?
+            .query_row(
+                params![token_id, app_id, kind, tokens::sha256_hex(token), now],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    async fn delete_mail_tokens(
+        &mut self,
+        app_id: &str,
+        email: &str,
+        kind: &str,
+    ) -> StoreResult<()> {
+        self.0
+            .prepare_cached(
+                "DELETE FROM userpass_tokens WHERE app_id = ?1 AND email = ?2 AND kind = ?3",
+            )?
+            .execute(params![app_id, email, kind])?;
+        Ok(())
+    }
+
+    async fn insert_api_key(
+        &mut self,
+        app_id: &str,
+        user_id: &str,
+        key: &ApiKeyRow,
+        key_hash: &str,
+        now: i64,
+    ) -> StoreResult<bool> {
+        Ok(self
+            .0
+            .prepare_cached(
+                "INSERT INTO api_keys (id, app_id, user_id, name, key_hash, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT(user_id, name) DO NOTHING",
+            )?
+            .execute(params![key.id, app_id, user_id, key.name, key_hash, now])?
+            > 0)
+    }
+
+    async fn delete_api_key(&mut self, user_id: &str, id: &str) -> StoreResult<Option<String>> {
+        Ok(self
+            .0
+            .prepare_cached("DELETE FROM api_keys WHERE id = ?1 AND user_id = ?2 RETURNING app_id")?
+            .query_row(params![id, user_id], |r| r.get(0))
+            .optional()?)
+    }
+
+    async fn set_api_key_disabled(
+        &mut self,
+        user_id: &str,
+        id: &str,
+        disabled: bool,
+    ) -> StoreResult<Option<String>> {
+        Ok(self
+            .0
+            .prepare_cached(
+                "UPDATE api_keys SET disabled = ?1 WHERE id = ?2 AND user_id = ?3 RETURNING app_id",
+            )?
+            .query_row(params![disabled, id, user_id], |r| r.get(0))
+            .optional()?)
+    }
+
+    async fn revoke_api_key_sessions(&mut self, id: &str) -> StoreResult<u64> {
+        Ok(self
+            .0
+            .prepare_cached(
+                "UPDATE sessions SET revoked = 1 WHERE api_key_id = ?1 AND revoked = 0",
+            )?
+            .execute([id])? as u64)
+    }
+
+    async fn delete_identity(
+        &mut self,
+        user_id: &str,
+        provider_type: &str,
+        external_id: &str,
+    ) -> StoreResult<()> {
+        self.0
+            .prepare_cached(
+                "DELETE FROM identities WHERE provider_type = ?1 AND external_id = ?2 AND user_id = ?3",
+            )?
+            .execute(params![provider_type, external_id, user_id])?;
+        Ok(())
+    }
+
+    async fn insert_session(
+        &mut self,
+        app_id: &str,
+        user_id: &str,
+        session: &NewSession,
+        now: i64,
+    ) -> StoreResult<()> {
+        Ok(insert_session(self.0, app_id, user_id, session, now)?)
+    }
+
+    async fn token_session(&mut self, token_hash: &str) -> StoreResult<Option<TokenSession>> {
+        // Pruning starts from the first generation each time: SQLite deletes by its index on
+        // (session, generation) without the bookkeeping PostgreSQL's MVCC needs.
+        Ok(
+            session_by_token(self.0, token_hash)?.map(|(session, token)| TokenSession {
+                session,
+                token,
+                prune_from: 0,
+            }),
+        )
+    }
+
+    async fn successors(
+        &mut self,
+        session_id: &str,
+        generation: i64,
+    ) -> StoreResult<Vec<Successor>> {
+        Ok(successors(self.0, session_id, generation)?)
+    }
+
+    async fn revoke_live_session(
+        &mut self,
+        app_id: &str,
+        user_id: &str,
+        session_id: &str,
+        now: i64,
+    ) -> StoreResult<bool> {
+        Ok(self
+            .0
+            .prepare_cached(
+                "UPDATE sessions SET revoked = 1
+                 WHERE id = ?1 AND app_id = ?2 AND user_id = ?3 AND revoked = 0 AND expires_at > ?4",
+            )?
+            .execute(params![session_id, app_id, user_id, now])?
+            == 1)
+    }
+
+    async fn revoke_sessions_but(
+        &mut self,
+        app_id: &str,
+        user_id: &str,
+        keep: Option<&str>,
+    ) -> StoreResult<u64> {
+        Ok(self
+            .0
+            .prepare_cached(
+                "UPDATE sessions SET revoked = 1
+                 WHERE app_id = ?1 AND user_id = ?2 AND revoked = 0 AND id IS NOT ?3",
+            )?
+            .execute(params![app_id, user_id, keep])? as u64)
+    }
+
+    async fn revoke_session(&mut self, session_id: &str, user_id: &str) -> StoreResult<bool> {
+        Ok(self
+            .0
+            .prepare_cached(
+                "UPDATE sessions SET revoked = 1 WHERE id = ?1 AND user_id = ?2 AND revoked = 0",
+            )?
+            .execute(params![session_id, user_id])?
+            > 0)
+    }
+
+    async fn mark_used(&mut self, token_hash: &str, now: i64) -> StoreResult<()> {
+        self.0
+            .prepare_cached(
+                "UPDATE refresh_tokens SET used_at = ?1 WHERE token_hash = ?2 AND used_at IS NULL",
+            )?
+            .execute(params![now, token_hash])?;
+        Ok(())
+    }
+
+    async fn refresh(
+        &mut self,
+        p: &PresentedRefresh,
+        session_id: &str,
+        generation: i64,
+        prune_from: i64,
+        next: Option<&str>,
+        _only_if_first: bool,
+    ) -> StoreResult<bool> {
+        // `only_if_first` needs no check here: a token this job read as current has no
+        // successor, as no other job ran since.
+        let conn = self.0;
+        self.mark_used(&p.token_hash, p.now).await?;
+        conn.prepare_cached("UPDATE sessions SET last_used_at = ?1 WHERE id = ?2")?
+            .execute(params![p.now, session_id])?;
+        let Some(next) = next else {
+            return Ok(false);
+        };
+        // A retried parent whose successor cannot be made again (rotated before successors
+        // were derived) supersedes it, too.
+        conn.prepare_cached(
+            "UPDATE refresh_tokens SET superseded_at = ?1 WHERE session_id = ?2 AND superseded_at IS NULL",
+        )?
+        .execute(params![p.now, session_id])?;
+        conn.prepare_cached(
+            "INSERT INTO refresh_tokens (token_hash, session_id, issued_at, generation) VALUES (?1, ?2, ?3, ?4)",
+        )?
+        .execute(params![
+            tokens::sha256_hex(next),
+            session_id,
+            p.now,
+            generation + 1
+        ])?;
+        // Pruning (store/mod.rs): older than the presented token, and past the grace window.
+        conn.prepare_cached(
+            "DELETE FROM refresh_tokens WHERE session_id = ?1 AND superseded_at <= ?2 AND generation < ?3 AND generation >= ?4",
+        )?
+        .execute(params![
+            session_id,
+            p.now - super::ROTATION_GRACE_SECS,
+            generation,
+            prune_from
+        ])?;
+        Ok(true)
+    }
+
+    async fn insert_event(&mut self, event: &Event) -> StoreResult<()> {
+        Ok(insert_event(self.0, event)?)
+    }
+
+    async fn lock_import(&mut self, _: &[String]) -> StoreResult<()> {
+        // The writer runs one job at a time: imports are serialized already.
+        Ok(())
+    }
+
+    async fn import_write(
+        &mut self,
+        app_id: &str,
+        user_id: &str,
+        write: &Write,
+        now: i64,
+    ) -> StoreResult<bool> {
+        let conn = self.0;
+        let n = match write {
+            Write::DeleteAccount { email } => {
+                conn.execute(
+                    "DELETE FROM userpass WHERE app_id = ?1 AND email = ?2",
+                    params![app_id, email],
+                )?;
+                conn.execute(
+                    "DELETE FROM userpass_tokens WHERE app_id = ?1 AND email = ?2",
+                    params![app_id, email],
+                )?;
+                1
+            }
+            Write::InsertUser {
+                created_at,
+                disabled,
+                custom_data,
+            } => conn
+                .prepare_cached(
+                    "INSERT INTO users (id, app_id, created_at, last_login_at, disabled, anonymous, custom_data)
+                     VALUES (?1, ?2, ?3, ?3, ?4, 0, ?5) ON CONFLICT DO NOTHING",
+                )?
+                .execute(params![user_id, app_id, created_at, disabled, custom_data])?,
+            Write::UpdateUser {
+                created_at,
+                disabled,
+                custom_data,
+            } => {
+                conn.prepare_cached(
+                    "UPDATE users SET created_at = ?2, disabled = ?3, custom_data = ?4, anonymous = 0 WHERE id = ?1",
+                )?
+                .execute(params![user_id, created_at, disabled, custom_data])?;
+                1
+            }
+            Write::RevokeSessions => {
+                revoke_user_sessions(conn, user_id)?;
+                1
+            }
+            Write::InsertIdentity {
+                provider_type,
+                external_id,
+                data,
+            } => conn
+                .prepare_cached(
+                    "INSERT INTO identities (app_id, provider_type, external_id, user_id, data, created_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING",
+                )?
+                .execute(params![
+                    app_id,
+                    provider_type,
+                    external_id,
+                    user_id,
+                    Value::Object(data.clone()).to_string(),
+                    now
+                ])?,
+            Write::UpdateIdentity {
+                provider_type,
+                external_id,
+                data,
+            } => {
+                conn.prepare_cached(
+                    "UPDATE identities SET data = ?4 WHERE app_id = ?1 AND provider_type = ?2 AND external_id = ?3",
+                )?
+                .execute(params![
+                    app_id,
+                    provider_type,
+                    external_id,
+                    Value::Object(data.clone()).to_string()
+                ])?;
+                1
+            }
+            Write::InsertAccount {
+                email,
+                identity_id,
+                password,
+            } => conn
+                .prepare_cached(
+                    "INSERT INTO userpass (app_id, email, identity_id, password_hash, confirmed, created_at)
+                     VALUES (?1, ?2, ?3, ?4, 1, ?5) ON CONFLICT DO NOTHING",
+                )?
+                .execute(params![app_id, email, identity_id, password, now])?,
+            Write::UpdateAccount { email, password } => {
+                conn.prepare_cached(
+                    "UPDATE userpass SET password_hash = ?3, confirmed = 1 WHERE app_id = ?1 AND email = ?2",
+                )?
+                .execute(params![app_id, email, password])?;
+                1
+            }
+        };
+        Ok(n > 0)
+    }
 }
 
 fn api_key_row(r: &rusqlite::Row) -> rusqlite::Result<ApiKeyRow> {
@@ -1332,21 +1531,22 @@ impl SqliteStore {
         })?
     }
 
-    /// Runs `f` on an existing user of the app, in one transaction; whether it exists.
-    async fn with_user(
+    /// Deletes the user (`None`) or applies `change` to it ([`users`]), in one job; whether
+    /// it exists.
+    async fn change(
         &self,
         app_id: &str,
         user_id: &str,
-        f: impl FnOnce(&Connection, &str) -> rusqlite::Result<()> + Send + 'static,
+        change: Option<UserChange>,
     ) -> StoreResult<bool> {
+        let audit = audit::context();
         let (app_id, user_id) = (app_id.to_owned(), user_id.to_owned());
         self.write(move |conn| {
-            let tx = conn;
-            if user(tx, &app_id, &user_id)?.is_none() {
-                return Ok(false);
+            let t = &mut WriterTx(conn);
+            match change {
+                None => run(users::delete_user(t, &app_id, &user_id, audit)),
+                Some(c) => run(users::change_user(t, &app_id, &user_id, c, audit)),
             }
-            f(tx, &user_id)?;
-            Ok(true)
         })
         .await
     }
@@ -1500,17 +1700,10 @@ impl Store for SqliteStore {
     }
 
     async fn login(&self, login: Login, start: StartSession) -> StoreResult<(UserRow, NewSession)> {
-        let event = super::login_event(&login);
-        self.write(move |conn| {
-            // A refused code (its spent attempt kept) is committed as an `Ok` of the job.
-            if let Some(refused) = spend_code(conn, &login)? {
-                return Ok(Err(refused));
-            }
-            let (user, session) = login_tx(conn, login, start)?;
-            insert_event(conn, &event.user(&user.id).session(&session.id))?;
-            Ok(Ok((user, session)))
-        })
-        .await?
+        let audit = audit::context();
+        // A refused code (its spent attempt kept) is committed as an `Ok` of the job.
+        self.write(move |conn| run(login::login(&mut WriterTx(conn), login, start, audit)))
+            .await?
     }
 
     async fn import_users(
@@ -1526,7 +1719,7 @@ impl Store for SqliteStore {
                 let mut out = Vec::with_capacity(users.len());
                 for u in &users {
                     conn.prepare_cached("SAVEPOINT import_line")?.execute([])?;
-                    let result = import_line(conn, &app_id, u, now);
+                    let result = run(import::import_line(&mut WriterTx(conn), &app_id, u, now));
                     if matches!(result, Ok(Ok(_))) {
                         conn.prepare_cached("RELEASE import_line")?.execute([])?;
                     } else {
@@ -1636,25 +1829,11 @@ impl Store for SqliteStore {
     }
 
     async fn delete_user(&self, app_id: &str, user_id: &str) -> StoreResult<bool> {
-        let event = Event::new(app_id, kind::USER_DELETED).user(user_id);
-        let (app_id, user_id) = (app_id.to_owned(), user_id.to_owned());
-        self.write(move |conn| {
-            let deleted = delete_user(conn, &app_id, &user_id)?;
-            if deleted {
-                insert_event(conn, &event)?;
-            }
-            Ok(deleted)
-        })
-        .await
+        self.change(app_id, user_id, None).await
     }
 
     async fn revoke_sessions(&self, app_id: &str, user_id: &str) -> StoreResult<bool> {
-        let event = Event::new(app_id, kind::SESSIONS_REVOKED).user(user_id);
-        self.with_user(app_id, user_id, move |tx, id| {
-            let n = revoke_user_sessions(tx, id)?;
-            insert_event(tx, &event.detail(json!({"scope": "all", "count": n})))
-        })
-        .await
+        self.change(app_id, user_id, Some(UserChange::Revoke)).await
     }
 
     async fn user_sessions(
@@ -1697,22 +1876,19 @@ impl Store for SqliteStore {
         session_id: &str,
         now: i64,
     ) -> StoreResult<bool> {
-        let event = Event::new(app_id, kind::SESSIONS_REVOKED)
-            .user(user_id)
-            .session(session_id)
-            .detail(json!({"scope": "one", "count": 1}));
+        let audit = audit::context();
         let (app_id, user_id, session_id) =
             (app_id.to_owned(), user_id.to_owned(), session_id.to_owned());
         self.write(move |conn| {
-            let revoked = conn.execute(
-                "UPDATE sessions SET revoked = 1
-                 WHERE id = ?1 AND app_id = ?2 AND user_id = ?3 AND revoked = 0 AND expires_at > ?4",
-                params![session_id, app_id, user_id, now],
-            )? == 1;
-            if revoked {
-                insert_event(conn, &event)?;
-            }
-            Ok(revoked)
+            let t = &mut WriterTx(conn);
+            run(users::revoke_user_session(
+                t,
+                &app_id,
+                &user_id,
+                &session_id,
+                now,
+                audit,
+            ))
         })
         .await
     }
@@ -1723,27 +1899,22 @@ impl Store for SqliteStore {
         user_id: &str,
         keep: Option<&str>,
     ) -> StoreResult<usize> {
-        let scope = if keep.is_some() {
-            "other_devices"
-        } else {
-            "everywhere"
-        };
-        let mut event = Event::new(app_id, kind::SESSIONS_REVOKED).user(user_id);
-        if let Some(k) = keep {
-            event = event.session(k);
-        }
+        let audit = audit::context();
         let (app_id, user_id) = (app_id.to_owned(), user_id.to_owned());
         let keep = keep.map(str::to_owned);
-        self.write(move |conn| {
-            let n = conn.execute(
-                "UPDATE sessions SET revoked = 1
-                 WHERE app_id = ?1 AND user_id = ?2 AND revoked = 0 AND id IS NOT ?3",
-                params![app_id, user_id, keep],
-            )?;
-            insert_event(conn, &event.detail(json!({"scope": scope, "count": n})))?;
-            Ok(n)
-        })
-        .await
+        let n = self
+            .write(move |conn| {
+                let t = &mut WriterTx(conn);
+                run(users::revoke_sessions_but(
+                    t,
+                    &app_id,
+                    &user_id,
+                    keep.as_deref(),
+                    audit,
+                ))
+            })
+            .await?;
+        Ok(n as usize)
     }
 
     async fn session_live(&self, session_id: &str, now: i64) -> StoreResult<bool> {
@@ -1764,34 +1935,16 @@ impl Store for SqliteStore {
         user_id: &str,
         disabled: bool,
     ) -> StoreResult<bool> {
-        let kind = if disabled {
-            kind::USER_DISABLED
-        } else {
-            kind::USER_ENABLED
-        };
-        let event = Event::new(app_id, kind).user(user_id);
-        self.with_user(app_id, user_id, move |tx, id| {
-            tx.execute(
-                "UPDATE users SET disabled = ?1 WHERE id = ?2",
-                params![disabled, id],
-            )?;
-            if disabled {
-                revoke_user_sessions(tx, id)?;
-            }
-            insert_event(tx, &event)
-        })
-        .await
+        self.change(app_id, user_id, Some(UserChange::Disabled(disabled)))
+            .await
     }
 
     async fn set_custom_data(&self, app_id: &str, user_id: &str, doc: &str) -> StoreResult<bool> {
-        let doc = doc.to_owned();
-        self.with_user(app_id, user_id, move |tx, id| {
-            tx.execute(
-                "UPDATE users SET custom_data = ?1 WHERE id = ?2",
-                params![doc, id],
-            )
-            .map(|_| ())
-        })
+        self.change(
+            app_id,
+            user_id,
+            Some(UserChange::CustomData(doc.to_owned())),
+        )
         .await
     }
 
@@ -1800,110 +1953,15 @@ impl Store for SqliteStore {
         presented: PresentedRefresh,
         purpose: RefreshUse,
     ) -> StoreResult<CheckedSession> {
-        // The writer runs one job at a time: no other use of the session comes between the
-        // judging and the writes. Reuse revokes the session, kept though the call fails.
-        let base = Event::new(&presented.app_id, kind::REFRESH_TOKEN_REUSE).at(presented.now);
-        self.write(move |tx| {
-            let p = &presented;
-            let user = user(tx, &p.app_id, &p.user_id)?;
-            let found = session_by_token(tx, &p.token_hash)?;
-            if let Some(sid) = super::pruned_token_session(p, user.as_ref(), found.as_ref()) {
-                let n = tx
-                    .prepare_cached(
-                        "UPDATE sessions SET revoked = 1 WHERE id = ?1 AND user_id = ?2 AND revoked = 0",
-                    )?
-                    .execute(params![sid, p.user_id])?;
-                if n > 0 {
-                    tracing::warn!(session = %sid, "rotated refresh token reused: revoking the session");
-                    insert_event(tx, &base.user(&p.user_id).session(sid))?;
-                    return Ok(Err(ApiError::reuse_detected()));
-                }
-                return Ok(Err(ApiError::session_ended(Reason::Revoked)));
-            }
-            let past_grace = match super::judge_refresh(p, user.as_ref(), found.as_ref()) {
-                Ok(g) => g,
-                Err(reason) => return Ok(Err(ApiError::session_ended(reason))),
-            };
-            let (Some(user), Some((session, presented_token))) = (user, found) else {
-                return Err(ApiError::internal());
-            };
-            // A rotated-out token's successors: whether its answer was lost, and the successor
-            // to answer again. The current token has none.
-            let successors = if presented_token.superseded_at.is_some() {
-                successors(tx, &session.id, presented_token.generation)?
-            } else {
-                Vec::new()
-            };
-            if past_grace.is_some() && !successors.iter().any(|s| s.current_unused) {
-                tracing::warn!(session = %session.id, "rotated refresh token reused: revoking the session");
-                tx.prepare_cached("UPDATE sessions SET revoked = 1 WHERE id = ?1")?
-                    .execute([&session.id])?;
-                insert_event(tx, &base.user(&user.id).session(&session.id))?;
-                return Ok(Err(ApiError::reuse_detected()));
-            }
-            // Marks the token as seen by its client: from now on its parent counts as reused.
-            tx.prepare_cached(
-                "UPDATE refresh_tokens SET used_at = ?1 WHERE token_hash = ?2 AND used_at IS NULL",
-            )?
-            .execute(params![p.now, p.token_hash])?;
-            let mut rotated = None;
-            match purpose {
-                RefreshUse::Authenticate => {}
-                RefreshUse::Logout => {
-                    tx.prepare_cached("UPDATE sessions SET revoked = 1 WHERE id = ?1")?
-                        .execute([&session.id])?;
-                    let event = base
-                        .kind(kind::SESSIONS_REVOKED)
-                        .user(&user.id)
-                        .session(&session.id)
-                        .detail(json!({"scope": "this_device", "count": 1}));
-                    insert_event(tx, &event)?;
-                }
-                RefreshUse::Refresh(next) => {
-                    tx.prepare_cached("UPDATE sessions SET last_used_at = ?1 WHERE id = ?2")?
-                        .execute(params![p.now, session.id])?;
-                    let again = next.as_ref().and_then(|next| {
-                        super::successor_again(next, &session, &p.token_hash, &successors)
-                    });
-                    if again.is_some() {
-                        // Accepted again: the successor it already produced, nothing rotates.
-                        rotated = again;
-                    } else if let Some(next) = next {
-                        let token = next(&session, &p.token_hash, p.now);
-                        // A retried parent whose successor cannot be made again (rotated
-                        // before successors were derived) supersedes it, too.
-                        tx.prepare_cached(
-                            "UPDATE refresh_tokens SET superseded_at = ?1 WHERE session_id = ?2 AND superseded_at IS NULL",
-                        )?
-                        .execute(params![p.now, session.id])?;
-                        tx.prepare_cached(
-                            "INSERT INTO refresh_tokens (token_hash, session_id, issued_at, generation) VALUES (?1, ?2, ?3, ?4)",
-                        )?
-                        .execute(params![
-                            tokens::sha256_hex(&token),
-                            session.id,
-                            p.now,
-                            presented_token.generation + 1
-                        ])?;
-                        // Pruning (store/mod.rs): older than the presented token, and past
-                        // the grace window.
-                        tx.prepare_cached(
-                            "DELETE FROM refresh_tokens WHERE session_id = ?1 AND superseded_at <= ?2 AND generation < ?3",
-                        )?
-                        .execute(params![
-                            session.id,
-                            p.now - super::ROTATION_GRACE_SECS,
-                            presented_token.generation
-                        ])?;
-                        rotated = Some(token);
-                    }
-                }
-            }
-            Ok(Ok(CheckedSession {
-                session,
-                user,
-                rotated,
-            }))
+        let audit = audit::context();
+        // A reuse revokes the session, kept though the call fails: an `Ok` of the job.
+        self.write(move |conn| {
+            run(refresh::use_refresh_token(
+                &mut WriterTx(conn),
+                &presented,
+                purpose,
+                audit,
+            ))
         })
         .await?
     }
@@ -1916,10 +1974,7 @@ impl Store for SqliteStore {
         key_hash: &str,
         now: i64,
     ) -> StoreResult<()> {
-        let event = Event::new(app_id, kind::API_KEY_CREATED)
-            .at(now)
-            .user(user_id)
-            .detail(json!({"key_id": key.id, "name": key.name}));
+        let audit = audit::context();
         let (app_id, user_id, key, key_hash) = (
             app_id.to_owned(),
             user_id.to_owned(),
@@ -1927,19 +1982,10 @@ impl Store for SqliteStore {
             key_hash.to_owned(),
         );
         self.write(move |conn| {
-            // The UNIQUE (user_id, name) constraint decides, so two concurrent creations of one
-            // name make one key.
-            let n = conn
-                .prepare_cached(
-                    "INSERT INTO api_keys (id, app_id, user_id, name, key_hash, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-                     ON CONFLICT(user_id, name) DO NOTHING",
-                )?
-                .execute(params![key.id, app_id, user_id, key.name, key_hash, now])?;
-            if n == 0 {
-                return Err(super::api_key_name_taken());
-            }
-            insert_event(conn, &event)?;
-            Ok(())
+            let t = &mut WriterTx(conn);
+            run(api_keys::create_api_key(
+                t, &app_id, &user_id, &key, &key_hash, now, audit,
+            ))
         })
         .await
     }
@@ -1987,33 +2033,15 @@ impl Store for SqliteStore {
     }
 
     async fn delete_api_key(&self, user_id: &str, id: &str) -> StoreResult<bool> {
+        let audit = audit::context();
         let (user_id, id) = (user_id.to_owned(), id.to_owned());
-        let ctx = audit::context();
         self.write(move |conn| {
-            {
-                let tx = conn;
-                let Some(app_id) = api_key_app(tx, &user_id, &id)? else {
-                    return Ok(false);
-                };
-                tx.execute(
-                    "DELETE FROM api_keys WHERE id = ?1 AND user_id = ?2",
-                    params![id, user_id],
-                )?;
-                tx.execute(
-                    "DELETE FROM identities WHERE provider_type = 'api-key' AND external_id = ?1 AND user_id = ?2",
-                    params![id, user_id],
-                )?;
-                // The sessions that logged in with the key end with it.
-                let n = tx.execute(
-                    "UPDATE sessions SET revoked = 1 WHERE api_key_id = ?1 AND revoked = 0",
-                    [&id],
-                )?;
-                let event = Event::in_context(&app_id, kind::API_KEY_DELETED, ctx)
-                    .user(&user_id)
-                    .detail(json!({"key_id": id, "sessions_revoked": n}));
-                insert_event(tx, &event)?;
-                Ok(true)
-            }
+            run(api_keys::delete_api_key(
+                &mut WriterTx(conn),
+                &user_id,
+                &id,
+                audit,
+            ))
         })
         .await
     }
@@ -2024,37 +2052,13 @@ impl Store for SqliteStore {
         id: &str,
         disabled: bool,
     ) -> StoreResult<bool> {
+        let audit = audit::context();
         let (user_id, id) = (user_id.to_owned(), id.to_owned());
-        let ctx = audit::context();
         self.write(move |conn| {
-            {
-                let tx = conn;
-                let Some(app_id) = api_key_app(tx, &user_id, &id)? else {
-                    return Ok(false);
-                };
-                tx.execute(
-                    "UPDATE api_keys SET disabled = ?1 WHERE id = ?2 AND user_id = ?3",
-                    params![disabled, id, user_id],
-                )?;
-                let mut n = 0;
-                if disabled {
-                    // Disabling ends the key's sessions; enabling it again does not revive them.
-                    n = tx.execute(
-                        "UPDATE sessions SET revoked = 1 WHERE api_key_id = ?1 AND revoked = 0",
-                        [&id],
-                    )?;
-                }
-                let kind = if disabled {
-                    kind::API_KEY_DISABLED
-                } else {
-                    kind::API_KEY_ENABLED
-                };
-                let event = Event::in_context(&app_id, kind, ctx)
-                    .user(&user_id)
-                    .detail(json!({"key_id": id, "sessions_revoked": n}));
-                insert_event(tx, &event)?;
-                Ok(true)
-            }
+            let t = &mut WriterTx(conn);
+            run(api_keys::set_api_key_disabled(
+                t, &user_id, &id, disabled, audit,
+            ))
         })
         .await
     }
@@ -2073,32 +2077,23 @@ impl Store for SqliteStore {
         confirm: Option<MailToken>,
         now: i64,
     ) -> StoreResult<()> {
-        let event = Event::new(app_id, kind::REGISTERED)
-            .at(now)
-            .detail(json!({"confirmed": confirm.is_none()}));
+        let audit = audit::context();
         let (app_id, email, hash) = (
             app_id.to_owned(),
             email.to_owned(),
             password_hash.to_owned(),
         );
         self.write(move |conn| {
-            {
-                let tx = conn;
-                let n = tx
-                    .prepare_cached(
-                        "INSERT INTO userpass (app_id, email, identity_id, password_hash, confirmed, created_at)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT(app_id, email) DO NOTHING",
-                    )?
-                    .execute(params![app_id, email, tokens::new_object_id(), hash, confirm.is_none(), now])?;
-                if n == 0 {
-                    return Err(super::account_name_in_use());
-                }
-                if let Some(t) = &confirm {
-                    store_mail_token(tx, &app_id, &email, t)?;
-                }
-                insert_event(tx, &event)?;
-                Ok(())
-            }
+            let t = &mut WriterTx(conn);
+            run(accounts::register(
+                t,
+                &app_id,
+                &email,
+                &hash,
+                confirm.as_ref(),
+                now,
+                audit,
+            ))
         })
         .await
     }
@@ -2110,36 +2105,17 @@ impl Store for SqliteStore {
         password_hash: &str,
         now: i64,
     ) -> StoreResult<(UserRow, Vec<IdentityRow>)> {
-        // An admin's account (the actor comes from the request): registered, confirmed.
-        let event = Event::new(app_id, kind::REGISTERED)
-            .at(now)
-            .detail(json!({"confirmed": true}));
+        let audit = audit::context();
         let (app_id, email, hash) = (
             app_id.to_owned(),
             email.to_owned(),
             password_hash.to_owned(),
         );
         self.write(move |conn| {
-            {
-                let tx = conn;
-                let identity = tokens::new_object_id();
-                let n = tx.execute(
-                    "INSERT INTO userpass (app_id, email, identity_id, password_hash, confirmed, created_at)
-                     VALUES (?1, ?2, ?3, ?4, 1, ?5) ON CONFLICT(app_id, email) DO NOTHING",
-                    params![app_id, email, identity, hash, now],
-                )?;
-                if n == 0 {
-                    return Err(super::account_name_in_use());
-                }
-                let user_id = create_user(tx, &app_id, now, false)?;
-                let mut data = Map::new();
-                data.insert("email".into(), Value::String(email));
-                upsert_identity(tx, &app_id, "local-userpass", &identity, &user_id, &data, now)?;
-                insert_event(tx, &event.user(&user_id))?;
-                let user = user(tx, &app_id, &user_id)?.ok_or_else(ApiError::internal)?;
-                let ids = identities(tx, &user_id)?;
-                Ok((user, ids))
-            }
+            let t = &mut WriterTx(conn);
+            run(accounts::create_confirmed_user(
+                t, &app_id, &email, &hash, now, audit,
+            ))
         })
         .await
     }
@@ -2152,13 +2128,8 @@ impl Store for SqliteStore {
     ) -> StoreResult<()> {
         let (app_id, email) = (app_id.to_owned(), email.to_owned());
         self.write(move |conn| {
-            let tx = conn;
-            let row = userpass(tx, &app_id, &email)?.ok_or_else(ApiError::user_not_found)?;
-            if token.kind == CONFIRM && row.confirmed {
-                return Err(super::already_confirmed());
-            }
-            store_mail_token(tx, &app_id, &email, &token)?;
-            Ok(())
+            let t = &mut WriterTx(conn);
+            run(accounts::issue_mail_token(t, &app_id, &email, &token))
         })
         .await
     }
@@ -2188,23 +2159,11 @@ impl Store for SqliteStore {
         token_id: &str,
         now: i64,
     ) -> StoreResult<()> {
+        let audit = audit::context();
         let (app_id, token, token_id) = (app_id.to_owned(), token.to_owned(), token_id.to_owned());
-        let ctx = audit::context();
         self.write(move |conn| {
-            let tx = conn;
-            let email = take_mail_token(tx, &app_id, CONFIRM, &token, &token_id, now)?;
-            tx.execute(
-                "UPDATE userpass SET confirmed = 1 WHERE app_id = ?1 AND email = ?2",
-                params![app_id, email],
-            )?;
-            let mut event = Event::in_context(&app_id, kind::CONFIRMED, ctx).at(now);
-            if let Some(row) = userpass(tx, &app_id, &email)?
-                && let Some(user) = identity_owner(tx, &app_id, "local-userpass", &row.identity_id)?
-            {
-                event = event.user(&user);
-            }
-            insert_event(tx, &event)?;
-            Ok(())
+            let t = &mut WriterTx(conn);
+            run(accounts::confirm(t, &app_id, &token, &token_id, now, audit))
         })
         .await
     }
@@ -2216,37 +2175,23 @@ impl Store for SqliteStore {
         password_hash: &str,
         now: i64,
     ) -> StoreResult<()> {
+        let audit = audit::context();
         let app_id = app_id.to_owned();
         let hash = password_hash.to_owned();
+        // Owned for the writer's thread; borrowed again there.
         let account = match account {
-            PasswordAccount::Email(e) => Err(e.to_owned()),
-            PasswordAccount::ResetToken(t, id) => Ok((t.to_owned(), id.to_owned())),
+            PasswordAccount::Email(e) => (e.to_owned(), None),
+            PasswordAccount::ResetToken(t, id) => (t.to_owned(), Some(id.to_owned())),
         };
-        let ctx = audit::context();
         self.write(move |conn| {
-            let tx = conn;
-            let email = match account {
-                Err(email) => email,
-                Ok((token, token_id)) => {
-                    take_mail_token(tx, &app_id, RESET, &token, &token_id, now)?
-                }
+            let account = match &account {
+                (email, None) => PasswordAccount::Email(email),
+                (token, Some(id)) => PasswordAccount::ResetToken(token, id),
             };
-            let row = userpass(tx, &app_id, &email)?.ok_or_else(ApiError::user_not_found)?;
-            tx.execute(
-                "UPDATE userpass SET password_hash = ?1 WHERE app_id = ?2 AND email = ?3",
-                params![hash, app_id, email],
-            )?;
-            tx.execute(
-                "DELETE FROM userpass_tokens WHERE app_id = ?1 AND email = ?2 AND kind = 'reset'",
-                params![app_id, email],
-            )?;
-            let mut event = Event::in_context(&app_id, kind::PASSWORD_RESET, ctx).at(now);
-            if let Some(user) = identity_owner(tx, &app_id, "local-userpass", &row.identity_id)? {
-                let n = revoke_user_sessions(tx, &user)?;
-                event = event.user(&user).detail(json!({"sessions_revoked": n}));
-            }
-            insert_event(tx, &event)?;
-            Ok(())
+            let t = &mut WriterTx(conn);
+            run(accounts::set_password(
+                t, &app_id, account, &hash, now, audit,
+            ))
         })
         .await
     }
