@@ -177,6 +177,7 @@ const TABLES: &[Table] = &[
             ("provider_type", Text),
             ("device", Text),
             ("ip", Text),
+            ("jkt", Text),
         ],
         pg_only: &["prune_from"],
         keeps_identity: false,
@@ -237,6 +238,12 @@ const TABLES: &[Table] = &[
         ],
         pg_only: &[],
         keeps_identity: true,
+    },
+    Table {
+        name: "dpop_proofs",
+        columns: &[("replay_key", Text), ("expires_at", Int)],
+        pg_only: &[],
+        keeps_identity: false,
     },
 ];
 

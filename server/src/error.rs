@@ -47,6 +47,11 @@ pub struct ApiError {
     /// The user a refusal was about, when the server knows it (a disabled user's login): the
     /// audit log's `login_failed` event names it (not sent).
     pub user_id: Option<String>,
+    /// A DPoP refusal (dpop.rs, RFC 9449 section 7.1): its RFC error code, sent in
+    /// `WWW-Authenticate: DPoP error="..."` on a 401, and the nonce to use, sent as
+    /// `DPoP-Nonce`. Boxed: every `Result` of the server carries an `ApiError`, and the
+    /// challenge is rare.
+    pub dpop: Option<Box<(&'static str, Option<String>)>>,
 }
 
 impl ApiError {
@@ -60,7 +65,13 @@ impl ApiError {
             retry_after: None,
             reuse_detected: false,
             user_id: None,
+            dpop: None,
         }
+    }
+    /// With a DPoP challenge: RFC 9449's error code and, to be used in the next proof, a nonce.
+    pub fn with_dpop_challenge(mut self, error: &'static str, nonce: Option<String>) -> Self {
+        self.dpop = Some(Box::new((error, nonce)));
+        self
     }
     /// Names the user this refusal is about, for the audit log.
     pub fn about_user(mut self, user_id: &str) -> Self {
@@ -179,6 +190,21 @@ impl IntoResponse for ApiError {
                 axum::http::header::RETRY_AFTER,
                 axum::http::HeaderValue::from(secs),
             );
+        }
+        if let Some((error, nonce)) = self.dpop.as_deref() {
+            if self.status == axum::http::StatusCode::UNAUTHORIZED
+                && let Ok(v) = axum::http::HeaderValue::from_str(&format!(
+                    "DPoP error=\"{error}\", algs=\"ES256\""
+                ))
+            {
+                resp.headers_mut()
+                    .insert(axum::http::header::WWW_AUTHENTICATE, v);
+            }
+            if let Some(n) = nonce
+                && let Ok(v) = axum::http::HeaderValue::from_str(n)
+            {
+                resp.headers_mut().insert("dpop-nonce", v);
+            }
         }
         resp.extensions_mut().insert(self);
         resp

@@ -9,6 +9,7 @@ pub mod backup;
 pub mod config;
 pub mod copy;
 pub mod credentials;
+pub mod dpop;
 pub mod email;
 pub mod email_otp;
 pub mod error;

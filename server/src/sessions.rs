@@ -3,6 +3,8 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use crate::config::DpopMode;
+use crate::dpop;
 use crate::error::{ApiError, Reason};
 use crate::state::{AppRuntime, Inner};
 use crate::store::{CheckedSession, NewSession, PresentedRefresh, RefreshUse, SessionRow, UserRow};
@@ -10,12 +12,14 @@ use crate::tokens::{self, Claims, TYP_ACCESS, TYP_REFRESH, VerifyError};
 use axum::http::HeaderMap;
 
 /// Signs an access token for `user` in session `session_id`, which it names (`sid`) so that a
-/// revoked session's access tokens are refused at once ([`access_user`], #25).
+/// revoked session's access tokens are refused at once ([`access_user`], #25). `jkt`: the key
+/// a DPoP-bound session is bound to, carried as `cnf.jkt` (RFC 9449 section 6.1).
 pub fn access_token(
     app: &AppRuntime,
     user: &UserRow,
     device_id: &str,
     session_id: &str,
+    jkt: Option<&str>,
     now: i64,
 ) -> String {
     let claims = Claims {
@@ -32,6 +36,9 @@ pub fn access_token(
         // Unique per token: two tokens issued in the same second must still differ, so a
         // client can tell a refreshed token from the one it had.
         jti: Some(tokens::new_object_id()),
+        cnf: jkt.map(|jkt| tokens::Confirmation {
+            jkt: jkt.to_string(),
+        }),
     };
     let active = app.keys().active().cloned();
     match active {
@@ -69,6 +76,7 @@ fn refresh_token(
         user_data: None,
         sid: Some(sid.to_string()),
         jti: Some(jti),
+        cnf: None,
     };
     tokens::sign(&claims, &app.secret)
 }
@@ -111,6 +119,9 @@ pub struct LoginOrigin {
     pub device: Option<String>,
     /// The client address.
     pub ip: Option<String>,
+    /// The thumbprint of the key its DPoP proof was made with, when the session is to be
+    /// bound to it (dpop.rs).
+    pub jkt: Option<String>,
 }
 
 /// The session a login starts for `user`, with its first refresh token. `api_key_id`: the API
@@ -141,6 +152,7 @@ pub fn new_session(
         provider_type: origin.provider_type,
         device: origin.device,
         ip: origin.ip,
+        jkt: origin.jkt,
     }
 }
 
@@ -192,8 +204,10 @@ pub fn device_document(body: &serde_json::Map<String, serde_json::Value>) -> Opt
     (!out.is_empty()).then(|| serde_json::Value::Object(out).to_string())
 }
 
-/// The bearer token of a request.
-pub fn bearer(headers: &HeaderMap) -> Result<String, ApiError> {
+/// The token of a request's `Authorization` header, and whether its scheme is `DPoP` (a
+/// DPoP-bound token, RFC 9449 section 7.1) rather than `Bearer`. 401 InvalidSession without
+/// one of the two.
+pub fn authorization(headers: &HeaderMap) -> Result<(String, bool), ApiError> {
     let value = headers
         .get(axum::http::header::AUTHORIZATION)
         .ok_or_else(|| {
@@ -204,10 +218,49 @@ pub fn bearer(headers: &HeaderMap) -> Result<String, ApiError> {
     let (scheme, token) = value
         .split_once(' ')
         .ok_or_else(|| ApiError::invalid_session("invalid Authorization header"))?;
-    if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
+    let dpop = scheme.eq_ignore_ascii_case("dpop");
+    if !(dpop || scheme.eq_ignore_ascii_case("bearer")) || token.trim().is_empty() {
         return Err(ApiError::invalid_session("invalid Authorization header"));
     }
-    Ok(token.trim().to_string())
+    Ok((token.trim().to_string(), dpop))
+}
+
+/// The token of a request (`Authorization: Bearer` or `DPoP`).
+pub fn bearer(headers: &HeaderMap) -> Result<String, ApiError> {
+    authorization(headers).map(|(token, _)| token)
+}
+
+/// The request's DPoP proof, checked for `target` (dpop.rs) and remembered so that it is
+/// never accepted again: the thumbprint of its key; `None` when the request has no `DPoP`
+/// header. `access_token`: the token the proof's `ath` must hash, for calls made with one.
+/// Errors: 401 `InvalidDPoPProof` or `UseDPoPNonce` (a token endpoint makes them 400,
+/// [`dpop::for_token_endpoint`]).
+pub async fn proof(
+    st: &Inner,
+    app: &AppRuntime,
+    headers: &HeaderMap,
+    target: &dpop::Target,
+    access_token: Option<&str>,
+) -> Result<Option<String>, ApiError> {
+    let Some(value) = dpop::header(headers)? else {
+        return Ok(None);
+    };
+    let now = st.now();
+    let request = dpop::Request {
+        method: &target.method,
+        url: &target.url,
+        access_token,
+        now,
+    };
+    let proof = dpop::verify(value, &request, &app.config.id, &app.secret)?;
+    if !st
+        .store
+        .remember_proof(&proof.replay_key, proof.remember_until)
+        .await?
+    {
+        return Err(dpop::invalid("this proof was used before: make a new one"));
+    }
+    Ok(Some(proof.jkt))
 }
 
 /// Verifies a token of ours of type `typ`, finding its app from the (then verified) `iss`.
@@ -266,9 +319,35 @@ pub fn verify_bearer(
 pub async fn access_user(
     st: &Inner,
     headers: &HeaderMap,
+    target: &dpop::Target,
     op: &str,
 ) -> Result<(Arc<AppRuntime>, Claims, UserRow), ApiError> {
-    let (app, claims, _) = verify_bearer(st, headers, TYP_ACCESS, op)?;
+    let (app, claims, token) = verify_bearer(st, headers, TYP_ACCESS, op)?;
+    // A DPoP-bound token is worth nothing without a proof from its key (RFC 9449 section 7),
+    // judged before anything is read: a stolen token costs the server one signature check.
+    match &claims.cnf {
+        Some(cnf) => {
+            if !authorization(headers)?.1 {
+                return Err(dpop::invalid(
+                    "a DPoP-bound access token is sent as Authorization: DPoP, with a proof",
+                ));
+            }
+            let jkt = proof(st, &app, headers, target, Some(&token))
+                .await?
+                .ok_or_else(|| dpop::invalid("a DPoP-bound access token needs a DPoP proof"))?;
+            if jkt != cnf.jkt {
+                return Err(dpop::invalid(
+                    "the proof is not made with the key the access token is bound to",
+                ));
+            }
+        }
+        None if app.config.dpop == DpopMode::Required => {
+            return Err(dpop::invalid(
+                "this app takes DPoP-bound access tokens only: refresh the session with a proof",
+            ));
+        }
+        None => {}
+    }
     let app_id = app.config.id.clone();
     let sub = claims.sub.clone();
     let user = st
@@ -307,7 +386,12 @@ pub async fn use_refresh_token(
     claims: &Claims,
     token: &str,
     purpose: Purpose,
+    headers: &HeaderMap,
+    target: &dpop::Target,
 ) -> Result<CheckedSession, ApiError> {
+    let proof_jkt = proof(st, app, headers, target, None)
+        .await
+        .map_err(|e| purpose.dpop_status(e))?;
     let now = st.now();
     let presented = PresentedRefresh {
         app_id: app.config.id.clone(),
@@ -315,8 +399,11 @@ pub async fn use_refresh_token(
         token_hash: tokens::sha256_hex(token),
         session_id: claims.sid.clone(),
         inactivity_timeout_secs: app.config.inactivity_timeout_secs as i64,
+        proof_jkt,
+        dpop_required: app.config.dpop == DpopMode::Required,
         now,
     };
+    let asked = purpose;
     let purpose = match purpose {
         Purpose::Refresh if app.config.refresh_token_rotation => {
             let app = app.clone();
@@ -330,7 +417,10 @@ pub async fn use_refresh_token(
         Purpose::Logout => RefreshUse::Logout,
         Purpose::Authenticate => RefreshUse::Authenticate,
     };
-    st.store.use_refresh_token(presented, purpose).await
+    st.store
+        .use_refresh_token(presented, purpose)
+        .await
+        .map_err(|e| asked.dpop_status(e))
 }
 
 /// What a refresh token is presented for.
@@ -342,4 +432,16 @@ pub enum Purpose {
     Logout,
     /// Authenticate another call (API keys).
     Authenticate,
+}
+
+impl Purpose {
+    /// `e` with the status this use gives a DPoP refusal: login's, refresh's and logout's are
+    /// the token endpoint's, 400 (RFC 9449 section 5); other calls made with a refresh token
+    /// are resource calls, 401.
+    fn dpop_status(self, e: ApiError) -> ApiError {
+        match self {
+            Purpose::Refresh | Purpose::Logout => dpop::for_token_endpoint(e),
+            Purpose::Authenticate => e,
+        }
+    }
 }

@@ -130,6 +130,7 @@ timed_store! {
         keep: Option<&str>,
     ) -> StoreResult<usize>;
     async fn session_live(&self, session_id: &str, now: i64) -> StoreResult<bool>;
+    async fn remember_proof(&self, replay_key: &str, until: i64) -> StoreResult<bool>;
     async fn set_user_disabled(
         &self,
         app_id: &str,

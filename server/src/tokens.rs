@@ -132,6 +132,17 @@ pub struct Claims {
     /// parent gets the same successor.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jti: Option<String>,
+    /// Confirmation (RFC 7800): the key a DPoP-bound session's access token is bound to,
+    /// `{"jkt": <JWK SHA-256 thumbprint>}` (RFC 9449 section 6.1; dpop.rs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cnf: Option<Confirmation>,
+}
+
+/// A token's `cnf` claim (RFC 7800 section 3.1) as DPoP uses it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Confirmation {
+    /// The JWK SHA-256 thumbprint of the key (RFC 9449 section 6.1).
+    pub jkt: String,
 }
 
 /// Signs claims with HS256.

@@ -453,12 +453,13 @@ async fn a_version_1_postgres_database_is_migrated() {
         .to_string();
     let current = t.refresh(&first).await.s("refresh_token");
     t.srv.shutdown().await;
-    // Back to version 1 as its release left it: migrations 0006 to 0002 undone.
+    // Back to version 1 as its release left it: migrations 0007 to 0002 undone.
     let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&url)
         .await
         .unwrap();
     sqlx::raw_sql(
-        "DROP TABLE audit_events;
+        "DROP TABLE dpop_proofs;
+         DROP TABLE audit_events;
          DROP TABLE email_otp_codes;
          DROP INDEX outbox_due;
          ALTER TABLE outbox DROP COLUMN status, DROP COLUMN attempts, DROP COLUMN next_at,
@@ -467,7 +468,7 @@ async fn a_version_1_postgres_database_is_migrated() {
          CREATE INDEX refresh_tokens_superseded ON refresh_tokens(session_id, superseded_at);
          ALTER TABLE refresh_tokens RESET (fillfactor);
          ALTER TABLE sessions DROP COLUMN prune_from, DROP COLUMN provider_type,
-           DROP COLUMN device, DROP COLUMN ip;
+           DROP COLUMN device, DROP COLUMN ip, DROP COLUMN jkt;
          DELETE FROM _sqlx_migrations WHERE version > 1;",
     )
     .execute(&mut conn)

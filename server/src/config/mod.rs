@@ -224,9 +224,26 @@ pub struct AppConfig {
     /// JWKS serves, so backends verify tokens offline (signing.rs).
     #[serde(default)]
     pub access_token_algorithm: JwtAlgorithm,
+    /// Whether sessions are bound to a key the client holds (DPoP, RFC 9449; dpop.rs,
+    /// PROTOCOL.md "DPoP"): `off` (the default), `optional` or `required`.
+    #[serde(default)]
+    pub dpop: DpopMode,
     /// Enabled providers.
     #[serde(default)]
     pub providers: Providers,
+}
+
+/// Whether an app binds sessions to keys (`dpop` in the app's config).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DpopMode {
+    /// Proofs are ignored and no session is bound: every existing client works.
+    #[default]
+    Off,
+    /// A client that sends proofs gets a bound session; one that sends none, a bearer one.
+    Optional,
+    /// Every login and refresh needs a proof, and every session is bound.
+    Required,
 }
 
 fn default_shutdown_timeout() -> u64 {
@@ -1108,6 +1125,8 @@ impl Config {
                 inactivity_timeout_secs: 0,
                 // New apps sign with a key pair: tokens verifiable offline from the start.
                 access_token_algorithm: JwtAlgorithm::ES256,
+                // Clients that send proofs get bound sessions; others work as ever.
+                dpop: DpopMode::Optional,
                 providers: Providers {
                     anon_user: Some(AnonConfig {}),
                     local_userpass: Some(UserpassConfig::default()),

@@ -46,6 +46,7 @@ fn admin_token(st: &AppState, typ: &str, lifetime: i64) -> String {
         user_data: None,
         sid: None,
         jti: Some(tokens::new_object_id()),
+        cnf: None,
     };
     tokens::sign(&claims, &st.admin_secret)
 }

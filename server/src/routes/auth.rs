@@ -7,6 +7,8 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
 use super::{RawBody, base_url, json_object, json_response, path_error};
+use crate::config::DpopMode;
+use crate::dpop::{self, Target};
 use crate::error::ApiError;
 use crate::functions;
 use crate::providers::{self, req_str};
@@ -125,6 +127,7 @@ pub async fn login(
     path: Result<Path<(String, String)>, PathRejection>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
+    target: Target,
     RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {
     let Path((app_id, provider)) = path.map_err(path_error)?;
@@ -157,8 +160,12 @@ pub async fn login(
         };
         st.rate_limits.login(addr, account.as_deref())?;
     }
+    let mut caller_jkt = None;
     let caller = if link {
-        let (tok_app, _, user) = access_user(&st, &headers, "").await?;
+        let (tok_app, claims, user) = access_user(&st, &headers, &target, "").await?;
+        // A bound caller's proof was checked (and remembered) with its token: its key binds
+        // the new session too.
+        caller_jkt = claims.cnf.map(|c| c.jkt);
         if tok_app.config.id != app.config.id {
             return Err(ApiError::invalid_session(
                 "invalid session: token of another app",
@@ -173,6 +180,26 @@ pub async fn login(
     } else {
         None
     };
+    // The key the new session is bound to (dpop.rs): the proof's, unless the app binds none.
+    let jkt = match (app.config.dpop, caller_jkt) {
+        (DpopMode::Off, _) => None,
+        (_, Some(jkt)) => Some(jkt),
+        (_, None) => {
+            let token = if link {
+                Some(sessions::bearer(&headers)?)
+            } else {
+                None
+            };
+            sessions::proof(&st, &app, &headers, &target, token.as_deref())
+                .await
+                .map_err(dpop::for_token_endpoint)?
+        }
+    };
+    if app.config.dpop == DpopMode::Required && jkt.is_none() {
+        return Err(dpop::for_token_endpoint(dpop::invalid(
+            "this app binds every session to a key: log in with a DPoP proof",
+        )));
+    }
     let device = device_id(&body);
     let identity = if provider == "anon-user" {
         None
@@ -191,6 +218,7 @@ pub async fn login(
             .map_or_else(|| "anon-user".to_string(), |i| i.provider_type.clone()),
         device: sessions::device_document(&body),
         ip: Some(addr.to_string()),
+        jkt: jkt.clone(),
     };
     let app2 = app.clone();
     let (user, session) = st
@@ -206,22 +234,28 @@ pub async fn login(
         )
         .await?;
     let refresh = session.refresh_token;
-    let access = sessions::access_token(&app, &user, &device, &session.id, now);
+    let access = sessions::access_token(&app, &user, &device, &session.id, jkt.as_deref(), now);
     let user_id = user.id;
-    Ok(json_response(
-        StatusCode::OK,
-        &json!({
-            "access_token": access,
-            "refresh_token": refresh,
-            "user_id": user_id,
-            "device_id": device,
-        }),
-    ))
+    let mut out = json!({
+        "access_token": access,
+        "refresh_token": refresh,
+        "user_id": user_id,
+        "device_id": device,
+    });
+    if jkt.is_some() {
+        // The session is bound: its tokens go with proofs (RFC 9449 section 5).
+        out["token_type"] = Value::from("DPoP");
+    }
+    Ok(json_response(StatusCode::OK, &out))
 }
 
 /// GET profile.
-pub async fn profile(State(st): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
-    let (app, _, user) = access_user(&st, &headers, "profile").await?;
+pub async fn profile(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    target: Target,
+) -> Result<Response, ApiError> {
+    let (app, _, user) = access_user(&st, &headers, &target, "profile").await?;
     let domain = app.domain_id.clone();
     let ids = st.store.identities(&user.id).await?;
     let doc = store::profile_json(&user, &ids, &domain);
@@ -229,17 +263,34 @@ pub async fn profile(State(st): State<AppState>, headers: HeaderMap) -> Result<R
 }
 
 /// POST session: a new access token (and, with rotation, a new refresh token).
-pub async fn refresh(State(st): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+pub async fn refresh(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    target: Target,
+) -> Result<Response, ApiError> {
     let (app, claims, token) = verify_bearer(&st, &headers, TYP_REFRESH, "refresh")?;
-    let checked = use_refresh_token(&st, &app, &claims, &token, Purpose::Refresh).await?;
+    let checked = use_refresh_token(
+        &st,
+        &app,
+        &claims,
+        &token,
+        Purpose::Refresh,
+        &headers,
+        &target,
+    )
+    .await?;
     let access = sessions::access_token(
         &app,
         &checked.user,
         &checked.session.device_id,
         &checked.session.id,
+        checked.session.jkt.as_deref(),
         st.now(),
     );
     let mut out = json!({ "access_token": access });
+    if checked.session.jkt.is_some() {
+        out["token_type"] = Value::from("DPoP");
+    }
     let rotated = checked.rotated.is_some();
     if let Some(r) = checked.rotated {
         out["refresh_token"] = Value::String(r);
@@ -251,9 +302,22 @@ pub async fn refresh(State(st): State<AppState>, headers: HeaderMap) -> Result<R
 }
 
 /// DELETE session: log out this session.
-pub async fn logout(State(st): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+pub async fn logout(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    target: Target,
+) -> Result<Response, ApiError> {
     let (app, claims, token) = verify_bearer(&st, &headers, TYP_REFRESH, "logout")?;
-    use_refresh_token(&st, &app, &claims, &token, Purpose::Logout).await?;
+    use_refresh_token(
+        &st,
+        &app,
+        &claims,
+        &token,
+        Purpose::Logout,
+        &headers,
+        &target,
+    )
+    .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -261,8 +325,9 @@ pub async fn logout(State(st): State<AppState>, headers: HeaderMap) -> Result<Re
 pub async fn delete_user(
     State(st): State<AppState>,
     headers: HeaderMap,
+    target: Target,
 ) -> Result<Response, ApiError> {
-    let (app, _, user) = access_user(&st, &headers, "delete").await?;
+    let (app, _, user) = access_user(&st, &headers, &target, "delete").await?;
     st.store.delete_user(&app.config.id, &user.id).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -272,11 +337,12 @@ pub async fn call_function(
     State(st): State<AppState>,
     path: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
+    target: Target,
     RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {
     let Path(app_id) = path.map_err(path_error)?;
     st.app(&app_id)?;
-    let (app, _, user) = access_user(&st, &headers, "function").await?;
+    let (app, _, user) = access_user(&st, &headers, &target, "function").await?;
     if app.config.id != app_id {
         return Err(ApiError::invalid_session(
             "invalid session: token of another app",
@@ -298,10 +364,20 @@ pub async fn call_function(
 async fn session_owner(
     st: &AppState,
     headers: &HeaderMap,
+    target: &Target,
     op: &str,
 ) -> Result<(std::sync::Arc<AppRuntime>, store::CheckedSession), ApiError> {
     let (app, claims, token) = verify_bearer(st, headers, TYP_REFRESH, op)?;
-    let checked = use_refresh_token(st, &app, &claims, &token, Purpose::Authenticate).await?;
+    let checked = use_refresh_token(
+        st,
+        &app,
+        &claims,
+        &token,
+        Purpose::Authenticate,
+        headers,
+        target,
+    )
+    .await?;
     Ok((app, checked))
 }
 
@@ -323,8 +399,9 @@ fn refuse_api_key_session(checked: &store::CheckedSession) -> Result<(), ApiErro
 pub async fn list_sessions(
     State(st): State<AppState>,
     headers: HeaderMap,
+    target: Target,
 ) -> Result<Response, ApiError> {
-    let (app, checked) = session_owner(&st, &headers, "sessions").await?;
+    let (app, checked) = session_owner(&st, &headers, &target, "sessions").await?;
     let list = st
         .store
         .user_sessions(&app.config.id, &checked.user.id, st.now())
@@ -362,9 +439,10 @@ pub async fn revoke_session(
     State(st): State<AppState>,
     path: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
+    target: Target,
 ) -> Result<Response, ApiError> {
     let Path(id) = path.map_err(path_error)?;
-    let (app, checked) = session_owner(&st, &headers, "revoke_session").await?;
+    let (app, checked) = session_owner(&st, &headers, &target, "revoke_session").await?;
     if id != checked.session.id {
         refuse_api_key_session(&checked)?;
     }
@@ -388,6 +466,7 @@ pub async fn revoke_sessions(
     State(st): State<AppState>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
+    target: Target,
 ) -> Result<Response, ApiError> {
     let scope = query
         .as_deref()
@@ -404,7 +483,7 @@ pub async fn revoke_sessions(
             ));
         }
     };
-    let (app, checked) = session_owner(&st, &headers, "revoke_sessions").await?;
+    let (app, checked) = session_owner(&st, &headers, &target, "revoke_sessions").await?;
     refuse_api_key_session(&checked)?;
     let keep = (!everywhere).then_some(checked.session.id.as_str());
     let n = st
@@ -418,12 +497,22 @@ pub async fn revoke_sessions(
 async fn key_owner(
     st: &AppState,
     headers: &HeaderMap,
+    target: &Target,
 ) -> Result<(std::sync::Arc<AppRuntime>, UserRow), ApiError> {
     let (app, claims, token) = verify_bearer(st, headers, TYP_REFRESH, "api_keys")?;
     if app.config.providers.api_key.is_none() {
         return Err(ApiError::provider_not_found("api-key"));
     }
-    let checked = use_refresh_token(st, &app, &claims, &token, Purpose::Authenticate).await?;
+    let checked = use_refresh_token(
+        st,
+        &app,
+        &claims,
+        &token,
+        Purpose::Authenticate,
+        headers,
+        target,
+    )
+    .await?;
     // A session that came from an API key cannot manage API keys: a leaked key could
     // otherwise mint keys that outlive it (realm-core and realm-dart refuse it the same way).
     if checked.session.api_key_id.is_some() {
@@ -444,9 +533,10 @@ fn key_doc(key: &ApiKeyRow) -> Value {
 pub async fn create_api_key(
     State(st): State<AppState>,
     headers: HeaderMap,
+    target: Target,
     RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {
-    let (app, user) = key_owner(&st, &headers).await?;
+    let (app, user) = key_owner(&st, &headers, &target).await?;
     let body = json_object(&body)?;
     let name = req_str(&body, "name")?.to_string();
     if name.trim().is_empty() || name.chars().count() > 256 {
@@ -477,8 +567,9 @@ pub async fn create_api_key(
 pub async fn list_api_keys(
     State(st): State<AppState>,
     headers: HeaderMap,
+    target: Target,
 ) -> Result<Response, ApiError> {
-    let (_, user) = key_owner(&st, &headers).await?;
+    let (_, user) = key_owner(&st, &headers, &target).await?;
     let list = st
         .store
         .api_keys(&user.id)
@@ -492,9 +583,10 @@ pub async fn list_api_keys(
 async fn key_id(
     st: &AppState,
     headers: &HeaderMap,
+    target: &Target,
     path: Result<Path<String>, PathRejection>,
 ) -> Result<(UserRow, String), ApiError> {
-    let (_, user) = key_owner(st, headers).await?;
+    let (_, user) = key_owner(st, headers, target).await?;
     let Path(id) = path.map_err(|_| ApiError::api_key_not_found())?;
     if !tokens::is_object_id(&id) {
         return Err(ApiError::api_key_not_found());
@@ -506,9 +598,10 @@ async fn key_id(
 pub async fn fetch_api_key(
     State(st): State<AppState>,
     headers: HeaderMap,
+    target: Target,
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
-    let (user, id) = key_id(&st, &headers, path).await?;
+    let (user, id) = key_id(&st, &headers, &target, path).await?;
     let doc = st
         .store
         .api_key(&user.id, &id)
@@ -522,9 +615,10 @@ pub async fn fetch_api_key(
 pub async fn delete_api_key(
     State(st): State<AppState>,
     headers: HeaderMap,
+    target: Target,
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
-    let (user, id) = key_id(&st, &headers, path).await?;
+    let (user, id) = key_id(&st, &headers, &target, path).await?;
     if !st.store.delete_api_key(&user.id, &id).await? {
         return Err(ApiError::api_key_not_found());
     }
@@ -534,10 +628,11 @@ pub async fn delete_api_key(
 async fn set_key_disabled(
     st: AppState,
     headers: HeaderMap,
+    target: Target,
     path: Result<Path<String>, PathRejection>,
     disabled: bool,
 ) -> Result<Response, ApiError> {
-    let (user, id) = key_id(&st, &headers, path).await?;
+    let (user, id) = key_id(&st, &headers, &target, path).await?;
     if !st
         .store
         .set_api_key_disabled(&user.id, &id, disabled)
@@ -552,16 +647,18 @@ async fn set_key_disabled(
 pub async fn enable_api_key(
     State(st): State<AppState>,
     headers: HeaderMap,
+    target: Target,
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
-    set_key_disabled(st, headers, path, false).await
+    set_key_disabled(st, headers, target, path, false).await
 }
 
 /// PUT api_keys/{id}/disable.
 pub async fn disable_api_key(
     State(st): State<AppState>,
     headers: HeaderMap,
+    target: Target,
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
-    set_key_disabled(st, headers, path, true).await
+    set_key_disabled(st, headers, target, path, true).await
 }

@@ -120,6 +120,22 @@ pub fn base_url(st: &AppState, headers: &axum::http::HeaderMap) -> String {
     }
 }
 
+/// The request's method and URL for its DPoP proof (dpop.rs): the URL as [`base_url`] knows
+/// the server's public address, and the request's path.
+impl axum::extract::FromRequestParts<AppState> for crate::dpop::Target {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        st: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(crate::dpop::Target {
+            method: parts.method.as_str().to_string(),
+            url: format!("{}{}", base_url(st, &parts.headers), parts.uri.path()),
+        })
+    }
+}
+
 /// `localhost`, `127.x.y.z` or `[::1]`, with or without a port.
 fn is_loopback_host(host: &str) -> bool {
     let name = match host.strip_prefix('[') {

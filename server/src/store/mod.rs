@@ -122,6 +122,9 @@ pub struct SessionRow {
     pub revoked: bool,
     /// The API key it logged in with, if it did.
     pub api_key_id: Option<String>,
+    /// The thumbprint of the key it is bound to (DPoP, dpop.rs): its refresh token works only
+    /// with a proof from that key.
+    pub jkt: Option<String>,
 }
 
 /// An email/password account.
@@ -488,6 +491,8 @@ pub struct NewSession {
     pub device: Option<String>,
     /// The client address of the login.
     pub ip: Option<String>,
+    /// The thumbprint of the key it is bound to (DPoP), if it is.
+    pub jkt: Option<String>,
 }
 
 /// A live session as its user sees it (`GET auth/sessions`, #25): never a token or a hash.
@@ -556,6 +561,12 @@ pub struct PresentedRefresh {
     pub session_id: Option<String>,
     /// The app's inactivity timeout in seconds (0: none).
     pub inactivity_timeout_secs: i64,
+    /// The thumbprint of the key of the request's DPoP proof, checked (dpop.rs); `None`
+    /// without one.
+    pub proof_jkt: Option<String>,
+    /// The app binds every session (`dpop = "required"`): an unbound session is bound to the
+    /// proof's key at this use, and refused without one.
+    pub dpop_required: bool,
     /// Unix seconds.
     pub now: i64,
 }
@@ -690,6 +701,11 @@ pub trait Store: Send + Sync + 'static {
     /// Whether a session still stands (exists, not revoked, not expired at `now`): an access
     /// token of a revoked session is refused at once (#25).
     async fn session_live(&self, session_id: &str, now: i64) -> StoreResult<bool>;
+
+    /// Remembers a DPoP proof (its [`crate::dpop::Proof::replay_key`]) until `until` (Unix
+    /// seconds); `false` when it was remembered already: a replay, to be refused. On every
+    /// instance (the database decides).
+    async fn remember_proof(&self, replay_key: &str, until: i64) -> StoreResult<bool>;
     /// Disables (ending its sessions) or enables a user. Whether the user exists.
     async fn set_user_disabled(
         &self,

@@ -64,10 +64,15 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "audit events",
         include_str!("../../migrations/postgres/0006_audit_events.sql"),
     ),
+    (
+        7,
+        "dpop",
+        include_str!("../../migrations/postgres/0007_dpop.sql"),
+    ),
 ];
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 6;
+pub const SCHEMA_VERSION: i64 = 7;
 
 fn newer_schema(version: i64) -> String {
     format!(
@@ -1021,8 +1026,8 @@ impl Transaction for PgTx<'_> {
         now: i64,
     ) -> StoreResult<()> {
         sqlx::query(
-            "INSERT INTO sessions (id, app_id, user_id, device_id, created_at, last_used_at, expires_at, api_key_id, provider_type, device, ip)
-             VALUES ($1, $2, $3, $4, $5, $5, $6, $7, $8, $9, $10)",
+            "INSERT INTO sessions (id, app_id, user_id, device_id, created_at, last_used_at, expires_at, api_key_id, provider_type, device, ip, jkt)
+             VALUES ($1, $2, $3, $4, $5, $5, $6, $7, $8, $9, $10, $11)",
         )
         .bind(&s.id)
         .bind(app_id)
@@ -1034,6 +1039,7 @@ impl Transaction for PgTx<'_> {
         .bind(&s.provider_type)
         .bind(&s.device)
         .bind(&s.ip)
+        .bind(&s.jkt)
         .execute(&mut *self.0)
         .await?;
         sqlx::query(
@@ -1052,7 +1058,7 @@ impl Transaction for PgTx<'_> {
         // database: each one counts).
         let row = sqlx::query(
             "SELECT s.id, s.user_id, s.device_id, s.last_used_at, s.expires_at, s.revoked,
-                    s.api_key_id, t.superseded_at, t.generation, s.prune_from
+                    s.api_key_id, t.superseded_at, t.generation, s.prune_from, s.jkt
              FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id
              WHERE t.token_hash = $1 FOR UPDATE OF s",
         )
@@ -1071,6 +1077,7 @@ impl Transaction for PgTx<'_> {
                 expires_at: r.try_get(4)?,
                 revoked: r.try_get(5)?,
                 api_key_id: r.try_get(6)?,
+                jkt: r.try_get(10)?,
             },
             token: PresentedToken {
                 superseded_at: r.try_get(7)?,
@@ -1125,6 +1132,22 @@ impl Transaction for PgTx<'_> {
         .execute(&mut *self.0)
         .await?
         .rows_affected())
+    }
+
+    async fn session_jkt(&mut self, session_id: &str) -> StoreResult<Option<Option<String>>> {
+        Ok(sqlx::query_scalar("SELECT jkt FROM sessions WHERE id = $1")
+            .bind(session_id)
+            .fetch_optional(&mut *self.0)
+            .await?)
+    }
+
+    async fn bind_session(&mut self, session_id: &str, jkt: &str) -> StoreResult<()> {
+        sqlx::query("UPDATE sessions SET jkt = $2 WHERE id = $1")
+            .bind(session_id)
+            .bind(jkt)
+            .execute(&mut *self.0)
+            .await?;
+        Ok(())
     }
 
     async fn revoke_session(&mut self, session_id: &str, user_id: &str) -> StoreResult<bool> {
@@ -1770,6 +1793,18 @@ impl Store for PostgresStore {
         .await?)
     }
 
+    async fn remember_proof(&self, replay_key: &str, until: i64) -> StoreResult<bool> {
+        let n = sqlx::query(
+            "INSERT INTO dpop_proofs (replay_key, expires_at) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        )
+        .bind(replay_key)
+        .bind(until)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(n == 1)
+    }
+
     async fn set_user_disabled(
         &self,
         app_id: &str,
@@ -2317,6 +2352,10 @@ impl Store for PostgresStore {
             .execute(&mut *tx)
             .await?;
         sqlx::query("DELETE FROM email_otp_codes WHERE expires_at <= $1")
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM dpop_proofs WHERE expires_at <= $1")
             .bind(now)
             .execute(&mut *tx)
             .await?;

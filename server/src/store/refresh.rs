@@ -45,6 +45,14 @@ pub(crate) async fn use_refresh_token<T: Transaction>(
     // session and whatever it hands out (#22).
     let user = t.user(&p.app_id, &p.user_id).await?;
     if let Some(sid) = pruned_token_session(p, user.as_ref(), found.as_ref()) {
+        // The reuse of a bound session's token counts only with a proof from its key: without
+        // one, whoever presents it cannot be told from an attacker, who must not be able to
+        // end the real device's session (#29).
+        if let Some(Some(bound)) = t.session_jkt(sid).await?
+            && p.proof_jkt.as_deref() != Some(bound.as_str())
+        {
+            return Ok(Err(wrong_key(p)));
+        }
         if t.revoke_session(sid, &p.user_id).await? {
             tracing::warn!(session = %sid, "rotated refresh token reused: revoking the session");
             t.insert_event(&reuse.user(&p.user_id).session(sid)).await?;
@@ -56,9 +64,26 @@ pub(crate) async fn use_refresh_token<T: Transaction>(
         Ok(g) => g,
         Err(reason) => return Ok(Err(ApiError::session_ended(reason))),
     };
-    let (Some(user), Some((session, presented))) = (user, found) else {
+    let (Some(user), Some((mut session, presented))) = (user, found) else {
         return Err(ApiError::internal());
     };
+    // The key, before anything is written: a bound session's token without a proof from its
+    // key is refused and changes nothing, not even as reuse (#29).
+    match (&session.jkt, &p.proof_jkt) {
+        (Some(bound), Some(jkt)) if bound == jkt => {}
+        (Some(_), _) => return Ok(Err(wrong_key(p))),
+        // An app that binds every session binds one from before at its first use with a key.
+        (None, Some(jkt)) if p.dpop_required => {
+            t.bind_session(&session.id, jkt).await?;
+            session.jkt = Some(jkt.clone());
+        }
+        (None, None) if p.dpop_required => {
+            return Ok(Err(crate::dpop::invalid(
+                "this app binds every session to a key: send a DPoP proof",
+            )));
+        }
+        (None, _) => {}
+    }
     // A rotated-out token's successors: whether its answer was lost, and the successor to
     // answer again. The current token has none as read; it may have been rotated out by the
     // use this one waited for: the rotation below then finds its successor.
@@ -129,6 +154,16 @@ pub(crate) async fn use_refresh_token<T: Transaction>(
         user,
         rotated,
     }))
+}
+
+/// The refusal of a bound session's refresh token presented without a proof from its key.
+fn wrong_key(p: &PresentedRefresh) -> ApiError {
+    let why = if p.proof_jkt.is_some() {
+        "the proof is not made with the key this session is bound to"
+    } else {
+        "this session is bound to a key: send a DPoP proof made with it"
+    };
+    crate::dpop::invalid(why)
 }
 
 /// The successor the presented token (SHA-256 `parent_hash`) already produced, made again by

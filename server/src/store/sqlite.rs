@@ -21,7 +21,7 @@ use crate::store::{accounts, api_keys, login, refresh, users};
 use crate::tokens;
 
 /// The schema version this build writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 12;
+pub const SCHEMA_VERSION: i64 = 13;
 
 /// The database file's name in the data directory.
 pub const DB_FILE: &str = "sessionkit.db";
@@ -167,6 +167,17 @@ const MIGRATIONS: &[(i64, &str, Option<DataStep>)] = &[
         "DROP INDEX audit_events_app;
          DROP INDEX audit_events_user;
          CREATE INDEX audit_events_user ON audit_events(user_id) WHERE user_id IS NOT NULL;",
+        None,
+    ),
+    (
+        13,
+        // DPoP (#29, dpop.rs): the key a session is bound to (its JWK thumbprint; NULL for a
+        // bearer session), and the proofs seen, each refused a second time until it expires.
+        "ALTER TABLE sessions ADD COLUMN jkt TEXT;
+         CREATE TABLE dpop_proofs (
+           replay_key TEXT PRIMARY KEY,
+           expires_at INTEGER NOT NULL
+         ) WITHOUT ROWID;",
         None,
     ),
 ];
@@ -631,8 +642,8 @@ fn insert_session(
     now: i64,
 ) -> rusqlite::Result<()> {
     conn.prepare_cached(
-        "INSERT INTO sessions (id, app_id, user_id, device_id, created_at, last_used_at, expires_at, api_key_id, provider_type, device, ip)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6, ?7, ?8, ?9, ?10)",
+        "INSERT INTO sessions (id, app_id, user_id, device_id, created_at, last_used_at, expires_at, api_key_id, provider_type, device, ip, jkt)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
     )?
     .execute(params![
         s.id,
@@ -644,7 +655,8 @@ fn insert_session(
         s.api_key_id,
         s.provider_type,
         s.device,
-        s.ip
+        s.ip,
+        s.jkt
     ])?;
     conn.prepare_cached(
         "INSERT INTO refresh_tokens (token_hash, session_id, issued_at) VALUES (?1, ?2, ?3)",
@@ -659,7 +671,7 @@ fn session_by_token(
     token_hash: &str,
 ) -> rusqlite::Result<Option<(SessionRow, PresentedToken)>> {
     conn.prepare_cached(
-        "SELECT s.id, s.user_id, s.device_id, s.last_used_at, s.expires_at, s.revoked, t.superseded_at, s.api_key_id, t.generation
+        "SELECT s.id, s.user_id, s.device_id, s.last_used_at, s.expires_at, s.revoked, t.superseded_at, s.api_key_id, t.generation, s.jkt
          FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id WHERE t.token_hash = ?1",
     )?
     .query_row([token_hash], |r| {
@@ -672,6 +684,7 @@ fn session_by_token(
                 expires_at: r.get(4)?,
                 revoked: r.get(5)?,
                 api_key_id: r.get(7)?,
+                jkt: r.get(9)?,
             },
             PresentedToken {
                 superseded_at: r.get(6)?,
@@ -1101,6 +1114,21 @@ impl Transaction for WriterTx<'_> {
                  WHERE app_id = ?1 AND user_id = ?2 AND revoked = 0 AND id IS NOT ?3",
             )?
             .execute(params![app_id, user_id, keep])? as u64)
+    }
+
+    async fn session_jkt(&mut self, session_id: &str) -> StoreResult<Option<Option<String>>> {
+        Ok(self
+            .0
+            .prepare_cached("SELECT jkt FROM sessions WHERE id = ?1")?
+            .query_row([session_id], |r| r.get(0))
+            .optional()?)
+    }
+
+    async fn bind_session(&mut self, session_id: &str, jkt: &str) -> StoreResult<()> {
+        self.0
+            .prepare_cached("UPDATE sessions SET jkt = ?2 WHERE id = ?1")?
+            .execute(params![session_id, jkt])?;
+        Ok(())
     }
 
     async fn revoke_session(&mut self, session_id: &str, user_id: &str) -> StoreResult<bool> {
@@ -1929,6 +1957,19 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn remember_proof(&self, replay_key: &str, until: i64) -> StoreResult<bool> {
+        let replay_key = replay_key.to_owned();
+        self.write(move |conn| {
+            Ok(conn
+                .prepare_cached(
+                    "INSERT INTO dpop_proofs (replay_key, expires_at) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+                )?
+                .execute(params![replay_key, until])?
+                == 1)
+        })
+        .await
+    }
+
     async fn set_user_disabled(
         &self,
         app_id: &str,
@@ -2483,6 +2524,7 @@ impl Store for SqliteStore {
             )?;
             tx.execute("DELETE FROM userpass_tokens WHERE expires_at < ?1", [now])?;
             tx.execute("DELETE FROM email_otp_codes WHERE expires_at <= ?1", [now])?;
+            tx.execute("DELETE FROM dpop_proofs WHERE expires_at <= ?1", [now])?;
             tx.execute(
                 "DELETE FROM outbox WHERE status = 'sent' AND sent_at < ?1",
                 [now - super::SENT_MAIL_KEPT_SECS],

@@ -286,6 +286,13 @@ pub(crate) trait Transaction {
         keep: Option<&str>,
     ) -> StoreResult<u64>;
 
+    /// The key session `session_id` is bound to: `None` when there is no such session,
+    /// `Some(None)` when it is not bound.
+    async fn session_jkt(&mut self, session_id: &str) -> StoreResult<Option<Option<String>>>;
+
+    /// Binds session `session_id` to the key of thumbprint `jkt` (DPoP).
+    async fn bind_session(&mut self, session_id: &str, jkt: &str) -> StoreResult<()>;
+
     /// Revokes the session of `user_id` if it is live; whether it was.
     async fn revoke_session(&mut self, session_id: &str, user_id: &str) -> StoreResult<bool>;
 
