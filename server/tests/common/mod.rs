@@ -58,6 +58,7 @@ private_key = "admin-priv"
 [[app]]
 id = "test-app"
 refresh_token_lifetime_secs = 3600
+dpop = "optional"
 [app.providers.anon-user]
 [app.providers.local-userpass]
 auto_confirm = false
@@ -85,6 +86,7 @@ reset_function = "fail"
 [[app]]
 id = "rot-app"
 refresh_token_rotation = true
+dpop = "optional"
 inactivity_timeout_secs = 600
 anon_refresh_token_lifetime_secs = 7200
 [app.providers.anon-user]
