@@ -144,8 +144,14 @@ impl Answer {
 
 /// GET `path` with the DPoP-bound `access` token and `proof`.
 async fn get(d: &D, path: &str, access: &str, proof: String) -> Answer {
-    d.send(Method::GET, path, Some(("DPoP", access)), Some(&proof), None)
-        .await
+    d.send(
+        Method::GET,
+        path,
+        Some(("DPoP", access)),
+        Some(&proof),
+        None,
+    )
+    .await
 }
 
 /// The test server and its clock's offset from this machine's (advanced by the test).
@@ -242,8 +248,14 @@ impl D {
     async fn profile(&self, access: &str, key: &Key) -> Answer {
         let path = format!("{BR}/auth/profile");
         let proof = key.proof_at("GET", &self.url(&path), self.now(), Some(access), None);
-        self.send(Method::GET, &path, Some(("DPoP", access)), Some(&proof), None)
-            .await
+        self.send(
+            Method::GET,
+            &path,
+            Some(("DPoP", access)),
+            Some(&proof),
+            None,
+        )
+        .await
     }
 }
 
@@ -264,7 +276,10 @@ async fn a_required_app_binds_every_session_and_its_tokens_to_the_key() {
     let refreshed = d.refresh(&login.s("refresh_token"), Some(&key)).await;
     refreshed.ok(201);
     assert_eq!(refreshed.body["token_type"], "DPoP");
-    assert_eq!(claims(&refreshed.s("access_token"))["cnf"]["jkt"], key.jkt());
+    assert_eq!(
+        claims(&refreshed.s("access_token"))["cnf"]["jkt"],
+        key.jkt()
+    );
     d.profile(&refreshed.s("access_token"), &key).await.ok(200);
 }
 
@@ -276,15 +291,23 @@ async fn stolen_tokens_alone_are_refused_and_the_device_stays_logged_in() {
     let refresh = login.s("refresh_token");
     let access = login.s("access_token");
     // The refresh token replayed by raw HTTP, without a proof or with the thief's own key.
-    d.refresh(&refresh, None).await.code(400, "InvalidDPoPProof");
+    d.refresh(&refresh, None)
+        .await
+        .code(400, "InvalidDPoPProof");
     d.refresh(&refresh, Some(&Key::new()))
         .await
         .code(400, "InvalidDPoPProof");
     // Logging out needs the key too.
     let path = format!("{BR}/auth/session");
-    d.send(Method::DELETE, &path, Some(("Bearer", &refresh)), None, None)
-        .await
-        .code(400, "InvalidDPoPProof");
+    d.send(
+        Method::DELETE,
+        &path,
+        Some(("Bearer", &refresh)),
+        None,
+        None,
+    )
+    .await
+    .code(400, "InvalidDPoPProof");
     // The access token alone, as a bearer token or as a DPoP one without a proof.
     let profile = format!("{BR}/auth/profile");
     let r = d
@@ -302,9 +325,15 @@ async fn stolen_tokens_alone_are_refused_and_the_device_stays_logged_in() {
     // A proof from another key, with the right ath.
     let thief = Key::new();
     let p = thief.proof_at("GET", &d.url(&profile), d.now(), Some(&access), None);
-    d.send(Method::GET, &profile, Some(("DPoP", &access)), Some(&p), None)
-        .await
-        .code(401, "InvalidDPoPProof");
+    d.send(
+        Method::GET,
+        &profile,
+        Some(("DPoP", &access)),
+        Some(&p),
+        None,
+    )
+    .await
+    .code(401, "InvalidDPoPProof");
     // None of it logged the device out.
     d.profile(&access, &key).await.ok(200);
     d.refresh(&refresh, Some(&key)).await.ok(201);
@@ -321,42 +350,85 @@ async fn proofs_that_do_not_fit_their_request_are_refused() {
     // Replayed: the same proof twice.
     let once = key.proof_at("GET", &url, d.now(), Some(&access), None);
     get(&d, &path, &access, once.clone()).await.ok(200);
-    get(&d, &path, &access, once).await.code(401, "InvalidDPoPProof");
+    get(&d, &path, &access, once)
+        .await
+        .code(401, "InvalidDPoPProof");
     // For another URL, another method.
     let other = d.url(&format!("{BR}/auth/sessions"));
-    get(&d, &path, &access, key.proof_at("GET", &other, d.now(), Some(&access), None))
-        .await
-        .code(401, "InvalidDPoPProof");
-    get(&d, &path, &access, key.proof_at("POST", &url, d.now(), Some(&access), None))
-        .await
-        .code(401, "InvalidDPoPProof");
+    get(
+        &d,
+        &path,
+        &access,
+        key.proof_at("GET", &other, d.now(), Some(&access), None),
+    )
+    .await
+    .code(401, "InvalidDPoPProof");
+    get(
+        &d,
+        &path,
+        &access,
+        key.proof_at("POST", &url, d.now(), Some(&access), None),
+    )
+    .await
+    .code(401, "InvalidDPoPProof");
     // For another access token (ath).
-    get(&d, &path, &access, key.proof_at("GET", &url, d.now(), Some("another token"), None))
-        .await
-        .code(401, "InvalidDPoPProof");
+    get(
+        &d,
+        &path,
+        &access,
+        key.proof_at("GET", &url, d.now(), Some("another token"), None),
+    )
+    .await
+    .code(401, "InvalidDPoPProof");
     // A private key in the header, though the signature is good.
     let mut jwk = key.jwk();
     jwk["d"] = Value::from(URL_SAFE_NO_PAD.encode(key.signing.to_bytes()));
     let claims = json!({"jti": uuid_like(), "htm": "GET", "htu": url, "iat": d.now(),
         "ath": URL_SAFE_NO_PAD.encode(Sha256::digest(access.as_bytes()))});
-    get(&d, &path, &access, key.sign(&json!({"typ": "dpop+jwt", "alg": "ES256", "jwk": jwk}), &claims))
-        .await
-        .code(401, "InvalidDPoPProof");
+    get(
+        &d,
+        &path,
+        &access,
+        key.sign(
+            &json!({"typ": "dpop+jwt", "alg": "ES256", "jwk": jwk}),
+            &claims,
+        ),
+    )
+    .await
+    .code(401, "InvalidDPoPProof");
     // Not a DPoP JWT, or not ES256.
     let header = |typ: &str, alg: &str| json!({"typ": typ, "alg": alg, "jwk": key.jwk()});
-    get(&d, &path, &access, key.sign(&header("JWT", "ES256"), &claims))
-        .await
-        .code(401, "InvalidDPoPProof");
-    get(&d, &path, &access, key.sign(&header("dpop+jwt", "none"), &claims))
-        .await
-        .code(401, "InvalidDPoPProof");
+    get(
+        &d,
+        &path,
+        &access,
+        key.sign(&header("JWT", "ES256"), &claims),
+    )
+    .await
+    .code(401, "InvalidDPoPProof");
+    get(
+        &d,
+        &path,
+        &access,
+        key.sign(&header("dpop+jwt", "none"), &claims),
+    )
+    .await
+    .code(401, "InvalidDPoPProof");
     // Signed by another key than the one in its header.
     let forged = Key::new().sign(&header("dpop+jwt", "ES256"), &claims);
-    get(&d, &path, &access, forged).await.code(401, "InvalidDPoPProof");
+    get(&d, &path, &access, forged)
+        .await
+        .code(401, "InvalidDPoPProof");
     // Too old, or from the future: the server asks for its nonce, and a proof with it passes
     // whatever the device's clock says.
     for iat in [d.now() - 120, d.now() + 60] {
-        let r = get(&d, &path, &access, key.proof_at("GET", &url, iat, Some(&access), None)).await;
+        let r = get(
+            &d,
+            &path,
+            &access,
+            key.proof_at("GET", &url, iat, Some(&access), None),
+        )
+        .await;
         r.code(401, "UseDPoPNonce");
         let nonce = r.headers["dpop-nonce"].to_str().unwrap().to_string();
         assert!(
@@ -365,15 +437,32 @@ async fn proofs_that_do_not_fit_their_request_are_refused() {
                 .unwrap()
                 .contains("use_dpop_nonce")
         );
-        get(&d, &path, &access, key.proof_at("GET", &url, iat, Some(&access), Some(&nonce)))
-            .await
-            .ok(200);
+        get(
+            &d,
+            &path,
+            &access,
+            key.proof_at("GET", &url, iat, Some(&access), Some(&nonce)),
+        )
+        .await
+        .ok(200);
     }
     // A nonce expires: two epochs later it is asked for again.
-    let r = get(&d, &path, &access, key.proof_at("GET", &url, d.now() - 120, Some(&access), None)).await;
+    let r = get(
+        &d,
+        &path,
+        &access,
+        key.proof_at("GET", &url, d.now() - 120, Some(&access), None),
+    )
+    .await;
     let nonce = r.headers["dpop-nonce"].to_str().unwrap().to_string();
     d.advance(2 * 300);
-    let r = get(&d, &path, &access, key.proof_at("GET", &url, d.now(), Some(&access), Some(&nonce))).await;
+    let r = get(
+        &d,
+        &path,
+        &access,
+        key.proof_at("GET", &url, d.now(), Some(&access), Some(&nonce)),
+    )
+    .await;
     r.code(401, "UseDPoPNonce");
     assert!(r.headers.contains_key("dpop-nonce"));
 }
@@ -480,9 +569,15 @@ async fn functions_and_api_keys_take_the_proof_of_a_bound_session() {
     // Calls made with the refresh token (the user's sessions) need the key as well.
     let sessions = format!("{BR}/auth/sessions");
     let refresh = login.s("refresh_token");
-    d.send(Method::GET, &sessions, Some(("Bearer", &refresh)), None, None)
-        .await
-        .code(401, "InvalidDPoPProof");
+    d.send(
+        Method::GET,
+        &sessions,
+        Some(("Bearer", &refresh)),
+        None,
+        None,
+    )
+    .await
+    .code(401, "InvalidDPoPProof");
     let proof = key.proof_at("GET", &d.url(&sessions), d.now(), None, None);
     d.send(
         Method::GET,
