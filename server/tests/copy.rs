@@ -224,6 +224,14 @@ async fn a_sqlite_deployment_moves_to_postgres_and_every_device_keeps_refreshing
             [0, i64::MAX / 2],
         )
         .unwrap();
+    // A remembered DPoP proof, likewise (no client here sends proofs).
+    rusqlite::Connection::open(data.join("sessionkit.db"))
+        .unwrap()
+        .execute(
+            "INSERT INTO dpop_proofs VALUES ('replay-key', ?1)",
+            [i64::MAX / 2],
+        )
+        .unwrap();
 
     // The copy: counts printed, as many as SQLite has.
     let (code, out, err) = copy(&root, &data, &["--to", &target]);
@@ -242,6 +250,7 @@ async fn a_sqlite_deployment_moves_to_postgres_and_every_device_keeps_refreshing
         "refresh_tokens",
         "signing_keys",
         "email_otp_codes",
+        "dpop_proofs",
     ] {
         let n: i64 = sqlite
             .query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0))

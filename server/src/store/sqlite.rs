@@ -177,7 +177,7 @@ const MIGRATIONS: &[(i64, &str, Option<DataStep>)] = &[
          CREATE TABLE dpop_proofs (
            replay_key TEXT PRIMARY KEY,
            expires_at INTEGER NOT NULL
-         ) WITHOUT ROWID;",
+         );",
         None,
     ),
 ];
