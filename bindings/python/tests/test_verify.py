@@ -218,3 +218,73 @@ def test_iat_ahead_within_the_leeway_is_accepted_nbf_far_ahead_is_not_yet_valid(
     with pytest.raises(AccessTokenError) as err:
         verify(mint(iat=now - 600, exp=now - 120))
     assert err.value.reason == "expired"
+
+
+@aio
+async def test_a_dpop_bound_token_needs_a_proof_from_its_key_for_this_request() -> None:
+    # #29: the proofs here are PyJWT's (cryptography's P-256 key), the token the real server's
+    # for a session bound to that key (`dpop = "required"`).
+    import hashlib
+    import urllib.request
+    import uuid
+
+    import jwt
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    def b64(b: bytes) -> str:
+        return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+
+    def new_key() -> Any:
+        key = ec.generate_private_key(ec.SECP256R1())
+        n = key.public_key().public_numbers()
+        jwk = {"kty": "EC", "crv": "P-256", "x": b64(n.x.to_bytes(32, "big")), "y": b64(n.y.to_bytes(32, "big"))}
+        return key, jwk
+
+    key, jwk = new_key()
+
+    def proof(method: str, url: str, token: Any = None, iat: Any = None, signer: Any = None) -> str:
+        claims: Dict[str, Any] = {
+            "jti": str(uuid.uuid4()),
+            "htm": method,
+            "htu": url,
+            "iat": int(time.time()) if iat is None else iat,
+        }
+        if token is not None:
+            claims["ath"] = b64(hashlib.sha256(token.encode()).digest())
+        k, j = signer or (key, jwk)
+        return str(jwt.encode(claims, k, algorithm="ES256", headers={"typ": "dpop+jwt", "jwk": j}))
+
+    with start_server(app_extra='access_token_algorithm = "ES256"\ndpop = "required"') as server:
+        login_url = f"{server.base_url}/api/client/v2.0/app/{APP_ID}/auth/providers/anon-user/login"
+        request = urllib.request.Request(
+            login_url,
+            data=b"{}",
+            method="POST",
+            headers={"Content-Type": "application/json", "DPoP": proof("POST", login_url)},
+        )
+        with urllib.request.urlopen(request) as answer:
+            token = json.loads(answer.read())["access_token"]
+        assert _segment(token, 1)["cnf"]["jkt"]
+        verify = functools.partial(verify_access_token, base_url=server.base_url, app_id=APP_ID)
+        url = "https://api.example.com/orders"
+
+        def refused(**kw: Any) -> str:
+            with pytest.raises(AccessTokenError) as e:
+                verify(token, **kw)
+            assert e.value.reason == "dpop", e.value
+            assert token not in str(e.value)
+            return str(e.value)
+
+        # Bound: nothing passes without the request's proof.
+        assert "method, url and DPoP header" in refused()
+        good = proof("GET", url, token)
+        claims = verify(token, method="GET", url=url + "?page=2", dpop=good)
+        assert claims["sub"] and claims["cnf"]["jkt"]
+        assert "replay" in refused(method="GET", url=url, dpop=good)
+        refused(method="GET", url=url, dpop=proof("GET", url, token, signer=new_key()))
+        refused(method="GET", url="https://api.example.com/other", dpop=proof("GET", url, token))
+        refused(method="POST", url=url, dpop=proof("GET", url, token))
+        refused(method="GET", url=url, dpop=proof("GET", url))  # no ath
+        refused(method="GET", url=url, dpop=proof("GET", url, "another token"))
+        refused(method="GET", url=url, dpop=proof("GET", url, token, iat=int(time.time()) - 120))
+        refused(method="GET", url=url, dpop="not a jwt")

@@ -34,6 +34,7 @@ Reason = typing.Literal[
     "unknown_key",
     "malformed",
     "jwks_unavailable",
+    "dpop",
 ]
 
 
@@ -47,7 +48,9 @@ class AccessTokenError(Exception):
     one), ``"signature"`` (forged or tampered, or an algorithm other than ES256/RS256),
     ``"unknown_key"`` (its ``kid`` is not in the JWKS, even after a refetch), ``"malformed"``
     (not a JWT, or a required claim missing), ``"jwks_unavailable"`` (the JWKS could not be
-    fetched: transient, not the token's fault). The message never contains the token.
+    fetched: transient, not the token's fault), ``"dpop"`` (a DPoP-bound token without a valid
+    proof from its key for this request: missing, wrong, replayed or too old; RFC 9449). The
+    message never contains the token.
     """
 
     def __init__(self, reason: Reason, message: str) -> None:
@@ -91,6 +94,106 @@ def _client(jwt: typing.Any, jwks_url: str, refetch_interval_secs: float, timeou
         return client
 
 
+# A DPoP proof's iat may be this old, or this far ahead (seconds): the server's own window
+# (docs/PROTOCOL.md, "DPoP").
+DPOP_MAX_AGE_SECS = 60
+DPOP_FUTURE_SECS = 5
+
+
+class _SeenProofs:
+    """The proofs accepted in this process, each kept until it could no longer pass the ``iat``
+    check: a second use is a replay (RFC 9449 section 11.1)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._until: typing.Dict[str, float] = {}
+
+    def first_use(self, key: str, until: float, now: float) -> bool:
+        with self._lock:
+            if len(self._until) > 10000:
+                self._until = {k: u for k, u in self._until.items() if u > now}
+            if self._until.get(key, 0) > now:
+                return False
+            self._until[key] = until
+            return True
+
+
+_seen = _SeenProofs()
+
+
+def _b64url(data: bytes) -> str:
+    import base64
+
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _target(url: str) -> typing.Optional[str]:
+    """``url`` without query and fragment, scheme and host lower-case, a default port dropped
+    (RFC 3986 sections 6.2.2 and 6.2.3), for comparing ``htu``."""
+    import urllib.parse
+
+    try:
+        u = urllib.parse.urlsplit(url)
+        port = u.port
+    except ValueError:
+        return None
+    if u.scheme.lower() not in ("http", "https") or not u.hostname:
+        return None
+    default = {"http": 80, "https": 443}[u.scheme.lower()]
+    netloc = u.hostname.lower() + (f":{port}" if port not in (None, default) else "")
+    return f"{u.scheme.lower()}://{netloc}{u.path}"
+
+
+def _check_dpop(
+    jwt: typing.Any, token: str, jkt: str, method: str, url: str, proof: str, now: float
+) -> None:
+    """Checks ``proof`` for a request ``method`` ``url`` made with ``token``, bound to ``jkt``
+    (RFC 9449 section 4.3); raises AccessTokenError("dpop", ...)."""
+    import hashlib
+
+    def refuse(why: str) -> typing.NoReturn:
+        raise AccessTokenError("dpop", f"invalid DPoP proof: {why}")
+
+    try:
+        header = jwt.get_unverified_header(proof)
+    except jwt.PyJWTError:
+        refuse("not a JWT")
+    if header.get("typ") != "dpop+jwt" or header.get("alg") != "ES256":
+        refuse("typ must be dpop+jwt and alg ES256")
+    jwk = header.get("jwk")
+    if not isinstance(jwk, dict) or "d" in jwk or jwk.get("kty") != "EC" or jwk.get("crv") != "P-256":
+        refuse("its jwk must be a P-256 public key")
+    if not all(isinstance(jwk.get(m), str) for m in ("x", "y")):
+        refuse("its jwk must be a P-256 public key")
+    canonical = '{"crv":"P-256","kty":"EC","x":"%s","y":"%s"}' % (jwk["x"], jwk["y"])
+    if _b64url(hashlib.sha256(canonical.encode()).digest()) != jkt:
+        refuse("it is not made with the key the access token is bound to (cnf.jkt)")
+    try:
+        claims = jwt.decode(
+            proof,
+            key=jwt.PyJWK(jwk, algorithm="ES256").key,
+            algorithms=["ES256"],
+            options={"verify_aud": False, "verify_exp": False, "verify_iat": False},
+        )
+    except jwt.PyJWTError:
+        refuse("its signature does not verify with its jwk")
+    if claims.get("htm") != method.upper():
+        refuse("it is for another HTTP method")
+    expected = _target(url)
+    if expected is None or _target(str(claims.get("htu", ""))) != expected:
+        refuse("it is for another URL")
+    if claims.get("ath") != _b64url(hashlib.sha256(token.encode()).digest()):
+        refuse("its ath is not the hash of this access token")
+    iat = claims.get("iat")
+    if not isinstance(iat, int) or not (now - DPOP_MAX_AGE_SECS <= iat <= now + DPOP_FUTURE_SECS):
+        refuse(f"its iat is not within {DPOP_MAX_AGE_SECS} s of this machine's clock")
+    jti = claims.get("jti")
+    if not isinstance(jti, str) or not jti:
+        refuse("it has no jti")
+    if not _seen.first_use(f"{jkt}:{jti}", now + DPOP_MAX_AGE_SECS + DPOP_FUTURE_SECS, now):
+        refuse("it was used before (a replay)")
+
+
 def verify_access_token(
     token: str,
     *,
@@ -102,6 +205,9 @@ def verify_access_token(
     leeway_secs: float = DEFAULT_LEEWAY_SECS,
     refetch_interval_secs: float = 30,
     timeout_secs: float = 10,
+    method: typing.Optional[str] = None,
+    url: typing.Optional[str] = None,
+    dpop: typing.Optional[str] = None,
 ) -> typing.Dict[str, typing.Any]:
     """Verifies a SessionKit access token offline, for a backend, and returns its claims.
 
@@ -119,11 +225,19 @@ def verify_access_token(
     both to the app id), and one of ``issuer``/``app_id`` and one of ``audience``/``app_id`` is
     required. ``timeout_secs``: for fetching the JWKS, in seconds.
 
+    A DPoP-bound token (its ``cnf.jkt``, docs/PROTOCOL.md "DPoP", RFC 9449) is accepted only with
+    the request's ``method``, ``url`` (as the client sent it; query ignored) and ``dpop`` (the
+    value of its ``DPoP`` header): a proof signed by the bound key (ES256), for that method and
+    URL, with ``ath`` the hash of this token, ``iat`` within 60 s back and 5 s ahead, and a
+    ``jti`` not seen before in this process (several processes behind one URL should also keep
+    ``jti``s somewhere shared). The caller checks that the request's ``Authorization`` scheme
+    was ``DPoP``. A token that is not bound needs none of the three.
+
     Returns the claims as a dict (``sub`` is the user id; ``exp``/``iat`` in Unix seconds;
     ``user_data`` the custom user data when there is some).
 
     Raises ``AccessTokenError`` (``.reason``: ``expired``, ``not_yet_valid``, ``audience``,
-    ``issuer``, ``signature``, ``unknown_key``, ``malformed``, ``jwks_unavailable``) when the
+    ``issuer``, ``signature``, ``unknown_key``, ``malformed``, ``jwks_unavailable``, ``dpop``) when the
     token is not accepted, ``ValueError`` for missing arguments, and ``ImportError`` saying what to install
     when PyJWT or cryptography is missing (``pip install 'sessionkit[verify]'``). Built on
     PyJWT's ``PyJWKClient`` and ``jwt.decode``. Never logs the token, nor puts it in an error.
@@ -189,6 +303,16 @@ def verify_access_token(
         raise AccessTokenError("malformed", f"the access token lacks the claim {e.claim!r}") from None
     except jwt.PyJWTError as e:
         raise AccessTokenError("malformed", f"the access token was not accepted: {type(e).__name__}") from None
+    cnf = claims.get("cnf")
+    if isinstance(cnf, dict) and "jkt" in cnf:
+        if not (isinstance(method, str) and isinstance(url, str) and isinstance(dpop, str)):
+            raise AccessTokenError(
+                "dpop",
+                "the access token is DPoP-bound: give the request's method, url and DPoP header",
+            )
+        import time
+
+        _check_dpop(jwt, token, str(cnf["jkt"]), method, url, dpop, time.time())
     return claims
 
 
