@@ -226,7 +226,10 @@ class SessionTest {
         // 500 more User objects for the same user, each taking a handle of its own.
         var others: MutableList<User>? = MutableList(500) { app.currentUser()!! }
         others!!.forEach { assertEquals(user.accessToken(), it.currentAccessToken()) }
-        assertEquals(before + 500, DirectAccessToken.liveHandles())
+        // At least one handle each: `before` may have shrunk meanwhile, as the handles of other
+        // tests' collected objects are released (a CI run once saw 500 where before + 500 = 508).
+        val live = DirectAccessToken.liveHandles()
+        assertTrue(live >= 500, "500 User objects hold $live handles")
         // Once they are unreachable, their handles go.
         others = null
         waitFor(10_000, "the handles of collected User objects to be forgotten") {
