@@ -156,13 +156,12 @@ pub fn verify(
         Some(htu) if same_target(htu, request.url) => {}
         _ => return Err(invalid("the DPoP proof is for another URL")),
     }
-    if let Some(token) = request.access_token {
-        let ath = URL_SAFE_NO_PAD.encode(Sha256::digest(token.as_bytes()));
-        if text("ath") != Some(ath.as_str()) {
-            return Err(invalid(
-                "the DPoP proof's ath is not the hash of the access token",
-            ));
-        }
+    if let Some(token) = request.access_token
+        && text("ath") != Some(access_token_hash(token).as_str())
+    {
+        return Err(invalid(
+            "the DPoP proof's ath is not the hash of the access token",
+        ));
     }
     let iat = claims
         .get("iat")
