@@ -119,6 +119,13 @@ pub struct AppConfig {
     pub logger: Option<Arc<dyn Logger>>,
     /// Time source; tests inject a [`ManualClock`](crate::ManualClock).
     pub clock: Option<Arc<dyn Clock>>,
+    /// Bind new sessions to a key on this device with DPoP (RFC 9449; PROTOCOL.md, "DPoP";
+    /// default false). Each login makes a P-256 key, kept with the session in the store; every
+    /// request of a bound session carries a proof signed with it, so a copied refresh or access
+    /// token is useless elsewhere. A server (or app) with `dpop = "off"` answers with bearer
+    /// tokens, and the key is dropped. Sessions made before it was turned on stay bearer until
+    /// their next login; bound sessions stay bound if it is turned off.
+    pub dpop: bool,
 }
 
 impl AppConfig {
@@ -136,6 +143,7 @@ impl AppConfig {
             max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
             logger: None,
             clock: None,
+            dpop: false,
         }
     }
 
@@ -204,6 +212,7 @@ impl fmt::Debug for AppConfig {
             .field("device", &self.device)
             .field("allow_insecure_http", &self.allow_insecure_http)
             .field("max_response_bytes", &self.max_response_bytes)
+            .field("dpop", &self.dpop)
             .finish_non_exhaustive()
     }
 }

@@ -90,6 +90,8 @@ pub(crate) struct Context {
     pub log: Log,
     pub margin: Duration,
     pub device: DeviceInfo,
+    /// `AppConfig::dpop`: logins ask for sessions bound to a new key.
+    pub dpop: bool,
     pub(crate) store: Arc<dyn SessionStore>,
     registry: Mutex<Registry>,
     /// What was last saved; its lock also serialises saves, so a later snapshot is never
@@ -148,6 +150,7 @@ impl Context {
             config.allow_insecure_http,
             config.max_response_bytes,
             log.clone(),
+            Arc::clone(&clock),
         )?;
         Ok(Arc::new(Self {
             app_id: config.app_id.clone(),
@@ -156,6 +159,7 @@ impl Context {
             log,
             margin: Duration::from_secs(config.refresh_margin_secs.into()),
             device: config.device.clone(),
+            dpop: config.dpop,
             store,
             registry: Mutex::new(Registry::default()),
             synced: Mutex::new(Synced::default()),

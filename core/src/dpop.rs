@@ -1,9 +1,11 @@
 //! DPoP proofs (RFC 9449, #29): the key pair a session is bound to, and the proofs the SDK
 //! makes with it, one per request. PROTOCOL.md, "DPoP", is the contract.
 //!
-//! This is the software key, the default signer: a P-256 key made with `ring`, kept as PKCS#8
-//! with the session it is bound to. Making a proof is one ES256 signature. The SDK's requests
-//! do not send proofs yet (#29's next step); the server's required apps take these (tests).
+//! This is the software key, the default signer: a P-256 key made with `ring` at each login of
+//! an App with `AppConfig::dpop`, kept as PKCS#8 with the session it is bound to (the session
+//! document, encrypted with the store when it is). Making a proof is one ES256 signature.
+//! `transport` puts one on every request of a bound session; `User::dpop_proof` makes them for
+//! the bindings' HTTP client hooks.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;

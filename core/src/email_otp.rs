@@ -8,7 +8,7 @@ use serde_json::json;
 
 use crate::context::Context;
 use crate::error::{AppError, Result};
-use crate::transport::Route;
+use crate::transport::{Auth, Route};
 
 /// The email one-time-code provider's request for a code (provider `email-otp`, PROTOCOL.md).
 /// Sending logs nobody in: the code the user then types goes to
@@ -41,7 +41,12 @@ impl EmailOtpAuth {
         let route = Route::App("auth/providers/email-otp/send".into());
         self.app
             .transport
-            .send(Method::POST, &route, None, Some(&json!({ "email": email })))
+            .send(
+                Method::POST,
+                &route,
+                Auth::NONE,
+                Some(&json!({ "email": email })),
+            )
             .await?
             .into_json()?;
         Ok(())

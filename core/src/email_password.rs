@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use crate::context::Context;
 use crate::error::{AppError, Result};
-use crate::transport::Route;
+use crate::transport::{Auth, Route};
 
 /// The email/password provider's flows. None of them logs anyone in.
 pub struct EmailPasswordAuth {
@@ -24,7 +24,7 @@ impl EmailPasswordAuth {
         let route = Route::App(format!("auth/providers/local-userpass/{path}"));
         self.app
             .transport
-            .send(Method::POST, &route, None, Some(&body))
+            .send(Method::POST, &route, Auth::NONE, Some(&body))
             .await?
             .into_json()?;
         Ok(())

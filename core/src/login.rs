@@ -8,11 +8,20 @@ use serde_json::{Value, json};
 
 use crate::context::Context;
 use crate::credentials::Credentials;
+use crate::dpop::DpopKey;
 use crate::error::{AppError, Result};
 use crate::hub::Event;
 use crate::session::{Change, UserData, UserIdentity, UserInner, UserState};
 use crate::token::AccessToken;
-use crate::transport::{Route, required_str};
+use crate::transport::{Auth, Route, required_str};
+
+/// What a login answered: the new session's tokens, device id, and key if it is bound.
+pub(crate) struct Session {
+    pub access: AccessToken,
+    pub refresh: String,
+    pub device_id: String,
+    pub dpop: Option<Arc<DpopKey>>,
+}
 
 impl Context {
     pub(crate) fn login_body(&self, credentials: &Credentials) -> Result<Value> {
@@ -61,9 +70,18 @@ impl Context {
         };
         let body = self.login_body(&credentials)?;
         let route = Route::App(format!("auth/providers/{}/login", credentials.provider()));
+        // A new key per login (PROTOCOL.md, "DPoP"): the proof asks the server to bind the
+        // session to it.
+        let key = if self.dpop {
+            Some(DpopKey::generate().map_err(|e| AppError::Storage {
+                message: format!("could not log in: {e}"),
+            })?)
+        } else {
+            None
+        };
         let doc = self
             .transport
-            .send(Method::POST, &route, None, Some(&body))
+            .send(Method::POST, &route, Auth::proof(key.as_ref()), Some(&body))
             .await?
             .into_json()?;
         let user_id = required_str(&doc, "user_id", "login")?;
@@ -76,8 +94,17 @@ impl Context {
                     "could not log in: the server sent a malformed access token ({e})"
                 ),
             })?;
+        // Bound only if the server says so; an app with DPoP off answers with bearer tokens.
+        let bound = doc.get("token_type").and_then(Value::as_str) == Some("DPoP");
+        let dpop = key.filter(|_| bound).map(Arc::new);
+        let session = Session {
+            access,
+            refresh,
+            device_id,
+            dpop,
+        };
         let (user, signed_in, current_changed) =
-            self.upsert_user(user_id, access, refresh, device_id, &credentials.provider());
+            self.upsert_user(user_id, session, &credentials.provider());
         self.persist();
         let mut events = signed_in;
         events.extend(current_changed.map(|mut e| {
@@ -108,9 +135,7 @@ impl Context {
     pub(crate) fn upsert_user(
         &self,
         id: String,
-        access: AccessToken,
-        refresh: String,
-        device_id: String,
+        session: Session,
         provider: &str,
     ) -> (Arc<UserInner>, Vec<Event>, Option<Event>) {
         let mut reg = self.registry();
@@ -124,9 +149,10 @@ impl Context {
             }
         };
         let login = Change::LoggedIn {
-            access,
-            refresh,
-            device_id,
+            access: session.access,
+            refresh: session.refresh,
+            device_id: session.device_id,
+            dpop: session.dpop,
         };
         // A login applies to every state, so nothing is ever refused here.
         let announced = user.apply(login).map(|a| a.events).unwrap_or_default();

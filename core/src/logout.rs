@@ -8,8 +8,8 @@ use reqwest::Method;
 use crate::context::Context;
 use crate::error::{AppError, Result};
 use crate::hub::Event;
-use crate::session::{Change, UserInner, UserState};
-use crate::transport::Route;
+use crate::session::{Change, Released, UserInner, UserState};
+use crate::transport::{Auth, Route};
 
 impl Context {
     /// Logs the user out on this device (an anonymous user is removed), then revokes the
@@ -30,9 +30,10 @@ impl Context {
     }
 
     /// DELETE the session of the refresh token a logout or removal took from the user, if it
-    /// held one. A token the server already forgot is fine.
-    async fn revoke_released(&self, released: Option<String>) -> Result<()> {
-        let Some(refresh_token) = released else {
+    /// held one (with a proof from its key when bound). A token the server already forgot is
+    /// fine.
+    async fn revoke_released(&self, released: Option<Released>) -> Result<()> {
+        let Some(released) = released else {
             return Ok(());
         };
         let response = self
@@ -40,7 +41,7 @@ impl Context {
             .send(
                 Method::DELETE,
                 &Route::Base("auth/session".into()),
-                Some(&refresh_token),
+                Auth::refresh(&released.refresh_token, released.dpop.as_deref()),
                 None,
             )
             .await?;

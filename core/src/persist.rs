@@ -5,11 +5,14 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use base64::Engine as _;
+
 use crate::context::{Context, Registry};
+use crate::dpop::DpopKey;
 use crate::error::{AppError, Result};
 use crate::hub::Event;
 use crate::log::LogLevel;
-use crate::session::{Change, Refused, UserData, UserIdentity, UserInner, UserState};
+use crate::session::{Change, Refused, Released, UserData, UserIdentity, UserInner, UserState};
 use crate::storage::{SCHEMA_VERSION, StoreError, StoredIdentity, StoredState, StoredUser, Synced};
 use crate::token::AccessToken;
 
@@ -33,6 +36,9 @@ fn snapshot(id: &str, d: &UserData) -> StoredUser {
         state: d.state().as_str().into(),
         access_token: d.access().map(|t| t.raw.clone()),
         refresh_token: d.refresh_token().map(str::to_string),
+        dpop_key: d
+            .dpop_key()
+            .map(|k| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(k.pkcs8())),
         device_id: d.device_id().to_string(),
         provider_type: d.provider_type().to_string(),
         identities: d
@@ -55,14 +61,37 @@ impl Context {
         if state == UserState::Removed {
             return None;
         }
-        let access = stored
+        let mut access = stored
             .access_token
             .clone()
             .and_then(|t| AccessToken::restored(t, self.clock.as_ref()).ok());
+        // A bound session is no use without its key: one that cannot be read leaves the user
+        // logged out (to log in again), like an unreadable token.
+        let dpop = match &stored.dpop_key {
+            None => None,
+            Some(text) => {
+                let key = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .decode(text)
+                    .ok()
+                    .and_then(|der| DpopKey::from_pkcs8(&der).ok());
+                if key.is_none() {
+                    self.log.log(LogLevel::Warn, "sessionkit::storage", || {
+                        format!(
+                            "user {}: the stored DPoP key is unreadable; the user is logged \
+                             out and must log in again",
+                            stored.id
+                        )
+                    });
+                    access = None;
+                }
+                key.map(Arc::new)
+            }
+        };
         Some(UserData::restored(
             state,
             access,
             stored.refresh_token.clone(),
+            dpop,
             stored.device_id.clone(),
             stored.provider_type.clone(),
             stored
@@ -313,5 +342,5 @@ impl Context {
 /// What ending a session did: the events to send and the refresh token to revoke.
 pub(crate) struct Ended {
     pub events: Vec<Event>,
-    pub released: Option<String>,
+    pub released: Option<Released>,
 }

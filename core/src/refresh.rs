@@ -15,7 +15,7 @@ use crate::hub::Event;
 use crate::log::LogLevel;
 use crate::session::{Change, UserInner, UserState};
 use crate::token::AccessToken;
-use crate::transport::{ApiResponse, Route, required_str};
+use crate::transport::{ApiResponse, Auth, Route, required_str};
 
 /// Why a refresh is wanted: it decides whether the cooldown applies and whether the app asked.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -327,12 +327,18 @@ async fn refresh_over_network(
     session: u64,
     trigger: Trigger,
 ) -> Result<String> {
+    // The key of the session the token belongs to (a newer session's result is discarded
+    // anyway).
+    let key = {
+        let d = user.data();
+        d.dpop_key().filter(|_| d.session() == session).cloned()
+    };
     let sent = app
         .transport
         .send(
             Method::POST,
             &Route::Base("auth/session".into()),
-            Some(refresh_token),
+            Auth::refresh(refresh_token, key.as_deref()),
             None,
         )
         .await

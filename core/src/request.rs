@@ -9,7 +9,7 @@ use serde_json::Value;
 use crate::context::Context;
 use crate::error::{AppError, Result};
 use crate::session::{UserInner, UserState};
-use crate::transport::{ApiResponse, Route};
+use crate::transport::{ApiResponse, Auth, Route};
 
 impl Context {
     /// A request with the user's access token: a fresh token first, and on 401 one refresh and
@@ -22,9 +22,15 @@ impl Context {
         body: Option<&Value>,
     ) -> Result<ApiResponse> {
         let token = self.valid_access_token(user, None).await?;
+        let key = user.data().dpop_key().cloned();
         let response = self
             .transport
-            .send(method.clone(), &route, Some(&token), body)
+            .send(
+                method.clone(),
+                &route,
+                Auth::access(&token, key.as_deref()),
+                body,
+            )
             .await?;
         if response.status != 401 {
             return Ok(response);
@@ -32,7 +38,7 @@ impl Context {
         match self.refresh_after_401(user, &token).await {
             Ok(fresh) => Ok(self
                 .transport
-                .send(method, &route, Some(&fresh), body)
+                .send(method, &route, Auth::access(&fresh, key.as_deref()), body)
                 .await?),
             Err(e @ AppError::SessionExpired { .. }) => Err(e),
             Err(_) => Ok(response),
@@ -49,16 +55,18 @@ impl Context {
         body: Option<&Value>,
     ) -> Result<Value> {
         self.ensure_known(user)?;
-        let (token, session) = {
+        let (token, key, session) = {
             let d = user.data();
             match (d.refresh_token(), d.state()) {
-                (Some(t), UserState::LoggedIn) => (t.to_string(), d.session()),
+                (Some(t), UserState::LoggedIn) => {
+                    (t.to_string(), d.dpop_key().cloned(), d.session())
+                }
                 _ => return Err(AppError::not_logged_in("the user must be logged in")),
             }
         };
         let response = self
             .transport
-            .send(method, &route, Some(&token), body)
+            .send(method, &route, Auth::refresh(&token, key.as_deref()), body)
             .await?;
         if response.ends_session() {
             return Err(self.session_rejected(user, session, &response));

@@ -28,13 +28,14 @@
 //! may move the user to any state it wrote. Closing the App is not a change of any user: the
 //! sessions stay as they are, and a new App restores them.
 
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
 use crate::backoff::Backoff;
+use crate::dpop::DpopKey;
 use crate::error::{AppError, Result};
 use crate::token::AccessToken;
 
@@ -134,6 +135,8 @@ pub(crate) enum Change {
         access: AccessToken,
         refresh: String,
         device_id: String,
+        /// The key the server bound the session to (its answer said `token_type: DPoP`).
+        dpop: Option<Arc<DpopKey>>,
     },
     /// Linking another identity answered with a new access token, for session `session`.
     Linked { session: u64, access: AccessToken },
@@ -186,7 +189,14 @@ pub(crate) struct Outcome {
     /// is the registry's to announce.
     pub events: Vec<Announcement>,
     /// The refresh token the change took from the user, for the caller to revoke.
-    pub released: Option<String>,
+    pub released: Option<Released>,
+}
+
+/// The credentials of a session a change ended, for the caller to revoke it on the server.
+pub(crate) struct Released {
+    pub refresh_token: String,
+    /// The session's DPoP key: the revocation of a bound session needs a proof from it.
+    pub dpop: Option<Arc<DpopKey>>,
 }
 
 /// What applying a change to a user's record did: [`Outcome`] once the data is in place.
@@ -194,7 +204,7 @@ pub(crate) struct Applied {
     /// Whether the data changed (and so wants saving).
     pub changed: bool,
     pub events: Vec<Announcement>,
-    pub released: Option<String>,
+    pub released: Option<Released>,
 }
 
 /// Why a change was not applied.
@@ -213,6 +223,8 @@ pub(crate) struct UserData {
     state: UserState,
     access: Option<AccessToken>,
     refresh: Option<String>,
+    /// The key a DPoP-bound session's requests carry proofs of (#29); `None`: bearer tokens.
+    dpop: Option<Arc<DpopKey>>,
     device_id: String,
     provider_type: String,
     identities: Vec<UserIdentity>,
@@ -234,6 +246,7 @@ impl UserData {
             state: UserState::LoggedOut,
             access: None,
             refresh: None,
+            dpop: None,
             device_id: String::new(),
             provider_type: provider_type.to_string(),
             identities: Vec::new(),
@@ -246,11 +259,13 @@ impl UserData {
 
     /// A user as the store has them (a removed user is not restored at all). Logged in only
     /// with both tokens (an unreadable access token comes as `None`): a user missing one is
-    /// logged out rather than lost.
+    /// logged out rather than lost. `dpop`: the key of a bound session.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn restored(
         state: UserState,
         access: Option<AccessToken>,
         refresh: Option<String>,
+        dpop: Option<Arc<DpopKey>>,
         device_id: String,
         provider_type: String,
         identities: Vec<UserIdentity>,
@@ -265,6 +280,7 @@ impl UserData {
             },
             access: access.filter(|_| logged_in),
             refresh: refresh.filter(|_| logged_in),
+            dpop: dpop.filter(|_| logged_in),
             device_id,
             provider_type,
             identities,
@@ -283,6 +299,10 @@ impl UserData {
     }
     pub(crate) fn refresh_token(&self) -> Option<&str> {
         self.refresh.as_deref()
+    }
+    /// The DPoP key of a bound session.
+    pub(crate) fn dpop_key(&self) -> Option<&Arc<DpopKey>> {
+        self.dpop.as_ref()
     }
     pub(crate) fn device_id(&self) -> &str {
         &self.device_id
@@ -326,13 +346,18 @@ impl UserData {
         }
     }
 
-    /// Forgets the tokens and moves to `state`; returns the refresh token it held.
-    fn end(&mut self, state: UserState) -> Option<String> {
+    /// Forgets the tokens and the key and moves to `state`; returns the refresh token (and
+    /// key) it held.
+    fn end(&mut self, state: UserState) -> Option<Released> {
         self.state = state;
         self.access = None;
         self.session += 1;
         self.backoff = Backoff::default();
-        self.refresh.take()
+        let dpop = self.dpop.take();
+        self.refresh.take().map(|refresh_token| Released {
+            refresh_token,
+            dpop,
+        })
     }
 
     /// The one place a user's data changes: takes the current data and `change`, and returns
@@ -351,10 +376,12 @@ impl UserData {
                 access,
                 refresh,
                 device_id,
+                dpop,
             } => {
                 self.state = UserState::LoggedIn;
                 self.access = Some(access);
                 self.refresh = Some(refresh);
+                self.dpop = dpop;
                 self.token_gen += 1;
                 self.device_id = device_id;
                 self.session += 1;
@@ -464,6 +491,12 @@ impl UserData {
                 }
                 self.state = theirs.state;
                 self.refresh = theirs.refresh;
+                // Keep our parsed key when it is the same one.
+                if self.dpop.as_ref().map(|k| k.thumbprint())
+                    != theirs.dpop.as_ref().map(|k| k.thumbprint())
+                {
+                    self.dpop = theirs.dpop;
+                }
                 self.device_id = theirs.device_id;
                 self.provider_type = theirs.provider_type;
                 self.identities = theirs.identities;
@@ -572,6 +605,7 @@ mod tests {
             access: token(n),
             refresh: refresh.into(),
             device_id: format!("d{n}"),
+            dpop: None,
         }
     }
 
@@ -698,7 +732,10 @@ mod tests {
     fn ending_a_session_releases_the_refresh_token_and_says_why() {
         let o = applied(logged_in("local-userpass"), Change::LoggedOut);
         assert_eq!(kinds(&o), [(K::SignedOut, true)]);
-        assert_eq!(o.released.as_deref(), Some("r0"));
+        assert_eq!(
+            o.released.as_ref().map(|r| r.refresh_token.as_str()),
+            Some("r0")
+        );
         let out = o.data;
         assert_eq!(out.state(), UserState::LoggedOut);
         assert!(out.access().is_none() && out.refresh_token().is_none());
@@ -757,6 +794,37 @@ mod tests {
             session,
             "a refresh in flight is discarded"
         );
+    }
+
+    #[test]
+    fn a_bound_sessions_key_lives_and_ends_with_it() {
+        let key = Arc::new(DpopKey::generate().unwrap());
+        let bound = Change::LoggedIn {
+            access: token(0),
+            refresh: "r0".into(),
+            device_id: "d".into(),
+            dpop: Some(Arc::clone(&key)),
+        };
+        let d = applied(UserData::new("local-userpass"), bound).data;
+        assert_eq!(d.dpop_key().map(|k| k.thumbprint()), Some(key.thumbprint()));
+        // A refresh keeps it; another process's save brings its own.
+        let d = refreshed(d, 1, Some("r1"), false).data;
+        assert!(d.dpop_key().is_some());
+        let theirs = logged_in("local-userpass");
+        let d = applied(d, Change::Adopted(Box::new(theirs))).data;
+        assert!(d.dpop_key().is_none(), "their session is a bearer one");
+        // Ending a session hands the key over with the refresh token, to sign the revocation.
+        let relogin = Change::LoggedIn {
+            access: token(2),
+            refresh: "r2".into(),
+            device_id: "d".into(),
+            dpop: Some(Arc::clone(&key)),
+        };
+        let o = applied(applied(d, relogin).data, Change::LoggedOut);
+        let released = o.released.unwrap();
+        assert_eq!(released.refresh_token, "r2");
+        assert_eq!(released.dpop.unwrap().thumbprint(), key.thumbprint());
+        assert!(o.data.dpop_key().is_none());
     }
 
     #[test]

@@ -1,13 +1,15 @@
 //! HTTP to the server: URL routes, the lazy location lookup, and turning answers into errors.
 
 use std::net::IpAddr;
-use std::sync::RwLock;
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use reqwest::{Method, header};
 use serde_json::Value;
 use url::{Host, Url};
 
+use crate::clock::Clock;
+use crate::dpop::{DpopKey, DpopKeyError};
 use crate::error::AppError;
 use crate::log::{Log, LogLevel};
 
@@ -71,6 +73,9 @@ pub(crate) enum Error {
     /// already in the public shape: `AppError::Service`.
     #[error(transparent)]
     Server(AppError),
+    /// A DPoP proof could not be signed (the system's random source failed).
+    #[error("could not make a DPoP proof: {0}")]
+    Proof(#[source] DpopKeyError),
 }
 
 /// The one mapping into the public error (STYLE.md lesson 1): what the app can do about it
@@ -80,6 +85,9 @@ impl From<Error> for AppError {
         match e {
             Error::InsecureUrl { url } => AppError::InsecureUrl { url },
             Error::Server(public) => public,
+            Error::Proof(_) => AppError::Storage {
+                message: e.to_string(),
+            },
             Error::NotAUrl { .. }
             | Error::NoHost { .. }
             | Error::Scheme { .. }
@@ -146,6 +154,53 @@ pub(crate) enum Route {
     Base(String),
     /// A path on `H` itself, for `User::request`.
     Host(String),
+}
+
+/// What a request carries to say whose it is: a token, and the DPoP key of a bound session
+/// (PROTOCOL.md, "DPoP"), which makes a proof for each request.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct Auth<'a> {
+    token: Option<&'a str>,
+    /// The token is an access token: the scheme is `DPoP` and the proof has `ath` when bound.
+    access: bool,
+    key: Option<&'a DpopKey>,
+}
+
+impl<'a> Auth<'a> {
+    /// Nothing: a login without DPoP, the providers' public routes.
+    pub(crate) const NONE: Auth<'static> = Auth {
+        token: None,
+        access: false,
+        key: None,
+    };
+
+    /// A login or a link asking the server to bind the session to `key`.
+    pub(crate) fn proof(key: Option<&'a DpopKey>) -> Self {
+        Self { key, ..Auth::NONE }
+    }
+
+    /// The refresh token (refresh, logout, API keys, sessions), always as `Bearer`, with a
+    /// proof (no `ath`) when the session is bound.
+    pub(crate) fn refresh(token: &'a str, key: Option<&'a DpopKey>) -> Self {
+        Self {
+            token: Some(token),
+            access: false,
+            key,
+        }
+    }
+
+    /// An access token: `Bearer`, or `DPoP` with a proof carrying `ath` when bound.
+    pub(crate) fn access(token: &'a str, key: Option<&'a DpopKey>) -> Self {
+        Self {
+            token: Some(token),
+            access: true,
+            key,
+        }
+    }
+
+    fn carries_secret(&self) -> bool {
+        self.token.is_some() || self.key.is_some()
+    }
 }
 
 /// The host the location lookup returned.
@@ -254,6 +309,12 @@ impl ApiResponse {
         }
     }
 
+    /// A DPoP nonce challenge (`UseDPoPNonce`, RFC 9449's `use_dpop_nonce`): the proof's time
+    /// or nonce was not accepted, and the answer's `DPoP-Nonce` has the nonce to use.
+    pub(crate) fn asks_for_nonce(&self) -> bool {
+        matches!((self.status, self.error()), (400 | 401, Some(AppError::Service { ref code, .. })) if code == "UseDPoPNonce")
+    }
+
     /// The `reason` sessionkit-server puts on a 401 for a refresh token.
     pub(crate) fn reason(&self) -> Option<String> {
         self.json()?.get("reason")?.as_str().map(str::to_string)
@@ -315,6 +376,10 @@ pub(crate) struct Transport {
     location: tokio::sync::Mutex<Option<Location>>,
     max_response_bytes: u64,
     log: Log,
+    /// The `iat` of DPoP proofs.
+    clock: Arc<dyn Clock>,
+    /// The server's last `DPoP-Nonce`, put in every later proof (RFC 9449 section 8).
+    nonce: Mutex<Option<String>>,
 }
 
 impl Transport {
@@ -325,6 +390,7 @@ impl Transport {
         allow_insecure_http: bool,
         max_response_bytes: u64,
         log: Log,
+        clock: Arc<dyn Clock>,
     ) -> Result<Self> {
         // A request with a token or credentials never follows a redirect to another origin (a
         // 307 would re-post a login's password there); the location lookup carries neither,
@@ -364,6 +430,8 @@ impl Transport {
             location: tokio::sync::Mutex::new(None),
             max_response_bytes,
             log,
+            clock,
+            nonce: Mutex::new(None),
         })
     }
 
@@ -399,7 +467,7 @@ impl Transport {
 
     async fn fetch_location(&self, base: &str) -> Result<Location> {
         let url = format!("{base}/api/client/v2.0/app/{}/location", self.app_id);
-        let response = self.execute(Method::GET, &url, None, None).await?;
+        let response = self.execute(Method::GET, &url, Auth::NONE, None).await?;
         let doc = response.into_json()?;
         let hostname = trim_url(&required_str(&doc, "hostname", "location")?);
         required_str(&doc, "ws_hostname", "location")?;
@@ -411,12 +479,14 @@ impl Transport {
         Ok(Location { hostname })
     }
 
-    /// Sends one request to a route; any HTTP answer is Ok, so callers can look at 401s.
+    /// Sends one request to a route; any HTTP answer is Ok, so callers can look at 401s. With a
+    /// DPoP key, an answer `UseDPoPNonce` is answered by sending the request once more with the
+    /// server's nonce in a new proof (RFC 9449 section 8); a second one is returned as it came.
     pub(crate) async fn send(
         &self,
         method: Method,
         route: &Route,
-        bearer: Option<&str>,
+        auth: Auth<'_>,
         body: Option<&Value>,
     ) -> Result<ApiResponse> {
         let host = self.hostname().await?;
@@ -425,27 +495,52 @@ impl Transport {
             Route::Base(p) => format!("{host}/api/client/v2.0/{p}"),
             Route::Host(p) => format!("{host}{p}"),
         };
-        self.execute(method, &url, bearer, body).await
+        let response = self.execute(method.clone(), &url, auth, body).await?;
+        if auth.key.is_some() && response.asks_for_nonce() {
+            return self.execute(method, &url, auth, body).await;
+        }
+        Ok(response)
+    }
+
+    /// A proof for one request, with the server's last nonce (RFC 9449 section 4.2).
+    fn proof(&self, key: &DpopKey, method: &Method, url: &str, auth: Auth<'_>) -> Result<String> {
+        let nonce = self.nonce.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let ath = auth.token.filter(|_| auth.access);
+        key.proof(
+            method.as_str(),
+            url,
+            ath,
+            nonce.as_deref(),
+            self.clock.unix_now(),
+        )
+        .map_err(Error::Proof)
     }
 
     async fn execute(
         &self,
         method: Method,
         url: &str,
-        bearer: Option<&str>,
+        auth: Auth<'_>,
         body: Option<&Value>,
     ) -> Result<ApiResponse> {
-        let client = if bearer.is_some() || body.is_some() {
+        let client = if auth.carries_secret() || body.is_some() {
             &self.client
         } else {
             &self.anonymous_client
         };
         let mut request = client.request(method.clone(), url);
-        if bearer.is_some() || body.is_some() || method != Method::GET {
+        if auth.carries_secret() || body.is_some() || method != Method::GET {
             request = request.header(header::ACCEPT, "application/json");
         }
-        if let Some(token) = bearer {
-            request = request.bearer_auth(token);
+        if let Some(key) = auth.key {
+            request = request.header("DPoP", self.proof(key, &method, url, auth)?);
+        }
+        match (auth.token, auth.key) {
+            (Some(token), Some(_)) if auth.access => {
+                request = request.header(header::AUTHORIZATION, format!("DPoP {token}"));
+            }
+            (Some(token), _) => request = request.bearer_auth(token),
+            (None, _) => {}
         }
         if let Some(body) = body {
             request = request
@@ -477,6 +572,13 @@ impl Transport {
                     .to_ascii_lowercase()
                     .starts_with("application/json")
             });
+        if let Some(nonce) = response
+            .headers()
+            .get("dpop-nonce")
+            .and_then(|v| v.to_str().ok())
+        {
+            *self.nonce.lock().unwrap_or_else(|e| e.into_inner()) = Some(nonce.to_string());
+        }
         let body = self.read_body(response, &method, &path).await?;
         self.log.log(LogLevel::Debug, "sessionkit::http", || {
             format!("{method} {path} -> {status}")

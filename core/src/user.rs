@@ -140,6 +140,44 @@ impl User {
         self.inner.data().refresh_token().map(str::to_string)
     }
 
+    /// The RFC 7638 thumbprint of the key this user's session is bound to with DPoP
+    /// (`AppConfig::dpop`; the access tokens' `cnf.jkt`), or `None` for a bearer session.
+    /// Public, not a secret.
+    pub fn dpop_thumbprint(&self) -> Option<String> {
+        let d = self.inner.data();
+        d.dpop_key().map(|k| k.thumbprint().to_string())
+    }
+
+    /// A DPoP proof for one request to the app's own API with `access_token` (RFC 9449
+    /// section 7; PROTOCOL.md, "DPoP"): `htm` = `method`, `htu` = `url` without query and
+    /// fragment, `ath` of the token, `iat` now, and `nonce` when the API answered a
+    /// `DPoP-Nonce`. Send it as the `DPoP` header with `Authorization: DPoP <access_token>`.
+    /// `None` when the session is not bound: send `Authorization: Bearer <access_token>`. The
+    /// HTTP client hooks of the bindings use it. Errors: `Storage` when the system's random
+    /// source fails.
+    pub fn dpop_proof(
+        &self,
+        method: &str,
+        url: &str,
+        access_token: &str,
+        nonce: Option<&str>,
+    ) -> Result<Option<String>> {
+        let Some(key) = self.inner.data().dpop_key().cloned() else {
+            return Ok(None);
+        };
+        key.proof(
+            method,
+            url,
+            Some(access_token),
+            nonce,
+            self.ctx.clock.unix_now(),
+        )
+        .map(Some)
+        .map_err(|e| AppError::Storage {
+            message: format!("could not make a DPoP proof: {e}"),
+        })
+    }
+
     /// The stored access token if it has at least `min_ttl_secs` to live (default: the config's
     /// `refresh_margin_secs`), judged exactly as [`valid_access_token`](Self::valid_access_token)
     /// judges it; `None` when a refresh is due. No network, no waiting: for synchronous code,

@@ -42,6 +42,8 @@ pub struct ServerOptions {
     /// Real mail (`[mail]` and the app's pages); `None`: no mail, the development outbox (test
     /// servers run the test clock, which allows that).
     pub mail: Option<TestMail>,
+    /// The app's `dpop` setting: `off`, `optional` (the default here) or `required`.
+    pub dpop: String,
 }
 
 /// A test server's `[mail]` table and the pages its mails link to (`confirm_url`, `reset_url`
@@ -68,6 +70,7 @@ impl Default for ServerOptions {
             extra_providers: String::new(),
             mail: None,
             custom_token: format!("algorithm = \"HS256\"\nkey = \"{JWT_KEY}\""),
+            dpop: "optional".into(),
         }
     }
 }
@@ -121,7 +124,7 @@ refresh_token_lifetime_secs = {refresh}
 refresh_token_rotation = {rotation}
 # Sessions of clients that send DPoP proofs are bound; every other client works as before
 # (#29: all suites pass on an optional app).
-dpop = "optional"
+dpop = "{dpop}"
 
 [app.providers.anon-user]
 [app.providers.local-userpass]
@@ -166,6 +169,7 @@ code_lifetime_secs = 300
                 ))
                 .unwrap_or_default(),
             custom_token = o.custom_token,
+            dpop = o.dpop,
         );
         let config = Config::from_toml_str(&toml).expect("test server config");
         Self::from_config(config, data_dir).await

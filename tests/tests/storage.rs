@@ -371,15 +371,36 @@ async fn two_apps_on_one_directory_see_each_others_changes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_processes_refreshing_one_user_with_rotation_never_log_it_out() {
+    processes_refreshing_one_user(false).await;
+}
+
+/// The same with a DPoP-bound session on a `required` app (#29): the key is in the shared
+/// document, so both processes sign with it (the worker does not even ask for DPoP: a stored
+/// key is used whatever the config says).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_share_a_bound_sessions_key_through_the_store() {
+    processes_refreshing_one_user(true).await;
+}
+
+async fn processes_refreshing_one_user(dpop: bool) {
     let server = TestServer::with(ServerOptions {
         refresh_token_rotation: true,
+        dpop: if dpop { "required" } else { "optional" }.into(),
         ..Default::default()
     })
     .await;
     let dir = temp_dir("processes");
     let user_id = {
-        let app = file_app(&server.base_url(), &dir, None).unwrap();
-        email_user(&app).await.id()
+        let mut config = AppConfig::new(APP_ID, server.base_url());
+        config.storage = StorageConfig::File {
+            dir: dir.clone(),
+            encryption_key: None,
+        };
+        config.dpop = dpop;
+        let app = App::new(config).unwrap();
+        let user = email_user(&app).await;
+        assert_eq!(user.dpop_thumbprint().is_some(), dpop);
+        user.id()
     };
     let worker = env!("CARGO_BIN_EXE_store_worker");
     let spawn = || {

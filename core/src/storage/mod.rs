@@ -82,6 +82,11 @@ pub(crate) struct StoredUser {
     pub state: String,
     pub access_token: Option<String>,
     pub refresh_token: Option<String>,
+    /// The DPoP key of a bound session (#29), PKCS#8 in base64url: a secret like the tokens,
+    /// encrypted with them when the store is. Absent for bearer sessions, so documents without
+    /// DPoP are byte for byte what they were.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dpop_key: Option<String>,
     pub device_id: String,
     pub provider_type: String,
     pub identities: Vec<StoredIdentity>,

@@ -1,0 +1,309 @@
+//! The SDK's DPoP-bound sessions (#29, `AppConfig::dpop`) against the real server: the key made
+//! at login and kept with the session, proofs on every request, nonce challenges answered, a
+//! stolen token useless, and the device never logged out by an attacker's attempt.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde_json::{Value, json};
+use sessionkit::{App, AppConfig, AppError, Credentials, StorageConfig, UserState};
+use sessionkit_tests::{APP_ID, ServerOptions, TestServer, temp_dir, unique_email};
+
+fn claims(token: &str) -> Value {
+    serde_json::from_slice(
+        &URL_SAFE_NO_PAD
+            .decode(token.split('.').nth(1).unwrap())
+            .unwrap(),
+    )
+    .unwrap()
+}
+
+async fn server(dpop: &str) -> TestServer {
+    TestServer::with(ServerOptions {
+        dpop: dpop.into(),
+        refresh_token_rotation: true,
+        ..Default::default()
+    })
+    .await
+}
+
+fn app(server: &TestServer, dpop: bool) -> App {
+    let (mut config, _clock) = server.config();
+    config.dpop = dpop;
+    App::new(config).unwrap()
+}
+
+async fn email_user(app: &App) -> sessionkit::User {
+    let email = unique_email("dpop");
+    app.email_password_auth()
+        .register_user(&email, "password-123")
+        .await
+        .unwrap();
+    app.log_in(Credentials::email_password(&email, "password-123"))
+        .await
+        .unwrap()
+}
+
+fn service_code(e: &AppError) -> Option<&str> {
+    e.server_code()
+}
+
+#[tokio::test]
+async fn on_a_required_app_every_sdk_request_carries_a_proof_and_stolen_tokens_are_useless() {
+    let server = server("required").await;
+    let base = server.base_url();
+    let app = app(&server, true);
+    let user = email_user(&app).await;
+
+    // Bound: the access token's cnf.jkt is the key's thumbprint.
+    let thumbprint = user.dpop_thumbprint().expect("a bound session");
+    let access = user.access_token().unwrap();
+    assert_eq!(claims(&access)["cnf"]["jkt"], thumbprint.as_str());
+
+    // Refresh (with rotation), a function call, a request, the profile, sessions, API keys.
+    user.refresh_access_token().await.unwrap();
+    assert_ne!(user.access_token().unwrap(), access);
+    let sum: Value = serde_json::from_str(
+        &user
+            .call_function("sum", &json!([2, 3]).to_string())
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(sum, json!(5));
+    let r = user
+        .request("GET", "/api/client/v2.0/auth/profile", None)
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+    user.refresh_profile().await.unwrap();
+    assert_eq!(user.sessions().await.unwrap().len(), 1);
+    let key = user.api_keys().create("k").await.unwrap();
+    user.api_keys().delete(&key.id).await.unwrap();
+
+    // The tokens alone, replayed by raw HTTP: refused, with the error of its own.
+    let refresh = user.refresh_token().unwrap();
+    let http = reqwest::Client::new();
+    let r = http
+        .post(format!("{base}/api/client/v2.0/auth/session"))
+        .bearer_auth(&refresh)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error_code"], "InvalidDPoPProof", "{body}");
+    let r = http
+        .delete(format!("{base}/api/client/v2.0/auth/session"))
+        .bearer_auth(&refresh)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400, "an attacker cannot log the device out");
+    let access = user.access_token().unwrap();
+    for scheme in ["Bearer", "DPoP"] {
+        let r = http
+            .get(format!("{base}/api/client/v2.0/auth/profile"))
+            .header("authorization", format!("{scheme} {access}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401, "{scheme}");
+    }
+
+    // The device goes on: same session, refreshes, calls.
+    assert_eq!(user.state(), UserState::LoggedIn);
+    assert_eq!(user.refresh_token().unwrap(), refresh);
+    user.refresh_access_token().await.unwrap();
+    user.call_function("sum", "[1]").await.unwrap();
+
+    // A proof for the app's own API (the hooks' path), checked here by the server's profile
+    // route as an app's backend would check it.
+    let access = user.valid_access_token(None).await.unwrap();
+    let url = format!("{base}/api/client/v2.0/auth/profile");
+    let proof = user
+        .dpop_proof("GET", &url, &access, None)
+        .unwrap()
+        .expect("bound");
+    let r = http
+        .get(&url)
+        .header("authorization", format!("DPoP {access}"))
+        .header("dpop", &proof)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+
+    // The logout's revocation carries a proof too: the other device's list shrinks.
+    let other = app
+        .log_in(Credentials::Anonymous { reuse: false })
+        .await
+        .unwrap();
+    other.log_out().await.unwrap();
+    let email_second_device = {
+        let second = self::app(&server, true);
+        let profile = user.profile();
+        let email = profile.email.clone().unwrap();
+        second
+            .log_in(Credentials::email_password(&email, "password-123"))
+            .await
+            .unwrap()
+    };
+    assert_eq!(user.sessions().await.unwrap().len(), 2);
+    email_second_device.log_out().await.unwrap();
+    assert_eq!(user.sessions().await.unwrap().len(), 1);
+    user.log_out().await.unwrap();
+    assert!(
+        user.dpop_thumbprint().is_none(),
+        "the key goes with the session"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_required_app_refuses_a_client_without_dpop_with_an_error_that_says_so() {
+    let server = server("required").await;
+    let app = app(&server, false);
+    let err = app
+        .log_in(Credentials::Anonymous { reuse: false })
+        .await
+        .unwrap_err();
+    assert_eq!(service_code(&err), Some("InvalidDPoPProof"), "{err:?}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn optional_binds_the_clients_that_ask_beside_bearer_clients_and_off_binds_nothing() {
+    let server = server("optional").await;
+    let bound = app(&server, true);
+    let plain = app(&server, false);
+    let b = email_user(&bound).await;
+    let p = email_user(&plain).await;
+    assert!(b.dpop_thumbprint().is_some());
+    assert!(p.dpop_thumbprint().is_none());
+    assert!(claims(&p.access_token().unwrap()).get("cnf").is_none());
+    let access = p.access_token().unwrap();
+    assert_eq!(
+        p.dpop_proof("GET", "https://api.example/", &access, None),
+        Ok(None)
+    );
+    for user in [&b, &p] {
+        user.refresh_access_token().await.unwrap();
+        user.call_function("sum", "[1, 2]").await.unwrap();
+        user.refresh_profile().await.unwrap();
+    }
+    server.stop().await;
+
+    let server = TestServer::with(ServerOptions {
+        dpop: "off".into(),
+        ..Default::default()
+    })
+    .await;
+    let asked = app(&server, true);
+    let user = email_user(&asked).await;
+    assert!(
+        user.dpop_thumbprint().is_none(),
+        "the server answered bearer tokens"
+    );
+    user.refresh_access_token().await.unwrap();
+    user.call_function("sum", "[1]").await.unwrap();
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_clock_the_server_refuses_is_answered_with_its_nonce_in_one_retry() {
+    let server = server("required").await;
+    let app = app(&server, true);
+    let user = email_user(&app).await;
+    // The server's clock jumps 10 minutes ahead: every proof's iat is now too old for it, and
+    // it asks for its nonce; the SDK sends each request once more with it.
+    server.advance_server_clock(600);
+    let before = server.refresh_count();
+    user.refresh_access_token().await.unwrap();
+    assert_eq!(
+        server.refresh_count() - before,
+        2,
+        "one challenge, one retry"
+    );
+    user.call_function("sum", "[1]").await.unwrap();
+    // The nonce is kept for the next proofs: no challenge this time.
+    let before = server.refresh_count();
+    user.refresh_access_token().await.unwrap();
+    assert_eq!(server.refresh_count() - before, 1);
+    assert_eq!(user.state(), UserState::LoggedIn);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_key_is_kept_with_the_session_encrypted_and_survives_a_restart() {
+    let server = server("required").await;
+    let dir = temp_dir("dpop-store");
+    let file_app = |key: Option<Vec<u8>>| {
+        let mut config = AppConfig::new(APP_ID, server.base_url());
+        config.storage = StorageConfig::File {
+            dir: dir.clone(),
+            encryption_key: key,
+        };
+        config.dpop = true;
+        App::new(config).unwrap()
+    };
+    let key = vec![7u8; 32];
+    let (id, thumbprint) = {
+        let app = file_app(Some(key.clone()));
+        let user = email_user(&app).await;
+        (user.id(), user.dpop_thumbprint().unwrap())
+    };
+    // Encrypted with the store: the document's bytes do not hold the key's JWK or PKCS#8.
+    let file = sessionkit::FileStore::new(&dir, APP_ID, None)
+        .unwrap()
+        .path()
+        .to_path_buf();
+    let bytes = std::fs::read(&file).unwrap();
+    assert!(!String::from_utf8_lossy(&bytes).contains("dpop_key"));
+
+    let app = file_app(Some(key.clone()));
+    let user = app.current_user().unwrap();
+    assert_eq!(user.id(), id);
+    assert_eq!(user.dpop_thumbprint().unwrap(), thumbprint);
+    user.refresh_access_token().await.unwrap();
+    user.call_function("sum", "[1]").await.unwrap();
+    user.log_out().await.unwrap();
+    drop(app);
+    let app = file_app(Some(key));
+    assert!(app.all_users()[0].dpop_thumbprint().is_none());
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_damaged_stored_key_leaves_the_user_logged_out_not_stuck() {
+    let server = server("required").await;
+    let dir = temp_dir("dpop-damaged");
+    let file_app = || {
+        let mut config = AppConfig::new(APP_ID, server.base_url());
+        config.storage = StorageConfig::File {
+            dir: dir.clone(),
+            encryption_key: None,
+        };
+        config.dpop = true;
+        App::new(config).unwrap()
+    };
+    {
+        let app = file_app();
+        email_user(&app).await;
+    }
+    let file = sessionkit::FileStore::new(&dir, APP_ID, None)
+        .unwrap()
+        .path()
+        .to_path_buf();
+    let mut doc: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    assert!(
+        doc["users"][0]["dpop_key"].is_string(),
+        "kept with the session"
+    );
+    doc["users"][0]["dpop_key"] = json!("AAAA");
+    std::fs::write(&file, doc.to_string()).unwrap();
+    let app = file_app();
+    let user = &app.all_users()[0];
+    assert_eq!(user.state(), UserState::LoggedOut);
+    assert!(user.refresh_token().is_none());
+    server.stop().await;
+}
