@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::clock::Clock;
+use crate::dpop::DpopSigner;
 use crate::error::{AppError, Result};
 use crate::log::Logger;
 use crate::storage::SessionStore;
@@ -126,6 +127,10 @@ pub struct AppConfig {
     /// tokens, and the key is dropped. Sessions made before it was turned on stay bearer until
     /// their next login; bound sessions stay bound if it is turned off.
     pub dpop: bool,
+    /// Where new DPoP keys are made and kept when `dpop` is on: the app's hardware-backed key
+    /// store (Secure Enclave, Android Keystore), which hands the SDK signatures only. `None`
+    /// (the default): software keys, kept in the session store with the session.
+    pub dpop_signer: Option<Arc<dyn DpopSigner>>,
 }
 
 impl AppConfig {
@@ -144,6 +149,7 @@ impl AppConfig {
             logger: None,
             clock: None,
             dpop: false,
+            dpop_signer: None,
         }
     }
 
@@ -195,6 +201,11 @@ impl AppConfig {
                 )));
             }
         }
+        if self.dpop_signer.is_some() && !self.dpop {
+            return Err(AppError::invalid(
+                "dpop_signer: set only with dpop = true (it makes the keys DPoP binds sessions to)",
+            ));
+        }
         crate::transport::check_base_url(&self.base_url, self.allow_insecure_http)?;
         Ok(())
     }
@@ -213,6 +224,7 @@ impl fmt::Debug for AppConfig {
             .field("allow_insecure_http", &self.allow_insecure_http)
             .field("max_response_bytes", &self.max_response_bytes)
             .field("dpop", &self.dpop)
+            .field("dpop_signer", &self.dpop_signer.is_some())
             .finish_non_exhaustive()
     }
 }

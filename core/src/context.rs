@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::{AppConfig, DeviceInfo, StorageConfig};
+use crate::dpop::DpopSigner;
 use crate::error::{AppError, Result, SessionError};
 use crate::hub::{AuthEventKind, Event, EventHub};
 use crate::lifecycle::{Lifecycle, Pass};
@@ -92,6 +93,8 @@ pub(crate) struct Context {
     pub device: DeviceInfo,
     /// `AppConfig::dpop`: logins ask for sessions bound to a new key.
     pub dpop: bool,
+    /// `AppConfig::dpop_signer`: makes and holds the keys when the app has its own key store.
+    pub dpop_signer: Option<Arc<dyn DpopSigner>>,
     pub(crate) store: Arc<dyn SessionStore>,
     registry: Mutex<Registry>,
     /// What was last saved; its lock also serialises saves, so a later snapshot is never
@@ -160,6 +163,7 @@ impl Context {
             margin: Duration::from_secs(config.refresh_margin_secs.into()),
             device: config.device.clone(),
             dpop: config.dpop,
+            dpop_signer: config.dpop_signer.clone(),
             store,
             registry: Mutex::new(Registry::default()),
             synced: Mutex::new(Synced::default()),

@@ -74,7 +74,7 @@ pub use app::App;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{AppConfig, DEFAULT_MAX_RESPONSE_BYTES, DeviceInfo, StorageConfig};
 pub use credentials::Credentials;
-pub use dpop::{DpopKey, DpopKeyError};
+pub use dpop::{DpopKey, DpopKeyError, DpopSigner};
 pub use email_otp::EmailOtpAuth;
 pub use email_password::EmailPasswordAuth;
 pub use error::{AppError, Result, SessionError, SessionErrorKind};

@@ -72,18 +72,27 @@ impl Context {
         let route = Route::App(format!("auth/providers/{}/login", credentials.provider()));
         // A new key per login (PROTOCOL.md, "DPoP"): the proof asks the server to bind the
         // session to it.
-        let key = if self.dpop {
-            Some(DpopKey::generate().map_err(|e| AppError::Storage {
-                message: format!("could not log in: {e}"),
-            })?)
-        } else {
-            None
-        };
-        let doc = self
+        let key = match (self.dpop, &self.dpop_signer) {
+            (false, _) => None,
+            (true, None) => Some(DpopKey::generate()),
+            (true, Some(signer)) => Some(DpopKey::create(Arc::clone(signer))),
+        }
+        .transpose()
+        .map_err(|e| AppError::Storage {
+            message: format!("could not log in: {e}"),
+        })?;
+        let answer = self
             .transport
             .send(Method::POST, &route, Auth::proof(key.as_ref()), Some(&body))
-            .await?
-            .into_json()?;
+            .await
+            .and_then(|r| r.into_json());
+        let doc = match answer {
+            Ok(doc) => doc,
+            Err(e) => {
+                self.discard_key(key.as_ref());
+                return Err(e.into());
+            }
+        };
         let user_id = required_str(&doc, "user_id", "login")?;
         let access = required_str(&doc, "access_token", "login")?;
         let refresh = required_str(&doc, "refresh_token", "login")?;
@@ -96,6 +105,9 @@ impl Context {
             })?;
         // Bound only if the server says so; an app with DPoP off answers with bearer tokens.
         let bound = doc.get("token_type").and_then(Value::as_str) == Some("DPoP");
+        if !bound {
+            self.discard_key(key.as_ref());
+        }
         let dpop = key.filter(|_| bound).map(Arc::new);
         let session = Session {
             access,

@@ -6,8 +6,10 @@ use std::sync::Arc;
 use reqwest::Method;
 
 use crate::context::Context;
+use crate::dpop::DpopKey;
 use crate::error::{AppError, Result};
 use crate::hub::Event;
+use crate::log::LogLevel;
 use crate::session::{Change, Released, UserInner, UserState};
 use crate::transport::{Auth, Route};
 
@@ -36,7 +38,7 @@ impl Context {
         let Some(released) = released else {
             return Ok(());
         };
-        let response = self
+        let sent = self
             .transport
             .send(
                 Method::DELETE,
@@ -44,12 +46,26 @@ impl Context {
                 Auth::refresh(&released.refresh_token, released.dpop.as_deref()),
                 None,
             )
-            .await?;
+            .await;
+        // The key is of no use once the session is over here, revoked or not.
+        self.discard_key(released.dpop.as_deref());
+        let response = sent?;
         if response.status == 401 {
             return Ok(());
         }
         response.into_json()?;
         Ok(())
+    }
+
+    /// Deletes the key of a session that is over from the app's `DpopSigner` (a software key
+    /// goes with the session document). A failure is logged: the key is unusable anyway, as
+    /// its session is.
+    pub(crate) fn discard_key(&self, key: Option<&DpopKey>) {
+        if let Some(Err(e)) = key.map(DpopKey::delete) {
+            self.log.log(LogLevel::Warn, "sessionkit::dpop", || {
+                format!("could not delete the DPoP key of an ended session: {e}")
+            });
+        }
     }
 
     /// Removes the user from this device (logging them out first), then revokes the session

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 use crate::context::{Context, Registry};
 use crate::dpop::DpopKey;
@@ -13,7 +14,9 @@ use crate::error::{AppError, Result};
 use crate::hub::Event;
 use crate::log::LogLevel;
 use crate::session::{Change, Refused, Released, UserData, UserIdentity, UserInner, UserState};
-use crate::storage::{SCHEMA_VERSION, StoreError, StoredIdentity, StoredState, StoredUser, Synced};
+use crate::storage::{
+    SCHEMA_VERSION, StoreError, StoredIdentity, StoredSignerKey, StoredState, StoredUser, Synced,
+};
 use crate::token::AccessToken;
 
 /// Equal documents, whatever the order of their users.
@@ -38,7 +41,14 @@ fn snapshot(id: &str, d: &UserData) -> StoredUser {
         refresh_token: d.refresh_token().map(str::to_string),
         dpop_key: d
             .dpop_key()
-            .map(|k| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(k.pkcs8())),
+            .and_then(|k| k.pkcs8())
+            .map(|der| URL_SAFE_NO_PAD.encode(der)),
+        dpop_signer_key: d.dpop_key().and_then(|k| {
+            Some(StoredSignerKey {
+                handle: k.handle()?.to_string(),
+                public_key: URL_SAFE_NO_PAD.encode(k.public_point()),
+            })
+        }),
         device_id: d.device_id().to_string(),
         provider_type: d.provider_type().to_string(),
         identities: d
@@ -67,24 +77,20 @@ impl Context {
             .and_then(|t| AccessToken::restored(t, self.clock.as_ref()).ok());
         // A bound session is no use without its key: one that cannot be read leaves the user
         // logged out (to log in again), like an unreadable token.
-        let dpop = match &stored.dpop_key {
-            None => None,
-            Some(text) => {
-                let key = base64::engine::general_purpose::URL_SAFE_NO_PAD
-                    .decode(text)
-                    .ok()
-                    .and_then(|der| DpopKey::from_pkcs8(&der).ok());
-                if key.is_none() {
+        let dpop = match (&stored.dpop_key, &stored.dpop_signer_key) {
+            (None, None) => None,
+            (software, signer) => {
+                let key = self.stored_key(software.as_deref(), signer.as_ref());
+                if let Err(why) = &key {
                     self.log.log(LogLevel::Warn, "sessionkit::storage", || {
                         format!(
-                            "user {}: the stored DPoP key is unreadable; the user is logged \
-                             out and must log in again",
+                            "user {}: {why}; the user is logged out and must log in again",
                             stored.id
                         )
                     });
                     access = None;
                 }
-                key.map(Arc::new)
+                key.ok().map(Arc::new)
             }
         };
         Some(UserData::restored(
@@ -104,6 +110,28 @@ impl Context {
                 .collect(),
             stored.profile.clone(),
         ))
+    }
+
+    /// The DPoP key of a stored session, or why it cannot be had.
+    fn stored_key(
+        &self,
+        software: Option<&str>,
+        signer_key: Option<&StoredSignerKey>,
+    ) -> std::result::Result<DpopKey, String> {
+        if let Some(k) = signer_key {
+            let signer = self.dpop_signer.clone().ok_or(
+                "its DPoP key is held by a DpopSigner, and this App was given none \
+                 (AppConfig::dpop_signer)",
+            )?;
+            let point = URL_SAFE_NO_PAD
+                .decode(&k.public_key)
+                .map_err(|_| "the stored DPoP public key is not base64url")?;
+            return DpopKey::foreign(signer, k.handle.clone(), &point).map_err(|e| e.to_string());
+        }
+        let der = URL_SAFE_NO_PAD
+            .decode(software.unwrap_or_default())
+            .map_err(|_| "the stored DPoP key is not base64url")?;
+        DpopKey::from_pkcs8(&der).map_err(|e| e.to_string())
     }
 
     /// Takes another process's version of a user. A changed refresh token or state starts a new

@@ -201,6 +201,7 @@ impl Context {
         self.log.log(LogLevel::Info, "sessionkit::refresh", || {
             format!("session of user {} ended: {message}", user.id)
         });
+        self.discard_key(ended.released.as_ref().and_then(|r| r.dpop.as_deref()));
         self.emit_all(ended.events);
         if let Some(sink) = self.session_end_sink() {
             let error = SessionError {

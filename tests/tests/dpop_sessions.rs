@@ -307,3 +307,125 @@ async fn a_damaged_stored_key_leaves_the_user_logged_out_not_stuck() {
     assert!(user.refresh_token().is_none());
     server.stop().await;
 }
+
+/// A key store as the platforms' are: keys by alias, SPKI public keys, DER signatures (here
+/// p256's, a third ECDSA implementation beside ring and jsonwebtoken). `locked` makes it refuse
+/// to sign, as a keystore does while the device is locked.
+#[derive(Default)]
+struct Keystore {
+    keys: std::sync::Mutex<Vec<(String, p256::ecdsa::SigningKey)>>,
+    locked: std::sync::atomic::AtomicBool,
+}
+
+impl sessionkit::DpopSigner for Keystore {
+    fn create_key(&self) -> Result<String, sessionkit::DpopKeyError> {
+        let mut keys = self.keys.lock().unwrap();
+        let alias = format!("sessionkit-{}", keys.len());
+        let key = p256::ecdsa::SigningKey::random(&mut p256::elliptic_curve::rand_core::OsRng);
+        keys.push((alias.clone(), key));
+        Ok(alias)
+    }
+    fn public_key(&self, handle: &str) -> Result<Vec<u8>, sessionkit::DpopKeyError> {
+        use p256::pkcs8::EncodePublicKey as _;
+        let keys = self.keys.lock().unwrap();
+        let (_, key) = keys.iter().find(|(a, _)| a == handle).unwrap();
+        Ok(key
+            .verifying_key()
+            .to_public_key_der()
+            .unwrap()
+            .as_bytes()
+            .to_vec())
+    }
+    fn sign(&self, handle: &str, message: &[u8]) -> Result<Vec<u8>, sessionkit::DpopKeyError> {
+        use p256::ecdsa::signature::Signer as _;
+        if self.locked.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(sessionkit::DpopKeyError::Signer {
+                message: "the device is locked".into(),
+            });
+        }
+        let keys = self.keys.lock().unwrap();
+        let (_, key) = keys.iter().find(|(a, _)| a == handle).ok_or_else(|| {
+            sessionkit::DpopKeyError::Signer {
+                message: format!("no key {handle}"),
+            }
+        })?;
+        let signature: p256::ecdsa::Signature = key.sign(message);
+        Ok(signature.to_der().as_bytes().to_vec())
+    }
+    fn delete_key(&self, handle: &str) -> Result<(), sessionkit::DpopKeyError> {
+        self.keys.lock().unwrap().retain(|(a, _)| a != handle);
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_signer_holds_the_key_and_the_session_keeps_only_its_handle() {
+    let server = server("required").await;
+    let dir = temp_dir("dpop-signer");
+    let keystore = std::sync::Arc::new(Keystore::default());
+    let file_app = |signer: Option<std::sync::Arc<Keystore>>| {
+        let mut config = AppConfig::new(APP_ID, server.base_url());
+        config.storage = StorageConfig::File {
+            dir: dir.clone(),
+            encryption_key: None,
+        };
+        config.dpop = true;
+        config.dpop_signer = signer.map(|s| s as std::sync::Arc<dyn sessionkit::DpopSigner>);
+        App::new(config).unwrap()
+    };
+    let thumbprint = {
+        let app = file_app(Some(keystore.clone()));
+        let user = email_user(&app).await;
+        let thumbprint = user.dpop_thumbprint().unwrap();
+        assert_eq!(
+            claims(&user.access_token().unwrap())["cnf"]["jkt"],
+            thumbprint.as_str()
+        );
+        user.refresh_access_token().await.unwrap();
+        user.call_function("sum", "[1]").await.unwrap();
+        thumbprint
+    };
+    // The document has the handle and the public key, no private key.
+    let file = sessionkit::FileStore::new(&dir, APP_ID, None)
+        .unwrap()
+        .path()
+        .to_path_buf();
+    let doc: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    let stored = &doc["users"][0];
+    assert!(stored.get("dpop_key").is_none(), "{stored}");
+    assert_eq!(stored["dpop_signer_key"]["handle"], "sessionkit-0");
+
+    // Restored with the signer: the same key. A locked keystore fails the request and keeps
+    // the session; unlocked, it goes on.
+    let app = file_app(Some(keystore.clone()));
+    let user = app.current_user().unwrap();
+    assert_eq!(user.dpop_thumbprint().unwrap(), thumbprint);
+    keystore
+        .locked
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let err = user.refresh_access_token().await.unwrap_err();
+    assert!(
+        matches!(&err, AppError::Storage { message } if message.contains("locked")),
+        "{err:?}"
+    );
+    assert_eq!(user.state(), UserState::LoggedIn);
+    keystore
+        .locked
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    user.refresh_access_token().await.unwrap();
+
+    // An App without the signer cannot use the session: logged out, with the reason logged.
+    drop(app);
+    let without = file_app(None);
+    assert_eq!(without.all_users()[0].state(), UserState::LoggedOut);
+    drop(without);
+
+    // (That App's save logged the user out in the document; log in again with the signer.)
+    let app = file_app(Some(keystore.clone()));
+    let user = email_user(&app).await;
+    assert_eq!(keystore.keys.lock().unwrap().len(), 2);
+    // Logout revokes with a proof, then deletes the key from the keystore.
+    user.log_out().await.unwrap();
+    assert_eq!(keystore.keys.lock().unwrap().len(), 1);
+    server.stop().await;
+}

@@ -87,6 +87,9 @@ pub(crate) struct StoredUser {
     /// DPoP are byte for byte what they were.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dpop_key: Option<String>,
+    /// The key of a bound session that the app's `DpopSigner` holds: its handle and public key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dpop_signer_key: Option<StoredSignerKey>,
     pub device_id: String,
     pub provider_type: String,
     pub identities: Vec<StoredIdentity>,
@@ -115,6 +118,16 @@ impl fmt::Debug for StoredUser {
             .field("state", &self.state)
             .finish_non_exhaustive()
     }
+}
+
+/// A key the app's `DpopSigner` holds, as the session remembers it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub(crate) struct StoredSignerKey {
+    /// What the signer named it.
+    pub handle: String,
+    /// The uncompressed public point, base64url: the session is restored without asking the
+    /// signer (which may be unavailable while the device is locked).
+    pub public_key: String,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
