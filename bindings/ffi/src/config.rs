@@ -5,6 +5,7 @@ use std::sync::Arc;
 use sessionkit as sk;
 use sk::Credentials;
 
+use crate::dpop::{DpopSigner, SignerAdapter};
 use crate::errors::AppError;
 use crate::foreign::Foreign;
 
@@ -123,6 +124,15 @@ pub struct AppConfig {
     /// `MalformedResponse` before it is read whole.
     #[uniffi(default = 4194304)]
     pub max_response_bytes: i64,
+    /// Bind each login's session to a new key on this device with DPoP (RFC 9449; default
+    /// false): every request carries a proof signed with it, so a copied token is useless
+    /// elsewhere. The key is kept with the session in the store (encrypted with it).
+    #[uniffi(default = false)]
+    pub dpop: bool,
+    /// Makes and holds the keys in the app's key store (Secure Enclave, Android Keystore)
+    /// instead; only with `dpop`.
+    #[uniffi(default = None)]
+    pub dpop_signer: Option<Arc<dyn DpopSigner>>,
 }
 
 /// A non-negative count from a foreign language's signed integer, or an `InvalidArgument` that
@@ -149,6 +159,10 @@ impl TryFrom<AppConfig> for sk::AppConfig {
         config.logger = c
             .logger
             .map(|l| Arc::new(LoggerAdapter(Foreign::new(l))) as Arc<dyn sk::Logger>);
+        config.dpop = c.dpop;
+        config.dpop_signer = c
+            .dpop_signer
+            .map(|s| Arc::new(SignerAdapter(Foreign::new(s))) as Arc<dyn sk::DpopSigner>);
         Ok(config)
     }
 }

@@ -9,6 +9,7 @@
 mod app;
 mod config;
 mod direct;
+mod dpop;
 mod errors;
 mod events;
 mod foreign;
@@ -19,6 +20,7 @@ mod user;
 
 pub use app::{App, EmailOtpAuth, EmailPasswordAuth};
 pub use config::{AppConfig, DeviceInfo, StorageConfig};
+pub use dpop::{DpopSigner, DpopSignerError};
 pub use errors::AppError;
 pub use events::{AuthEvent, AuthEventListener, SessionErrorHandler, Subscription};
 pub use foreign::foreign_runtime_exiting;

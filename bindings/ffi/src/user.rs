@@ -115,6 +115,27 @@ impl User {
     pub fn refresh_token(&self) -> Option<String> {
         self.inner.refresh_token()
     }
+    /// The RFC 7638 thumbprint of the key the session is bound to with DPoP (the access
+    /// tokens' `cnf.jkt`); none for a bearer session. Public, not a secret.
+    pub fn dpop_thumbprint(&self) -> Option<String> {
+        self.inner.dpop_thumbprint()
+    }
+    /// A DPoP proof for one request to the app's own API with `access_token` (RFC 9449
+    /// section 7): send it as the `DPoP` header with `Authorization: DPoP <access_token>`.
+    /// None when the session is not bound (send `Bearer`). `nonce`: the API's `DPoP-Nonce`
+    /// when it asked for one. Errors: `Storage` when no proof could be signed.
+    #[uniffi::method(default(nonce = None))]
+    pub fn dpop_proof(
+        &self,
+        method: String,
+        url: String,
+        access_token: String,
+        nonce: Option<String>,
+    ) -> Result<Option<String>, AppError> {
+        Ok(self
+            .inner
+            .dpop_proof(&method, &url, &access_token, nonce.as_deref())?)
+    }
 
     /// An access token with at least `min_ttl_secs` to live (default: the config's margin),
     /// refreshed first when needed; one refresh however many callers.
