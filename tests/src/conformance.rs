@@ -24,6 +24,8 @@ use crate::{JWT_KEY, ServerOptions, TestMail, TestServer, temp_dir};
 const MAIL_FROM: &str = "SessionKit Conformance <no-reply@example.com>";
 const CONFIRM_URL: &str = "https://app.example/confirm";
 const RESET_URL: &str = "https://app.example/reset";
+/// The device `open_process` names its App (README).
+const PROCESS_DEVICE: &str = "process";
 /// The device the scenario's first App is (README "open_device").
 const MAIN_DEVICE: &str = "main";
 /// `revoke_session` with `"session": "unknown"`: an id no session has.
@@ -95,7 +97,8 @@ pub async fn run_file(path: &Path, options: &Options) -> Outcome {
         };
     }
     let file_storage = scenario["client"]["storage"].as_str() == Some("file");
-    let mut runner = match Runner::start(&server_opts, file_storage, options).await {
+    let dpop = scenario["client"]["dpop"].as_bool() == Some(true);
+    let mut runner = match Runner::start(&server_opts, file_storage, dpop, options).await {
         Ok(r) => r,
         Err(e) => {
             return Outcome {
@@ -254,12 +257,15 @@ struct Runner {
     listeners: HashMap<String, (Arc<Mutex<Recorded>>, sessionkit::Subscription, String)>,
     session_errors: SessionErrors,
     refresh_base: u64,
+    /// `client.dpop`: the main App (its restarts and processes) binds its sessions.
+    dpop: bool,
 }
 
 impl Runner {
     async fn start(
         server_opts: &Value,
         file_storage: bool,
+        dpop: bool,
         options: &Options,
     ) -> Result<Self, String> {
         let mut issuer = None;
@@ -295,6 +301,11 @@ impl Runner {
                 if let Some(v) = server_opts.get("reset_function").and_then(Value::as_str) {
                     o.reset_function = v.into();
                 }
+                o.dpop = server_opts
+                    .get("dpop")
+                    .and_then(Value::as_str)
+                    .unwrap_or("optional")
+                    .into();
                 if server_opts.get("social").and_then(Value::as_bool) == Some(true) {
                     let started = crate::issuer::TestIssuer::start().await;
                     o.extra_providers = crate::issuer::providers_toml(&started.url);
@@ -330,6 +341,7 @@ impl Runner {
             &session_errors,
             MAIN_DEVICE,
             None,
+            dpop,
         )?;
         let mut runner = Self {
             server,
@@ -355,6 +367,7 @@ impl Runner {
             listeners: HashMap::new(),
             session_errors,
             refresh_base: 0,
+            dpop,
         };
         if runner.admin.is_some() {
             runner.refresh_base = runner.refresh_count().await.unwrap_or(0);
@@ -790,6 +803,7 @@ impl Runner {
                     &self.session_errors,
                     name,
                     Some(device),
+                    step["dpop"].as_bool() == Some(true),
                 )
                 .map_err(script)?;
                 self.devices.insert(name.to_string(), app);
@@ -1127,6 +1141,7 @@ impl Runner {
                     &self.session_errors,
                     MAIN_DEVICE,
                     None,
+                    self.dpop,
                 )
                 .map_err(script)?;
                 // The main device's users are looked up again by id; labels stay. Other
@@ -1191,6 +1206,93 @@ impl Runner {
                 )
                 .await
             }
+            "dpop_bound" => {
+                let user = self.user(step, "user")?;
+                let thumbprint = user.dpop_thumbprint();
+                let jkt = user.access_token().and_then(|t| {
+                    let claims = crate::jwt_payload(&t)?;
+                    claims["cnf"]["jkt"].as_str().map(str::to_string)
+                });
+                let cnf_jkt = match (jkt, &thumbprint) {
+                    (None, _) => Value::Null,
+                    (Some(j), Some(t)) if j == *t => json!("thumbprint"),
+                    (Some(_), _) => json!("other"),
+                };
+                Ok(json!({ "bound": thumbprint.is_some(), "cnf_jkt": cnf_jkt }))
+            }
+            "stolen_refresh" => {
+                let token = self.user(step, "user")?.refresh_token().unwrap_or_default();
+                let response = self
+                    .http
+                    .post(format!("{}/api/client/v2.0/auth/session", self.base_url))
+                    .bearer_auth(token)
+                    .send()
+                    .await
+                    .map_err(|e| script(format!("stolen_refresh: {e}")))?;
+                let status = response.status().as_u16();
+                let body: Value = response.json().await.unwrap_or(Value::Null);
+                Ok(json!({ "status": status, "code": body.get("error_code") }))
+            }
+            "stolen_access" => {
+                let token = self.user(step, "user")?.access_token().unwrap_or_default();
+                let response = self
+                    .http
+                    .get(format!("{}/api/client/v2.0/auth/profile", self.base_url))
+                    .bearer_auth(token)
+                    .send()
+                    .await
+                    .map_err(|e| script(format!("stolen_access: {e}")))?;
+                Ok(json!({ "status": response.status().as_u16() }))
+            }
+            "hook_request" => {
+                // Rust has no HTTP client hook: what one does, by hand (README).
+                let user = self.user(step, "user")?;
+                let method = step["method"].as_str().unwrap_or("GET");
+                let path = self.text(&step["path"]);
+                let url = format!("{}{path}", self.base_url);
+                let token = user.valid_access_token(None).await?;
+                let method = reqwest::Method::from_bytes(method.as_bytes())
+                    .map_err(|e| script(format!("hook_request: {e}")))?;
+                let mut request = self.http.request(method.clone(), &url);
+                request = match user.dpop_proof(method.as_str(), &url, &token, None)? {
+                    Some(proof) => request
+                        .header("authorization", format!("DPoP {token}"))
+                        .header("dpop", proof),
+                    None => request.bearer_auth(&token),
+                };
+                let response = request
+                    .send()
+                    .await
+                    .map_err(|e| script(format!("hook_request: {e}")))?;
+                Ok(json!({ "status": response.status().as_u16() }))
+            }
+            "open_process" => {
+                let dir = self.storage_dir.clone().ok_or_else(|| {
+                    script("open_process needs \"client\": {\"storage\": \"file\"}")
+                })?;
+                if self.devices.contains_key(PROCESS_DEVICE) {
+                    return Err(script("a process is already open"));
+                }
+                let id = self.user(step, "user")?.id();
+                let app = new_app(
+                    &self.base_url,
+                    &self.app_id,
+                    Some(&dir),
+                    &self.session_errors,
+                    PROCESS_DEVICE,
+                    None,
+                    self.dpop,
+                )
+                .map_err(script)?;
+                let theirs = app
+                    .all_users()
+                    .into_iter()
+                    .find(|u| u.id() == id)
+                    .ok_or_else(|| script("the other process does not have the user"))?;
+                self.devices.insert(PROCESS_DEVICE.into(), app);
+                self.label(PROCESS_DEVICE, &theirs, as_name.as_deref());
+                Ok(Value::Null)
+            }
             other => Err(script(format!("unknown operation {other:?}"))),
         }
     }
@@ -1222,9 +1324,11 @@ fn new_app(
     errors: &SessionErrors,
     device_name: &str,
     device: Option<DeviceInfo>,
+    dpop: bool,
 ) -> Result<App, String> {
     let mut config = AppConfig::new(app_id, base_url);
     config.request_timeout_ms = 10_000;
+    config.dpop = dpop;
     if let Some(device) = device {
         config.device = device;
     }

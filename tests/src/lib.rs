@@ -454,3 +454,14 @@ impl AuthEventListener for Recorder {
         self.changed.notify_all();
     }
 }
+
+/// The payload of a JWT as JSON, unverified (to look at claims the SDK does not expose, such as
+/// an access token's `cnf`); `None` for text that is not a JWT.
+pub fn jwt_payload(token: &str) -> Option<Value> {
+    use base64::Engine as _;
+    let payload = token.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
