@@ -589,3 +589,49 @@ async fn functions_and_api_keys_take_the_proof_of_a_bound_session() {
     .await
     .ok(200);
 }
+
+/// `required` turned on for an app with live bearer sessions: their access tokens (no `cnf`)
+/// are refused, and each session is bound to the key of its first refresh with a proof.
+#[tokio::test]
+async fn turning_required_on_binds_old_sessions_at_their_next_refresh_with_a_proof() {
+    let dir = temp_dir("dpop-switch");
+    let start = |dpop: &str| {
+        let mut config = sessionkit_server::config::Config::from_toml_str(
+            &DPOP_CONFIG.replace(r#"dpop = "optional""#, &format!("dpop = \"{dpop}\"")),
+        )
+        .unwrap();
+        config.data_dir = dir.clone();
+        start_config(config)
+    };
+    let before = D {
+        t: start("optional").await,
+        skew: 0,
+    };
+    let login = before.login("opt-app", None).await;
+    let (access, refresh) = (login.s("access_token"), login.s("refresh_token"));
+    assert!(claims(&access).get("cnf").is_none(), "a bearer session");
+    before.t.srv.shutdown().await;
+
+    let d = D {
+        t: start("required").await,
+        skew: 0,
+    };
+    let profile = format!("{BR}/auth/profile");
+    d.send(Method::GET, &profile, Some(("Bearer", &access)), None, None)
+        .await
+        .code(401, "InvalidDPoPProof");
+    d.refresh(&refresh, None)
+        .await
+        .code(400, "InvalidDPoPProof");
+    // The first refresh with a proof binds the session to its key.
+    let key = Key::new();
+    let fresh = d.refresh(&refresh, Some(&key)).await;
+    let bound = fresh.ok(201)["access_token"].as_str().unwrap().to_string();
+    assert_eq!(claims(&bound)["cnf"]["jkt"], key.jkt());
+    d.profile(&bound, &key).await.ok(200);
+    // From then on another key is a thief's.
+    d.refresh(&refresh, Some(&Key::new()))
+        .await
+        .code(400, "InvalidDPoPProof");
+    d.refresh(&refresh, Some(&key)).await.ok(201);
+}

@@ -429,3 +429,31 @@ async fn a_signer_holds_the_key_and_the_session_keeps_only_its_handle() {
     assert_eq!(keystore.keys.lock().unwrap().len(), 1);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_link_by_a_bound_user_keeps_the_session_bound_to_its_key() {
+    let server = server("required").await;
+    let app = app(&server, true);
+    let user = app
+        .log_in(Credentials::Anonymous { reuse: false })
+        .await
+        .unwrap();
+    let thumbprint = user.dpop_thumbprint().unwrap();
+    let email = unique_email("dpop-link");
+    app.email_password_auth()
+        .register_user(&email, "password-123")
+        .await
+        .unwrap();
+    user.link_credentials(Credentials::email_password(&email, "password-123"))
+        .await
+        .unwrap();
+    // The link's new access token carries the same key's thumbprint, and works with its proofs.
+    assert_eq!(
+        claims(&user.access_token().unwrap())["cnf"]["jkt"],
+        thumbprint.as_str()
+    );
+    assert_eq!(user.dpop_thumbprint().unwrap(), thumbprint);
+    user.call_function("sum", "[1]").await.unwrap();
+    user.refresh_access_token().await.unwrap();
+    server.stop().await;
+}

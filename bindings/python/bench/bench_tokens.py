@@ -5,7 +5,9 @@
 
 Starts sessionkit-server (the same way the pytest fixture does), logs in anonymously, then
 times `user.access_token()` (a synchronous getter) and `await user.valid_access_token(None)`
-on a valid token (no refresh: the server's refresh counter is checked before and after).
+on a valid token (no refresh: the server's refresh counter is checked before and after);
+then, on a session bound with DPoP (#29, an app with `dpop = "required"`),
+`user.dpop_proof(method, url, token)`, the proof the HTTP client hooks add to each request.
 """
 
 from __future__ import annotations
@@ -55,6 +57,24 @@ async def bench(server: conftest.Server, iterations: int) -> dict:
     return {"access_token": median_ns(getter), "valid_access_token": median_ns(valid)}
 
 
+async def bench_dpop(server: conftest.Server, iterations: int) -> float:
+    app = server.app(dpop=True)
+    user = await app.log_in(Credentials.ANONYMOUS(reuse=False))
+    token = user.access_token() or ""
+    url = "https://api.example.com/orders"
+    assert user.dpop_proof("GET", url, token), "the session is not bound"
+    clock = time.perf_counter_ns
+    for _ in range(1000):  # warm up
+        user.dpop_proof("GET", url, token)
+    samples = []
+    for _ in range(iterations):
+        t0 = clock()
+        user.dpop_proof("GET", url, token)
+        samples.append(clock() - t0)
+    app.close()
+    return median_ns(samples)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--server-bin", default=None)
@@ -63,12 +83,14 @@ def main() -> int:
     if args.server_bin:
         os.environ["SESSIONKIT_SERVER_BIN"] = args.server_bin
 
-    with conftest.start_server() as server:
+    with conftest.start_server(app_extra='dpop = "optional"') as server:
         result = asyncio.run(bench(server, args.iterations))
+        result["dpop_proof"] = asyncio.run(bench_dpop(server, args.iterations))
     print(f"sessionkit {pathlib.Path(sessionkit.__file__).parent}")
     print(f"iterations: {args.iterations} each, median of per-call perf_counter_ns")
     print(f"user.access_token():                 {result['access_token'] / 1000:.2f} us")
     print(f"await user.valid_access_token(None): {result['valid_access_token'] / 1000:.2f} us")
+    print(f"user.dpop_proof(method, url, token): {result['dpop_proof'] / 1000:.2f} us")
     return 0
 
 

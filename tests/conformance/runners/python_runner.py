@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import json
 import os
 import pathlib
@@ -26,8 +27,11 @@ import time
 import urllib.parse
 from typing import Any, Optional
 
+import requests
+
 import sessionkit
 from sessionkit import AppConfig, AppError, Credentials, DeviceInfo, LogOutScope, StorageConfig
+from sessionkit.requests_auth import UserAuth as RequestsAuth
 
 REPO = pathlib.Path(__file__).resolve().parents[3]
 # The server and HTTP helpers shared with the pytest suite; found from this file, whatever the cwd.
@@ -53,6 +57,7 @@ id = "{app_id}"
 access_token_lifetime_secs = {access}
 refresh_token_lifetime_secs = {refresh}
 refresh_token_rotation = {rotation}
+dpop = "{dpop}"
 
 [app.providers.anon-user]
 [app.providers.local-userpass]
@@ -80,6 +85,8 @@ EMAIL_OTP_TOML = "[app.providers.email-otp]\ncode_lifetime_secs = 300\n"
 MAIL_WAIT_SECS = 15
 # The device the scenario's first App is (README "open_device").
 MAIN_DEVICE = "main"
+# The device open_process names its App (README).
+PROCESS_DEVICE = "process"
 # revoke_session with "session": "unknown": an id no session has.
 UNKNOWN_SESSION_ID = "000000000000000000000000"
 LOG_OUT_SCOPES = {
@@ -216,6 +223,7 @@ def local_server(binary: str, server_opts: dict, social: str = "", relay: Option
         access=server_opts.get("access_token_lifetime_secs", 1800),
         refresh=server_opts.get("refresh_token_lifetime_secs", 3600),
         rotation=str(server_opts.get("refresh_token_rotation", False)).lower(),
+        dpop=server_opts.get("dpop", "optional"),
         auto_confirm=str(server_opts.get("auto_confirm", True)).lower(),
         reset_function=server_opts.get("reset_function", "pending"),
         jwt_key=JWT_KEY,
@@ -249,8 +257,11 @@ class ErrorHandler(sessionkit.SessionErrorHandler):
 class Runner:
     counter = 0
 
-    def __init__(self, base_url: str, app_id: str, admin: Optional[tuple], jwt_key: str, file_storage: bool):
+    def __init__(self, base_url: str, app_id: str, admin: Optional[tuple], jwt_key: str, file_storage: bool,
+                 dpop: bool = False):
         self.base_url, self.app_id, self.admin, self.jwt_key = base_url, app_id, admin, jwt_key
+        # client.dpop: the main App (its restarts and processes) binds its sessions.
+        self.dpop = dpop
         self.admin_token: Optional[str] = None
         self.storage_dir = tempfile.mkdtemp(prefix="sk-conformance-client-") if file_storage else None
         self.session_errors: list = []
@@ -274,17 +285,19 @@ class Runner:
         self.mails_read: dict = {}
         self.last_mail: dict = {}
 
-    def new_app(self, device: str = MAIN_DEVICE, platform: Optional[str] = None):
-        """An App of the scenario: the main device (file storage if asked), or an opened one
-        (in memory) that tells the server `platform`."""
+    def new_app(self, device: str = MAIN_DEVICE, platform: Optional[str] = None, dpop: Optional[bool] = None):
+        """An App of the scenario: the main device (file storage if asked; also a process on
+        it), or an opened one (in memory) that tells the server `platform`."""
+        on_main_store = device in (MAIN_DEVICE, PROCESS_DEVICE)
         storage = StorageConfig.FILE(dir=self.storage_dir, encryption_key=None) \
-            if self.storage_dir and device == MAIN_DEVICE else StorageConfig.IN_MEMORY()
+            if self.storage_dir and on_main_store else StorageConfig.IN_MEMORY()
         extra = {}
         if platform is not None:
             extra["device"] = DeviceInfo(platform=platform, platform_version="1.0",
                                          device_name=f"{platform} test device")
         app = sessionkit.App(AppConfig(app_id=self.app_id, base_url=self.base_url, storage=storage,
-                                       request_timeout_ms=10_000, **extra))
+                                       request_timeout_ms=10_000,
+                                       dpop=self.dpop if dpop is None else dpop, **extra))
         app.set_session_error_handler(ErrorHandler(self.session_errors, device))
         return app
 
@@ -475,7 +488,41 @@ class Runner:
                 raise Script('open_device needs "name" and "platform"')
             if name == MAIN_DEVICE or name in self.devices:
                 raise Script(f"device {name!r} is already open")
-            self.devices[name] = self.new_app(name, platform)
+            self.devices[name] = self.new_app(name, platform, dpop=step.get("dpop") is True)
+            return None
+        if op == "dpop_bound":
+            user = self.user(step)
+            thumbprint = user.dpop_thumbprint()
+            token = user.access_token()
+            jkt = (jwt_payload(token).get("cnf") or {}).get("jkt") if token else None
+            cnf_jkt = None if jkt is None else "thumbprint" if jkt == thumbprint else "other"
+            return {"bound": thumbprint is not None, "cnf_jkt": cnf_jkt}
+        if op == "stolen_refresh":
+            status, doc = sk_server.http("POST", f"{self.base_url}/api/client/v2.0/auth/session",
+                                         token=self.user(step).refresh_token() or "")
+            return {"status": status, "code": doc.get("error_code") if isinstance(doc, dict) else None}
+        if op == "stolen_access":
+            status, _ = sk_server.http("GET", f"{self.base_url}/api/client/v2.0/auth/profile",
+                                       token=self.user(step).access_token() or "")
+            return {"status": status}
+        if op == "hook_request":
+            url = f"{self.base_url}{self.text(step['path'])}"
+            auth = RequestsAuth(self.user(step))
+            # requests blocks: off the event loop, as an app's worker thread would call it.
+            response = await asyncio.to_thread(requests.request, step.get("method", "GET"), url, auth=auth)
+            return {"status": response.status_code}
+        if op == "open_process":
+            if not self.storage_dir:
+                raise Script('open_process needs "client": {"storage": "file"}')
+            if PROCESS_DEVICE in self.devices:
+                raise Script("a process is already open")
+            uid = self.user(step).id()
+            app = self.new_app(PROCESS_DEVICE)
+            theirs = next((u for u in app.all_users() if u.id() == uid), None)
+            if theirs is None:
+                raise Script("the other process does not have the user")
+            self.devices[PROCESS_DEVICE] = app
+            self.label(theirs, as_name, PROCESS_DEVICE)
             return None
         if op == "sessions":
             sessions = await self.user(step).sessions()
@@ -679,6 +726,16 @@ class Runner:
             shutil.rmtree(self.storage_dir, ignore_errors=True)
 
 
+def jwt_payload(token: str) -> dict:
+    """The payload of a JWT, unverified ({} for text that is not one)."""
+    try:
+        part = token.split(".")[1]
+        doc = json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
+    except (IndexError, ValueError):
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
 def sign_jwt(spec: dict, key: str, app_id: str) -> str:
     now = int(time.time())
     claims = {"sub": spec["sub"], "aud": app_id, "iat": now - 120,
@@ -741,7 +798,8 @@ async def run_scenario(path: pathlib.Path, args) -> dict:
         base_url, app_id, admin = server.base_url, APP_ID, ADMIN
     failures, transcript = [], []
     runner = Runner(base_url, app_id, admin, args.jwt_key or JWT_KEY,
-                    scenario.get("client", {}).get("storage") == "file")
+                    scenario.get("client", {}).get("storage") == "file",
+                    scenario.get("client", {}).get("dpop") is True)
     runner.issuer = issuer
     runner.relay = relay
     try:

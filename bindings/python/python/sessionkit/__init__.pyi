@@ -142,6 +142,36 @@ class SessionStore:
 
 class SessionStoreImpl(SessionStore): ...
 
+class DpopSigner:
+    """Makes and holds DPoP keys in the app's own key store and signs with them
+    (``AppConfig(dpop=True, dpop_signer=...)``, #29); the session keeps each key's handle and
+    public key only. Subclass it (or pass any object with these methods). Called on SDK threads;
+    raise ``DpopSignerError.Failed`` (the request fails with ``AppError.Storage``, the session
+    is kept)."""
+
+    def create_key(self) -> str:
+        """Makes a new P-256 key for a login; returns its handle (an alias, not key material)."""
+    def public_key(self, handle: str) -> bytes:
+        """The 65-byte uncompressed point of ``handle``, or its 91-byte SubjectPublicKeyInfo
+        DER."""
+    def sign(self, handle: str, message: bytes) -> bytes:
+        """An ES256 signature (ECDSA P-256 over SHA-256) of ``message``: 64 bytes r || s, or
+        DER (what ``cryptography``'s ``ECDSA(SHA256())`` gives)."""
+    def delete_key(self, handle: str) -> None:
+        """Deletes the key of a session that ended."""
+
+class DpopSignerImpl(DpopSigner): ...
+
+class DpopSignerError(Exception):
+    """What a ``DpopSigner`` raises when it cannot make, show or use a key."""
+
+    message: str
+
+    class Failed(DpopSignerError):
+        """The key store failed (a locked device, a missing key); the message says how."""
+
+        def __init__(self, message: str) -> None: ...
+
 class StorageConfig:
     """Where the App keeps its users' sessions: one of the variant classes below."""
 
@@ -236,8 +266,10 @@ class AppConfig:
     default. ``request_timeout_ms``: milliseconds per request (60 000); ``refresh_margin_secs``:
     seconds before expiry at which an access token counts as stale (60);
     ``allow_insecure_http``: plain http beyond loopback addresses; ``max_response_bytes``: a
-    larger response body fails with ``AppError.MalformedResponse`` (4 MiB). Negative numbers
-    make ``App(config)`` raise ``AppError.InvalidArgument``."""
+    larger response body fails with ``AppError.MalformedResponse`` (4 MiB). ``dpop``: bind each
+    login's session to a new key with DPoP (RFC 9449; False), kept with the session in the
+    store; ``dpop_signer``: a ``DpopSigner`` that makes and holds the keys instead (only with
+    ``dpop``). Negative numbers make ``App(config)`` raise ``AppError.InvalidArgument``."""
 
     app_id: str
     base_url: str
@@ -249,6 +281,8 @@ class AppConfig:
     allow_insecure_http: bool
     logger: Optional[Logger]
     max_response_bytes: int
+    dpop: bool
+    dpop_signer: Optional[DpopSigner]
     def __init__(
         self,
         *,
@@ -262,6 +296,8 @@ class AppConfig:
         allow_insecure_http: bool = False,
         logger: Optional[Logger] = None,
         max_response_bytes: int = 4194304,
+        dpop: bool = False,
+        dpop_signer: Optional[DpopSigner] = None,
     ) -> None: ...
 
 class UserState(enum.Enum):
@@ -738,6 +774,14 @@ class User:
         ``valid_access_token``), or None when logged out."""
     def refresh_token(self) -> Optional[str]:
         """Returns the refresh token as stored, or None when logged out."""
+    def dpop_thumbprint(self) -> Optional[str]:
+        """Returns the RFC 7638 thumbprint of the key the session is bound to with DPoP (the
+        access tokens' ``cnf.jkt``), or None for a bearer session. Not a secret."""
+    def dpop_proof(self, method: str, url: str, access_token: str, nonce: Optional[str] = None) -> Optional[str]:
+        """Returns a DPoP proof for one request to the app's own API with ``access_token``: send
+        it as the ``DPoP`` header with ``Authorization: DPoP <access_token>``. None for a bearer
+        session (send ``Bearer``). ``nonce``: the API's ``DPoP-Nonce`` if it asked for one.
+        Raises ``AppError.Storage`` when no proof could be signed."""
     async def valid_access_token(self, min_ttl_secs: Optional[int] = None) -> str:
         """Returns an access token with at least ``min_ttl_secs`` seconds to live (None: the
         config's ``refresh_margin_secs``), refreshing it first if needed; one refresh however

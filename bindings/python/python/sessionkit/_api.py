@@ -80,5 +80,6 @@ def install() -> None:
         _checks.install_on(value_cls, constructor=True)
     # Callback interfaces: subclassing is documented, an object with the methods works too.
     _checks.allow_duck_typing(
-        _ffi.SessionStore, _ffi.Logger, _ffi.AuthEventListener, _ffi.SessionErrorHandler
+        _ffi.SessionStore, _ffi.Logger, _ffi.AuthEventListener, _ffi.SessionErrorHandler,
+        _ffi.DpopSigner,
     )

@@ -122,6 +122,68 @@ class Tokens:
         return self.fresh() or await self.user.valid_access_token(self.min_ttl_secs)
 
 
+def _origin(url: str) -> str:
+    parts = urllib.parse.urlsplit(url)
+    return f"{parts.scheme.lower()}://{(parts.netloc or '').lower()}"
+
+
+class _Nonces:
+    """The last ``DPoP-Nonce`` each origin's answers carried (RFC 9449 section 9), shared by
+    every hook in the process: a new hook, or another user's, starts with the API's nonce."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._by_origin: typing.Dict[str, str] = {}
+
+    def get(self, url: str) -> typing.Optional[str]:
+        with self._lock:
+            return self._by_origin.get(_origin(url))
+
+    def put(self, url: str, nonce: str) -> None:
+        with self._lock:
+            self._by_origin[_origin(url)] = nonce
+
+
+NONCES = _Nonces()
+
+
+class Proofs:
+    """The ``Authorization`` (and ``DPoP``) headers of one request to the app's own API (#29,
+    PROTOCOL.md "DPoP"): ``Bearer <token>`` for a bearer session; for a session bound to a key,
+    ``DPoP <token>`` with a proof from ``user.dpop_proof`` for the request's method and URL,
+    carrying the origin's last nonce (``NONCES``) when it gave one."""
+
+    def __init__(self, user: User) -> None:
+        self.user = user
+
+    def headers(self, method: str, url: str, token: str) -> typing.Dict[str, typing.Optional[str]]:
+        """The headers to set (None: remove). Raises ``AppError.Storage`` when no proof could
+        be signed."""
+        proof = self.user.dpop_proof(method.upper(), url, token, NONCES.get(url))
+        if proof is None:
+            return {"Authorization": f"Bearer {token}", "DPoP": None}
+        return {"Authorization": f"DPoP {token}", "DPoP": proof}
+
+    def answered(self, url: str, status: int, headers: typing.Mapping[str, str]) -> bool:
+        """Keeps the answer's ``DPoP-Nonce``; True when it is a nonce challenge (a 401 or 400
+        whose ``WWW-Authenticate`` says ``use_dpop_nonce``) to answer by one more try."""
+        nonce = headers.get("DPoP-Nonce") or headers.get("dpop-nonce")
+        if not nonce:
+            return False
+        NONCES.put(url, nonce)
+        challenge = headers.get("WWW-Authenticate") or headers.get("www-authenticate") or ""
+        return status in (400, 401) and "use_dpop_nonce" in challenge
+
+
+def set_headers(target: typing.MutableMapping[str, str], headers: typing.Dict[str, typing.Optional[str]]) -> None:
+    """Writes ``Proofs.headers`` into a request's headers."""
+    for name, value in headers.items():
+        if value is None:
+            target.pop(name, None)
+        else:
+            target[name] = value
+
+
 class _Flight:
     """One refresh made after a 401: its outcome, and the asyncio waiters of other loops."""
 

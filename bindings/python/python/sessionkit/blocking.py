@@ -290,6 +290,18 @@ class User:
         """Returns the refresh token as stored, or None when logged out."""
         return self.inner.refresh_token()
 
+    def dpop_thumbprint(self) -> typing.Optional[str]:
+        """Returns the thumbprint of the key the session is bound to with DPoP, or None
+        (a bearer session)."""
+        return self.inner.dpop_thumbprint()
+
+    def dpop_proof(
+        self, method: str, url: str, access_token: str, nonce: typing.Optional[str] = None
+    ) -> typing.Optional[str]:
+        """Returns a DPoP proof for a request to the app's own API (see ``sessionkit.User``), or
+        None for a bearer session. Raises ``AppError.Storage`` when no proof could be signed."""
+        return self.inner.dpop_proof(method, url, access_token, nonce)
+
     def valid_access_token(self, min_ttl_secs: typing.Optional[int] = None) -> str:
         """Returns an access token with at least ``min_ttl_secs`` seconds to live (None: the
         config's ``refresh_margin_secs``), refreshing it first if needed. Raises

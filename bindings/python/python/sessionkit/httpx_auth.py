@@ -19,14 +19,21 @@ except ImportError:  # pragma: no cover - depends on the environment
     raise ImportError("sessionkit.httpx_auth needs httpx: pip install httpx") from None
 
 from . import User, blocking
-from ._authorized import REFRESHES, Tokens, async_user, check_destination
+from ._authorized import REFRESHES, Proofs, Tokens, async_user, check_destination, set_headers
 
 __all__ = ["UserAuth"]
 
 
 class UserAuth(httpx.Auth):
     """An ``httpx.Auth`` for ``httpx.Client`` and ``httpx.AsyncClient`` that sends the user's
-    access token as ``Authorization: Bearer <token>`` (any such header is replaced).
+    access token as ``Authorization: Bearer <token>`` (any such header is replaced); for a
+    session bound with DPoP (``AppConfig(dpop=True)``, #29) as ``Authorization: DPoP <token>``
+    with a ``DPoP`` proof for the request (``user.dpop_proof``).
+
+    - DPoP: an answer that asks for a nonce (a 401 or 400 with ``WWW-Authenticate: DPoP
+      error="use_dpop_nonce"`` and a ``DPoP-Nonce`` header) is answered by sending the request
+      once more with a proof carrying it, without a refresh; the last nonce of each origin goes
+      into the next proofs.
 
     - The token has at least ``min_ttl_secs`` seconds to live (None: 60, the default
       ``refresh_margin_secs``; pass yours if you changed it). While the stored token has that by
@@ -63,37 +70,50 @@ class UserAuth(httpx.Auth):
     ) -> None:
         self._user = async_user(user)
         self._tokens = Tokens(self._user, min_ttl_secs)
+        self._proofs = Proofs(self._user)
         self._allow_insecure_http = allow_insecure_http
 
     def __repr__(self) -> str:
         return f"UserAuth(user={self._user!r})"
 
+    def _authorize(self, request: httpx.Request, token: str) -> None:
+        url = str(request.url)
+        set_headers(request.headers, self._proofs.headers(request.method, url, token))
+
+    def _challenged(self, request: httpx.Request, response: httpx.Response) -> bool:
+        return self._proofs.answered(str(request.url), response.status_code, response.headers)
+
     def sync_auth_flow(self, request: httpx.Request) -> typing.Generator[httpx.Request, httpx.Response, None]:
-        """httpx's synchronous flow: bearer, then on a 401 one refresh and one replay."""
+        """httpx's synchronous flow: the token (and proof), a nonce challenge answered by one
+        more try, then on a 401 one refresh and one replay."""
         check_destination(str(request.url), self._allow_insecure_http)
         request.read()  # kept for the replay
         token = self._tokens.sync()
-        request.headers["Authorization"] = f"Bearer {token}"
+        self._authorize(request, token)
         response = yield request
+        if self._challenged(request, response):
+            self._authorize(request, token)
+            response = yield request
         if response.status_code != 401:
             return
         REFRESHES.refresh_sync(self._user, token)
-        request.headers["Authorization"] = f"Bearer {self._tokens.sync()}"
+        self._authorize(request, self._tokens.sync())
         yield request
 
     async def async_auth_flow(
         self, request: httpx.Request
     ) -> typing.AsyncGenerator[httpx.Request, httpx.Response]:
-        """httpx's asyncio flow: bearer, then on a 401 one refresh and one replay."""
+        """httpx's asyncio flow: as the synchronous one, awaiting."""
         check_destination(str(request.url), self._allow_insecure_http)
         await request.aread()  # kept for the replay
         token = await self._tokens.asynchronous()
-        request.headers["Authorization"] = f"Bearer {token}"
+        self._authorize(request, token)
         response = yield request
+        if self._challenged(request, response):
+            self._authorize(request, token)
+            response = yield request
         if response.status_code != 401:
             return
         await REFRESHES.refresh_async(self._user, token)
-        request.headers["Authorization"] = (
-            f"Bearer {await self._tokens.asynchronous()}"
-        )
+        self._authorize(request, await self._tokens.asynchronous())
         yield request

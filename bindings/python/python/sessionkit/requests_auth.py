@@ -20,17 +20,24 @@ except ImportError:  # pragma: no cover - depends on the environment
     raise ImportError("sessionkit.requests_auth needs requests: pip install requests") from None
 
 from . import User, blocking
-from ._authorized import REFRESHES, Tokens, async_user, check_destination
+from ._authorized import REFRESHES, Proofs, Tokens, async_user, check_destination, set_headers
 
 __all__ = ["UserAuth"]
 
 _REPLAYED = "_sessionkit_replayed"
+_NONCE_RETRIED = "_sessionkit_nonce_retried"
 
 
 class UserAuth(requests.auth.AuthBase):
     """A ``requests`` auth (``auth=UserAuth(user)``, per request or on a ``Session``) that
     sends the user's access token as ``Authorization: Bearer <token>`` (any such header is
-    replaced).
+    replaced); for a session bound with DPoP (``AppConfig(dpop=True)``, #29) as
+    ``Authorization: DPoP <token>`` with a ``DPoP`` proof for the request (``user.dpop_proof``).
+
+    - DPoP: an answer that asks for a nonce (a 401 or 400 with ``WWW-Authenticate: DPoP
+      error="use_dpop_nonce"`` and a ``DPoP-Nonce`` header) is answered by sending the request
+      once more with a proof carrying it, without a refresh (the challenge is in the new
+      response's ``history``); the last nonce of each origin goes into the next proofs.
 
     - The token has at least ``min_ttl_secs`` seconds to live (None: 60, the default
       ``refresh_margin_secs``; pass yours if you changed it). While the stored token has that by
@@ -67,6 +74,7 @@ class UserAuth(requests.auth.AuthBase):
     ) -> None:
         self._user = async_user(user)
         self._tokens = Tokens(self._user, min_ttl_secs)
+        self._proofs = Proofs(self._user)
         self._allow_insecure_http = allow_insecure_http
 
     def __repr__(self) -> str:
@@ -76,7 +84,7 @@ class UserAuth(requests.auth.AuthBase):
         """Sets the bearer token on ``r`` and hooks its response for the 401 replay."""
         check_destination(r.url or "", self._allow_insecure_http)
         token = self._tokens.sync()
-        r.headers["Authorization"] = f"Bearer {token}"
+        set_headers(r.headers, self._proofs.headers(r.method or "GET", r.url or "", token))
         position: typing.Optional[int] = None
         tell = getattr(r.body, "tell", None)
         if tell is not None:
@@ -91,22 +99,45 @@ class UserAuth(requests.auth.AuthBase):
         self, token: str, position: typing.Optional[int], response: requests.Response, **kwargs: typing.Any
     ) -> requests.Response:
         request = response.request
+        challenged = self._proofs.answered(request.url or "", response.status_code, response.headers)
+        if challenged and "DPoP" in request.headers and not getattr(request, _NONCE_RETRIED, False):
+            retried = self._replay(response, position, token, _NONCE_RETRIED, kwargs)
+            if retried is None:
+                return response
+            response, request = retried, retried.request
+            self._proofs.answered(request.url or "", response.status_code, response.headers)
         if response.status_code != 401 or getattr(request, _REPLAYED, False):
             return response
         REFRESHES.refresh_sync(self._user, token)
+        return self._replay(response, position, self._tokens.sync(), _REPLAYED, kwargs) or response
+
+    def _replay(
+        self,
+        response: requests.Response,
+        position: typing.Optional[int],
+        token: str,
+        marker: str,
+        kwargs: typing.Dict[str, typing.Any],
+    ) -> typing.Optional[requests.Response]:
+        """Sends ``response``'s request once more with ``token`` (and a new proof), marked with
+        ``marker``; None when its body is a stream that cannot be sent twice."""
+        request = response.request
         body = request.body
         if body is not None and not isinstance(body, (bytes, str)):
             seek = getattr(body, "seek", None)
             if seek is None or position is None:
-                return response  # a stream the first attempt has read
+                return None  # a stream the first attempt has read
             seek(position)
         response.content  # noqa: B018 - read, so that the connection can be reused
         response.close()
         replay = request.copy()
-        replay.headers["Authorization"] = f"Bearer {self._tokens.sync()}"
-        setattr(replay, _REPLAYED, True)
+        set_headers(replay.headers, self._proofs.headers(replay.method or "GET", replay.url or "", token))
+        for flag in (_REPLAYED, _NONCE_RETRIED):
+            if getattr(request, flag, False):
+                setattr(replay, flag, True)
+        setattr(replay, marker, True)
         # The adapter's send, as requests' own HTTPDigestAuth replays: no hooks run for it.
         second: requests.Response = response.connection.send(replay, **kwargs)
-        second.history.append(response)
+        second.history = [*response.history, response]
         second.request = replay
         return second
