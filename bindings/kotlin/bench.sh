@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Median time of `User.accessToken()` (a synchronous getter) from Kotlin. Builds what it needs,
-# then runs io.sessionkit.BenchKt from the test classpath. Usage: bindings/kotlin/bench.sh [N]
+# Median time of `User.accessToken()` (a synchronous getter) from Kotlin, of the OkHttp
+# interceptor's token read, and of `User.dpopProof()` for a session bound with DPoP (#29, N/10
+# calls). Builds what it needs, then runs io.sessionkit.BenchKt from the test classpath.
+# Usage: bindings/kotlin/bench.sh [N]
 # PROFILE=release measures an optimised cdylib (the bindings are generated from the debug one;
 # both carry the same interface).
 set -euo pipefail

@@ -97,6 +97,9 @@ src = sentences(src, "StoreException", {
     "Unavailable": '"session store unavailable: $detail"',
     "Corrupt": '"session store corrupt: $detail"',
 })
+# The app's own DpopSigner raises DpopSignerException.Failed(detail) (#29): its message is the
+# app's text, as Rust's #[error("{message}")] (uniffi.toml renames the field, as AppError's).
+src = sentences(src, "DpopSignerException", {"Failed": "detail"})
 
 # foreignRuntimeExiting(timeoutMs: UInt): UInt is the one unsigned type left in the generated
 # API (the Rust export takes u32; changing it would change the Swift and Python bindings too).

@@ -366,13 +366,15 @@ final class AuthorizedRequestTests: XCTestCase {
 private func httpStatus(_ response: URLResponse) -> Int { (response as? HTTPURLResponse)?.statusCode ?? 0 }
 
 /// An HTTP/1.1 server on a loopback port, one request per connection and a thread per
-/// connection: records each request (method, path, Authorization, body) as it arrives and
+/// connection: records each request (method, path, Authorization, DPoP, body) as it arrives and
 /// answers the status `answer` gives (which may block), with an empty JSON body.
 final class TinyAPI: @unchecked Sendable {
     struct Received {
         let method: String
         let path: String
         let authorization: String?
+        /// The `DPoP` header (a bound session's proof, #29).
+        let dpop: String?
         let body: Data
     }
 
@@ -460,7 +462,7 @@ final class TinyAPI: @unchecked Sendable {
         let body = Data(bytes[bodyStart..<min(bytes.count, bodyStart + length)])
         let received = Received(method: requestLine.count > 0 ? String(requestLine[0]) : "",
                                 path: requestLine.count > 1 ? String(requestLine[1]) : "",
-                                authorization: headers["authorization"], body: body)
+                                authorization: headers["authorization"], dpop: headers["dpop"], body: body)
         log.mutate { $0.append(received) }
         let status = answer(received)
         let content = status == 204 ? "" : "{}"

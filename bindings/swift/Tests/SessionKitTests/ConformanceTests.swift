@@ -433,6 +433,7 @@ final class ConformanceServer {
         access_token_lifetime_secs = \(opt("access_token_lifetime_secs", "1800"))
         refresh_token_lifetime_secs = \(opt("refresh_token_lifetime_secs", "3600"))
         refresh_token_rotation = \(opt("refresh_token_rotation", "false").lowercased())
+        dpop = "\(opt("dpop", "optional"))"
 
         [app.providers.anon-user]
         [app.providers.local-userpass]
@@ -513,6 +514,8 @@ final class ConformanceRecorder: AuthEventListener, @unchecked Sendable {
 
 /// The label of the scenario's first App among its devices (`open_device` adds others).
 let confMainDevice = "main"
+/// The device `open_process` names its App: a second process on the main device's store.
+let confProcessDevice = "process"
 
 /// Every device's session errors, in the order they were reported: (device, user id, kind).
 final class ConformanceErrorSink: @unchecked Sendable {
@@ -553,6 +556,8 @@ final class ConformanceRunner {
     private let jwtKey: String
     private var adminToken: String?
     private let storageDir: URL?
+    /// `"client": {"dpop": true}`: the main App (its restarts and processes) binds its sessions.
+    private let dpop: Bool
     private let sessionErrors: ConformanceErrorSink
     private var app: App
     /// The devices `open_device` opened, by name; the scenario's first App is the main device.
@@ -578,8 +583,9 @@ final class ConformanceRunner {
     private var lastMail: [String: String] = [:]
 
     init(baseUrl: String, appId: String, admin: (pub: String, priv: String)?, jwtKey: String,
-         fileStorage: Bool, issuer: TestIssuer? = nil, relay: MailRelay? = nil) async throws {
+         fileStorage: Bool, dpop: Bool = false, issuer: TestIssuer? = nil, relay: MailRelay? = nil) async throws {
         self.issuer = issuer
+        self.dpop = dpop
         self.relay = relay
         self.baseUrl = baseUrl
         self.appId = appId
@@ -595,14 +601,18 @@ final class ConformanceRunner {
         }
         let sink = ConformanceErrorSink()
         sessionErrors = sink
-        app = try ConformanceRunner.newApp(appId: appId, baseUrl: baseUrl, storageDir: storageDir, sink: sink)
+        app = try ConformanceRunner.newApp(appId: appId, baseUrl: baseUrl, storageDir: storageDir, dpop: dpop, sink: sink)
         if admin != nil { refreshBase = try await refreshCount() }
     }
 
-    private static func newApp(appId: String, baseUrl: String, storageDir: URL?, sink: ConformanceErrorSink) throws -> App {
+    /// An App on the main device's store (in memory unless a file store is asked for):
+    /// the main device itself, or (`device`) a second process of it.
+    private static func newApp(appId: String, baseUrl: String, storageDir: URL?, dpop: Bool,
+                               sink: ConformanceErrorSink, device: String = confMainDevice) throws -> App {
         let storage: StorageConfig = storageDir.map { .file(dir: $0.path, encryptionKey: nil) } ?? .inMemory
-        let app = try App(config: AppConfig(appId: appId, baseUrl: baseUrl, storage: storage, requestTimeoutMs: 10_000))
-        app.setSessionErrorHandler(handler: ConformanceErrorHandler(sink))
+        let app = try App(config: AppConfig(appId: appId, baseUrl: baseUrl, storage: storage, requestTimeoutMs: 10_000,
+                                            dpop: dpop))
+        app.setSessionErrorHandler(handler: ConformanceErrorHandler(sink, device: device))
         return app
     }
 
@@ -649,14 +659,15 @@ final class ConformanceRunner {
         return other
     }
 
-    /// A second App on the same server and app: its own in-memory store, this `platform`.
-    private func openDevice(_ name: String, platform: String) throws {
+    /// A second App on the same server and app: its own in-memory store, this `platform`, DPoP
+    /// on when `dpop`.
+    private func openDevice(_ name: String, platform: String, dpop: Bool) throws {
         if name == confMainDevice || devices[name] != nil {
             throw ScriptError(description: "device '\(name)' is already open")
         }
         let device = DeviceInfo(platform: platform, platformVersion: "1.0", deviceName: "\(platform) test device")
         let other = try App(config: AppConfig(appId: appId, baseUrl: baseUrl, storage: .inMemory,
-                                              requestTimeoutMs: 10_000, device: device))
+                                              requestTimeoutMs: 10_000, device: device, dpop: dpop))
         other.setSessionErrorHandler(handler: ConformanceErrorHandler(sessionErrors, device: name))
         devices[name] = other
     }
@@ -897,7 +908,41 @@ final class ConformanceRunner {
             guard let platform = step["platform"]?.stringValue else {
                 throw ScriptError(description: "open_device needs \"platform\"")
             }
-            try openDevice(name, platform: platform)
+            try openDevice(name, platform: platform, dpop: step["dpop"]?.boolValue == true)
+        case "open_process":
+            guard storageDir != nil else { throw ScriptError(description: "open_process needs \"client\": {\"storage\": \"file\"}") }
+            guard devices[confProcessDevice] == nil else { throw ScriptError(description: "a process is already open") }
+            let uid = try user(step).id()
+            let process = try ConformanceRunner.newApp(appId: appId, baseUrl: baseUrl, storageDir: storageDir, dpop: dpop,
+                                                       sink: sessionErrors, device: confProcessDevice)
+            guard let theirs = process.allUsers().first(where: { $0.id() == uid }) else {
+                throw ScriptError(description: "the other process does not have the user")
+            }
+            devices[confProcessDevice] = process
+            _ = label(theirs, asName, device: confProcessDevice)
+        case "dpop_bound":
+            let u = try user(step)
+            let thumbprint = u.dpopThumbprint()
+            let jkt = try cnfJkt(u.accessToken())
+            let cnf: String? = jkt.map { $0 == thumbprint ? "thumbprint" : "other" }
+            return .object(CObject([("bound", .bool(thumbprint != nil)), ("cnf_jkt", .str(cnf))]))
+        case "stolen_refresh":
+            let (status, doc) = try await http("POST", "\(baseUrl)/api/client/v2.0/auth/session", nil,
+                                               try user(step).refreshToken() ?? "")
+            return .object(CObject([("status", .int(status)), ("code", .str(doc?["error_code"]?.stringValue))]))
+        case "stolen_access":
+            let (status, _) = try await http("GET", "\(baseUrl)/api/client/v2.0/auth/profile", nil,
+                                             try user(step).accessToken() ?? "")
+            return .object(CObject([("status", .int(status))]))
+        case "hook_request":
+            let path = text(try need(step, "path")).replacingOccurrences(of: "$app_id", with: appId)
+            guard let url = URL(string: baseUrl + path) else { throw ScriptError(description: "bad URL \(baseUrl + path)") }
+            var request = URLRequest(url: url)
+            request.httpMethod = step["method"]?.stringValue ?? "GET"
+            request.timeoutInterval = 10
+            let (_, response) = try await URLSession.shared.data(
+                for: request, user: try user(step), allowInsecureHttp: baseUrl.lowercased().hasPrefix("http://"))
+            return .object(CObject([("status", .int((response as? HTTPURLResponse)?.statusCode ?? 0))]))
         case "sessions":
             let list = try await user(step).sessions()
             lastSessions[step["user"]?.stringValue ?? ""] = list.map(\.id)
@@ -1055,7 +1100,8 @@ final class ConformanceRunner {
             guard storageDir != nil else { throw ScriptError(description: "restart_app needs \"client\": {\"storage\": \"file\"}") }
             for entry in listeners.values { entry.subscription.cancel() }
             listeners = [:]
-            app = try ConformanceRunner.newApp(appId: appId, baseUrl: baseUrl, storageDir: storageDir, sink: sessionErrors)
+            app = try ConformanceRunner.newApp(appId: appId, baseUrl: baseUrl, storageDir: storageDir, dpop: dpop,
+                                               sink: sessionErrors)
             var fresh: [String: User] = [:]
             for u in app.allUsers() { fresh[u.id()] = u }
             // Only the main device restarts; the other devices' users stay as they are.
@@ -1256,11 +1302,12 @@ func runScenario(_ file: URL, _ options: ConformanceOptions) async throws -> Sce
     let appId = server != nil ? confAppId : options.appId!
     let admin: (pub: String, priv: String)? = server != nil ? confAdmin : options.admin
     let fileStorage = scenario["client"]?["storage"]?.stringValue == "file"
+    let dpop = scenario["client"]?["dpop"]?.boolValue == true
     var failures: [String] = []
     var transcript: [CJSON] = []
     let runner = try await ConformanceRunner(baseUrl: baseUrl, appId: appId, admin: admin,
                                              jwtKey: options.jwtKey ?? confJwtKey, fileStorage: fileStorage,
-                                             issuer: issuer, relay: relay)
+                                             dpop: dpop, issuer: issuer, relay: relay)
     defer { runner.close() }
     let steps = scenario["steps"]?.arrayValue ?? []
     stepLoop: for (i, element) in steps.enumerated() {

@@ -32,9 +32,10 @@ final class TestServer {
 
     /// Starts the server on a free loopback port with a fresh data dir; lifetimes in seconds.
     /// `extraProviders`: more `[app.providers.*]` tables for the app (a TestIssuer's);
-    /// `rateLimits`: the `[rate_limits]` table inline (off unless given).
+    /// `rateLimits`: the `[rate_limits]` table inline (off unless given); `dpop`: the app's
+    /// DPoP setting (#29: "off", "optional" or "required"; the server's default, off, unless given).
     init(access: Int = 1800, refresh: Int = 86400, extraProviders: String = "",
-         rateLimits: String = "{ enabled = false }") throws {
+         rateLimits: String = "{ enabled = false }", dpop: String? = nil) throws {
         let dir = FileManager.default.temporaryDirectory
             .appendingPathComponent("sessionkit-swift-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
@@ -53,6 +54,7 @@ final class TestServer {
         id = "\(appId)"
         access_token_lifetime_secs = \(access)
         refresh_token_lifetime_secs = \(refresh)
+        \(dpop.map { "dpop = \"\($0)\"" } ?? "")
 
         [app.providers.anon-user]
         [app.providers.local-userpass]
@@ -99,8 +101,10 @@ final class TestServer {
         try? FileManager.default.removeItem(at: dir)
     }
 
-    func config(storage: StorageConfig = .inMemory, logger: Logger? = nil, requestTimeoutMs: Int64 = 10_000) -> AppConfig {
-        AppConfig(appId: appId, baseUrl: baseUrl, storage: storage, requestTimeoutMs: requestTimeoutMs, logger: logger)
+    func config(storage: StorageConfig = .inMemory, logger: Logger? = nil, requestTimeoutMs: Int64 = 10_000,
+                dpop: Bool = false, dpopSigner: DpopSigner? = nil) -> AppConfig {
+        AppConfig(appId: appId, baseUrl: baseUrl, storage: storage, requestTimeoutMs: requestTimeoutMs, logger: logger,
+                  dpop: dpop, dpopSigner: dpopSigner)
     }
 
     func app(storage: StorageConfig = .inMemory, logger: Logger? = nil) throws -> App {
@@ -170,9 +174,10 @@ final class TestServer {
     }
 }
 
-/// Runs `body` against a fresh server, stopped afterwards.
-func withServer(access: Int = 1800, refresh: Int = 86400, _ body: (TestServer) async throws -> Void) async throws {
-    let server = try TestServer(access: access, refresh: refresh)
+/// Runs `body` against a fresh server, stopped afterwards; `dpop` as `TestServer`'s.
+func withServer(access: Int = 1800, refresh: Int = 86400, dpop: String? = nil,
+                _ body: (TestServer) async throws -> Void) async throws {
+    let server = try TestServer(access: access, refresh: refresh, dpop: dpop)
     defer { server.stop() }
     try await body(server)
 }

@@ -1,16 +1,19 @@
 package io.sessionkit
 
 import kotlinx.coroutines.runBlocking
+import okhttp3.Request
 
 /**
  * Not a test: the median time of a synchronous getter called from Kotlin, both the generated
  * `User.accessToken()` (UniFFI over JNA) and the Kotlin layer's `User.currentAccessToken()`
- * (one direct native call); and the OkHttp interceptor's token read. Run with
- * `bindings/kotlin/bench.sh`.
+ * (one direct native call); the OkHttp interceptor's token read; and, for a session bound with
+ * DPoP (#29), `User.dpopProof()` (a new signed proof per request: UniFFI over JNA, then an ES256
+ * signature) and the interceptor's token and proof together. Run with `bindings/kotlin/bench.sh`.
  */
 fun main(args: Array<String>) {
     val iterations = args.getOrNull(0)?.toInt() ?: 200_000
-    TestServer.start().use { server ->
+    // DPoP optional: the bearer user below is served as before, the DPoP App's session is bound.
+    TestServer.start(dpop = "optional").use { server ->
         server.app().use { app ->
             val user = runBlocking { app.logIn(Creds.anonymous()) }
             check(user.currentAccessToken() == user.accessToken())
@@ -23,6 +26,25 @@ fun main(args: Array<String>) {
             measure("okhttp interceptor's token (fresh)", iterations) { tokens.valid().length }
             measure("validAccessToken(60) (generated, runBlocking)", iterations / 10) {
                 runBlocking { user.validAccessToken(60) }.length
+            }
+            // The whole Authorization step for a bearer session: no proof call after the first.
+            val request = Request.Builder().url("${server.baseUrl}/api/client/v2.0/auth/profile").build()
+            measure("okhttp interceptor's token and header (bearer session)", iterations) {
+                tokens.authorize(request, tokens.valid()).header("Authorization")!!.length
+            }
+        }
+        App(server.config(dpop = true)).use { app ->
+            val user = runBlocking { app.logIn(Creds.anonymous()) }
+            checkNotNull(user.dpopThumbprint()) { "the session is not bound" }
+            val token = user.accessToken()!!
+            val url = "${server.baseUrl}/api/client/v2.0/auth/profile"
+            measure("dpopProof(GET, url, token) (generated, bound session)", iterations / 10) {
+                user.dpopProof("GET", url, token)!!.length
+            }
+            val tokens = io.sessionkit.okhttp.Tokens(user, 60)
+            val request = Request.Builder().url(url).build()
+            measure("okhttp interceptor's token and proof (bound session)", iterations / 10) {
+                tokens.authorize(request, tokens.valid()).header("DPoP")!!.length
             }
         }
     }

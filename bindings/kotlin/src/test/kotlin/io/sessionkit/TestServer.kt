@@ -48,13 +48,15 @@ class TestServer private constructor(
         /**
          * Starts the server on a free loopback port; token lifetimes in seconds; [extraToml] is
          * appended to the app's table (e.g. a TestIssuer's social providers); [rateLimits] is the
-         * `[rate_limits]` table inline (off unless given).
+         * `[rate_limits]` table inline (off unless given); [dpop] is the app's `dpop` setting (#29:
+         * `"off"`, `"optional"` or `"required"`; the server's default, off, unless given).
          */
         fun start(
             access: Int = 1800,
             refresh: Int = 86400,
             extraToml: String = "",
             rateLimits: String = "{ enabled = false }",
+            dpop: String? = null,
         ): TestServer {
             val dir = Files.createTempDirectory("sessionkit-kotlin-")
             val config = dir.resolve("server.toml")
@@ -74,6 +76,7 @@ class TestServer private constructor(
                 id = "$APP_ID"
                 access_token_lifetime_secs = $access
                 refresh_token_lifetime_secs = $refresh
+                ${dpop?.let { "dpop = \"$it\"" } ?: ""}
 
                 [app.providers.anon-user]
                 [app.providers.local-userpass]
@@ -111,12 +114,16 @@ class TestServer private constructor(
         storage: StorageConfig = StorageConfig.InMemory,
         logger: Logger? = null,
         requestTimeoutMs: Long = 10_000,
+        dpop: Boolean = false,
+        dpopSigner: DpopSigner? = null,
     ) = AppConfig(
         appId = APP_ID,
         baseUrl = baseUrl,
         storage = storage,
         requestTimeoutMs = requestTimeoutMs,
         logger = logger,
+        dpop = dpop,
+        dpopSigner = dpopSigner,
     )
 
     fun app(storage: StorageConfig = StorageConfig.InMemory, logger: Logger? = null) =
@@ -178,9 +185,9 @@ class TestServer private constructor(
     }
 }
 
-/** Runs [block] against a fresh server, stopped afterwards. */
-fun withServer(access: Int = 1800, refresh: Int = 86400, block: suspend (TestServer) -> Unit) =
-    TestServer.start(access, refresh).use { server -> runBlocking { block(server) } }
+/** Runs [block] against a fresh server, stopped afterwards; [dpop] as [TestServer.start]'s. */
+fun withServer(access: Int = 1800, refresh: Int = 86400, dpop: String? = null, block: suspend (TestServer) -> Unit) =
+    TestServer.start(access, refresh, dpop = dpop).use { server -> runBlocking { block(server) } }
 
 /** The string value of a top-level-or-nested `"key": "value"` in a JSON text (tests only). */
 fun jsonString(json: String, key: String): String =

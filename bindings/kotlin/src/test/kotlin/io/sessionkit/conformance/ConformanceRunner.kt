@@ -3,7 +3,8 @@
 // as target/conformance/kotlin.json for tests/conformance/report.py. A faithful translation of
 // tests/conformance/runners/python_runner.py; the scenario format is in tests/conformance/README.md.
 // Scenarios with "server": {"social": true} also get the loopback test issuer (TestIssuer.kt), and
-// those with "server": {"mail": true} a loopback SMTP relay (MailRelay.kt).
+// those with "server": {"mail": true} a loopback SMTP relay (MailRelay.kt). `hook_request` goes
+// through the OkHttp interceptor (io.sessionkit.okhttp), the Kotlin hook for an app's own API.
 //
 // Two entry points: the JUnit test below (run by `mvn test`, so scripts/test-kotlin counts it)
 // and `main` for the command line, with the same options as the other runners:
@@ -26,6 +27,7 @@ import io.sessionkit.SessionErrorHandler
 import io.sessionkit.StorageConfig
 import io.sessionkit.Subscription
 import io.sessionkit.User
+import io.sessionkit.okhttp.authorizeWith
 import java.io.File
 import java.math.BigDecimal
 import java.net.URI
@@ -53,6 +55,9 @@ import kotlinx.serialization.json.jsonArray
 import kotlinx.serialization.json.jsonObject
 import kotlinx.serialization.json.jsonPrimitive
 import kotlinx.serialization.json.longOrNull
+import okhttp3.OkHttpClient
+import okhttp3.Request
+import okhttp3.RequestBody.Companion.toRequestBody
 import org.junit.jupiter.api.Assertions.assertTrue
 import org.junit.jupiter.api.Test
 
@@ -73,7 +78,7 @@ fun targetDir(): File {
 
 private fun serverConfig(
     dataDir: String, access: String, refresh: String, rotation: String,
-    autoConfirm: String, resetFunction: String, jwtKey: String, mailLinks: String,
+    autoConfirm: String, resetFunction: String, jwtKey: String, mailLinks: String, dpop: String,
 ) = """
 listen = "127.0.0.1:0"
 data_dir = "$dataDir"
@@ -89,6 +94,7 @@ id = "$APP_ID"
 access_token_lifetime_secs = $access
 refresh_token_lifetime_secs = $refresh
 refresh_token_rotation = $rotation
+dpop = "$dpop"
 
 [app.providers.anon-user]
 [app.providers.local-userpass]
@@ -179,6 +185,7 @@ class LocalServer(binary: String, opts: JsonObject, extraToml: String = "", rela
             resetFunction = opt("reset_function", "pending"),
             jwtKey = JWT_KEY,
             mailLinks = if (relay != null) "confirm_url = \"$CONFIRM_URL\"\nreset_url = \"$RESET_URL\"" else "",
+            dpop = opt("dpop", "optional"),
         ) + extraToml +
             (if ((opts["email_otp"] as? JsonPrimitive)?.booleanOrNull == true) "\n$EMAIL_OTP_TOML" else "") +
             (relay?.let { "\n${it.toml()}" } ?: "")
@@ -229,6 +236,9 @@ class Recorder : AuthEventListener {
 /** The label of the scenario's first App among its devices (`open_device` adds others). */
 const val MAIN_DEVICE = "main"
 
+/** The device `open_process` opens: a second App on the main device's file store. */
+const val PROCESS_DEVICE = "process"
+
 /** Records each session error with the device ([device]) whose App reported it. */
 class ErrorHandler(
     private val sink: MutableList<Triple<String, String, String>>,
@@ -248,6 +258,8 @@ class Runner(
     private val admin: Pair<String, String>?,
     private val jwtKey: String,
     fileStorage: Boolean,
+    /** `"client": {"dpop": true}`: `AppConfig.dpop` for the main App, its restarts and processes. */
+    private val clientDpop: Boolean = false,
     /** The scenario's issuer when it has `"server": {"social": true}`. */
     private val issuer: TestIssuer? = null,
     /** The scenario's SMTP relay when it has `"server": {"mail": true}`. */
@@ -282,12 +294,18 @@ class Runner(
     /** Per address: how many of its mails `read_mail` has read, and the last one's text part. */
     private val mailsRead = mutableMapOf<String, Int>()
     private val lastMail = mutableMapOf<String, String>()
+    /** `hook_request`'s OkHttp client; each step adds the SDK's interceptor for its user. */
+    private val okHttpClient = lazy { OkHttpClient() }
+    private val okHttp by okHttpClient
+
+    /** The main App's config: also each restart's and each process's. */
+    private fun mainConfig(): AppConfig {
+        val storage = storageDir?.let { StorageConfig.File(it.path, null) } ?: StorageConfig.InMemory
+        return AppConfig(appId = appId, baseUrl = baseUrl, storage = storage, requestTimeoutMs = 10_000, dpop = clientDpop)
+    }
 
     private fun newApp(): App {
-        val storage = storageDir?.let { StorageConfig.File(it.path, null) } ?: StorageConfig.InMemory
-        val app = App(
-            AppConfig(appId = appId, baseUrl = baseUrl, storage = storage, requestTimeoutMs = 10_000),
-        )
+        val app = App(mainConfig())
         app.setSessionErrorHandler(ErrorHandler(sessionErrors))
         return app
     }
@@ -319,17 +337,64 @@ class Runner(
         else devices[name] ?: throw Script("unknown device '$name' (open_device first)")
 
     /** A second App on the same server and app: its own in-memory store, this [platform]. */
-    private fun openDevice(name: String, platform: String) {
+    private fun openDevice(name: String, platform: String, dpop: Boolean) {
         if (name == MAIN_DEVICE || name in devices) throw Script("device '$name' is already open")
         val device = DeviceInfo(platform = platform, platformVersion = "1.0", deviceName = "$platform test device")
         val other = App(
             AppConfig(
                 appId = appId, baseUrl = baseUrl, storage = StorageConfig.InMemory,
-                requestTimeoutMs = 10_000, device = device,
+                requestTimeoutMs = 10_000, device = device, dpop = dpop,
             ),
         )
         other.setSessionErrorHandler(ErrorHandler(sessionErrors, name))
         devices[name] = other
+    }
+
+    /**
+     * `open_process`: another App with the main App's config on its file store, as a second
+     * process of the app would be (device [PROCESS_DEVICE]); its handle of [user] is labelled
+     * [asName].
+     */
+    private fun openProcess(user: User, asName: String?) {
+        if (storageDir == null) throw Script("open_process needs \"client\": {\"storage\": \"file\"}")
+        if (asName == null) throw Script("open_process needs \"as\"")
+        if (PROCESS_DEVICE in devices) throw Script("a process is already open")
+        val process = App(mainConfig())
+        process.setSessionErrorHandler(ErrorHandler(sessionErrors, PROCESS_DEVICE))
+        devices[PROCESS_DEVICE] = process
+        val id = user.id()
+        val same = process.allUsers().firstOrNull { it.id() == id }
+            ?: throw Script("the process's App has no user $id in the shared store")
+        label(same, asName, PROCESS_DEVICE)
+    }
+
+    /**
+     * `dpop_bound`: whether the session is bound, and what the stored access token's `cnf.jkt`
+     * is: `"thumbprint"` (the session's key's), `"other"`, or null (no `cnf`, no token).
+     */
+    private fun dpopBound(user: User): JsonObject {
+        val thumbprint = user.dpopThumbprint()
+        val jkt = user.accessToken()?.let { token ->
+            val payload = token.split('.').getOrNull(1) ?: return@let null
+            val claims = parseOrNull(String(Base64.getUrlDecoder().decode(payload))) as? JsonObject
+            ((claims?.get("cnf") as? JsonObject)?.get("jkt") as? JsonPrimitive)?.content
+        }
+        val cnf = when {
+            jkt == null -> null
+            jkt == thumbprint -> "thumbprint"
+            else -> "other"
+        }
+        return obj("bound" to JsonPrimitive(thumbprint != null), "cnf_jkt" to str(cnf))
+    }
+
+    /** `hook_request`: the request through the OkHttp interceptor (and authenticator) for [user]. */
+    private fun hookRequest(user: User, method: String, path: String): JsonObject {
+        val client = okHttp.newBuilder()
+            .authorizeWith(user, allowInsecureHttp = baseUrl.startsWith("http://"))
+            .build()
+        val body = if (method.uppercase() in setOf("POST", "PUT", "PATCH")) ByteArray(0).toRequestBody() else null
+        val request = Request.Builder().url(baseUrl + path).method(method, body).build()
+        return client.newCall(request).execute().use { obj("status" to JsonPrimitive(it.code)) }
     }
 
     private fun logOutScope(name: String?): LogOutScope? = when (name) {
@@ -532,6 +597,25 @@ class Runner(
             "open_device" -> openDevice(
                 step.string("name") ?: throw Script("open_device needs \"name\""),
                 step.string("platform") ?: throw Script("open_device needs \"platform\""),
+                (step["dpop"] as? JsonPrimitive)?.booleanOrNull == true,
+            )
+            "open_process" -> openProcess(user(step), asName)
+            "dpop_bound" -> return dpopBound(user(step))
+            "stolen_refresh" -> {
+                // A thief's copy of the refresh token, sent as a bearer token with no proof.
+                val token = user(step).refreshToken().orEmpty()
+                val (status, doc) = http("POST", "$baseUrl/api/client/v2.0/auth/session", null, token)
+                return obj("status" to JsonPrimitive(status), "code" to str((doc as? JsonObject)?.string("error_code")))
+            }
+            "stolen_access" -> {
+                val token = user(step).accessToken().orEmpty()
+                val (status, _) = http("GET", "$baseUrl/api/client/v2.0/auth/profile", null, token)
+                return obj("status" to JsonPrimitive(status))
+            }
+            "hook_request" -> return hookRequest(
+                user(step),
+                step.string("method") ?: "GET",
+                text(step.need("path")).replace("\$app_id", appId),
             )
             "sessions" -> {
                 val list = user(step).sessions()
@@ -703,6 +787,10 @@ class Runner(
         listeners.values.forEach { it.subscription.cancel() }
         devices.values.forEach { it.close() }
         storageDir?.deleteRecursively()
+        if (okHttpClient.isInitialized()) {
+            okHttp.dispatcher.executorService.shutdown()
+            okHttp.connectionPool.evictAll()
+        }
     }
 }
 
@@ -820,8 +908,10 @@ fun runScenario(file: File, options: Options): ScenarioResult {
         val baseUrl = server?.baseUrl ?: options.baseUrl!!
         val appId = if (server != null) APP_ID else options.appId!!
         val admin = if (server != null) ADMIN else options.admin
-        val fileStorage = ((scenario["client"] as? JsonObject)?.string("storage")) == "file"
-        Runner(baseUrl, appId, admin, options.jwtKey ?: JWT_KEY, fileStorage, issuer, relay).use { runner ->
+        val client = (scenario["client"] as? JsonObject) ?: JsonObject(emptyMap())
+        val fileStorage = client.string("storage") == "file"
+        val clientDpop = (client["dpop"] as? JsonPrimitive)?.booleanOrNull == true
+        Runner(baseUrl, appId, admin, options.jwtKey ?: JWT_KEY, fileStorage, clientDpop, issuer, relay).use { runner ->
             runBlocking {
                 val steps = (scenario["steps"] as? JsonArray).orEmpty()
                 for ((i, element) in steps.withIndex()) {
