@@ -139,6 +139,20 @@ class DpopTest {
             val proof = user.dpopProof("GET", "${server.baseUrl}/api/client/v2.0/auth/profile", token)
             assertNotNull(proof)
             assertEquals(3, proof!!.split('.').size, "a compact JWS")
+            // The interceptor's direct path makes the same kind of proof, with the nonce given.
+            val url = "${server.baseUrl}/api/client/v2.0/auth/profile"
+            val direct = user.directDpopProof("GET", url, token, "n-1")!!
+            val claims = Json.parseToJsonElement(
+                String(Base64.getUrlDecoder().decode(direct.split('.')[1])),
+            ).jsonObject
+            assertEquals("GET", claims["htm"]!!.jsonPrimitive.content)
+            assertEquals(url, claims["htu"]!!.jsonPrimitive.content)
+            assertEquals("n-1", claims["nonce"]!!.jsonPrimitive.content)
+            assertNotNull(claims["ath"])
+            // Accepted by the server as the generated call's are (its nonce is ignored here).
+            val byHand = Request.Builder().url(url).header("Authorization", "DPoP $token")
+                .header("DPoP", user.directDpopProof("GET", url, token, null)!!).build()
+            OkHttpClient().newCall(byHand).execute().use { assertEquals(200, it.code) }
         }
     }
 
@@ -166,6 +180,7 @@ class DpopTest {
             assertNull(user.dpopThumbprint())
             assertNull(cnfJkt(user.accessToken()!!))
             assertNull(user.dpopProof("GET", "${server.baseUrl}/x", user.accessToken()!!))
+            assertNull(user.directDpopProof("GET", "${server.baseUrl}/x", user.accessToken()!!, null))
             val sent = Collections.synchronizedList(mutableListOf<Sent>())
             val client = recordingClient(user, sent)
             repeat(2) { client.newCall(profile(server)).execute().use { assertEquals(200, it.code) } }

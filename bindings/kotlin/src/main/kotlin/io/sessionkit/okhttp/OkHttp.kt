@@ -13,6 +13,7 @@ package io.sessionkit.okhttp
 import io.sessionkit.AppException
 import io.sessionkit.User
 import io.sessionkit.currentAccessToken
+import io.sessionkit.directDpopProof
 import java.io.IOException
 import java.io.InterruptedIOException
 import java.util.Base64
@@ -293,7 +294,7 @@ internal class Tokens(val user: User, private val minTtlSecs: Int) {
         val k = known?.takeIf { it.token == token }
         if (k?.bearer != true) {
             val proof = try {
-                user.dpopProof(request.method, request.url.toString(), token, nonce)
+                user.directDpopProof(request.method, request.url.toString(), token, nonce)
             } catch (e: AppException) {
                 throw SessionKitIOException(e)
             } catch (e: IllegalStateException) {
