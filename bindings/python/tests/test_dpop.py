@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 import sessionkit
 from sessionkit import AppError, Credentials, DpopSigner, DpopSignerError, UserState, blocking
+from sessionkit._authorized import dpop_proof as direct_proof
 from sessionkit.httpx_auth import UserAuth as HttpxAuth
 from sessionkit.requests_auth import UserAuth as RequestsAuth
 
@@ -185,6 +186,10 @@ def test_an_optional_app_binds_only_the_clients_that_ask() -> None:
         token = p.access_token() or ""
         assert p.dpop_proof("GET", "https://api.example/x", token) is None
         assert b.dpop_proof("GET", "https://api.example/x", b.access_token() or "")
+        # The hooks' direct call: the same answers.
+        assert direct_proof(p.inner, "GET", "https://api.example/x", token, None) is None
+        proof = direct_proof(b.inner, "GET", "https://api.example/x?q=1", b.access_token() or "", "n")
+        assert proof and claims(proof)["htu"] == "https://api.example/x" and claims(proof)["nonce"] == "n"
         api = Api(server)
         try:
             for user in (b, p):
@@ -237,9 +242,14 @@ async def test_a_signer_holds_the_key_and_a_locked_one_keeps_the_session(require
     with pytest.raises(AppError.Storage) as locked:
         await user.refresh_access_token()
     assert "locked" in locked.value.message
+    # The hooks' direct proof call falls back to the generated one, which says why.
+    profile = f"{required.base_url}/api/client/v2.0/auth/profile"
+    with pytest.raises(AppError.Storage):
+        requests.get(profile, auth=RequestsAuth(user))
     assert user.state() == UserState.LOGGED_IN
     keystore.locked = False
     await user.refresh_access_token()
+    assert requests.get(profile, auth=RequestsAuth(user)).status_code == 200
 
     await user.log_out()
     assert keystore.keys == {}, "deleted once the session was revoked"
