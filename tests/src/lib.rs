@@ -465,3 +465,19 @@ pub fn jwt_payload(token: &str) -> Option<Value> {
         .ok()?;
     serde_json::from_slice(&bytes).ok()
 }
+
+/// A new email/password user (a unique address tagged `tag`, password `password-123`),
+/// registered and logged in on `app`.
+pub async fn email_user(app: &App, tag: &str) -> sessionkit::User {
+    let email = unique_email(tag);
+    app.email_password_auth()
+        .register_user(&email, "password-123")
+        .await
+        .expect("register");
+    app.log_in(sessionkit::Credentials::email_password(
+        &email,
+        "password-123",
+    ))
+    .await
+    .expect("log in")
+}

@@ -6,7 +6,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Value, json};
 use sessionkit::{App, AppConfig, AppError, Credentials, StorageConfig, UserState};
-use sessionkit_tests::{APP_ID, ServerOptions, TestServer, temp_dir, unique_email};
+use sessionkit_tests::{APP_ID, ServerOptions, TestServer, email_user, temp_dir, unique_email};
 
 fn claims(token: &str) -> Value {
     serde_json::from_slice(
@@ -32,17 +32,6 @@ fn app(server: &TestServer, dpop: bool) -> App {
     App::new(config).unwrap()
 }
 
-async fn email_user(app: &App) -> sessionkit::User {
-    let email = unique_email("dpop");
-    app.email_password_auth()
-        .register_user(&email, "password-123")
-        .await
-        .unwrap();
-    app.log_in(Credentials::email_password(&email, "password-123"))
-        .await
-        .unwrap()
-}
-
 fn service_code(e: &AppError) -> Option<&str> {
     e.server_code()
 }
@@ -52,7 +41,7 @@ async fn on_a_required_app_every_sdk_request_carries_a_proof_and_stolen_tokens_a
     let server = server("required").await;
     let base = server.base_url();
     let app = app(&server, true);
-    let user = email_user(&app).await;
+    let user = email_user(&app, "dpop").await;
 
     // Bound: the access token's cnf.jkt is the key's thumbprint.
     let thumbprint = user.dpop_thumbprint().expect("a bound session");
@@ -176,8 +165,8 @@ async fn optional_binds_the_clients_that_ask_beside_bearer_clients_and_off_binds
     let server = server("optional").await;
     let bound = app(&server, true);
     let plain = app(&server, false);
-    let b = email_user(&bound).await;
-    let p = email_user(&plain).await;
+    let b = email_user(&bound, "dpop").await;
+    let p = email_user(&plain, "dpop").await;
     assert!(b.dpop_thumbprint().is_some());
     assert!(p.dpop_thumbprint().is_none());
     assert!(claims(&p.access_token().unwrap()).get("cnf").is_none());
@@ -199,7 +188,7 @@ async fn optional_binds_the_clients_that_ask_beside_bearer_clients_and_off_binds
     })
     .await;
     let asked = app(&server, true);
-    let user = email_user(&asked).await;
+    let user = email_user(&asked, "dpop").await;
     assert!(
         user.dpop_thumbprint().is_none(),
         "the server answered bearer tokens"
@@ -213,7 +202,7 @@ async fn optional_binds_the_clients_that_ask_beside_bearer_clients_and_off_binds
 async fn a_clock_the_server_refuses_is_answered_with_its_nonce_in_one_retry() {
     let server = server("required").await;
     let app = app(&server, true);
-    let user = email_user(&app).await;
+    let user = email_user(&app, "dpop").await;
     // The server's clock jumps 10 minutes ahead: every proof's iat is now too old for it, and
     // it asks for its nonce; the SDK sends each request once more with it.
     server.advance_server_clock(600);
@@ -249,7 +238,7 @@ async fn the_key_is_kept_with_the_session_encrypted_and_survives_a_restart() {
     let key = vec![7u8; 32];
     let (id, thumbprint) = {
         let app = file_app(Some(key.clone()));
-        let user = email_user(&app).await;
+        let user = email_user(&app, "dpop").await;
         (user.id(), user.dpop_thumbprint().unwrap())
     };
     // Encrypted with the store: the document's bytes do not hold the key's JWK or PKCS#8.
@@ -288,7 +277,7 @@ async fn a_damaged_stored_key_leaves_the_user_logged_out_not_stuck() {
     };
     {
         let app = file_app();
-        email_user(&app).await;
+        email_user(&app, "dpop").await;
     }
     let file = sessionkit::FileStore::new(&dir, APP_ID, None)
         .unwrap()
@@ -375,7 +364,7 @@ async fn a_signer_holds_the_key_and_the_session_keeps_only_its_handle() {
     };
     let thumbprint = {
         let app = file_app(Some(keystore.clone()));
-        let user = email_user(&app).await;
+        let user = email_user(&app, "dpop").await;
         let thumbprint = user.dpop_thumbprint().unwrap();
         assert_eq!(
             claims(&user.access_token().unwrap())["cnf"]["jkt"],
@@ -422,7 +411,7 @@ async fn a_signer_holds_the_key_and_the_session_keeps_only_its_handle() {
 
     // (That App's save logged the user out in the document; log in again with the signer.)
     let app = file_app(Some(keystore.clone()));
-    let user = email_user(&app).await;
+    let user = email_user(&app, "dpop").await;
     assert_eq!(keystore.keys.lock().unwrap().len(), 2);
     // Logout revokes with a proof, then deletes the key from the keystore.
     user.log_out().await.unwrap();

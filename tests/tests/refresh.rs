@@ -12,18 +12,9 @@ use sessionkit::{
     App, AppError, AuthEventKind, Credentials, FileStore, SessionError, SessionErrorKind,
     StorageConfig, User, UserState,
 };
-use sessionkit_tests::{APP_ID, Recorder, ServerOptions, TestServer, temp_dir, unique_email};
-
-async fn email_user(app: &App) -> User {
-    let email = unique_email("refresh");
-    app.email_password_auth()
-        .register_user(&email, "password-123")
-        .await
-        .unwrap();
-    app.log_in(Credentials::email_password(&email, "password-123"))
-        .await
-        .unwrap()
-}
+use sessionkit_tests::{
+    APP_ID, Recorder, ServerOptions, TestServer, email_user, temp_dir, unique_email,
+};
 
 /// Counts session-error callbacks and keeps the last one.
 fn handler(app: &App) -> Arc<Mutex<Vec<(String, SessionError)>>> {
@@ -39,7 +30,7 @@ fn handler(app: &App) -> Arc<Mutex<Vec<(String, SessionError)>>> {
 async fn a_token_near_expiry_is_refreshed_before_it_is_handed_out() {
     let server = TestServer::start().await;
     let (app, clock) = server.app();
-    let user = email_user(&app).await;
+    let user = email_user(&app, "refresh").await;
     let before = server.refresh_count();
     user.valid_access_token(None).await.unwrap();
     assert_eq!(
@@ -94,7 +85,7 @@ async fn a_token_near_expiry_is_refreshed_before_it_is_handed_out() {
 async fn a_401_is_refreshed_and_replayed_once() {
     let server = TestServer::start().await;
     let (app, _) = server.app();
-    let user = email_user(&app).await;
+    let user = email_user(&app, "refresh").await;
     let before = server.refresh_count();
     // The server thinks the access token expired; the client does not know yet.
     server.advance_server_clock(1801);
@@ -143,7 +134,7 @@ async fn two_copies_of_one_session_refreshing_at_once_stay_logged_in() {
     let (dir_a, dir_b) = (temp_dir("copy-a"), temp_dir("copy-b"));
     let user_id = {
         let app = file_app(&dir_a);
-        email_user(&app).await.id()
+        email_user(&app, "refresh").await.id()
     };
     std::fs::create_dir_all(&dir_b).unwrap();
     std::fs::copy(session_file(&dir_a), session_file(&dir_b)).unwrap();
@@ -189,7 +180,7 @@ async fn two_copies_of_one_session_refreshing_at_once_stay_logged_in() {
 async fn a_thousand_callers_share_one_refresh() {
     let server = TestServer::start().await;
     let (app, clock) = server.app();
-    let user = email_user(&app).await;
+    let user = email_user(&app, "refresh").await;
     clock.advance(Duration::from_secs(3600));
     let before = server.refresh_count();
     let tasks: Vec<_> = (0..1000)
@@ -217,7 +208,7 @@ async fn session_end(kind: SessionErrorKind, end: impl AsyncFnOnce(&TestServer, 
     let calls = handler(&app);
     let recorder = Recorder::new();
     let _sub = app.subscribe(recorder.clone());
-    let user = email_user(&app).await;
+    let user = email_user(&app, "refresh").await;
     end(&server, &user).await;
     clock.advance(Duration::from_secs(1800));
     let err = user.valid_access_token(None).await.unwrap_err();
@@ -298,7 +289,7 @@ async fn a_refresh_that_loses_a_race_with_logout_is_discarded() {
     let (app, clock) = server.app();
     let calls = handler(&app);
     for _ in 0..20 {
-        let user = email_user(&app).await;
+        let user = email_user(&app, "refresh").await;
         clock.advance(Duration::from_secs(1800));
         let racing = {
             let user = user.clone();
@@ -328,7 +319,7 @@ async fn a_server_that_is_down_ends_nothing() {
     let calls = handler(&app);
     let recorder = Recorder::new();
     let _sub = app.subscribe(recorder.clone());
-    let user = email_user(&app).await;
+    let user = email_user(&app, "refresh").await;
     let token = user.access_token().unwrap();
     server.stop().await;
 
@@ -357,7 +348,7 @@ async fn a_device_clock_hours_off_causes_no_refresh() {
     for skew in [-6 * 3600, 6 * 3600] {
         let (app, clock) = server.app();
         clock.set_wall_offset(skew);
-        let user = email_user(&app).await;
+        let user = email_user(&app, "refresh").await;
         let before = server.refresh_count();
         for _ in 0..10 {
             user.valid_access_token(None).await.unwrap();
@@ -386,7 +377,7 @@ async fn tokens_shorter_than_the_margin_do_not_refresh_on_every_call() {
     })
     .await;
     let (app, _) = server.app();
-    let user = email_user(&app).await;
+    let user = email_user(&app, "refresh").await;
     let before = server.refresh_count();
     for _ in 0..5 {
         user.valid_access_token(None).await.unwrap();
@@ -399,7 +390,7 @@ async fn tokens_shorter_than_the_margin_do_not_refresh_on_every_call() {
 async fn the_scheduler_refreshes_before_expiry_and_pauses_in_background() {
     let server = TestServer::start().await;
     let (app, clock) = server.app();
-    let user = email_user(&app).await;
+    let user = email_user(&app, "refresh").await;
     let recorder = Recorder::new();
     let _sub = user.subscribe(recorder.clone());
     app.set_auto_refresh(true);
@@ -420,7 +411,7 @@ async fn many_users_each_get_their_own_single_refresh() {
     let (app, clock) = server.app();
     let mut users = Vec::new();
     for _ in 0..5 {
-        users.push(email_user(&app).await);
+        users.push(email_user(&app, "refresh").await);
     }
     clock.advance(Duration::from_secs(3600));
     let before = server.refresh_count();
@@ -457,7 +448,7 @@ async fn a_login_wakes_a_scheduler_that_is_already_running() {
     let app = App::new(config).unwrap();
     let recorder = Recorder::new();
     let _sub = app.subscribe(recorder.clone());
-    let user = email_user(&app).await;
+    let user = email_user(&app, "refresh").await;
     let refreshed = recorder.wait_for(AuthEventKind::TokenRefreshed);
     assert_eq!(refreshed.user_id, Some(user.id()));
     assert!(!refreshed.user_initiated);

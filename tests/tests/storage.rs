@@ -12,7 +12,7 @@ use sessionkit::{
     App, AppConfig, AppError, AuthEventKind, Credentials, FileStore, SessionStore, StorageConfig,
     StoreError, UserState,
 };
-use sessionkit_tests::{APP_ID, Recorder, ServerOptions, TestServer, temp_dir, unique_email};
+use sessionkit_tests::{APP_ID, Recorder, ServerOptions, TestServer, email_user, temp_dir};
 
 const KEY: [u8; 32] = [7; 32];
 
@@ -32,17 +32,6 @@ fn session_file(dir: &Path) -> std::path::PathBuf {
         .to_path_buf()
 }
 
-async fn email_user(app: &App) -> sessionkit::User {
-    let email = unique_email("store");
-    app.email_password_auth()
-        .register_user(&email, "password-123")
-        .await
-        .unwrap();
-    app.log_in(Credentials::email_password(&email, "password-123"))
-        .await
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn users_survive_a_restart_as_they_were() {
     let server = TestServer::start().await;
@@ -50,11 +39,11 @@ async fn users_survive_a_restart_as_they_were() {
     let dir = temp_dir("restart").join("sessions");
     let (kept_id, anon_id, out_id, removed_id, token, profile) = {
         let app = file_app(&server.base_url(), &dir, None).unwrap();
-        let kept = email_user(&app).await;
+        let kept = email_user(&app, "store").await;
         let anon = app.log_in(Credentials::anonymous()).await.unwrap();
-        let out = email_user(&app).await;
+        let out = email_user(&app, "store").await;
         out.log_out().await.unwrap();
-        let removed = email_user(&app).await;
+        let removed = email_user(&app, "store").await;
         app.remove_user(&removed).await.unwrap();
         app.switch_user(&kept).unwrap();
         (
@@ -123,7 +112,7 @@ async fn an_encrypted_store_hides_everything_and_a_wrong_key_loses_nothing() {
     let dir = temp_dir("encrypted");
     let (id, refresh) = {
         let app = file_app(&server.base_url(), &dir, Some(KEY)).unwrap();
-        let user = email_user(&app).await;
+        let user = email_user(&app, "store").await;
         (user.id(), user.refresh_token().unwrap())
     };
     let bytes = std::fs::read(session_file(&dir)).unwrap();
@@ -302,7 +291,7 @@ async fn an_unavailable_store_logs_nobody_out_and_catches_up_later() {
     };
     let app = App::new(config(&store)).unwrap();
     *store.locked.lock().unwrap() = true;
-    let user = email_user(&app).await;
+    let user = email_user(&app, "store").await;
     user.refresh_access_token().await.unwrap();
     assert_eq!(
         user.state(),
@@ -333,7 +322,7 @@ async fn two_apps_on_one_directory_see_each_others_changes() {
     let server = TestServer::start().await;
     let dir = temp_dir("shared");
     let first = file_app(&server.base_url(), &dir, None).unwrap();
-    let user = email_user(&first).await;
+    let user = email_user(&first, "store").await;
     let second = file_app(&server.base_url(), &dir, None).unwrap();
     let theirs = second
         .current_user()
@@ -361,8 +350,8 @@ async fn two_apps_on_one_directory_see_each_others_changes() {
     assert_eq!(theirs.state(), UserState::LoggedOut);
 
     // Each App's new users are kept when the other saves.
-    let a = email_user(&first).await;
-    let b = email_user(&second).await;
+    let a = email_user(&first, "store").await;
+    let b = email_user(&second, "store").await;
     let third = file_app(&server.base_url(), &dir, None).unwrap();
     let ids: Vec<String> = third.all_users().iter().map(|u| u.id()).collect();
     assert!(ids.contains(&a.id()) && ids.contains(&b.id()), "{ids:?}");
@@ -398,7 +387,7 @@ async fn processes_refreshing_one_user(dpop: bool) {
         };
         config.dpop = dpop;
         let app = App::new(config).unwrap();
-        let user = email_user(&app).await;
+        let user = email_user(&app, "store").await;
         assert_eq!(user.dpop_thumbprint().is_some(), dpop);
         user.id()
     };
@@ -488,7 +477,7 @@ async fn saving_works_on_a_current_thread_runtime_and_outside_any() {
     let server = TestServer::start().await;
     let dir = temp_dir("current-thread");
     let app = file_app(&server.base_url(), &dir, None).unwrap();
-    let user = email_user(&app).await;
+    let user = email_user(&app, "store").await;
     user.refresh_access_token().await.unwrap();
     let (app2, user2) = (app.clone(), user.clone());
     // The synchronous API from a plain thread: no runtime there at all.
