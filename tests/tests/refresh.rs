@@ -12,9 +12,7 @@ use sessionkit::{
     App, AppError, AuthEventKind, Credentials, FileStore, SessionError, SessionErrorKind,
     StorageConfig, User, UserState,
 };
-use sessionkit_tests::{
-    APP_ID, Recorder, ServerOptions, TestServer, email_user, temp_dir, unique_email,
-};
+use sessionkit_tests::{APP_ID, Recorder, ServerOptions, TestServer, email_user, temp_dir};
 
 /// Counts session-error callbacks and keeps the last one.
 fn handler(app: &App) -> Arc<Mutex<Vec<(String, SessionError)>>> {
