@@ -50,50 +50,48 @@ internal object DirectAccessToken {
     // Tokens are a few hundred bytes; the buffer grows if one is longer.
     private val buffers = ThreadLocal.withInitial { ByteArray(2048) }
 
-    fun read(user: User): String? {
-        check(!user.uniffiIsDestroyed) { "User object has already been destroyed" }
-        try {
-            val handle = handleOf(user)
-            var buf = buffers.get()
-            while (true) {
-                val n = Lib.sessionkit_ffi_user_access_token_into(handle, buf, buf.size)
-                when {
-                    n == NO_TOKEN -> return null
-                    n < 0 -> throw InternalException("the SDK could not read the access token")
-                    n <= buf.size -> return String(buf, 0, n, Charsets.UTF_8)
-                    else -> {
-                        buf = ByteArray(n)
-                        buffers.set(buf)
-                    }
-                }
-            }
-        } finally {
-            // The cleaner releases the handle once the User is unreachable: not mid-call.
-            Reference.reachabilityFence(user)
+    fun read(user: User): String? = into(user) { handle, buf ->
+        Lib.sessionkit_ffi_user_access_token_into(handle, buf, buf.size)
+    }.let { (n, text) ->
+        when {
+            n == NO_TOKEN -> null
+            n < 0 -> throw InternalException("the SDK could not read the access token")
+            else -> text
         }
     }
 
     fun proof(user: User, method: String, url: String, token: String, nonce: String?): String? {
+        // Method, URL, token and nonce, each ended by a NUL (direct.rs); none holds a NUL.
+        val request = "$method\u0000$url\u0000$token\u0000${nonce ?: ""}\u0000".toByteArray(Charsets.UTF_8)
+        val (n, proof) = into(user) { handle, buf ->
+            Lib.sessionkit_ffi_user_dpop_proof_into(handle, request, request.size, buf, buf.size)
+        }
+        return when {
+            n == NOT_BOUND -> null
+            // Not made here: the generated call says why (or makes it after all).
+            n < 0 -> user.dpopProof(method, url, token, nonce)
+            else -> proof
+        }
+    }
+
+    /**
+     * Calls [native] with the user's handle and this thread's buffer until the text fits: its
+     * result (a length, or a negative code) and the text when there is one.
+     */
+    private inline fun into(user: User, native: (Long, ByteArray) -> Int): Pair<Int, String?> {
         check(!user.uniffiIsDestroyed) { "User object has already been destroyed" }
         try {
             val handle = handleOf(user)
-            // Method, URL, token and nonce, each ended by a NUL (direct.rs); none holds a NUL.
-            val request = "$method\u0000$url\u0000$token\u0000${nonce ?: ""}\u0000".toByteArray(Charsets.UTF_8)
             var buf = buffers.get()
             while (true) {
-                val n = Lib.sessionkit_ffi_user_dpop_proof_into(handle, request, request.size, buf, buf.size)
-                when {
-                    n == NOT_BOUND -> return null
-                    // Not made here: the generated call says why (or makes it after all).
-                    n < 0 -> return user.dpopProof(method, url, token, nonce)
-                    n <= buf.size -> return String(buf, 0, n, Charsets.UTF_8)
-                    else -> {
-                        buf = ByteArray(n)
-                        buffers.set(buf)
-                    }
-                }
+                val n = native(handle, buf)
+                if (n < 0) return n to null
+                if (n <= buf.size) return n to String(buf, 0, n, Charsets.UTF_8)
+                buf = ByteArray(n)
+                buffers.set(buf)
             }
         } finally {
+            // The cleaner releases the handle once the User is unreachable: not mid-call.
             Reference.reachabilityFence(user)
         }
     }
