@@ -125,7 +125,9 @@ pub struct AppConfig {
     /// request of a bound session carries a proof signed with it, so a copied refresh or access
     /// token is useless elsewhere. A server (or app) with `dpop = "off"` answers with bearer
     /// tokens, and the key is dropped. Sessions made before it was turned on stay bearer until
-    /// their next login; bound sessions stay bound if it is turned off.
+    /// their next login, except where the app requires DPoP: its refusal of such a session's
+    /// refresh is answered by binding the session to a new key at that refresh. Bound sessions
+    /// stay bound if it is turned off.
     pub dpop: bool,
     /// Where new DPoP keys are made and kept when `dpop` is on: the app's hardware-backed key
     /// store (Secure Enclave, Android Keystore), which hands the SDK signatures only. `None`

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use crate::context::Context;
 use crate::credentials::Credentials;
-use crate::dpop::DpopKey;
+use crate::dpop::{DpopKey, DpopKeyError};
 use crate::error::{AppError, Result};
 use crate::hub::Event;
 use crate::session::{Change, UserData, UserIdentity, UserInner, UserState};
@@ -24,6 +24,14 @@ pub(crate) struct Session {
 }
 
 impl Context {
+    /// A new key for a session to be bound to: the app's signer's, or a software key.
+    pub(crate) fn new_dpop_key(&self) -> std::result::Result<DpopKey, DpopKeyError> {
+        match &self.dpop_signer {
+            None => DpopKey::generate(),
+            Some(signer) => DpopKey::create(Arc::clone(signer)),
+        }
+    }
+
     pub(crate) fn login_body(&self, credentials: &Credentials) -> Result<Value> {
         let mut body = credentials.body()?;
         let d = &self.device;
@@ -72,15 +80,13 @@ impl Context {
         let route = Route::App(format!("auth/providers/{}/login", credentials.provider()));
         // A new key per login (PROTOCOL.md, "DPoP"): the proof asks the server to bind the
         // session to it.
-        let key = match (self.dpop, &self.dpop_signer) {
-            (false, _) => None,
-            (true, None) => Some(DpopKey::generate()),
-            (true, Some(signer)) => Some(DpopKey::create(Arc::clone(signer))),
-        }
-        .transpose()
-        .map_err(|e| AppError::Storage {
-            message: format!("could not log in: {e}"),
-        })?;
+        let key = self
+            .dpop
+            .then(|| self.new_dpop_key())
+            .transpose()
+            .map_err(|e| AppError::Storage {
+                message: format!("could not log in: {e}"),
+            })?;
         let answer = self
             .transport
             .send(Method::POST, &route, Auth::proof(key.as_ref()), Some(&body))

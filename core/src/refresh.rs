@@ -10,6 +10,7 @@ use serde_json::Value;
 use tokio::sync::watch;
 
 use crate::context::Context;
+use crate::dpop::DpopKey;
 use crate::error::{AppError, Result, SessionError, SessionErrorKind};
 use crate::hub::Event;
 use crate::log::LogLevel;
@@ -238,6 +239,7 @@ impl Context {
         session: u64,
         access: AccessToken,
         rotated: Option<String>,
+        bound: Option<Arc<DpopKey>>,
         trigger: Trigger,
     ) -> Result<String> {
         let refreshed = Change::Refreshed {
@@ -245,6 +247,7 @@ impl Context {
             access: access.clone(),
             rotated,
             app_asked: trigger == Trigger::App,
+            bound,
         };
         let Ok(applied) = user.apply(refreshed) else {
             return Err(AppError::not_logged_in(
@@ -334,16 +337,37 @@ async fn refresh_over_network(
         let d = user.data();
         d.dpop_key().filter(|_| d.session() == session).cloned()
     };
-    let sent = app
-        .transport
-        .send(
-            Method::POST,
-            &Route::Base("auth/session".into()),
-            Auth::refresh(refresh_token, key.as_deref()),
-            None,
-        )
-        .await
-        .map_err(AppError::from);
+    let mut sent = post_session(app, refresh_token, key.as_deref()).await;
+    // An app that turned `required` on since this bearer session's login refuses its refresh
+    // without a proof; with DPoP on here, the session is bound to a new key at this refresh
+    // (PROTOCOL.md, "DPoP": `required` binds an older session at its first use with a proof).
+    let mut fresh_key = None;
+    if key.is_none() && app.dpop && matches!(&sent, Ok(r) if r.refuses_proof()) {
+        match app.new_dpop_key() {
+            Ok(k) => {
+                sent = post_session(app, refresh_token, Some(&k)).await;
+                fresh_key = Some(k);
+            }
+            Err(e) => app.log.log(LogLevel::Warn, "sessionkit::refresh", || {
+                format!(
+                    "could not make a DPoP key to bind user {}'s session: {e}",
+                    user.id
+                )
+            }),
+        }
+    }
+    let bound_now = sent
+        .as_ref()
+        .ok()
+        .and_then(ApiResponse::json)
+        .is_some_and(|doc| doc.get("token_type").and_then(Value::as_str) == Some("DPoP"));
+    let bound = match fresh_key {
+        Some(k) if bound_now => Some(Arc::new(k)),
+        other => {
+            app.discard_key(other.as_ref());
+            None
+        }
+    };
     let response = match sent {
         Ok(response) if response.ends_session() => {
             return Err(app.session_rejected(user, session, &response));
@@ -374,12 +398,29 @@ async fn refresh_over_network(
             Ok((access, rotated))
         });
     match parsed {
-        Ok((access, rotated)) => app.commit_refresh(user, session, access, rotated, trigger),
+        Ok((access, rotated)) => app.commit_refresh(user, session, access, rotated, bound, trigger),
         Err(e) => {
             app.refresh_failed(user, &e);
             Err(e)
         }
     }
+}
+
+/// POST `auth/session` with the refresh token (and a proof from `key`).
+async fn post_session(
+    app: &Context,
+    refresh_token: &str,
+    key: Option<&DpopKey>,
+) -> Result<ApiResponse> {
+    Ok(app
+        .transport
+        .send(
+            Method::POST,
+            &Route::Base("auth/session".into()),
+            Auth::refresh(refresh_token, key),
+            None,
+        )
+        .await?)
 }
 
 /// Starts the proactive refresh loop. It holds the App only weakly and ends when the App is

@@ -36,10 +36,14 @@ impl Context {
             return Ok(response);
         }
         match self.refresh_after_401(user, &token).await {
-            Ok(fresh) => Ok(self
-                .transport
-                .send(method, &route, Auth::access(&fresh, key.as_deref()), body)
-                .await?),
+            Ok(fresh) => {
+                // The refresh may have bound the session to a key (an app now `required`).
+                let key = user.data().dpop_key().cloned();
+                Ok(self
+                    .transport
+                    .send(method, &route, Auth::access(&fresh, key.as_deref()), body)
+                    .await?)
+            }
             Err(e @ AppError::SessionExpired { .. }) => Err(e),
             Err(_) => Ok(response),
         }

@@ -154,6 +154,9 @@ pub(crate) enum Change {
         access: AccessToken,
         rotated: Option<String>,
         app_asked: bool,
+        /// The key the server bound this bearer session to at this refresh (an app that
+        /// turned `required` on since the login).
+        bound: Option<Arc<DpopKey>>,
     },
     /// A refresh failed for a transient reason at monotonic time `now`; the tokens stay.
     RefreshFailed {
@@ -411,9 +414,13 @@ impl UserData {
                 access,
                 rotated,
                 app_asked,
+                bound,
             } => {
                 if !self.in_session(session) {
                     return Err((self, Refused::Stale));
+                }
+                if self.dpop.is_none() {
+                    self.dpop = bound;
                 }
                 self.access = Some(access);
                 self.token_gen += 1;
@@ -617,6 +624,7 @@ mod tests {
     fn refreshed(d: UserData, n: i64, rotated: Option<&str>, app_asked: bool) -> Outcome {
         let session = d.session();
         let change = Change::Refreshed {
+            bound: None,
             session,
             access: token(n),
             rotated: rotated.map(str::to_string),
@@ -659,6 +667,7 @@ mod tests {
             let r = refused(
                 d,
                 Change::Refreshed {
+                    bound: None,
                     session: old,
                     access: token(1),
                     rotated: None,

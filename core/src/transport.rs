@@ -315,6 +315,12 @@ impl ApiResponse {
         matches!((self.status, self.error()), (400 | 401, Some(AppError::Service { ref code, .. })) if code == "UseDPoPNonce")
     }
 
+    /// A refusal of the request for want of a DPoP proof (or for a wrong one):
+    /// `InvalidDPoPProof`, on any status.
+    pub(crate) fn refuses_proof(&self) -> bool {
+        matches!(self.error(), Some(AppError::Service { ref code, .. }) if code == "InvalidDPoPProof")
+    }
+
     /// The `reason` sessionkit-server puts on a 401 for a refresh token.
     pub(crate) fn reason(&self) -> Option<String> {
         self.json()?.get("reason")?.as_str().map(str::to_string)

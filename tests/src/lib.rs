@@ -105,7 +105,18 @@ impl TestServer {
     }
 
     pub async fn with(o: ServerOptions) -> Self {
-        let data_dir = temp_dir("server");
+        Self::with_dir(o, temp_dir("server")).await
+    }
+
+    /// Stops this server and starts it again with options `o` on the same data (a new port:
+    /// clients need the new base URL), as an operator changing the config would.
+    pub async fn restart_with(self, o: ServerOptions) -> Self {
+        let data_dir = self.data_dir.clone();
+        self.server.shutdown().await;
+        Self::with_dir(o, data_dir).await
+    }
+
+    async fn with_dir(o: ServerOptions, data_dir: PathBuf) -> Self {
         let toml = format!(
             r#"
 listen = "127.0.0.1:0"

@@ -446,3 +446,64 @@ async fn a_link_by_a_bound_user_keeps_the_session_bound_to_its_key() {
     user.refresh_access_token().await.unwrap();
     server.stop().await;
 }
+
+/// An app that turns `required` on while bearer sessions are out there: a client with DPoP on
+/// binds each of them at its next refresh (to a new key) instead of losing it; one without
+/// keeps its session but is refused, with the error of its own.
+#[tokio::test]
+async fn turning_required_on_binds_an_existing_bearer_session_at_its_next_refresh() {
+    let server = server("optional").await;
+    let dir = temp_dir("dpop-upgrade");
+    let file_app = |base: String, dpop: bool| {
+        let mut config = AppConfig::new(APP_ID, base);
+        config.storage = StorageConfig::File {
+            dir: dir.clone(),
+            encryption_key: None,
+        };
+        config.dpop = dpop;
+        App::new(config).unwrap()
+    };
+    let id = {
+        let before = file_app(server.base_url(), false);
+        let user = email_user(&before, "dpop-upgrade").await;
+        assert!(user.dpop_thumbprint().is_none());
+        user.id()
+    };
+    let server = server
+        .restart_with(ServerOptions {
+            dpop: "required".into(),
+            refresh_token_rotation: true,
+            ..Default::default()
+        })
+        .await;
+
+    // Without DPoP: refused, session kept.
+    {
+        let plain = file_app(server.base_url(), false);
+        let user = plain.current_user().unwrap();
+        let err = user.refresh_access_token().await.unwrap_err();
+        assert_eq!(err.server_code(), Some("InvalidDPoPProof"), "{err:?}");
+        assert_eq!(user.state(), UserState::LoggedIn);
+    }
+    // With DPoP on: a call is refused for its old token, the refresh binds the session to a new
+    // key, and the call goes through with the new token and a proof.
+    let app = file_app(server.base_url(), true);
+    let user = app.current_user().unwrap();
+    assert_eq!(user.id(), id);
+    let sum: Value =
+        serde_json::from_str(&user.call_function("sum", "[2, 5]").await.unwrap()).unwrap();
+    assert_eq!(sum, json!(7));
+    let thumbprint = user.dpop_thumbprint().expect("bound at the refresh");
+    assert_eq!(
+        claims(&user.access_token().unwrap())["cnf"]["jkt"],
+        thumbprint.as_str()
+    );
+    user.refresh_access_token().await.unwrap();
+    drop(app);
+    // Kept with the session: the next App (DPoP config or not) signs with it.
+    let again = file_app(server.base_url(), false);
+    let user = again.current_user().unwrap();
+    assert_eq!(user.dpop_thumbprint().unwrap(), thumbprint);
+    user.refresh_access_token().await.unwrap();
+    server.stop().await;
+}
