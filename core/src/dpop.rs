@@ -57,6 +57,35 @@ pub trait DpopSigner: Send + Sync {
     fn delete_key(&self, handle: &str) -> Result<(), DpopKeyError>;
 }
 
+/// The signer of a session whose key a `DpopSigner` holds, in an App given none: the session is
+/// kept as it is (another process of the app may have the signer) and each request fails saying
+/// what to do, instead of the session being dropped for a configuration.
+pub(crate) struct MissingSigner;
+
+impl DpopSigner for MissingSigner {
+    fn create_key(&self) -> Result<String, DpopKeyError> {
+        Err(Self::error())
+    }
+    fn public_key(&self, _: &str) -> Result<Vec<u8>, DpopKeyError> {
+        Err(Self::error())
+    }
+    fn sign(&self, _: &str, _: &[u8]) -> Result<Vec<u8>, DpopKeyError> {
+        Err(Self::error())
+    }
+    fn delete_key(&self, _: &str) -> Result<(), DpopKeyError> {
+        Err(Self::error())
+    }
+}
+
+impl MissingSigner {
+    fn error() -> DpopKeyError {
+        signer_error(
+            "this session's key is held by a DpopSigner and this App was given none: open the \
+             App with AppConfig::dpop_signer set",
+        )
+    }
+}
+
 /// Who holds the private key.
 enum Signing {
     /// A software key, kept as PKCS#8 with the session.
@@ -131,18 +160,24 @@ impl DpopKey {
     /// [`DpopKeyError::Signer`] when the signer fails or its public key is not a P-256 one.
     pub fn create(signer: Arc<dyn DpopSigner>) -> Result<Self, DpopKeyError> {
         let handle = signer.create_key()?;
-        let public = signer.public_key(&handle)?;
-        let point = match public.len() {
-            65 => public,
-            91 if public[..26] == P256_SPKI_PREFIX => public[26..].to_vec(),
-            n => {
-                return Err(signer_error(format!(
-                    "public_key gave {n} bytes: expected a P-256 key as its 65-byte \
-                     uncompressed point or its 91-byte SubjectPublicKeyInfo DER"
-                )));
-            }
-        };
-        Self::foreign(signer, handle, &point)
+        let made = signer.public_key(&handle).and_then(|public| {
+            let point = match public.len() {
+                65 => public,
+                91 if public[..26] == P256_SPKI_PREFIX => public[26..].to_vec(),
+                n => {
+                    return Err(signer_error(format!(
+                        "public_key gave {n} bytes: expected a P-256 key as its 65-byte \
+                         uncompressed point or its 91-byte SubjectPublicKeyInfo DER"
+                    )));
+                }
+            };
+            Self::foreign(Arc::clone(&signer), handle.clone(), &point)
+        });
+        if made.is_err() {
+            // A key nobody will use: not left behind in the app's key store.
+            let _ = signer.delete_key(&handle);
+        }
+        made
     }
 
     /// A key of `signer` kept with a session: its handle and public point
@@ -480,8 +515,13 @@ mod tests {
 
     #[test]
     fn a_signer_that_misbehaves_gets_an_error_that_says_how() {
-        let short = DpopKey::create(Keystore::new(Some("short key"))).unwrap_err();
+        let store = Keystore::new(Some("short key"));
+        let short = DpopKey::create(store.clone()).unwrap_err();
         assert!(short.to_string().contains("65-byte"), "{short}");
+        assert!(
+            store.keys.lock().unwrap().is_empty(),
+            "the unusable key is deleted"
+        );
         for (flaw, says) in [("locked", "locked"), ("hashes twice", "SHA-256")] {
             let key = DpopKey::create(Keystore::new(Some(flaw))).unwrap();
             let e = key

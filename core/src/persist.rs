@@ -9,7 +9,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 use crate::context::{Context, Registry};
-use crate::dpop::DpopKey;
+use crate::dpop::{DpopKey, MissingSigner};
 use crate::error::{AppError, Result};
 use crate::hub::Event;
 use crate::log::LogLevel;
@@ -119,10 +119,12 @@ impl Context {
         signer_key: Option<&StoredSignerKey>,
     ) -> std::result::Result<DpopKey, String> {
         if let Some(k) = signer_key {
-            let signer = self.dpop_signer.clone().ok_or(
-                "its DPoP key is held by a DpopSigner, and this App was given none \
-                 (AppConfig::dpop_signer)",
-            )?;
+            // Without the signer the session is kept as it is (requests fail saying why): the
+            // app's other processes, or this one opened again with the signer, go on with it.
+            let signer = self
+                .dpop_signer
+                .clone()
+                .unwrap_or_else(|| Arc::new(MissingSigner));
             let point = URL_SAFE_NO_PAD
                 .decode(&k.public_key)
                 .map_err(|_| "the stored DPoP public key is not base64url")?;

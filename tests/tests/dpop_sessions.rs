@@ -403,19 +403,29 @@ async fn a_signer_holds_the_key_and_the_session_keeps_only_its_handle() {
         .store(false, std::sync::atomic::Ordering::SeqCst);
     user.refresh_access_token().await.unwrap();
 
-    // An App without the signer cannot use the session: logged out, with the reason logged.
+    // An App without the signer keeps the session as it is: its requests fail saying what to
+    // do, and nothing in the shared document changes (found by a fresh user's trial, #29).
     drop(app);
     let without = file_app(None);
-    assert_eq!(without.all_users()[0].state(), UserState::LoggedOut);
+    let user = without.current_user().unwrap();
+    assert_eq!(user.state(), UserState::LoggedIn);
+    let err = user.refresh_access_token().await.unwrap_err();
+    assert!(
+        matches!(&err, AppError::Storage { message } if message.contains("dpop_signer")),
+        "{err:?}"
+    );
     drop(without);
+    let doc: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    assert_eq!(doc["users"][0]["dpop_signer_key"]["handle"], "sessionkit-0");
 
-    // (That App's save logged the user out in the document; log in again with the signer.)
+    // Opened with the signer again, the same session goes on, and a logout revokes it with a
+    // proof, then deletes the key from the keystore.
     let app = file_app(Some(keystore.clone()));
-    let user = email_user(&app, "dpop").await;
-    assert_eq!(keystore.keys.lock().unwrap().len(), 2);
-    // Logout revokes with a proof, then deletes the key from the keystore.
+    let user = app.current_user().unwrap();
+    assert_eq!(user.dpop_thumbprint().unwrap(), thumbprint);
+    user.refresh_access_token().await.unwrap();
     user.log_out().await.unwrap();
-    assert_eq!(keystore.keys.lock().unwrap().len(), 1);
+    assert!(keystore.keys.lock().unwrap().is_empty());
     server.stop().await;
 }
 

@@ -5,6 +5,7 @@ HTTP client hooks' proofs checked by an API of the test's own that verifies them
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import http.server
 import json
@@ -67,6 +68,9 @@ class Api:
     def __init__(self, server: Server, nonce: Optional[str] = None) -> None:
         self.server, self.nonce = server, nonce
         self.seen: List[Tuple[str, int]] = []
+        # How many requests to refuse first as if their token had expired (a 401 that makes
+        # the hooks refresh and replay).
+        self.refuse = 0
         api = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -94,6 +98,9 @@ class Api:
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
 
     def judge(self, method: str, url: str, headers: Any) -> Tuple[int, Dict[str, str]]:
+        if self.refuse > 0:
+            self.refuse -= 1
+            return 401, {"WWW-Authenticate": 'DPoP error="invalid_token"'}
         scheme, _, token = (headers.get("Authorization") or "").partition(" ")
         proof = headers.get("DPoP")
         try:
@@ -173,6 +180,41 @@ async def test_the_hooks_proofs_pass_an_independent_verifier_and_answer_its_nonc
         plain.close()
     finally:
         api.close()
+    app.close()
+
+
+@aio
+async def test_a_nonce_asked_for_after_the_refresh_and_replay_is_answered_too(required: Server) -> None:
+    # A 401 for the token (refresh, replay), then the replay's proof asked for a nonce: one more
+    # try with it, and the nonce kept (found by a fresh user trying the hooks, #29).
+    app = required.app(dpop=True)
+    user = await app.log_in(Credentials.ANONYMOUS(reuse=False))
+
+    def api() -> Api:
+        a = Api(required, nonce="n-9")  # a new origin each time: nonces are kept per origin
+        a.refuse = 1
+        return a
+
+    async def async_get(url: str) -> int:
+        async with httpx.AsyncClient(auth=HttpxAuth(user)) as aclient:
+            return (await aclient.get(url)).status_code
+
+    for send in (
+        lambda url: requests.get(url, auth=RequestsAuth(user)).status_code,
+        lambda url: httpx.Client(auth=HttpxAuth(user)).get(url).status_code,
+        None,
+    ):
+        a = api()
+        try:
+            # The synchronous hooks refresh with blocking calls: off the event loop.
+            status = await asyncio.to_thread(send, f"{a.url}/x") if send else await async_get(f"{a.url}/x")
+            assert status == 200
+            assert [s for _, s in a.seen] == [401, 401, 200]
+            # Kept: the next request is not challenged.
+            again = await asyncio.to_thread(requests.get, f"{a.url}/y", auth=RequestsAuth(user))
+            assert again.history == []
+        finally:
+            a.close()
     app.close()
 
 
@@ -258,3 +300,37 @@ async def test_a_signer_holds_the_key_and_a_locked_one_keeps_the_session(require
     with pytest.raises(AppError.InvalidArgument) as e:
         required.app(dpop_signer=Keystore())
     assert "dpop_signer" in e.value.message
+
+
+@aio
+async def test_a_signer_or_handler_with_the_methods_need_not_subclass(required: Server) -> None:
+    # API.md: callback interfaces take any object with their methods (a fresh user's trial found
+    # the generated lowering refusing them at App(config) and set_session_error_handler).
+    inner = Keystore()
+
+    class Duck:
+        def create_key(self) -> str:
+            return inner.create_key()
+
+        def public_key(self, handle: str) -> bytes:
+            return inner.public_key(handle)
+
+        def sign(self, handle: str, message: bytes) -> bytes:
+            return inner.sign(handle, message)
+
+        def delete_key(self, handle: str) -> None:
+            inner.delete_key(handle)
+
+    class Handler:
+        def on_session_error(self, user: Any, error: Any) -> None:
+            pass
+
+    app = required.app(dpop=True, dpop_signer=Duck())
+    app.set_session_error_handler(Handler())  # type: ignore[arg-type]  # duck-typed, as documented
+    user = await app.log_in(Credentials.ANONYMOUS(reuse=False))
+    assert list(inner.keys) == ["sessionkit-0"] and user.dpop_thumbprint()
+    await user.log_out()
+    assert inner.keys == {}
+    app.close()
+    with pytest.raises(TypeError):
+        required.app(dpop=True, dpop_signer=object())

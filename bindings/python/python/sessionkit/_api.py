@@ -79,7 +79,27 @@ def install() -> None:
     for value_cls in (_ffi.AppConfig, _ffi.DeviceInfo, *variants):
         _checks.install_on(value_cls, constructor=True)
     # Callback interfaces: subclassing is documented, an object with the methods works too.
-    _checks.allow_duck_typing(
+    interfaces = (
         _ffi.SessionStore, _ffi.Logger, _ffi.AuthEventListener, _ffi.SessionErrorHandler,
         _ffi.DpopSigner,
     )
+    _checks.allow_duck_typing(*interfaces)
+    for interface in interfaces:
+        _accept_duck_typed(interface)
+
+
+def _accept_duck_typed(interface: type) -> None:
+    """Lets the generated lowering take an object with the interface's methods, as the argument
+    checks do: it hands any object to Rust through its handle map, but its check insists on a
+    subclass (a duck-typed ``dpop_signer`` or session error handler raised ``TypeError`` at
+    ``App(config)`` or ``set_session_error_handler``)."""
+    converter = getattr(_ffi, f"_UniffiFfiConverterType{interface.__name__}")
+    generated = converter.check_lower
+    names = [n for n, v in vars(interface).items() if not n.startswith("_") and callable(v)]
+
+    def check_lower(value: object) -> None:
+        if isinstance(value, interface) or all(callable(getattr(value, n, None)) for n in names):
+            return
+        generated(value)
+
+    converter.check_lower = staticmethod(check_lower)

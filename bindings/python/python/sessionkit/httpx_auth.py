@@ -84,21 +84,28 @@ class UserAuth(httpx.Auth):
         return self._proofs.answered(str(request.url), response.status_code, response.headers)
 
     def sync_auth_flow(self, request: httpx.Request) -> typing.Generator[httpx.Request, httpx.Response, None]:
-        """httpx's synchronous flow: the token (and proof), a nonce challenge answered by one
-        more try, then on a 401 one refresh and one replay."""
+        """httpx's synchronous flow: the token (and proof); on a 401 one refresh and one replay;
+        a nonce challenge, first or after the replay, answered by one more try."""
         check_destination(str(request.url), self._allow_insecure_http)
         request.read()  # kept for the replay
         token = self._tokens.sync()
         self._authorize(request, token)
         response = yield request
+        nonce_tried = False
         if self._challenged(request, response):
+            nonce_tried = True
             self._authorize(request, token)
             response = yield request
         if response.status_code != 401:
             return
         REFRESHES.refresh_sync(self._user, token)
-        self._authorize(request, self._tokens.sync())
-        yield request
+        token = self._tokens.sync()
+        self._authorize(request, token)
+        response = yield request
+        if not nonce_tried and self._challenged(request, response):
+            self._authorize(request, token)
+            response = yield request
+            self._challenged(request, response)  # keeps a nonce it brings
 
     async def async_auth_flow(
         self, request: httpx.Request
@@ -109,11 +116,18 @@ class UserAuth(httpx.Auth):
         token = await self._tokens.asynchronous()
         self._authorize(request, token)
         response = yield request
+        nonce_tried = False
         if self._challenged(request, response):
+            nonce_tried = True
             self._authorize(request, token)
             response = yield request
         if response.status_code != 401:
             return
         await REFRESHES.refresh_async(self._user, token)
-        self._authorize(request, await self._tokens.asynchronous())
-        yield request
+        token = await self._tokens.asynchronous()
+        self._authorize(request, token)
+        response = yield request
+        if not nonce_tried and self._challenged(request, response):
+            self._authorize(request, token)
+            response = yield request
+            self._challenged(request, response)  # keeps a nonce it brings

@@ -109,7 +109,20 @@ class UserAuth(requests.auth.AuthBase):
         if response.status_code != 401 or getattr(request, _REPLAYED, False):
             return response
         REFRESHES.refresh_sync(self._user, token)
-        return self._replay(response, position, self._tokens.sync(), _REPLAYED, kwargs) or response
+        fresh = self._tokens.sync()
+        replayed = self._replay(response, position, fresh, _REPLAYED, kwargs)
+        if replayed is None:
+            return response
+        # The replay's proof may be asked for a nonce in turn (a clock that is off): once.
+        request = replayed.request
+        challenged = self._proofs.answered(request.url or "", replayed.status_code, replayed.headers)
+        if challenged and "DPoP" in request.headers and not getattr(request, _NONCE_RETRIED, False):
+            last = self._replay(replayed, position, fresh, _NONCE_RETRIED, kwargs)
+            if last is None:
+                return replayed
+            self._proofs.answered(last.request.url or "", last.status_code, last.headers)
+            return last
+        return replayed
 
     def _replay(
         self,
