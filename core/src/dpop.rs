@@ -123,6 +123,18 @@ const P256_SPKI_PREFIX: [u8; 26] = [
     0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
 ];
 
+/// Whether `point` is an uncompressed point on P-256, by `ring`'s own check of an ECDH peer key.
+fn on_p256(point: &[u8]) -> bool {
+    use ring::agreement;
+    let Ok(mine) =
+        agreement::EphemeralPrivateKey::generate(&agreement::ECDH_P256, &SystemRandom::new())
+    else {
+        return false;
+    };
+    let peer = agreement::UnparsedPublicKey::new(&agreement::ECDH_P256, point);
+    agreement::agree_ephemeral(mine, &peer, |_| ()).is_ok()
+}
+
 fn signer_error(message: impl Into<String>) -> DpopKeyError {
     DpopKeyError::Signer {
         message: message.into(),
@@ -188,7 +200,14 @@ impl DpopKey {
         handle: String,
         point: &[u8],
     ) -> Result<Self, DpopKeyError> {
-        // ring checks that the point is on the curve by verifying nothing with it: parse once.
+        // ring checks a public key only when it is used: an ECDH with a throwaway key tells a
+        // point off the curve apart from a bad signature later (one agreement, at login and at
+        // restore).
+        if !on_p256(point) {
+            return Err(signer_error(
+                "the public key is not a point on P-256 (expected 0x04 || x || y of the key)",
+            ));
+        }
         let signing = Signing::Foreign {
             signer,
             handle,
@@ -532,6 +551,16 @@ mod tests {
                 "{e}"
             );
         }
+    }
+
+    #[test]
+    fn a_public_key_off_the_curve_is_named_as_such() {
+        let mut off = vec![4u8];
+        off.extend([1u8; 64]);
+        let e = DpopKey::foreign(Keystore::new(None), "h".into(), &off).unwrap_err();
+        assert!(e.to_string().contains("not a point on P-256"), "{e}");
+        let real = DpopKey::generate().unwrap().public_point();
+        assert!(DpopKey::foreign(Keystore::new(None), "h".into(), &real).is_ok());
     }
 
     #[test]

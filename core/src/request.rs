@@ -44,7 +44,11 @@ impl Context {
                     .send(method, &route, Auth::access(&fresh, key.as_deref()), body)
                     .await?)
             }
-            Err(e @ AppError::SessionExpired { .. }) => Err(e),
+            // The session is over (refused, or ended by a logout here or in another process
+            // sharing the store): that, not the 401, is the answer.
+            Err(e @ (AppError::SessionExpired { .. } | AppError::ClientUserNotLoggedIn { .. })) => {
+                Err(e)
+            }
             Err(_) => Ok(response),
         }
     }

@@ -340,8 +340,14 @@ async fn two_apps_on_one_directory_see_each_others_changes() {
     );
     assert_eq!(theirs.access_token(), user.access_token());
 
-    // A logout in one is a logout in the other.
+    // A logout in one is a logout in the other: a call there is refused for the revoked
+    // session's token, and that is what it says (not the server's 401).
     user.log_out().await.unwrap();
+    let err = theirs.call_function("sum", "[1]").await.unwrap_err();
+    assert!(
+        matches!(err, AppError::ClientUserNotLoggedIn { .. }),
+        "{err:?}"
+    );
     let err = theirs.refresh_access_token().await.unwrap_err();
     assert!(
         matches!(err, AppError::ClientUserNotLoggedIn { .. }),
