@@ -98,31 +98,35 @@ class UserAuth(requests.auth.AuthBase):
     def _on_response(
         self, token: str, position: typing.Optional[int], response: requests.Response, **kwargs: typing.Any
     ) -> requests.Response:
-        request = response.request
-        challenged = self._proofs.answered(request.url or "", response.status_code, response.headers)
-        if challenged and "DPoP" in request.headers and not getattr(request, _NONCE_RETRIED, False):
-            retried = self._replay(response, position, token, _NONCE_RETRIED, kwargs)
-            if retried is None:
-                return response
-            response, request = retried, retried.request
-            self._proofs.answered(request.url or "", response.status_code, response.headers)
-        if response.status_code != 401 or getattr(request, _REPLAYED, False):
+        response = self._answer_nonce(response, position, token, kwargs)
+        if response.status_code != 401 or getattr(response.request, _REPLAYED, False):
             return response
         REFRESHES.refresh_sync(self._user, token)
         fresh = self._tokens.sync()
         replayed = self._replay(response, position, fresh, _REPLAYED, kwargs)
         if replayed is None:
             return response
-        # The replay's proof may be asked for a nonce in turn (a clock that is off): once.
-        request = replayed.request
-        challenged = self._proofs.answered(request.url or "", replayed.status_code, replayed.headers)
-        if challenged and "DPoP" in request.headers and not getattr(request, _NONCE_RETRIED, False):
-            last = self._replay(replayed, position, fresh, _NONCE_RETRIED, kwargs)
-            if last is None:
-                return replayed
-            self._proofs.answered(last.request.url or "", last.status_code, last.headers)
-            return last
-        return replayed
+        # The replay's proof may be asked for a nonce in turn (a clock that is off).
+        return self._answer_nonce(replayed, position, fresh, kwargs)
+
+    def _answer_nonce(
+        self,
+        response: requests.Response,
+        position: typing.Optional[int],
+        token: str,
+        kwargs: typing.Dict[str, typing.Any],
+    ) -> requests.Response:
+        """Keeps the answer's nonce; a nonce challenge to a proof is answered by one more try
+        with it (once per request), whose answer is returned (with its nonce kept too)."""
+        request = response.request
+        challenged = self._proofs.answered(request.url or "", response.status_code, response.headers)
+        if not challenged or "DPoP" not in request.headers or getattr(request, _NONCE_RETRIED, False):
+            return response
+        retried = self._replay(response, position, token, _NONCE_RETRIED, kwargs)
+        if retried is None:
+            return response
+        self._proofs.answered(retried.request.url or "", retried.status_code, retried.headers)
+        return retried
 
     def _replay(
         self,
