@@ -704,4 +704,38 @@ mod tests {
         };
         assert!(!format!("{p:?}").contains("c2VjcmV0"));
     }
+
+    /// What `passwords.rs` logs when a stored hash no longer parses: the error never quotes the
+    /// salt or the digest, wherever they sit in a broken string.
+    #[test]
+    fn errors_never_quote_a_salt_or_a_digest() {
+        let salt = "c2FsdHNhbHRzYWx0c2FsdA";
+        let digest = "ZGlnZXN0ZGlnZXN0ZGlnZXN0ZGlnZXN0";
+        let hex = "5f4dcc3b5aa765d61d8327deb882cf99";
+        let mut refused = 0;
+        for broken in [
+            format!("$argon2id$v=19$m=65536,t=2,p=1${salt}"),
+            format!("$argon2id$v=19$m=65536,t=2,p=1$!{salt}${digest}"),
+            format!("$argon2id$v=19$m=65536,t=2,p=1,{salt}=1${salt}${digest}"),
+            format!("$scrypt$ln=15,r=8,p=1${salt}"),
+            format!("$pbkdf2-sha256$i=0${salt}${digest}"),
+            format!("$2b$04${salt}"),
+            format!("$2b$4${salt}{digest}"),
+            format!("${hex}"),
+            format!("$md5${salt}${digest}"),
+            format!("{salt}${digest}"),
+            format!("$firebase-scrypt${salt}=8${salt}${digest}"),
+            format!("$firebase-scrypt$rounds={salt}${salt}${digest}"),
+        ] {
+            let Err(e) = LegacyHash::parse(&broken) else {
+                panic!("{broken:?} parsed");
+            };
+            refused += 1;
+            let text = e.to_string();
+            for secret in [salt, digest, hex] {
+                assert!(!text.contains(secret), "{broken:?} -> {text}");
+            }
+        }
+        assert_eq!(refused, 12);
+    }
 }
