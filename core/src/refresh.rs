@@ -356,18 +356,21 @@ async fn refresh_over_network(
             }),
         }
     }
-    let bound_now = sent
-        .as_ref()
-        .ok()
-        .and_then(ApiResponse::json)
-        .is_some_and(|doc| doc.get("token_type").and_then(Value::as_str) == Some("DPoP"));
-    let bound = match fresh_key {
-        Some(k) if bound_now => Some(Arc::new(k)),
-        other => {
-            app.discard_key(other.as_ref());
+    // The new key is kept only if the server bound the session to it (read only then: every
+    // other refresh parses its answer once, below).
+    let bound = fresh_key.and_then(|k| {
+        let bound_now = sent
+            .as_ref()
+            .ok()
+            .and_then(ApiResponse::json)
+            .is_some_and(|doc| doc.get("token_type").and_then(Value::as_str) == Some("DPoP"));
+        if bound_now {
+            Some(Arc::new(k))
+        } else {
+            app.discard_key(Some(&k));
             None
         }
-    };
+    });
     let response = match sent {
         Ok(response) if response.ends_session() => {
             return Err(app.session_rejected(user, session, &response));

@@ -73,7 +73,7 @@ pub(crate) enum Error {
     /// already in the public shape: `AppError::Service`.
     #[error(transparent)]
     Server(AppError),
-    /// A DPoP proof could not be signed (the system's random source failed).
+    /// A DPoP proof could not be signed (the random source or the app's signer failed).
     #[error("could not make a DPoP proof: {0}")]
     Proof(#[source] DpopKeyError),
 }
@@ -312,13 +312,20 @@ impl ApiResponse {
     /// A DPoP nonce challenge (`UseDPoPNonce`, RFC 9449's `use_dpop_nonce`): the proof's time
     /// or nonce was not accepted, and the answer's `DPoP-Nonce` has the nonce to use.
     pub(crate) fn asks_for_nonce(&self) -> bool {
-        matches!((self.status, self.error()), (400 | 401, Some(AppError::Service { ref code, .. })) if code == "UseDPoPNonce")
+        self.dpop_error("UseDPoPNonce")
     }
 
     /// A refusal of the request for want of a DPoP proof (or for a wrong one):
-    /// `InvalidDPoPProof`, on any status.
+    /// `InvalidDPoPProof`.
     pub(crate) fn refuses_proof(&self) -> bool {
-        matches!(self.error(), Some(AppError::Service { ref code, .. }) if code == "InvalidDPoPProof")
+        self.dpop_error("InvalidDPoPProof")
+    }
+
+    /// A DPoP error `code` (400 at the token endpoint, 401 elsewhere). The status is looked at
+    /// first, so a success is not parsed here on top of its caller's parse.
+    fn dpop_error(&self, code: &str) -> bool {
+        matches!(self.status, 400 | 401)
+            && self.error().is_some_and(|e| e.server_code() == Some(code))
     }
 
     /// The `reason` sessionkit-server puts on a 401 for a refresh token.

@@ -13,7 +13,7 @@ use crate::credentials::Credentials;
 use crate::error::{AppError, Result};
 use crate::session::{UserIdentity, UserInner, UserState};
 use crate::sessions::{self, LogOutScope, SessionInfo};
-use crate::transport::Route;
+use crate::transport::{self, Route};
 
 shared_type! {
     $ __user_profile;
@@ -153,8 +153,8 @@ impl User {
     /// fragment, `ath` of the token, `iat` now, and `nonce` when the API answered a
     /// `DPoP-Nonce`. Send it as the `DPoP` header with `Authorization: DPoP <access_token>`.
     /// `None` when the session is not bound: send `Authorization: Bearer <access_token>`. The
-    /// HTTP client hooks of the bindings use it. Errors: `Storage` when the system's random
-    /// source fails.
+    /// HTTP client hooks of the bindings use it. Errors: `Storage` when no proof could be
+    /// signed (the system's random source or the app's `DpopSigner` failed).
     pub fn dpop_proof(
         &self,
         method: &str,
@@ -173,9 +173,7 @@ impl User {
             self.ctx.clock.unix_now(),
         )
         .map(Some)
-        .map_err(|e| AppError::Storage {
-            message: format!("could not make a DPoP proof: {e}"),
-        })
+        .map_err(|e| AppError::from(transport::Error::Proof(e)))
     }
 
     /// The stored access token if it has at least `min_ttl_secs` to live (default: the config's
