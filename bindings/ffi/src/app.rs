@@ -1,5 +1,7 @@
 //! The App, and the email/password and email one-time-code flows it offers.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use sessionkit as sk;
@@ -139,7 +141,8 @@ impl App {
     /// callback (a listener), it closes at once and finishes in the background instead of
     /// waiting for itself. Calling it again does nothing more. (core `App::close`)
     pub fn close(&self) {
-        let closing = self.inner.close();
+        // Boxed as the same task type as every `run`, so spawning it adds no task machinery.
+        let closing: Pin<Box<dyn Future<Output = ()> + Send>> = Box::pin(self.inner.close());
         let Ok(rt) = runtime() else {
             return; // no runtime: nothing was ever started that needs stopping
         };

@@ -42,25 +42,36 @@ pub(crate) fn call<T>(f: impl FnOnce() -> T) -> Option<T> {
 /// Like [`call`], for the bindings' own short callbacks (waking a foreign future), which never
 /// block: no hand-off of the worker, which would cost more than the callback.
 pub(crate) fn call_binding<T>(f: impl FnOnce() -> T) -> Option<T> {
-    {
+    let _leave = Leave::enter()?;
+    Some(f())
+}
+
+/// A foreign call in progress, counted while it lives. Not generic, and kept out of line, so
+/// that the many instantiations of [`call_binding`] share one copy of the bookkeeping.
+struct Leave;
+
+impl Leave {
+    /// `None` once the foreign runtime is exiting.
+    #[inline(never)]
+    fn enter() -> Option<Leave> {
         let mut st = lock();
         if st.exiting {
             return None;
         }
         st.in_progress += 1;
+        Some(Leave)
     }
-    struct Leave;
-    impl Drop for Leave {
-        fn drop(&mut self) {
-            let mut st = lock();
-            st.in_progress -= 1;
-            if st.in_progress == 0 {
-                DONE.notify_all();
-            }
+}
+
+impl Drop for Leave {
+    #[inline(never)]
+    fn drop(&mut self) {
+        let mut st = lock();
+        st.in_progress -= 1;
+        if st.in_progress == 0 {
+            DONE.notify_all();
         }
     }
-    let _leave = Leave;
-    Some(f())
 }
 
 /// Runs `f` where it may block as long as it likes. Foreign code called from one of the SDK
