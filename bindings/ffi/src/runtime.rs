@@ -37,7 +37,7 @@ pub(crate) fn runtime() -> Result<&'static Runtime, AppError> {
 /// This is instantiated once per exported async function (28 of them), so it is a plain
 /// function returning a named future rather than an `async fn` (one state machine fewer in each
 /// export), and what does not depend on the result's type is in non-generic code ([`spawn`],
-/// [`Fallback`]): together about 30 KB less of the shipped library.
+/// [`Fallback`]): together 40 KB less of the shipped library (#28, BENCHMARKS.md).
 pub(crate) fn run<T, F>(fut: F) -> Answer<T>
 where
     T: Send + 'static,
@@ -95,6 +95,7 @@ enum Fallback {
 }
 
 impl Fallback {
+    /// Whether the task may still answer.
     fn is_waiting(&self) -> bool {
         matches!(self, Fallback::Running(_))
     }
