@@ -48,7 +48,7 @@ pub(crate) fn call_binding<T>(f: impl FnOnce() -> T) -> Option<T> {
 
 /// A foreign call in progress, counted while it lives. Not generic, and kept out of line, so
 /// that the many instantiations of [`call_binding`] share one copy of the bookkeeping.
-struct Leave;
+struct Leave(());
 
 impl Leave {
     /// `None` once the foreign runtime is exiting.
@@ -59,7 +59,7 @@ impl Leave {
             return None;
         }
         st.in_progress += 1;
-        Some(Leave)
+        Some(Leave(()))
     }
 }
 

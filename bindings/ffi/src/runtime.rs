@@ -37,7 +37,7 @@ pub(crate) fn runtime() -> Result<&'static Runtime, AppError> {
 /// This is instantiated once per exported async function (28 of them), so it is a plain
 /// function returning a named future rather than an `async fn` (one state machine fewer in each
 /// export), and what does not depend on the result's type is in non-generic code ([`spawn`],
-/// [`Fallback`]): together 40 KB less of the shipped library (#28, BENCHMARKS.md).
+/// [`Fallback`]): together 39,776 B less of the shipped library (#28, BENCHMARKS.md).
 pub(crate) fn run<T, F>(fut: F) -> Answer<T>
 where
     T: Send + 'static,
@@ -90,7 +90,8 @@ enum Fallback {
     Running(JoinHandle<()>),
     /// It ended without one: waiting for the join handle's verdict.
     Ending(Pin<Box<dyn Future<Output = AppError> + Send>>),
-    /// It never started (no runtime): the error, until it is returned.
+    /// It never started (no runtime): the error, until it is returned; `None` once an error
+    /// was returned.
     NotStarted(Option<AppError>),
 }
 
@@ -132,8 +133,8 @@ async fn verdict(handle: JoinHandle<()>) -> AppError {
 }
 
 /// Spawns one task on the SDK runtime. Every export spawns the same boxed task type, so tokio's
-/// task machinery is compiled once instead of once per exported function (about 100 KB of the
-/// shipped library).
+/// task machinery is compiled once instead of once per exported function (89 KB of the shipped
+/// library).
 fn spawn(task: Pin<Box<dyn Future<Output = ()> + Send>>) -> Fallback {
     match runtime() {
         Ok(runtime) => Fallback::Running(runtime.spawn(task)),
