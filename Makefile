@@ -10,10 +10,13 @@ test:  ## every test in every language, each printing "LANG: N passed, N failed"
 test-rust:
 	bash scripts/test-all rust
 
-lint:  ## formatting, clippy, one-way module layers (docs/ARCHITECTURE.md), and the size budget of the library the wheel ships (3.0 MB, stripped)
+lint:  ## formatting, clippy, the SDK crate building alone, one-way module layers (docs/ARCHITECTURE.md), and the size budget of the library the wheel ships (3.0 MB, stripped)
 	cargo fmt --all -- --check
 	python3 scripts/check-module-cycles --self-test core/src bindings/ffi/src server/src
 	cargo clippy --workspace --all-targets -- -D warnings
+	# The SDK crate alone, with only the features it asks for (in the workspace, another crate's
+	# tokio features reach it too): what an app that depends on it builds.
+	cargo check -p sessionkit --lib
 	bash scripts/check-size
 
 bench:  ## every benchmark (Rust, server load, mail, FFI size, Python, Kotlin); figures in BENCHMARKS.md
