@@ -383,6 +383,18 @@ code_lifetime_secs = 300
         (status, serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 
+    /// Raw GET of the profile with this `Authorization` header (`Bearer <token>` or
+    /// `DPoP <token>`) and, when given, a `DPoP` proof header; the status. For the checks of
+    /// bound tokens (#29) that the SDK would never send that way.
+    pub async fn profile_status(&self, authorization: &str, proof: Option<&str>) -> u16 {
+        let url = format!("{}/api/client/v2.0/auth/profile", self.base_url());
+        let mut request = self.http.get(url).header("authorization", authorization);
+        if let Some(proof) = proof {
+            request = request.header("dpop", proof);
+        }
+        request.send().await.expect("raw request").status().as_u16()
+    }
+
     pub async fn stop(self) {
         self.server.shutdown().await;
         let _ = std::fs::remove_dir_all(&self.data_dir);

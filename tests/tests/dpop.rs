@@ -102,25 +102,18 @@ async fn the_cores_proofs_bind_a_session_and_pass_the_server_and_an_independent_
         .proof("GET", &profile_url, Some(&access), None, now())
         .unwrap();
     verify_independently(&proof, "GET", &profile_url, Some(&access));
-    let r = http
-        .get(&profile_url)
-        .header("authorization", format!("DPoP {access}"))
-        .header("dpop", &proof)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    let status = server
+        .profile_status(&format!("DPoP {access}"), Some(&proof))
+        .await;
+    assert_eq!(status, 200);
 
     // The refresh token, with a proof and without.
     let refresh = login["refresh_token"].as_str().unwrap();
     let session_url = format!("{base}/api/client/v2.0/auth/session");
-    let r = http
-        .post(&session_url)
-        .bearer_auth(refresh)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 400);
+    let (status, _) = server
+        .post_raw("/api/client/v2.0/auth/session", Some(refresh), None)
+        .await;
+    assert_eq!(status, 400);
     let proof = key.proof("POST", &session_url, None, None, now()).unwrap();
     let r = http
         .post(&session_url)

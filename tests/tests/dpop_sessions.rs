@@ -2,19 +2,15 @@
 //! at login and kept with the session, proofs on every request, nonce challenges answered, a
 //! stolen token useless, and the device never logged out by an attacker's attempt.
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Value, json};
 use sessionkit::{App, AppConfig, AppError, Credentials, StorageConfig, UserState};
-use sessionkit_tests::{APP_ID, ServerOptions, TestServer, email_user, temp_dir, unique_email};
+use sessionkit_tests::{
+    APP_ID, ServerOptions, TestServer, email_user, jwt_payload, temp_dir, unique_email,
+};
 
+/// The claims of an access token.
 fn claims(token: &str) -> Value {
-    serde_json::from_slice(
-        &URL_SAFE_NO_PAD
-            .decode(token.split('.').nth(1).unwrap())
-            .unwrap(),
-    )
-    .unwrap()
+    jwt_payload(token).expect("a JWT")
 }
 
 async fn server(dpop: &str) -> TestServer {
@@ -30,10 +26,6 @@ fn app(server: &TestServer, dpop: bool) -> App {
     let (mut config, _clock) = server.config();
     config.dpop = dpop;
     App::new(config).unwrap()
-}
-
-fn service_code(e: &AppError) -> Option<&str> {
-    e.server_code()
 }
 
 #[tokio::test]
@@ -71,16 +63,12 @@ async fn on_a_required_app_every_sdk_request_carries_a_proof_and_stolen_tokens_a
 
     // The tokens alone, replayed by raw HTTP: refused, with the error of its own.
     let refresh = user.refresh_token().unwrap();
-    let http = reqwest::Client::new();
-    let r = http
-        .post(format!("{base}/api/client/v2.0/auth/session"))
-        .bearer_auth(&refresh)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 400);
-    let body: Value = r.json().await.unwrap();
+    let (status, body) = server
+        .post_raw("/api/client/v2.0/auth/session", Some(&refresh), None)
+        .await;
+    assert_eq!(status, 400);
     assert_eq!(body["error_code"], "InvalidDPoPProof", "{body}");
+    let http = reqwest::Client::new();
     let r = http
         .delete(format!("{base}/api/client/v2.0/auth/session"))
         .bearer_auth(&refresh)
@@ -90,13 +78,10 @@ async fn on_a_required_app_every_sdk_request_carries_a_proof_and_stolen_tokens_a
     assert_eq!(r.status(), 400, "an attacker cannot log the device out");
     let access = user.access_token().unwrap();
     for scheme in ["Bearer", "DPoP"] {
-        let r = http
-            .get(format!("{base}/api/client/v2.0/auth/profile"))
-            .header("authorization", format!("{scheme} {access}"))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 401, "{scheme}");
+        let status = server
+            .profile_status(&format!("{scheme} {access}"), None)
+            .await;
+        assert_eq!(status, 401, "{scheme}");
     }
 
     // The device goes on: same session, refreshes, calls.
@@ -113,14 +98,10 @@ async fn on_a_required_app_every_sdk_request_carries_a_proof_and_stolen_tokens_a
         .dpop_proof("GET", &url, &access, None)
         .unwrap()
         .expect("bound");
-    let r = http
-        .get(&url)
-        .header("authorization", format!("DPoP {access}"))
-        .header("dpop", &proof)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    let status = server
+        .profile_status(&format!("DPoP {access}"), Some(&proof))
+        .await;
+    assert_eq!(status, 200);
 
     // The logout's revocation carries a proof too: the other device's list shrinks.
     let other = app
@@ -156,7 +137,7 @@ async fn a_required_app_refuses_a_client_without_dpop_with_an_error_that_says_so
         .log_in(Credentials::Anonymous { reuse: false })
         .await
         .unwrap_err();
-    assert_eq!(service_code(&err), Some("InvalidDPoPProof"), "{err:?}");
+    assert_eq!(err.server_code(), Some("InvalidDPoPProof"), "{err:?}");
     server.stop().await;
 }
 
